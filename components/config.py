@@ -1,0 +1,646 @@
+"""The stack configuration model: parsed from `Pulumi.<stack>.yaml` once, validated, then read-only.
+
+Everything downstream (rendering, components, `scripts/render.py`, the HA lab) takes a `ClusterConfig`, never raw
+config. Validation collects every problem and raises one `ConfigError` whose lines each name the offending key, so a
+bad stack file fails before a single resource is registered or a host touched.
+
+Keys live in the `harbor-ha` namespace (`harbor-ha:hosts`, `harbor-ha:vip`, ...). Defaults are explained where they
+are set, the way evrardjp/ansible-keepalived and geerlingguy/ansible-role-postgresql explain theirs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+NAMESPACE = "harbor-ha"
+
+# Every top-level key this program reads; anything else in the namespace is a typo and an error.
+KNOWN_KEYS = (
+    "hosts", "network", "roles", "vip", "keepalived", "loadBalancer", "harbor", "tls", "postgres", "redis", "nfs",
+    # Secret keys: only their presence is validated here, their values stay Outputs (see components/secrets.py).
+    "sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword",
+    # Sections owned by the Harbor API provider and the migration (harbor_provider/); passed through untouched.
+    "harborApi", "migration",
+)
+SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword")
+
+HARBOR_DEFAULT_VERSION = "2.15.2"
+HARBOR_RELEASE_URL = (
+    "https://github.com/goharbor/harbor/releases/download/v{version}/harbor-offline-installer-v{version}.tgz"
+)
+
+
+class ConfigError(ValueError):
+    """Bad stack configuration; `problems` holds one line per offending key."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("invalid stack configuration:\n  " + "\n  ".join(self.problems))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Typed model
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Host:
+    """A machine reached over SSH."""
+
+    name: str  #: unique name; also the folder name in `scripts/render.py` output
+    address: str  #: private IPv4 address, used for SSH and for every service binding
+    user: str  #: SSH user (root, or a user with passwordless sudo)
+    port: int  #: SSH port
+
+
+@dataclass(frozen=True)
+class VrrpSettings:
+    """keepalived settings shared by both LB hosts (see components/keepalived.py for what each does)."""
+
+    interface: str  #: interface that carries the VIP and the VRRP adverts
+    virtual_router_id: int  #: VRRP router id, 1..255, unique on the L2 segment
+    vrrp_version: int  #: 2 or 3; 3 allows sub-second advert_int but has no authentication (RFC 5798)
+    advert_int: float  #: seconds between adverts; the backup takes over after ~3 missed adverts
+    unicast: bool  #: send adverts to the peer's address instead of multicast (clouds drop multicast)
+    nopreempt: bool  #: a recovered higher-priority host does not take the VIP back (one move instead of two)
+    priority_master: int  #: priority of the first LB host
+    priority_backup: int  #: priority of the second LB host
+    track_process: bool  #: track the nginx process through netlink (reacts within milliseconds of its death)
+    check_interval: int  #: seconds between runs of the LB health check script (whole seconds, keepalived rule)
+    check_fall: int  #: failed checks before the host gives up the VIP
+    check_rise: int  #: good checks before it may hold the VIP again
+    check_weight: int  #: 0 = a failed check puts the host in FAULT; negative = lower its priority by that much
+    check_command: Optional[str]  #: override of the health check command (None: curl the LB health endpoint)
+    garp_master_delay: int  #: seconds before the second burst of gratuitous ARPs after becoming master
+
+
+@dataclass(frozen=True)
+class LoadBalancerSettings:
+    """nginx on the keepalived hosts."""
+
+    http_port: int  #: plain-HTTP port on the VIP (redirects to HTTPS)
+    https_port: int  #: HTTPS port on the VIP
+    health_port: int  #: loopback-only port of the health endpoint keepalived checks
+    max_fails: int  #: failed attempts before nginx stops sending to an upstream for fail_timeout
+    fail_timeout: int  #: seconds an upstream is considered down after max_fails
+    connect_timeout: float  #: seconds to connect to a Harbor node before trying the next one
+    read_timeout: int  #: seconds without data from Harbor before a request fails (large layer pushes)
+    next_upstream_tries: int  #: how many upstreams an idempotent request may try
+    hsts: bool  #: send Strict-Transport-Security
+    worker_connections: int  #: nginx worker_connections
+
+
+@dataclass(frozen=True)
+class HarborSettings:
+    """The Harbor installation on each node."""
+
+    version: str  #: Harbor release, e.g. 2.15.2
+    installer_url: Optional[str]  #: offline installer download URL (default: the GitHub release of `version`)
+    installer_path: Optional[str]  #: local path of the offline installer, uploaded instead (air-gapped sites)
+    installer_sha256: Optional[str]  #: expected sha256 of the installer, checked on the host when given
+    hostname: str  #: DNS name of the VIP; Harbor's hostname and external_url
+    http_port: int  #: port Harbor's own nginx listens on (off 80 when the LB shares the host)
+    data_volume: str  #: Harbor's data_volume: the NFS mount point
+    install_dir: str  #: where the installer is unpacked on each node
+    trivy: bool  #: install the Trivy scanner
+    metrics_port: int  #: Prometheus metrics port (metric.enabled is always on)
+    health_timeout: int  #: seconds to wait for /api/v2.0/health to report every component healthy
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """TLS termination on the load balancer."""
+
+    user_certificate: bool  #: tlsCertificate/tlsPrivateKey are set (else a self-signed cert is generated)
+    self_signed_days: int  #: validity of the generated self-signed certificate
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    """PostgreSQL as Harbor's external database."""
+
+    version: int  #: major version of the distribution's package (Debian 12: 15, Ubuntu 22.04: 14, 24.04: 16)
+    port: int  #: listen port
+    database: str  #: Harbor's database name
+    user: str  #: Harbor's database user (password generated)
+    max_connections: int  #: max_connections; Harbor opens up to max_open_conns per node
+    shared_buffers: str  #: shared_buffers
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Redis as Harbor's external cache / job queue."""
+
+    mode: str  #: "standalone" or "sentinel"
+    port: int  #: redis-server port
+    sentinel_port: int  #: redis-sentinel port
+    master_set: str  #: sentinel master name (Harbor's sentinel_master_set)
+    quorum: int  #: sentinels that must agree the master is down (default: majority)
+    down_after_ms: int  #: milliseconds without reply before a sentinel considers the master down
+    failover_timeout_ms: int  #: sentinel failover-timeout
+    maxmemory: str  #: maxmemory ("0" = no limit)
+
+
+@dataclass(frozen=True)
+class NfsSettings:
+    """The NFS export that holds Harbor's data_volume."""
+
+    export_path: str  #: directory exported on the NFS host
+    mount_options: str  #: client mount options on the Harbor nodes
+    version: str  #: NFS version used by the clients (4.1 or 4.2, or 3)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The whole validated cluster configuration."""
+
+    hosts: tuple[Host, ...]  #: every host, in stack file order
+    prefix_length: int  #: prefix length of the hosts' subnet (the VIP must be inside it)
+    nfs_host: Host  #: host of the NFS server
+    postgres_host: Host  #: host of PostgreSQL
+    redis_hosts: tuple[Host, ...]  #: redis-server hosts; the first is the initial master
+    sentinel_hosts: tuple[Host, ...]  #: redis-sentinel hosts (sentinel mode only)
+    harbor_nodes: tuple[Host, ...]  #: Harbor nodes; the first installs alone (it runs the DB migrations)
+    lb_hosts: tuple[Host, Host]  #: the keepalived/nginx pair; the first is the initial VRRP master
+    vip: str  #: the virtual IP Harbor is reached on
+    vrrp: VrrpSettings  #: keepalived settings
+    lb: LoadBalancerSettings  #: nginx settings
+    harbor: HarborSettings  #: Harbor installation settings
+    tls: TlsSettings  #: TLS settings
+    postgres: PostgresSettings  #: PostgreSQL settings
+    redis: RedisSettings  #: Redis settings
+    nfs: NfsSettings  #: NFS settings
+    passthrough: Mapping[str, Any] = field(default_factory=dict)  #: harborApi/migration sections, raw
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    @property
+    def lb_shares_harbor_host(self) -> bool:
+        """True when a Harbor node also runs the LB (so Harbor's nginx must leave ports 80/443)."""
+        return bool({h.name for h in self.lb_hosts} & {h.name for h in self.harbor_nodes})
+
+    @property
+    def external_url(self) -> str:
+        port = "" if self.lb.https_port == 443 else f":{self.lb.https_port}"
+        return f"https://{self.harbor.hostname}{port}"
+
+    def roles_of(self, host: Host) -> list[str]:
+        """The roles a host plays, in provisioning order."""
+        roles = []
+        if host == self.nfs_host:
+            roles.append("nfs")
+        if host == self.postgres_host:
+            roles.append("postgres")
+        if host in self.redis_hosts:
+            roles.append("redis")
+        if host in self.sentinel_hosts:
+            roles.append("sentinel")
+        if host in self.harbor_nodes:
+            roles.append("harbor")
+        if host in self.lb_hosts:
+            roles.append("lb")
+        return roles
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------------------------------------
+
+_HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_IFACE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+_SIZE = re.compile(r"^\d+(kB|MB|GB|TB)?$")
+_REDIS_SIZE = re.compile(r"^\d+([kmg]b?)?$", re.IGNORECASE)
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
+
+
+class _Reader:
+    """Reads typed values out of one config mapping, recording problems under their full key name."""
+
+    def __init__(self, data: Any, key: str, problems: list[str]):
+        self.key = key
+        self.problems = problems
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            self.fail(f"must be a mapping, got {type(data).__name__}")
+            data = {}
+        self.data = data
+        self.used: set[str] = set()
+
+    def fail(self, message: str, sub: Optional[str] = None) -> None:
+        self.problems.append(f"{self.key}.{sub}: {message}" if sub else f"{self.key}: {message}")
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any, *,
+            check: Optional[Callable[[Any], Optional[str]]] = None, required: bool = False) -> Any:
+        self.used.add(name)
+        if name not in self.data or self.data[name] is None:
+            if required:
+                self.fail("is required", name)
+            return default
+        value = self.data[name]
+        # YAML gives ints where floats are meant (advertInt: 1); bools are ints in Python, so refuse them explicitly.
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            self.fail(f"must be {_kind_name(kind)}, got a boolean", name)
+            return default
+        if not isinstance(value, kind):
+            self.fail(f"must be {_kind_name(kind)}, got {type(value).__name__} {value!r}", name)
+            return default
+        if check is not None:
+            message = check(value)
+            if message:
+                self.fail(message, name)
+                return default
+        return value
+
+    def finish(self) -> None:
+        for extra in sorted(set(self.data) - self.used):
+            self.fail(f"unknown key (known: {', '.join(sorted(self.used))})", str(extra))
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
+             dict: "a mapping"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _in_range(low: float, high: float) -> Callable[[Any], Optional[str]]:
+    return lambda v: None if low <= v <= high else f"must be between {low} and {high}, got {v}"
+
+
+def _matches(pattern: re.Pattern[str], what: str) -> Callable[[Any], Optional[str]]:
+    return lambda v: None if pattern.match(v) else f"{v!r} is not {what}"
+
+
+def _parse_hosts(raw: Any, problems: list[str]) -> list[Host]:
+    key = f"{NAMESPACE}:hosts"
+    if not isinstance(raw, list) or not raw:
+        problems.append(f"{key}: must be a non-empty list of hosts ({{name, address, user, port}})")
+        return []
+    hosts: list[Host] = []
+    seen_names: dict[str, int] = {}
+    seen_addresses: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        r = _Reader(item, f"{key}[{i}]", problems)
+        name = r.get("name", str, "", required=True, check=_matches(_HOST_NAME, "a host name (a-z, 0-9, -)"))
+        address = r.get("address", str, "", required=True, check=_ipv4_check)
+        # Ubuntu and Debian cloud images both log in as a sudo-capable user; root is the common bare-metal case.
+        user = r.get("user", str, "root")
+        # 22: sshd's default.
+        port = r.get("port", int, 22, check=_in_range(1, 65535))
+        r.finish()
+        if name and name in seen_names:
+            r.fail(f"duplicate host name {name!r} (also {key}[{seen_names[name]}])", "name")
+        if address and address in seen_addresses:
+            r.fail(f"duplicate address {address} (also {key}[{seen_addresses[address]}])", "address")
+        seen_names.setdefault(name, i)
+        seen_addresses.setdefault(address, i)
+        hosts.append(Host(name=name, address=address, user=user, port=port))
+    return hosts
+
+
+def _ipv4_check(value: str) -> Optional[str]:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return f"{value!r} is not an IPv4 address"
+    return None
+
+
+def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence[str] = ()) -> ClusterConfig:
+    """Parse and validate the `harbor-ha:*` config values of a stack.
+
+    `values` maps a key without namespace (`hosts`, `vip`, ...) to its plain value (secret keys excluded);
+    `secrets_present` names the secret keys that are set (their values never reach this function).
+    Raises ConfigError naming every offending key.
+    """
+    problems: list[str] = []
+    for unknown in sorted(set(values) - set(KNOWN_KEYS)):
+        problems.append(f"{NAMESPACE}:{unknown}: unknown key (known: {', '.join(KNOWN_KEYS)})")
+    for secret in SECRET_KEYS:
+        if secret in values:
+            problems.append(f"{NAMESPACE}:{secret}: must be set as a secret (pulumi config set --secret)")
+
+    hosts = _parse_hosts(values.get("hosts"), problems)
+    by_name = {h.name: h for h in hosts if h.name}
+
+    # network: the hosts' subnet. /24 is the common case for a small private network.
+    net = _Reader(values.get("network"), f"{NAMESPACE}:network", problems)
+    prefix_length = net.get("prefixLength", int, 24, check=_in_range(8, 30))
+    net.finish()
+
+    roles = _Reader(values.get("roles"), f"{NAMESPACE}:roles", problems)
+
+    def role_hosts(role: str, *, single: bool = False, required: bool = True) -> list[Host]:
+        raw = roles.get(role, (str, list), None, required=required)
+        if raw is None:
+            return []
+        names = [raw] if isinstance(raw, str) else raw
+        if single and not isinstance(raw, str):
+            roles.fail("must name one host", role)
+            return []
+        found: list[Host] = []
+        for i, n in enumerate(names):
+            sub = role if single else f"{role}[{i}]"
+            if not isinstance(n, str) or n not in by_name:
+                roles.fail(f"unknown host {n!r} (hosts: {', '.join(by_name) or 'none'})", sub)
+            elif by_name[n] in found:
+                roles.fail(f"host {n!r} listed twice", sub)
+            else:
+                found.append(by_name[n])
+        return found
+
+    nfs_hosts = role_hosts("nfs", single=True)
+    pg_hosts = role_hosts("postgres", single=True)
+    redis_hosts = role_hosts("redis")
+    sentinel_hosts = role_hosts("sentinels", required=False)
+    harbor_nodes = role_hosts("harborNodes")
+    lb_hosts = role_hosts("loadBalancers")
+    roles.finish()
+
+    if roles.data.get("harborNodes") is not None and len(harbor_nodes) < 2 and not any(
+            p.startswith(f"{NAMESPACE}:roles.harborNodes") for p in problems):
+        roles.fail(f"needs at least 2 Harbor nodes for HA, got {len(harbor_nodes)}", "harborNodes")
+    if roles.data.get("loadBalancers") is not None and len(lb_hosts) != 2 and not any(
+            p.startswith(f"{NAMESPACE}:roles.loadBalancers") for p in problems):
+        roles.fail(f"needs exactly 2 hosts (the keepalived pair), got {len(lb_hosts)}", "loadBalancers")
+
+    # --- VIP -------------------------------------------------------------------------------------------------
+    vip_r = _Reader(values.get("vip"), f"{NAMESPACE}:vip", problems)
+    vip = vip_r.get("address", str, "", required=True, check=_ipv4_check)
+    # eth0: the first NIC on Debian/Ubuntu cloud images with predictable names off; set it per site (ens3, ...).
+    interface = vip_r.get("interface", str, "eth0", check=_matches(_IFACE, "an interface name"))
+    # 51: keepalived's sample value; must be unique per L2 segment, so sites with several pairs set their own.
+    vrid = vip_r.get("virtualRouterId", int, 51, check=_in_range(1, 255))
+    vip_r.finish()
+    if vip and hosts:
+        for h in hosts:
+            if h.address == vip:
+                vip_r.fail(f"{vip} is the address of host {h.name!r}; the VIP must be an unused address", "address")
+        subnet_hosts = [h for h in lb_hosts] or hosts
+        for h in subnet_hosts:
+            if h.address and ipaddress.IPv4Address(vip) not in ipaddress.IPv4Network(
+                    f"{h.address}/{prefix_length}", strict=False):
+                vip_r.fail(f"{vip} is outside the subnet of host {h.name!r} ({h.address}/{prefix_length}); "
+                           "a VIP can only move between hosts of one subnet", "address")
+                break
+
+    # --- keepalived ------------------------------------------------------------------------------------------
+    # The defaults are chosen for fast failover (scripts/ha_lab.py measures them against the classic recipe):
+    # VRRPv3 allows sub-second adverts; 0.2 s means a dead master is noticed after ~0.6 s (3 adverts + skew).
+    ka = _Reader(values.get("keepalived"), f"{NAMESPACE}:keepalived", problems)
+    vrrp_version = ka.get("vrrpVersion", int, 3, check=lambda v: None if v in (2, 3) else "must be 2 or 3")
+    advert_int = ka.get("advertInt", float, 0.2 if vrrp_version == 3 else 1.0, check=_in_range(0.01, 255))
+    if vrrp_version == 2 and advert_int != int(advert_int):
+        ka.fail(f"fractional advert interval {advert_int} needs vrrpVersion 3", "advertInt")
+    vrrp = VrrpSettings(
+        interface=interface,
+        virtual_router_id=vrid,
+        vrrp_version=vrrp_version,
+        advert_int=advert_int,
+        # Unicast by default: it works on every network, multicast is dropped by most clouds.
+        unicast=ka.get("unicast", bool, True),
+        # Preemption on (keepalived's default): the healthy preferred host holds the VIP; nopreempt trades that
+        # for one VIP move instead of two when a flapping master comes back.
+        nopreempt=ka.get("nopreempt", bool, False),
+        # 150/100: keepalived's MASTER/BACKUP sample values; the gap exceeds any negative check weight below.
+        priority_master=ka.get("priorityMaster", int, 150, check=_in_range(2, 254)),
+        priority_backup=ka.get("priorityBackup", int, 100, check=_in_range(1, 253)),
+        # nginx death is seen through netlink process events, immediately, not at the next check interval.
+        track_process=ka.get("trackProcess", bool, True),
+        # 1 s is keepalived's smallest script interval; fall 1 gives up the VIP on the first failed check.
+        check_interval=ka.get("checkInterval", int, 1, check=_in_range(1, 3600)),
+        check_fall=ka.get("checkFall", int, 1, check=_in_range(1, 100)),
+        # rise 2: a host must pass twice before it may take the VIP back, which damps flapping.
+        check_rise=ka.get("checkRise", int, 2, check=_in_range(1, 100)),
+        # weight 0: a failing check moves the host to FAULT (releases the VIP at once), whatever the priorities.
+        check_weight=ka.get("checkWeight", int, 0, check=_in_range(-253, 0)),
+        check_command=ka.get("checkCommand", str, None),
+        # keepalived's default is 5 s; it repeats the gratuitous ARPs for switches that missed the first.
+        garp_master_delay=ka.get("garpMasterDelay", int, 5, check=_in_range(0, 255)),
+    )
+    ka.finish()
+    if vrrp.priority_backup >= vrrp.priority_master:
+        ka.fail(f"priorityBackup ({vrrp.priority_backup}) must be lower than priorityMaster "
+                f"({vrrp.priority_master})", "priorityBackup")
+    if vrrp.check_weight and vrrp.priority_master + vrrp.check_weight >= vrrp.priority_backup:
+        ka.fail(f"priorityMaster {vrrp.priority_master} + checkWeight {vrrp.check_weight} must fall below "
+                f"priorityBackup {vrrp.priority_backup}, or a failing check never moves the VIP", "checkWeight")
+
+    # --- load balancer ---------------------------------------------------------------------------------------
+    lb_r = _Reader(values.get("loadBalancer"), f"{NAMESPACE}:loadBalancer", problems)
+    lb = LoadBalancerSettings(
+        http_port=lb_r.get("httpPort", int, 80, check=_in_range(1, 65535)),
+        https_port=lb_r.get("httpsPort", int, 443, check=_in_range(1, 65535)),
+        # 8081 on 127.0.0.1 only: never reachable from the network, so it needs no auth.
+        health_port=lb_r.get("healthPort", int, 8081, check=_in_range(1, 65535)),
+        # One failure marks a node down for 10 s: a dead node costs one retried request, not one per worker.
+        max_fails=lb_r.get("maxFails", int, 1, check=_in_range(0, 100)),
+        fail_timeout=lb_r.get("failTimeout", int, 10, check=_in_range(1, 3600)),
+        # 2 s to connect on a LAN means the node is gone: try the next one instead of nginx's 60 s default.
+        connect_timeout=lb_r.get("connectTimeout", float, 2.0, check=_in_range(0.1, 75)),
+        # 900 s: a multi-GB layer push can stall that long on Harbor's side while it commits to storage.
+        read_timeout=lb_r.get("readTimeout", int, 900, check=_in_range(1, 86400)),
+        next_upstream_tries=lb_r.get("nextUpstreamTries", int, 2, check=_in_range(0, 10)),
+        hsts=lb_r.get("hsts", bool, False),
+        worker_connections=lb_r.get("workerConnections", int, 4096, check=_in_range(64, 1048576)),
+    )
+    lb_r.finish()
+    ports = {"httpPort": lb.http_port, "httpsPort": lb.https_port, "healthPort": lb.health_port}
+    if len(set(ports.values())) != len(ports):
+        lb_r.fail(f"ports must differ, got {ports}", "httpsPort")
+
+    # --- harbor ----------------------------------------------------------------------------------------------
+    hb = _Reader(values.get("harbor"), f"{NAMESPACE}:harbor", problems)
+    version = hb.get("version", str, HARBOR_DEFAULT_VERSION, check=_matches(_VERSION, "a version like 2.15.2"))
+    installer_r = _Reader(hb.get("installer", dict, {"url": None}), f"{NAMESPACE}:harbor.installer", problems)
+    installer_url = installer_r.get("url", str, None,
+                                    check=lambda v: None if v.startswith(("https://", "http://"))
+                                    else f"{v!r} is not an http(s) URL")
+    installer_path = installer_r.get("path", str, None)
+    installer_sha = installer_r.get("sha256", str, None, check=_matches(_SHA256, "a lowercase hex sha256"))
+    installer_r.finish()
+    raw_installer = hb.data.get("installer")
+    if isinstance(raw_installer, Mapping):
+        if installer_url and installer_path:
+            installer_r.fail("set either url or path, not both")
+        elif not installer_url and not installer_path:
+            installer_r.fail("missing installer source: set url (download on the node) or path (upload a local "
+                             "file)")
+    elif raw_installer is None:
+        installer_url = HARBOR_RELEASE_URL.format(version=version)
+    default_http_port = 8080 if set(lb_hosts) & set(harbor_nodes) else 80
+    harbor = HarborSettings(
+        version=version,
+        installer_url=installer_url,
+        installer_path=installer_path,
+        installer_sha256=installer_sha,
+        hostname=hb.get("hostname", str, "", required=True, check=_matches(_DNS_NAME, "a DNS name")),
+        # 8080 when the LB shares the host: nginx on the VIP needs 80/443; Harbor's own nginx binds 0.0.0.0.
+        http_port=hb.get("httpPort", int, default_http_port, check=_in_range(1, 65535)),
+        data_volume=hb.get("dataVolume", str, "/data", check=_matches(_PATH, "an absolute path")),
+        install_dir=hb.get("installDir", str, "/opt/harbor", check=_matches(_PATH, "an absolute path")),
+        trivy=hb.get("trivy", bool, True),
+        metrics_port=hb.get("metricsPort", int, 9090, check=_in_range(1, 65535)),
+        # 600 s: the first node runs every DB migration and loads ~2 GB of images before it turns healthy.
+        health_timeout=hb.get("healthTimeout", int, 600, check=_in_range(30, 7200)),
+    )
+    hb.finish()
+    if harbor.http_port in (lb.http_port, lb.https_port) and set(lb_hosts) & set(harbor_nodes):
+        hb.fail(f"{harbor.http_port} is taken by the load balancer on the shared hosts; pick another port",
+                "httpPort")
+    if harbor.metrics_port == harbor.http_port:
+        hb.fail("must differ from httpPort", "metricsPort")
+
+    # --- TLS -------------------------------------------------------------------------------------------------
+    tls_r = _Reader(values.get("tls"), f"{NAMESPACE}:tls", problems)
+    has_cert, has_key = "tlsCertificate" in secrets_present, "tlsPrivateKey" in secrets_present
+    if has_cert and not has_key:
+        problems.append(f"{NAMESPACE}:tlsPrivateKey: tlsCertificate is set but its private key is not")
+    if has_key and not has_cert:
+        problems.append(f"{NAMESPACE}:tlsCertificate: tlsPrivateKey is set but the certificate is not")
+    tls = TlsSettings(
+        user_certificate=has_cert and has_key,
+        # 825 days: the longest validity Apple platforms accept for a TLS server certificate.
+        self_signed_days=tls_r.get("selfSignedDays", int, 825, check=_in_range(1, 3650)),
+    )
+    tls_r.finish()
+
+    # --- PostgreSQL (defaults follow geerlingguy/ansible-role-postgresql where it has one) -------------------
+    pg_r = _Reader(values.get("postgres"), f"{NAMESPACE}:postgres", problems)
+    postgres = PostgresSettings(
+        # 15: Debian 12's postgresql package; Ubuntu 22.04 ships 14, Ubuntu 24.04 ships 16.
+        version=pg_r.get("version", int, 15, check=_in_range(12, 17)),
+        port=pg_r.get("port", int, 5432, check=_in_range(1, 65535)),
+        # "registry": the database name Harbor's own bundled PostgreSQL uses, so dumps move either way.
+        database=pg_r.get("database", str, "registry", check=_matches(re.compile(r"^[a-z_][a-z0-9_]{0,62}$"),
+                                                                          "a lowercase SQL identifier")),
+        user=pg_r.get("user", str, "harbor", check=_matches(re.compile(r"^[a-z_][a-z0-9_]{0,62}$"),
+                                                            "a lowercase SQL identifier")),
+        # Harbor's core, jobservice and exporter each pool connections per node; 300 covers 3 nodes.
+        max_connections=pg_r.get("maxConnections", int, 300, check=_in_range(20, 10000)),
+        shared_buffers=pg_r.get("sharedBuffers", str, "256MB", check=_matches(_SIZE, "a size like 256MB")),
+    )
+    pg_r.finish()
+
+    # --- Redis -----------------------------------------------------------------------------------------------
+    rd = _Reader(values.get("redis"), f"{NAMESPACE}:redis", problems)
+    mode = rd.get("mode", str, "sentinel" if len(redis_hosts) > 1 else "standalone",
+                  check=lambda v: None if v in ("standalone", "sentinel") else "must be standalone or sentinel")
+    n_sentinels = len(sentinel_hosts)
+    redis = RedisSettings(
+        mode=mode,
+        port=rd.get("port", int, 6379, check=_in_range(1, 65535)),
+        sentinel_port=rd.get("sentinelPort", int, 26379, check=_in_range(1, 65535)),
+        master_set=rd.get("masterSet", str, "harbor", check=_matches(re.compile(r"^[A-Za-z0-9._-]+$"), "a name")),
+        # A majority: two sentinels of three must agree before a failover starts.
+        quorum=rd.get("quorum", int, n_sentinels // 2 + 1, check=_in_range(1, 99)),
+        # 5 s: long enough to ride out a GC pause or a short network hiccup, short enough for Harbor's job queue.
+        down_after_ms=rd.get("downAfterMs", int, 5000, check=_in_range(100, 600000)),
+        failover_timeout_ms=rd.get("failoverTimeoutMs", int, 60000, check=_in_range(1000, 3600000)),
+        maxmemory=rd.get("maxmemory", str, "0", check=_matches(_REDIS_SIZE, "a size like 512mb")),
+    )
+    rd.finish()
+    if mode == "sentinel":
+        if len(redis_hosts) < 2:
+            roles.fail(f"sentinel mode needs a master and at least one replica, got {len(redis_hosts)} host(s)",
+                       "redis")
+        if n_sentinels < 3 or n_sentinels % 2 == 0:
+            roles.fail(f"sentinel mode needs an odd number of sentinels, at least 3, got {n_sentinels}",
+                       "sentinels")
+        if redis.quorum > n_sentinels:
+            rd.fail(f"quorum {redis.quorum} exceeds the {n_sentinels} sentinels", "quorum")
+    elif mode == "standalone":
+        if len(redis_hosts) > 1:
+            roles.fail("standalone mode takes one host; use redis.mode: sentinel for replicas", "redis")
+        if sentinel_hosts:
+            roles.fail("sentinels are only used with redis.mode: sentinel", "sentinels")
+    if redis.port == redis.sentinel_port:
+        rd.fail("must differ from port", "sentinelPort")
+
+    # --- NFS -------------------------------------------------------------------------------------------------
+    nf = _Reader(values.get("nfs"), f"{NAMESPACE}:nfs", problems)
+    nfs = NfsSettings(
+        export_path=nf.get("exportPath", str, "/srv/harbor", check=_matches(_PATH, "an absolute path")),
+        # hard: I/O waits for the server instead of corrupting a layer; noatime: no write per read.
+        mount_options=nf.get("mountOptions", str, "hard,noatime,_netdev",
+                             check=_matches(re.compile(r"^[A-Za-z0-9_=,.]+$"), "a comma-separated option list")),
+        # 4.1: sessions give exactly-once semantics for non-idempotent operations over a reconnect.
+        version=nf.get("version", str, "4.1", check=lambda v: None if v in ("3", "4", "4.1", "4.2")
+                       else "must be 3, 4, 4.1 or 4.2"),
+    )
+    nf.finish()
+
+    if problems:
+        raise ConfigError(problems)
+    return ClusterConfig(
+        hosts=tuple(hosts),
+        prefix_length=prefix_length,
+        nfs_host=nfs_hosts[0],
+        postgres_host=pg_hosts[0],
+        redis_hosts=tuple(redis_hosts),
+        sentinel_hosts=tuple(sentinel_hosts) if mode == "sentinel" else (),
+        harbor_nodes=tuple(harbor_nodes),
+        lb_hosts=(lb_hosts[0], lb_hosts[1]),
+        vip=vip,
+        vrrp=vrrp,
+        lb=lb,
+        harbor=harbor,
+        tls=tls,
+        postgres=postgres,
+        redis=redis,
+        nfs=nfs,
+        passthrough={k: values[k] for k in ("harborApi", "migration") if k in values},
+    )
+
+
+def load_stack_file(path: str) -> tuple[dict[str, Any], list[str]]:
+    """Read a `Pulumi.<stack>.yaml` without the Pulumi CLI: (plain values by key, names of secret keys set).
+
+    Used by scripts/render.py and the tests; the program itself reads config through pulumi.Config.
+    """
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        doc = yaml.safe_load(f) or {}
+    values: dict[str, Any] = {}
+    secrets: list[str] = []
+    for full_key, value in (doc.get("config") or {}).items():
+        namespace, _, key = str(full_key).partition(":")
+        if namespace != NAMESPACE or not key:
+            continue
+        if isinstance(value, Mapping) and set(value) == {"secure"}:
+            secrets.append(key)
+        else:
+            values[key] = value
+    return values, secrets
+
+
+def from_pulumi_config() -> ClusterConfig:
+    """Parse the running stack's `harbor-ha:*` config (inside `pulumi up` / preview / the mock tests)."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    cfg = pulumi.Config(NAMESPACE)
+    # pulumi.Config can only look keys up by name; the full map is needed to reject typos as unknown keys.
+    present = {k.partition(":")[2] for k in (*runtime_config.CONFIG.get(), *runtime_config.get_config_env())
+               if k.startswith(f"{NAMESPACE}:")}
+    values: dict[str, Any] = {}
+    secrets_present = []
+    for key in sorted(present):
+        if key in SECRET_KEYS:
+            if pulumi.runtime.is_config_secret(f"{NAMESPACE}:{key}"):
+                secrets_present.append(key)
+            else:
+                values[key] = "<plain>"  # reported by parse_cluster_config: must be set with --secret
+        else:
+            values[key] = cfg.get_object(key)
+    return parse_cluster_config(values, secrets_present=secrets_present)

@@ -1,0 +1,108 @@
+"""A Harbor node: the offline installer, harbor.yml pointing at the external services, the shared keys."""
+
+from __future__ import annotations
+
+import shlex
+
+import pulumi
+import yaml
+
+from components.config import ClusterConfig
+from components.files import FileSpec
+from components.nfs import HARBOR_UID
+from components.redis import harbor_redis_host
+
+
+def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
+    """harbor.yml as data (pure): the installer's template keys, external DB/Redis, TLS terminated on the LB."""
+    h = cfg.harbor
+    major, minor, _patch = h.version.split(".")
+    redis: dict = {
+        "host": harbor_redis_host(cfg),
+        "password": secrets["redis_password"],
+        "registry_db_index": 1,
+        "jobservice_db_index": 2,
+        "trivy_db_index": 5,
+        "idle_timeout_seconds": 30,
+    }
+    if cfg.redis.mode == "sentinel":
+        redis["sentinel_master_set"] = cfg.redis.master_set
+    return {
+        "hostname": h.hostname,
+        # Plain HTTP on the node: TLS terminates on the LB, and external_url tells Harbor the public https URL
+        # (token realm, redirects), so no `https:` section.
+        "http": {"port": h.http_port},
+        "external_url": cfg.external_url,
+        "harbor_admin_password": secrets["admin_password"],
+        "data_volume": h.data_volume,
+        "external_database": {"harbor": {
+            "host": cfg.postgres_host.address,
+            "port": cfg.postgres.port,
+            "db_name": cfg.postgres.database,
+            "username": cfg.postgres.user,
+            "password": secrets["db_password"],
+            # The database is on the private network; see the README for turning TLS on.
+            "ssl_mode": "disable",
+            "max_idle_conns": 10,
+            # Bounded per node so every node fits in max_connections together.
+            "max_open_conns": max(10, (cfg.postgres.max_connections - 20) // len(cfg.harbor_nodes) // 2),
+        }},
+        "external_redis": redis,
+        "trivy": {"ignore_unfixed": False, "skip_update": False, "offline_scan": False, "insecure": False,
+                  "timeout": "5m0s"},
+        "jobservice": {"max_job_workers": 10, "job_loggers": ["STD_OUTPUT", "FILE"], "logger_sweeper_duration": 1},
+        "notification": {"webhook_job_max_retry": 3, "webhook_job_http_client_timeout": 3},
+        "log": {"level": "info", "local": {"rotate_count": 50, "rotate_size": "200M",
+                                           "location": "/var/log/harbor"}},
+        "metric": {"enabled": True, "port": h.metrics_port, "path": "/metrics"},
+        "upload_purging": {"enabled": True, "age": "168h", "interval": "24h", "dryrun": False},
+        "cache": {"enabled": False, "expire_hours": 24},
+        "proxy": {"http_proxy": None, "https_proxy": None, "no_proxy": None,
+                  "components": ["core", "jobservice", "trivy"]},
+        # The installer's config schema version: x.y.0 for every x.y.z release.
+        "_version": f"{major}.{minor}.0",
+    }
+
+
+def render_harbor_yml(cfg: ClusterConfig, secrets: dict[str, str]) -> str:
+    """harbor.yml of a node (pure; the same on every node)."""
+    return ("# harbor.yml: rendered by harbor-ha (components/harbor_node.py); pulumi up overwrites edits.\n"
+            + yaml.safe_dump(harbor_yml_data(cfg, secrets), sort_keys=False, default_flow_style=False))
+
+
+def render_node_env(cfg: ClusterConfig) -> str:
+    """Parameters of scripts/provision/harbor-node.sh, as a shell-sourceable file (pure)."""
+    h = cfg.harbor
+    values = {
+        "HARBOR_VERSION": h.version,
+        "INSTALLER_URL": h.installer_url or "",
+        "INSTALLER_SHA256": h.installer_sha256 or "",
+        "INSTALL_DIR": h.install_dir,
+        "DATA_VOLUME": h.data_volume,
+        "HTTP_PORT": str(h.http_port),
+        "WITH_TRIVY": "1" if h.trivy else "0",
+        "HEALTH_TIMEOUT": str(h.health_timeout),
+    }
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+
+
+# The keys every node must share: tokens signed on one node are checked on another after a VIP move, and
+# secretkey encrypts registry credentials in the database. Harbor's `prepare` only generates a missing one.
+SHARED_KEYS = (
+    ("secret/keys/secretkey", "harbor_secretkey"),
+    ("secret/core/private_key.pem", "core_private_key"),
+    ("secret/registry/root.crt", "registry_root_cert"),
+)
+
+
+def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
+    needs = ("admin_password", "db_password", "redis_password")
+    files = [
+        FileSpec(path=f"{cfg.harbor.install_dir}/harbor.yml",
+                 render=lambda s: render_harbor_yml(cfg, dict(s)), needs=needs, mode=0o600),
+        FileSpec(path="/etc/harbor-ha/harbor/node.env", render=lambda _s: render_node_env(cfg)),
+    ]
+    for rel, secret in SHARED_KEYS:
+        files.append(FileSpec(path=f"{cfg.harbor.data_volume}/{rel}", render=lambda s, n=secret: s[n],
+                              needs=(secret,), mode=0o600, owner=str(HARBOR_UID), group=str(HARBOR_UID)))
+    return files

@@ -1,0 +1,58 @@
+"""Redis for Harbor: one standalone server, or a master with replicas watched by an odd number of sentinels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+
+from components.config import ClusterConfig, Host
+from components.files import FileSpec, render_template
+
+@dataclass(frozen=True)
+class RedisPaths:
+    """Where Redis keeps its files (Debian's and Ubuntu's package layout; the HA lab uses temp dirs)."""
+
+    conf: str = "/etc/redis/redis.conf"  #: redis-server's config file
+    sentinel_conf: str = "/etc/redis/sentinel.conf"  #: redis-sentinel's config file
+    run_dir: str = "/run/redis"  #: pid files
+    data_dir: str = "/var/lib/redis"  #: RDB/AOF files and sentinel state
+    log_file: str = "/var/log/redis/redis-server.log"  #: redis-server log
+    sentinel_log_file: str = "/var/log/redis/redis-sentinel.log"  #: redis-sentinel log
+
+
+def initial_master(cfg: ClusterConfig) -> Host:
+    """The first Redis host starts as master; sentinels track who is master after that."""
+    return cfg.redis_hosts[0]
+
+
+def render_redis_conf(cfg: ClusterConfig, host: Host, password: str, paths: RedisPaths = RedisPaths()) -> str:
+    """redis.conf of one Redis host (pure): replicas point at the initial master."""
+    master: Optional[Host] = None if host == initial_master(cfg) else initial_master(cfg)
+    return render_template("redis.conf.j2", host=host, redis=cfg.redis, password=password,
+                           master=master, paths=paths)
+
+
+def render_sentinel_conf(cfg: ClusterConfig, host: Host, password: str, paths: RedisPaths = RedisPaths()) -> str:
+    """sentinel.conf of one sentinel host (pure)."""
+    return render_template("sentinel.conf.j2", host=host, redis=cfg.redis, password=password,
+                           master=initial_master(cfg), paths=paths)
+
+
+def harbor_redis_host(cfg: ClusterConfig) -> str:
+    """Harbor's external_redis.host: `host:port`, or every sentinel as `h1:26379,h2:26379,...`."""
+    if cfg.redis.mode == "sentinel":
+        return ",".join(f"{h.address}:{cfg.redis.sentinel_port}" for h in cfg.sentinel_hosts)
+    return f"{initial_master(cfg).address}:{cfg.redis.port}"
+
+
+def redis_files(cfg: ClusterConfig, host: Host, paths: RedisPaths = RedisPaths()) -> list[FileSpec]:
+    return [FileSpec(path=paths.conf, render=lambda s: render_redis_conf(cfg, host, s["redis_password"], paths),
+                     needs=("redis_password",), mode=0o640, owner="redis", group="redis")]
+
+
+def sentinel_files(cfg: ClusterConfig, host: Host, paths: RedisPaths = RedisPaths()) -> list[FileSpec]:
+    return [FileSpec(path=paths.sentinel_conf,
+                     render=lambda s: render_sentinel_conf(cfg, host, s["redis_password"], paths),
+                     needs=("redis_password",), mode=0o640, owner="redis", group="redis")]
