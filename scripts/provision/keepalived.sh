@@ -4,17 +4,7 @@ ROLE=keepalived
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-role_apply() {
-  local stage=$1 changed
-  apt_install keepalived curl
-  changed=$(install_manifest "$stage")
-  ensure_service keepalived "$changed" reload
-  log "keepalived ready"
-}
-
-role_delete() {
-  remove_manifest "$1"
-  systemctl disable --now keepalived || true
-}
+role_apply() { packaged_service_apply "$1" keepalived keepalived reload; }
+role_delete() { packaged_service_delete "$1" keepalived; }
 
 main "$@"

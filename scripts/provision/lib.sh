@@ -70,6 +70,22 @@ ensure_service() {
   fi
 }
 
+# The whole apply/delete of a role that is one distribution package running one systemd unit.
+packaged_service_apply() {
+  local stage=$1 package=$2 unit=$3 on_change=$4 changed
+  apt_install "$package"
+  changed=$(install_manifest "$stage")
+  ensure_service "$unit" "$changed" "$on_change"
+  log "$unit ready"
+}
+
+packaged_service_delete() {
+  local stage=$1 unit=$2
+  remove_manifest "$stage"
+  systemctl disable --now "$unit" || true
+  log "$unit stopped; its data is kept"
+}
+
 main() {
   local action=${1:-} stage=${2:-}
   [ -n "$stage" ] || die "usage: $0 apply|delete STAGE_DIR"

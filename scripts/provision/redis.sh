@@ -4,18 +4,7 @@ ROLE=redis
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-role_apply() {
-  local stage=$1 changed
-  apt_install redis-server
-  changed=$(install_manifest "$stage")
-  ensure_service redis-server "$changed" restart
-  log "redis-server ready"
-}
-
-role_delete() {
-  remove_manifest "$1"
-  systemctl disable --now redis-server || true
-  log "redis-server stopped; its data in /var/lib/redis is kept"
-}
+role_apply() { packaged_service_apply "$1" redis-server redis-server restart; }
+role_delete() { packaged_service_delete "$1" redis-server; }
 
 main "$@"

@@ -4,17 +4,7 @@ ROLE=sentinel
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-role_apply() {
-  local stage=$1 changed
-  apt_install redis-sentinel
-  changed=$(install_manifest "$stage")
-  ensure_service redis-sentinel "$changed" restart
-  log "redis-sentinel ready"
-}
-
-role_delete() {
-  remove_manifest "$1"
-  systemctl disable --now redis-sentinel || true
-}
+role_apply() { packaged_service_apply "$1" redis-sentinel redis-sentinel restart; }
+role_delete() { packaged_service_delete "$1" redis-sentinel; }
 
 main "$@"
