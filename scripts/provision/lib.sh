@@ -3,7 +3,8 @@
 # Supported hosts: Debian 12, Ubuntu 22.04 and 24.04.
 set -euo pipefail
 
-HARBOR_HA_STATE=/var/lib/harbor-ha
+# Overridable so the tests can run these functions against a temporary root.
+HARBOR_HA_STATE=${HARBOR_HA_STATE:-/var/lib/harbor-ha}
 # Last installed copy of each managed file: a file is re-installed only when its rendering changed since, so state
 # that a service rewrote on its own (sentinel's config, a promoted replica's redis.conf) is left alone otherwise.
 APPLIED_DIR="$HARBOR_HA_STATE/applied"
