@@ -11,6 +11,7 @@ are set, the way evrardjp/ansible-keepalived and geerlingguy/ansible-role-postgr
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -315,11 +316,13 @@ def _ipv4_check(value: str) -> Optional[str]:
     return None
 
 
-def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence[str] = ()) -> ClusterConfig:
+def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence[str] = (),
+                         check_files: bool = False) -> ClusterConfig:
     """Parse and validate the `harbor-ha:*` config values of a stack.
 
     `values` maps a key without namespace (`hosts`, `vip`, ...) to its plain value (secret keys excluded);
-    `secrets_present` names the secret keys that are set (their values never reach this function).
+    `secrets_present` names the secret keys that are set (their values never reach this function);
+    `check_files`: local files the program uploads must exist (off for scripts/render.py, which uploads nothing).
     Raises ConfigError naming every offending key.
     """
     problems: list[str] = []
@@ -465,14 +468,17 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     installer_url = installer_r.get("url", str, None,
                                     check=lambda v: None if v.startswith(("https://", "http://"))
                                     else f"{v!r} is not an http(s) URL")
-    installer_path = installer_r.get("path", str, None)
+    installer_path = installer_r.get(
+        "path", str, None,
+        check=lambda v: f"no such file {v!r}" if check_files and not os.path.isfile(v) else None)
     installer_sha = installer_r.get("sha256", str, None, check=_matches(_SHA256, "a lowercase hex sha256"))
     installer_r.finish()
     raw_installer = hb.data.get("installer")
     if isinstance(raw_installer, Mapping):
-        if installer_url and installer_path:
+        given = {k for k in ("url", "path") if raw_installer.get(k) is not None}
+        if given == {"url", "path"}:
             installer_r.fail("set either url or path, not both")
-        elif not installer_url and not installer_path:
+        elif not given:
             installer_r.fail("missing installer source: set url (download on the node) or path (upload a local "
                              "file)")
     elif raw_installer is None:
@@ -643,4 +649,4 @@ def from_pulumi_config() -> ClusterConfig:
                 values[key] = "<plain>"  # reported by parse_cluster_config: must be set with --secret
         else:
             values[key] = cfg.get_object(key)
-    return parse_cluster_config(values, secrets_present=secrets_present)
+    return parse_cluster_config(values, secrets_present=secrets_present, check_files=True)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 import yaml
 
-from components.config import ClusterConfig
+from components.config import ClusterConfig, Host
 from components.files import FileSpec
-from components.nfs import HARBOR_UID
+from components.nfs import HARBOR_UID, nfs_client_files
 from components.redis import harbor_redis_host
+from components.remote import HostRole, RoleArgs, deploy_role
+
+# Where an uploaded installer is staged; scripts/provision/harbor-node.sh looks for it there first.
+INSTALLER_STAGE_NAME = "harbor-offline-installer.tgz"
 
 
 def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
@@ -97,7 +103,7 @@ SHARED_KEYS = (
 
 def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
     needs = ("admin_password", "db_password", "redis_password")
-    files = [
+    files = nfs_client_files(cfg) + [
         FileSpec(path=f"{cfg.harbor.install_dir}/harbor.yml",
                  render=lambda s: render_harbor_yml(cfg, dict(s)), needs=needs, mode=0o600),
         FileSpec(path="/etc/harbor-ha/harbor/node.env", render=lambda _s: render_node_env(cfg)),
@@ -106,3 +112,30 @@ def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
         files.append(FileSpec(path=f"{cfg.harbor.data_volume}/{rel}", render=lambda s, n=secret: s[n],
                               needs=(secret,), mode=0o600, owner=str(HARBOR_UID), group=str(HARBOR_UID)))
     return files
+
+
+@dataclass(kw_only=True)
+class HarborNodeArgs(RoleArgs):
+    """Inputs of HarborNode: the common role inputs and the node."""
+
+    host: Host  #: the node
+
+
+class HarborNode(pulumi.ComponentResource):
+    """One Harbor node: NFS mount, shared keys, harbor.yml, offline installer, health-gated start."""
+
+    address: str  #: the node's address
+    health_url: str  #: Harbor's health endpoint on the node
+    role: HostRole  #: the deployment
+
+    def __init__(self, name: str, args: HarborNodeArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("harbor-ha:harbor:HarborNode", name, None, opts)
+        cfg, host = args.cfg, args.host
+        # Air-gapped sites upload their copy of the installer; otherwise the node downloads INSTALLER_URL.
+        assets = ({INSTALLER_STAGE_NAME: pulumi.FileAsset(cfg.harbor.installer_path)}
+                  if cfg.harbor.installer_path else {})
+        self.role = deploy_role(self, name, host, "harbor-node", harbor_node_files(cfg), args,
+                                extra_assets=assets)
+        self.address = host.address
+        self.health_url = f"http://{host.address}:{cfg.harbor.http_port}/api/v2.0/health"
+        self.register_outputs({"address": self.address, "health_url": self.health_url})

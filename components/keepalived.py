@@ -7,12 +7,13 @@ the health check the pair reacts to, the rendered `keepalived.conf`, and the `Ke
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Optional
 
 import pulumi
 
 from components.config import ClusterConfig, Host
 from components.files import FileSpec, render_template
+from components.remote import HostRole, RoleArgs, deploy_role
 
 CONF_PATH = "/etc/keepalived/keepalived.conf"
 
@@ -69,3 +70,24 @@ def keepalived_files(cfg: ClusterConfig, role: VrrpRole) -> list[FileSpec]:
         needs=needs,
         mode=0o640 if needs else 0o644,
     )]
+
+
+class KeepalivedPairArgs(RoleArgs):
+    """Inputs of KeepalivedPair (the common role inputs; `after` should be the LoadBalancer it guards)."""
+
+
+class KeepalivedPair(pulumi.ComponentResource):
+    """The VRRP pair holding the VIP on the two LB hosts."""
+
+    vip: str  #: the virtual IP
+    initial_master: str  #: name of the host preferred as MASTER
+    members: list[HostRole]  #: the two deployments
+
+    def __init__(self, name: str, args: KeepalivedPairArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("harbor-ha:keepalived:KeepalivedPair", name, None, opts)
+        cfg = args.cfg
+        roles = vrrp_roles(cfg)
+        self.members = [deploy_role(self, name, r.host, "keepalived", keepalived_files(cfg, r), args)
+                        for r in roles]
+        self.vip, self.initial_master = cfg.vip, roles[0].host.name
+        self.register_outputs({"vip": self.vip, "initial_master": self.initial_master})

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Optional
+
 import pulumi
 
 from components.config import ClusterConfig, Host
 from components.files import FileSpec, render_template
+from components.remote import HostRole, RoleArgs, deploy_role
+
+
+SYSCTL_PATH = "/etc/sysctl.d/60-harbor-ha-lb.conf"
 
 
 @dataclass(frozen=True)
@@ -34,8 +40,29 @@ def render_nginx_conf(cfg: ClusterConfig, host: Host, paths: NginxPaths = NginxP
 def loadbalancer_files(cfg: ClusterConfig, host: Host, paths: NginxPaths = NginxPaths()) -> list[FileSpec]:
     return [
         FileSpec(path=paths.conf, render=lambda _s: render_nginx_conf(cfg, host, paths)),
+        # nginx binds the VIP on both hosts, also on the one that does not hold it.
+        FileSpec(path=SYSCTL_PATH, render=lambda _s: "net.ipv4.ip_nonlocal_bind = 1\n"),
         FileSpec(path=f"{paths.tls_dir}/harbor.crt", render=lambda s: s["tls_certificate"],
                  needs=("tls_certificate",)),
         FileSpec(path=f"{paths.tls_dir}/harbor.key", render=lambda s: s["tls_private_key"],
                  needs=("tls_private_key",), mode=0o600),
     ]
+
+
+class LoadBalancerArgs(RoleArgs):
+    """Inputs of LoadBalancer (the common role inputs; `after` should be every HarborNode)."""
+
+
+class LoadBalancer(pulumi.ComponentResource):
+    """nginx on both LB hosts: TLS on the VIP, upstream = every Harbor node."""
+
+    url: str  #: the registry's public URL
+    members: list[HostRole]  #: the two deployments
+
+    def __init__(self, name: str, args: LoadBalancerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("harbor-ha:loadbalancer:LoadBalancer", name, None, opts)
+        cfg = args.cfg
+        self.members = [deploy_role(self, name, h, "loadbalancer", loadbalancer_files(cfg, h), args)
+                        for h in cfg.lb_hosts]
+        self.url = cfg.external_url
+        self.register_outputs({"url": self.url})

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import pulumi
 
 from components.config import ClusterConfig
 from components.files import FileSpec
+from components.remote import HostRole, RoleArgs, deploy_role
 
 # Harbor's containers run as uid/gid 10000 (the "harbor" user of its images).
 HARBOR_UID = 10000
@@ -36,3 +39,21 @@ def nfs_server_files(cfg: ClusterConfig) -> list[FileSpec]:
 def nfs_client_files(cfg: ClusterConfig) -> list[FileSpec]:
     # Not /etc/fstab itself: the node script merges this one line into it, leaving the other lines alone.
     return [FileSpec(path="/etc/harbor-ha/nfs/fstab-line", render=lambda _s: render_fstab_line(cfg))]
+
+
+class NfsServerArgs(RoleArgs):
+    """Inputs of NfsServer (the common role inputs)."""
+
+
+class NfsServer(pulumi.ComponentResource):
+    """The NFS server exporting Harbor's data directory to the Harbor nodes."""
+
+    export: str  #: `address:/path` the nodes mount
+    role: HostRole  #: the deployment on the NFS host
+
+    def __init__(self, name: str, args: NfsServerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("harbor-ha:nfs:NfsServer", name, None, opts)
+        cfg = args.cfg
+        self.role = deploy_role(self, name, cfg.nfs_host, "nfs-server", nfs_server_files(cfg), args)
+        self.export = f"{cfg.nfs_host.address}:{cfg.nfs.export_path}"
+        self.register_outputs({"export": self.export})

@@ -9,7 +9,7 @@ from components.files import FileSpec, placeholders
 from components.harbor_node import harbor_node_files
 from components.keepalived import keepalived_files, vrrp_roles
 from components.loadbalancer import loadbalancer_files
-from components.nfs import nfs_client_files, nfs_server_files
+from components.nfs import nfs_server_files
 from components.postgres import postgres_files
 from components.redis import redis_files, sentinel_files
 
@@ -27,7 +27,7 @@ def role_files(cfg: ClusterConfig) -> dict[str, dict[str, list[FileSpec]]]:
     for h in cfg.sentinel_hosts:
         plan[h.name]["sentinel"] = sentinel_files(cfg, h)
     for h in cfg.harbor_nodes:
-        plan[h.name]["harbor-node"] = nfs_client_files(cfg) + harbor_node_files(cfg)
+        plan[h.name]["harbor-node"] = harbor_node_files(cfg)
     for role in vrrp_roles(cfg):
         plan[role.host.name]["loadbalancer"] = loadbalancer_files(cfg, role.host)
         plan[role.host.name]["keepalived"] = keepalived_files(cfg, role)

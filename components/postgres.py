@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import pulumi
 
 from components.config import ClusterConfig
 from components.files import FileSpec, render_template
+from components.remote import HostRole, RoleArgs, deploy_role
 
 
 def conf_dir(cfg: ClusterConfig) -> str:
@@ -56,3 +59,24 @@ def postgres_files(cfg: ClusterConfig) -> list[FileSpec]:
                  render=lambda s: render_harbor_role_sql(cfg, s["db_password"]), needs=("db_password",),
                  mode=0o600, owner="postgres", group="postgres"),
     ]
+
+
+class PostgresServerArgs(RoleArgs):
+    """Inputs of PostgresServer (the common role inputs)."""
+
+
+class PostgresServer(pulumi.ComponentResource):
+    """PostgreSQL with Harbor's database and user, reachable from the Harbor nodes only."""
+
+    endpoint: str  #: `address:port`
+    database: str  #: Harbor's database
+    username: str  #: Harbor's user
+    role: HostRole  #: the deployment on the database host
+
+    def __init__(self, name: str, args: PostgresServerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("harbor-ha:postgres:PostgresServer", name, None, opts)
+        cfg = args.cfg
+        self.role = deploy_role(self, name, cfg.postgres_host, "postgres", postgres_files(cfg), args)
+        self.endpoint = f"{cfg.postgres_host.address}:{cfg.postgres.port}"
+        self.database, self.username = cfg.postgres.database, cfg.postgres.user
+        self.register_outputs({"endpoint": self.endpoint, "database": self.database, "username": self.username})

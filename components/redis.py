@@ -9,6 +9,7 @@ import pulumi
 
 from components.config import ClusterConfig, Host
 from components.files import FileSpec, render_template
+from components.remote import HostRole, RoleArgs, deploy_role
 
 @dataclass(frozen=True)
 class RedisPaths:
@@ -56,3 +57,32 @@ def sentinel_files(cfg: ClusterConfig, host: Host, paths: RedisPaths = RedisPath
     return [FileSpec(path=paths.sentinel_conf,
                      render=lambda s: render_sentinel_conf(cfg, host, s["redis_password"], paths),
                      needs=("redis_password",), mode=0o640, owner="redis", group="redis")]
+
+
+class RedisArgs(RoleArgs):
+    """Inputs of Redis (the common role inputs)."""
+
+
+class Redis(pulumi.ComponentResource):
+    """redis-server on every Redis host (first = initial master) and redis-sentinel on the sentinel hosts."""
+
+    harbor_host: str  #: Harbor's external_redis.host
+    mode: str  #: standalone or sentinel
+    servers: list[HostRole]  #: redis-server deployments
+    sentinels: list[HostRole]  #: redis-sentinel deployments (after the servers: they must find the master)
+
+    def __init__(self, name: str, args: RedisArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("harbor-ha:redis:Redis", name, None, opts)
+        cfg = args.cfg
+        master = initial_master(cfg)
+        first = deploy_role(self, f"{name}-server", master, "redis", redis_files(cfg, master), args)
+        # Replicas after the master, so their first sync finds it; they deploy in parallel with each other.
+        self.servers = [first] + [
+            deploy_role(self, f"{name}-server", h, "redis", redis_files(cfg, h), args, after=[*args.after, first])
+            for h in cfg.redis_hosts[1:]]
+        self.sentinels = [
+            deploy_role(self, f"{name}-sentinel", h, "sentinel", sentinel_files(cfg, h), args,
+                        after=[*args.after, *self.servers])
+            for h in cfg.sentinel_hosts]
+        self.harbor_host, self.mode = harbor_redis_host(cfg), cfg.redis.mode
+        self.register_outputs({"harbor_host": self.harbor_host, "mode": self.mode})

@@ -1,0 +1,79 @@
+"""HarborCluster: every role of the HA Harbor cluster, composed in dependency order.
+
+Order (each arrow is a dependency; everything else runs in parallel):
+    NFS server, PostgreSQL, Redis (+ sentinels)  ->  Harbor node 1 (alone: it runs the DB migrations)
+    ->  Harbor node 2  ->  ...  ->  LoadBalancer (nginx on both LB hosts)  ->  KeepalivedPair (VIP)
+Nodes are deployed one after the other, each gated on Harbor's health, so an upgrade is rolling too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+
+from components.config import ClusterConfig
+from components.harbor_node import HarborNode, HarborNodeArgs
+from components.keepalived import KeepalivedPair, KeepalivedPairArgs
+from components.loadbalancer import LoadBalancer, LoadBalancerArgs
+from components.nfs import NfsServer, NfsServerArgs
+from components.postgres import PostgresServer, PostgresServerArgs
+from components.redis import Redis, RedisArgs
+from components.secrets import ClusterSecrets, ClusterSecretsArgs
+
+
+@dataclass
+class HarborClusterArgs:
+    """Inputs of HarborCluster."""
+
+    cfg: ClusterConfig  #: the validated cluster configuration
+    ssh_private_key: pulumi.Input[str]  #: SSH private key for every host (secret)
+    admin_password: Optional[pulumi.Input[str]] = None  #: Harbor admin password (else generated)
+    tls_certificate: Optional[pulumi.Input[str]] = None  #: LB certificate chain (else self-signed)
+    tls_private_key: Optional[pulumi.Input[str]] = None  #: LB private key
+
+
+class HarborCluster(pulumi.ComponentResource):
+    """The whole HA Harbor deployment."""
+
+    url: str  #: Harbor's public URL (the VIP's name)
+    vip: str  #: the virtual IP
+    node_addresses: list[str]  #: addresses of the Harbor nodes
+    admin_username: str  #: Harbor's admin user
+    admin_password: pulumi.Output[str]  #: Harbor's admin password (secret)
+    nodes: list[HarborNode]  #: the Harbor nodes, in deployment order
+    keepalived: KeepalivedPair  #: the VIP holders: once they are up, Harbor is reachable on `url`
+
+    def __init__(self, name: str, args: HarborClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("harbor-ha:cluster:HarborCluster", name, None, opts)
+        cfg = args.cfg
+        child = pulumi.ResourceOptions(parent=self)
+        secrets = ClusterSecrets(f"{name}-secrets", ClusterSecretsArgs(
+            cfg=cfg, admin_password=args.admin_password, tls_certificate=args.tls_certificate,
+            tls_private_key=args.tls_private_key), child)
+        common = dict(cfg=cfg, secrets=secrets.values, private_key=args.ssh_private_key)
+
+        nfs = NfsServer(f"{name}-nfs", NfsServerArgs(**common), child)
+        postgres = PostgresServer(f"{name}-postgres", PostgresServerArgs(**common), child)
+        redis = Redis(f"{name}-redis", RedisArgs(**common), child)
+
+        self.nodes = []
+        previous: list[pulumi.Resource] = [nfs, postgres, redis]
+        for host in cfg.harbor_nodes:
+            node = HarborNode(f"{name}-node-{host.name}", HarborNodeArgs(**common, host=host, after=previous), child)
+            self.nodes.append(node)
+            previous = [node]
+
+        lb = LoadBalancer(f"{name}-lb", LoadBalancerArgs(**common, after=self.nodes), child)
+        self.keepalived = KeepalivedPair(f"{name}-keepalived", KeepalivedPairArgs(**common, after=[lb]), child)
+
+        self.url = cfg.external_url
+        self.vip = cfg.vip
+        self.node_addresses = [h.address for h in cfg.harbor_nodes]
+        self.admin_username = "admin"
+        self.admin_password = secrets.admin_password
+        self.register_outputs({
+            "url": self.url, "vip": self.vip, "node_addresses": self.node_addresses,
+            "admin_username": self.admin_username, "admin_password": self.admin_password,
+        })

@@ -1,0 +1,83 @@
+"""Every generated secret of the cluster, made once and kept (secret) in the stack's state.
+
+Passwords come from pulumi-random, keys and certificates from pulumi-tls: both store what they generate in state,
+so a second `pulumi up` reuses them instead of rotating them, and every node gets the very same keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_random as random
+import pulumi_tls as tls
+
+from components.config import ClusterConfig
+from components.files import PUBLIC_VALUES
+
+
+@dataclass
+class ClusterSecretsArgs:
+    """Inputs of ClusterSecrets."""
+
+    cfg: ClusterConfig  #: the validated cluster configuration
+    admin_password: Optional[pulumi.Input[str]] = None  #: harborAdminPassword from config (else generated)
+    tls_certificate: Optional[pulumi.Input[str]] = None  #: tlsCertificate from config (else self-signed)
+    tls_private_key: Optional[pulumi.Input[str]] = None  #: tlsPrivateKey from config (else generated)
+
+
+class ClusterSecrets(pulumi.ComponentResource):
+    """Generated passwords, Harbor's shared keys and the LB's TLS material."""
+
+    values: dict[str, pulumi.Output[str]]  #: every name of files.SECRET_VALUES -> secret Output
+    admin_password: pulumi.Output[str]  #: Harbor's admin password
+
+    def __init__(self, name: str, args: ClusterSecretsArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("harbor-ha:secrets:ClusterSecrets", name, None, opts)
+        cfg = args.cfg
+        child = pulumi.ResourceOptions(parent=self)
+
+        def password(role: str, length: int) -> pulumi.Output[str]:
+            # Letters and digits only: nothing to quote in redis.conf, harbor.yml, SQL or a Redis URL.
+            return random.RandomPassword(f"{name}-{role}", length=length, special=False, opts=child).result
+
+        admin = args.admin_password if args.admin_password is not None else password("admin-password", 24)
+
+        # Harbor core signs registry tokens with this key; the registry trusts the certificate.
+        core_key = tls.PrivateKey(f"{name}-core-key", algorithm="RSA", rsa_bits=4096, opts=child)
+        root_cert = tls.SelfSignedCert(
+            f"{name}-registry-root-cert", private_key_pem=core_key.private_key_pem,
+            subject=tls.SelfSignedCertSubjectArgs(common_name="harbor-token-issuer", organization="harbor-ha"),
+            validity_period_hours=10 * 365 * 24, allowed_uses=["digital_signature", "key_encipherment"],
+            opts=child)
+
+        if args.tls_certificate is not None and args.tls_private_key is not None:
+            tls_cert, tls_key = args.tls_certificate, args.tls_private_key
+        else:
+            lb_key = tls.PrivateKey(f"{name}-lb-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+            tls_key = lb_key.private_key_pem
+            tls_cert = tls.SelfSignedCert(
+                f"{name}-lb-cert", private_key_pem=lb_key.private_key_pem,
+                subject=tls.SelfSignedCertSubjectArgs(common_name=cfg.harbor.hostname, organization="harbor-ha"),
+                dns_names=[cfg.harbor.hostname], ip_addresses=[cfg.vip],
+                validity_period_hours=cfg.tls.self_signed_days * 24,
+                allowed_uses=["digital_signature", "key_encipherment", "server_auth"], opts=child).cert_pem
+
+        values: dict[str, pulumi.Input[str]] = {
+            "admin_password": admin,
+            "db_password": password("db-password", 32),
+            "redis_password": password("redis-password", 32),
+            # PASS authentication takes at most 8 characters (VRRPv2 only; VRRPv3 has no authentication).
+            "vrrp_auth_pass": password("vrrp-auth-pass", 8),
+            # Harbor's secretkey is an AES key of exactly 16 bytes.
+            "harbor_secretkey": password("harbor-secretkey", 16),
+            "core_private_key": core_key.private_key_pem,
+            "registry_root_cert": root_cert.cert_pem,
+            "tls_certificate": tls_cert,
+            "tls_private_key": tls_key,
+        }
+        self.values = {k: pulumi.Output.from_input(v) if k in PUBLIC_VALUES else pulumi.Output.secret(v)
+                       for k, v in values.items()}
+        self.admin_password = self.values["admin_password"]
+        self.register_outputs({"admin_password": self.admin_password})
