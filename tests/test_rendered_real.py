@@ -18,6 +18,7 @@ import glob
 import ipaddress
 import os
 import secrets as pysecrets
+import shlex
 import shutil
 import string
 import subprocess
@@ -606,6 +607,30 @@ def test_rendered_harbor_yml_keys_exist_in_harbor_template(stack, values, templa
     assert check_against_template(data, parse_template(template_text)) == []
     # Harbor's prepare refuses a harbor.yml whose _version it does not know; it matches the template's.
     assert data["_version"] == yaml.safe_load(template_text)["_version"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# node.env, sourced by scripts/provision/harbor-node.sh
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_node_env_reads_back_in_bash_with_shell_metacharacters(tmp_root):
+    """Starts bash (set -euo pipefail, as harbor-node.sh) sourcing the rendered node.env of a stack whose installer
+    URL is full of shell metacharacters: every variable reads back exactly, and nothing in it ran."""
+    values = dev_like()
+    url = "https://mirror.example.com/h.tgz?a=1&b=$(touch PWNED)`touch PWNED`';touch PWNED;'\"x"
+    values["harbor"]["installer"] = {"url": url}
+    cfg = parse_cluster_config(values)
+    spec = next(s for s in harbor_node_files(cfg) if s.path.endswith("/node.env"))
+    env_file = write(tmp_root / "node.env", render(spec, {}), spec.mode)
+    assigned = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    script = 'set -euo pipefail; . "$1"; shift; for v; do printf "%s=%s\\0" "$v" "${!v}"; done'
+    result = subprocess.run(["bash", "-c", script, "bash", str(env_file), *assigned], capture_output=True,
+                            text=True, cwd=tmp_root, timeout=10, env={"PATH": os.environ["PATH"]})
+    assert result.returncode == 0, result.stderr
+    read_back = dict(item.split("=", 1) for item in result.stdout.split("\0") if item)
+    assert read_back["INSTALLER_URL"] == url
+    assert read_back == {k: "".join(shlex.split(v)) for k, v in assigned.items()}
+    assert not (tmp_root / "PWNED").exists()
 
 
 # ---------------------------------------------------------------------------------------------------------------
