@@ -509,11 +509,11 @@ def test_postgres_starts_with_rendered_config_and_admits_harbor_nodes_only(value
                 assert login.stdout.strip() == f"{pg.user}|{pg.database}|{address}"
 
             refused = harbor_login(lab, outsider_ns, db, db["password"])
-            assert refused.returncode != 0
+            assert refused.returncode != 0, f"non-node address {outsider} logged in: {refused.stdout}"
             assert f'no pg_hba.conf entry for host "{outsider}", user "{pg.user}", database "{pg.database}"' \
                 in refused.stderr, refused.stderr
             wrong = harbor_login(lab, node_ns[cfg.harbor_nodes[0].address], db, _password(32))
-            assert wrong.returncode != 0
+            assert wrong.returncode != 0, f"a wrong password logged in: {wrong.stdout}"
             assert f'password authentication failed for user "{pg.user}"' in wrong.stderr, wrong.stderr
 
 
