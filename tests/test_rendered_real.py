@@ -43,7 +43,7 @@ from components.plan import render_all, role_files
 from components.postgres import postgres_files
 from components.redis import RedisPaths, initial_master, redis_files, sentinel_files
 from tests.harbor_template import check_against_template, parse_template, uncomment
-from tests.netlab import Lab, stop_process, wait_until
+from tests.netlab import Lab, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 HARBOR_TEMPLATE = ROOT.parent / "shared" / "harbor" / "harbor.yml.tmpl-2.15.2"
@@ -122,11 +122,12 @@ def _pem_key(key, fmt: serialization.PrivateFormat) -> str:
 
 
 def make_secret_values(hostname: str) -> dict[str, str]:
-    """Real values for every SECRET_VALUES name, shaped like the ones the program generates."""
+    """Real values for every SECRET_VALUES name, shaped like the ones components/secrets.py generates (PEM as
+    pulumi-tls writes it; a 2048-bit core key instead of 4096 to keep the tests fast)."""
     core_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     tls_key = ec.generate_private_key(ec.SECP256R1())
     values = {
-        "admin_password": _password(20),
+        "admin_password": _password(24),
         "db_password": _password(32),
         "redis_password": _password(32),
         "vrrp_auth_pass": _password(8),
@@ -134,7 +135,7 @@ def make_secret_values(hostname: str) -> dict[str, str]:
         "core_private_key": _pem_key(core_key, serialization.PrivateFormat.TraditionalOpenSSL),
         "registry_root_cert": _self_signed(core_key, "harbor-token-issuer"),
         "tls_certificate": _self_signed(tls_key, hostname),
-        "tls_private_key": _pem_key(tls_key, serialization.PrivateFormat.PKCS8),
+        "tls_private_key": _pem_key(tls_key, serialization.PrivateFormat.TraditionalOpenSSL),
     }
     assert set(values) == set(SECRET_VALUES)
     return values
@@ -159,9 +160,9 @@ def write(path: str | Path, content: str, mode: int = 0o644, owner: str | None =
     return path
 
 
-def install(spec: FileSpec, values: dict[str, str], owner: str | None = None) -> Path:
+def install(spec: FileSpec, values: dict[str, str]) -> Path:
     """Write a FileSpec whose path already points into a temp dir, with its mode."""
-    return write(spec.path, render(spec, values), spec.mode, owner)
+    return write(spec.path, render(spec, values), spec.mode)
 
 
 @pytest.fixture
