@@ -354,9 +354,10 @@ def test_redis_sentinel_mode_starts_replicates_and_sentinels_agree(values, tmp_r
         probe = _password(24)
         assert redis_cli(lab, client, master.address, port, "SET", "hha-probe", probe, password=password) == "OK"
         for replica in replicas:
-            info = wait_until(lambda: (lambda i: i if "master_link_status:up" in i else None)(
-                redis_cli(lab, client, replica.address, port, "INFO", "replication", password=password)),
-                what=f"{replica.name} replicating from {master.name}")
+            def linked(replica=replica):
+                info = redis_cli(lab, client, replica.address, port, "INFO", "replication", password=password)
+                return info if "master_link_status:up" in info else None
+            info = wait_until(linked, what=f"{replica.name} replicating from {master.name}")
             assert f"master_host:{master.address}" in info and "role:slave" in info, info
             wait_until(lambda: redis_cli(lab, client, replica.address, port, "GET", "hha-probe",
                                          password=password) == probe, what=f"the probe key on {replica.name}")
