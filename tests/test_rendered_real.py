@@ -38,7 +38,7 @@ from components.config import ClusterConfig, parse_cluster_config
 from components.files import SECRET_VALUES, FileSpec
 from components.harbor_node import harbor_node_files
 from components.keepalived import keepalived_files, vrrp_roles
-from components.loadbalancer import NginxPaths, loadbalancer_files
+from components.loadbalancer import SYSCTL_PATH, NginxPaths, loadbalancer_files
 from components.plan import render_all, role_files
 from components.postgres import postgres_files
 from components.redis import RedisPaths, initial_master, redis_files, sentinel_files
@@ -160,9 +160,13 @@ def write(path: str | Path, content: str, mode: int = 0o644, owner: str | None =
     return path
 
 
-def install(spec: FileSpec, values: dict[str, str]) -> Path:
-    """Write a FileSpec whose path already points into a temp dir, with its mode."""
-    return write(spec.path, render(spec, values), spec.mode)
+def install(spec: FileSpec, values: dict[str, str], tmp: Path) -> Path:
+    """Write a FileSpec with its mode, never outside `tmp`: a path the test pointed into `tmp` (NginxPaths,
+    RedisPaths) is kept, any other host path lands under `tmp/host-root/`."""
+    path = Path(spec.path)
+    if not path.is_relative_to(tmp):
+        path = tmp / "host-root" / path.relative_to("/")
+    return write(path, render(spec, values), spec.mode)
 
 
 @pytest.fixture
@@ -189,45 +193,51 @@ def lb_id(case: tuple[str, int]) -> str:
 # nginx
 # ---------------------------------------------------------------------------------------------------------------
 
-def nginx_check(conf: Path) -> subprocess.CompletedProcess:
-    """`nginx -t` in a fresh network namespace: it binds the VIP listen sockets, which ip_nonlocal_bind allows."""
+def nginx_check(conf: Path, sysctl_conf: Path) -> subprocess.CompletedProcess:
+    """`nginx -t` in a fresh network namespace after `sysctl -p` of the rendered sysctl.d file: nginx -t binds the
+    VIP listen sockets, which only its net.ipv4.ip_nonlocal_bind allows on a host without the VIP."""
     return subprocess.run(
-        ["unshare", "-n", "sh", "-c",
-         'ip link set lo up && sysctl -qw net.ipv4.ip_nonlocal_bind=1 && exec nginx -q -t -c "$1"', "sh", str(conf)],
+        ["unshare", "-n", "sh", "-c", 'ip link set lo up && sysctl -q -p "$2" && exec nginx -q -t -c "$1"', "sh",
+         str(conf), str(sysctl_conf)],
         capture_output=True, text=True, timeout=30)
 
 
-def render_nginx(cfg: ClusterConfig, index: int, values: dict[str, str], tmp: Path) -> Path:
-    """nginx.conf, harbor.crt and harbor.key of one LB host, rendered into `tmp`."""
+def render_nginx(cfg: ClusterConfig, index: int, values: dict[str, str], tmp: Path) -> tuple[Path, Path]:
+    """Every load balancer file of one LB host, rendered into `tmp`: (nginx.conf, the sysctl.d file)."""
     paths = NginxPaths(tls_dir=str(tmp / "tls"), pid=str(tmp / "nginx.pid"), log_dir=str(tmp),
                        conf=str(tmp / "nginx.conf"))
-    for spec in loadbalancer_files(cfg, cfg.lb_hosts[index], paths):
-        install(spec, values)
-    return Path(paths.conf)
+    written = {spec.path: install(spec, values, tmp) for spec in loadbalancer_files(cfg, cfg.lb_hosts[index], paths)}
+    return written[paths.conf], written[SYSCTL_PATH]
 
 
 @pytest.mark.parametrize("case", lb_cases(), ids=lb_id)
 def test_nginx_accepts_rendered_lb_config(case, values, tmp_root):
     """Starts `nginx -t` (nginx 1.22) on the rendered nginx.conf with the rendered TLS certificate and key."""
     stack, index = case
-    conf = render_nginx(STACKS[stack], index, values, tmp_root)
-    result = nginx_check(conf)
+    conf, sysctl_conf = render_nginx(STACKS[stack], index, values, tmp_root)
+    result = nginx_check(conf, sysctl_conf)
     assert result.returncode == 0, f"nginx -t rejected {conf}:\n{result.stderr}"
 
 
 def test_nginx_check_fails_on_a_broken_config(values, tmp_root):
-    """Starts `nginx -t` on a rendered nginx.conf with an unknown directive and a mismatched key: both fail."""
-    conf = render_nginx(STACKS["prod"], 0, values, tmp_root)
+    """Starts `nginx -t` on a rendered nginx.conf with an unknown directive, with a mismatched key, and without the
+    rendered ip_nonlocal_bind setting: all three fail."""
+    conf, sysctl_conf = render_nginx(STACKS["prod"], 0, values, tmp_root)
     good = conf.read_text()
     conf.write_text(good.replace("sendfile on;", "sendfile on;\n    bogus_directive on;"))
-    result = nginx_check(conf)
+    result = nginx_check(conf, sysctl_conf)
     assert result.returncode != 0 and 'unknown directive "bogus_directive"' in result.stderr, result.stderr
 
     conf.write_text(good)
     other_key = ec.generate_private_key(ec.SECP256R1())
     (tmp_root / "tls" / "harbor.key").write_text(_pem_key(other_key, serialization.PrivateFormat.PKCS8))
-    result = nginx_check(conf)
+    result = nginx_check(conf, sysctl_conf)
     assert result.returncode != 0 and "key values mismatch" in result.stderr, result.stderr
+
+    (tmp_root / "tls" / "harbor.key").write_text(values["tls_private_key"])
+    sysctl_conf.write_text("# no ip_nonlocal_bind\n")
+    result = nginx_check(conf, sysctl_conf)
+    assert result.returncode != 0 and "Cannot assign requested address" in result.stderr, result.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -314,7 +324,7 @@ def start_redis_servers(lab: Lab, cfg: ClusterConfig, values: dict[str, str], tm
     for host in cfg.redis_hosts:
         paths = redis_paths(tmp, host.name)
         (spec,) = redis_files(cfg, host, paths)
-        conf = install(spec, values)
+        conf = install(spec, values, tmp)
         lab.start(namespaces[host.name], ["redis-server", str(conf)], log=str(tmp / host.name / "stdout.log"))
         wait_until(lambda: redis_cli(lab, client, host.address, cfg.redis.port, "PING",
                                      password=values["redis_password"]) == "PONG",
@@ -364,7 +374,7 @@ def test_redis_sentinel_mode_starts_replicates_and_sentinels_agree(values, tmp_r
 
         for host in cfg.sentinel_hosts:
             (spec,) = sentinel_files(cfg, host, redis_paths(tmp_root, host.name))
-            conf = install(spec, values)
+            conf = install(spec, values, tmp_root)
             lab.start(ns[host.name], ["redis-sentinel", str(conf)], log=str(tmp_root / host.name / "stdout.log"))
 
         # What Harbor will use: every `host:port` of external_redis.host, with its sentinel_master_set.
