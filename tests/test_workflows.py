@@ -64,3 +64,14 @@ def test_preview_workflow_previews_every_stack_file_on_pull_requests():
     assert sorted(render["strategy"]["matrix"]["stack"]) == stacks
     assert any("scripts/render.py" in s.get("run", "") for s in render["steps"])
     assert any(s.get("uses", "").startswith("actions/upload-artifact@") for s in render["steps"])
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_run_scripts_take_expressions_through_env_only(workflow):
+    """No `${{ ... }}` inside a `run:` script: secrets and PR-controlled values reach scripts as environment
+    variables, so they are never spliced into a command line (or into shell code an attacker could shape)."""
+    wf = yaml.safe_load(workflow.read_text())
+    offending = [f"{job}: {step.get('name', step['run'].splitlines()[0])}"
+                 for job, spec in wf["jobs"].items() for step in spec.get("steps", [])
+                 if "run" in step and "${{" in step["run"]]
+    assert not offending, offending
