@@ -1,0 +1,240 @@
+"""HTTP client for Harbor's REST API v2.0.
+
+Every call uses a fresh `requests.Session` that refuses cookies: Harbor answers each request with a `sid` session
+cookie, and a client that sends it back switches on Harbor's CSRF check, which rejects every later write with 403.
+Retries (with exponential backoff) happen only where a retry is safe to converge: connection errors, timeouts,
+5xx and 429. A write whose response was lost is retried too; the resources then adopt the object by name when the
+retry answers 409 (see `resources.py`).
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+API_PREFIX = "/api/v2.0"
+PAGE_SIZE = 100
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_NOT_APPLIED_STATUSES = frozenset({429, 503})
+_NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+class HarborError(Exception):
+    """An API call failed; `status` is the HTTP status (None when Harbor could not be reached)."""
+
+    def __init__(self, message: str, status: Optional[int] = None, harbor_messages: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.status = status
+        self.harbor_messages = harbor_messages
+        self.attempts = 1
+        """HTTP requests made before giving up (more than 1: an earlier try may have been applied by Harbor)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where and as whom to call Harbor. Never pickled into Pulumi state (built per call)."""
+
+    url: str
+    """Harbor's external URL, e.g. `https://harbor.example.com` (the `/api/v2.0` prefix is added)."""
+    username: str
+    """A Harbor user with the system admin role (or a system robot account with the needed permissions)."""
+    password: str
+    """That user's password (or the robot's secret)."""
+
+    @classmethod
+    def resolve(cls, inputs: dict[str, Any], provider_config: dict[str, Optional[str]]) -> "Credentials":
+        """Secret resource inputs first, then provider config, then HARBOR_URL / HARBOR_USERNAME / HARBOR_PASSWORD."""
+        env = {"url": "HARBOR_URL", "username": "HARBOR_USERNAME", "password": "HARBOR_PASSWORD"}
+        values = {}
+        for key, var in env.items():
+            value = inputs.get(f"harbor_{key}") or provider_config.get(key) or os.environ.get(var)
+            if not value:
+                raise HarborError(
+                    f"no Harbor {key}: set the stack config harbor:harbor{key.capitalize()} "
+                    f"or the environment variable {var}"
+                )
+            values[key] = value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Timeouts and retry policy (no credentials: this is what the pickled provider carries)."""
+
+    connect_timeout: float = 5.0
+    """Seconds to wait for the TCP/TLS connection."""
+    read_timeout: float = 30.0
+    """Seconds to wait for Harbor's answer to one request."""
+    attempts: int = 5
+    """Tries per request (the first one included) on connection errors, timeouts, 5xx and 429."""
+    backoff: float = 0.5
+    """Seconds before the first retry; doubled each time, capped at 10 s."""
+    verify_tls: bool = True
+    """Verify Harbor's TLS certificate (HARBOR_INSECURE=true turns it off for a self-signed lab cluster)."""
+
+    @classmethod
+    def from_env(cls) -> "ClientSettings":
+        """Defaults, overridden by HARBOR_TIMEOUT (read timeout, seconds), HARBOR_ATTEMPTS and HARBOR_INSECURE."""
+        return cls(
+            read_timeout=float(os.environ.get("HARBOR_TIMEOUT", cls.read_timeout)),
+            attempts=int(os.environ.get("HARBOR_ATTEMPTS", cls.attempts)),
+            verify_tls=os.environ.get("HARBOR_INSECURE", "").lower() not in ("1", "true", "yes"),
+        )
+
+
+@dataclass
+class Response:
+    """What the resources need from one answer."""
+
+    status: int
+    body: Any
+    headers: dict[str, str]
+    attempts: int
+    """How many HTTP requests this call took (more than 1 means an earlier try may have been applied)."""
+
+    def location_id(self) -> str:
+        """The new object's id from the `Location` header of a 201 (Harbor sends no body on most creates)."""
+        location = self.headers.get("Location", "")
+        tail = location.rstrip("/").rsplit("/", 1)[-1]
+        if not tail:
+            raise HarborError(f"Harbor answered {self.status} without a Location header")
+        return tail
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    def set_ok(self, cookie, request):  # noqa: D401 - cookiejar API
+        return False
+
+
+def error_messages(body: Any) -> tuple[str, ...]:
+    """The messages of Harbor's `{"errors":[{"code":..,"message":..}]}` body (empty when it is something else)."""
+    if isinstance(body, dict) and isinstance(body.get("errors"), list):
+        return tuple(str(e.get("message") or e.get("code") or e) for e in body["errors"] if isinstance(e, dict))
+    return ()
+
+
+class HarborClient:
+    """One Harbor; `request` does a single API call with retries, `list_all` follows pagination."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        settings: Optional[ClientSettings] = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.credentials = credentials
+        self.settings = settings or ClientSettings()
+        self._sleep = sleep
+        self.base = credentials.url.rstrip("/") + API_PREFIX
+
+    def _send(self, method: str, url: str, json_body: Any, params: Optional[dict]) -> requests.Response:
+        with requests.Session() as session:
+            session.cookies.set_policy(_NoCookies())
+            session.trust_env = False  # no proxy from the environment: the cluster URL is reached directly
+            return session.request(
+                method,
+                url,
+                json=json_body,
+                params=params,
+                auth=(self.credentials.username, self.credentials.password),
+                headers={"Accept": "application/json"},
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                verify=self.settings.verify_tls,
+                allow_redirects=False,
+            )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Optional[dict] = None,
+        ok: tuple[int, ...] = (200, 201),
+        replay_safe: bool = True,
+    ) -> Response:
+        """Call `path` (relative to /api/v2.0, or absolute as in a `Link` header); raise HarborError unless ok.
+
+        `replay_safe=False` is for a write that cannot be recognised afterwards (starting an execution): it is
+        retried only when Harbor surely did not apply it (no connection, 429, 503)."""
+        url = urljoin(self.base + "/", path.lstrip("/")) if not path.startswith(API_PREFIX) else self._origin() + path
+        delay = self.settings.backoff
+        for attempt in range(1, self.settings.attempts + 1):
+            try:
+                answer = self._send(method, url, json_body, params)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt == self.settings.attempts or not (replay_safe or _never_sent(exc)):
+                    raise HarborError(
+                        f"{method} {path}: Harbor at {self.credentials.url} did not answer after {attempt} tries "
+                        f"({type(exc).__name__}); check that it is up and reachable from here"
+                    ) from exc
+            else:
+                body = _json_or_text(answer)
+                if answer.status_code in ok:
+                    return Response(answer.status_code, body, dict(answer.headers), attempt)
+                retry = _RETRY_STATUSES if replay_safe else _NOT_APPLIED_STATUSES
+                if answer.status_code not in retry or attempt == self.settings.attempts:
+                    error = self._error(method, path, answer.status_code, body)
+                    error.attempts = attempt
+                    raise error
+            self._sleep(min(delay, 10.0))
+            delay *= 2
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _origin(self) -> str:
+        parts = urlsplit(self.credentials.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def _error(self, method: str, path: str, status: int, body: Any) -> HarborError:
+        messages = error_messages(body)
+        detail = "; ".join(messages) or (str(body)[:300] if body else "no body")
+        hint = {
+            401: " (check the Harbor username/password)",
+            403: " (the user lacks the permission, or a cookie was sent and Harbor's CSRF check refused it)",
+        }.get(status, "")
+        return HarborError(f"{method} {path}: Harbor answered {status}: {detail}{hint}", status, messages)
+
+    def list_all(self, path: str, params: Optional[dict] = None) -> Iterator[dict]:
+        """Every item of a list endpoint: page_size=100, following `Link: <..>; rel="next"` (bounded by
+        `X-Total-Count`, so a server that keeps sending `next` cannot loop us forever)."""
+        query = dict(params or {}, page=1, page_size=PAGE_SIZE)
+        answer = self.request("GET", path, params=query, ok=(200,))
+        total = int(answer.headers.get("X-Total-Count", len(answer.body or [])))
+        yield from answer.body or []
+        for _ in range(total // PAGE_SIZE + 1):
+            match = _NEXT_LINK.search(answer.headers.get("Link", ""))
+            if not match:
+                return
+            answer = self.request("GET", match.group(1), ok=(200,))
+            yield from answer.body or []
+
+    def find_by_name(self, path: str, name: str, name_key: str = "name") -> Optional[dict]:
+        """The object of `path` whose `name_key` is exactly `name` (Harbor's `q=name=...` is an exact match)."""
+        for item in self.list_all(path, {"q": f"{name_key}={name}"}):
+            if item.get(name_key) == name:
+                return item
+        return None
+
+
+def _never_sent(exc: Exception) -> bool:
+    """The connection was never made, so Harbor cannot have applied the request."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = exc.args[0] if exc.args else None
+    return type(getattr(reason, "reason", None)).__name__ == "NewConnectionError"
+
+
+def _json_or_text(answer: requests.Response) -> Any:
+    if not answer.content:
+        return None
+    try:
+        return answer.json()
+    except ValueError:
+        return answer.text
