@@ -45,8 +45,7 @@ def check_name(name: Optional[str], problems: Problems, key: str = "name") -> No
 
 def cron_problem(cron: str) -> Optional[str]:
     """Why Harbor's scheduler would reject `cron`, or None. Harbor wants 6 fields (seconds first); the seconds
-    field must be `0` and the minutes field must not be `*` (Harbor refuses schedules more often than hourly
-    minute-by-minute)."""
+    field must be `0` and the minutes field must not be `*` (a job every minute, which Harbor refuses)."""
     fields = cron.split()
     if len(fields) != 6:
         return (f"{cron!r} has {len(fields)} fields; Harbor needs 6 (seconds minutes hours day-of-month month "
