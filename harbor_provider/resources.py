@@ -528,16 +528,27 @@ class RobotAccountProvider(_HarborProvider):
         return args.secret or answer.body["secret"]
 
     def state(self, obj: dict) -> dict:
+        permissions = _normalize_permissions(obj.get("permissions"))
         return {"name": obj["name"].split("$", 1)[-1], "harbor_name": obj["name"],
                 "description": obj.get("description") or "", "disabled": bool(obj.get("disable")),
                 "duration_days": obj.get("duration") if obj.get("duration") is not None else -1,
-                "permissions": _normalize_permissions(obj.get("permissions")),
-                "expires_at": obj.get("expires_at")}
+                "projects": sorted(p["namespace"] for p in permissions if p["kind"] == "project"),
+                "replicate_deletion": any(a["action"] == "delete" for p in permissions for a in p["access"]),
+                "permissions": permissions, "expires_at": obj.get("expires_at")}
 
     def desired(self, args: RobotAccountArgs) -> dict:
+        projects = args.projects if is_unknown(args.projects) else sorted(args.projects)
         return {"name": args.name, "description": args.description, "disabled": args.disabled,
-                "duration_days": args.duration_days,
+                "duration_days": args.duration_days, "projects": projects,
+                "replicate_deletion": args.replicate_deletion,
                 "permissions": _normalize_permissions(robot_permissions(args.projects, args.replicate_deletion))}
+
+    def changed_fields(self, olds: dict, news: dict) -> list[str]:
+        # `permissions` follows from projects/replicate_deletion: name it only for drift those do not explain.
+        changed = super().changed_fields(olds, news)
+        if {"projects", "replicate_deletion"} & set(changed):
+            changed.remove("permissions")
+        return changed
 
 
 # -- ReplicationRun ------------------------------------------------------------------------------------------

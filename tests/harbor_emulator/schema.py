@@ -7,6 +7,7 @@ Swagger 2.0 definitions are JSON Schema draft 4 with extensions; they are conver
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,3 +81,9 @@ class Contract:
         validator = jsonschema.Draft4Validator(schema)
         return [f"{'.'.join(str(p) for p in e.absolute_path) or '<body>'}: {e.message}"
                 for e in validator.iter_errors(body)]
+
+
+@functools.lru_cache(maxsize=1)
+def load_contract() -> Contract:
+    """The parsed swagger, shared by every emulator of the test session (parsing takes about a second)."""
+    return Contract()

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from .schema import Contract
+from .schema import load_contract
 
 ADAPTERS = ("harbor", "docker-hub", "docker-registry", "aws-ecr", "azure-acr", "ali-acr", "tencent-tcr",
             "google-gcr", "huawei-SWR", "github-ghcr", "gitlab", "quay", "jfrog-artifactory", "dtr",
@@ -81,10 +81,11 @@ class HarborEmulator:
     """Start with `start()`, stop with `stop()` (or use as a context manager)."""
 
     def __init__(self, username: str = "admin", password: str = "Harbor12345"):
-        self.contract = Contract()
+        self.contract = load_contract()
         self.username, self.password = username, password
         self.lock = threading.RLock()
         self.calls: list[tuple[str, str, str]] = []
+        self.requests_with_cookie = 0
         self.faults: list[Fault] = []
         self.unreachable_hosts: set[str] = set()
         self.run_plans: dict[int, RunPlan] = {}
@@ -107,7 +108,8 @@ class HarborEmulator:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="harbor-emulator", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="harbor-emulator",
+                                        daemon=True)
         self._thread.start()
         return self
 
@@ -521,6 +523,7 @@ class _Handler(BaseHTTPRequestHandler):
         op, params = emu.contract.match(self.command, path.removeprefix(emu.contract.base_path))
         with emu.lock:
             emu.calls.append((self.command, path, op.operation_id if op else "?"))
+            emu.requests_with_cookie += "Cookie" in self.headers
         fault = emu.take_fault(self.command, path)
         try:
             if fault and fault.kind == "status":
