@@ -733,6 +733,8 @@ class RobotAccount(pulumi.dynamic.Resource, module="harbor", name="RobotAccount"
         props = {**_inputs(args, connection), "harbor_name": None}
         props.setdefault("secret", None)
         super().__init__(RobotAccountProvider(settings), resource_name, props, _opts(opts))
+        # additional_secret_outputs protects the state; this keeps the program's copy secret as well.
+        self.secret = pulumi.Output.secret(self.secret)
 
 
 class ReplicationRun(pulumi.dynamic.Resource, module="harbor", name="ReplicationRun"):
