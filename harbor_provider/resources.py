@@ -223,15 +223,16 @@ class _HarborProvider(ResourceProvider):
         args = self.parse_args(news)
         client = self.client(news)
         try:
-            client.request("PUT", f"{self.path}/{id_}", json_body=self.update_body(args, olds), ok=(200,))
+            extra = self.write_update(client, id_, args, olds)
         except HarborError as err:
             raise self.explain(err, args, "update") from None
-        extra = self.after_update(client, id_, args, olds)
-        obj = self.fetch(client, id_, news)
+        obj = self.fetch(client, id_, {**olds, **news})
         salt = olds.get(SALT_KEY) or secrets.token_hex(16)
         return UpdateResult(self.outputs(news, obj, salt, extra))
 
-    def after_update(self, client: HarborClient, id_: str, args, olds: dict) -> dict:
+    def write_update(self, client: HarborClient, id_: str, args, olds: dict) -> dict:
+        """Apply the args in place; returns extra outputs."""
+        client.request("PUT", f"{self.path}/{id_}", json_body=self.update_body(args, olds), ok=(200,))
         return {}
 
     def delete(self, id_: str, props: dict) -> None:
@@ -408,36 +409,40 @@ class ProjectProvider(_HarborProvider):
     def update_body(self, args: ProjectArgs, olds: dict) -> dict:
         return {"metadata": self._metadata(args)}  # Harbor ignores storage_limit here: quotas have their API
 
-    def find(self, client: HarborClient, args: ProjectArgs) -> Optional[dict]:
-        return client.find_by_name(self.path, args.name)
-
     def id_of(self, obj: dict) -> str:
         return str(obj["project_id"])
 
-    def _quota(self, client: HarborClient, id_: str) -> dict:
-        quotas = list(client.list_all("/quotas", {"reference": "project", "reference_id": id_}))
-        if not quotas:
-            raise HarborError(f"project {id_} has no quota object in Harbor")
-        return quotas[0]
-
     def fetch(self, client: HarborClient, id_: str, props: dict) -> dict:
         obj = client.request("GET", f"{self.path}/{id_}", ok=(200,)).body
-        if props.get("storage_limit") is not None:  # quota managed: one more call
-            obj = dict(obj, storage_limit=self._quota(client, id_)["hard"].get("storage", -1))
-        return obj
+        if props.get("storage_limit") is None:  # quota unmanaged: no second call
+            return obj
+        if props.get("quota_id"):
+            quota = client.request("GET", f"/quotas/{props['quota_id']}", ok=(200,)).body
+        else:
+            quota = self._find_quota(client, id_)
+        return dict(obj, storage_limit=quota["hard"].get("storage", -1), quota_id=quota["id"])
+
+    def _find_quota(self, client: HarborClient, id_: str) -> dict:
+        for quota in client.list_all("/quotas", {"reference": "project", "reference_id": id_}):
+            return quota
+        raise HarborError(f"project {id_} has no quota object in Harbor")
 
     def after_write(self, client, id_, args: ProjectArgs, created, adopted) -> dict:
         if adopted and args.storage_limit is not None:
-            self._set_quota(client, id_, args.storage_limit)
+            self._set_quota(client, self._find_quota(client, id_)["id"], args.storage_limit)
         return {}
 
-    def after_update(self, client, id_, args: ProjectArgs, olds: dict) -> dict:
+    def write_update(self, client, id_, args: ProjectArgs, olds: dict) -> dict:
+        # Two APIs: project metadata and its quota. Call only the one(s) whose fields changed.
+        desired = self.desired(args)
+        if any(olds.get(k) != desired[k] for k in ("public", "auto_scan", "prevent_vulnerable", "severity")):
+            super().write_update(client, id_, args, olds)
         if args.storage_limit is not None and olds.get("storage_limit") != args.storage_limit:
-            self._set_quota(client, id_, args.storage_limit)
+            quota_id = olds.get("quota_id") or self._find_quota(client, id_)["id"]
+            self._set_quota(client, quota_id, args.storage_limit)
         return {}
 
-    def _set_quota(self, client: HarborClient, id_: str, limit: int) -> None:
-        quota_id = self._quota(client, id_)["id"]
+    def _set_quota(self, client: HarborClient, quota_id: int, limit: int) -> None:
         client.request("PUT", f"/quotas/{quota_id}", json_body={"hard": {"storage": limit}}, ok=(200,))
 
     def state(self, obj: dict) -> dict:
@@ -446,7 +451,7 @@ class ProjectProvider(_HarborProvider):
                 "auto_scan": meta.get("auto_scan") == "true",
                 "prevent_vulnerable": meta.get("prevent_vul") == "true",
                 "severity": meta.get("severity") or None, "storage_limit": obj.get("storage_limit"),
-                "project_id": obj["project_id"]}
+                "quota_id": obj.get("quota_id"), "project_id": obj["project_id"]}
 
     def desired(self, args: ProjectArgs) -> dict:
         return {"name": args.name, "public": args.public, "auto_scan": args.auto_scan,
@@ -517,7 +522,8 @@ class RobotAccountProvider(_HarborProvider):
         # The secret of a robot we did not see created is unknown: set (or have Harbor generate) a new one.
         return {"secret": self._refresh_secret(client, id_, args)}
 
-    def after_update(self, client, id_, args: RobotAccountArgs, olds: dict) -> dict:
+    def write_update(self, client, id_, args: RobotAccountArgs, olds: dict) -> dict:
+        super().write_update(client, id_, args, olds)
         if args.secret and salted_hash(olds.get(SALT_KEY) or "", args.secret) != olds.get("secret_hash"):
             return {"secret": self._refresh_secret(client, id_, args)}
         return {"secret": olds.get("secret")}

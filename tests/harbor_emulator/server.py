@@ -366,6 +366,9 @@ class HarborEmulator:
         found = [q for q in self.quotas.values() if ref_id is None or str(q["ref"]["id"]) == ref_id]
         return self._page(found, query, "/quotas")
 
+    def op_getQuota(self, params, query, body):
+        return 200, self._get(self.quotas, params), {}
+
     def op_updateQuota(self, params, query, body):
         quota = self._get(self.quotas, params)
         quota["hard"].update(body.get("hard") or {})
