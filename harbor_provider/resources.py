@@ -10,8 +10,8 @@ Every provider follows one pattern (`_HarborProvider`):
   masks as `*****` are compared through a salted SHA-256 kept in the outputs.
 
 Credentials: the secret inputs `harbor_url` / `harbor_username` / `harbor_password` (for the cluster's generated
-admin password; ignored by `diff`), else the provider config `harbor:harborUrl`, `harbor:harborUsername`,
-`harbor:harborPassword`, else HARBOR_URL / HARBOR_USERNAME / HARBOR_PASSWORD. The provider object Pulumi pickles
+admin password; ignored by `diff`), else `harborUrl` / `harborUsername` / `harborPassword` of the stack config
+section `harbor` (provider config), else HARBOR_URL / HARBOR_USERNAME / HARBOR_PASSWORD. The provider object Pulumi pickles
 into the state holds only `ClientSettings`.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import hashlib
+import json
 import secrets
 import time
 from datetime import datetime
@@ -87,9 +88,21 @@ class _HarborProvider(ResourceProvider):
         self._provider_config: dict[str, Optional[str]] = {}
 
     def configure(self, req: ConfigureRequest) -> None:
-        """Provider config: `harbor:harborUrl`, `harbor:harborUsername`, `harbor:harborPassword`."""
-        self._provider_config = {k: req.config.get(f"harbor:harbor{k.capitalize()}")
-                                 for k in ("url", "username", "password")}
+        """Provider config: `harborUrl` / `harborUsername` / `harborPassword` of the stack's `harbor` section."""
+        section = req.config.get("harbor") or {}
+        if isinstance(section, str):  # structured config arrives as JSON text
+            try:
+                section = json.loads(section)
+            except ValueError:
+                section = {}
+        self._provider_config = {k: section.get(f"harbor{k.capitalize()}") for k in ("url", "username", "password")}
+
+    def __getstate__(self) -> dict:
+        # Pulumi pickles the provider into the state: never the configured credentials.
+        return {k: v for k, v in vars(self).items() if k != "_provider_config"}
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state, _provider_config={})
 
     # -- what subclasses define -------------------------------------------------------------------------------
     def create_body(self, args) -> dict:

@@ -4,6 +4,8 @@ Integration: each test starts the emulator (an HTTP server thread on 127.0.0.1) 
 the Pulumi engine would call.
 """
 
+import json
+
 import dill
 import pytest
 
@@ -223,20 +225,20 @@ def test_credentials_from_environment_and_provider_config(emulator, monkeypatch)
 
     monkeypatch.setenv("HARBOR_PASSWORD", "wrong")
     from pulumi.dynamic import Config, ConfigureRequest
-    provider.configure(ConfigureRequest(Config({"harbor:harborPassword": emulator.password}, "harbor-ha")))
+    section = json.dumps({"harborPassword": emulator.password})
+    provider.configure(ConfigureRequest(Config({"harbor-ha:harbor": section}, "harbor-ha")))
     assert provider.create({"name": "fromconfig"}).outs["name"] == "fromconfig"
 
 
 def test_pickled_provider_carries_no_credential(emulator, conn):
-    provider = RegistryProvider(FAST)
     from pulumi.dynamic import Config, ConfigureRequest
-    pickled_before = dill.dumps(provider)
+    provider = RegistryProvider(FAST)
     provider.create(registry_props(conn))
-    assert emulator.password.encode() not in pickled_before
-    assert emulator.password.encode() not in dill.dumps(RegistryProvider(FAST))
-    # configure() runs only in the provider process, after unpickling; its values are not in the program's copy.
-    provider.configure(ConfigureRequest(Config({"harbor:harborPassword": "cfg-pw"}, "p")))
-    assert b"cfg-pw" not in pickled_before
+    provider.configure(ConfigureRequest(Config({"p:harbor": {"harborPassword": "cfg-pw"}}, "p")))
+    pickled = dill.dumps(provider)
+    assert emulator.password.encode() not in pickled and b"cfg-pw" not in pickled
+    restored = dill.loads(pickled)
+    assert restored.settings == FAST and restored._provider_config == {}
 
 
 def test_client_never_sends_a_cookie(emulator, conn):
