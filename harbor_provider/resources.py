@@ -192,8 +192,8 @@ class _HarborProvider(ResourceProvider):
             if existing is None:
                 raise HarborError(
                     f"{self.kind} {args.name!r} already exists in Harbor ({'; '.join(err.harbor_messages)}). "
-                    f"To manage the existing one, set `adopt: true` on it in the stack config (or adopt=True), "
-                    f"or import it with `pulumi import` using its Harbor id; or choose another name.", 409,
+                    f"To manage the existing one, set `adopt: true` on it in the stack config (adopt=True in "
+                    f"the args): it is then updated to the declared values. Or choose another name.", 409,
                 ) from None
             id_ = self.id_of(existing)
             client.request("PUT", f"{self.path}/{id_}", json_body=self.update_body(args, self.state(existing)))

@@ -246,3 +246,26 @@ def test_client_never_sends_a_cookie(emulator, conn):
     created = provider.create({**conn, "name": "nocookie"})
     provider.update(created.id, created.outs, {**conn, "name": "nocookie", "public": True})
     assert emulator.count() >= 4 and emulator.requests_with_cookie == 0
+
+
+def test_migration_section_objects_are_accepted_by_harbor_and_run(emulator, conn):
+    """The args the `migration:` section generates pass the emulator's swagger validation end to end."""
+    import dataclasses
+
+    from harbor_provider.stack_config import parse_migration_section
+
+    section = parse_migration_section({"sourceUrl": "http://old-registry:5000/", "username": "migrator",
+                                       "password": "Passw0rd", "targetProject": "legacy",
+                                       "nameFilter": "team/**", "tagFilter": "v*", "runNow": True})
+    ProjectProvider(FAST).create({**conn, "name": "legacy"})  # already there: the section adopts it
+    project = ProjectProvider(FAST).create({**conn, **dataclasses.asdict(section.projects[0])})
+    registry = RegistryProvider(FAST).create({**conn, **dataclasses.asdict(section.registries[0])})
+    policy_args = dataclasses.asdict(section.policies[0].to_args(int(registry.id)))
+    policy = ReplicationPolicyProvider(FAST).create({**conn, **policy_args})
+    run = section.policies[0].run
+    done = ReplicationRunProvider(FAST).create(run_props(conn, int(policy.id), run_key=run.key))
+    assert len(emulator.projects) == 1 and project.outs["name"] == "legacy"
+    assert policy.outs["direction"] == "pull" and policy.outs["dest_namespace"] == "legacy"
+    assert policy.outs["filters"] == [{"type": "name", "value": "team/**", "decoration": None},
+                                      {"type": "tag", "value": "v*", "decoration": "matches"}]
+    assert done.outs["status"] == "Succeed"
