@@ -25,6 +25,7 @@ import secrets
 import time
 from datetime import datetime
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 import pulumi
 from pulumi.dynamic import (
@@ -54,9 +55,11 @@ LOCAL_REGISTRY_ID = 0  # Harbor shows the local side of a policy as registry id 
 
 
 def normalize_url(url: str) -> str:
-    """Harbor's normalization of an endpoint URL: trimmed, no trailing slash, `http://` when no scheme."""
+    """Harbor's normalization of an endpoint URL (lib.ValidateHTTPURL): trimmed, no trailing slash, `http://`
+    when no scheme, and only scheme://host:port/path kept (no user info, query or fragment)."""
     url = url.strip().rstrip("/")
-    return url if "://" in url else "http://" + url
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def salted_hash(salt: str, secret: str) -> str:
@@ -349,7 +352,10 @@ class ReplicationPolicyProvider(_HarborProvider):
             "dest_namespace": args.dest_namespace,
             "dest_namespace_replace_count": args.dest_namespace_replace_count,
             "trigger": {"type": args.trigger, "trigger_settings": {"cron": args.cron or ""}},
-            "filters": filters, "replicate_deletion": args.replicate_deletion, "override": args.override,
+            # Harbor's handler has read the deprecated `deletion` (not `replicate_deletion`) on create and update:
+            # send both so either version stores what was asked.
+            "filters": filters, "replicate_deletion": args.replicate_deletion, "deletion": args.replicate_deletion,
+            "override": args.override,
             "enabled": args.enabled, "speed": args.speed, "copy_by_chunk": args.copy_by_chunk,
             "single_active_replication": args.single_active_replication,
         }
@@ -484,10 +490,10 @@ _DELETION_ACCESS = (("repository", "delete"), ("artifact", "delete"), ("tag", "d
 def robot_permissions(projects: list[str], replicate_deletion: bool) -> list[dict]:
     """The permission list of a replication robot, in the order Harbor returns it (sorted)."""
     access = sorted(_REPLICATION_ACCESS + (_DELETION_ACCESS if replicate_deletion else ()))
+    # No `effect`: Harbor defaults it to allow (and has refused an explicit one from some creators).
     perms = [{"kind": "system", "namespace": "/",
-              "access": [{"resource": "project", "action": a, "effect": "allow"} for a in ("create", "list")]}]
-    perms += [{"kind": "project", "namespace": p,
-               "access": [{"resource": r, "action": a, "effect": "allow"} for r, a in access]}
+              "access": [{"resource": "project", "action": a} for a in ("create", "list")]}]
+    perms += [{"kind": "project", "namespace": p, "access": [{"resource": r, "action": a} for r, a in access]}
               for p in sorted(projects)]
     return perms
 
@@ -524,8 +530,9 @@ class RobotAccountProvider(_HarborProvider):
         return body
 
     def find(self, client: HarborClient, args: RobotAccountArgs) -> Optional[dict]:
-        for robot in client.list_all(self.path, {"q": f"name={args.name}"}):
-            if robot.get("level") == "system" and robot["name"].split("$", 1)[-1] == args.name:
+        # Whether `q=name=` wants the prefixed name depends on Harbor's robot_name_prefix: list system robots.
+        for robot in client.list_all(self.path, {"q": "level=system"}):
+            if robot["name"].split("$", 1)[-1] == args.name:
                 return robot
         return None
 
@@ -616,7 +623,7 @@ class ReplicationRunProvider(_HarborProvider):
     def _recent_execution(self, client: HarborClient, args: ReplicationRunArgs, err: HarborError) -> str:
         """The answer to our POST was lost: adopt the execution it started, if Harbor shows one that is still
         running or started within the last minute by Harbor's own clock (its `Date` header)."""
-        answer = client.request("GET", self.path, params={"policy_id": args.policy_id, "trigger": "MANUAL",
+        answer = client.request("GET", self.path, params={"policy_id": args.policy_id, "trigger": "manual",
                                                           "sort": "-start_time", "page": 1, "page_size": 1})
         now = email.utils.parsedate_to_datetime(answer.headers["Date"]).timestamp()
         for execution in answer.body or []:

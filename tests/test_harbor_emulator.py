@@ -64,16 +64,19 @@ def test_duplicate_name_gets_409_and_used_registry_delete_gets_412(emulator):
     assert _post(emulator, "/registries", body).status_code == 409
     assert _post(emulator, "/replication/policies", {"name": "p", "dest_registry": {"id": 1}}).status_code == 201
     answer = requests.delete(f"{emulator.url}/api/v2.0/registries/1", auth=AUTH, timeout=5)
-    assert answer.status_code == 412 and "referenced by policies" in answer.text
+    assert answer.status_code == 412 and "referenced by replication policies" in answer.text
 
 
-def test_policy_speed_minus_one_comes_back_as_zero_with_deletion_mirrored(emulator):
+def test_policy_speed_minus_one_comes_back_as_zero_and_deletion_is_read_from_the_deprecated_field(emulator):
     _post(emulator, "/registries", {"name": "r", "type": "docker-registry", "url": "x"})
     _post(emulator, "/replication/policies", {"name": "p", "dest_registry": {"id": 1}, "speed": -1,
                                               "replicate_deletion": True})
-    got = requests.get(f"{emulator.url}/api/v2.0/replication/policies/2", auth=AUTH, timeout=5).json()
-    assert got["speed"] == 0 and got["deletion"] is True and got["dest_namespace_replace_count"] == -1
-    assert got["src_registry"]["id"] == 0
+    _post(emulator, "/replication/policies", {"name": "q", "dest_registry": {"id": 1}, "deletion": True})
+    p = requests.get(f"{emulator.url}/api/v2.0/replication/policies/2", auth=AUTH, timeout=5).json()
+    q = requests.get(f"{emulator.url}/api/v2.0/replication/policies/3", auth=AUTH, timeout=5).json()
+    assert p["speed"] == 0 and p["dest_namespace_replace_count"] == -1 and p["src_registry"]["id"] == 0
+    assert (p["replicate_deletion"], p["deletion"]) == (False, False)  # the flip users of other providers see
+    assert (q["replicate_deletion"], q["deletion"]) == (True, True)
 
 
 def test_pagination_link_and_total_count(emulator):

@@ -4,11 +4,12 @@ It implements the endpoints the provider uses with Harbor 2.15's behaviour as fa
 - every request body is validated against the swagger definition of its operation (unknown fields: 422);
 - basic auth (401), and Harbor's session cookie: every answer sets `sid`, and a write that sends `sid` back
   without a CSRF token gets 403 "CSRF token invalid";
-- normalization: registry URLs (trailing slash, default `http://`), secrets masked as `*****`, policy speed -1
-  stored as 0, `deletion` mirrored from `replicate_deletion`, `dest_namespace_replace_count` default -1, tag/label
-  filter decoration default `matches`, robot names prefixed `robot$`;
+- normalization: registry URLs (lib.ValidateHTTPURL: trailing slash, default `http://`, only scheme://host/path),
+  secrets masked as `*****`, policy speed < 0 stored as 0, `replicate_deletion` taken from the deprecated
+  `deletion` field as Harbor's handler does and returned in both, `dest_namespace_replace_count` default -1, robot
+  names prefixed `robot$` (and a PUT must carry that prefixed name);
 - errors as `{"errors":[{"code","message"}]}`: 409 duplicate names, 412 deleting a registry used by a policy,
-  400 "registry ... is unhealthy" for URLs marked unreachable, 400 for schedules Harbor refuses;
+  400 "the registry is unhealthy" for hosts marked unreachable, 400 for schedules Harbor refuses;
 - pagination (`page`, `page_size` <= 100, `X-Total-Count`, `Link` with rel="next"/"prev");
 - fault injection (`inject`): an error status, a slow answer, or the answer dropped after the write was applied.
 Every request is recorded in `calls` (method, path, operationId) so benchmarks count real API calls.
@@ -176,9 +177,10 @@ class HarborEmulator:
                 raise ApiError(400, f"invalid scheme: {scheme}")
         else:
             url = "http://" + url
-        if urlsplit(url).hostname in self.unreachable_hosts:
-            raise ApiError(400, f"the registry {url} is unhealthy")
-        return url
+        parts = urlsplit(url)
+        if parts.hostname in self.unreachable_hosts:
+            raise ApiError(400, "the registry is unhealthy")
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
     def _unique(self, table: dict, key: str, value: str, what: str, exclude: Optional[int] = None) -> None:
         if any(obj[key] == value and oid != exclude for oid, obj in table.items()):
@@ -193,7 +195,9 @@ class HarborEmulator:
 
     def op_createRegistry(self, params, query, body):
         if not body.get("name"):
-            raise ApiError(400, "name is required")
+            raise ApiError(400, "name cannot be empty")
+        if len(body["name"]) > 64:
+            raise ApiError(400, "the max length of name is 64")
         self._unique(self.registries, "name", body["name"], "registry")
         if body.get("type") not in ADAPTERS:
             raise ApiError(400, f"adapter factory for {body.get('type')} not found")
@@ -241,7 +245,7 @@ class HarborEmulator:
     def op_deleteRegistry(self, params, query, body):
         reg = self._get(self.registries, params)
         if any(reg["id"] in (p["src_registry_id"], p["dest_registry_id"]) for p in self.policies.values()):
-            raise ApiError(412, f"the registry {reg['name']} is referenced by policies, cannot delete it")
+            raise ApiError(412, f"the registry {reg['id']} is referenced by replication policies, cannot delete it")
         del self.registries[reg["id"]]
         return 200, None, {}
 
@@ -266,14 +270,13 @@ class HarborEmulator:
         if kind == "event_based" and body.get("single_active_replication"):
             raise ApiError(400, "single active replication is not supported for event based replication")
         filters = []
-        for f in body.get("filters") or []:
-            if f.get("type") in ("name", "resource") and f.get("decoration"):
-                raise ApiError(400, f"decoration is not supported for {f['type']} filter")
+        for f in body.get("filters") or []:  # stored as given; an empty decoration is omitted on read
             shape = {"type": f.get("type"), "value": f.get("value")}
-            if f.get("type") in ("tag", "label"):
-                shape["decoration"] = f.get("decoration") or "matches"
+            if f.get("decoration"):
+                shape["decoration"] = f["decoration"]
             filters.append(shape)
-        deletion = body.get("replicate_deletion", body.get("deletion", False))
+        # Harbor's handler reads the deprecated `deletion` into ReplicateDeletion, not `replicate_deletion`.
+        deletion = body.get("deletion", False)
         count = body.get("dest_namespace_replace_count")
         speed = body.get("speed") or 0
         policy = dict(existing or {}, name=body.get("name") or (existing or {}).get("name"),
@@ -401,7 +404,7 @@ class HarborEmulator:
 
     def op_ListRobot(self, params, query, body):
         q = _query_terms(query)
-        found = [r for r in self.robots.values() if "name" not in q or r["bare_name"] == q["name"]]
+        found = [r for r in self.robots.values() if all(str(r.get(k)) == v for k, v in q.items())]
         return self._page([self._robot_view(r) for r in found], query, "/robots")
 
     def op_UpdateRobot(self, params, query, body):
