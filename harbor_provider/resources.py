@@ -84,6 +84,8 @@ class _HarborProvider(ResourceProvider):
     replace_fields: tuple[str, ...] = ()
     secret_fields: tuple[str, ...] = ()
     """Input fields Harbor masks on read; their salted hash is kept as `<field>_hash`."""
+    carried_outputs: tuple[str, ...] = ()
+    """Outputs only known at write time, kept as they are by `read`."""
 
     def __init__(self, settings: Optional[ClientSettings] = None):
         super().__init__()
@@ -175,9 +177,13 @@ class _HarborProvider(ResourceProvider):
         outs.update(extra)
         return outs
 
-    def after_write(self, client: HarborClient, id_: str, args, created: Optional[dict], adopted: bool) -> dict:
-        """Extra outputs known only at write time (the robot's secret)."""
+    def created_outputs(self, args, body: Any) -> dict:
+        """Extra outputs only the create answer carries (the robot's secret)."""
         return {}
+
+    def adopt(self, client: HarborClient, id_: str, args, existing: dict) -> dict:
+        """Set an existing object (found by name) to the args; returns extra outputs."""
+        return self.write_update(client, id_, args, self.state(existing))
 
     def create(self, props: dict) -> CreateResult:
         args = self.parse_args(props)
@@ -185,7 +191,7 @@ class _HarborProvider(ResourceProvider):
         try:
             answer = client.request("POST", self.path, json_body=self.create_body(args), ok=(201,))
             id_ = answer.location_id()
-            extra = self.after_write(client, id_, args, answer.body, adopted=False)
+            extra = self.created_outputs(args, answer.body)
         except HarborError as err:
             if err.status != 409:
                 raise self.explain(err, args, "create") from None
@@ -199,8 +205,7 @@ class _HarborProvider(ResourceProvider):
                     f"the args): it is then updated to the declared values. Or choose another name.", 409,
                 ) from None
             id_ = self.id_of(existing)
-            client.request("PUT", f"{self.path}/{id_}", json_body=self.update_body(args, self.state(existing)))
-            extra = self.after_write(client, id_, args, None, adopted=True)
+            extra = self.adopt(client, id_, args, existing)
         obj = self.fetch(client, id_, props)
         return CreateResult(id_, self.outputs(props, obj, secrets.token_hex(16), extra))
 
@@ -212,10 +217,17 @@ class _HarborProvider(ResourceProvider):
             if err.status == 404:
                 return ReadResult(None, {})
             raise
-        outs = {k: v for k, v in props.items() if k in CONNECTION_KEYS or k.endswith("_hash")
-                or k in (SALT_KEY, "adopt", "secret")}
+        outs = self.carried(props)
         outs.update(self.state(obj))
         return ReadResult(id_, outs)
+
+    def carried(self, props: dict) -> dict:
+        """What Harbor cannot tell (connection, hashes of masked secrets, the robot's secret), kept by `read`.
+        Keys are set explicitly: a None value does not survive the trip through the engine."""
+        outs = {k: props[k] for k in CONNECTION_KEYS if props.get(k) is not None}
+        outs.update({f"{f}_hash": props.get(f"{f}_hash") for f in self.secret_fields})
+        outs.update({k: props.get(k) for k in (SALT_KEY, "adopt") + self.carried_outputs})
+        return outs
 
     def changed_fields(self, olds: dict, news: dict) -> list[str]:
         try:
@@ -328,10 +340,11 @@ class RegistryProvider(_HarborProvider):
 
 
 def _filter_shape(type_: str, value: Any, decoration: Optional[str]) -> dict:
-    """A filter as Harbor returns it: tag and label filters always carry a decoration (default `matches`)."""
+    """A filter in one canonical shape: tag and label filters always with a decoration (Harbor's default is
+    `matches`), name and resource filters without one."""
     if type_ in ("tag", "label"):
-        decoration = decoration or "matches"
-    return {"type": type_, "value": value, "decoration": decoration or None}
+        return {"type": type_, "value": value, "decoration": decoration or "matches"}
+    return {"type": type_, "value": value}
 
 
 class ReplicationPolicyProvider(_HarborProvider):
@@ -436,7 +449,7 @@ class ProjectProvider(_HarborProvider):
         if props.get("storage_limit") is None:  # quota unmanaged: no second call
             return obj
         if props.get("quota_id"):
-            quota = client.request("GET", f"/quotas/{props['quota_id']}", ok=(200,)).body
+            quota = client.request("GET", f"/quotas/{int(props['quota_id'])}", ok=(200,)).body
         else:
             quota = self._find_quota(client, id_)
         return dict(obj, storage_limit=quota["hard"].get("storage", -1), quota_id=quota["id"])
@@ -446,11 +459,6 @@ class ProjectProvider(_HarborProvider):
             return quota
         raise HarborError(f"project {id_} has no quota object in Harbor")
 
-    def after_write(self, client, id_, args: ProjectArgs, created, adopted) -> dict:
-        if adopted and args.storage_limit is not None:
-            self._set_quota(client, self._find_quota(client, id_)["id"], args.storage_limit)
-        return {}
-
     def write_update(self, client, id_, args: ProjectArgs, olds: dict) -> dict:
         # Two APIs: project metadata and its quota. Call only the one(s) whose fields changed.
         desired = self.desired(args)
@@ -458,7 +466,7 @@ class ProjectProvider(_HarborProvider):
             super().write_update(client, id_, args, olds)
         if args.storage_limit is not None and olds.get("storage_limit") != args.storage_limit:
             quota_id = olds.get("quota_id") or self._find_quota(client, id_)["id"]
-            self._set_quota(client, quota_id, args.storage_limit)
+            self._set_quota(client, int(quota_id), args.storage_limit)
         return {}
 
     def _set_quota(self, client: HarborClient, quota_id: int, limit: int) -> None:
@@ -513,6 +521,7 @@ class RobotAccountProvider(_HarborProvider):
     kind = "robot account"
     replace_fields = ("name",)
     secret_fields = ("secret",)
+    carried_outputs = ("secret",)
 
     def create_body(self, args: RobotAccountArgs) -> dict:
         body = {"name": args.name, "description": args.description, "level": "system",
@@ -536,10 +545,12 @@ class RobotAccountProvider(_HarborProvider):
                 return robot
         return None
 
-    def after_write(self, client, id_, args: RobotAccountArgs, created, adopted) -> dict:
-        if not adopted:
-            return {"secret": args.secret or (created or {}).get("secret")}
+    def created_outputs(self, args: RobotAccountArgs, body: Any) -> dict:
+        return {"secret": args.secret or (body or {}).get("secret")}
+
+    def adopt(self, client, id_, args: RobotAccountArgs, existing: dict) -> dict:
         # The secret of a robot we did not see created is unknown: set (or have Harbor generate) a new one.
+        super().write_update(client, id_, args, self.state(existing))
         return {"secret": self._refresh_secret(client, id_, args)}
 
     def write_update(self, client, id_, args: RobotAccountArgs, olds: dict) -> dict:
@@ -599,7 +610,7 @@ class ReplicationRunProvider(_HarborProvider):
         return {"policy_id": args.policy_id, "run_key": args.run_key}
 
     def state(self, obj: dict) -> dict:
-        out = {"policy_id": obj.get("policy_id"), "status": obj.get("status"),
+        out = {"execution_id": obj.get("id"), "policy_id": obj.get("policy_id"), "status": obj.get("status"),
                "status_text": obj.get("status_text") or ""}
         out.update({k: obj.get(k, 0) for k in _EXECUTION_COUNTERS})
         return out
@@ -616,9 +627,12 @@ class ReplicationRunProvider(_HarborProvider):
                 raise
             id_ = self._recent_execution(client, args, err)
         execution = self._wait(client, id_, args)
+        return CreateResult(id_, {**self.carried(props), **self.state(execution)})
+
+    def carried(self, props: dict) -> dict:
         outs = {k: props[k] for k in CONNECTION_KEYS if props.get(k) is not None}
-        outs.update(self.state(execution), run_key=args.run_key, execution_id=int(id_))
-        return CreateResult(id_, outs)
+        outs["run_key"] = props.get("run_key") or ""
+        return outs
 
     def _recent_execution(self, client: HarborClient, args: ReplicationRunArgs, err: HarborError) -> str:
         """The answer to our POST was lost: adopt the execution it started, if Harbor shows one that is still
@@ -651,12 +665,6 @@ class ReplicationRunProvider(_HarborProvider):
                 f"{', '.join(failed) or 'none listed'}; see Harbor's task logs "
                 f"(/replication/executions/{id_}/tasks/<id>/log)")
         return execution
-
-    def read(self, id_: str, props: dict) -> ReadResult:
-        result = super().read(id_, props)
-        if result.outs:
-            result.outs.update(run_key=props.get("run_key", ""), execution_id=int(id_))
-        return result
 
     def update(self, id_: str, olds: dict, news: dict) -> UpdateResult:
         # Only timeout/poll settings changed (policy_id and run_key replace): nothing to do in Harbor.

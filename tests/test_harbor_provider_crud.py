@@ -17,7 +17,7 @@ from harbor_provider.resources import (
     ReplicationRunProvider,
     RobotAccountProvider,
 )
-from tests.harbor_emulator.fixtures import FAST, conn, emulator  # noqa: F401 - pytest fixtures
+from tests.harbor_emulator.fixtures import FAST, conn, emulator, wire  # noqa: F401 - pytest fixtures
 from tests.harbor_emulator.server import RunPlan
 
 
@@ -53,26 +53,27 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES)
 def test_crud_roundtrip_without_spurious_diff(case, emulator, conn):
+    """Every value passes through the engine's wire format (numbers become floats), as under `pulumi up`."""
     provider_cls, make_props, change = CASES[case]
     provider = provider_cls(FAST)
-    props = make_props(conn, emulator)
+    props = wire(make_props(conn, emulator))
     assert provider.check({}, props).failures == []
 
     created = provider.create(props)
-    read = provider.read(created.id, created.outs)
+    read = provider.read(created.id, wire(created.outs))
     assert read.outs == created.outs, "read after create must return exactly the create outputs"
-    assert provider.diff(created.id, read.outs, props).changed == []
+    assert provider.diff(created.id, wire(read.outs), props).changed == []
 
-    news = {**props, **change}
-    diff = provider.diff(created.id, read.outs, news)
+    news = wire({**props, **change})
+    diff = provider.diff(created.id, wire(read.outs), news)
     assert sorted(diff.changed) == sorted(change) and diff.replaces == []
-    updated = provider.update(created.id, read.outs, news)
+    updated = provider.update(created.id, wire(read.outs), news)
     assert {k: updated.outs[k] for k in change} == change
-    after = provider.read(created.id, updated.outs)
-    assert provider.diff(created.id, after.outs, news).changed == []
+    after = provider.read(created.id, wire(updated.outs))
+    assert provider.diff(created.id, wire(after.outs), news).changed == []
 
-    provider.delete(created.id, after.outs)
-    assert provider.read(created.id, after.outs).id is None
+    provider.delete(created.id, wire(after.outs))
+    assert provider.read(created.id, wire(after.outs)).id is None
 
 
 def test_registry_outputs_are_harbor_normalized_and_keep_no_plain_secret(emulator, conn):
@@ -266,6 +267,6 @@ def test_migration_section_objects_are_accepted_by_harbor_and_run(emulator, conn
     done = ReplicationRunProvider(FAST).create(run_props(conn, int(policy.id), run_key=run.key))
     assert len(emulator.projects) == 1 and project.outs["name"] == "legacy"
     assert policy.outs["direction"] == "pull" and policy.outs["dest_namespace"] == "legacy"
-    assert policy.outs["filters"] == [{"type": "name", "value": "team/**", "decoration": None},
+    assert policy.outs["filters"] == [{"type": "name", "value": "team/**"},
                                       {"type": "tag", "value": "v*", "decoration": "matches"}]
     assert done.outs["status"] == "Succeed"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from google.protobuf import struct_pb2
+from pulumi.runtime import rpc
 
 from harbor_provider.client import ClientSettings
 
@@ -28,3 +30,11 @@ def conn(emulator) -> dict:
     """The connection inputs (the secret-input way to pass credentials) for the emulator."""
     return {"harbor_url": emulator.url, "harbor_username": emulator.username,
             "harbor_password": emulator.password}
+
+
+def wire(props: dict) -> dict:
+    """`props` as the engine hands them to a dynamic provider: through a protobuf Struct, so every number
+    arrives as a float (1 -> 1.0)."""
+    struct = struct_pb2.Struct()
+    struct.update(props)
+    return rpc.deserialize_properties(struct)
