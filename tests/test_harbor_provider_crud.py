@@ -17,25 +17,17 @@ from harbor_provider.resources import (
     ReplicationRunProvider,
     RobotAccountProvider,
 )
-from tests.harbor_emulator.fixtures import FAST, conn, emulator, wire  # noqa: F401 - pytest fixtures
+from tests.harbor_emulator.fixtures import (  # noqa: F401 - conn, emulator: pytest fixtures
+    FAST,
+    conn,
+    emulator,
+    make_registry,
+    policy_props,
+    registry_props,
+    run_props,
+    wire,
+)
 from tests.harbor_emulator.server import RunPlan
-
-
-def registry_props(conn, **kw):
-    return {**conn, "name": "old", "type": "docker-registry", "url": "old.example:5000/", "access_key": "u",
-            "access_secret": "Passw0rd", "status": None, **kw}
-
-
-def make_registry(conn):
-    return RegistryProvider(FAST).create(registry_props(conn))
-
-
-def policy_props(conn, registry_id, **kw):
-    return {**conn, "name": "sync", "registry_id": registry_id, "direction": "push", "trigger": "scheduled",
-            "cron": "0 0 2 * * *", "filters": [{"type": "name", "value": "team/**"},
-                                               {"type": "tag", "value": "v*", "decoration": "excludes"},
-                                               {"type": "label", "value": ["release"]},
-                                               {"type": "resource", "value": "image"}], **kw}
 
 
 CASES = {
@@ -185,10 +177,6 @@ def test_deleting_a_used_registry_names_the_policy(emulator, conn):
     ReplicationPolicyProvider(FAST).create(policy_props(conn, int(reg.id)))
     with pytest.raises(HarborError, match="still use it: sync"):
         RegistryProvider(FAST).delete(reg.id, reg.outs)
-
-
-def run_props(conn, policy_id, **kw):
-    return {**conn, "policy_id": policy_id, "timeout_seconds": 5, "poll_seconds": 0.05, **kw}
 
 
 def test_replication_run_waits_and_reports_counters(emulator, conn):

@@ -15,9 +15,15 @@ from harbor_provider.resources import (
     ReplicationRunProvider,
     RobotAccountProvider,
 )
-from tests.harbor_emulator.fixtures import FAST, conn, emulator  # noqa: F401 - pytest fixtures
-
-from .test_harbor_provider_crud import make_registry, policy_props, registry_props, run_props
+from tests.harbor_emulator.fixtures import (  # noqa: F401 - conn, emulator: pytest fixtures
+    FAST,
+    conn,
+    emulator,
+    make_registry,
+    policy_props,
+    registry_props,
+    run_props,
+)
 
 LONG = "x" * 65
 BAD_POLICIES = [
