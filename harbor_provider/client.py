@@ -14,7 +14,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -95,7 +95,8 @@ class Response:
 
     status: int
     body: Any
-    headers: dict[str, str]
+    headers: Mapping[str, str]
+    """Case-insensitive, as HTTP header names are."""
     attempts: int
     """How many HTTP requests this call took (more than 1 means an earlier try may have been applied)."""
 
@@ -178,10 +179,10 @@ class HarborClient:
             else:
                 body = _json_or_text(answer)
                 if answer.status_code in ok:
-                    return Response(answer.status_code, body, dict(answer.headers), attempt)
+                    return Response(answer.status_code, body, answer.headers, attempt)
                 retry = _RETRY_STATUSES if replay_safe else _NOT_APPLIED_STATUSES
                 if answer.status_code not in retry or attempt == self.settings.attempts:
-                    error = self._error(method, path, answer.status_code, body)
+                    error = self._error(method, path, answer.status_code, body, answer.headers)
                     error.attempts = attempt
                     raise error
             self._sleep(min(delay, 10.0))
@@ -192,13 +193,15 @@ class HarborClient:
         parts = urlsplit(self.credentials.url)
         return f"{parts.scheme}://{parts.netloc}"
 
-    def _error(self, method: str, path: str, status: int, body: Any) -> HarborError:
+    def _error(self, method: str, path: str, status: int, body: Any, headers: Mapping[str, str]) -> HarborError:
         messages = error_messages(body)
         detail = "; ".join(messages) or (str(body)[:300] if body else "no body")
         hint = {
             401: " (check the Harbor username/password)",
             403: " (the user lacks the permission, or a cookie was sent and Harbor's CSRF check refused it)",
         }.get(status, "")
+        if 300 <= status < 400:
+            hint = f" (redirected to {headers.get('Location')}: use that as the Harbor URL)"
         return HarborError(f"{method} {path}: Harbor answered {status}: {detail}{hint}", status, messages)
 
     def list_all(self, path: str, params: Optional[dict] = None) -> Iterator[dict]:

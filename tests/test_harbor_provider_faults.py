@@ -179,3 +179,10 @@ def test_list_all_follows_link_pages(emulator, conn):
     client = HarborClient(Credentials.resolve(conn, {}), FAST)
     names = [p["name"] for p in client.list_all("/replication/policies")]
     assert names == [f"p{i}" for i in range(250)] and emulator.count() == 3
+
+
+def test_redirect_is_reported_with_the_url_to_use(emulator):
+    emulator.inject("GET", "/ping$", "status", status=308, headers={"Location": "https://harbor.example/api"})
+    client = HarborClient(Credentials(emulator.url, "admin", emulator.password), FAST)
+    with pytest.raises(HarborError, match="answered 308.*redirected to https://harbor.example/api: use that"):
+        client.request("GET", "/ping")

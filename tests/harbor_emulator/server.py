@@ -61,6 +61,8 @@ class Fault:
     status: int = 500
     seconds: float = 0.0
     times: int = 1
+    headers: dict = field(default_factory=dict)
+    """Extra headers of a `status` answer (e.g. Location of a redirect)."""
 
 
 @dataclass
@@ -533,7 +535,9 @@ class _Handler(BaseHTTPRequestHandler):
         fault = emu.take_fault(self.command, path)
         try:
             if fault and fault.kind == "status":
-                raise ApiError(fault.status, f"injected fault {fault.status}")
+                err = ApiError(fault.status, f"injected fault {fault.status}")
+                return self._answer(fault.status, {"errors": [{"code": err.code, "message": str(err)}]},
+                                    fault.headers)
             if fault and fault.kind == "slow":
                 time.sleep(fault.seconds)
             self._authorize()
