@@ -195,3 +195,18 @@ def test_pickled_provider_in_the_inputs_carries_no_credential(mocks):
 
     return pulumi.Output.all(*[r.id for r in objects.registries.values()],
                              *[r.id for r in objects.runs.values()]).apply(check)
+
+
+@pulumi.runtime.test
+def test_existing_harbor_from_the_section_replaces_the_cluster_connection(mocks):
+    section = parse_harbor_section({"harborUrl": "https://old-harbor.example.com", "harborPassword": "Old-Adm1n",
+                                    "projects": [{"name": "library", "adopt": True}]})
+    objects = declare_harbor_objects(section, url="https://cluster.example.com", password="unused")
+
+    def check(_):
+        inputs = mocks.created["harbor-project-library"][1]
+        assert inputs["harbor_url"] == "https://old-harbor.example.com"
+        assert inputs["harbor_username"] == "admin" and _unwrap(inputs["harbor_password"]) == "Old-Adm1n"
+        assert isinstance(inputs["harbor_password"], dict)  # sent as a secret
+
+    return objects.projects["library"].id.apply(check)
