@@ -210,3 +210,25 @@ def test_existing_harbor_from_the_section_replaces_the_cluster_connection(mocks)
         assert isinstance(inputs["harbor_password"], dict)  # sent as a secret
 
     return objects.projects["library"].id.apply(check)
+
+
+@pulumi.runtime.test
+def test_pickled_provider_loads_in_a_fresh_interpreter_by_module_reference(mocks):
+    """Starts a child `python3` (as the dynamic provider host would) that unpickles a provider from the state.
+    The provider is pickled by reference to `harbor_provider.resources`: importing it there registers nothing."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    objects = _declare()
+
+    def check(_):
+        pickled = _unwrap(mocks.created["harbor-registry-site-b"][1]["__provider"])
+        code = ("import base64, sys, dill; p = dill.loads(base64.b64decode(sys.stdin.read())); "
+                "print(type(p).__module__, type(p).__name__)")
+        done = subprocess.run([sys.executable, "-c", code], input=pickled, capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parents[1], timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["harbor_provider.resources", "RegistryProvider"]
+
+    return objects.registries["site-b"].id.apply(check)
