@@ -23,6 +23,7 @@ API_PREFIX = "/api/v2.0"
 PAGE_SIZE = 100
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _NOT_APPLIED_STATUSES = frozenset({429, 503})
+_MAX_PAGES = 10_000  # bound on following `Link` when Harbor sends no X-Total-Count
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
@@ -209,9 +210,9 @@ class HarborClient:
         `X-Total-Count`, so a server that keeps sending `next` cannot loop us forever)."""
         query = dict(params or {}, page=1, page_size=PAGE_SIZE)
         answer = self.request("GET", path, params=query, ok=(200,))
-        total = int(answer.headers.get("X-Total-Count", len(answer.body or [])))
+        total = answer.headers.get("X-Total-Count")
         yield from answer.body or []
-        for _ in range(total // PAGE_SIZE + 1):
+        for _ in range(int(total) // PAGE_SIZE + 1 if total is not None else _MAX_PAGES):
             match = _NEXT_LINK.search(answer.headers.get("Link", ""))
             if not match:
                 return
