@@ -79,14 +79,18 @@ class ClientSettings:
     """Seconds before the first retry; doubled each time, capped at 10 s."""
     verify_tls: bool = True
     """Verify Harbor's TLS certificate (HARBOR_INSECURE=true turns it off for a self-signed lab cluster)."""
+    ca_bundle: Optional[str] = None
+    """PEM file of the CA that signed Harbor's certificate (HARBOR_CA_BUNDLE), e.g. the cluster's own CA."""
 
     @classmethod
     def from_env(cls) -> "ClientSettings":
-        """Defaults, overridden by HARBOR_TIMEOUT (read timeout, seconds), HARBOR_ATTEMPTS and HARBOR_INSECURE."""
+        """Defaults, overridden by HARBOR_TIMEOUT (read timeout, seconds), HARBOR_ATTEMPTS, HARBOR_INSECURE and
+        HARBOR_CA_BUNDLE."""
         return cls(
             read_timeout=float(os.environ.get("HARBOR_TIMEOUT", cls.read_timeout)),
             attempts=int(os.environ.get("HARBOR_ATTEMPTS", cls.attempts)),
             verify_tls=os.environ.get("HARBOR_INSECURE", "").lower() not in ("1", "true", "yes"),
+            ca_bundle=os.environ.get("HARBOR_CA_BUNDLE") or None,
         )
 
 
@@ -139,7 +143,8 @@ class HarborClient:
     def _send(self, method: str, url: str, json_body: Any, params: Optional[dict]) -> requests.Response:
         with requests.Session() as session:
             session.cookies.set_policy(_NoCookies())
-            session.trust_env = False  # no proxy from the environment: the cluster URL is reached directly
+            # No proxy, .netrc or CA bundle from the environment: the cluster is reached directly, as configured.
+            session.trust_env = False
             return session.request(
                 method,
                 url,
@@ -148,7 +153,7 @@ class HarborClient:
                 auth=(self.credentials.username, self.credentials.password),
                 headers={"Accept": "application/json"},
                 timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-                verify=self.settings.verify_tls,
+                verify=(self.settings.ca_bundle or True) if self.settings.verify_tls else False,
                 allow_redirects=False,
             )
 
@@ -171,12 +176,20 @@ class HarborClient:
         for attempt in range(1, self.settings.attempts + 1):
             try:
                 answer = self._send(method, url, json_body, params)
+            except requests.exceptions.SSLError as exc:  # retrying cannot help
+                raise HarborError(
+                    f"{method} {path}: TLS with {self.credentials.url} failed ({exc.args[0] if exc.args else exc}); "
+                    f"if Harbor's certificate is self-signed, give its CA with HARBOR_CA_BUNDLE "
+                    f"(or HARBOR_INSECURE=true in a lab)") from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt == self.settings.attempts or not (replay_safe or _never_sent(exc)):
-                    raise HarborError(
-                        f"{method} {path}: Harbor at {self.credentials.url} did not answer after {attempt} tries "
-                        f"({type(exc).__name__}); check that it is up and reachable from here"
-                    ) from exc
+                    not_retried = "" if replay_safe or _never_sent(exc) else \
+                        " (not retried: Harbor may have applied it; check before running again)"
+                    error = HarborError(
+                        f"{method} {path}: Harbor at {self.credentials.url} did not answer after {attempt} "
+                        f"tries ({type(exc).__name__}){not_retried}; check that it is up and reachable from here")
+                    error.attempts = attempt
+                    raise error from exc
             else:
                 body = _json_or_text(answer)
                 if answer.status_code in ok:

@@ -186,3 +186,52 @@ def test_redirect_is_reported_with_the_url_to_use(emulator):
     client = HarborClient(Credentials(emulator.url, "admin", emulator.password), FAST)
     with pytest.raises(HarborError, match="answered 308.*redirected to https://harbor.example/api: use that"):
         client.request("GET", "/ping")
+
+
+def _self_signed_ca_and_server_cert(directory):
+    """A CA and a server certificate for 127.0.0.1 signed by it, as PEM files in `directory`."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "harbor")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False).sign(ca_key, hashes.SHA256()))
+    paths = {name: directory / f"{name}.pem" for name in ("ca", "cert", "key")}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return paths
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # the lab mode is insecure
+def test_tls_with_the_cluster_ca_works_and_an_untrusted_certificate_is_explained(tmp_path):
+    """Starts the emulator over HTTPS (thread on 127.0.0.1) with a certificate from a CA the test makes."""
+    from tests.harbor_emulator.server import HarborEmulator
+
+    paths = _self_signed_ca_and_server_cert(tmp_path)
+    emu = HarborEmulator()
+    emu.start(tls=(str(paths["cert"]), str(paths["key"])))
+    try:
+        creds = Credentials(emu.url, "admin", emu.password)
+        trusted = HarborClient(creds, ClientSettings(attempts=2, backoff=0.01, ca_bundle=str(paths["ca"])))
+        assert trusted.request("GET", "/ping").body == "Pong"
+        with pytest.raises(HarborError, match="HARBOR_CA_BUNDLE"):
+            HarborClient(creds, ClientSettings(attempts=2, backoff=0.01)).request("GET", "/ping")
+        insecure = HarborClient(creds, ClientSettings(attempts=2, backoff=0.01, verify_tls=False))
+        assert insecure.request("GET", "/ping").body == "Pong"
+    finally:
+        emu.stop()

@@ -23,6 +23,7 @@ import json
 import re
 import secrets
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -100,16 +101,23 @@ class HarborEmulator:
         self.executions: dict[int, dict] = {}
         self._ids = itertools.count(1)
         self._server: Optional[ThreadingHTTPServer] = None
+        self._scheme = "http"
         self._thread: Optional[threading.Thread] = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
-    def start(self) -> "HarborEmulator":
+    def start(self, tls: Optional[tuple[str, str]] = None) -> "HarborEmulator":
+        """Serve on a free port of 127.0.0.1; with `tls=(certfile, keyfile)` over HTTPS."""
         emulator = self
 
         class Handler(_Handler):
             emu = emulator
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="harbor-emulator",
                                         daemon=True)
@@ -132,7 +140,7 @@ class HarborEmulator:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
     # -- test helpers ----------------------------------------------------------------------------------------
     def inject(self, method: str, path: str, kind: str, **kw) -> Fault:
