@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.cookiejar
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Optional
@@ -48,6 +49,8 @@ class Credentials:
     """A Harbor user with the system admin role (or a system robot account with the needed permissions)."""
     password: str
     """That user's password (or the robot's secret)."""
+    ca_certificate: Optional[str] = None
+    """PEM of the CA that signed Harbor's certificate (e.g. the cluster's generated CA)."""
 
     @classmethod
     def resolve(cls, inputs: dict[str, Any], provider_config: dict[str, Optional[str]]) -> "Credentials":
@@ -62,7 +65,8 @@ class Credentials:
                     f"or the environment variable {var}"
                 )
             values[key] = value
-        return cls(**values)
+        ca = inputs.get("harbor_ca_certificate") or provider_config.get("caCertificate")
+        return cls(**values, ca_certificate=ca)
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,15 @@ class HarborClient:
         self.base = credentials.url.rstrip("/") + API_PREFIX
 
     def _send(self, method: str, url: str, json_body: Any, params: Optional[dict]) -> requests.Response:
+        if not self.credentials.ca_certificate or not self.settings.verify_tls:
+            return self._send_verified(method, url, json_body, params, self.settings.ca_bundle or True)
+        with tempfile.NamedTemporaryFile("w", suffix=".pem") as ca_file:  # requests verifies against a file
+            ca_file.write(self.credentials.ca_certificate)
+            ca_file.flush()
+            return self._send_verified(method, url, json_body, params, ca_file.name)
+
+    def _send_verified(self, method: str, url: str, json_body: Any, params: Optional[dict],
+                       verify: Any) -> requests.Response:
         with requests.Session() as session:
             session.cookies.set_policy(_NoCookies())
             # No proxy, .netrc or CA bundle from the environment: the cluster is reached directly, as configured.
@@ -153,7 +166,7 @@ class HarborClient:
                 auth=(self.credentials.username, self.credentials.password),
                 headers={"Accept": "application/json"},
                 timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-                verify=(self.settings.ca_bundle or True) if self.settings.verify_tls else False,
+                verify=verify if self.settings.verify_tls else False,
                 allow_redirects=False,
             )
 

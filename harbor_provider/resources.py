@@ -9,8 +9,8 @@ Every provider follows one pattern (`_HarborProvider`):
 - `diff` compares the normalized desired state (`desired()`) with the old outputs field by field; secrets Harbor
   masks as `*****` are compared through a salted SHA-256 kept in the outputs.
 
-Credentials: the secret inputs `harbor_url` / `harbor_username` / `harbor_password` (for the cluster's generated
-admin password; ignored by `diff`), else `harborUrl` / `harborUsername` / `harborPassword` of the stack config
+Credentials: the inputs `harbor_url` / `harbor_username` / `harbor_password` (secret) / `harbor_ca_certificate`
+(for the cluster's URL, generated admin password and CA; only a URL change makes a diff), else `harborUrl` / `harborUsername` / `harborPassword` of the stack config
 section `harbor` (provider config), else HARBOR_URL / HARBOR_USERNAME / HARBOR_PASSWORD. The provider object Pulumi pickles
 into the state holds only `ClientSettings`.
 """
@@ -49,7 +49,7 @@ from .models import (
 )
 from .typed import ConfigError, is_unknown, parse, parse_into
 
-CONNECTION_KEYS = ("harbor_url", "harbor_username", "harbor_password")
+CONNECTION_KEYS = ("harbor_url", "harbor_username", "harbor_password", "harbor_ca_certificate")
 SALT_KEY = "secret_salt"
 LOCAL_REGISTRY_ID = 0  # Harbor shows the local side of a policy as registry id 0 ("Local")
 
@@ -93,14 +93,16 @@ class _HarborProvider(ResourceProvider):
         self._provider_config: dict[str, Optional[str]] = {}
 
     def configure(self, req: ConfigureRequest) -> None:
-        """Provider config: `harborUrl` / `harborUsername` / `harborPassword` of the stack's `harbor` section."""
+        """Provider config: `harborUrl` / `harborUsername` / `harborPassword` / `harborCaCertificate` of the
+        stack's `harbor` section."""
         section = req.config.get("harbor") or {}
         if isinstance(section, str):  # structured config arrives as JSON text
             try:
                 section = json.loads(section)
             except ValueError:
                 section = {}
-        self._provider_config = {k: section.get(f"harbor{k.capitalize()}") for k in ("url", "username", "password")}
+        self._provider_config = {k: section.get(f"harbor{k[0].upper()}{k[1:]}")
+                                 for k in ("url", "username", "password", "caCertificate")}
 
     def __getstate__(self) -> dict:
         # Pulumi pickles the provider into the state: never the configured credentials.
@@ -699,7 +701,8 @@ def _inputs(args, connection: Optional["Connection"]) -> dict:
     if connection is not None:
         props.update(harbor_url=connection.url, harbor_username=connection.username,
                      harbor_password=pulumi.Output.secret(connection.password)
-                     if connection.password is not None else None)
+                     if connection.password is not None else None,
+                     harbor_ca_certificate=connection.ca_certificate)
     return props
 
 
@@ -714,6 +717,8 @@ class Connection:
     """Admin user name (str or Output)."""
     password: Any = None
     """Admin password (str or secret Output)."""
+    ca_certificate: Any = None
+    """PEM of the CA of Harbor's certificate (str or Output), e.g. the cluster's self-signed CA."""
 
 
 def _opts(opts: Optional[pulumi.ResourceOptions]) -> pulumi.ResourceOptions:

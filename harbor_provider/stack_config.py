@@ -104,6 +104,8 @@ class HarborSection:
     """User for harborUrl (default admin)."""
     harbor_password: Optional[str] = None
     """Password for harborUrl (`pulumi config set --secret`)."""
+    harbor_ca_certificate: Optional[str] = None
+    """PEM of the CA of harborUrl's certificate, when it is not publicly trusted."""
     registries: list[RegistryArgs] = field(default_factory=list)
     """Remote registry endpoints."""
     projects: list[ProjectArgs] = field(default_factory=list)
@@ -248,7 +250,7 @@ def merge_sections(*sections: Optional[HarborSection]) -> HarborSection:
     for section in filter(None, sections):
         for kind in ("registries", "projects", "robots", "policies"):
             getattr(merged, kind).extend(getattr(section, kind))
-        for attr in ("harbor_url", "harbor_username", "harbor_password"):
+        for attr in ("harbor_url", "harbor_username", "harbor_password", "harbor_ca_certificate"):
             setattr(merged, attr, getattr(merged, attr) or getattr(section, attr))
     problems: list[str] = []
     for kind in ("registries", "projects", "robots", "policies"):
@@ -275,17 +277,20 @@ def declare_harbor_objects(
     url: Any = None,
     username: Any = "admin",
     password: Any = None,
+    ca_certificate: Any = None,
     depends_on: Sequence[pulumi.Resource] = (),
     parent: Optional[pulumi.Resource] = None,
     settings: Optional[ClientSettings] = None,
 ) -> HarborObjects:
     """Create the section's resources against `url` (the cluster's URL Output) as `username`/`password` (the
-    generated admin password Output), after `depends_on` (e.g. the cluster's health check). When the section
-    has `harborUrl`, that Harbor and its credentials are used instead."""
+    generated admin password Output), trusting `ca_certificate` (PEM, e.g. the cluster's CA Output), after
+    `depends_on` (e.g. the cluster's health check). When the section has `harborUrl`, that Harbor and its
+    credentials are used instead."""
     if section.harbor_url:
-        connection = Connection(section.harbor_url, section.harbor_username or "admin", section.harbor_password)
+        connection = Connection(section.harbor_url, section.harbor_username or "admin", section.harbor_password,
+                                section.harbor_ca_certificate)
     else:
-        connection = Connection(url, username, password)
+        connection = Connection(url, username, password, ca_certificate)
     objects = HarborObjects()
 
     def opts(*extra: pulumi.Resource) -> pulumi.ResourceOptions:

@@ -233,5 +233,11 @@ def test_tls_with_the_cluster_ca_works_and_an_untrusted_certificate_is_explained
             HarborClient(creds, ClientSettings(attempts=2, backoff=0.01)).request("GET", "/ping")
         insecure = HarborClient(creds, ClientSettings(attempts=2, backoff=0.01, verify_tls=False))
         assert insecure.request("GET", "/ping").body == "Pong"
+        # The cluster's CA as a resource input (PEM text), e.g. from the cluster's Outputs:
+        provider = ProjectProvider(ClientSettings(attempts=2, backoff=0.01))
+        created = provider.create({"harbor_url": emu.url, "harbor_username": "admin",
+                                   "harbor_password": emu.password, "harbor_ca_certificate": paths["ca"].read_text(),
+                                   "name": "over-tls"})
+        assert created.outs["name"] == "over-tls"
     finally:
         emu.stop()
