@@ -688,7 +688,8 @@ def _parse_time(text: Optional[str]) -> Optional[float]:
 
 # -- Resource classes ----------------------------------------------------------------------------------------
 
-_SECRET_OUTPUTS = ["harbor_password", "secret", "access_secret"]
+# The salted hashes too: a weak password could be guessed from its hash in a readable state.
+_SECRET_OUTPUTS = ["harbor_password", "secret", "access_secret", "access_secret_hash", "secret_hash", SALT_KEY]
 
 
 def _inputs(args, connection: Optional["Connection"]) -> dict:
