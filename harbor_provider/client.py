@@ -113,9 +113,11 @@ class Response:
         """The new object's id from the `Location` header of a 201 (Harbor sends no body on most creates)."""
         location = self.headers.get("Location", "")
         tail = location.rstrip("/").rsplit("/", 1)[-1]
-        if not tail:
-            raise HarborError(f"Harbor answered {self.status} without a Location header")
-        return tail
+        if tail:
+            return tail
+        if isinstance(self.body, dict) and self.body.get("id") is not None:  # e.g. RobotCreated
+            return str(self.body["id"])
+        raise HarborError(f"Harbor answered {self.status} without a Location header or an id")
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
