@@ -172,7 +172,7 @@ class ReplicationPolicyArgs:
             problems.append(("speed", f"{self.speed}: KB/s must be positive, or -1 for unlimited"))
         if _known(self.dest_namespace_replace_count) and not -1 <= self.dest_namespace_replace_count <= 127:
             problems.append(("dest_namespace_replace_count", "must be -1 (legacy) or 0..127"))
-        for i, flt in enumerate(self.filters):
+        for i, flt in enumerate(self.filters if _known(self.filters) else []):
             problems.extend((f"filters[{i}].{k}", why) for k, why in _filter_problems(flt))
         return problems
 

@@ -10,9 +10,10 @@ Every provider follows one pattern (`_HarborProvider`):
   masks as `*****` are compared through a salted SHA-256 kept in the outputs.
 
 Credentials: the inputs `harbor_url` / `harbor_username` / `harbor_password` (secret) / `harbor_ca_certificate`
-(for the cluster's URL, generated admin password and CA; only a URL change makes a diff), else `harborUrl` / `harborUsername` / `harborPassword` of the stack config
-section `harbor` (provider config), else HARBOR_URL / HARBOR_USERNAME / HARBOR_PASSWORD. The provider object Pulumi pickles
-into the state holds only `ClientSettings`.
+(the cluster's URL, generated admin password and CA; of these only a URL change makes a diff), else `harborUrl` /
+`harborUsername` / `harborPassword` / `harborCaCertificate` of the stack config section `harbor` (provider
+config), else HARBOR_URL / HARBOR_USERNAME / HARBOR_PASSWORD. The provider object Pulumi pickles into the state
+holds only `ClientSettings`.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from .models import (
     ReplicationRunArgs,
     RobotAccountArgs,
 )
-from .typed import ConfigError, is_unknown, parse, parse_into
+from .typed import UNKNOWN, ConfigError, is_unknown, parse, parse_into
 
 CONNECTION_KEYS = ("harbor_url", "harbor_username", "harbor_password", "harbor_ca_certificate")
 SALT_KEY = "secret_salt"
@@ -405,10 +406,12 @@ class ReplicationPolicyProvider(_HarborProvider):
         return {
             "name": args.name, "registry_id": args.registry_id, "direction": args.direction,
             "trigger": args.trigger, "cron": args.cron if args.trigger == "scheduled" else None,
-            "filters": [_filter_shape(f.type, f.value, f.decoration) for f in args.filters],
+            "filters": args.filters if is_unknown(args.filters)
+            else [_filter_shape(f.type, f.value, f.decoration) for f in args.filters],
             "dest_namespace": args.dest_namespace,
             "dest_namespace_replace_count": args.dest_namespace_replace_count, "override": args.override,
-            "replicate_deletion": args.replicate_deletion, "speed": args.speed if args.speed > 0 else -1,
+            "replicate_deletion": args.replicate_deletion,
+            "speed": args.speed if is_unknown(args.speed) or args.speed > 0 else -1,
             "copy_by_chunk": args.copy_by_chunk, "single_active_replication": args.single_active_replication,
             "enabled": args.enabled, "description": args.description,
         }
@@ -576,11 +579,13 @@ class RobotAccountProvider(_HarborProvider):
                 "permissions": permissions, "expires_at": obj.get("expires_at")}
 
     def desired(self, args: RobotAccountArgs) -> dict:
-        projects = args.projects if is_unknown(args.projects) else sorted(args.projects)
+        known = not is_unknown([args.projects, args.replicate_deletion])
         return {"name": args.name, "description": args.description, "disabled": args.disabled,
-                "duration_days": args.duration_days, "projects": projects,
+                "duration_days": args.duration_days,
+                "projects": sorted(args.projects) if known else args.projects,
                 "replicate_deletion": args.replicate_deletion,
-                "permissions": _normalize_permissions(robot_permissions(args.projects, args.replicate_deletion))}
+                "permissions": _normalize_permissions(robot_permissions(args.projects, args.replicate_deletion))
+                if known else UNKNOWN}
 
     def changed_fields(self, olds: dict, news: dict) -> list[str]:
         # `permissions` follows from projects/replicate_deletion: name it only for drift those do not explain.

@@ -3,6 +3,7 @@
 Integration: each test starts the Harbor API emulator (an HTTP server thread on 127.0.0.1) and injects faults.
 """
 
+import dataclasses
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from harbor_provider.resources import (
     ReplicationRunProvider,
     RobotAccountProvider,
 )
+from harbor_provider.typed import UNKNOWN  # the engine's "known after apply" marker
 from tests.harbor_emulator.fixtures import (  # noqa: F401 - conn, emulator: pytest fixtures
     FAST,
     conn,
@@ -79,8 +81,7 @@ def test_bad_input_of_other_resources_is_refused_by_check(provider_cls, make, fi
 
 
 def test_preview_unknown_values_are_not_refused(emulator, conn):
-    unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-    assert ReplicationPolicyProvider(FAST).check({}, policy_props(conn, unknown, cron=unknown)).failures == []
+    assert ReplicationPolicyProvider(FAST).check({}, policy_props(conn, UNKNOWN, cron=UNKNOWN)).failures == []
 
 
 def test_5xx_on_create_is_retried_without_duplicate(emulator, conn):
@@ -241,3 +242,23 @@ def test_tls_with_the_cluster_ca_works_and_an_untrusted_certificate_is_explained
         assert created.outs["name"] == "over-tls"
     finally:
         emu.stop()
+
+
+@pytest.mark.parametrize("provider_cls,make", [
+    (RegistryProvider, registry_props),
+    (ReplicationPolicyProvider, lambda c: policy_props(c, 1)),
+    (ProjectProvider, lambda c: {**c, "name": "library", "storage_limit": 2**30}),
+    (RobotAccountProvider, lambda c: {**c, "name": "peer", "secret": "S3cretValue"}),
+    (ReplicationRunProvider, lambda c: run_props(c, 1)),
+])
+def test_preview_with_any_unknown_input_checks_and_diffs_without_error(provider_cls, make, emulator, conn):
+    provider = provider_cls(FAST)
+    props = make(conn)
+    olds = {k: v for k, v in props.items() if k not in ("harbor_password",)}
+    for field in [f.name for f in dataclasses.fields(provider.args_type)]:
+        news = {**props, field: UNKNOWN}
+        assert provider.check({}, news).failures == [], field
+        diff = provider.diff("1", olds, news)
+        if field not in ("adopt", "timeout_seconds", "poll_seconds"):
+            assert diff.changes, field
+    assert emulator.count() == 0
