@@ -474,6 +474,14 @@ class ProjectProvider(_HarborProvider):
             self._set_quota(client, int(quota_id), args.storage_limit)
         return {}
 
+    def explain_delete(self, client: HarborClient, id_: str, props: dict, err: HarborError) -> HarborError:
+        if err.status != 412:
+            return err
+        return HarborError(
+            f"cannot delete project {props.get('name')!r} (id {id_}): {'; '.join(err.harbor_messages)}. Harbor "
+            f"keeps a project that still holds repositories (or other objects): delete them first, or keep the "
+            f"project by setting retain_on_delete on the resource.", 412, err.harbor_messages)
+
     def _set_quota(self, client: HarborClient, quota_id: int, limit: int) -> None:
         client.request("PUT", f"/quotas/{quota_id}", json_body={"hard": {"storage": limit}}, ok=(200,))
 

@@ -259,3 +259,12 @@ def test_migration_section_objects_are_accepted_by_harbor_and_run(emulator, conn
     assert policy.outs["filters"] == [{"type": "name", "value": "team/**"},
                                       {"type": "tag", "value": "v*", "decoration": "matches"}]
     assert done.outs["status"] == "Succeed"
+
+
+def test_deleting_a_project_with_repositories_says_what_to_do(emulator, conn):
+    provider = ProjectProvider(FAST)
+    created = provider.create({**conn, "name": "busy"})
+    emulator.projects[int(created.id)]["repo_count"] = 3
+    with pytest.raises(HarborError, match="still holds repositories.*retain_on_delete"):
+        provider.delete(created.id, created.outs)
+    assert int(created.id) in emulator.projects

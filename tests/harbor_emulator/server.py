@@ -370,6 +370,8 @@ class HarborEmulator:
 
     def op_deleteProject(self, params, query, body):
         project = self._get(self.projects, params, "project_name_or_id")
+        if project["repo_count"]:
+            raise ApiError(412, f"the project {project['name']} is not deletable: it contains repositories")
         del self.projects[project["project_id"]]
         self.quotas = {k: q for k, q in self.quotas.items() if q["ref"]["id"] != project["project_id"]}
         return 200, None, {}
