@@ -107,3 +107,10 @@ def test_injected_drop_applies_the_write_but_sends_no_answer(emulator):
     except requests.ConnectionError:
         pass
     assert [r["name"] for r in emulator.registries.values()] == ["r"]
+
+
+def test_emulator_answers_are_checked_against_the_swagger_too(emulator):
+    _post(emulator, "/registries", {"name": "r", "type": "docker-registry", "url": "x"})
+    emulator.registries[1]["not_in_harbor"] = True  # a field real Harbor never sends
+    answer = requests.get(f"{emulator.url}/api/v2.0/registries/1", auth=AUTH, timeout=5)
+    assert answer.status_code == 500 and "breaks the swagger of getRegistry" in answer.text

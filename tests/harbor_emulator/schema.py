@@ -48,6 +48,8 @@ class Operation:
     template: str
     body_ref: Optional[str]
     """Name of the definition the body must match (None: no body)."""
+    response_schema: Optional[dict]
+    """Schema of the 200/201 answer body (None: no body declared)."""
 
 
 class Contract:
@@ -65,7 +67,9 @@ class Contract:
                     continue
                 body = next((p for p in op.get("parameters", []) if p.get("in") == "body"), None)
                 ref = body["schema"].get("$ref", "").rsplit("/", 1)[-1] if body else None
-                self._routes.append((regex, Operation(op["operationId"], method.upper(), template, ref)))
+                answer = op.get("responses", {}).get("200") or op.get("responses", {}).get("201") or {}
+                schema = _convert(answer["schema"]) if "schema" in answer else None
+                self._routes.append((regex, Operation(op["operationId"], method.upper(), template, ref, schema)))
         # Literal paths first, so /registries/ping is not taken for /registries/{id}.
         self._routes.sort(key=lambda r: r[1].template.count("{"))
 
@@ -77,10 +81,13 @@ class Contract:
         return None, {}
 
     def body_errors(self, definition: str, body: Any) -> list[str]:
-        schema = {"definitions": self.definitions, "$ref": f"#/definitions/{definition}"}
-        validator = jsonschema.Draft4Validator(schema)
+        return self.errors({"$ref": f"#/definitions/{definition}"}, body)
+
+    def errors(self, schema: dict, value: Any) -> list[str]:
+        """Where `value` breaks `schema` (whose `$ref`s point into the definitions)."""
+        validator = jsonschema.Draft4Validator({"definitions": self.definitions, **schema})
         return [f"{'.'.join(str(p) for p in e.absolute_path) or '<body>'}: {e.message}"
-                for e in validator.iter_errors(body)]
+                for e in validator.iter_errors(value)]
 
 
 @functools.lru_cache(maxsize=1)

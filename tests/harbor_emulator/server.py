@@ -1,7 +1,8 @@
 """A Harbor API v2.0 emulator: a real HTTP server on 127.0.0.1 (stdlib, one thread per request).
 
 It implements the endpoints the provider uses with Harbor 2.15's behaviour as far as the provider depends on it:
-- every request body is validated against the swagger definition of its operation (unknown fields: 422);
+- every request body is validated against the swagger definition of its operation (unknown fields: 422), and
+  every answer body against the operation's response schema (a mismatch is a 500: the emulator drifted);
 - basic auth (401), and Harbor's session cookie: every answer sets `sid`, and a write that sends `sid` back
   without a CSRF token gets 403 "CSRF token invalid";
 - normalization: registry URLs (lib.ValidateHTTPURL: trailing slash, default `http://`, only scheme://host/path),
@@ -555,6 +556,11 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(404, f"no API operation {self.command} {path}")
             body = self._body(op, raw)
             status, payload, headers = emu.handle(op.operation_id, params, query, body)
+            # The emulator's own answers must match the contract too, or its fidelity is in question.
+            if op.response_schema is not None and payload is not None:
+                wrong = emu.contract.errors(op.response_schema, payload)
+                if wrong:
+                    raise ApiError(500, f"emulator answer breaks the swagger of {op.operation_id}: {wrong[:3]}")
         except ApiError as err:
             status, payload, headers = err.status, {"errors": [{"code": err.code, "message": str(err)}]}, {}
         if fault and fault.kind == "drop":
