@@ -248,8 +248,10 @@ class HarborClient:
             yield from answer.body or []
 
     def find_by_name(self, path: str, name: str, name_key: str = "name") -> Optional[dict]:
-        """The object of `path` whose `name_key` is exactly `name` (Harbor's `q=name=...` is an exact match)."""
-        for item in self.list_all(path, {"q": f"{name_key}={name}"}):
+        """The object of `path` whose `name_key` is exactly `name` (Harbor's `q=name=...` is an exact match; a
+        name with characters of the `q` syntax is searched in the full list instead)."""
+        params = {} if set(name) & set(",=~{}()[]\"'") else {"q": f"{name_key}={name}"}
+        for item in self.list_all(path, params):
             if item.get(name_key) == name:
                 return item
         return None

@@ -262,3 +262,11 @@ def test_preview_with_any_unknown_input_checks_and_diffs_without_error(provider_
         if field not in ("adopt", "timeout_seconds", "poll_seconds"):
             assert diff.changes, field
     assert emulator.count() == 0
+
+
+def test_adopting_a_name_with_query_syntax_characters_lists_instead_of_querying(emulator, conn):
+    make_registry(conn)  # "old"
+    weird = registry_props(conn, name="old,type=harbor")
+    RegistryProvider(FAST).create(weird)
+    adopted = RegistryProvider(FAST).create({**weird, "adopt": True})
+    assert emulator.registries[int(adopted.id)]["name"] == "old,type=harbor" and len(emulator.registries) == 2
