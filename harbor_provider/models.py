@@ -1,0 +1,290 @@
+"""Typed arguments of the Harbor resources and the checks Harbor would otherwise only make later (or never).
+
+`validate()` returns `(field, reason)` pairs; the provider's `check` and the stack-config parser both use it, so
+a bad value is rejected before any API call with the offending key named.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .typed import is_unknown
+
+# Every adapter type registered by Harbor 2.15 (src/pkg/reg/adapter/*, GET /replication/adapters).
+REGISTRY_TYPES = (
+    "harbor", "docker-hub", "docker-registry", "aws-ecr", "azure-acr", "ali-acr", "tencent-tcr", "google-gcr",
+    "huawei-SWR", "github-ghcr", "gitlab", "quay", "jfrog-artifactory", "dtr", "volcengine-cr",
+)
+NAME_MAX = 64
+TRIGGERS = ("manual", "scheduled", "event_based")
+FILTER_TYPES = ("name", "tag", "label", "resource")
+DECORATIONS = ("matches", "excludes")
+SEVERITIES = ("none", "low", "medium", "high", "critical")
+# Harbor's project name rule (src/common/utils: ValidateProjectName).
+_PROJECT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?LW#-]+$")
+
+Problems = list[tuple[str, str]]
+
+
+def _known(*values) -> bool:
+    return not any(is_unknown(v) for v in values)
+
+
+def check_name(name: Optional[str], problems: Problems, key: str = "name") -> None:
+    """Harbor keeps names of registries, policies and robots in 64-character columns (longer ones fail late)."""
+    if not _known(name):
+        return
+    if not name or not name.strip():
+        problems.append((key, "must not be empty"))
+    elif len(name) > NAME_MAX:
+        problems.append((key, f"is {len(name)} characters long; Harbor allows at most {NAME_MAX}"))
+
+
+def cron_problem(cron: str) -> Optional[str]:
+    """Why Harbor's scheduler would reject `cron`, or None. Harbor wants 6 fields (seconds first); the seconds
+    field must be `0` and the minutes field must not be `*` (a job every minute, which Harbor refuses)."""
+    fields = cron.split()
+    if len(fields) != 6:
+        return (f"{cron!r} has {len(fields)} fields; Harbor needs 6 (seconds minutes hours day-of-month month "
+                "day-of-week), e.g. '0 0 2 * * *' for 02:00 every day")
+    if fields[0] != "0":
+        return f"{cron!r}: the seconds field must be 0 (Harbor does not schedule below the minute)"
+    if fields[1] == "*":
+        return f"{cron!r}: the minutes field must not be '*' (that runs every minute); use e.g. '0 0 * * * *'"
+    bad = [f for f in fields if not _CRON_FIELD.match(f)]
+    if bad:
+        return f"{cron!r}: invalid field(s) {bad}"
+    return None
+
+
+@dataclass
+class RegistryArgs:
+    """A registry endpoint: a remote registry Harbor replicates from or to."""
+
+    name: str
+    """Unique endpoint name in Harbor (at most 64 characters)."""
+    type: str
+    """Adapter type, one of REGISTRY_TYPES (e.g. `docker-registry` for a plain registry:2); cannot change in place."""
+    url: str
+    """Registry URL; Harbor strips a trailing slash and assumes `http://` when no scheme is given."""
+    access_key: Optional[str] = None
+    """User name / access key ID of the credential (None: anonymous)."""
+    access_secret: Optional[str] = None
+    """Password / secret access key (a secret); Harbor never returns it, rotation is detected by a salted hash."""
+    insecure: bool = False
+    """Skip TLS verification of the remote registry."""
+    ca_certificate: Optional[str] = None
+    """PEM CA bundle to verify the remote registry's certificate with."""
+    description: str = ""
+    """Free text shown in Harbor's UI."""
+    adopt: bool = False
+    """When an endpoint with this name already exists, take it over (and set it to these args) instead of failing."""
+
+    def validate(self) -> Problems:
+        problems: Problems = []
+        check_name(self.name, problems)
+        if _known(self.type) and self.type not in REGISTRY_TYPES:
+            problems.append(("type", f"unknown registry type {self.type!r}; Harbor 2.15 has: "
+                                     + ", ".join(REGISTRY_TYPES)))
+        if _known(self.url) and not self.url.strip():
+            problems.append(("url", "must not be empty"))
+        elif _known(self.url) and "://" in self.url and not self.url.startswith(("http://", "https://")):
+            problems.append(("url", f"{self.url!r}: Harbor accepts only http:// and https:// URLs"))
+        if _known(self.access_key, self.access_secret) and bool(self.access_key) != bool(self.access_secret):
+            problems.append(("access_secret" if self.access_key else "access_key",
+                             "access_key and access_secret go together (set both or neither)"))
+        return problems
+
+
+@dataclass
+class FilterArgs:
+    """One replication filter; a policy may have several (of different types)."""
+
+    type: str
+    """`name` (repository, glob), `tag` (glob), `label` (list of label names) or `resource` (`image`|`artifact`)."""
+    value: object
+    """A string; a list of strings for `label`."""
+    decoration: Optional[str] = None
+    """`matches` or `excludes` (tag and label filters only; Harbor's default is `matches`)."""
+
+
+@dataclass
+class ReplicationPolicyArgs:
+    """A replication rule between this Harbor and exactly one remote registry endpoint."""
+
+    name: str
+    """Unique policy name (at most 64 characters)."""
+    registry_id: int
+    """Id of the remote Registry (its source for `pull`, its destination for `push`)."""
+    direction: str = "push"
+    """`push` (local -> remote) or `pull` (remote -> local)."""
+    trigger: str = "manual"
+    """`manual`, `scheduled` (needs `cron`) or `event_based` (push policies only)."""
+    cron: Optional[str] = None
+    """Harbor 6-field cron (seconds first, seconds `0`), e.g. `0 0 2 * * *`; only with trigger `scheduled`."""
+    filters: list[FilterArgs] = field(default_factory=list)
+    """Which resources to replicate; several filters are ANDed."""
+    dest_namespace: str = ""
+    """Destination namespace (project); empty keeps the source namespace."""
+    dest_namespace_replace_count: int = -1
+    """How many leading path components `dest_namespace` replaces; -1 is Harbor's legacy flattening mode."""
+    override: bool = True
+    """Overwrite artifacts that already exist at the destination."""
+    replicate_deletion: bool = False
+    """Also replicate deletions (event_based push only has an effect)."""
+    speed: int = -1
+    """Bandwidth limit per task in KB/s; -1 is unlimited."""
+    copy_by_chunk: bool = False
+    """Copy blobs in chunks (for registries with request-size limits)."""
+    single_active_replication: bool = False
+    """Skip a run while the previous one is still active (not allowed with event_based)."""
+    enabled: bool = True
+    """A disabled policy is kept but never triggered."""
+    description: str = ""
+    """Free text shown in Harbor's UI."""
+    adopt: bool = False
+    """When a policy with this name already exists, take it over instead of failing."""
+
+    def validate(self) -> Problems:
+        problems: Problems = []
+        check_name(self.name, problems)
+        if _known(self.direction) and self.direction not in ("push", "pull"):
+            problems.append(("direction", f"{self.direction!r}: must be push or pull"))
+        if _known(self.trigger) and self.trigger not in TRIGGERS:
+            problems.append(("trigger", f"{self.trigger!r}: must be one of {', '.join(TRIGGERS)}"))
+        if _known(self.trigger, self.cron):
+            if self.trigger == "scheduled" and not self.cron:
+                problems.append(("cron", "a scheduled trigger needs a cron expression, e.g. '0 0 2 * * *'"))
+            elif self.trigger == "scheduled" and (why := cron_problem(self.cron)):
+                problems.append(("cron", why))
+            elif self.trigger != "scheduled" and self.cron:
+                problems.append(("cron", f"only used with trigger 'scheduled' (trigger is {self.trigger!r})"))
+        if _known(self.trigger, self.direction) and self.trigger == "event_based" and self.direction == "pull":
+            problems.append(("trigger", "event_based works only for push policies (Harbor sees no events of a "
+                                        "remote registry); use scheduled for a pull policy"))
+        if _known(self.trigger, self.single_active_replication) and self.single_active_replication \
+                and self.trigger == "event_based":
+            problems.append(("single_active_replication", "cannot be combined with an event_based trigger"))
+        if _known(self.speed) and self.speed != -1 and self.speed <= 0:
+            problems.append(("speed", f"{self.speed}: KB/s must be positive, or -1 for unlimited"))
+        if _known(self.dest_namespace_replace_count) and not -1 <= self.dest_namespace_replace_count <= 127:
+            problems.append(("dest_namespace_replace_count", "must be -1 (legacy) or 0..127"))
+        for i, flt in enumerate(self.filters if _known(self.filters) else []):
+            problems.extend((f"filters[{i}].{k}", why) for k, why in _filter_problems(flt))
+        return problems
+
+
+def _filter_problems(flt: FilterArgs) -> Problems:
+    if not _known(flt.type, flt.value, flt.decoration):
+        return []
+    if flt.type not in FILTER_TYPES:
+        return [("type", f"{flt.type!r}: must be one of {', '.join(FILTER_TYPES)}")]
+    problems: Problems = []
+    if flt.decoration is not None:
+        if flt.type in ("name", "resource"):
+            problems.append(("decoration", f"a {flt.type} filter takes no decoration (only tag and label do)"))
+        elif flt.decoration not in DECORATIONS:
+            problems.append(("decoration", f"{flt.decoration!r}: must be matches or excludes"))
+    if flt.type == "label":
+        if not isinstance(flt.value, list) or not all(isinstance(v, str) for v in flt.value):
+            problems.append(("value", "a label filter takes a list of label names"))
+    elif not isinstance(flt.value, str) or not flt.value:
+        problems.append(("value", f"a {flt.type} filter takes a non-empty string"))
+    elif flt.type == "resource" and flt.value not in ("image", "artifact"):
+        problems.append(("value", f"{flt.value!r}: a resource filter is image or artifact"))
+    return problems
+
+
+@dataclass
+class ProjectArgs:
+    """A Harbor project (the namespace replication writes into)."""
+
+    name: str
+    """Project name: lowercase letters, digits and `._-` separators; cannot change in place."""
+    public: bool = False
+    """Anyone may pull without logging in."""
+    auto_scan: bool = False
+    """Scan every pushed image for vulnerabilities."""
+    prevent_vulnerable: bool = False
+    """Refuse pulls of images with vulnerabilities at or above `severity`."""
+    severity: Optional[str] = None
+    """none | low | medium | high | critical (used with prevent_vulnerable)."""
+    storage_limit: Optional[int] = None
+    """Storage quota in bytes (-1 unlimited); None leaves the quota unmanaged (saves one API call per read)."""
+    adopt: bool = False
+    """When the project already exists, take it over instead of failing."""
+
+    def validate(self) -> Problems:
+        problems: Problems = []
+        if _known(self.name) and (not self.name or not _PROJECT_NAME.match(self.name) or len(self.name) > 255):
+            problems.append(("name", f"{self.name!r}: Harbor project names are lowercase letters and digits, "
+                                     "optionally separated by . _ or -, at most 255 characters"))
+        if _known(self.severity) and self.severity is not None and self.severity not in SEVERITIES:
+            problems.append(("severity", f"{self.severity!r}: must be one of {', '.join(SEVERITIES)}"))
+        if _known(self.storage_limit) and self.storage_limit is not None \
+                and self.storage_limit != -1 and self.storage_limit <= 0:
+            problems.append(("storage_limit", "bytes must be positive, or -1 for unlimited"))
+        return problems
+
+
+@dataclass
+class RobotAccountArgs:
+    """A system robot account with the permissions a remote Harbor needs to replicate into this one."""
+
+    name: str
+    """Robot name without Harbor's `robot$` prefix (at most 64 characters)."""
+    description: str = ""
+    """Free text."""
+    projects: list[str] = field(default_factory=lambda: ["*"])
+    """Projects the robot may pull from and push to (`*`: all, including future ones)."""
+    replicate_deletion: bool = False
+    """Also grant artifact/tag deletion (needed when the peer's policy replicates deletions)."""
+    duration_days: int = -1
+    """Lifetime in days; -1 never expires."""
+    disabled: bool = False
+    """A disabled robot cannot log in."""
+    secret: Optional[str] = None
+    """Set the robot's secret (a secret; 8-128 chars with upper, lower case and a digit); None: Harbor generates
+    one. Changing it rotates the secret."""
+    adopt: bool = False
+    """When a robot with this name already exists, take it over (its secret is refreshed) instead of failing."""
+
+    def validate(self) -> Problems:
+        problems: Problems = []
+        check_name(self.name, problems)
+        if _known(self.duration_days) and self.duration_days != -1 and self.duration_days <= 0:
+            problems.append(("duration_days", "must be a positive number of days, or -1 for never"))
+        if _known(self.projects) and not self.projects:
+            problems.append(("projects", "needs at least one project name (or '*')"))
+        if _known(self.secret) and self.secret is not None and not (
+            8 <= len(self.secret) <= 128 and re.search("[a-z]", self.secret)
+            and re.search("[A-Z]", self.secret) and re.search("[0-9]", self.secret)
+        ):
+            problems.append(("secret", "Harbor wants 8-128 characters with a lower case letter, an upper case "
+                                       "letter and a digit"))
+        return problems
+
+
+@dataclass
+class ReplicationRunArgs:
+    """One execution of a replication policy, started on create and awaited."""
+
+    policy_id: int
+    """Id of the ReplicationPolicy to run."""
+    run_key: str = ""
+    """Any text; changing it starts a new run (e.g. a date, or a release number)."""
+    timeout_seconds: int = 3600
+    """Fail when the execution has not ended after this long (it keeps running in Harbor)."""
+    poll_seconds: float = 5.0
+    """Seconds between status checks."""
+
+    def validate(self) -> Problems:
+        problems: Problems = []
+        if _known(self.timeout_seconds) and self.timeout_seconds <= 0:
+            problems.append(("timeout_seconds", "must be positive"))
+        if _known(self.poll_seconds) and self.poll_seconds <= 0:
+            problems.append(("poll_seconds", "must be positive"))
+        return problems

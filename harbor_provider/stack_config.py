@@ -1,0 +1,321 @@
+"""The `harbor:` and `migration:` stack config sections: parsed once into typed objects, validated with errors
+naming the key (`harbor.policies[1].trigger.cron: ...`), then declared as Harbor resources.
+
+Independent of `components/`: the program passes the cluster's URL and admin password Outputs to
+`declare_harbor_objects` (or the section names an existing Harbor with `harborUrl` + credentials).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import pulumi
+
+from .client import ClientSettings
+from .models import (
+    FilterArgs,
+    ProjectArgs,
+    RegistryArgs,
+    ReplicationPolicyArgs,
+    ReplicationRunArgs,
+    RobotAccountArgs,
+)
+from .resources import Connection, Project, Registry, ReplicationPolicy, ReplicationRun, RobotAccount
+from .typed import ConfigError, camel, parse_into
+
+
+@dataclass
+class TriggerConfig:
+    """When a policy runs."""
+
+    type: str = "manual"
+    """manual | scheduled | event_based."""
+    cron: Optional[str] = None
+    """Harbor 6-field cron for `scheduled`, e.g. `0 0 2 * * *` (02:00 daily)."""
+
+
+@dataclass
+class RunConfig:
+    """Run the policy during `pulumi up` and wait for it."""
+
+    key: str = ""
+    """Change it to run again (e.g. a date)."""
+    timeout_seconds: int = 3600
+    """Fail the update when the execution has not ended by then."""
+    poll_seconds: float = 5.0
+    """Seconds between status checks."""
+
+
+@dataclass
+class PolicyConfig:
+    """A replication policy in stack config; `registry` names an entry of `registries`."""
+
+    name: str
+    """Unique policy name."""
+    registry: str
+    """Name of the remote registry endpoint (declared in the same section)."""
+    direction: str = "push"
+    """push | pull."""
+    trigger: TriggerConfig = field(default_factory=TriggerConfig)
+    """When it runs."""
+    filters: list[FilterArgs] = field(default_factory=list)
+    """Name/tag/label/resource filters (ANDed)."""
+    dest_namespace: str = ""
+    """Destination project/namespace (empty: same as the source)."""
+    dest_namespace_replace_count: int = -1
+    """Path components replaced by destNamespace (-1 legacy flattening, 0 prefix, 1 replace the first...)."""
+    override: bool = True
+    """Overwrite existing artifacts at the destination."""
+    replicate_deletion: bool = False
+    """Replicate deletions too."""
+    speed: int = -1
+    """KB/s per task, -1 unlimited."""
+    copy_by_chunk: bool = False
+    """Copy blobs in chunks."""
+    single_active_replication: bool = False
+    """Skip a run while the previous one is active."""
+    enabled: bool = True
+    """Disabled policies never trigger."""
+    description: str = ""
+    """Free text."""
+    adopt: bool = False
+    """Take over an existing policy of that name."""
+    run: Optional[RunConfig] = None
+    """Also run it now (a ReplicationRun)."""
+
+    def to_args(self, registry_id: Any) -> ReplicationPolicyArgs:
+        return ReplicationPolicyArgs(
+            name=self.name, registry_id=registry_id, direction=self.direction, trigger=self.trigger.type,
+            cron=self.trigger.cron, filters=self.filters, dest_namespace=self.dest_namespace,
+            dest_namespace_replace_count=self.dest_namespace_replace_count, override=self.override,
+            replicate_deletion=self.replicate_deletion, speed=self.speed, copy_by_chunk=self.copy_by_chunk,
+            single_active_replication=self.single_active_replication, enabled=self.enabled,
+            description=self.description, adopt=self.adopt)
+
+
+@dataclass
+class HarborSection:
+    """The `harbor:` stack config section."""
+
+    harbor_url: Optional[str] = None
+    """An existing Harbor to configure instead of the cluster's (with harborUsername/harborPassword)."""
+    harbor_username: Optional[str] = None
+    """User for harborUrl (default admin)."""
+    harbor_password: Optional[str] = None
+    """Password for harborUrl (`pulumi config set --secret`)."""
+    harbor_ca_certificate: Optional[str] = None
+    """PEM of the CA of harborUrl's certificate, when it is not publicly trusted."""
+    registries: list[RegistryArgs] = field(default_factory=list)
+    """Remote registry endpoints."""
+    projects: list[ProjectArgs] = field(default_factory=list)
+    """Projects."""
+    robots: list[RobotAccountArgs] = field(default_factory=list)
+    """System robots for peers that replicate into this Harbor."""
+    policies: list[PolicyConfig] = field(default_factory=list)
+    """Replication policies."""
+
+
+@dataclass
+class MigrationSection:
+    """The `migration:` stack config section: pull everything (or a filtered part) of an old registry."""
+
+    source_url: str
+    """URL of the old registry, e.g. https://old-registry.example.com:5000."""
+    target_project: str
+    """Harbor project receiving the images (created, or adopted when it exists)."""
+    source_type: str = "docker-registry"
+    """Adapter type of the source (docker-registry for a registry:2)."""
+    username: Optional[str] = None
+    """Source registry user (None: anonymous)."""
+    password: Optional[str] = None
+    """Source registry password (`pulumi config set --secret`)."""
+    insecure: bool = False
+    """Skip TLS verification of the source."""
+    name_filter: Optional[str] = None
+    """Repository glob to migrate, e.g. `team/**` (None: all)."""
+    tag_filter: Optional[str] = None
+    """Tag glob to migrate, e.g. `v*` (None: all)."""
+    run_now: bool = False
+    """Run the replication during `pulumi up` and wait for it."""
+    run_key: str = ""
+    """Change to run the migration again."""
+    timeout_seconds: int = 3600
+    """Fail when the run has not ended by then."""
+    registry_name: str = "migration-source"
+    """Name of the source endpoint in Harbor."""
+    policy_name: str = "migration-pull"
+    """Name of the pull policy in Harbor."""
+
+    def to_section(self) -> HarborSection:
+        filters = []
+        if self.name_filter:
+            filters.append(FilterArgs(type="name", value=self.name_filter))
+        if self.tag_filter:
+            filters.append(FilterArgs(type="tag", value=self.tag_filter))
+        registry = RegistryArgs(name=self.registry_name, type=self.source_type, url=self.source_url,
+                                access_key=self.username, access_secret=self.password, insecure=self.insecure,
+                                description="migration source")
+        # Replace count 0 puts `team/app` under `<project>/team/app`: the old paths survive below the project.
+        policy = PolicyConfig(name=self.policy_name, registry=self.registry_name, direction="pull",
+                              filters=filters, dest_namespace=self.target_project, dest_namespace_replace_count=0,
+                              description="migration from " + self.source_url,
+                              run=RunConfig(key=self.run_key, timeout_seconds=self.timeout_seconds)
+                              if self.run_now else None)
+        return HarborSection(registries=[registry], projects=[ProjectArgs(name=self.target_project, adopt=True)],
+                             policies=[policy])
+
+
+# Which config key a validate() field name stands for, where it is not just its camelCase.
+_POLICY_KEYS = {"trigger": "trigger.type", "cron": "trigger.cron", "registry_id": "registry"}
+
+
+def _check(obj: Any, where: str, problems: list[str], keys: Optional[dict] = None) -> None:
+    for key, reason in obj.validate():
+        head, _, rest = key.partition(".")
+        name = (keys or {}).get(key) or (camel(head) + ("." + rest if rest else ""))
+        problems.append(f"{where}.{name}: {reason}")
+
+
+def _unique(items: Sequence[Any], where: str, problems: list[str]) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if item.name in seen:
+            problems.append(f"{where}[{i}].name: {item.name!r} is declared twice")
+        seen.add(item.name)
+
+
+def parse_harbor_section(raw: Optional[dict], key: str = "harbor") -> HarborSection:
+    """Parse and validate the section (None or empty: nothing to declare). Raises ConfigError."""
+    problems: list[str] = []
+    section = parse_into(HarborSection, raw or {}, key, True, problems) or HarborSection()
+    if problems:
+        raise ConfigError(problems)
+    validate_section(section, key, problems)
+    if problems:
+        raise ConfigError(problems)
+    return section
+
+
+def validate_section(section: HarborSection, key: str, problems: list[str]) -> None:
+    for kind in ("registries", "projects", "robots"):
+        for i, item in enumerate(getattr(section, kind)):
+            _check(item, f"{key}.{kind}[{i}]", problems)
+    registries = [r.name for r in section.registries]
+    for i, policy in enumerate(section.policies):
+        _check(policy.to_args(0), f"{key}.policies[{i}]", problems, _POLICY_KEYS)
+        if policy.registry not in registries:
+            problems.append(f"{key}.policies[{i}].registry: unknown registry {policy.registry!r} "
+                            f"(declared in {key}.registries: {', '.join(registries) or 'none'})")
+        if policy.run is not None:
+            run = ReplicationRunArgs(policy_id=0, run_key=policy.run.key, timeout_seconds=policy.run.timeout_seconds,
+                                     poll_seconds=policy.run.poll_seconds)
+            _check(run, f"{key}.policies[{i}].run", problems)
+    if section.harbor_url and not section.harbor_password:
+        problems.append(f"{key}.harborPassword: required with harborUrl (set it with --secret)")
+    for kind in ("registries", "projects", "robots", "policies"):
+        _unique(getattr(section, kind), f"{key}.{kind}", problems)
+
+
+def parse_migration_section(raw: Optional[dict], key: str = "migration") -> Optional[HarborSection]:
+    """The `migration:` section as the Harbor objects it stands for (None when absent). Raises ConfigError."""
+    if not raw:
+        return None
+    problems: list[str] = []
+    migration = parse_into(MigrationSection, raw, key, True, problems)
+    if problems:
+        raise ConfigError(problems)
+    section = migration.to_section()
+    # Name the migration keys, not the generated objects', in errors.
+    renames = {f"{key}.registries[0].url": f"{key}.sourceUrl", f"{key}.registries[0].type": f"{key}.sourceType",
+               f"{key}.registries[0].accessKey": f"{key}.username",
+               f"{key}.registries[0].accessSecret": f"{key}.password",
+               f"{key}.registries[0].name": f"{key}.registryName", f"{key}.projects[0].name": f"{key}.targetProject",
+               f"{key}.policies[0].name": f"{key}.policyName", f"{key}.policies[0].run.timeoutSeconds":
+               f"{key}.timeoutSeconds", f"{key}.policies[0].filters[0].value": f"{key}.nameFilter"}
+    validate_section(section, key, problems)
+    if problems:
+        raise ConfigError([_rename(p, renames) for p in problems])
+    return section
+
+
+def _rename(problem: str, renames: dict[str, str]) -> str:
+    where, _, reason = problem.partition(": ")
+    return f"{renames.get(where, where)}: {reason}"
+
+
+def merge_sections(*sections: Optional[HarborSection]) -> HarborSection:
+    """One section with the objects of all (names must stay unique: checked again)."""
+    merged = HarborSection()
+    for section in filter(None, sections):
+        for kind in ("registries", "projects", "robots", "policies"):
+            getattr(merged, kind).extend(getattr(section, kind))
+        for attr in ("harbor_url", "harbor_username", "harbor_password", "harbor_ca_certificate"):
+            setattr(merged, attr, getattr(merged, attr) or getattr(section, attr))
+    problems: list[str] = []
+    for kind in ("registries", "projects", "robots", "policies"):
+        _unique(getattr(merged, kind), f"harbor+migration.{kind}", problems)
+    if problems:
+        raise ConfigError(problems)
+    return merged
+
+
+@dataclass
+class HarborObjects:
+    """The declared resources by their config name."""
+
+    registries: dict[str, Registry] = field(default_factory=dict)
+    projects: dict[str, Project] = field(default_factory=dict)
+    robots: dict[str, RobotAccount] = field(default_factory=dict)
+    policies: dict[str, ReplicationPolicy] = field(default_factory=dict)
+    runs: dict[str, ReplicationRun] = field(default_factory=dict)
+
+
+def declare_harbor_objects(
+    section: HarborSection,
+    *,
+    url: Any = None,
+    username: Any = "admin",
+    password: Any = None,
+    ca_certificate: Any = None,
+    depends_on: Sequence[pulumi.Resource] = (),
+    parent: Optional[pulumi.Resource] = None,
+    settings: Optional[ClientSettings] = None,
+) -> HarborObjects:
+    """Create the section's resources against `url` (the cluster's URL Output) as `username`/`password` (the
+    generated admin password Output), trusting `ca_certificate` (PEM, e.g. the cluster's CA Output), after
+    `depends_on` (e.g. the cluster's health check). When the section has `harborUrl`, that Harbor and its
+    credentials are used instead."""
+    if section.harbor_url:
+        connection = Connection(section.harbor_url, section.harbor_username or "admin", section.harbor_password,
+                                section.harbor_ca_certificate)
+    else:
+        connection = Connection(url, username, password, ca_certificate)
+    objects = HarborObjects()
+
+    def opts(*extra: pulumi.Resource) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on) + list(extra))
+
+    for args in section.registries:
+        objects.registries[args.name] = Registry(f"harbor-registry-{args.name}", args, connection, opts(),
+                                                 settings)
+    for args in section.projects:
+        objects.projects[args.name] = Project(f"harbor-project-{args.name}", args, connection, opts(), settings)
+    for args in section.robots:
+        objects.robots[args.name] = RobotAccount(f"harbor-robot-{args.name}", args, connection, opts(), settings)
+    for policy in section.policies:
+        registry = objects.registries[policy.registry]
+        # A pull policy writes into its destination project: create that first.
+        after = [p for name, p in objects.projects.items() if name == policy.dest_namespace]
+        objects.policies[policy.name] = ReplicationPolicy(
+            f"harbor-policy-{policy.name}", policy.to_args(registry.id.apply(int)), connection,
+            opts(registry, *after), settings)
+        if policy.run is not None:
+            resource = objects.policies[policy.name]
+            run = ReplicationRunArgs(policy_id=resource.id.apply(int), run_key=policy.run.key,
+                                     timeout_seconds=policy.run.timeout_seconds,
+                                     poll_seconds=policy.run.poll_seconds)
+            objects.runs[policy.name] = ReplicationRun(f"harbor-run-{policy.name}", run, connection,
+                                                       opts(resource), settings)
+    return objects
+

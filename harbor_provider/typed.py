@@ -1,0 +1,108 @@
+"""Turn plain dicts (resource inputs, stack config) into the typed dataclasses, with errors naming the key.
+
+Resource inputs use the dataclass field names (snake_case); stack config uses camelCase (`accessKey`), so the
+same parser serves both with `camel=True`. During `pulumi preview` an input may still be unknown: such a value is
+kept as it is and its checks are skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Union
+
+# The SDK's marker for a value not known until apply (pulumi.runtime.rpc.UNKNOWN).
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+class ConfigError(ValueError):
+    """One or more `key.path: reason` problems found while parsing or validating."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def is_unknown(value: Any) -> bool:
+    """True for a preview-time unknown value (also nested in a list or dict)."""
+    if isinstance(value, str):
+        return value == UNKNOWN
+    if isinstance(value, (list, tuple)):
+        return any(is_unknown(v) for v in value)
+    if isinstance(value, dict):
+        return any(is_unknown(v) for v in value.values())
+    return False
+
+
+def camel(name: str) -> str:
+    """`access_key` -> `accessKey`."""
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _describe(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _convert(tp: Any, value: Any, where: str, camel_keys: bool, problems: list[str]) -> Any:
+    origin = typing.get_origin(tp)
+    if is_unknown(value):
+        return value
+    if origin in (Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(inner[0], value, where, camel_keys, problems)
+    if origin is list:
+        if not isinstance(value, list):
+            problems.append(f"{where}: expected a list, got {type(value).__name__}")
+            return []
+        (item,) = typing.get_args(tp)
+        return [_convert(item, v, f"{where}[{i}]", camel_keys, problems) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{where}: expected a mapping, got {type(value).__name__}")
+            return {}
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return parse_into(tp, value, where, camel_keys, problems)
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, float) and value.is_integer():
+        return int(value)  # Pulumi's wire format carries every number as a float
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        problems.append(f"{where}: expected {_describe(tp)}, got {type(value).__name__} {value!r}"[:200])
+        return value
+    return value
+
+
+def parse_into(cls: type, data: Any, where: str, camel_keys: bool, problems: list[str]) -> Any:
+    """Build `cls` from `data`, appending `where.key: reason` to `problems` (unknown keys are problems too)."""
+    if not isinstance(data, dict):
+        problems.append(f"{where}: expected a mapping, got {type(data).__name__}")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {camel(f.name) if camel_keys else f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            problems.append(f"{where}.{key}: unknown key (known: {', '.join(sorted(fields))})")
+    values = {}
+    for key, field in fields.items():
+        if key in data and data[key] is not None:
+            values[field.name] = _convert(hints[field.name], data[key], f"{where}.{key}", camel_keys, problems)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            problems.append(f"{where}.{key}: required")
+            values[field.name] = None
+    return cls(**values)
+
+
+def parse(cls: type, data: Any, where: str, camel_keys: bool = False) -> Any:
+    """`parse_into` that raises ConfigError listing every problem."""
+    problems: list[str] = []
+    result = parse_into(cls, data, where, camel_keys, problems)
+    if problems:
+        raise ConfigError(problems)
+    return result
