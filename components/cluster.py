@@ -42,6 +42,7 @@ class HarborCluster(pulumi.ComponentResource):
     node_addresses: list[str]  #: addresses of the Harbor nodes
     admin_username: str  #: Harbor's admin user
     admin_password: pulumi.Output[str]  #: Harbor's admin password (secret)
+    ca_certificate: Optional[pulumi.Output[str]]  #: what to trust for `url`: the self-signed cert, None with a user one
     nodes: list[HarborNode]  #: the Harbor nodes, in deployment order
     keepalived: KeepalivedPair  #: the VIP holders: once they are up, Harbor is reachable on `url`
 
@@ -73,6 +74,7 @@ class HarborCluster(pulumi.ComponentResource):
         self.node_addresses = [h.address for h in cfg.harbor_nodes]
         self.admin_username = "admin"
         self.admin_password = secrets.admin_password
+        self.ca_certificate = secrets.self_signed_certificate
         self.register_outputs({
             "url": self.url, "vip": self.vip, "node_addresses": self.node_addresses,
             "admin_username": self.admin_username, "admin_password": self.admin_password,

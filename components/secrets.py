@@ -32,6 +32,7 @@ class ClusterSecrets(pulumi.ComponentResource):
 
     values: dict[str, pulumi.Output[str]]  #: every name of files.SECRET_VALUES -> secret Output
     admin_password: pulumi.Output[str]  #: Harbor's admin password
+    self_signed_certificate: Optional[pulumi.Output[str]]  #: the generated LB certificate (None with a user one)
 
     def __init__(self, name: str, args: ClusterSecretsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("harbor-ha:secrets:ClusterSecrets", name, None, opts)
@@ -52,6 +53,7 @@ class ClusterSecrets(pulumi.ComponentResource):
             validity_period_hours=10 * 365 * 24, allowed_uses=["digital_signature", "key_encipherment"],
             opts=child)
 
+        self.self_signed_certificate = None
         if args.tls_certificate is not None and args.tls_private_key is not None:
             tls_cert, tls_key = args.tls_certificate, args.tls_private_key
         else:
@@ -63,6 +65,7 @@ class ClusterSecrets(pulumi.ComponentResource):
                 dns_names=[cfg.harbor.hostname], ip_addresses=[cfg.vip],
                 validity_period_hours=cfg.tls.self_signed_days * 24,
                 allowed_uses=["digital_signature", "key_encipherment", "server_auth"], opts=child).cert_pem
+            self.self_signed_certificate = tls_cert
 
         values: dict[str, pulumi.Input[str]] = {
             "admin_password": admin,

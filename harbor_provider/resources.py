@@ -95,8 +95,8 @@ class _HarborProvider(ResourceProvider):
 
     def configure(self, req: ConfigureRequest) -> None:
         """Provider config: `harborUrl` / `harborUsername` / `harborPassword` / `harborCaCertificate` of the
-        stack's `harbor` section."""
-        section = req.config.get("harbor") or {}
+        stack's `harborApi` section."""
+        section = req.config.get("harborApi") or {}
         if isinstance(section, str):  # structured config arrives as JSON text
             try:
                 section = json.loads(section)

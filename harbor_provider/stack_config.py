@@ -1,5 +1,5 @@
-"""The `harbor:` and `migration:` stack config sections: parsed once into typed objects, validated with errors
-naming the key (`harbor.policies[1].trigger.cron: ...`), then declared as Harbor resources.
+"""The `harbor-ha:harborApi` and `harbor-ha:migration` stack config sections: parsed once into typed objects, validated with errors
+naming the key (`harbor-ha:harborApi.policies[1].trigger.cron: ...`), then declared as Harbor resources.
 
 Independent of `components/`: the program passes the cluster's URL and admin password Outputs to
 `declare_harbor_objects` (or the section names an existing Harbor with `harborUrl` + credentials).
@@ -96,7 +96,7 @@ class PolicyConfig:
 
 @dataclass
 class HarborSection:
-    """The `harbor:` stack config section."""
+    """The `harbor-ha:harborApi` stack config section."""
 
     harbor_url: Optional[str] = None
     """An existing Harbor to configure instead of the cluster's (with harborUsername/harborPassword)."""
@@ -185,7 +185,7 @@ def _unique(items: Sequence[Any], where: str, problems: list[str]) -> None:
         seen.add(item.name)
 
 
-def parse_harbor_section(raw: Optional[dict], key: str = "harbor") -> HarborSection:
+def parse_harbor_section(raw: Optional[dict], key: str = "harbor-ha:harborApi") -> HarborSection:
     """Parse and validate the section (None or empty: nothing to declare). Raises ConfigError."""
     problems: list[str] = []
     section = parse_into(HarborSection, raw or {}, key, True, problems) or HarborSection()
@@ -217,7 +217,7 @@ def validate_section(section: HarborSection, key: str, problems: list[str]) -> N
         _unique(getattr(section, kind), f"{key}.{kind}", problems)
 
 
-def parse_migration_section(raw: Optional[dict], key: str = "migration") -> Optional[HarborSection]:
+def parse_migration_section(raw: Optional[dict], key: str = "harbor-ha:migration") -> Optional[HarborSection]:
     """The `migration:` section as the Harbor objects it stands for (None when absent). Raises ConfigError."""
     if not raw:
         return None

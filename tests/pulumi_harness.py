@@ -71,6 +71,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
             outputs["cert_pem"] = (f"-----BEGIN CERTIFICATE-----\n{fake_secret('cert', args.name)}\n"
                                    "-----END CERTIFICATE-----\n")
+        # Harbor's objects have numeric ids (the provider parses them); everything else gets a readable one.
+        if args.typ.startswith("pulumi-python:dynamic"):
+            return [str(len(self.generated) + 1000 + len(outputs)), outputs]
         return [f"{args.name}-id", outputs]
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -94,6 +97,10 @@ class RecordingMonitor(MockMonitor):
         return response
 
 
+# The monitor of the latest run, also when the program raised: what had been registered by then.
+last_monitor: RecordingMonitor | None = None
+
+
 @dataclass
 class Program:
     """A program run: its globals (cluster, ...), the monitor and every resource object created."""
@@ -115,8 +122,9 @@ def stack_config(stack: str) -> tuple[dict[str, Any], list[str]]:
 def run_program(values: dict[str, Any], secrets: dict[str, str] | None = None) -> Program:
     """Run __main__.py with these plain `harbor-ha:*` values and secret config values."""
     secrets = {"sshPrivateKey": fake_secret("ssh", "key"), **(secrets or {})}
+    global last_monitor
     mocks = RecordingMocks()
-    monitor = RecordingMonitor(mocks)
+    monitor = last_monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="harbor-ha", stack="test", preview=False, monitor=monitor)
     config = {f"{NAMESPACE}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
     config.update({f"{NAMESPACE}:{k}": v for k, v in secrets.items()})

@@ -216,7 +216,7 @@ def test_credentials_from_environment_and_provider_config(emulator, monkeypatch)
     monkeypatch.setenv("HARBOR_PASSWORD", "wrong")
     from pulumi.dynamic import Config, ConfigureRequest
     section = json.dumps({"harborPassword": emulator.password})
-    provider.configure(ConfigureRequest(Config({"harbor-ha:harbor": section}, "harbor-ha")))
+    provider.configure(ConfigureRequest(Config({"harbor-ha:harborApi": section}, "harbor-ha")))
     assert provider.create({"name": "fromconfig"}).outs["name"] == "fromconfig"
 
 

@@ -47,15 +47,15 @@ def test_valid_section_parses_into_typed_objects():
 
 
 @pytest.mark.parametrize("path,value,expected", [
-    (("policies", 1, "trigger", "cron"), "0 0 2 * *", "harbor.policies[1].trigger.cron: '0 0 2 * *' has 5 fields"),
-    (("policies", 0, "trigger", "type"), "hourly", "harbor.policies[0].trigger.type: 'hourly'"),
-    (("policies", 0, "registry"), "nope", "harbor.policies[0].registry: unknown registry 'nope'"),
-    (("policies", 1, "filters", 0, "type"), "name", "harbor.policies[1].filters[0].decoration: a name filter"),
-    (("registries", 0, "type"), "harbor2", "harbor.registries[0].type: unknown registry type 'harbor2'"),
-    (("projects", 0, "name"), "Library", "harbor.projects[0].name: 'Library'"),
-    (("robots", 0, "durationDays"), 0, "harbor.robots[0].durationDays: must be a positive"),
-    (("policies", 0, "speed"), "fast", "harbor.policies[0].speed: expected int"),
-    (("registries", 0, "colour"), "red", "harbor.registries[0].colour: unknown key"),
+    (("policies", 1, "trigger", "cron"), "0 0 2 * *", "harbor-ha:harborApi.policies[1].trigger.cron: '0 0 2 * *' has 5 fields"),
+    (("policies", 0, "trigger", "type"), "hourly", "harbor-ha:harborApi.policies[0].trigger.type: 'hourly'"),
+    (("policies", 0, "registry"), "nope", "harbor-ha:harborApi.policies[0].registry: unknown registry 'nope'"),
+    (("policies", 1, "filters", 0, "type"), "name", "harbor-ha:harborApi.policies[1].filters[0].decoration: a name filter"),
+    (("registries", 0, "type"), "harbor2", "harbor-ha:harborApi.registries[0].type: unknown registry type 'harbor2'"),
+    (("projects", 0, "name"), "Library", "harbor-ha:harborApi.projects[0].name: 'Library'"),
+    (("robots", 0, "durationDays"), 0, "harbor-ha:harborApi.robots[0].durationDays: must be a positive"),
+    (("policies", 0, "speed"), "fast", "harbor-ha:harborApi.policies[0].speed: expected int"),
+    (("registries", 0, "colour"), "red", "harbor-ha:harborApi.registries[0].colour: unknown key"),
 ])
 def test_bad_value_error_names_the_key(path, value, expected):
     import copy
@@ -72,13 +72,13 @@ def test_event_based_pull_and_duplicate_names_are_reported_together():
            "policies": [{"name": "p", "registry": "old", "direction": "pull", "trigger": {"type": "event_based"}},
                         {"name": "p", "registry": "old", "direction": "pull"}]}
     problems = problems_of(raw)
-    assert problems[0].startswith("harbor.policies[0].trigger.type: event_based works only for push")
-    assert "harbor.policies[1].name: 'p' is declared twice" in problems
+    assert problems[0].startswith("harbor-ha:harborApi.policies[0].trigger.type: event_based works only for push")
+    assert "harbor-ha:harborApi.policies[1].name: 'p' is declared twice" in problems
 
 
 def test_existing_harbor_needs_a_password():
     assert problems_of({"harborUrl": "https://harbor.example.com"}) == [
-        "harbor.harborPassword: required with harborUrl (set it with --secret)"]
+        "harbor-ha:harborApi.harborPassword: required with harborUrl (set it with --secret)"]
 
 
 def test_migration_section_becomes_registry_project_pull_policy_and_run():
@@ -96,9 +96,9 @@ def test_migration_section_becomes_registry_project_pull_policy_and_run():
 def test_migration_errors_name_migration_keys():
     problems = problems_of({"sourceUrl": "ftp://old", "targetProject": "Legacy", "username": "u"},
                            parse_migration_section)
-    assert "migration.sourceUrl: 'ftp://old': Harbor accepts only http:// and https:// URLs" in problems
-    assert any(p.startswith("migration.targetProject: 'Legacy'") for p in problems)
-    assert any(p.startswith("migration.password: access_key and access_secret go together") for p in problems)
+    assert "harbor-ha:migration.sourceUrl: 'ftp://old': Harbor accepts only http:// and https:// URLs" in problems
+    assert any(p.startswith("harbor-ha:migration.targetProject: 'Legacy'") for p in problems)
+    assert any(p.startswith("harbor-ha:migration.password: access_key and access_secret go together") for p in problems)
 
 
 def test_merge_refuses_clashing_names():
@@ -256,7 +256,7 @@ def test_every_config_example_in_the_docs_parses():
     for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
         for key, value in (yaml.safe_load(block).get("config") or {}).items():
             raw = _desecure(value)
-            if key.endswith(":harbor"):
+            if key.endswith(":harborApi"):
                 parse_harbor_section(raw)
                 sections += 1
             elif key.endswith(":migration"):

@@ -10,6 +10,7 @@ import pytest
 from components.config import ConfigError
 from components.plan import role_files
 from components.config import parse_cluster_config
+from tests import pulumi_harness
 from tests.pulumi_harness import Registered, run_program, stack_config
 
 COMMAND = "command:remote:Command"
@@ -215,5 +216,61 @@ def test_bad_config_fails_before_any_resource_is_registered():
     values, _ = stack_config("dev")
     values = {**values, "vip": {**values["vip"], "virtualRouterId": 300}}
     with pytest.raises(ConfigError, match=r"harbor-ha:vip.virtualRouterId: must be between 1 and 255"):
-        program = run_program(values)
-        assert not program.monitor.registered
+        run_program(values)
+    assert pulumi_harness.last_monitor is not None and pulumi_harness.last_monitor.registered == {}
+
+
+HARBOR_API = {
+    "registries": [{"name": "site-b", "type": "harbor", "url": "https://harbor-b.example.com",
+                    "accessKey": "robot$site-a", "accessSecret": "Robot-Secret-1"}],
+    "projects": [{"name": "apps"}],
+    "policies": [{"name": "to-site-b", "registry": "site-b", "direction": "push",
+                  "trigger": {"type": "event_based"}}],
+}
+MIGRATION = {"sourceUrl": "https://old-registry.example.com:5000", "targetProject": "legacy", "runNow": True}
+
+
+@pulumi.runtime.test
+def test_harbor_objects_are_declared_after_the_whole_cluster_with_secret_credentials():
+    values, _ = stack_config("dev")
+    program = run_program({**values, "harborApi": HARBOR_API, "migration": MIGRATION})
+
+    def check(regs):
+        harbor = [r for r in regs if r.typ.startswith("pulumi-python:dynamic")]
+        names = sorted(r.name for r in harbor)
+        assert names == sorted(["harbor-registry-site-b", "harbor-registry-migration-source", "harbor-project-apps",
+                                "harbor-project-legacy", "harbor-policy-to-site-b", "harbor-policy-migration-pull",
+                                "harbor-run-migration-pull"])
+        vip = apply_commands(regs, "keepalived")
+        nodes = apply_commands(regs, "harbor-node")
+        for r in harbor:
+            assert all(depends_transitively(regs, r, c) for c in vip + nodes), r.name
+            assert r.inputs["harbor_url"] == "https://harbor.dev.example.internal"
+            assert r.inputs["harbor_password"] == program.monitor.mocks.generated["harbor-secrets-admin-password"]
+        return True
+
+    return program.all_registered().apply(check)
+
+
+@pulumi.runtime.test
+def test_harbor_objects_of_an_existing_harbor_do_not_wait_for_the_cluster():
+    values, _ = stack_config("dev")
+    existing = {**HARBOR_API, "harborUrl": "https://old-harbor.example.com", "harborPassword": "Old-Adm1n-Pass"}
+    program = run_program({**values, "harborApi": existing})
+
+    def check(regs):
+        harbor = [r for r in regs if r.typ.startswith("pulumi-python:dynamic")]
+        assert len(harbor) == 3
+        assert not any(depends_transitively(regs, r, c) for r in harbor for c in apply_commands(regs, "keepalived"))
+        assert {r.inputs["harbor_url"] for r in harbor} == {"https://old-harbor.example.com"}
+        return True
+
+    return program.all_registered().apply(check)
+
+
+def test_bad_harbor_api_section_fails_before_any_resource_is_registered():
+    values, _ = stack_config("dev")
+    bad = {**HARBOR_API, "policies": [{**HARBOR_API["policies"][0], "direction": "pull"}]}
+    with pytest.raises(ValueError, match=r"harbor-ha:harborApi.policies\[0\].trigger.type: event_based works only"):
+        run_program({**values, "harborApi": bad})
+    assert pulumi_harness.last_monitor is not None and pulumi_harness.last_monitor.registered == {}
