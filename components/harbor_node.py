@@ -129,7 +129,7 @@ class HarborNode(pulumi.ComponentResource):
     role: HostRole  #: the deployment
 
     def __init__(self, name: str, args: HarborNodeArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("harbor-ha:harbor:HarborNode", name, None, opts)
+        super().__init__("harbor-ha:harbor_node:HarborNode", name, None, opts)
         cfg, host = args.cfg, args.host
         # Air-gapped sites upload their copy of the installer; otherwise the node downloads INSTALLER_URL.
         assets = ({INSTALLER_STAGE_NAME: pulumi.FileAsset(cfg.harbor.installer_path)}

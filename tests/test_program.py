@@ -72,7 +72,7 @@ def test_stack_file_builds_one_role_deployment_per_host_and_role(stack, expected
                           "harbor-ha:postgres:PostgresServer", "harbor-ha:redis:Redis",
                           "harbor-ha:loadbalancer:LoadBalancer", "harbor-ha:keepalived:KeepalivedPair"):
             assert types[component] == 1, component
-        assert types["harbor-ha:harbor:HarborNode"] == expected["harbor-node"]
+        assert types["harbor-ha:harbor_node:HarborNode"] == expected["harbor-node"]
         # Every child is named after its parent component.
         for r in regs:
             if r.typ.startswith("harbor-ha:") and r.typ != "harbor-ha:cluster:HarborCluster":
@@ -274,3 +274,19 @@ def test_bad_harbor_api_section_fails_before_any_resource_is_registered():
     with pytest.raises(ValueError, match=r"harbor-ha:harborApi.policies\[0\].trigger.type: event_based works only"):
         run_program({**values, "harborApi": bad})
     assert pulumi_harness.last_monitor is not None and pulumi_harness.last_monitor.registered == {}
+
+
+@pulumi.runtime.test
+def test_component_type_tokens_name_their_module_and_class():
+    program = _program("prod")
+
+    def check(_urns):
+        components = [r for r in program.resources if isinstance(r, pulumi.ComponentResource)
+                      and type(r).__module__.startswith("components.")]
+        assert len(components) > 10
+        for component in components:
+            module = type(component).__module__.rsplit(".", 1)[1]
+            assert component._type == f"harbor-ha:{module}:{type(component).__name__}"
+        return True
+
+    return pulumi.Output.all(*[r.urn for r in program.resources]).apply(check)
