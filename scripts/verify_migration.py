@@ -7,10 +7,9 @@ Exit status: 0 when nothing is missing or different (extra tags in the target ar
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from registry_tools.cli import add_common_arguments, add_registry_arguments, registry_client
+from registry_tools.cli import add_common_arguments, add_registry_arguments, emit, registry_client
 from registry_tools.client import RegistryError
 from registry_tools.common import repositories
 from registry_tools.verify import render_report, verify
@@ -32,14 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RegistryError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    document = json.dumps(report.to_dict(), indent=2)
-    if args.json == "-":
-        print(document)
-    else:
-        print(render_report(report))
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as handle:
-                handle.write(document + "\n")
+    emit(args, report.to_dict(), render_report(report))
     if any(r.errors for r in report.repositories):
         return 2
     return 0 if report.ok else 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from .client import RegistryClient, load_credentials
 
@@ -33,3 +34,15 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--page-size", type=int, default=1000, help="`n` for catalog and tag list pages")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE (`-` for stdout)")
+
+
+def emit(args: argparse.Namespace, document: dict, table: str) -> None:
+    """The table on stdout and the JSON report to --json FILE; with `--json -` only the JSON, on stdout."""
+    text = json.dumps(document, indent=2)
+    if args.json == "-":
+        print(text)
+        return
+    print(table)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
