@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -124,6 +125,7 @@ class Registries:
     basic: RegistryServer
     token: RegistryServer
     token_server: TokenServer
+    index_digest: str = ""  # of the scenario's multi-arch tag, once pushed
 
     def client(self, server: RegistryServer, authenticated: bool = True) -> RegistryClient:
         return RegistryClient(server.url, Credentials(USER, PASSWORD) if authenticated and server.auth else None)
@@ -201,3 +203,15 @@ def push_scenario(registries: Registries) -> str:
             repository, tag = EXTRA
             push_image(target, prefix + repository, tag, [BASE_LAYER, layer("app/version", b"extra\n")])
     return index_digest
+
+
+@pytest.fixture(scope="module")
+def registries():
+    """The started stack with the scenario pushed; `index_digest` is the multi-arch tag's index digest."""
+    stack = RegistryStack()
+    try:
+        started = stack.start()
+        started.index_digest = push_scenario(started)
+        yield started
+    finally:
+        stack.close()

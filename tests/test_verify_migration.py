@@ -14,23 +14,13 @@ import pytest
 import requests
 
 from tests.registry_fixtures import (BASE_LAYER, EXTRA, MISMATCHED, MISSING, MULTI_ARCH, PASSWORD, SCRIPTS, SOURCE_IMAGES,
-                                     TARGET_PROJECT, USER, RegistryStack, push_scenario)
+                                     TARGET_PROJECT, USER, registries)
 from registry_tools.client import CATALOG_SCOPE, MANIFEST_MEDIA_TYPES, repository_scope
 from registry_tools.testbed import layer, push_image
 
 pytestmark = pytest.mark.integration
+__all__ = ["registries"]  # the module-scoped fixture imported above
 ALL_REPOSITORIES = sorted([*SOURCE_IMAGES, MULTI_ARCH[0]])
-
-
-@pytest.fixture(scope="module")
-def registries():
-    stack = RegistryStack()
-    try:
-        registries = stack.start()
-        registries.index_digest = push_scenario(registries)
-        yield registries
-    finally:
-        stack.close()
 
 
 def run_verify(registries, target, *extra, env=None, json_path=None):
