@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
 import yaml
 
 from .client import RegistryClient, repository_scope
@@ -33,6 +34,33 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen | None) -> None:
+    """SIGTERM to this PID only, SIGKILL if it is still there after 5 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def wait_for_listener(process: subprocess.Popen, port: int) -> None:
+    """Until 127.0.0.1:`port` accepts connections; RuntimeError if `process` exits or STARTUP_SECONDS pass."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while True:  # bounded by STARTUP_SECONDS
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with status {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port} after {STARTUP_SECONDS} s") from None
+            time.sleep(0.05)
 
 
 class RegistryServer:
@@ -64,29 +92,15 @@ class RegistryServer:
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         finally:
             log.close()
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:  # bounded by STARTUP_SECONDS
-            if self.process.poll() is not None:
-                raise RuntimeError(f"docker-registry exited: {(self.workdir / 'registry.log').read_text()[-2000:]}")
-            try:
-                requests.get(f"{self.url}/v2/", timeout=1)  # 200, or 401 when auth is on: either way it serves
-                return self
-            except requests.ConnectionError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"docker-registry did not listen on {self.url} within {STARTUP_SECONDS} s")
-                time.sleep(0.05)
+        try:
+            wait_for_listener(self.process, self.port)
+        except RuntimeError as error:
+            self.stop()
+            raise RuntimeError(f"docker-registry: {error}: {(self.workdir / 'registry.log').read_text()[-2000:]}")
+        return self
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()  # signals this PID only
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
         self.process = None
 
     def __enter__(self) -> "RegistryServer":
@@ -176,3 +190,76 @@ def push_multi_arch(client: RegistryClient, repository: str, tag: str, content: 
     children = [(push_image(client, repository, None, [layer(f"hello-{arch}", content + arch.encode())],
                             architecture=arch), arch) for arch in architectures]
     return push_manifest(client, repository, tag, image_index(children))
+
+
+# -- emulated network latency ---------------------------------------------------------------------------------
+class DelayProxy:
+    """A TCP proxy 127.0.0.1:<free port> -> 127.0.0.1:`upstream_port` that holds every chunk for half of `rtt_ms`
+    each way, like a network link with that round-trip time (this kernel has no `netem` qdisc to do it).
+
+    It runs in its own Python process (so it does not compete with the measured client for the GIL), stopped by
+    PID.
+    """
+
+    def __init__(self, upstream_port: int, rtt_ms: float):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = (self.port, upstream_port, rtt_ms / 2000.0)
+        self.process = None
+
+    def start(self) -> "DelayProxy":
+        command = [sys.executable, "-c", "import sys; from registry_tools.testbed import _serve_delay_proxy as serve; "
+                   "serve(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]))", *map(str, self.args)]
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+        try:
+            wait_for_listener(self.process, self.port)
+        except RuntimeError as error:
+            self.stop()
+            raise RuntimeError(f"delay proxy: {error}")
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.process = None
+
+    def __enter__(self) -> "DelayProxy":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _serve_delay_proxy(listen_port: int, upstream_port: int, one_way_seconds: float) -> None:
+    import asyncio
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def deliver() -> None:  # in order, each chunk once its delay has passed
+            while (entry := await queue.get())[1]:
+                await asyncio.sleep(max(0.0, entry[0] - loop.time()))
+                writer.write(entry[1])
+                await writer.drain()
+            writer.close()
+
+        delivery = asyncio.create_task(deliver())
+        try:
+            while data := await reader.read(65536):
+                queue.put_nowait((loop.time() + one_way_seconds, data))
+        finally:
+            queue.put_nowait((0.0, b""))
+            await delivery
+
+    async def handle(client_reader, client_writer) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        await asyncio.gather(pipe(client_reader, upstream_writer), pipe(upstream_reader, client_writer),
+                             return_exceptions=True)
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
