@@ -36,44 +36,66 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def stop_process(process: subprocess.Popen | None) -> None:
-    """SIGTERM to this PID only, SIGKILL if it is still there after 5 s."""
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
+class LoopbackProcess:
+    """A child process that serves on 127.0.0.1:`port`; started by `_popen()`, stopped by its PID."""
 
+    label = "process"
 
-def wait_for_listener(process: subprocess.Popen, port: int) -> None:
-    """Until 127.0.0.1:`port` accepts connections; RuntimeError if `process` exits or STARTUP_SECONDS pass."""
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while True:  # bounded by STARTUP_SECONDS
-        if process.poll() is not None:
-            raise RuntimeError(f"exited with status {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on port {port} after {STARTUP_SECONDS} s") from None
-            time.sleep(0.05)
-
-
-class RegistryServer:
-    """`docker-registry serve` on 127.0.0.1:<free port>; `auth` is the config's `auth:` section (or None)."""
-
-    def __init__(self, workdir: Path, auth: dict | None = None, name: str = "registry"):
-        self.workdir = Path(workdir) / name
+    def __init__(self):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.auth = auth
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "RegistryServer":
+    def _popen(self) -> subprocess.Popen:
+        raise NotImplementedError
+
+    def _failure_detail(self) -> str:
+        return ""
+
+    def start(self):
+        self.process = self._popen()
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:  # bounded by STARTUP_SECONDS
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"{self.label} did not listen on 127.0.0.1:{self.port} within "
+                                       f"{STARTUP_SECONDS} s{self._failure_detail()}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM to this PID only, SIGKILL if it is still there after 5 s."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class RegistryServer(LoopbackProcess):
+    """`docker-registry serve` on 127.0.0.1:<free port>; `auth` is the config's `auth:` section (or None)."""
+
+    label = "docker-registry"
+
+    def __init__(self, workdir: Path, auth: dict | None = None, name: str = "registry"):
+        super().__init__()
+        self.workdir = Path(workdir) / name
+        self.auth = auth
+
+    def _popen(self) -> subprocess.Popen:
         (self.workdir / "storage").mkdir(parents=True)
         config = {
             "version": 0.1,
@@ -86,28 +108,12 @@ class RegistryServer:
             config["auth"] = self.auth
         config_path = self.workdir / "config.yml"
         config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        log = open(self.workdir / "registry.log", "wb")
-        try:
-            self.process = subprocess.Popen(["docker-registry", "serve", str(config_path)], stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        finally:
-            log.close()
-        try:
-            wait_for_listener(self.process, self.port)
-        except RuntimeError as error:
-            self.stop()
-            raise RuntimeError(f"docker-registry: {error}: {(self.workdir / 'registry.log').read_text()[-2000:]}")
-        return self
+        with open(self.workdir / "registry.log", "wb") as log:
+            return subprocess.Popen(["docker-registry", "serve", str(config_path)], stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.process = None
-
-    def __enter__(self) -> "RegistryServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def _failure_detail(self) -> str:
+        return ": " + (self.workdir / "registry.log").read_text(errors="replace")[-2000:]
 
 
 # -- images ---------------------------------------------------------------------------------------------------
@@ -193,7 +199,7 @@ def push_multi_arch(client: RegistryClient, repository: str, tag: str, content: 
 
 
 # -- emulated network latency ---------------------------------------------------------------------------------
-class DelayProxy:
+class DelayProxy(LoopbackProcess):
     """A TCP proxy 127.0.0.1:<free port> -> 127.0.0.1:`upstream_port` that holds every chunk for half of `rtt_ms`
     each way, like a network link with that round-trip time (this kernel has no `netem` qdisc to do it).
 
@@ -201,33 +207,17 @@ class DelayProxy:
     PID.
     """
 
-    def __init__(self, upstream_port: int, rtt_ms: float):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.args = (self.port, upstream_port, rtt_ms / 2000.0)
-        self.process = None
+    label = "delay proxy"
 
-    def start(self) -> "DelayProxy":
+    def __init__(self, upstream_port: int, rtt_ms: float):
+        super().__init__()
+        self.args = (self.port, upstream_port, rtt_ms / 2000.0)
+
+    def _popen(self) -> subprocess.Popen:
         command = [sys.executable, "-c", "import sys; from registry_tools.testbed import _serve_delay_proxy as serve; "
                    "serve(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]))", *map(str, self.args)]
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
-        try:
-            wait_for_listener(self.process, self.port)
-        except RuntimeError as error:
-            self.stop()
-            raise RuntimeError(f"delay proxy: {error}")
-        return self
-
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.process = None
-
-    def __enter__(self) -> "DelayProxy":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
 
 
 def _serve_delay_proxy(listen_port: int, upstream_port: int, one_way_seconds: float) -> None:
