@@ -46,6 +46,7 @@ class TokenServer:
     workdir: Path
     port: int = field(default_factory=free_port)
     requests: list[dict] = field(default_factory=list)  # service/scope of every token request, for assertions
+    expires_in: int = 300  # seconds, as announced to clients and written into the JWT
 
     def __post_init__(self):
         self.key = ec.generate_private_key(ec.SECP256R1())
@@ -71,7 +72,7 @@ class TokenServer:
             access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = datetime.datetime.now(datetime.timezone.utc)
         claims = {"iss": TOKEN_ISSUER, "sub": USER, "aud": TOKEN_SERVICE, "iat": now, "nbf": now,
-                  "exp": now + datetime.timedelta(minutes=5), "jti": uuid.uuid4().hex, "access": access}
+                  "exp": now + datetime.timedelta(seconds=self.expires_in), "jti": uuid.uuid4().hex, "access": access}
         x5c = [base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()]
         return jwt.encode(claims, self.key, algorithm="ES256", headers={"x5c": x5c})
 
@@ -90,7 +91,7 @@ class TokenServer:
                 else:
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
-                    body = json.dumps({"token": server.issue(query.get("scope", [])), "expires_in": 300}).encode()
+                    body = json.dumps({"token": server.issue(query.get("scope", [])), "expires_in": server.expires_in}).encode()
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

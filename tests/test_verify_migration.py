@@ -9,13 +9,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
 
 from tests.registry_fixtures import (BASE_LAYER, EXTRA, MISMATCHED, MISSING, MULTI_ARCH, PASSWORD, SCRIPTS, SOURCE_IMAGES,
                                      TARGET_PROJECT, USER, registries)
-from registry_tools.client import CATALOG_SCOPE, MANIFEST_MEDIA_TYPES, repository_scope
+from registry_tools.client import CATALOG_SCOPE, MANIFEST_MEDIA_TYPES, TOKEN_RENEW_MARGIN, repository_scope
 from registry_tools.testbed import layer, push_image
 
 pytestmark = pytest.mark.integration
@@ -167,3 +168,19 @@ def test_catalog_pagination_behind_token_auth_uses_the_catalog_scope(registries)
         names = list(target.iter_repositories(page_size=2))
     assert names == [f"{TARGET_PROJECT}/{r}" for r in ALL_REPOSITORIES]
     assert [r["scope"] for r in registries.token_server.requests] == [[CATALOG_SCOPE]]
+
+
+def test_a_cached_token_is_reused_until_it_expires_then_renewed(registries):
+    server, repository = registries.token_server, f"{TARGET_PROJECT}/library/alpine"
+    server.requests.clear()
+    server.expires_in = TOKEN_RENEW_MARGIN + 1  # cached for one second
+    try:
+        with registries.client(registries.token) as target:
+            first = target.manifest_digest(repository, "3.18")
+            assert target.manifest_digest(repository, "3.19") != first
+            assert len(server.requests) == 1
+            time.sleep(1.2)
+            assert target.manifest_digest(repository, "3.18") == first
+        assert [r["scope"] for r in server.requests] == [[repository_scope(repository)]] * 2
+    finally:
+        server.expires_in = 300
