@@ -5,10 +5,15 @@ auth, a target behind Bearer tokens from a token endpoint this test runs) and st
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import select
+import struct
 import subprocess
 import sys
+import termios
 import time
 
 import pytest
@@ -184,3 +189,25 @@ def test_a_cached_token_is_reused_until_it_expires_then_renewed(registries):
         assert [r["scope"] for r in server.requests] == [[repository_scope(repository)]] * 2
     finally:
         server.expires_in = 300
+
+
+def test_progress_bar_is_drawn_on_a_terminal_only(registries):
+    env = {**os.environ, "TARGET_USERNAME": USER, "TARGET_PASSWORD": PASSWORD}
+    command = [sys.executable, str(SCRIPTS / "verify_migration.py"), "--source", registries.source.url,
+               "--target", registries.basic.url, "--target-project", TARGET_PROJECT]
+    piped = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert piped.returncode == 1 and piped.stderr == ""
+    main_fd, terminal_fd = pty.openpty()
+    try:
+        # A new pseudo-terminal is 0 columns wide, and tqdm then draws nothing: give it a real terminal's size.
+        fcntl.ioctl(terminal_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+        on_terminal = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=terminal_fd, timeout=60, env=env)
+        drawn = b""
+        # The child has exited; the kernel hands its last writes to the terminal's reading side asynchronously.
+        while select.select([main_fd], [], [], 0.5)[0]:
+            drawn += os.read(main_fd, 65536)
+    finally:
+        os.close(terminal_fd)
+        os.close(main_fd)
+    assert on_terminal.returncode == 1
+    assert b"\rverifying: 0tag [" in drawn  # then erased at the end (leave=False): the table stays clean

@@ -7,10 +7,10 @@ import json
 from .client import RegistryClient, load_credentials
 
 
-def add_registry_arguments(parser: argparse.ArgumentParser, side: str, *, required: bool = True) -> None:
+def add_registry_arguments(parser: argparse.ArgumentParser, side: str) -> None:
     """--<side> URL, --<side>-credentials-file, --<side>-insecure / --<side>-ca-file (credentials never on argv)."""
     env = side.upper()
-    parser.add_argument(f"--{side}", required=required, metavar="URL",
+    parser.add_argument(f"--{side}", required=True, metavar="URL",
                         help=f"{side} registry base URL, e.g. https://registry.example:5000")
     parser.add_argument(f"--{side}-credentials-file", metavar="FILE",
                         help=f"file with one line `user:password` for the {side}; otherwise {env}_USERNAME and "
@@ -21,16 +21,15 @@ def add_registry_arguments(parser: argparse.ArgumentParser, side: str, *, requir
 
 
 def registry_client(args: argparse.Namespace, side: str) -> RegistryClient:
-    attr = side.replace("-", "_")
-    credentials = load_credentials(attr.upper(), getattr(args, f"{attr}_credentials_file"))
-    verify_tls = False if getattr(args, f"{attr}_insecure") else (getattr(args, f"{attr}_ca_file") or True)
-    return RegistryClient(getattr(args, attr), credentials, verify_tls=verify_tls, timeout=args.timeout)
+    credentials = load_credentials(side.upper(), getattr(args, f"{side}_credentials_file"))
+    verify_tls = False if getattr(args, f"{side}_insecure") else (getattr(args, f"{side}_ca_file") or True)
+    return RegistryClient(getattr(args, side), credentials, verify_tls=verify_tls, timeout=args.timeout)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repos-from", metavar="FILE",
                         help="repository names, one per line, instead of the source's /v2/_catalog")
-    parser.add_argument("--concurrency", type=int, default=16, help="parallel requests per registry (default 16)")
+    parser.add_argument("--concurrency", type=int, default=16, help="tags checked in parallel, each by its own worker thread and connection (default 16)")
     parser.add_argument("--page-size", type=int, default=1000, help="`n` for catalog and tag list pages")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE (`-` for stdout)")

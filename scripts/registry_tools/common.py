@@ -60,9 +60,9 @@ def repositories(client: RegistryClient, repos_from: str | None, page_size: int)
     return read_repository_list(repos_from) if repos_from else client.iter_repositories(page_size)
 
 
-def progress_bar(description: str) -> tqdm:
+def progress_bar(description: str, enabled: bool) -> tqdm:
     """A progress bar on stderr when it is a terminal; silent in pipelines and CI logs (tqdm's disable=None)."""
-    return tqdm(desc=description, unit="tag", disable=None, file=sys.stderr, leave=False)
+    return tqdm(desc=description, unit="tag", disable=None if enabled else True, file=sys.stderr, leave=False)
 
 
 def format_table(headers: list[str], rows: list[list]) -> str:

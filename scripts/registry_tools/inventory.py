@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator
 
-from .client import INDEX_MEDIA_TYPES, RegistryClient
+from .client import INDEX_MEDIA_TYPES, RegistryClient, RegistryError
 from .common import bounded_map, format_table, human_bytes, progress_bar
 
 
@@ -44,7 +44,7 @@ def inventory(client: RegistryClient, repositories: Iterable[str], *, concurrenc
     # Results of neighbouring repositories arrive interleaved, so the distinct sets are kept per repository.
     manifests: dict[str, set[str]] = {}
     blobs: dict[str, dict[str, int]] = {}
-    bar = progress_bar("inventory") if show_progress else None
+    bar = progress_bar("inventory", show_progress)
 
     def tags() -> Iterator[tuple[RepositoryInventory, str]]:
         for repository in repositories:
@@ -55,22 +55,18 @@ def inventory(client: RegistryClient, repositories: Iterable[str], *, concurrenc
                 for tag in client.iter_tags(repository, page_size):
                     row.tags += 1
                     yield row, tag
-            except Exception as error:  # recorded in the row; the inventory goes on with the next repository
+            except (RegistryError, OSError) as error:  # recorded in the row; the inventory goes on
                 row.error = str(error)
 
-    try:
+    with bar:
         for (row, tag), result, error in bounded_map(lambda item: manifest_blobs(client, item[0].repository, item[1]),
                                                      tags(), concurrency):
-            if bar is not None:
-                bar.update()
+            bar.update()
             if error is not None:
                 row.error = f"{tag}: {error}"
             else:
                 manifests[row.repository].add(result[0])
                 blobs[row.repository].update(result[1])
-    finally:
-        if bar is not None:
-            bar.close()
     all_blobs: dict[str, int] = {}
     for row in rows:
         row.manifests = len(manifests[row.repository])

@@ -78,7 +78,7 @@ def verify(source: RegistryClient, target: RegistryClient, repositories: Iterabl
            target_project: str | None = None, concurrency: int = 16, page_size: int = 1000,
            show_progress: bool = True) -> Report:
     results: list[RepositoryResult] = []
-    bar = progress_bar("verifying") if show_progress else None
+    bar = progress_bar("verifying", show_progress)
 
     def common_tags() -> Iterator[tuple[RepositoryResult, str]]:
         """Yield the tags present on both sides; record missing and extra ones on the way."""
@@ -101,8 +101,7 @@ def verify(source: RegistryClient, target: RegistryClient, repositories: Iterabl
                         yield result, tag
                     else:
                         result.missing.append(tag)
-                        if bar is not None:
-                            bar.update()
+                        bar.update()
             except (RegistryError, OSError) as error:
                 result.errors.append(f"listing source tags: {error}")
             result.extra = sorted(target_tags)
@@ -115,10 +114,9 @@ def verify(source: RegistryClient, target: RegistryClient, repositories: Iterabl
         except NotFound:  # listed by the target but its manifest is gone: not there for a pull
             return source_digest, None
 
-    try:
+    with bar:
         for (result, tag), digests, error in bounded_map(compare, common_tags(), concurrency):
-            if bar is not None:
-                bar.update()
+            bar.update()
             if error is not None:
                 result.errors.append(f"{tag}: {error}")
             elif digests[1] is None:
@@ -127,9 +125,6 @@ def verify(source: RegistryClient, target: RegistryClient, repositories: Iterabl
                 result.mismatched.append(Mismatch(tag, *digests))
             else:
                 result.matching += 1
-    finally:
-        if bar is not None:
-            bar.close()
     return Report(source.base_url, target.base_url, target_project, results)
 
 
