@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                 return sequential_loop(source, target, repositories)
 
         # Memory first (tracemalloc slows Python down, so these runs are not timed); they also warm both registries.
+        # One untraced run before them, so neither peak includes one-time allocations (imports, caches).
+        tool(source_server.url, target_server.url, small)
         small_matching, small_peak = traced_peak(lambda: tool(source_server.url, target_server.url, small))
         full_matching, full_peak = traced_peak(lambda: tool(source_server.url, target_server.url, repositories))
         matching = [small_matching, full_matching]
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 loop_matching, loop_seconds, loop_cores = measured(lambda: loop(*urls), pids)
             matching += [tool_matching, loop_matching]
             label = "loopback, direct" if rtt == 0 else f"{rtt:g} ms (delay proxy)"
-            print(f"{label:>22}  {tool_seconds:7.2f}  {loop_seconds:7.2f}  {loop_seconds / tool_seconds:7.1f}x  "
+            print(f"{label:>22}  {tool_seconds:7.3f}  {loop_seconds:7.3f}  {loop_seconds / tool_seconds:7.1f}x  "
                   f"{args.tags / tool_seconds:11.0f}  {args.tags / loop_seconds:11.0f}  "
                   f"{tool_cores:9.2f} / {loop_cores:.2f}")
 

@@ -26,7 +26,8 @@ def test_bench_script_runs_both_ways_at_each_round_trip_and_prints_the_figures()
         row = re.search(label + number + number + r"\s+(\d+\.\d+)x", out)
         assert row, out
         tool, loop, ratio = map(float, row.groups())
-        assert tool > 0 and loop > 0 and abs(ratio - loop / tool) < 0.1 + 0.05 * ratio
+        # The ratio is printed to one decimal and the times to the millisecond: allow for that rounding.
+        assert tool > 0 and loop > 0 and abs(ratio - loop / tool) <= 0.05 + ratio * 0.0005 * (1 / tool + 1 / loop), out
     assert re.search(r"peak traced memory of verify\(\): 10 tags: .* 20 tags: .* ratio \d+\.\d+", out), out
 
 
