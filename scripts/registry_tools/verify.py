@@ -104,7 +104,8 @@ def verify(source: RegistryClient, target: RegistryClient, repositories: Iterabl
                         bar.update()
             except (RegistryError, OSError) as error:
                 result.errors.append(f"listing source tags: {error}")
-            result.extra = sorted(target_tags)
+            else:  # only a complete source listing tells which target tags are extra
+                result.extra = sorted(target_tags)
 
     def compare(item: tuple[RepositoryResult, str]) -> tuple[str, str | None]:
         result, tag = item
