@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Pre-migration inventory of a Docker Registry: repositories, tag counts and size from the manifests.
+
+Exit status: 0 when every repository could be read, 2 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from registry_tools.cli import add_common_arguments, add_registry_arguments, emit, registry_client
+from registry_tools.client import RegistryError
+from registry_tools.common import repositories
+from registry_tools.inventory import inventory, inventory_document, render_inventory
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_registry_arguments(parser, "source")
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        with registry_client(args, "source") as source:
+            rows, total = inventory(source, repositories(source, args.repos_from, args.page_size),
+                                    concurrency=args.concurrency, page_size=args.page_size)
+    except (RegistryError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    emit(args, inventory_document(source.base_url, rows, total), render_inventory(rows, total))
+    return 2 if any(r.error for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Pieces shared by the inventory and the verification: the bounded pool, repository lists, progress, tables."""
+from __future__ import annotations
+
+import sys
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from tqdm import tqdm
+
+from .client import RegistryClient
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def bounded_map(fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> Iterator[tuple[T, R | None, Exception | None]]:
+    """Run `fn` over `items` on `concurrency` threads, yielding (item, result, error) as each finishes.
+
+    At most 2 x concurrency items are pulled from `items` ahead of the results, so a generator of millions of
+    tags is never materialized. `items` is consumed on the caller's thread.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    limit = 2 * concurrency
+    iterator = iter(items)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="registry") as pool:
+        pending: dict = {}
+        exhausted = False
+        while pending or not exhausted:
+            while not exhausted and len(pending) < limit:
+                item = next(iterator, _END)
+                if item is _END:
+                    exhausted = True
+                else:
+                    pending[pool.submit(fn, item)] = item
+            if not pending:
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                item = pending.pop(future)
+                error = future.exception()
+                yield item, (None if error else future.result()), error
+
+
+_END = object()
+
+
+def read_repository_list(path: str) -> list[str]:
+    """Repository names, one per line; blank lines and `#` comments ignored."""
+    names = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        name = line.split("#", 1)[0].strip()
+        if name:
+            names.append(name)
+    return names
+
+
+def repositories(client: RegistryClient, repos_from: str | None, page_size: int) -> Iterable[str]:
+    return read_repository_list(repos_from) if repos_from else client.iter_repositories(page_size)
+
+
+def progress_bar(description: str, enabled: bool) -> tqdm:
+    """A progress bar on stderr when it is a terminal; silent in pipelines and CI logs (tqdm's disable=None)."""
+    return tqdm(desc=description, unit="tag", disable=None if enabled else True, file=sys.stderr, leave=False)
+
+
+def format_table(headers: list[str], rows: list[list]) -> str:
+    """A plain-text table: text columns left-aligned, numbers right-aligned."""
+    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [all(isinstance(row[i], int) for row in rows) and bool(rows) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        lines.append("  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"

@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Verify a registry migration: every source tag must be in the target with the same manifest digest.
+
+Exit status: 0 when nothing is missing or different (extra tags in the target are reported, not failed),
+1 when tags are missing or different, 2 when the registries could not be read (auth, network, usage).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from registry_tools.cli import add_common_arguments, add_registry_arguments, emit, registry_client
+from registry_tools.client import RegistryError
+from registry_tools.common import repositories
+from registry_tools.verify import render_report, verify
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_registry_arguments(parser, "source")
+    add_registry_arguments(parser, "target")
+    parser.add_argument("--target-project", metavar="P",
+                        help="Harbor project the repositories were replicated into (target name P/<repository>)")
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        with registry_client(args, "source") as source, registry_client(args, "target") as target:
+            report = verify(source, target, repositories(source, args.repos_from, args.page_size),
+                            target_project=args.target_project, concurrency=args.concurrency,
+                            page_size=args.page_size)
+    except (RegistryError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    emit(args, report.to_dict(), render_report(report))
+    if any(r.errors for r in report.repositories):
+        return 2
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Unit tests of the registry client pieces: challenges, credentials, the bounded pool, tag-list pagination.
+
+Tag-list pagination is checked against a small HTTP server this test runs on 127.0.0.1 that pages `tags/list`
+like Harbor does (sorted, `n` + `last`, `Link: <...>; rel="next"`) and omits Docker-Content-Digest:
+Debian's docker-registry 2.8 ignores `n` on tag lists (it returns every tag at once), so it cannot exercise that.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.registry_fixtures import SCRIPTS  # noqa: F401  (puts scripts/ on sys.path)
+from registry_tools.client import RegistryClient, load_credentials, parse_challenge
+from registry_tools.common import bounded_map, format_table, read_repository_list
+
+TAGS = [f"v{i:03d}" for i in range(25)]
+MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "config": {}, "layers": []}).encode()
+
+
+def test_parse_challenge_reads_bearer_parameters_quoted_or_not():
+    scheme, params = parse_challenge('Bearer realm="https://h/service/token",service="harbor-registry",'
+                                     'scope="repository:p/a:pull,push"')
+    assert scheme == "bearer"
+    assert params == {"realm": "https://h/service/token", "service": "harbor-registry",
+                      "scope": "repository:p/a:pull,push"}
+    assert parse_challenge("Basic realm=registry") == ("basic", {"realm": "registry"})
+
+
+def test_credentials_come_from_a_file_or_the_environment_and_never_show_the_password(tmp_path):
+    path = tmp_path / "creds"
+    path.write_text("robot$migrator:pa:ss\n")
+    credentials = load_credentials("TARGET", str(path), environ={})
+    assert (credentials.username, credentials.password) == ("robot$migrator", "pa:ss")
+    assert "pa:ss" not in repr(credentials)
+    from_env = load_credentials("SOURCE", None, environ={"SOURCE_USERNAME": "u", "SOURCE_PASSWORD": "p"})
+    assert (from_env.username, from_env.password) == ("u", "p")
+    assert load_credentials("SOURCE", None, environ={}) is None
+    with pytest.raises(ValueError, match="SOURCE_PASSWORD"):
+        load_credentials("SOURCE", None, environ={"SOURCE_USERNAME": "u"})
+    path.write_text("no-colon\n")
+    with pytest.raises(ValueError, match="user:password"):
+        load_credentials("TARGET", str(path), environ={})
+
+
+def test_registry_url_without_scheme_is_rejected():
+    with pytest.raises(ValueError, match="https://host"):
+        RegistryClient("registry.example:5000")
+
+
+def test_bounded_map_pulls_items_lazily_and_keeps_at_most_twice_the_concurrency_in_flight():
+    pulled = itertools.count()
+    in_flight, peak, lock = 0, 0, threading.Lock()
+
+    def items():
+        for i in itertools.count():  # endless: only a lazy consumer can finish
+            next(pulled)
+            yield i
+
+    def work(i):
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        time.sleep(0.002)
+        with lock:
+            in_flight -= 1
+        if i == 3:
+            raise RuntimeError("boom")
+        return i * 2
+
+    results = {}
+    for item, result, error in bounded_map(work, items(), concurrency=4):
+        results[item] = error if error else result
+        if len(results) == 40:
+            break
+    assert next(pulled) <= 40 + 2 * 4 + 1  # what was pulled: the 40 results plus at most one full window
+    assert 1 < peak <= 4
+    assert isinstance(results[3], RuntimeError)
+    assert all(results[i] == 2 * i for i in results if i != 3)
+
+
+def test_format_table_aligns_text_left_and_numbers_right():
+    table = format_table(["NAME", "TAGS"], [["a", 5], ["long-name", 1234]])
+    assert table.splitlines() == ["NAME       TAGS", "---------  ----", "a             5", "long-name  1234"]
+
+
+def test_repository_list_skips_blank_lines_and_comments(tmp_path):
+    path = tmp_path / "repos"
+    path.write_text("# planned for wave 1\nteam/app\n\n  library/alpine  # base images\n")
+    assert read_repository_list(str(path)) == ["team/app", "library/alpine"]
+
+
+@pytest.fixture
+def paging_registry():
+    """A Harbor-like tags/list pager on 127.0.0.1 (see the module docstring); records the query strings."""
+    queries: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self, body: bytes, headers: dict):
+            self.send_response(200)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(body)
+
+        def do_GET(self):
+            url = urlsplit(self.path)
+            if url.path.endswith("/tags/list"):
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                queries.append(query)
+                n, last = int(query["n"]), query.get("last", "")
+                page = [t for t in TAGS if t > last][:n]
+                headers = {"Content-Type": "application/json"}
+                if page and page[-1] != TAGS[-1]:
+                    headers["Link"] = f'<{url.path}?last={page[-1]}&n={n}>; rel="next"'
+                self._reply(json.dumps({"name": "p/app", "tags": page}).encode(), headers)
+            else:  # a manifest, served without Docker-Content-Digest
+                self._reply(MANIFEST, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", queries
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_tag_list_pagination_follows_link_headers_until_the_last_page(paging_registry):
+    url, queries = paging_registry
+    with RegistryClient(url) as client:
+        assert list(client.iter_tags("p/app", page_size=10)) == TAGS
+    assert queries == [{"n": "10"}, {"last": "v009", "n": "10"}, {"last": "v019", "n": "10"}]
+
+
+def test_manifest_digest_falls_back_to_sha256_of_the_body_without_the_digest_header(paging_registry):
+    url, _ = paging_registry
+    with RegistryClient(url) as client:
+        assert client.manifest_digest("p/app", "v001") == "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
