@@ -17,7 +17,8 @@ class RedisPaths:
 
     conf: str = "/etc/redis/redis.conf"  #: redis-server's config file
     sentinel_conf: str = "/etc/redis/sentinel.conf"  #: redis-sentinel's config file
-    run_dir: str = "/run/redis"  #: pid files
+    run_dir: str = "/run/redis"  #: redis-server's pid file (its systemd unit's RuntimeDirectory)
+    sentinel_run_dir: str = "/run/sentinel"  #: redis-sentinel's pid file (the only run dir its unit may write)
     data_dir: str = "/var/lib/redis"  #: RDB/AOF files and sentinel state
     log_file: str = "/var/log/redis/redis-server.log"  #: redis-server log
     sentinel_log_file: str = "/var/log/redis/redis-sentinel.log"  #: redis-sentinel log

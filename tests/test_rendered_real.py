@@ -296,7 +296,8 @@ def redis_paths(tmp: Path, host: str) -> RedisPaths:
     for sub in ("run", "data"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     return RedisPaths(conf=str(base / "redis.conf"), sentinel_conf=str(base / "sentinel.conf"),
-                      run_dir=str(base / "run"), data_dir=str(base / "data"), log_file=str(base / "redis.log"),
+                      run_dir=str(base / "run"), sentinel_run_dir=str(base / "run"), data_dir=str(base / "data"),
+                      log_file=str(base / "redis.log"),
                       sentinel_log_file=str(base / "sentinel.log"))
 
 
