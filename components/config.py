@@ -397,6 +397,8 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
                            "a VIP can only move between hosts of one subnet", "address")
                 break
 
+    lb_on_harbor_nodes = bool(set(lb_hosts) & set(harbor_nodes))
+
     # --- keepalived ------------------------------------------------------------------------------------------
     # The defaults are chosen for fast failover (scripts/ha_lab.py measures them against the classic recipe):
     # VRRPv3 allows sub-second adverts; 0.2 s means a dead master is noticed after ~0.6 s (3 adverts + skew).
@@ -419,7 +421,9 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         priority_master=ka.get("priorityMaster", int, 150, check=_in_range(2, 254)),
         priority_backup=ka.get("priorityBackup", int, 100, check=_in_range(1, 253)),
         # nginx death is seen through netlink process events, immediately, not at the next check interval.
-        track_process=ka.get("trackProcess", bool, True),
+        # Not where the LB shares a Harbor node: Harbor's proxy container runs a process named nginx on the same
+        # kernel, so the tracker would go on seeing "nginx" after the LB's died (the curl check still sees it).
+        track_process=ka.get("trackProcess", bool, not lb_on_harbor_nodes),
         # 1 s is keepalived's smallest script interval; fall 1 gives up the VIP on the first failed check.
         check_interval=ka.get("checkInterval", int, 1, check=_in_range(1, 3600)),
         check_fall=ka.get("checkFall", int, 1, check=_in_range(1, 100)),
@@ -432,6 +436,9 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         garp_master_delay=ka.get("garpMasterDelay", int, 5, check=_in_range(0, 255)),
     )
     ka.finish()
+    if vrrp.track_process and lb_on_harbor_nodes:
+        ka.fail("cannot track nginx on LB hosts that are Harbor nodes too: Harbor's own nginx container has the same "
+                "process name; leave it unset (the health check watches nginx)", "trackProcess")
     if vrrp.priority_backup >= vrrp.priority_master:
         ka.fail(f"priorityBackup ({vrrp.priority_backup}) must be lower than priorityMaster "
                 f"({vrrp.priority_master})", "priorityBackup")
@@ -484,7 +491,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
                              "file)")
     elif raw_installer is None:
         installer_url = HARBOR_RELEASE_URL.format(version=version)
-    default_http_port = 8080 if set(lb_hosts) & set(harbor_nodes) else 80
+    default_http_port = 8080 if lb_on_harbor_nodes else 80
     harbor = HarborSettings(
         version=version,
         installer_url=installer_url,
@@ -501,7 +508,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         health_timeout=hb.get("healthTimeout", int, 600, check=_in_range(30, 7200)),
     )
     hb.finish()
-    if harbor.http_port in (lb.http_port, lb.https_port) and set(lb_hosts) & set(harbor_nodes):
+    if harbor.http_port in (lb.http_port, lb.https_port) and lb_on_harbor_nodes:
         hb.fail(f"{harbor.http_port} is taken by the load balancer on the shared hosts; pick another port",
                 "httpPort")
     if harbor.metrics_port == harbor.http_port:

@@ -32,9 +32,11 @@ def test_example_stacks_parse_with_their_topologies():
     assert [h.name for h in dev.harbor_nodes] == ["harbor1", "harbor2"]
     assert dev.redis.mode == "standalone" and dev.sentinel_hosts == ()
     assert dev.lb_shares_harbor_host and dev.harbor.http_port == 8080
+    assert not dev.vrrp.track_process  # Harbor's own nginx container would hide the LB's nginx dying
     prod = parse_cluster_config(prod_values())
     assert prod.redis.mode == "sentinel" and len(prod.sentinel_hosts) == 3 and prod.redis.quorum == 2
     assert not prod.lb_shares_harbor_host and prod.harbor.http_port == 80
+    assert prod.vrrp.track_process
     assert prod.postgres.version == 16
 
 
@@ -84,6 +86,8 @@ def _with(values: dict, path: str, value) -> dict:
     (lambda v: _with(v, "harbor.httpPort", 443), "harbor-ha:harbor.httpPort: 443 is taken by the load balancer"),
     (lambda v: _with(v, "nfs.version", "5"), "harbor-ha:nfs.version: must be 3, 4, 4.1 or 4.2"),
     (lambda v: {**v, "vpi": {}}, "harbor-ha:vpi: unknown key"),
+    (lambda v: _with(v, "keepalived.trackProcess", True),
+     "harbor-ha:keepalived.trackProcess: cannot track nginx on LB hosts that are Harbor nodes too"),
     (lambda v: {**v, "sshPrivateKey": "-----BEGIN"}, "harbor-ha:sshPrivateKey: must be set as a secret"),
 ])
 def test_bad_dev_config_names_the_key(change, expected):
