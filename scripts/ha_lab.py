@@ -62,10 +62,12 @@ CLUSTER_HOSTS = [h for h in HOSTS if h != "client"]
 # keepalived's VRRPv2 with advert_int 1, a process check every 2 s lowering the priority by 20 (so the classic
 # 101/100 priorities), no netlink process tracking; nginx's defaults for the upstreams (max_fails 1 and
 # fail_timeout 10 s, connect timeout 60 s, no limit on the tries). fall/rise 1 are keepalived's defaults.
-# `pidof` instead of the recipe's `killall -0`: the rendered config runs checks as `nobody`, and `kill -0` on
-# root's nginx is EPERM for nobody, so killall would report nginx dead all the time; pidof only reads /proc.
+# `pgrep -x nginx` instead of the recipe's `killall -0 nginx`: the rendered config runs checks as `nobody`, and
+# `kill -0` on root's nginx is EPERM for nobody, so killall reports nginx dead all the time. Not `pidof` either: on
+# Debian it is a symlink to killall5, and run directly by keepalived it exited 1 every time in the lab (the same
+# command through sh succeeded); pgrep is a plain binary that only reads /proc.
 CLASSIC = {
-    "keepalived": {"vrrpVersion": 2, "advertInt": 1, "checkCommand": "/usr/bin/pidof nginx", "checkInterval": 2,
+    "keepalived": {"vrrpVersion": 2, "advertInt": 1, "checkCommand": "/usr/bin/pgrep -x nginx", "checkInterval": 2,
                    "checkFall": 1, "checkRise": 1, "checkWeight": -20, "trackProcess": False,
                    "priorityMaster": 101, "priorityBackup": 100},
     "loadBalancer": {"maxFails": 1, "failTimeout": 10, "connectTimeout": 60, "nextUpstreamTries": 0},
