@@ -15,13 +15,16 @@
             follow the sentinels and write to whoever they name as master, every 50 ms; password in the
             REDIS_PASSWORD environment variable (never on a command line)
 
+Against a real Harbor (scripts/ha_drill.py), HARBOR_USER and HARBOR_PASSWORD in the environment make the client
+fetch one bearer token for the repository first (Harbor's token service, as `docker login` does) and send it with
+every request.
+
 Failure policy (documented in docs/ha.md): a request fails when it gets no complete 2xx answer within
 `--timeout` seconds in total (connect + TLS + response), or on any connection error; there are no retries.
 """
 
-from __future__ import annotations
-
 import argparse
+import base64
 import gzip
 import hashlib
 import http.client
@@ -34,6 +37,7 @@ import sys
 import tarfile
 import threading
 import time
+import urllib.parse
 from typing import Optional
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -51,15 +55,38 @@ def _tls() -> ssl.SSLContext:
     return ctx
 
 
+_AUTH: dict = {}  # {"Authorization": "Bearer ..."} once a token was fetched
+
+
+def login(host: str, repo: str) -> None:
+    """Docker's token flow: the 401 on /v2/ names the token service; basic auth there returns a bearer token."""
+    user, password = os.environ.get("HARBOR_USER"), os.environ.get("HARBOR_PASSWORD")
+    if not user or not password:
+        return
+    status, headers, _ = request(host, "GET", "/v2/")
+    challenge = headers.get("www-authenticate", "")
+    if status != 401 or not challenge.lower().startswith("bearer "):
+        return
+    params = dict(part.split("=", 1) for part in challenge[7:].replace('"', "").split(","))
+    realm = params.pop("realm")
+    query = urllib.parse.urlencode({"service": params.get("service", ""), "scope": f"repository:{repo}:pull,push"})
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    status, _, body = request(host, "GET", f"{_path_of(realm)}?{query}", headers={"Authorization": f"Basic {basic}"})
+    if status != 200:
+        raise RuntimeError(f"token service answered HTTP {status}: check HARBOR_USER/HARBOR_PASSWORD")
+    _AUTH["Authorization"] = "Bearer " + json.loads(body)["token"]
+
+
 def request(host: str, method: str, path: str, *, body: bytes = b"", headers: Optional[dict] = None,
             timeout: float = 10.0, port: int = 443) -> tuple[int, dict, bytes]:
     """One HTTPS request on a fresh connection, with a total deadline of `timeout` seconds."""
+    headers = {**_AUTH, **(headers or {})}
     deadline = time.monotonic() + timeout
     conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=_tls())
     try:
         conn.connect()
         conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
-        conn.request(method, path, body=body or None, headers=headers or {})
+        conn.request(method, path, body=body or None, headers=headers)
         resp = conn.getresponse()
         chunks = []
         while True:
@@ -293,7 +320,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         s.add_argument("--repo", required=True)
         s.add_argument("--tag", required=True)
         if name == "push":
-            s.add_argument("--layer-file", default="/bin/busybox")
+            # busybox-static where installed, else this Python binary: any file makes a valid layer.
+            s.add_argument("--layer-file", default="/bin/busybox" if os.path.exists("/bin/busybox") else sys.executable)
     s = sub.add_parser("blob")
     s.add_argument("host")
     s.add_argument("--repo", required=True)
@@ -304,6 +332,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.add_argument("--duration", type=float, required=True)
     a = p.parse_args(argv)
 
+    if a.mode in ("stream", "push", "pull", "blob"):
+        login(a.host, a.repo)
     if a.mode == "stream":
         out = stream(a.host, a.count, a.period, a.timeout, a.repo, a.blob)
     elif a.mode == "push":

@@ -34,19 +34,20 @@ class Site(Protocol):
     vip: str
     lb_hosts: tuple[str, str]  #: names of the LB hosts, the preferred VRRP master first
 
-    def client(self, args: Sequence[str], secret: Optional[str] = None) -> subprocess.Popen:
-        """Start scripts/ha_client.py ARGS on the client host (stdout/stderr piped; `secret` as REDIS_PASSWORD)."""
+    def client(self, args: Sequence[str], env: Optional[dict] = None) -> subprocess.Popen:
+        """Start scripts/ha_client.py ARGS on the client host (stdout/stderr piped, text); `env`: secret values
+        for its environment (REDIS_PASSWORD, HARBOR_USER, HARBOR_PASSWORD), never put on a command line."""
 
     def watch_addresses(self, lb: str) -> subprocess.Popen:
-        """Start `ip -ts -o monitor address` on LB host `lb` (stdout piped)."""
+        """Start `ip -ts -o monitor address` with TZ=UTC on LB host `lb` (stdout piped, text)."""
 
     def vip_holders(self) -> list[str]:
         """The LB hosts that hold the VIP right now."""
 
 
-def run_client(site: Site, args: Sequence[str], secret: Optional[str] = None, timeout: float = 120) -> dict:
+def run_client(site: Site, args: Sequence[str], env: Optional[dict] = None, timeout: float = 120) -> dict:
     """Run the client to completion and return its JSON result."""
-    proc = site.client(args, secret)
+    proc = site.client(args, env)
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -89,8 +90,9 @@ class AddressWatch:
         for line in self.proc.stdout:
             if line.startswith("["):
                 stamp, _, rest = line[1:].partition("] ")
-                # ip prints local time without a zone, as does datetime.fromisoformat: both mean this host's zone.
-                self.events.append((datetime.datetime.fromisoformat(stamp).timestamp(), rest))
+                # Sites run `ip` with TZ=UTC, so the zone-less stamp is UTC whatever the host's zone.
+                when = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc)
+                self.events.append((when.timestamp(), rest))
 
     def first_add(self, address: str, after: float) -> Optional[float]:
         for t, rest in self.events:
@@ -123,7 +125,8 @@ class StreamResult:
         return {"vip_move_ms": self.vip_move_ms, "failed": self.failed, "total": self.total}
 
 
-def stream_drill(site: Site, fault: Callable[[], float], blob: str, *, expect_move: bool) -> StreamResult:
+def stream_drill(site: Site, fault: Callable[[], float], blob: str, *, expect_move: bool,
+                 repo: str = PROBE_REPO, env: Optional[dict] = None) -> StreamResult:
     """Run the request stream through the VIP, call `fault` (returns the epoch it struck) 1.5 s in, measure."""
     if site.vip_holders() != [site.lb_hosts[0]]:
         raise RuntimeError(f"the VIP must be on {site.lb_hosts[0]} alone before a drill, "
@@ -133,7 +136,7 @@ def stream_drill(site: Site, fault: Callable[[], float], blob: str, *, expect_mo
     try:
         time.sleep(0.2)  # the monitor is subscribed before anything can move
         proc = site.client(["stream", site.vip, "--count", str(STREAM_COUNT), "--period", str(STREAM_PERIOD),
-                            "--timeout", str(STREAM_TIMEOUT), "--repo", PROBE_REPO, "--blob", blob])
+                            "--timeout", str(STREAM_TIMEOUT), "--repo", repo, "--blob", blob], env)
         _wait_started(proc, 30)
         time.sleep(FAULT_AFTER)
         t_fault = fault()
@@ -157,7 +160,8 @@ def stream_drill(site: Site, fault: Callable[[], float], blob: str, *, expect_mo
 def redis_drill(site: Site, sentinels: Sequence[str], master_set: str, old_master: str, password: str,
                 fault: Callable[[], float], duration: float) -> dict:
     """Follow the sentinels from the client host, call `fault` (kills the master), measure promotion and writes."""
-    proc = site.client(["redis", *sentinels, "--master-set", master_set, "--duration", str(duration)], password)
+    proc = site.client(["redis", *sentinels, "--master-set", master_set, "--duration", str(duration)],
+                       {"REDIS_PASSWORD": password})
     try:
         _wait_started(proc, 30)
         time.sleep(1.0)
@@ -184,19 +188,28 @@ def redis_drill(site: Site, sentinels: Sequence[str], master_set: str, old_maste
     }
 
 
-def data_path_drill(site: Site, kill_node: Callable[[str], None]) -> dict:
-    """Push an image through the VIP, kill the node that took the manifest, pull it through the VIP."""
-    pushed = run_client(site, ["push", site.vip, "--repo", IMAGE_REPO, "--tag", IMAGE_TAG])
-    node = pushed["manifest_node"]
-    if not node:
-        raise RuntimeError("the registry did not say which node took the push (X-Lab-Node header missing)")
-    kill_node(node)
-    pulled = run_client(site, ["pull", site.vip, "--repo", IMAGE_REPO, "--tag", IMAGE_TAG])
+def data_path_drill(site: Site, nodes: Sequence[str], kill_node: Callable[[str], None],
+                    heal_node: Callable[[str], None], env: Optional[dict] = None, repo: str = IMAGE_REPO) -> dict:
+    """Push an image through the VIP, kill the node that took the manifest, pull it through the VIP, compare.
+
+    When the nodes do not say who answered (a real Harbor sends no X-Lab-Node header), every node takes its turn:
+    kill it, pull, bring it back.
+    """
+    pushed = run_client(site, ["push", site.vip, "--repo", repo, "--tag", IMAGE_TAG], env)
+    victims = [pushed["manifest_node"]] if pushed["manifest_node"] else list(nodes)
+    pulls = []
+    for node in victims:
+        kill_node(node)
+        try:
+            pulled = run_client(site, ["pull", site.vip, "--repo", repo, "--tag", IMAGE_TAG], env)
+        finally:
+            heal_node(node)
+        pulls.append({"killed_node": node, "pulled_digest": pulled["digest"],
+                      "registry_digest": pulled["registry_digest"], "bad_blobs": pulled["bad_blobs"],
+                      "served_by": pulled["served"]})
     return {
-        "pushed_digest": pushed["digest"], "pulled_digest": pulled["digest"],
-        "registry_digest": pulled["registry_digest"], "killed_node": node,
-        "same_digest": pushed["digest"] == pulled["digest"] == pulled["registry_digest"],
-        "bad_blobs": pulled["bad_blobs"], "push_served_by": pushed["served"], "pull_served_by": pulled["served"],
+        "pushed_digest": pushed["digest"], "push_served_by": pushed["served"], "pulls": pulls,
+        "same_digest": all(p["pulled_digest"] == pushed["digest"] and not p["bad_blobs"] for p in pulls),
     }
 
 

@@ -548,8 +548,10 @@ class Lab:
             return {"scenario": scenario, "variant": self.variant, "down_after_ms": cfg.redis.down_after_ms, **r}
         if scenario == "data_path":
             try:
+                # heal_node: nothing until the pull is done; heal() below restarts the node.
                 r = ha_drills.data_path_drill(
-                    site, lambda node: stop_process(procs[f"registry-{node}"], signal.SIGKILL))
+                    site, [h.name for h in cfg.harbor_nodes],
+                    lambda node: stop_process(procs[f"registry-{node}"], signal.SIGKILL), lambda node: None)
             finally:
                 self.heal()
             return {"scenario": scenario, "variant": self.variant, **r}
@@ -609,15 +611,16 @@ class LabSite:
         self.vip = VIP
         self.lb_hosts = tuple(h.name for h in lab.cfg.lb_hosts)
 
-    def client(self, args: Sequence[str], secret: Optional[str] = None) -> subprocess.Popen:
-        env = {**os.environ, "REDIS_PASSWORD": secret} if secret else None
+    def client(self, args: Sequence[str], env: Optional[dict] = None) -> subprocess.Popen:
+        env = {**os.environ, **env} if env else None
         return subprocess.Popen(["ip", "netns", "exec", ns("client"), sys.executable, str(ha_drills.CLIENT_PY),
                                  *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=env)
 
     def watch_addresses(self, lb: str) -> subprocess.Popen:
         return subprocess.Popen(["ip", "-n", ns(lb), "-ts", "-o", "monitor", "address"], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                env={**os.environ, "TZ": "UTC"})
 
     def vip_holders(self) -> list[str]:
         return [lb for lb in self.lb_hosts

@@ -1,0 +1,125 @@
+"""The HA lab's scenarios with the program's defaults, as tests (root: network namespaces).
+
+Starts, through scripts/ha_lab.py, real keepalived + nginx (two LB namespaces), two docker-registry nodes,
+PostgreSQL, redis-server (master + replica) and three redis-sentinel processes on the rendered configs, all in
+network namespaces addressed in 198.18.0.0/15 with the lab's blackhole route in the root namespace. The module
+fixture runs `down` in a finally block, so a failing test leaves no namespace, process or route behind.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB = ROOT / "scripts" / "ha_lab.py"
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import ha_lab  # noqa: E402
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the HA lab creates network namespaces and routes: needs root"),
+]
+
+
+def lab_cmd(state: Path, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(LAB), "--state-dir", str(state), *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    # Not pytest's tmp_path: it is private to root (0700) and PostgreSQL runs as postgres below it.
+    base = Path(tempfile.mkdtemp(prefix="harbor-ha-lab-"))
+    os.chmod(base, 0o755)
+    state = base / "state"
+    try:
+        r = lab_cmd(state, "up")
+        assert r.returncode == 0, f"ha_lab.py up failed:\n{r.stdout}\n{r.stderr}"
+        yield state
+    finally:
+        lab_cmd(state, "down")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def drill(state: Path, scenario: str) -> dict:
+    out = state.parent / f"{scenario}.json"
+    r = lab_cmd(state, "drill", scenario, "--json", str(out))
+    assert r.returncode == 0, f"drill {scenario} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return json.loads(out.read_text())
+
+
+def test_lab_postgres_admits_harbor_from_nodes_only_per_rendered_pg_hba(lab):
+    state = ha_lab.Lab(lab)
+    from_node = state.psql_as_harbor("node1")
+    assert from_node.returncode == 0 and from_node.stdout.strip() == "1", from_node.stderr
+    from_client = state.psql_as_harbor("client")
+    assert from_client.returncode != 0 and "no pg_hba.conf entry" in from_client.stderr
+
+
+def test_lb_crash_moves_vip_within_1s_and_fails_at_most_1_of_200(lab):
+    r = drill(lab, "lb_crash")
+    assert r["vip_move_ms"] is not None and r["vip_move_ms"] <= 1000, r
+    assert r["total"] == 200 and r["failed"] <= 1, r["failures"]
+
+
+def test_nginx_death_moves_vip_and_no_request_fails_after_the_move(lab):
+    """The lab cannot run track_process (see ha_lab.lab_values): nginx's death is seen by the 1 s curl check, so
+    the VIP moves within that interval plus the VRRP hand-over, and requests fail only until the VIP has moved."""
+    r = drill(lab, "nginx_death")
+    cfg = ha_lab.lab_config("defaults")
+    bound_ms = (cfg.vrrp.check_interval * cfg.vrrp.check_fall + 3 * cfg.vrrp.advert_int) * 1000
+    assert r["vip_move_ms"] is not None and r["vip_move_ms"] <= bound_ms, r
+    late = [f for f in r["failures"] if f["after_fault_ms"] > r["vip_move_ms"] + 100]
+    assert not late, late
+    assert r["failed"] <= r["vip_move_ms"] / 40 + 2, r["failures"]
+
+
+def test_keepalived_stop_moves_vip_within_1s_and_fails_at_most_1_of_200(lab):
+    r = drill(lab, "keepalived_stop")
+    assert r["vip_move_ms"] is not None and r["vip_move_ms"] <= 1000, r
+    assert r["total"] == 200 and r["failed"] <= 1, r["failures"]
+
+
+def test_node_death_fails_no_get_and_keeps_the_vip(lab):
+    r = drill(lab, "node_death")
+    assert r["vip_move_ms"] is None, r
+    assert r["total"] == 200 and r["failed"] == 0, r["failures"]
+
+
+def test_redis_master_death_sentinels_promote_replica_and_writes_resume(lab):
+    r = drill(lab, "redis_master_death")
+    cfg = ha_lab.lab_config("defaults")
+    replica = f"{cfg.redis_hosts[1].address}:{cfg.redis.port}"
+    assert r["wrote_before_fault"], r["events"]
+    assert r["new_master"] == replica and r["writes_again_on"] == replica, r["events"]
+    # Sentinel waits down-after-milliseconds, then elects a leader and promotes: a few seconds on top.
+    assert r["down_after_ms"] <= r["writes_again_ms"] <= r["down_after_ms"] + 10000, r["events"]
+
+
+def test_data_path_pull_after_killing_the_push_node_returns_the_same_digest(lab):
+    r = drill(lab, "data_path")
+    assert len(r["pulls"]) == 1, "the registry nodes must name themselves (X-Lab-Node)"
+    pull = r["pulls"][0]
+    assert r["same_digest"] and pull["pulled_digest"] == pull["registry_digest"] == r["pushed_digest"], r
+    assert not pull["bad_blobs"]
+    assert {node for _, node in pull["served_by"]} == {"node1", "node2"} - {pull["killed_node"]}
+
+
+def test_down_removes_namespaces_processes_and_route(lab):
+    recorded = json.loads((lab / "state.json").read_text())
+    r = lab_cmd(lab, "down")
+    assert r.returncode == 0, r.stderr
+    assert not lab.exists()
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert not [line for line in listed.splitlines() if line.split()[0] in recorded["namespaces"]]
+    routes = subprocess.run(["ip", "route", "show", ha_lab.LAB_RANGE], capture_output=True, text=True).stdout
+    assert f"metric {ha_lab.BLACKHOLE_METRIC}" not in routes
+    assert not [name for name, rec in recorded["procs"].items() if ha_lab.alive(rec)]
