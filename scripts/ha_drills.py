@@ -214,18 +214,19 @@ def data_path_drill(site: Site, nodes: Sequence[str], kill_node: Callable[[str],
 
 
 def print_table(results: dict, out=None) -> None:
-    """Side-by-side table: VIP move and failed requests, classic recipe vs the program's defaults."""
-    def cell(r: Optional[dict]) -> tuple[str, str]:
+    """Side-by-side table: VIP move, failed requests and the slowest request, classic recipe vs our defaults."""
+    def cell(r: Optional[dict]) -> tuple[str, str, str]:
         if not r:
-            return "-", "-"
+            return "-", "-", "-"
         move = "no move" if r["vip_move_ms"] is None else f"{r['vip_move_ms']:.0f} ms"
-        return move, f"{r['failed']} of {r['total']}"
+        slowest = "-" if r.get("max_ms") is None else f"{r['max_ms']:.0f} ms"
+        return move, f"{r['failed']} of {r['total']}", slowest
 
-    head = f"{'scenario':<17} {'classic VIP move':>17} {'classic failed':>15} {'defaults VIP move':>18} " \
-           f"{'defaults failed':>16}"
-    lines = [head, "-" * len(head)]
+    head = (f"{'scenario':<16} | {'VIP move':>9} {'failed':>10} {'slowest':>8} | {'VIP move':>9} {'failed':>10} "
+            f"{'slowest':>8}")
+    lines = [f"{'':<16} | {'classic recipe':^29} | {'harbor-ha defaults':^29}", head, "-" * len(head)]
     for s in LB_SCENARIOS:
-        cm, cf = cell(results.get("classic", {}).get(s))
-        dm, df = cell(results.get("defaults", {}).get(s))
-        lines.append(f"{s:<17} {cm:>17} {cf:>15} {dm:>18} {df:>16}")
+        c = cell(results.get("classic", {}).get(s))
+        d = cell(results.get("defaults", {}).get(s))
+        lines.append(f"{s:<16} | {c[0]:>9} {c[1]:>10} {c[2]:>8} | {d[0]:>9} {d[1]:>10} {d[2]:>8}")
     print("\n".join(lines), file=out, flush=True)

@@ -49,14 +49,16 @@ def test_lab_addresses_are_in_the_benchmarking_range():
 def test_bench_table_shows_both_variants_side_by_side():
     out = io.StringIO()
     ha_drills.print_table({
-        "classic": {"lb_crash": {"vip_move_ms": 3242.5, "failed": 17, "total": 200}},
-        "defaults": {"lb_crash": {"vip_move_ms": 726.6, "failed": 0, "total": 200},
-                     "node_death": {"vip_move_ms": None, "failed": 0, "total": 200}},
+        "classic": {"lb_crash": {"vip_move_ms": 3242.5, "failed": 17, "total": 200, "max_ms": 4449.8}},
+        "defaults": {"lb_crash": {"vip_move_ms": 726.6, "failed": 0, "total": 200, "max_ms": 2790.0},
+                     "node_death": {"vip_move_ms": None, "failed": 0, "total": 200, "max_ms": 128.7}},
     }, out)
-    rows = {line.split()[0]: line.split() for line in out.getvalue().splitlines()[2:]}
-    assert rows["lb_crash"] == ["lb_crash", "3242", "ms", "17", "of", "200", "727", "ms", "0", "of", "200"]
+    rows = {line.split()[0]: line.split() for line in out.getvalue().splitlines()[3:]}
+    assert rows["lb_crash"] == ["lb_crash", "|", "3242", "ms", "17", "of", "200", "4450", "ms", "|",
+                                "727", "ms", "0", "of", "200", "2790", "ms"]
     # a scenario missing on one side shows dashes, a VIP that stayed put says so
-    assert rows["node_death"] == ["node_death", "-", "-", "no", "move", "0", "of", "200"]
+    assert rows["node_death"] == ["node_death", "|", "-", "-", "-", "|", "no", "move", "0", "of", "200", "129",
+                                  "ms"]
 
 
 def test_ha_drill_dry_run_prints_every_command_and_runs_none(tmp_path):
