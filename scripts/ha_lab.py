@@ -263,6 +263,7 @@ class Lab:
         probe = ha_drills.run_client(self.site(), ["blob", VIP, "--repo", ha_drills.PROBE_REPO])
         self.state["probe_blob"] = probe["digest"]
         self.save()
+        self.wait_serving(20)
 
     def _network(self) -> None:
         self.state["blackhole"] = True
@@ -447,13 +448,18 @@ class Lab:
         raise RuntimeError(f"the VIP is not on {host} alone after {timeout} s: {site.vip_holders()}")
 
     def wait_serving(self, timeout: float) -> None:
-        """Both registry nodes answer through the VIP (nginx round-robins, so a short burst reaches both)."""
+        """The VIP answers /v2/; once the probe blob exists, both registry nodes answer through it too."""
+        blob = self.state.get("probe_blob")
+        # Only successful answers carry the registry's X-Lab-Node header, so the nodes are told apart once there
+        # is a blob to GET; nginx's round robin then reaches both within a short burst.
+        want = {h.name for h in self.cfg.harbor_nodes} if blob else set()
         end, seen = time.monotonic() + timeout, set()
         while time.monotonic() < end:
             out = ha_drills.run_client(self.site(), ["stream", VIP, "--count", "6", "--period", "0.05",
-                                                     "--timeout", "2", "--repo", "none", "--blob", "none"])
-            seen = {r.get("node") for r in out["requests"] if r["ok"] and r["path"] == "/v2/"}
-            if out["requests"][0]["ok"] and seen >= {h.name for h in self.cfg.harbor_nodes}:
+                                                     "--timeout", "2", "--repo", ha_drills.PROBE_REPO,
+                                                     "--blob", blob or "none"])
+            seen = {r.get("node") for r in out["requests"] if r["ok"]}
+            if out["requests"][0]["ok"] and seen >= want:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"the registry nodes do not all answer through the VIP (answered: {seen})")
