@@ -499,13 +499,17 @@ class Lab:
         blob = self.state["probe_blob"]
         procs = self.state["procs"]
 
-        def kill_all(host: str, comms: Sequence[str], sig: int = signal.SIGKILL) -> float:
+        def kill_all(host: str, comms: Sequence[str]) -> float:
+            """SIGKILL, as a crash: every victim is frozen first. Killed one by one, keepalived's VRRP child outlives
+            its parent by a moment and shuts down gracefully (its log says "sent 0 priority"), handing the VIP
+            over at once as a crashed host never does."""
             victims = [p for c in comms for p in self.lb_processes(host, c)]
             if not victims:
                 raise RuntimeError(f"nothing to kill on {host}: no {'/'.join(comms)} process")
             t = time.time()
-            for pid, _comm, _ppid in victims:
-                os.kill(pid, sig)
+            for sig in (signal.SIGSTOP, signal.SIGKILL):
+                for pid, _comm, _ppid in victims:
+                    os.kill(pid, sig)
             return t
 
         def lb_crash() -> float:
