@@ -98,7 +98,10 @@ def fault_command(cfg: ClusterConfig, scenario: str) -> str:
     """The shell command that strikes, printing the host's epoch first (the VIP move is timed from it)."""
     vip = f"{cfg.vip}/{cfg.prefix_length} dev {cfg.vrrp.interface}"
     return "date +%s.%N && " + {
-        "lb_crash": f"systemctl kill --signal=SIGKILL keepalived.service nginx.service && ip addr del {vip}",
+        # Frozen first, as in the lab: killed one by one, keepalived's VRRP child outlives its parent by a moment
+        # and shuts down gracefully (priority-0 advert), which a crashed host never does.
+        "lb_crash": "systemctl kill --signal=SIGSTOP keepalived.service nginx.service && "
+                    f"systemctl kill --signal=SIGKILL keepalived.service nginx.service && ip addr del {vip}",
         "nginx_death": "systemctl kill --signal=SIGKILL nginx.service",
         "keepalived_stop": "systemctl stop keepalived.service",
         "node_death": f"docker kill {HARBOR_PROXY_CONTAINER} >/dev/null",

@@ -84,7 +84,8 @@ def test_ha_drill_dry_run_prints_every_command_and_runs_none(tmp_path):
     assert not (tmp_path / "ssh-was-run").exists()
     crash = outputs["lb_crash"]
     assert ("ssh -o BatchMode=yes -o ConnectTimeout=10 -p 2222 ops@198.18.0.11 'sudo -n sh -c "
-            "'\"'\"'date +%s.%N && systemctl kill --signal=SIGKILL keepalived.service nginx.service && "
+            "'\"'\"'date +%s.%N && systemctl kill --signal=SIGSTOP keepalived.service nginx.service && "
+            "systemctl kill --signal=SIGKILL keepalived.service nginx.service && "
             "ip addr del 198.18.0.10/24 dev eth0'\"'\"''") in crash
     assert "root@198.18.0.12 'TZ=UTC exec ip -ts -o monitor address'" in crash
     assert "ops@198.18.0.100 'python3 - stream 198.18.0.10 --count 200" in crash
