@@ -174,6 +174,25 @@ def pid_ns_members(init_pid: int) -> list[tuple[int, str, int]]:
     return out
 
 
+def processes_in_netns(names: Sequence[str]) -> list[int]:
+    """PIDs of the live processes whose network namespace is one of the named ones."""
+    links = set()
+    for name in names:
+        try:
+            links.add(f"net:[{os.stat(f'/run/netns/{name}').st_ino}]")
+        except OSError:
+            continue
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/net") in links and _start_time(int(entry)) is not None:
+                    pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The lab
 # --------------------------------------------------------------------------------------------------------------
@@ -478,8 +497,17 @@ class Lab:
             except RuntimeError as e:
                 problems.append(f"{name}: {e}")
         listed = run("ip", "netns", "list").stdout
+        mine = [n for n in self.state.get("namespaces", [])
+                if any(line.split()[0] == n for line in listed.splitlines() if line.strip())]
+        # A crash of `up` between starting a process and recording it leaves it unrecorded: whatever still runs
+        # in the lab's namespaces is found by its network namespace and stopped by PID too.
+        for pid in processes_in_netns(mine):
+            try:
+                stop_process({"pid": pid, "start": _start_time(pid)}, signal.SIGKILL)
+            except RuntimeError as e:
+                problems.append(f"process {pid} in the lab's namespaces: {e}")
         for name in reversed(self.state.get("namespaces", [])):
-            if any(line.split()[0] == name for line in listed.splitlines() if line.strip()):
+            if name in mine:
                 r = run("ip", "netns", "del", name, check=False)
                 if r.returncode:
                     problems.append(f"ip netns del {name}: {r.stderr.strip()}")

@@ -3,15 +3,18 @@
 Starts, through scripts/ha_lab.py, real keepalived + nginx (two LB namespaces), two docker-registry nodes,
 PostgreSQL, redis-server (master + replica) and three redis-sentinel processes on the rendered configs, all in
 network namespaces addressed in 198.18.0.0/15 with the lab's blackhole route in the root namespace. The module
-fixture runs `down` in a finally block, so a failing test leaves no namespace, process or route behind.
+fixture runs `down` in a finally block, so a failing test leaves no namespace, process or route behind. The first
+test runs before that fixture exists (the namespace names are fixed, so only one lab can be up).
 """
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -34,12 +37,54 @@ def lab_cmd(state: Path, *args: str, timeout: float = 150) -> subprocess.Complet
                           text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def lab():
+def state_dir() -> Path:
     # Not pytest's tmp_path: it is private to root (0700) and PostgreSQL runs as postgres below it.
     base = Path(tempfile.mkdtemp(prefix="harbor-ha-lab-"))
     os.chmod(base, 0o755)
-    state = base / "state"
+    return base / "state"
+
+
+def assert_nothing_left(recorded: dict) -> None:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert not [line for line in listed.splitlines() if line.split()[0] in recorded["namespaces"]]
+    routes = subprocess.run(["ip", "route", "show", ha_lab.LAB_RANGE], capture_output=True, text=True).stdout
+    assert f"metric {ha_lab.BLACKHOLE_METRIC}" not in routes
+    assert not [name for name, rec in recorded["procs"].items() if ha_lab.alive(rec)]
+
+
+def test_down_cleans_up_after_up_was_killed_half_way():
+    state = state_dir()
+    up = subprocess.Popen([sys.executable, str(LAB), "--state-dir", str(state), "up"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    recorded: dict = {}
+    try:
+        # Kill it once some services run but before it is done (it takes about 3 s).
+        end = time.monotonic() + 30
+        while time.monotonic() < end and up.poll() is None:
+            if (state / "state.json").exists():
+                recorded = json.loads((state / "state.json").read_text())
+                if len(recorded.get("procs", {})) >= 4:
+                    break
+            time.sleep(0.05)
+        assert up.poll() is None, "up finished before it could be killed"
+        up.send_signal(signal.SIGKILL)
+        up.wait(10)
+        recorded = json.loads((state / "state.json").read_text())
+        assert recorded["procs"], "nothing was started before the kill"
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait(10)
+        r = lab_cmd(state, "down")
+        shutil.rmtree(state.parent, ignore_errors=True)
+    assert r.returncode == 0, r.stderr
+    assert_nothing_left(recorded)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    state = state_dir()
+    base = state.parent
     try:
         r = lab_cmd(state, "up")
         assert r.returncode == 0, f"ha_lab.py up failed:\n{r.stdout}\n{r.stderr}"
@@ -118,8 +163,4 @@ def test_down_removes_namespaces_processes_and_route(lab):
     r = lab_cmd(lab, "down")
     assert r.returncode == 0, r.stderr
     assert not lab.exists()
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    assert not [line for line in listed.splitlines() if line.split()[0] in recorded["namespaces"]]
-    routes = subprocess.run(["ip", "route", "show", ha_lab.LAB_RANGE], capture_output=True, text=True).stdout
-    assert f"metric {ha_lab.BLACKHOLE_METRIC}" not in routes
-    assert not [name for name, rec in recorded["procs"].items() if ha_lab.alive(rec)]
+    assert_nothing_left(recorded)
