@@ -305,7 +305,8 @@ def follow_sentinels(sentinels: list[str], master_set: str, duration: float, pas
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # not __doc__: piped over SSH, the file runs after a prelude line, so it has no docstring there
+    p = argparse.ArgumentParser(description="the client side of the HA drills (scripts/ha_client.py)")
     sub = p.add_subparsers(dest="mode", required=True)
     s = sub.add_parser("stream")
     s.add_argument("host")

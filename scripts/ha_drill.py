@@ -83,11 +83,12 @@ class SshSite:
                                 text=True)
         proc.stdin.write(prelude + ha_drills.CLIENT_PY.read_text())
         proc.stdin.close()
+        proc.stdin = None  # all sent: communicate() must not flush the closed pipe
         return proc
 
     def watch_addresses(self, lb: str) -> subprocess.Popen:
-        return subprocess.Popen(self.watch_argv(lb), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                text=True)
+        return subprocess.Popen(self.watch_argv(lb), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
 
     def vip_holders(self) -> list[str]:
         return [lb for lb in self.lb_hosts
@@ -157,19 +158,18 @@ def drill(site: SshSite, scenario: str, project: str) -> dict:
         addr = answer.split()[0] if answer else cfg.redis_hosts[0].address
         master = next((h for h in cfg.redis_hosts if h.address == addr), cfg.redis_hosts[0])
         password = site.run(master, f"sed -n 's/^requirepass //p' {RedisPaths().conf}", "read the Redis password")
+        sentinels = [f"{h.address}:{cfg.redis.sentinel_port}" for h in cfg.sentinel_hosts]
+        duration = cfg.redis.down_after_ms / 1000 + 30
         if dry:
-            site.show(site.client_argv(["redis", *(f"{h.address}:{cfg.redis.sentinel_port}" for h in cfg.sentinel_hosts),
-                                        "--master-set", cfg.redis.master_set, "--duration",
-                                        str(cfg.redis.down_after_ms / 1000 + 30)]),
-                      "client: follow the sentinels (REDIS_PASSWORD on stdin)")
+            site.show(site.client_argv(["redis", *sentinels, "--master-set", cfg.redis.master_set, "--duration",
+                                        str(duration)]), "client: follow the sentinels (REDIS_PASSWORD on stdin)")
             strike(master)
             site.run(master, heal_command(scenario), "undo the fault")
             return {}
-        sentinels = [f"{h.address}:{cfg.redis.sentinel_port}" for h in cfg.sentinel_hosts]
         try:
             return {"scenario": scenario, **ha_drills.redis_drill(
                 site, sentinels, cfg.redis.master_set, f"{master.address}:{cfg.redis.port}", password.strip(),
-                lambda: strike(master), duration=cfg.redis.down_after_ms / 1000 + 30)}
+                lambda: strike(master), duration=duration)}
         finally:
             site.run(master, heal_command(scenario), "undo the fault")
 

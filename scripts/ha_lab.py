@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -521,11 +521,10 @@ class Lab:
         return problems
 
     # --- drills --------------------------------------------------------------------------------------------
-    def drill(self, scenario: str) -> dict:
-        site, cfg = self.site(), self.cfg
-        master, backup = (h.name for h in cfg.lb_hosts)
-        blob = self.state["probe_blob"]
-        procs = self.state["procs"]
+    def fault(self, scenario: str) -> Callable[[], float]:
+        """The fault of an LB scenario or of redis_master_death: strikes when called, returns the epoch it struck."""
+        cfg, procs = self.cfg, self.state["procs"]
+        master = cfg.lb_hosts[0].name
 
         def kill_all(host: str, comms: Sequence[str]) -> float:
             """SIGKILL, as a crash: every victim is frozen first. Killed one by one, keepalived's VRRP child outlives
@@ -554,32 +553,35 @@ class Lab:
             os.kill(main[0][0], signal.SIGTERM)
             return t
 
-        def node_death() -> float:
-            t = time.time()
-            os.kill(procs[f"registry-{cfg.harbor_nodes[0].name}"]["pid"], signal.SIGKILL)
-            return t
+        def kill_recorded(name: str) -> Callable[[], float]:
+            def strike() -> float:
+                t = time.time()
+                os.kill(procs[name]["pid"], signal.SIGKILL)
+                return t
+            return strike
 
+        return {"lb_crash": lb_crash, "nginx_death": lambda: kill_all(master, ("nginx",)),
+                "keepalived_stop": keepalived_stop,
+                "node_death": kill_recorded(f"registry-{cfg.harbor_nodes[0].name}"),
+                "redis_master_death": kill_recorded(f"redis-{cfg.redis_hosts[0].name}")}[scenario]
+
+    def drill(self, scenario: str) -> dict:
+        site, cfg = self.site(), self.cfg
+        procs = self.state["procs"]
         if scenario in ha_drills.LB_SCENARIOS:
-            fault = {"lb_crash": lb_crash, "nginx_death": lambda: kill_all(master, ("nginx",)),
-                     "keepalived_stop": keepalived_stop, "node_death": node_death}[scenario]
             try:
-                r = ha_drills.stream_drill(site, fault, blob, expect_move=scenario != "node_death")
+                r = ha_drills.stream_drill(site, self.fault(scenario), self.state["probe_blob"],
+                                           expect_move=scenario != "node_death")
             finally:
                 self.heal()
             return {"scenario": scenario, "variant": self.variant, **r.summary(), "max_ms": r.max_ms,
                     "failures": r.failures}
         if scenario == "redis_master_death":
             old = cfg.redis_hosts[0]
-
-            def kill_master() -> float:
-                t = time.time()
-                os.kill(procs[f"redis-{old.name}"]["pid"], signal.SIGKILL)
-                return t
-
             sentinels = [f"{h.address}:{cfg.redis.sentinel_port}" for h in cfg.sentinel_hosts]
             try:
                 r = ha_drills.redis_drill(site, sentinels, cfg.redis.master_set, f"{old.address}:{cfg.redis.port}",
-                                          self.secret("redis_password"), kill_master,
+                                          self.secret("redis_password"), self.fault(scenario),
                                           duration=cfg.redis.down_after_ms / 1000 + 30)
             finally:
                 self.heal()

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAB = ROOT / "scripts" / "ha_lab.py"
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import ha_drills  # noqa: E402
 import ha_lab  # noqa: E402
 
 pytestmark = [
@@ -156,6 +157,45 @@ def test_data_path_pull_after_killing_the_push_node_returns_the_same_digest(lab)
     assert r["same_digest"] and pull["pulled_digest"] == pull["registry_digest"] == r["pushed_digest"], r
     assert not pull["bad_blobs"]
     assert {node for _, node in pull["served_by"]} == {"node1", "node2"} - {pull["killed_node"]}
+
+
+def test_ssh_drill_site_reaches_the_lab_through_an_ssh_stand_in(lab, tmp_path, monkeypatch):
+    """ha_drill.py's SshSite against the lab: an `ssh` stand-in runs the remote command in the namespace of the
+    host it is addressed to, so the client piped on stdin (with its secret), `ip monitor` and the VIP lookup run
+    exactly as they would over SSH; a keepalived stop is then measured through it. The faults themselves
+    (systemctl, docker) have no stand-in: the lab's own stop stands in for them."""
+    import ha_drill
+
+    by_address = {address: ha_lab.ns(name) for name, address in ha_lab.HOSTS.items()}
+    fake = tmp_path / "ssh"
+    fake.write_text("#!/usr/bin/env python3\n"
+                    "import os, sys\n"
+                    "args = sys.argv[1:]\n"
+                    "while args[0] in ('-o', '-p'):\n"
+                    "    args = args[2:]\n"
+                    f"ns = {by_address!r}[args[0].rpartition('@')[2]]\n"
+                    "os.execvp('ip', ['ip', 'netns', 'exec', ns, 'sh', '-c', args[1]])\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    state = ha_lab.Lab(lab)
+    cfg = state.cfg
+    site = ha_drill.SshSite(cfg, f"root@{ha_lab.HOSTS['client']}", dry_run=False)
+    assert site.vip_holders() == ["lb1"]
+    password = state.secret("redis_password")
+    sentinels = [f"{h.address}:{cfg.redis.sentinel_port}" for h in cfg.sentinel_hosts]
+    proc = site.client(["redis", *sentinels, "--master-set", cfg.redis.master_set, "--duration", "1"],
+                       {"REDIS_PASSWORD": password})
+    assert password not in " ".join(proc.args)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    events = json.loads(out)["events"]
+    assert events and all(e["outcome"] == "ok" for e in events), events
+    try:
+        r = ha_drills.stream_drill(site, state.fault("keepalived_stop"), state.state["probe_blob"], expect_move=True)
+    finally:
+        state.heal()
+    assert r.vip_move_ms is not None and r.vip_move_ms <= 1000, r
+    assert r.total == 200 and r.failed <= 1, r.failures
 
 
 def test_down_removes_namespaces_processes_and_route(lab):
