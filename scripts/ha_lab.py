@@ -9,8 +9,9 @@
 Hosts are network namespaces on one bridge, addressed in 198.18.0.0/15 (a blackhole route for that range sits in
 the root namespace while the lab runs, so nothing addressed to it can leave the machine). Every service runs on
 the files the program's own rendering code produces for a lab stack (components/*), never on hand-written copies:
-- lb1, lb2: keepalived + nginx (each LB host in its own PID namespace too: keepalived's track_process scans every
-  process it can see, so with a shared PID namespace lb1 would count lb2's nginx as its own);
+- lb1, lb2: keepalived + nginx (each LB host in its own PID namespace too: a process check such as the classic
+  recipe's `pgrep nginx` sees every process of its PID namespace, so with a shared one lb1 would count lb2's nginx
+  as its own);
 - node1, node2: the CNCF registry (Debian's docker-registry, Harbor's registry component) on one storage folder
   with one http.secret, standing in for the Harbor nodes behind the LB (its config.yml is the lab's own);
 - data1: PostgreSQL (rendered conf and pg_hba), the Redis master and a sentinel; data2: the Redis replica and a
