@@ -1,0 +1,98 @@
+"""The HA lab's stacks and the SSH drill's dry run (pure: no root, no process but the drill script itself)."""
+
+import dataclasses
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import ha_drills  # noqa: E402
+import ha_lab  # noqa: E402
+from components.config import parse_cluster_config  # noqa: E402
+from components.keepalived import render_keepalived_conf, vrrp_roles  # noqa: E402
+from components.loadbalancer import render_nginx_conf  # noqa: E402
+
+
+def test_classic_recipe_renders_through_the_programs_own_keys():
+    cfg = ha_lab.lab_config("classic")
+    conf = render_keepalived_conf(cfg, vrrp_roles(cfg)[0], "abcd1234")
+    for line in ("vrrp_version 2", "advert_int 1", 'script "/usr/bin/pgrep -x nginx"', "interval 2",
+                 "weight -20", "priority 101", "auth_pass abcd1234"):
+        assert line in conf, line
+    assert "track_process" not in conf
+    nginx = render_nginx_conf(cfg, cfg.lb_hosts[0])
+    for line in ("max_fails=1 fail_timeout=10s", "proxy_connect_timeout 60s;", "proxy_next_upstream_tries 0;"):
+        assert line in nginx, line
+
+
+def test_lab_defaults_differ_from_the_program_defaults_only_in_track_process():
+    values = ha_lab.lab_values("defaults")
+    assert values.pop("keepalived") == {"trackProcess": False}
+    program = parse_cluster_config(values)
+    lab = ha_lab.lab_config("defaults")
+    assert program.vrrp.track_process and not lab.vrrp.track_process
+    assert dataclasses.replace(program, vrrp=dataclasses.replace(program.vrrp, track_process=False)) == lab
+
+
+def test_lab_addresses_are_in_the_benchmarking_range():
+    import ipaddress
+    net = ipaddress.IPv4Network(ha_lab.LAB_RANGE)
+    assert all(ipaddress.IPv4Address(a) in net for a in [*ha_lab.HOSTS.values(), ha_lab.VIP])
+
+
+def test_bench_table_shows_both_variants_side_by_side():
+    out = io.StringIO()
+    ha_drills.print_table({
+        "classic": {"lb_crash": {"vip_move_ms": 3242.5, "failed": 17, "total": 200, "max_ms": 4449.8}},
+        "defaults": {"lb_crash": {"vip_move_ms": 726.6, "failed": 0, "total": 200, "max_ms": 2790.0},
+                     "node_death": {"vip_move_ms": None, "failed": 0, "total": 200, "max_ms": 128.7}},
+    }, out)
+    rows = {line.split()[0]: line.split() for line in out.getvalue().splitlines()[3:]}
+    assert rows["lb_crash"] == ["lb_crash", "|", "3242", "ms", "17", "of", "200", "4450", "ms", "|",
+                                "727", "ms", "0", "of", "200", "2790", "ms"]
+    # a scenario missing on one side shows dashes, a VIP that stayed put says so
+    assert rows["node_death"] == ["node_death", "|", "-", "-", "-", "|", "no", "move", "0", "of", "200", "129",
+                                  "ms"]
+
+
+def test_ha_drill_dry_run_prints_every_command_and_runs_none(tmp_path):
+    stack = {"config": {
+        "harbor-ha:hosts": [{"name": n, "address": a, **({"user": "ops", "port": 2222} if n == "lb1" else {})}
+                            for n, a in ha_lab.HOSTS.items() if n != "client"],
+        **{f"harbor-ha:{k}": v for k, v in ha_lab.lab_values("defaults").items() if k not in ("hosts", "keepalived")},
+    }}
+    (tmp_path / "Pulumi.t.yaml").write_text(yaml.safe_dump(stack))
+    # An `ssh` that leaves a mark: the dry run must never call it.
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ssh").write_text(f"#!/bin/sh\ntouch {tmp_path}/ssh-was-run\nexit 1\n")
+    (fake / "ssh").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    outputs = {}
+    for scenario in ha_drills.SCENARIOS:
+        r = subprocess.run([sys.executable, str(ROOT / "scripts" / "ha_drill.py"), "--stack",
+                            str(tmp_path / "Pulumi.t.yaml"), "--client", "ops@198.18.0.100", "--dry-run", scenario],
+                           capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        outputs[scenario] = r.stdout
+    assert not (tmp_path / "ssh-was-run").exists()
+    crash = outputs["lb_crash"]
+    assert ("ssh -o BatchMode=yes -o ConnectTimeout=10 -p 2222 ops@198.18.0.11 'sudo -n sh -c "
+            "'\"'\"'date +%s.%N && systemctl kill --signal=SIGSTOP keepalived.service nginx.service && "
+            "systemctl kill --signal=SIGKILL keepalived.service nginx.service && "
+            "ip addr del 198.18.0.10/24 dev eth0'\"'\"''") in crash
+    assert "root@198.18.0.12 'TZ=UTC exec ip -ts -o monitor address'" in crash
+    assert "ops@198.18.0.100 'python3 - stream 198.18.0.10 --count 200" in crash
+    assert "systemctl start nginx.service keepalived.service" in crash
+    assert "systemctl stop keepalived.service" in outputs["keepalived_stop"]
+    assert "root@198.18.0.21 'date +%s.%N && docker kill nginx >/dev/null'" in outputs["node_death"]
+    assert "root@198.18.0.31 'date +%s.%N && systemctl kill --signal=SIGKILL redis-server.service'" in \
+        outputs["redis_master_death"]
+    # data_path: with no node header on a real Harbor, each node is killed and the image pulled in turn.
+    assert outputs["data_path"].count("python3 - pull 198.18.0.10") == 2
