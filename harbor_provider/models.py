@@ -111,20 +111,12 @@ class FilterArgs:
     """`matches` or `excludes` (tag and label filters only; Harbor's default is `matches`)."""
 
 
-@dataclass
-class ReplicationPolicyArgs:
-    """A replication rule between this Harbor and exactly one remote registry endpoint."""
+@dataclass(kw_only=True)
+class PolicySettings:
+    """What a replication policy does: shared by ReplicationPolicyArgs and the stack config's policies."""
 
-    name: str
-    """Unique policy name (at most 64 characters)."""
-    registry_id: int
-    """Id of the remote Registry (its source for `pull`, its destination for `push`)."""
     direction: str = "push"
     """`push` (local -> remote) or `pull` (remote -> local)."""
-    trigger: str = "manual"
-    """`manual`, `scheduled` (needs `cron`) or `event_based` (push policies only)."""
-    cron: Optional[str] = None
-    """Harbor 6-field cron (seconds first, seconds `0`), e.g. `0 0 2 * * *`; only with trigger `scheduled`."""
     filters: list[FilterArgs] = field(default_factory=list)
     """Which resources to replicate; several filters are ANDed."""
     dest_namespace: str = ""
@@ -147,6 +139,20 @@ class ReplicationPolicyArgs:
     """Free text shown in Harbor's UI."""
     adopt: bool = False
     """When a policy with this name already exists, take it over instead of failing."""
+
+
+@dataclass(kw_only=True)
+class ReplicationPolicyArgs(PolicySettings):
+    """A replication rule between this Harbor and exactly one remote registry endpoint."""
+
+    name: str
+    """Unique policy name (at most 64 characters)."""
+    registry_id: int
+    """Id of the remote Registry (its source for `pull`, its destination for `push`)."""
+    trigger: str = "manual"
+    """`manual`, `scheduled` (needs `cron`) or `event_based` (push policies only)."""
+    cron: Optional[str] = None
+    """Harbor 6-field cron (seconds first, seconds `0`), e.g. `0 0 2 * * *`; only with trigger `scheduled`."""
 
     def validate(self) -> Problems:
         problems: Problems = []

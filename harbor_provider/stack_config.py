@@ -7,7 +7,7 @@ Independent of `components/`: the program passes the cluster's URL and admin pas
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Sequence
 
 import pulumi
@@ -15,6 +15,7 @@ import pulumi
 from .client import ClientSettings
 from .models import (
     FilterArgs,
+    PolicySettings,
     ProjectArgs,
     RegistryArgs,
     ReplicationPolicyArgs,
@@ -47,51 +48,23 @@ class RunConfig:
     """Seconds between status checks."""
 
 
-@dataclass
-class PolicyConfig:
+@dataclass(kw_only=True)
+class PolicyConfig(PolicySettings):
     """A replication policy in stack config; `registry` names an entry of `registries`."""
 
     name: str
     """Unique policy name."""
     registry: str
     """Name of the remote registry endpoint (declared in the same section)."""
-    direction: str = "push"
-    """push | pull."""
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
     """When it runs."""
-    filters: list[FilterArgs] = field(default_factory=list)
-    """Name/tag/label/resource filters (ANDed)."""
-    dest_namespace: str = ""
-    """Destination project/namespace (empty: same as the source)."""
-    dest_namespace_replace_count: int = -1
-    """Path components replaced by destNamespace (-1 legacy flattening, 0 prefix, 1 replace the first...)."""
-    override: bool = True
-    """Overwrite existing artifacts at the destination."""
-    replicate_deletion: bool = False
-    """Replicate deletions too."""
-    speed: int = -1
-    """KB/s per task, -1 unlimited."""
-    copy_by_chunk: bool = False
-    """Copy blobs in chunks."""
-    single_active_replication: bool = False
-    """Skip a run while the previous one is active."""
-    enabled: bool = True
-    """Disabled policies never trigger."""
-    description: str = ""
-    """Free text."""
-    adopt: bool = False
-    """Take over an existing policy of that name."""
     run: Optional[RunConfig] = None
     """Also run it now (a ReplicationRun)."""
 
     def to_args(self, registry_id: Any) -> ReplicationPolicyArgs:
-        return ReplicationPolicyArgs(
-            name=self.name, registry_id=registry_id, direction=self.direction, trigger=self.trigger.type,
-            cron=self.trigger.cron, filters=self.filters, dest_namespace=self.dest_namespace,
-            dest_namespace_replace_count=self.dest_namespace_replace_count, override=self.override,
-            replicate_deletion=self.replicate_deletion, speed=self.speed, copy_by_chunk=self.copy_by_chunk,
-            single_active_replication=self.single_active_replication, enabled=self.enabled,
-            description=self.description, adopt=self.adopt)
+        shared = {f.name: getattr(self, f.name) for f in fields(PolicySettings)}
+        return ReplicationPolicyArgs(name=self.name, registry_id=registry_id, trigger=self.trigger.type,
+                                     cron=self.trigger.cron, **shared)
 
 
 @dataclass

@@ -380,8 +380,8 @@ class Lab:
 
     def redis_paths(self, host: str) -> RedisPaths:
         d = self.host_dir(host)
-        return RedisPaths(conf=str(d / "redis.conf"), sentinel_conf=str(d / "sentinel.conf"), run_dir=str(d), sentinel_run_dir=str(d),
-                          data_dir=str(d), log_file=str(d / "redis-server.log"),
+        return RedisPaths(conf=str(d / "redis.conf"), sentinel_conf=str(d / "sentinel.conf"), run_dir=str(d),
+                          sentinel_run_dir=str(d), data_dir=str(d), log_file=str(d / "redis-server.log"),
                           sentinel_log_file=str(d / "redis-sentinel.log"))
 
     def start_redis(self, host: str) -> None:
