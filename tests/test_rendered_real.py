@@ -722,7 +722,7 @@ CHECKED_BY = {
     "/opt/harbor/harbor.yml": test_rendered_harbor_yml_keys_exist_in_harbor_template,
     "/etc/harbor-ha/harbor/node.env": test_node_env_reads_back_in_bash_with_shell_metacharacters,
 }
-# Files whose reader cannot run here (docs/verification.md says so).
+# Files whose reader cannot run here (the README says so).
 NOT_VERIFIABLE_HERE = {
     "/etc/exports.d/harbor-ha.exports": "exportfs needs the kernel NFS server",
     "/etc/harbor-ha/nfs/fstab-line": "mount.nfs needs the kernel NFS client",
