@@ -396,6 +396,42 @@ class Lab:
             paths = self.redis_paths(h.name)
             write_private(paths.sentinel_conf, render_sentinel_conf(cfg, h, self.secret("redis_password"), paths))
             self.spawn(f"sentinel-{h.name}", h.name, ["redis-sentinel", paths.sentinel_conf])
+        self.wait_sentinels_ready(cfg, 60)
+
+    def sentinel(self, cfg: ClusterConfig, *command: str) -> list[str]:
+        """A command to the first sentinel, from its own namespace (sentinels take no password)."""
+        h = cfg.sentinel_hosts[0]
+        return run("ip", "netns", "exec", ns(h.name), "redis-cli", "-h", h.address, "-p",
+                   str(cfg.redis.sentinel_port), *command, check=False).stdout.split()
+
+    def restore_redis_master(self, cfg: ClusterConfig, timeout: float) -> None:
+        """Back to the starting point after a Redis drill: the first Redis host is master again."""
+        first, end = cfg.redis_hosts[0].address, time.monotonic() + timeout
+        self.wait_sentinels_ready(cfg, timeout)
+        while self.sentinel(cfg, "SENTINEL", "get-master-addr-by-name", cfg.redis.master_set)[:1] != [first]:
+            if time.monotonic() > end:
+                raise RuntimeError(f"the sentinels did not make {first} master again in {timeout} s")
+            # Refused while a failover is in progress or the restarted node is not synced yet: ask again.
+            self.sentinel(cfg, "SENTINEL", "failover", cfg.redis.master_set)
+            time.sleep(1)
+        self.wait_sentinels_ready(cfg, max(end - time.monotonic(), 10))
+
+    def wait_sentinels_ready(self, cfg: ClusterConfig, timeout: float) -> None:
+        """Every sentinel knows the replicas and the other sentinels: before that, a dead master is never failed
+        over (a sentinel learns replicas from the master's INFO, every 10 s, and peers from hellos, every 2 s)."""
+        want = {"num-slaves": len(cfg.redis_hosts) - 1, "num-other-sentinels": len(cfg.sentinel_hosts) - 1}
+        end, seen = time.monotonic() + timeout, {}
+        while time.monotonic() < end:
+            for h in cfg.sentinel_hosts:
+                out = run("ip", "netns", "exec", ns(h.name), "redis-cli", "-h", h.address, "-p",
+                          str(cfg.redis.sentinel_port), "SENTINEL", "master", cfg.redis.master_set, check=False)
+                fields = out.stdout.split()
+                info = dict(zip(fields[::2], fields[1::2]))
+                seen[h.name] = {k: info.get(k) for k in want}
+            if all(v == {k: str(n) for k, n in want.items()} for v in seen.values()):
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"the sentinels did not find each other and the replicas in {timeout} s: {seen}")
 
     def start_lb(self, host: str) -> None:
         """keepalived + nginx of one LB host in their own PID namespace (see the module docstring)."""
@@ -607,6 +643,7 @@ class Lab:
         for h in cfg.redis_hosts:
             if not alive(procs[f"redis-{h.name}"]):
                 self.start_redis(h.name)
+        self.restore_redis_master(cfg, 60)
         master = cfg.lb_hosts[0].name
         if not (self.lb_processes(master, "nginx") and len(self.lb_processes(master, "keepalived")) >= 2):
             self.stop_lb(master)
