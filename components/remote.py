@@ -16,7 +16,6 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 from pulumi_command import remote
 
-
 from components.config import ClusterConfig, Host
 from components.files import FileSpec, content_hash, manifest_text
 
