@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -25,6 +26,7 @@ SECRET_VALUES = {
     "redis_password": "Redis requirepass/masterauth (generated)",
     "vrrp_auth_pass": "VRRPv2 PASS authentication, 8 characters (generated; VRRPv3 has none)",
     "harbor_secretkey": "Harbor's secret/keys/secretkey, shared by every node (generated)",
+    "harbor_csrf_key": "Harbor core's CSRF_KEY, shared by every node (generated)",
     "core_private_key": "Harbor core's token signing key, secret/core/private_key.pem (generated)",
     "registry_root_cert": "certificate of that key, secret/registry/root.crt (generated)",
     "tls_certificate": "the LB's TLS certificate chain (tlsCertificate or self-signed)",
@@ -78,6 +80,17 @@ class FileSpec:
 
     def manifest_line(self) -> str:
         return f"{self.stage_name} {self.path} {self.mode:04o} {self.owner} {self.group}"
+
+
+def render_env(values: Mapping[str, str]) -> str:
+    """Parameters of a role script as a file it sources: one quoted `NAME=value` per line (pure)."""
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+
+
+def role_env(role: str, values: Mapping[str, str]) -> FileSpec:
+    """`/etc/harbor-ha/env/<role>.env`: scripts/provision/lib.sh sources it before the role's apply or delete."""
+    body = render_env(values)
+    return FileSpec(path=f"/etc/harbor-ha/env/{role}.env", render=lambda _s: body)
 
 
 def placeholders(names: tuple[str, ...] | list[str]) -> dict[str, str]:

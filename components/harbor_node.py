@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from typing import Optional
 
@@ -10,13 +9,14 @@ import pulumi
 import yaml
 
 from components.config import ClusterConfig, Host
-from components.files import FileSpec
+from components.files import FileSpec, role_env
 from components.nfs import HARBOR_UID, nfs_client_files
 from components.redis import harbor_redis_host
 from components.remote import HostRole, RoleArgs, deploy_role
 
 # Where an uploaded installer is staged; scripts/provision/harbor-node.sh looks for it there first.
 INSTALLER_STAGE_NAME = "harbor-offline-installer.tgz"
+CSRF_KEY_PATH = "/etc/harbor-ha/harbor/csrf_key"
 
 
 def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
@@ -76,10 +76,10 @@ def render_harbor_yml(cfg: ClusterConfig, secrets: dict[str, str]) -> str:
             + yaml.safe_dump(harbor_yml_data(cfg, secrets), sort_keys=False, default_flow_style=False))
 
 
-def render_node_env(cfg: ClusterConfig) -> str:
-    """Parameters of scripts/provision/harbor-node.sh, as a shell-sourceable file (pure)."""
+def node_env(cfg: ClusterConfig) -> FileSpec:
+    """Parameters of scripts/provision/harbor-node.sh."""
     h = cfg.harbor
-    values = {
+    return role_env("harbor-node", {
         "HARBOR_VERSION": h.version,
         "INSTALLER_URL": h.installer_url or "",
         "INSTALLER_SHA256": h.installer_sha256 or "",
@@ -88,8 +88,9 @@ def render_node_env(cfg: ClusterConfig) -> str:
         "HTTP_PORT": str(h.http_port),
         "WITH_TRIVY": "1" if h.trivy else "0",
         "HEALTH_TIMEOUT": str(h.health_timeout),
-    }
-    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+        "INSTALLER_STAGE_NAME": INSTALLER_STAGE_NAME,
+        "CSRF_KEY_FILE": CSRF_KEY_PATH,
+    })
 
 
 # The keys every node must share: tokens signed on one node are checked on another after a VIP move, and
@@ -106,7 +107,11 @@ def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
     files = nfs_client_files(cfg) + [
         FileSpec(path=f"{cfg.harbor.install_dir}/harbor.yml",
                  render=lambda s: render_harbor_yml(cfg, dict(s)), needs=needs, mode=0o600),
-        FileSpec(path="/etc/harbor-ha/harbor/node.env", render=lambda _s: render_node_env(cfg)),
+        node_env(cfg),
+        # Harbor's `prepare` writes a new random CSRF_KEY into core's env on every run and node; the node script
+        # replaces it with this shared one, or a UI form served by one node is refused by another (403).
+        FileSpec(path=CSRF_KEY_PATH, render=lambda s: s["harbor_csrf_key"] + "\n", needs=("harbor_csrf_key",),
+                 mode=0o600),
     ]
     for rel, secret in SHARED_KEYS:
         files.append(FileSpec(path=f"{cfg.harbor.data_volume}/{rel}", render=lambda s, n=secret: s[n],

@@ -7,7 +7,7 @@ from typing import Optional
 import pulumi
 
 from components.config import ClusterConfig
-from components.files import FileSpec
+from components.files import FileSpec, role_env
 from components.remote import HostRole, RoleArgs, deploy_role
 
 # Harbor's containers run as uid/gid 10000 (the "harbor" user of its images).
@@ -33,7 +33,8 @@ def render_fstab_line(cfg: ClusterConfig) -> str:
 
 
 def nfs_server_files(cfg: ClusterConfig) -> list[FileSpec]:
-    return [FileSpec(path="/etc/exports.d/harbor-ha.exports", render=lambda _s: render_exports(cfg))]
+    return [FileSpec(path="/etc/exports.d/harbor-ha.exports", render=lambda _s: render_exports(cfg)),
+            role_env("nfs-server", {"EXPORT_PATH": cfg.nfs.export_path, "HARBOR_UID": str(HARBOR_UID)})]
 
 
 def nfs_client_files(cfg: ClusterConfig) -> list[FileSpec]:

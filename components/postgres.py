@@ -7,8 +7,11 @@ from typing import Optional
 import pulumi
 
 from components.config import ClusterConfig
-from components.files import FileSpec, render_template
+from components.files import FileSpec, render_template, role_env
 from components.remote import HostRole, RoleArgs, deploy_role
+
+
+ROLE_SQL_PATH = "/etc/harbor-ha/postgres/harbor-role.sql"
 
 
 def conf_dir(cfg: ClusterConfig) -> str:
@@ -55,9 +58,10 @@ def postgres_files(cfg: ClusterConfig) -> list[FileSpec]:
                  owner="postgres", group="postgres"),
         FileSpec(path=f"{d}/pg_hba.conf", render=lambda _s: render_pg_hba(cfg), mode=0o640,
                  owner="postgres", group="postgres"),
-        FileSpec(path="/etc/harbor-ha/postgres/harbor-role.sql",
-                 render=lambda s: render_harbor_role_sql(cfg, s["db_password"]), needs=("db_password",),
-                 mode=0o600, owner="postgres", group="postgres"),
+        FileSpec(path=ROLE_SQL_PATH, render=lambda s: render_harbor_role_sql(cfg, s["db_password"]),
+                 needs=("db_password",), mode=0o600, owner="postgres", group="postgres"),
+        role_env("postgres", {"PG_VERSION": str(cfg.postgres.version), "SETTINGS_FILE": f"{d}/conf.d/harbor-ha.conf",
+                              "ROLE_SQL": ROLE_SQL_PATH}),
     ]
 
 

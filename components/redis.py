@@ -8,7 +8,7 @@ from typing import Optional
 import pulumi
 
 from components.config import ClusterConfig, Host
-from components.files import FileSpec, render_template
+from components.files import FileSpec, render_template, role_env
 from components.remote import HostRole, RoleArgs, deploy_role
 
 @dataclass(frozen=True)
@@ -49,15 +49,23 @@ def harbor_redis_host(cfg: ClusterConfig) -> str:
     return f"{initial_master(cfg).address}:{cfg.redis.port}"
 
 
+def _topology_env(cfg: ClusterConfig, host: Host) -> dict[str, str]:
+    """What the Redis scripts need to find today's master: after a failover it is no longer the rendered one."""
+    return {"SELF": host.address, "REDIS_PORT": str(cfg.redis.port), "MASTER_SET": cfg.redis.master_set,
+            "SENTINELS": " ".join(f"{h.address}:{cfg.redis.sentinel_port}" for h in cfg.sentinel_hosts)}
+
+
 def redis_files(cfg: ClusterConfig, host: Host, paths: RedisPaths = RedisPaths()) -> list[FileSpec]:
     return [FileSpec(path=paths.conf, render=lambda s: render_redis_conf(cfg, host, s["redis_password"], paths),
-                     needs=("redis_password",), mode=0o640, owner="redis", group="redis")]
+                     needs=("redis_password",), mode=0o640, owner="redis", group="redis"),
+            role_env("redis", {**_topology_env(cfg, host), "CONF": paths.conf})]
 
 
 def sentinel_files(cfg: ClusterConfig, host: Host, paths: RedisPaths = RedisPaths()) -> list[FileSpec]:
     return [FileSpec(path=paths.sentinel_conf,
                      render=lambda s: render_sentinel_conf(cfg, host, s["redis_password"], paths),
-                     needs=("redis_password",), mode=0o640, owner="redis", group="redis")]
+                     needs=("redis_password",), mode=0o640, owner="redis", group="redis"),
+            role_env("sentinel", {**_topology_env(cfg, host), "CONF": paths.sentinel_conf})]
 
 
 class RedisArgs(RoleArgs):

@@ -75,6 +75,8 @@ class ClusterSecrets(pulumi.ComponentResource):
             "vrrp_auth_pass": password("vrrp-auth-pass", 8),
             # Harbor's secretkey is an AES key of exactly 16 bytes.
             "harbor_secretkey": password("harbor-secretkey", 16),
+            # The length Harbor's prepare uses for the CSRF key it generates.
+            "harbor_csrf_key": password("harbor-csrf-key", 32),
             "core_private_key": core_key.private_key_pem,
             "registry_root_cert": root_cert.cert_pem,
             "tls_certificate": tls_cert,

@@ -133,6 +133,7 @@ def make_secret_values(hostname: str) -> dict[str, str]:
         "redis_password": _password(32),
         "vrrp_auth_pass": _password(8),
         "harbor_secretkey": _password(16),
+        "harbor_csrf_key": _password(32),
         "core_private_key": _pem_key(core_key, serialization.PrivateFormat.TraditionalOpenSSL),
         "registry_root_cert": _self_signed(core_key, "harbor-token-issuer"),
         "tls_certificate": _self_signed(tls_key, hostname),
@@ -325,7 +326,7 @@ def start_redis_servers(lab: Lab, cfg: ClusterConfig, values: dict[str, str], tm
     client = namespaces["client"]
     for host in cfg.redis_hosts:
         paths = redis_paths(tmp, host.name)
-        (spec,) = redis_files(cfg, host, paths)
+        spec = next(s for s in redis_files(cfg, host, paths) if s.path == paths.conf)
         conf = install(spec, values, tmp)
         lab.start(namespaces[host.name], ["redis-server", str(conf)], log=str(tmp / host.name / "stdout.log"))
         wait_until(lambda: redis_cli(lab, client, host.address, cfg.redis.port, "PING",
@@ -375,7 +376,8 @@ def test_redis_sentinel_mode_starts_replicates_and_sentinels_agree(values, tmp_r
                                          password=password) == probe, what=f"the probe key on {replica.name}")
 
         for host in cfg.sentinel_hosts:
-            (spec,) = sentinel_files(cfg, host, redis_paths(tmp_root, host.name))
+            paths = redis_paths(tmp_root, host.name)
+            spec = next(s for s in sentinel_files(cfg, host, paths) if s.path == paths.sentinel_conf)
             conf = install(spec, values, tmp_root)
             lab.start(ns[host.name], ["redis-sentinel", str(conf)], log=str(tmp_root / host.name / "stdout.log"))
 
@@ -478,7 +480,7 @@ def test_postgres_starts_with_rendered_config_and_admits_harbor_nodes_only(value
                            "postgres", "--auth-local=peer", "--auth-host=scram-sha-256"],
                           capture_output=True, text=True, timeout=60)
     assert init.returncode == 0, init.stderr
-    dropin_spec, hba_spec, sql_spec = postgres_files(cfg)
+    dropin_spec, hba_spec, sql_spec, _env = postgres_files(cfg)
     # The Debian layout under /etc/postgresql/<v>/main maps onto the temp cluster's directory.
     dropin = write(data / "conf.d" / Path(dropin_spec.path).name, render(dropin_spec, values), dropin_spec.mode,
                    "postgres")
@@ -624,17 +626,17 @@ def test_rendered_harbor_yml_keys_exist_in_harbor_template(stack, values, templa
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# node.env, sourced by scripts/provision/harbor-node.sh
+# The role env files, sourced by scripts/provision/lib.sh
 # ---------------------------------------------------------------------------------------------------------------
 
 def test_node_env_reads_back_in_bash_with_shell_metacharacters(tmp_root):
-    """Starts bash (set -euo pipefail, as harbor-node.sh) sourcing the rendered node.env of a stack whose installer
+    """Starts bash (set -euo pipefail, as lib.sh) sourcing the rendered harbor-node.env of a stack whose installer
     URL is full of shell metacharacters: every variable reads back exactly, and nothing in it ran."""
     values = dev_like()
     url = "https://mirror.example.com/h.tgz?a=1&b=$(touch PWNED)`touch PWNED`';touch PWNED;'\"x"
     values["harbor"]["installer"] = {"url": url}
     cfg = parse_cluster_config(values)
-    spec = next(s for s in harbor_node_files(cfg) if s.path.endswith("/node.env"))
+    spec = next(s for s in harbor_node_files(cfg) if s.path == "/etc/harbor-ha/env/harbor-node.env")
     env_file = write(tmp_root / "node.env", render(spec, {}), spec.mode)
     assigned = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
     script = 'set -euo pipefail; . "$1"; shift; for v; do printf "%s=%s\\0" "$v" "${!v}"; done'
@@ -720,7 +722,7 @@ CHECKED_BY = {
     "/etc/postgresql/*/main/pg_hba.conf": _POSTGRES,
     "/etc/harbor-ha/postgres/harbor-role.sql": _POSTGRES,
     "/opt/harbor/harbor.yml": test_rendered_harbor_yml_keys_exist_in_harbor_template,
-    "/etc/harbor-ha/harbor/node.env": test_node_env_reads_back_in_bash_with_shell_metacharacters,
+    "/etc/harbor-ha/env/*.env": test_node_env_reads_back_in_bash_with_shell_metacharacters,
 }
 # Files whose reader cannot run here (the README says so).
 NOT_VERIFIABLE_HERE = {
@@ -729,6 +731,7 @@ NOT_VERIFIABLE_HERE = {
     "/data/secret/keys/secretkey": "read by Harbor's containers only",
     "/data/secret/core/private_key.pem": "read by Harbor's containers only",
     "/data/secret/registry/root.crt": "read by Harbor's containers only",
+    "/etc/harbor-ha/harbor/csrf_key": "copied into Harbor core's env by harbor-node.sh after Harbor's prepare",
 }
 
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # A Harbor node: NFS mount of data_volume, Docker, the offline installer, harbor.yml and the shared keys, then
 # Harbor started and gated on /api/v2.0/health. delete stops Harbor on this node only; shared data stays.
+#
+# The installer's install.sh is not used: it runs `compose down -v` and lets `prepare` pick a new CSRF key. The
+# same steps are done here (load the images, prepare, start) with the cluster's shared CSRF key in between.
 ROLE=harbor-node
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
-
-INSTALLER_STAGE_NAME=harbor-offline-installer.tgz
 
 compose() {
   if docker compose version >/dev/null 2>&1; then docker compose "$@"; else docker-compose "$@"; fi
@@ -22,24 +23,39 @@ ensure_packages() {
   systemctl enable --now --quiet docker
 }
 
+harbor_down() {
+  if [ -f "$INSTALL_DIR/docker-compose.yml" ]; then (cd "$INSTALL_DIR" && compose down); fi
+}
+
 # The data_volume mount: one fstab line, replaced in place if the rendering changed, mounted if not yet.
 ensure_mount() {
-  local stage=$1 line mountpoint
-  line=$(cat "$stage/etc__harbor-ha__nfs__fstab-line")
+  local line mountpoint
+  line=$(cat "$(staged "$1" /etc/harbor-ha/nfs/fstab-line)")
   mountpoint=$(awk '{print $2}' <<<"$line")
   if ! grep -qxF "$line" /etc/fstab; then
     awk -v mp="$mountpoint" '!($2 == mp && $1 !~ /^#/)' /etc/fstab > /etc/fstab.harbor-ha.tmp
     printf '%s\n' "$line" >> /etc/fstab.harbor-ha.tmp
     mv -f /etc/fstab.harbor-ha.tmp /etc/fstab
-    if mountpoint -q "$mountpoint"; then umount "$mountpoint"; fi
+    if mountpoint -q "$mountpoint"; then
+      # Another NFS server or options: Harbor must let go of the old mount first.
+      harbor_down
+      umount "$mountpoint"
+    fi
   fi
   install -d -m 0755 "$mountpoint"
   mountpoint -q "$mountpoint" || mount "$mountpoint"
 }
 
+remove_mount() {
+  mountpoint -q "$DATA_VOLUME" && umount "$DATA_VOLUME"
+  awk -v mp="$DATA_VOLUME" '!($2 == mp && $1 !~ /^#/)' /etc/fstab > /etc/fstab.harbor-ha.tmp
+  mv -f /etc/fstab.harbor-ha.tmp /etc/fstab
+}
+
+# Unpack the installer of HARBOR_VERSION and load its images; returns 1 when that version is already in place.
 ensure_installer() {
   local stage=$1 tgz marker="$INSTALL_DIR/.harbor-ha-version"
-  if [ -x "$INSTALL_DIR/install.sh" ] && [ "$(cat "$marker" 2>/dev/null)" = "$HARBOR_VERSION" ]; then
+  if [ -x "$INSTALL_DIR/prepare" ] && [ "$(cat "$marker" 2>/dev/null)" = "$HARBOR_VERSION" ]; then
     return 1
   fi
   tgz="$stage/$INSTALLER_STAGE_NAME"
@@ -55,8 +71,24 @@ ensure_installer() {
   install -d -m 0755 "$INSTALL_DIR"
   # The tarball's top folder is harbor/; our harbor.yml is not in it, so it survives.
   tar -xzf "$tgz" -C "$INSTALL_DIR" --strip-components=1
+  docker load -q -i "$(find "$INSTALL_DIR" -maxdepth 1 -name 'harbor.v*.tar.gz' | head -n 1)"
   echo "$HARBOR_VERSION" > "$marker"
   return 0
+}
+
+# Put the cluster's CSRF key in core's env, in place of the one `prepare` just generated (bash builtins only:
+# the key never appears in a command line).
+set_shared_csrf_key() {
+  local env_file="$INSTALL_DIR/common/config/core/env" key line found=0
+  [ -f "$env_file" ] || die "$env_file missing after prepare"
+  read -r key < "$CSRF_KEY_FILE"
+  while IFS= read -r line || [ -n "$line" ]; do
+    if [[ $line == CSRF_KEY=* ]]; then printf 'CSRF_KEY=%s\n' "$key"; found=1; else printf '%s\n' "$line"; fi
+  done < "$env_file" > "$env_file.harbor-ha.tmp"
+  if [ "$found" = 0 ]; then printf 'CSRF_KEY=%s\n' "$key" >> "$env_file.harbor-ha.tmp"; fi
+  chown --reference="$env_file" "$env_file.harbor-ha.tmp"
+  chmod --reference="$env_file" "$env_file.harbor-ha.tmp"
+  mv -f "$env_file.harbor-ha.tmp" "$env_file"
 }
 
 wait_healthy() {
@@ -78,38 +110,29 @@ sys.exit(0 if h.get("status") == "healthy" and h.get("components") and not bad e
 }
 
 role_apply() {
-  local stage=$1 changed fresh=0 trivy=()
+  local stage=$1 changed new_version=0 trivy=()
   ensure_packages
   ensure_mount "$stage"
   changed=$(install_manifest "$stage")
-  # shellcheck source=/dev/null
-  . /etc/harbor-ha/harbor/node.env
-  if ensure_installer "$stage"; then fresh=1; fi
-  [ "$WITH_TRIVY" = 1 ] && trivy=(--with-trivy)
-  cd "$INSTALL_DIR"
-  if [ "$fresh" = 1 ] || [ ! -f docker-compose.yml ]; then
-    # First install or a new Harbor version: install.sh loads the images and (re)creates the containers. It runs
-    # `compose down` first, which is why nodes are done one at a time.
-    ./install.sh "${trivy[@]}"
-  elif [ -n "$changed" ]; then
+  if ensure_installer "$stage"; then new_version=1; fi
+  if [ "$WITH_TRIVY" = 1 ]; then trivy=(--with-trivy); fi
+  cd "$INSTALL_DIR" || die "no $INSTALL_DIR"
+  if [ "$new_version" = 1 ] || [ -n "$changed" ] || [ ! -f docker-compose.yml ]; then
     ./prepare "${trivy[@]}"
-    compose up -d
-  else
-    compose up -d
+    set_shared_csrf_key
   fi
+  # Recreates only the containers whose image or configuration changed.
+  compose up -d
   wait_healthy
 }
 
 role_delete() {
   local stage=$1
-  if [ -f /etc/harbor-ha/harbor/node.env ]; then
-    # shellcheck source=/dev/null
-    . /etc/harbor-ha/harbor/node.env
-    if [ -f "$INSTALL_DIR/docker-compose.yml" ]; then (cd "$INSTALL_DIR" && compose down); fi
-    # Only this node's files: the shared keys under the data volume serve the other nodes.
-    grep -v " $DATA_VOLUME/" "$stage/MANIFEST" > "$stage/MANIFEST.local" || true
-    mv -f "$stage/MANIFEST.local" "$stage/MANIFEST"
-  fi
+  harbor_down
+  remove_mount
+  # Only this node's files: the shared keys under the data volume serve the other nodes.
+  grep -v " $DATA_VOLUME/" "$stage/MANIFEST" > "$stage/MANIFEST.local" || true
+  mv -f "$stage/MANIFEST.local" "$stage/MANIFEST"
   remove_manifest "$stage"
   log "Harbor stopped on this node; the shared data volume is untouched"
 }

@@ -1,10 +1,30 @@
 #!/usr/bin/env bash
-# keepalived holding the VIP. A config change is a reload (SIGHUP): the VIP stays where it is.
+# keepalived holding the VIP. A new config is checked before the reload (SIGHUP, the VIP stays where it is); one
+# keepalived rejects is rolled back.
 ROLE=keepalived
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-role_apply() { packaged_service_apply "$1" keepalived keepalived reload; }
+# keepalived -t prints every problem; keepalived 2.2.7 (Debian 12) then exits 143 instead of 0 or 5 whenever the
+# config has a vrrp_script (acassen/keepalived#2587, fixed in 2.2.8): an empty output is the verdict.
+config_ok() {
+  local out rc=0
+  out=$(keepalived -t -e -f /etc/keepalived/keepalived.conf 2>&1) || rc=$?
+  [ -z "$out" ] && { [ "$rc" -eq 0 ] || [ "$rc" -eq 143 ]; }
+}
+
+role_apply() {
+  local stage=$1 changed
+  apt_install keepalived curl
+  changed=$(install_manifest "$stage")
+  if ! config_ok; then
+    manifest_rollback "$stage"
+    die "keepalived rejected the new configuration; the previous file is back in place"
+  fi
+  ensure_service keepalived "$changed" reload
+  log "keepalived ready"
+}
+
 role_delete() { packaged_service_delete "$1" keepalived; }
 
 main "$@"

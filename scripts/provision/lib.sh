@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# Shared helpers of the role scripts (sourced). Every role script: `<role>.sh apply STAGE_DIR` | `delete STAGE_DIR`.
+# Shared helpers of the role scripts (sourced). Every role script: `<role>.sh apply|delete STAGE_DIR`.
 # Supported hosts: Debian 12, Ubuntu 22.04 and 24.04.
 set -euo pipefail
 
 # Overridable so the tests can run these functions against a temporary root.
 HARBOR_HA_STATE=${HARBOR_HA_STATE:-/var/lib/harbor-ha}
-# Last installed copy of each managed file: a file is re-installed only when its rendering changed since, so state
-# that a service rewrote on its own (sentinel's config, a promoted replica's redis.conf) is left alone otherwise.
+# The sha256 of each managed file as last installed: a file is re-installed only when its rendering changed since,
+# so state that a service rewrote on its own (sentinel's config, a promoted replica's redis.conf) is left alone.
 APPLIED_DIR="$HARBOR_HA_STATE/applied"
+# The files the last install_manifest replaced, until the role's check accepts the new ones (manifest_rollback).
+PREVIOUS_DIR="$HARBOR_HA_STATE/previous"
 
 log() { printf '[harbor-ha %s] %s\n' "${ROLE:-?}" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 require_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (the program runs it through sudo)"; }
+
+# staged STAGE_DIR PATH: where the file the host gets at PATH is staged (components/files.py FileSpec.stage_name).
+staged() {
+  local name=${2#/}
+  printf '%s/%s\n' "$1" "${name//\//__}"
+}
 
 # apt-get with a wait on the dpkg lock: several roles of one host are provisioned in parallel.
 apt_install() {
@@ -29,25 +37,45 @@ apt_install() {
     "${missing[@]}" >/dev/null
 }
 
+sha256_of() { sha256sum < "$1" | cut -d' ' -f1; }
+
 # install_manifest STAGE_DIR: install every staged file listed in STAGE_DIR/MANIFEST
 # (`stage-name path mode owner group` per line). Prints the paths it changed, one per line.
 install_manifest() {
-  local stage=$1 name path mode owner group applied
+  local stage=$1 name path mode owner group digest
   [ -f "$stage/MANIFEST" ] || die "no MANIFEST in $stage"
   install -d -m 0700 "$APPLIED_DIR"
+  rm -rf "$PREVIOUS_DIR"
+  install -d -m 0700 "$PREVIOUS_DIR"
   while read -r name path mode owner group; do
     [ -n "$name" ] || continue
     [ -f "$stage/$name" ] || die "staged file $stage/$name is missing"
-    applied="$APPLIED_DIR/$name"
-    if [ -f "$path" ] && [ -f "$applied" ] && cmp -s "$stage/$name" "$applied"; then
+    digest=$(sha256_of "$stage/$name")
+    if [ -f "$path" ] && [ "$(cat "$APPLIED_DIR/$name" 2>/dev/null)" = "$digest" ]; then
       continue
     fi
+    if [ -f "$path" ]; then cp -p "$path" "$PREVIOUS_DIR/$name"; fi
     install -d -m 0755 "$(dirname "$path")"
     install -m "$mode" -o "$owner" -g "$group" "$stage/$name" "$path.harbor-ha.tmp"
     mv -f "$path.harbor-ha.tmp" "$path"
-    install -m 0600 "$stage/$name" "$applied"
+    echo "$digest" > "$APPLIED_DIR/$name"
     echo "$path"
   done < "$stage/MANIFEST"
+}
+
+# manifest_rollback STAGE_DIR: put back what the last install_manifest replaced (a service refused the new files);
+# the next apply installs them again.
+manifest_rollback() {
+  local stage=$1 name path _rest
+  while read -r name path _rest; do
+    [ -n "$name" ] || continue
+    [ -f "$APPLIED_DIR/$name" ] || continue
+    if [ -f "$PREVIOUS_DIR/$name" ]; then
+      cp -p "$PREVIOUS_DIR/$name" "$path"
+      rm -f "$APPLIED_DIR/$name"
+    fi
+  done < "$stage/MANIFEST"
+  rm -rf "$PREVIOUS_DIR"
 }
 
 # remove_manifest STAGE_DIR: delete the files this role installed (data directories are never touched).
@@ -71,15 +99,7 @@ ensure_service() {
   fi
 }
 
-# The whole apply/delete of a role that is one distribution package running one systemd unit.
-packaged_service_apply() {
-  local stage=$1 package=$2 unit=$3 on_change=$4 changed
-  apt_install "$package"
-  changed=$(install_manifest "$stage")
-  ensure_service "$unit" "$changed" "$on_change"
-  log "$unit ready"
-}
-
+# The delete of a role that is one distribution package running one systemd unit.
 packaged_service_delete() {
   local stage=$1 unit=$2
   remove_manifest "$stage"
@@ -87,14 +107,40 @@ packaged_service_delete() {
   log "$unit stopped; its data is kept"
 }
 
+# current_master: "ADDR PORT" of today's Redis master as the first answering sentinel of $SENTINELS names it,
+# nothing when none answers (standalone mode, or the first install: sentinels are deployed after the servers).
+current_master() {
+  local s reply
+  for s in $SENTINELS; do
+    reply=$(timeout 3 redis-cli -h "${s%:*}" -p "${s##*:}" --raw SENTINEL get-master-addr-by-name "$MASTER_SET" \
+      2>/dev/null | tr '\n' ' ') || continue
+    if [[ $reply =~ ^([0-9.]+)\ ([0-9]+)\ $ ]]; then
+      echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
+      return 0
+    fi
+  done
+}
+
+# follow_master "ADDR PORT": redis.conf ($CONF) replicates from ADDR, or has no replicaof when ADDR is $SELF.
+follow_master() {
+  local addr=${1% *} port=${1#* }
+  sed -i '/^replicaof /d' "$CONF"
+  if [ "$addr" != "$SELF" ]; then echo "replicaof $addr $port" >> "$CONF"; fi
+}
+
 main() {
-  local action=${1:-} stage=${2:-}
+  local action=${1:-} stage=${2:-} env_file
   [ -n "$stage" ] || die "usage: $0 apply|delete STAGE_DIR"
   require_root
   install -d -m 0755 "$HARBOR_HA_STATE"
+  # The role's parameters (components/files.py role_env), as staged by this run.
+  env_file=$(staged "$stage" "/etc/harbor-ha/env/$ROLE.env")
+  # shellcheck source=/dev/null
+  if [ -f "$env_file" ]; then . "$env_file"; fi
   case "$action" in
     apply) role_apply "$stage" ;;
-    delete) role_delete "$stage" ;;
+    # The staged files hold the role's secrets: gone with the role.
+    delete) role_delete "$stage"; rm -rf "$stage" ;;
     *) die "unknown action '$action' (apply or delete)" ;;
   esac
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# nginx load balancer on the VIP. A new config is checked with nginx -t before nginx reloads it.
+# nginx load balancer on the VIP. New files are checked with nginx -t before nginx reloads; files nginx rejects are
+# rolled back, so neither the running nginx nor the next restart sees them.
 ROLE=loadbalancer
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -9,14 +10,14 @@ role_apply() {
   apt_install nginx curl
   changed=$(install_manifest "$stage")
   sysctl -q -p /etc/sysctl.d/60-harbor-ha-lb.conf
-  nginx -t -q || die "nginx rejected the new configuration; the running nginx keeps the previous one"
+  if ! nginx -t -q; then
+    manifest_rollback "$stage"
+    die "nginx rejected the new configuration; the previous files are back in place"
+  fi
   ensure_service nginx "$changed" reload
   log "nginx ready"
 }
 
-role_delete() {
-  remove_manifest "$1"
-  systemctl disable --now nginx || true
-}
+role_delete() { packaged_service_delete "$1" nginx; }
 
 main "$@"

@@ -5,29 +5,30 @@ ROLE=postgres
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-PG_VERSION_FROM_MANIFEST() { awk '$2 ~ /^\/etc\/postgresql\// {split($2, p, "/"); print p[4]; exit}' "$1/MANIFEST"; }
-
 role_apply() {
-  local stage=$1 version changed
-  version=$(PG_VERSION_FROM_MANIFEST "$stage")
-  apt_install "postgresql-$version"
-  [ -d "/etc/postgresql/$version/main" ] || die "no cluster /etc/postgresql/$version/main: is postgres.version right for this distribution?"
+  local stage=$1 changed unit="postgresql@$PG_VERSION-main"
+  apt_install "postgresql-$PG_VERSION"
+  [ -d "/etc/postgresql/$PG_VERSION/main" ] ||
+    die "no cluster /etc/postgresql/$PG_VERSION/main: is postgres.version right for this distribution?"
   changed=$(install_manifest "$stage")
-  ensure_service "postgresql@$version-main" "$changed" restart
-  runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -f /etc/harbor-ha/postgres/harbor-role.sql
-  log "PostgreSQL $version ready"
+  # listen_addresses, port and shared_buffers need a restart; pg_hba.conf (a node added) only a reload, which
+  # keeps Harbor's open connections.
+  if grep -qxF "$SETTINGS_FILE" <<<"$changed"; then
+    ensure_service "$unit" "$changed" restart
+  else
+    ensure_service "$unit" "$changed" reload
+  fi
+  runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -f "$ROLE_SQL"
+  log "PostgreSQL $PG_VERSION ready"
 }
 
 role_delete() {
-  local stage=$1 version
-  version=$(PG_VERSION_FROM_MANIFEST "$stage")
+  local stage=$1 hba="/etc/postgresql/$PG_VERSION/main/pg_hba.conf"
   remove_manifest "$stage"
-  # Back to the package's pg_hba.conf: nothing but local access.
-  if [ -f "/usr/share/postgresql/$version/pg_hba.conf.sample" ]; then
-    printf 'local all postgres peer\nlocal all all peer\n' > "/etc/postgresql/$version/main/pg_hba.conf"
-    chown postgres:postgres "/etc/postgresql/$version/main/pg_hba.conf"
-  fi
-  systemctl restart "postgresql@$version-main" || true
+  # Back to local access only.
+  printf 'local all postgres peer\nlocal all all peer\n' > "$hba"
+  chown postgres:postgres "$hba"
+  systemctl restart "postgresql@$PG_VERSION-main" || true
   log "Harbor's access removed; the database is kept"
 }
 

@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
-# redis-server from the distribution's package, on the rendered redis.conf.
+# redis-server from the distribution's package, on the rendered redis.conf. After a sentinel failover the rendered
+# `replicaof` (the initial master) is stale: a re-rendered file follows the master the sentinels name today.
 ROLE=redis
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-role_apply() { packaged_service_apply "$1" redis-server redis-server restart; }
+role_apply() {
+  local stage=$1 changed master
+  apt_install redis-server redis-tools
+  changed=$(install_manifest "$stage")
+  if [ -n "$changed" ]; then
+    master=$(current_master)
+    if [ -n "$master" ]; then follow_master "$master"; fi
+  fi
+  ensure_service redis-server "$changed" restart
+  log "redis-server ready"
+}
+
 role_delete() { packaged_service_delete "$1" redis-server; }
 
 main "$@"
