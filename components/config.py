@@ -30,6 +30,10 @@ KNOWN_KEYS = (
 SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword")
 
 HARBOR_DEFAULT_VERSION = "2.15.2"
+# Harbor components that pool PostgreSQL connections on each node (core, jobservice, exporter), and the
+# connections PostgreSQL keeps for administration and migrations.
+DB_POOLS_PER_NODE = 3
+DB_RESERVED_CONNECTIONS = 20
 HARBOR_RELEASE_URL = (
     "https://github.com/goharbor/harbor/releases/download/v{version}/harbor-offline-installer-v{version}.tgz"
 )
@@ -109,6 +113,7 @@ class HarborSettings:
     trivy: bool  #: install the Trivy scanner
     metrics_port: int  #: Prometheus metrics port (metric.enabled is always on)
     health_timeout: int  #: seconds to wait for /api/v2.0/health to report every component healthy
+    db_max_open_conns: int  #: max_open_conns of each Harbor component's PostgreSQL pool, on every node
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,7 @@ class ClusterConfig:
     sentinel_hosts: tuple[Host, ...]  #: redis-sentinel hosts (sentinel mode only)
     harbor_nodes: tuple[Host, ...]  #: Harbor nodes; the first installs alone (it runs the DB migrations)
     lb_hosts: tuple[Host, Host]  #: the keepalived/nginx pair; the first is the initial VRRP master
+    lb_on_harbor_nodes: bool  #: the LB hosts are Harbor nodes too (Harbor's nginx moves off 80; no process tracking)
     vip: str  #: the virtual IP Harbor is reached on
     vrrp: VrrpSettings  #: keepalived settings
     lb: LoadBalancerSettings  #: nginx settings
@@ -180,31 +186,9 @@ class ClusterConfig:
         return next(h for h in self.hosts if h.name == name)
 
     @property
-    def lb_shares_harbor_host(self) -> bool:
-        """True when a Harbor node also runs the LB (so Harbor's nginx must leave ports 80/443)."""
-        return bool({h.name for h in self.lb_hosts} & {h.name for h in self.harbor_nodes})
-
-    @property
     def external_url(self) -> str:
         port = "" if self.lb.https_port == 443 else f":{self.lb.https_port}"
         return f"https://{self.harbor.hostname}{port}"
-
-    def roles_of(self, host: Host) -> list[str]:
-        """The roles a host plays, in provisioning order."""
-        roles = []
-        if host == self.nfs_host:
-            roles.append("nfs")
-        if host == self.postgres_host:
-            roles.append("postgres")
-        if host in self.redis_hosts:
-            roles.append("redis")
-        if host in self.sentinel_hosts:
-            roles.append("sentinel")
-        if host in self.harbor_nodes:
-            roles.append("harbor")
-        if host in self.lb_hosts:
-            roles.append("lb")
-        return roles
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -466,8 +450,11 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     )
     lb_r.finish()
     ports = {"httpPort": lb.http_port, "httpsPort": lb.https_port, "healthPort": lb.health_port}
-    if len(set(ports.values())) != len(ports):
-        lb_r.fail(f"ports must differ, got {ports}", "httpsPort")
+    names = list(ports)
+    for i, key in enumerate(names):
+        earlier = [k for k in names[:i] if ports[k] == ports[key]]
+        if earlier:
+            lb_r.fail(f"{ports[key]} is already {earlier[0]}; the ports must differ", key)
 
     # --- harbor ----------------------------------------------------------------------------------------------
     hb = _Reader(values.get("harbor"), f"{NAMESPACE}:harbor", problems)
@@ -506,6 +493,10 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         metrics_port=hb.get("metricsPort", int, 9090, check=_in_range(1, 65535)),
         # 600 s: the first node runs every DB migration and loads ~2 GB of images before it turns healthy.
         health_timeout=hb.get("healthTimeout", int, 600, check=_in_range(30, 7200)),
+        # 25: with 3 nodes, 3 pooled components each (core, jobservice, exporter), 225 connections at most,
+        # inside postgres.maxConnections 300 with room for administration. Not derived from the node count, so
+        # adding a node does not rewrite (and restart) every other node.
+        db_max_open_conns=hb.get("dbMaxOpenConns", int, 25, check=_in_range(2, 1000)),
     )
     hb.finish()
     if harbor.http_port in (lb.http_port, lb.https_port) and lb_on_harbor_nodes:
@@ -544,6 +535,11 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         shared_buffers=pg_r.get("sharedBuffers", str, "256MB", check=_matches(_SIZE, "a size like 256MB")),
     )
     pg_r.finish()
+    pooled = len(harbor_nodes) * DB_POOLS_PER_NODE * harbor.db_max_open_conns
+    if pooled > postgres.max_connections - DB_RESERVED_CONNECTIONS:
+        hb.fail(f"{len(harbor_nodes)} nodes x {DB_POOLS_PER_NODE} pools x {harbor.db_max_open_conns} = {pooled} "
+                f"connections exceed postgres.maxConnections {postgres.max_connections} less "
+                f"{DB_RESERVED_CONNECTIONS} kept for administration", "dbMaxOpenConns")
 
     # --- Redis -----------------------------------------------------------------------------------------------
     rd = _Reader(values.get("redis"), f"{NAMESPACE}:redis", problems)
@@ -604,6 +600,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         sentinel_hosts=tuple(sentinel_hosts) if mode == "sentinel" else (),
         harbor_nodes=tuple(harbor_nodes),
         lb_hosts=(lb_hosts[0], lb_hosts[1]),
+        lb_on_harbor_nodes=lb_on_harbor_nodes,
         vip=vip,
         vrrp=vrrp,
         lb=lb,

@@ -47,11 +47,10 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
             "db_name": cfg.postgres.database,
             "username": cfg.postgres.user,
             "password": secrets["db_password"],
-            # The database is on the private network; see the README for turning TLS on.
+            # The database is on the private network, reachable from the Harbor nodes only (pg_hba).
             "ssl_mode": "disable",
-            "max_idle_conns": 10,
-            # Bounded per node so every node fits in max_connections together.
-            "max_open_conns": max(10, (cfg.postgres.max_connections - 20) // len(cfg.harbor_nodes) // 2),
+            "max_idle_conns": min(10, h.db_max_open_conns),
+            "max_open_conns": h.db_max_open_conns,
         }},
         "external_redis": redis,
         "trivy": {"ignore_unfixed": False, "skip_update": False, "offline_scan": False, "insecure": False,

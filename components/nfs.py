@@ -55,6 +55,7 @@ class NfsServer(pulumi.ComponentResource):
     def __init__(self, name: str, args: NfsServerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("harbor-ha:nfs:NfsServer", name, None, opts)
         cfg = args.cfg
-        self.role = deploy_role(self, name, cfg.nfs_host, "nfs-server", nfs_server_files(cfg), args)
+        # Protected: moving the export to another host would point every node at an empty volume.
+        self.role = deploy_role(self, name, cfg.nfs_host, "nfs-server", nfs_server_files(cfg), args, protect=True)
         self.export = f"{cfg.nfs_host.address}:{cfg.nfs.export_path}"
         self.register_outputs({"export": self.export})

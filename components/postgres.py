@@ -80,7 +80,8 @@ class PostgresServer(pulumi.ComponentResource):
     def __init__(self, name: str, args: PostgresServerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("harbor-ha:postgres:PostgresServer", name, None, opts)
         cfg = args.cfg
-        self.role = deploy_role(self, name, cfg.postgres_host, "postgres", postgres_files(cfg), args)
+        # Protected: moving the database to another host would give Harbor an empty one.
+        self.role = deploy_role(self, name, cfg.postgres_host, "postgres", postgres_files(cfg), args, protect=True)
         self.endpoint = f"{cfg.postgres_host.address}:{cfg.postgres.port}"
         self.database, self.username = cfg.postgres.database, cfg.postgres.user
         self.register_outputs({"endpoint": self.endpoint, "database": self.database, "username": self.username})

@@ -53,6 +53,7 @@ class HostRoleArgs:
     private_key: pulumi.Input[str]  #: SSH private key (secret)
     extra_assets: Mapping[str, pulumi.Asset] = field(default_factory=dict)  #: stage name -> asset (installer)
     after: Sequence[pulumi.Resource] = ()  #: what must be deployed before this role's script runs
+    protect: bool = False  #: refuse to delete the role (it holds the cluster's data) without `pulumi state unprotect`
 
 
 class HostRole(pulumi.ComponentResource):
@@ -112,7 +113,7 @@ class HostRole(pulumi.ComponentResource):
             triggers=[pulumi.Output.all(*hashed).apply(lambda parts: content_hash(*parts))],
             # The scripts never print secrets, but a failing tool might echo a line of a file it read.
             logging=remote.Logging.STDERR,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*shipped, *args.after],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*shipped, *args.after], protect=args.protect,
                                         additional_secret_outputs=["stdout", "stderr"]))
         self.register_outputs({"stage_dir": self.stage_dir, "applied": self.applied.id})
 

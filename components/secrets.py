@@ -54,7 +54,7 @@ class ClusterSecrets(pulumi.ComponentResource):
             opts=child)
 
         self.self_signed_certificate = None
-        if args.tls_certificate is not None and args.tls_private_key is not None:
+        if cfg.tls.user_certificate:
             tls_cert, tls_key = args.tls_certificate, args.tls_private_key
         else:
             lb_key = tls.PrivateKey(f"{name}-lb-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)

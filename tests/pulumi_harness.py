@@ -34,6 +34,8 @@ class Registered:
     parent: str
     inputs: dict[str, Any]
     dependencies: list[str]  #: URNs the engine was told this resource depends on
+    protect: bool  #: the engine refuses to delete it
+    additional_secret_outputs: list[str]  #: outputs the engine stores encrypted
 
 
 def unwrap_secrets(value: Any) -> Any:
@@ -93,12 +95,13 @@ class RecordingMonitor(MockMonitor):
             self.registered[response.urn] = Registered(
                 typ=request.type, name=request.name, urn=response.urn, parent=request.parent,
                 inputs=unwrap_secrets(self.resources[response.urn].state) if response.urn in self.resources else {},
-                dependencies=list(request.dependencies))
+                dependencies=list(request.dependencies), protect=bool(request.protect),
+                additional_secret_outputs=list(request.additionalSecretOutputs))
         return response
 
 
-# The monitor of the latest run, also when the program raised: what had been registered by then.
-last_monitor: RecordingMonitor | None = None
+# The latest run, also when the program raised: every resource it had constructed by then.
+last_program: "Program | None" = None
 
 
 @dataclass
@@ -122,16 +125,17 @@ def stack_config(stack: str) -> tuple[dict[str, Any], list[str]]:
 def run_program(values: dict[str, Any], secrets: dict[str, str] | None = None) -> Program:
     """Run __main__.py with these plain `harbor-ha:*` values and secret config values."""
     secrets = {"sshPrivateKey": fake_secret("ssh", "key"), **(secrets or {})}
-    global last_monitor
+    global last_program
     mocks = RecordingMocks()
-    monitor = last_monitor = RecordingMonitor(mocks)
+    monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="harbor-ha", stack="test", preview=False, monitor=monitor)
     config = {f"{NAMESPACE}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
     config.update({f"{NAMESPACE}:{k}": v for k, v in secrets.items()})
     pulumi.runtime.set_all_config(config, secret_keys=[f"{NAMESPACE}:{k}" for k in secrets])
 
-    program = Program(namespace={}, monitor=monitor)
+    program = last_program = Program(namespace={}, monitor=monitor)
 
+    # Runs synchronously in each resource's constructor: the list is complete even when the program raises.
     def record(args: pulumi.ResourceTransformationArgs):
         program.resources.append(args.resource)
         return None

@@ -31,11 +31,11 @@ def test_example_stacks_parse_with_their_topologies():
     dev = parse_cluster_config(dev_values())
     assert [h.name for h in dev.harbor_nodes] == ["harbor1", "harbor2"]
     assert dev.redis.mode == "standalone" and dev.sentinel_hosts == ()
-    assert dev.lb_shares_harbor_host and dev.harbor.http_port == 8080
+    assert dev.lb_on_harbor_nodes and dev.harbor.http_port == 8080
     assert not dev.vrrp.track_process  # Harbor's own nginx container would hide the LB's nginx dying
     prod = parse_cluster_config(prod_values())
     assert prod.redis.mode == "sentinel" and len(prod.sentinel_hosts) == 3 and prod.redis.quorum == 2
-    assert not prod.lb_shares_harbor_host and prod.harbor.http_port == 80
+    assert not prod.lb_on_harbor_nodes and prod.harbor.http_port == 80
     assert prod.vrrp.track_process
     assert prod.postgres.version == 16
 
@@ -85,6 +85,7 @@ def _with(values: dict, path: str, value) -> dict:
     (lambda v: _with(v, "loadBalancer.hsts", "yes"), "harbor-ha:loadBalancer.hsts: must be true or false"),
     (lambda v: _with(v, "harbor.httpPort", 443), "harbor-ha:harbor.httpPort: 443 is taken by the load balancer"),
     (lambda v: _with(v, "nfs.version", "5"), "harbor-ha:nfs.version: must be 3, 4, 4.1 or 4.2"),
+    (lambda v: _with(v, "loadBalancer.healthPort", 80), "harbor-ha:loadBalancer.healthPort: 80 is already httpPort"),
     (lambda v: {**v, "vpi": {}}, "harbor-ha:vpi: unknown key"),
     (lambda v: _with(v, "keepalived.trackProcess", True),
      "harbor-ha:keepalived.trackProcess: cannot track nginx on LB hosts that are Harbor nodes too"),
@@ -103,6 +104,8 @@ def test_bad_dev_config_names_the_key(change, expected):
     (lambda v: _with(v, "roles.redis", ["redis1"]),
      "harbor-ha:roles.redis: sentinel mode needs a master and at least one replica"),
     (lambda v: _with(v, "redis.quorum", 4), "harbor-ha:redis.quorum: quorum 4 exceeds the 3 sentinels"),
+    (lambda v: _with(v, "harbor.dbMaxOpenConns", 40),
+     "harbor-ha:harbor.dbMaxOpenConns: 3 nodes x 3 pools x 40 = 360 connections exceed postgres.maxConnections 300"),
     (lambda v: _with(v, "roles.loadBalancers", ["lb1"]),
      "harbor-ha:roles.loadBalancers: needs exactly 2 hosts (the keepalived pair), got 1"),
     (lambda v: _with(v, "harbor.installer", {"url": "https://x/h.tgz", "path": "h.tgz"}),

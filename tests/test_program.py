@@ -217,7 +217,7 @@ def test_bad_config_fails_before_any_resource_is_registered():
     values = {**values, "vip": {**values["vip"], "virtualRouterId": 300}}
     with pytest.raises(ConfigError, match=r"harbor-ha:vip.virtualRouterId: must be between 1 and 255"):
         run_program(values)
-    assert pulumi_harness.last_monitor is not None and pulumi_harness.last_monitor.registered == {}
+    assert pulumi_harness.last_program is not None and pulumi_harness.last_program.resources == []
 
 
 HARBOR_API = {
@@ -273,7 +273,7 @@ def test_bad_harbor_api_section_fails_before_any_resource_is_registered():
     bad = {**HARBOR_API, "policies": [{**HARBOR_API["policies"][0], "direction": "pull"}]}
     with pytest.raises(ValueError, match=r"harbor-ha:harborApi.policies\[0\].trigger.type: event_based works only"):
         run_program({**values, "harborApi": bad})
-    assert pulumi_harness.last_monitor is not None and pulumi_harness.last_monitor.registered == {}
+    assert pulumi_harness.last_program is not None and pulumi_harness.last_program.resources == []
 
 
 @pulumi.runtime.test
@@ -290,3 +290,17 @@ def test_component_type_tokens_name_their_module_and_class():
         return True
 
     return pulumi.Output.all(*[r.urn for r in program.resources]).apply(check)
+
+
+@pulumi.runtime.test
+def test_roles_holding_the_data_are_protected_from_deletion():
+    program = _program("prod")
+
+    def check(regs):
+        applied = [r for r in by_type(regs, COMMAND) if ".sh apply" in str(r.inputs.get("create", ""))]
+        protected = sorted(r.name for r in applied if r.protect)
+        assert protected == ["harbor-nfs-nfs1-apply", "harbor-postgres-db1-apply"]
+        assert len(applied) == 15  # 1 NFS, 1 PostgreSQL, 3 Redis, 3 sentinels, 3 nodes, 2 nginx, 2 keepalived
+        return True
+
+    return program.all_registered().apply(check)
