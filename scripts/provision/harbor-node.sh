@@ -6,7 +6,8 @@
 # same steps are done here (load the images, prepare, start) with the cluster's shared CSRF key in between.
 ROLE=harbor-node
 # shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+FSTAB=${FSTAB:-/etc/fstab}
 
 compose() {
   if docker compose version >/dev/null 2>&1; then docker compose "$@"; else docker-compose "$@"; fi
@@ -27,29 +28,36 @@ harbor_down() {
   if [ -f "$INSTALL_DIR/docker-compose.yml" ]; then (cd "$INSTALL_DIR" && compose down); fi
 }
 
+# fstab_drop MOUNTPOINT: remove the (uncommented) entry of MOUNTPOINT.
+fstab_drop() {
+  awk -v mp="$1" '!($2 == mp && $1 !~ /^#/)' "$FSTAB" > "$FSTAB.harbor-ha.tmp"
+  mv -f "$FSTAB.harbor-ha.tmp" "$FSTAB"
+}
+
+# fstab_put LINE: LINE becomes the only entry of its mount point; fails when it was there already.
+fstab_put() {
+  grep -qxF "$1" "$FSTAB" && return 1
+  fstab_drop "$(awk '{print $2}' <<<"$1")"
+  printf '%s\n' "$1" >> "$FSTAB"
+}
+
 # The data_volume mount: one fstab line, replaced in place if the rendering changed, mounted if not yet.
 ensure_mount() {
   local line mountpoint
   line=$(cat "$(staged "$1" /etc/harbor-ha/nfs/fstab-line)")
   mountpoint=$(awk '{print $2}' <<<"$line")
-  if ! grep -qxF "$line" /etc/fstab; then
-    awk -v mp="$mountpoint" '!($2 == mp && $1 !~ /^#/)' /etc/fstab > /etc/fstab.harbor-ha.tmp
-    printf '%s\n' "$line" >> /etc/fstab.harbor-ha.tmp
-    mv -f /etc/fstab.harbor-ha.tmp /etc/fstab
-    if mountpoint -q "$mountpoint"; then
-      # Another NFS server or options: Harbor must let go of the old mount first.
-      harbor_down
-      umount "$mountpoint"
-    fi
+  if fstab_put "$line" && mountpoint -q "$mountpoint"; then
+    # Another NFS server or options: Harbor must let go of the old mount first.
+    harbor_down
+    umount "$mountpoint"
   fi
   install -d -m 0755 "$mountpoint"
   mountpoint -q "$mountpoint" || mount "$mountpoint"
 }
 
 remove_mount() {
-  mountpoint -q "$DATA_VOLUME" && umount "$DATA_VOLUME"
-  awk -v mp="$DATA_VOLUME" '!($2 == mp && $1 !~ /^#/)' /etc/fstab > /etc/fstab.harbor-ha.tmp
-  mv -f /etc/fstab.harbor-ha.tmp /etc/fstab
+  if mountpoint -q "$DATA_VOLUME"; then umount "$DATA_VOLUME"; fi
+  fstab_drop "$DATA_VOLUME"
 }
 
 # Unpack the installer of HARBOR_VERSION and load its images; returns 1 when that version is already in place.
@@ -137,4 +145,5 @@ role_delete() {
   log "Harbor stopped on this node; the shared data volume is untouched"
 }
 
-main "$@"
+# Sourced by the tests for its functions; run by the program.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

@@ -3,7 +3,7 @@
 # keepalived rejects is rolled back.
 ROLE=keepalived
 # shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # keepalived -t prints every problem; keepalived 2.2.7 (Debian 12) then exits 143 instead of 0 or 5 whenever the
 # config has a vrrp_script (acassen/keepalived#2587, fixed in 2.2.8): an empty output is the verdict.
@@ -27,4 +27,5 @@ role_apply() {
 
 role_delete() { packaged_service_delete "$1" keepalived; }
 
-main "$@"
+# Sourced by the tests for its functions; run by the program.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

@@ -3,7 +3,7 @@
 # rolled back, so neither the running nginx nor the next restart sees them.
 ROLE=loadbalancer
 # shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 role_apply() {
   local stage=$1 changed
@@ -20,4 +20,5 @@ role_apply() {
 
 role_delete() { packaged_service_delete "$1" nginx; }
 
-main "$@"
+# Sourced by the tests for its functions; run by the program.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

@@ -4,7 +4,7 @@
 # delete unexports but keeps the data.
 ROLE=nfs-server
 # shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 role_apply() {
   local stage=$1
@@ -23,4 +23,5 @@ role_delete() {
   log "unexported; the data in $EXPORT_PATH is kept"
 }
 
-main "$@"
+# Sourced by the tests for its functions; run by the program.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

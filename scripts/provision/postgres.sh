@@ -3,7 +3,7 @@
 # delete removes the settings and closes access; the database itself is kept (drop it by hand if you mean it).
 ROLE=postgres
 # shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 role_apply() {
   local stage=$1 changed unit="postgresql@$PG_VERSION-main"
@@ -32,4 +32,5 @@ role_delete() {
   log "Harbor's access removed; the database is kept"
 }
 
-main "$@"
+# Sourced by the tests for its functions; run by the program.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

@@ -3,7 +3,7 @@
 # `replicaof` (the initial master) is stale: a re-rendered file follows the master the sentinels name today.
 ROLE=redis
 # shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 role_apply() {
   local stage=$1 changed master
@@ -19,4 +19,5 @@ role_apply() {
 
 role_delete() { packaged_service_delete "$1" redis-server; }
 
-main "$@"
+# Sourced by the tests for its functions; run by the program.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

@@ -3,7 +3,7 @@
 # what it learned in that file: a re-rendered file keeps the sentinel's myid and monitors today's master.
 ROLE=sentinel
 # shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 role_apply() {
   local stage=$1 changed master myid=""
@@ -23,4 +23,5 @@ role_apply() {
 
 role_delete() { packaged_service_delete "$1" redis-sentinel; }
 
-main "$@"
+# Sourced by the tests for its functions; run by the program.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi
