@@ -67,6 +67,20 @@ def test_bad_value_error_names_the_key(path, value, expected):
     assert any(p.startswith(expected) for p in problems_of(raw)), problems_of(raw)
 
 
+@pytest.mark.parametrize("raw,parse,key", [
+    ({"harborUrl": "https://h.example.com", "harborPassword": 20261122}, parse_harbor_section,
+     "harbor-ha:harborApi.harborPassword"),
+    ({"registries": [{"name": "b", "type": "harbor", "url": "https://b.example.com", "accessKey": "robot$a",
+                      "accessSecret": 20261122}]}, parse_harbor_section, "harbor-ha:harborApi.registries[0].accessSecret"),
+    ({"sourceUrl": "https://old:5000", "username": "u", "password": 20261122, "targetProject": "legacy"},
+     parse_migration_section, "harbor-ha:migration.password"),
+])
+def test_type_error_names_the_key_but_not_the_secret_value(raw, parse, key):
+    problems = problems_of(raw, parse)
+    assert f"{key}: expected str, got int" in problems, problems
+    assert not any("20261122" in p for p in problems), problems
+
+
 def test_event_based_pull_and_duplicate_names_are_reported_together():
     raw = {"registries": [{"name": "old", "type": "docker-registry", "url": "http://old:5000"}],
            "policies": [{"name": "p", "registry": "old", "direction": "pull", "trigger": {"type": "event_based"}},
