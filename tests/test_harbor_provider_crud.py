@@ -224,7 +224,9 @@ def test_pickled_provider_carries_no_credential(emulator, conn):
     from pulumi.dynamic import Config, ConfigureRequest
     provider = RegistryProvider(FAST)
     provider.create(registry_props(conn))
-    provider.configure(ConfigureRequest(Config({"p:harbor": {"harborPassword": "cfg-pw"}}, "p")))
+    section = json.dumps({"harborUrl": emulator.url, "harborPassword": "cfg-pw"})
+    provider.configure(ConfigureRequest(Config({"harbor-ha:harborApi": section}, "harbor-ha")))
+    assert provider._provider_config["password"] == "cfg-pw"  # loaded, so the pickle below could carry it
     pickled = dill.dumps(provider)
     assert emulator.password.encode() not in pickled and b"cfg-pw" not in pickled
     restored = dill.loads(pickled)
