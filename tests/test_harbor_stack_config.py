@@ -140,10 +140,24 @@ class Mocks(pulumi.runtime.Mocks):
         return {}
 
 
+class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
+    """The mock monitor, also keeping each RegisterResource's `additionalSecretOutputs`: the engine encrypts
+    exactly those outputs in the state, so they are what protects a secret the provider returns."""
+
+    def __init__(self, mocks):
+        super().__init__(mocks)
+        self.secret_outputs: dict[str, set[str]] = {}
+
+    def RegisterResource(self, request):
+        self.secret_outputs[request.name] = set(request.additionalSecretOutputs)
+        return super().RegisterResource(request)
+
+
 @pytest.fixture
 def mocks():
     mocks = Mocks()
-    pulumi.runtime.set_mocks(mocks, preview=False)
+    mocks.monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, preview=False, monitor=mocks.monitor)
     return mocks
 
 
@@ -178,15 +192,36 @@ def test_section_declares_every_resource_wired_by_id(mocks):
 
 
 @pulumi.runtime.test
-def test_robot_secret_and_admin_password_are_secret_outputs(mocks):
+def test_every_secret_a_provider_returns_is_registered_as_a_secret_output(mocks):
     objects = _declare()
-    robot, registry = objects.robots["site-b"], objects.registries["site-b"]
+    credentials = {"harbor_password"}
+    salted = {"secret_salt"}
+    expected = {  # resource type -> outputs that carry a secret or a hash/salt of one
+        "Registry": credentials | {"access_secret", "access_secret_hash"} | salted,
+        "RobotAccount": credentials | {"secret", "secret_hash"} | salted,
+        "Project": credentials, "ReplicationPolicy": credentials, "ReplicationRun": credentials,
+    }
+
+    def check(_):
+        assert len(mocks.created) == 9
+        for name, (typ, _inputs) in mocks.created.items():
+            missing = expected[typ.rsplit(":", 1)[1]] - mocks.monitor.secret_outputs[name]
+            assert not missing, (name, missing)
+
+    return pulumi.Output.all(*[r.id for r in objects.registries.values()],
+                             *[r.id for r in objects.robots.values()],
+                             *[r.id for r in objects.runs.values()]).apply(check)
+
+
+@pulumi.runtime.test
+def test_admin_password_and_registry_secret_stay_secret_in_the_program(mocks):
+    objects = _declare()
+    registry = objects.registries["site-b"]
 
     def check(flags):
-        assert flags == [True, True, True]
+        assert flags == [True, True]
 
-    return pulumi.Output.all(pulumi.Output.from_input(robot.secret.is_secret()),
-                             pulumi.Output.from_input(registry.harbor_password.is_secret()),
+    return pulumi.Output.all(pulumi.Output.from_input(registry.harbor_password.is_secret()),
                              pulumi.Output.from_input(registry.access_secret.is_secret())).apply(check)
 
 
