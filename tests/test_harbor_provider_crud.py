@@ -133,6 +133,22 @@ def test_robot_and_project_drift(emulator, conn):
                          {**conn, "name": "library"}).changed == ["public"]
 
 
+def test_unsetting_project_severity_removes_it_from_harbor(emulator, conn):
+    provider = ProjectProvider(FAST)
+    created = provider.create(wire({**conn, "name": "scanned", "prevent_vulnerable": True, "severity": "high"}))
+    assert emulator.projects[int(created.id)]["metadata"]["severity"] == "high"
+    news = wire({**conn, "name": "scanned", "prevent_vulnerable": True})
+    assert provider.diff(created.id, wire(created.outs), news).changed == ["severity"]
+
+    updated = provider.update(created.id, wire(created.outs), news)
+    assert "severity" not in emulator.projects[int(created.id)]["metadata"]
+    assert updated.outs["severity"] is None
+    after = provider.read(created.id, wire(updated.outs))
+    assert provider.diff(created.id, wire(after.outs), news).changed == []
+    assert ("DELETE", f"/api/v2.0/projects/{created.id}/metadatas/severity",
+            "deleteProjectMetadata") in emulator.calls
+
+
 def test_robot_secret_output_and_rotation(emulator, conn):
     provider = RobotAccountProvider(FAST)
     created = provider.create({**conn, "name": "peer"})
