@@ -11,7 +11,7 @@ Every provider follows one pattern (`_HarborProvider`):
 
 Credentials: the inputs `harbor_url` / `harbor_username` / `harbor_password` (secret) / `harbor_ca_certificate`
 (the cluster's URL, generated admin password and CA; of these only a URL change makes a diff), else `harborUrl` /
-`harborUsername` / `harborPassword` / `harborCaCertificate` of the stack config section `harbor` (provider
+`harborUsername` / `harborPassword` / `harborCaCertificate` of the stack config key `harbor-ha:harborApi` (provider
 config), else HARBOR_URL / HARBOR_USERNAME / HARBOR_PASSWORD. The provider object Pulumi pickles into the state
 holds only `ClientSettings`.
 """

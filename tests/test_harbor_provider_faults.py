@@ -162,6 +162,14 @@ def test_4xx_is_not_retried(emulator, conn):
     assert emulator.count() == 1
 
 
+def test_missing_credential_names_the_stack_config_key_and_the_variable(monkeypatch):
+    monkeypatch.delenv("HARBOR_PASSWORD", raising=False)
+    with pytest.raises(HarborError) as caught:
+        Credentials.resolve({"harbor_url": "https://h.example.com", "harbor_username": "admin"}, {})
+    assert str(caught.value) == ("no Harbor password: set harborPassword in the stack config key "
+                                 "`harbor-ha:harborApi` or the environment variable HARBOR_PASSWORD")
+
+
 def test_unreachable_harbor_reports_tries(emulator):
     url = emulator.url
     emulator.stop()

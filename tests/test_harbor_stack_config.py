@@ -1,5 +1,5 @@
-"""The `harbor:` and `migration:` stack config sections: typed parsing, errors naming the key, and the resources
-they declare (Pulumi mocks: no engine, no Harbor)."""
+"""The `harbor-ha:harborApi` and `harbor-ha:migration` stack config sections: typed parsing, errors naming the
+key, and the resources they declare (Pulumi mocks: no engine, no Harbor)."""
 
 import base64
 import itertools
@@ -117,8 +117,23 @@ def test_migration_errors_name_migration_keys():
 
 def test_merge_refuses_clashing_names():
     migration = parse_migration_section({"sourceUrl": "http://old:5000", "targetProject": "library"})
-    with pytest.raises(ConfigError, match=r"harbor\+migration.projects\[1\].name: 'library' is declared twice"):
+    with pytest.raises(ConfigError) as caught:
         merge_sections(parse_harbor_section(TWO_SITE), migration)
+    assert caught.value.problems == ["harbor-ha:harborApi.projects[0].name and harbor-ha:migration.targetProject "
+                                     "both declare project 'library'"]
+
+
+def test_merge_names_the_migration_keys_of_each_clashing_object():
+    harbor = parse_harbor_section({"registries": [{"name": "migration-source", "type": "docker-registry",
+                                                   "url": "http://a:5000"}],
+                                   "projects": [{"name": "x"}]})
+    migration = parse_migration_section({"sourceUrl": "http://old:5000", "targetProject": "x"})
+    with pytest.raises(ConfigError) as caught:
+        merge_sections(harbor, migration)
+    assert caught.value.problems == [
+        "harbor-ha:harborApi.registries[0].name and harbor-ha:migration.registryName both declare registry "
+        "'migration-source'",
+        "harbor-ha:harborApi.projects[0].name and harbor-ha:migration.targetProject both declare project 'x'"]
 
 
 # -- declared resources (Pulumi mocks) -----------------------------------------------------------------------
