@@ -22,7 +22,6 @@ State (namespaces, PIDs, logs, data) lives in --state-dir (default /run/harbor-h
 from __future__ import annotations
 
 import argparse
-import datetime
 import ipaddress
 import json
 import os
@@ -45,6 +44,7 @@ from components.loadbalancer import NginxPaths, render_nginx_conf  # noqa: E402
 from components.postgres import render_harbor_role_sql, render_pg_hba, render_postgresql_conf  # noqa: E402
 from components.redis import RedisPaths, render_redis_conf, render_sentinel_conf  # noqa: E402
 import ha_drills  # noqa: E402
+import lab_certs  # noqa: E402
 
 DEFAULT_STATE = Path("/run/harbor-ha-lab")
 LAB_RANGE = "198.18.0.0/15"
@@ -316,7 +316,9 @@ class Lab:
         fd = os.open(self.dir / "secrets.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(values, f)
-        cert, key = self_signed_certificate(cfg.harbor.hostname, cfg.vip)
+        # The lab's own CA: the client trusts it (HA_CA_PEM) and verifies the LB like a real client would.
+        ca, cert, key = lab_certs.ca_and_server(cfg.harbor.hostname, [cfg.harbor.hostname, cfg.vip])
+        (self.dir / "ca.crt").write_bytes(ca)
         for lb in cfg.lb_hosts:
             tls = self.host_dir(lb.name) / "tls"
             tls.mkdir(mode=0o755, exist_ok=True)
@@ -660,27 +662,6 @@ def write_private(path: str, content: str) -> None:
         f.write(content)
 
 
-def self_signed_certificate(hostname: str, ip: str) -> tuple[bytes, bytes]:
-    """A throwaway certificate for the lab's LB (PEM certificate, PEM key)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname),
-                                                        x509.IPAddress(ipaddress.IPv4Address(ip))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
-
-
 class LabSite:
     """ha_drills.Site for the lab: the client namespace and `ip -n` on the LB namespaces."""
 
@@ -690,7 +671,9 @@ class LabSite:
         self.lb_hosts = tuple(h.name for h in lab.cfg.lb_hosts)
 
     def client(self, args: Sequence[str], env: Optional[dict] = None) -> subprocess.Popen:
-        env = {**os.environ, **env} if env else None
+        cfg = self.lab.cfg
+        env = {**os.environ, **(env or {}), "HA_CA_PEM": (self.lab.dir / "ca.crt").read_text()}
+        args = ha_drills.https_args(args, cfg.lb.https_port, cfg.harbor.hostname)
         return subprocess.Popen(["ip", "netns", "exec", ns("client"), sys.executable, str(ha_drills.CLIENT_PY),
                                  *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=env)
