@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.registry_fixtures import SCRIPTS  # noqa: F401  (puts scripts/ on sys.path)
-from registry_tools.client import RegistryClient, load_credentials, parse_challenge
+from registry_tools.client import Credentials, RegistryClient, RegistryError, load_credentials, parse_challenge
 from registry_tools.common import bounded_map, format_table, read_repository_list
 
 TAGS = [f"v{i:03d}" for i in range(25)]
@@ -154,3 +154,78 @@ def test_manifest_digest_falls_back_to_sha256_of_the_body_without_the_digest_hea
     url, _ = paging_registry
     with RegistryClient(url) as client:
         assert client.manifest_digest("p/app", "v001") == "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
+
+
+@pytest.fixture
+def challenging_registry():
+    """A registry on 127.0.0.1 whose 401 challenge names the token realm the test sets (`realm_host`, on this
+    same server); records the Authorization header of every token request."""
+    token_auth: list = []
+    box = {"realm_host": "127.0.0.1"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path.startswith("/token"):
+                token_auth.append(self.headers.get("Authorization"))
+                body, status, headers = b'{"token": "t0ken"}', 200, {}
+            elif self.headers.get("Authorization") == "Bearer t0ken":
+                body, status, headers = b"{}", 200, {}
+            else:
+                realm = f"http://{box['realm_host']}:{self.server.server_address[1]}/token"
+                body, status, headers = b"{}", 401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="r"'}
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", box, token_auth
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+CREDENTIALS = Credentials("robot$migrator", "Realm-Secret-1")
+
+
+def test_credentials_go_to_an_http_token_realm_on_the_registrys_own_host(challenging_registry):
+    url, _, token_auth = challenging_registry
+    with RegistryClient(url, CREDENTIALS) as client:
+        assert client.request("GET", "/v2/", "").status_code == 200
+    assert len(token_auth) == 1 and token_auth[0].startswith("Basic ")
+
+
+def test_credentials_are_not_sent_to_an_http_token_realm_on_another_host(challenging_registry):
+    url, box, token_auth = challenging_registry
+    box["realm_host"] = "localhost"  # loopback too, but not the host the registry URL names
+    with RegistryClient(url, CREDENTIALS) as client:
+        with pytest.raises(RegistryError, match="refusing to send them there"):
+            client.request("GET", "/v2/", "")
+    assert token_auth == []
+    with RegistryClient(url, CREDENTIALS, allow_any_token_realm=True) as client:  # the explicit opt-in
+        assert client.request("GET", "/v2/", "").status_code == 200
+    assert len(token_auth) == 1
+
+
+@pytest.mark.parametrize("registry,realm,allowed", [
+    ("https://registry.example", "https://auth.example/token", True),  # a separate https token service
+    ("https://registry.example", "http://registry.example/token", False),  # downgraded to clear text
+    ("http://registry.example:5000", "http://registry.example:5001/token", True),
+    ("http://registry.example:5000", "http://evil.example/token", False),
+])
+def test_token_realm_rule(registry, realm, allowed):
+    client = RegistryClient(registry, CREDENTIALS)
+    if allowed:
+        client._check_realm(realm)
+    else:
+        with pytest.raises(RegistryError, match="refusing"):
+            client._check_realm(realm)
