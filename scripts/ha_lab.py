@@ -22,7 +22,6 @@ State (namespaces, PIDs, logs, data) lives in --state-dir (default /run/harbor-h
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import secrets
@@ -45,9 +44,10 @@ from components.postgres import render_harbor_role_sql, render_pg_hba, render_po
 from components.redis import RedisPaths, render_redis_conf, render_sentinel_conf  # noqa: E402
 import ha_drills  # noqa: E402
 import lab_certs  # noqa: E402
+import netns_lab  # noqa: E402
 
 DEFAULT_STATE = Path("/run/harbor-ha-lab")
-LAB_RANGE = "198.18.0.0/15"
+LAB_RANGE = str(netns_lab.TEST_RANGE)
 # The lab's own blackhole route: a metric of its own, so another user of the range (a parallel test run) can add and
 # delete its route without touching this one.
 BLACKHOLE_METRIC = "1818"
@@ -286,24 +286,18 @@ class Lab:
         self.wait_serving(20)
 
     def _network(self) -> None:
+        # Each name is recorded before it is created: `down` (maybe another process) deletes what exists.
         self.state["blackhole"] = True
         self.save()
-        run("ip", "route", "replace", "blackhole", LAB_RANGE, "metric", BLACKHOLE_METRIC)
-        for name in [SWITCH_NS, *map(ns, HOSTS)]:
-            self.state["namespaces"].append(name)
-            self.save()
-            run("ip", "netns", "add", name)
-            run("ip", "-n", name, "link", "set", "lo", "up")
-        run("ip", "-n", SWITCH_NS, "link", "add", "br0", "type", "bridge")
-        run("ip", "-n", SWITCH_NS, "link", "set", "br0", "up")
+        run("ip", "route", "replace", *netns_lab.blackhole(BLACKHOLE_METRIC))
         prefix = lab_config("defaults").prefix_length
+        self.state["namespaces"].append(SWITCH_NS)
+        self.save()
+        netns_lab.add_bridge(SWITCH_NS)
         for host, address in HOSTS.items():
-            assert ipaddress.IPv4Address(address) in ipaddress.IPv4Network(LAB_RANGE)
-            port = f"p-{host}"
-            run("ip", "-n", SWITCH_NS, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns(host))
-            run("ip", "-n", SWITCH_NS, "link", "set", port, "master", "br0", "up")
-            run("ip", "-n", ns(host), "addr", "add", f"{address}/{prefix}", "dev", "eth0")
-            run("ip", "-n", ns(host), "link", "set", "eth0", "up")
+            self.state["namespaces"].append(ns(host))
+            self.save()
+            netns_lab.add_host(SWITCH_NS, ns(host), f"p-{host}", address, prefix)
 
     def _secrets_and_tls(self, cfg: ClusterConfig) -> None:
         values = {
@@ -551,7 +545,7 @@ class Lab:
                 if r.returncode:
                     problems.append(f"ip netns del {name}: {r.stderr.strip()}")
         if self.state.get("blackhole"):
-            r = run("ip", "route", "del", "blackhole", LAB_RANGE, "metric", BLACKHOLE_METRIC, check=False)
+            r = run("ip", "route", "del", *netns_lab.blackhole(BLACKHOLE_METRIC), check=False)
             if r.returncode and "No such process" not in r.stderr:
                 problems.append(f"ip route del blackhole {LAB_RANGE}: {r.stderr.strip()}")
         if not problems and self.dir.exists():
