@@ -11,7 +11,9 @@ import itertools
 import json
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -98,21 +100,40 @@ def test_repository_list_skips_blank_lines_and_comments(tmp_path):
     assert read_repository_list(str(path)) == ["team/app", "library/alpine"]
 
 
+class _Handler(BaseHTTPRequestHandler):
+    def _reply(self, body: bytes, headers: dict, status: int = 200):
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command == "GET":
+            self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def _serve(handler: type) -> Iterator[str]:
+    """`handler` on 127.0.0.1 (a free port) in a thread, stopped on exit; yields its http:// URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 @pytest.fixture
 def paging_registry():
     """A Harbor-like tags/list pager on 127.0.0.1 (see the module docstring); records the query strings."""
     queries: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def _reply(self, body: bytes, headers: dict):
-            self.send_response(200)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command == "GET":
-                self.wfile.write(body)
-
+    class Handler(_Handler):
         def do_GET(self):
             url = urlsplit(self.path)
             if url.path.endswith("/tags/list"):
@@ -129,18 +150,8 @@ def paging_registry():
 
         do_HEAD = do_GET
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", queries
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with _serve(Handler) as url:
+        yield url, queries
 
 
 def test_tag_list_pagination_follows_link_headers_until_the_last_page(paging_registry):
@@ -163,35 +174,19 @@ def challenging_registry():
     token_auth: list = []
     box = {"realm_host": "127.0.0.1"}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_Handler):
         def do_GET(self):
             if self.path.startswith("/token"):
                 token_auth.append(self.headers.get("Authorization"))
-                body, status, headers = b'{"token": "t0ken"}', 200, {}
+                self._reply(b'{"token": "t0ken"}', {})
             elif self.headers.get("Authorization") == "Bearer t0ken":
-                body, status, headers = b"{}", 200, {}
+                self._reply(b"{}", {})
             else:
                 realm = f"http://{box['realm_host']}:{self.server.server_address[1]}/token"
-                body, status, headers = b"{}", 401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="r"'}
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+                self._reply(b"{}", {"WWW-Authenticate": f'Bearer realm="{realm}",service="r"'}, 401)
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", box, token_auth
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with _serve(Handler) as url:
+        yield url, box, token_auth
 
 
 CREDENTIALS = Credentials("robot$migrator", "Realm-Secret-1")
