@@ -61,7 +61,7 @@ class Credentials:
             value = inputs.get(f"harbor_{key}") or provider_config.get(key) or os.environ.get(var)
             if not value:
                 raise HarborError(
-                    f"no Harbor {key}: set harbor{key.capitalize()} in the stack config section `harbor` "
+                    f"no Harbor {key}: set harbor{key.capitalize()} in the stack config key `harbor-ha:harborApi` "
                     f"or the environment variable {var}"
                 )
             values[key] = value

@@ -11,7 +11,7 @@ Every provider follows one pattern (`_HarborProvider`):
 
 Credentials: the inputs `harbor_url` / `harbor_username` / `harbor_password` (secret) / `harbor_ca_certificate`
 (the cluster's URL, generated admin password and CA; of these only a URL change makes a diff), else `harborUrl` /
-`harborUsername` / `harborPassword` / `harborCaCertificate` of the stack config section `harbor` (provider
+`harborUsername` / `harborPassword` / `harborCaCertificate` of the stack config key `harbor-ha:harborApi` (provider
 config), else HARBOR_URL / HARBOR_USERNAME / HARBOR_PASSWORD. The provider object Pulumi pickles into the state
 holds only `ClientSettings`.
 """
@@ -430,6 +430,9 @@ class ProjectProvider(_HarborProvider):
     kind = "project"
     replace_fields = ("name",)
 
+    # Metadata keys that an argument can leave unset (Harbor metadata key -> field); the others are always sent.
+    _removable_metadata = {"severity": "severity"}
+
     def _metadata(self, args: ProjectArgs) -> dict:
         meta = {"public": _flag(args.public), "auto_scan": _flag(args.auto_scan),
                 "prevent_vul": _flag(args.prevent_vulnerable)}
@@ -469,6 +472,11 @@ class ProjectProvider(_HarborProvider):
         desired = self.desired(args)
         if any(olds.get(k) != desired[k] for k in ("public", "auto_scan", "prevent_vulnerable", "severity")):
             super().write_update(client, id_, args, olds)
+        for key, field in self._removable_metadata.items():
+            if olds.get(field) is not None and desired[field] is None:
+                # The PUT above merges metadata, so an unset key would stay in Harbor: delete it (404: already
+                # gone, e.g. a retried update).
+                client.request("DELETE", f"{self.path}/{id_}/metadatas/{key}", ok=(200, 404))
         if args.storage_limit is not None and olds.get("storage_limit") != args.storage_limit:
             quota_id = olds.get("quota_id") or self._find_quota(client, id_)["id"]
             self._set_quota(client, int(quota_id), args.storage_limit)

@@ -87,6 +87,12 @@ class HarborSection:
     """System robots for peers that replicate into this Harbor."""
     policies: list[PolicyConfig] = field(default_factory=list)
     """Replication policies."""
+    name_keys: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
+    """Not config: for each kind, the config key that names each object (`harbor-ha:migration.targetProject`),
+    so that errors after merging sections name what the user wrote."""
+
+
+_KINDS = {"registries": "registry", "projects": "project", "robots": "robot", "policies": "policy"}
 
 
 @dataclass
@@ -167,7 +173,14 @@ def parse_harbor_section(raw: Optional[dict], key: str = "harbor-ha:harborApi") 
     validate_section(section, key, problems)
     if problems:
         raise ConfigError(problems)
+    _record_name_keys(section, key, {})
     return section
+
+
+def _record_name_keys(section: HarborSection, key: str, renames: dict[str, str]) -> None:
+    for kind in _KINDS:
+        where = [f"{key}.{kind}[{i}].name" for i in range(len(getattr(section, kind)))]
+        section.name_keys[kind] = [renames.get(w, w) for w in where]
 
 
 def validate_section(section: HarborSection, key: str, problems: list[str]) -> None:
@@ -209,6 +222,7 @@ def parse_migration_section(raw: Optional[dict], key: str = "harbor-ha:migration
     validate_section(section, key, problems)
     if problems:
         raise ConfigError([_rename(p, renames) for p in problems])
+    _record_name_keys(section, key, renames)
     return section
 
 
@@ -218,16 +232,23 @@ def _rename(problem: str, renames: dict[str, str]) -> str:
 
 
 def merge_sections(*sections: Optional[HarborSection]) -> HarborSection:
-    """One section with the objects of all (names must stay unique: checked again)."""
+    """One section with the objects of all (names must stay unique: checked again, naming both config keys)."""
     merged = HarborSection()
     for section in filter(None, sections):
-        for kind in ("registries", "projects", "robots", "policies"):
-            getattr(merged, kind).extend(getattr(section, kind))
+        for kind in _KINDS:
+            items = getattr(section, kind)
+            getattr(merged, kind).extend(items)
+            keys = section.name_keys.get(kind) or [f"{kind}[{i}].name" for i in range(len(items))]
+            merged.name_keys.setdefault(kind, []).extend(keys)
         for attr in ("harbor_url", "harbor_username", "harbor_password", "harbor_ca_certificate"):
             setattr(merged, attr, getattr(merged, attr) or getattr(section, attr))
     problems: list[str] = []
-    for kind in ("registries", "projects", "robots", "policies"):
-        _unique(getattr(merged, kind), f"harbor+migration.{kind}", problems)
+    for kind, singular in _KINDS.items():
+        first: dict[str, str] = {}
+        for item, key in zip(getattr(merged, kind), merged.name_keys[kind]):
+            if item.name in first:
+                problems.append(f"{first[item.name]} and {key} both declare {singular} {item.name!r}")
+            first.setdefault(item.name, key)
     if problems:
         raise ConfigError(problems)
     return merged

@@ -74,7 +74,8 @@ def _convert(tp: Any, value: Any, where: str, camel_keys: bool, problems: list[s
     if tp is int and isinstance(value, float) and value.is_integer():
         return int(value)  # Pulumi's wire format carries every number as a float
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        problems.append(f"{where}: expected {_describe(tp)}, got {type(value).__name__} {value!r}"[:200])
+        # Only the type: the value may be a secret (a password set as a number) and this message reaches CI logs.
+        problems.append(f"{where}: expected {_describe(tp)}, got {type(value).__name__}")
         return value
     return value
 

@@ -19,6 +19,9 @@ Against a real Harbor (scripts/ha_drill.py), HARBOR_USER and HARBOR_PASSWORD in 
 fetch one bearer token for the repository first (Harbor's token service, as `docker login` does) and send it with
 every request.
 
+TLS: the LB's certificate is verified (system CAs, or only the PEM in HA_CA_PEM: the cluster's or the lab's CA)
+for `--server-name` (Harbor's hostname) while connecting to HOST:`--port`; `--insecure` turns that off.
+
 Failure policy (documented in docs/ha.md): a request fails when it gets no complete 2xx answer within
 `--timeout` seconds in total (connect + TLS + response), or on any connection error; there are no retries.
 """
@@ -47,12 +50,33 @@ OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 NODE_HEADER = "X-Lab-Node"
 
 
-def _tls() -> ssl.SSLContext:
-    # The lab's and a fresh cluster's certificates are self-signed: the drill measures availability, not trust.
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+# How every HTTPS request connects; set once by `configure_tls` (main) before any request.
+_TLS: dict = {"port": 443, "context": None, "server_name": None}
+
+
+def configure_tls(port: int, ca_pem: Optional[str], insecure: bool, server_name: Optional[str]) -> None:
+    """Verify the LB's certificate against the system CAs, or only `ca_pem` (the cluster's or the lab's CA),
+    for `server_name` (default: the host connected to). `insecure` turns verification off (a lab with a
+    certificate nobody has the CA of): the Basic credentials of `login` then go to whoever answers."""
+    if insecure:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx = ssl.create_default_context(cadata=ca_pem) if ca_pem else ssl.create_default_context()
+    _TLS.update(port=port, context=ctx, server_name=server_name)
+
+
+class _Connection(http.client.HTTPSConnection):
+    """Connects to the VIP's address but checks the certificate for the server name (Harbor's hostname)."""
+
+    def __init__(self, host: str, port: int, timeout: float, context: ssl.SSLContext, server_name: Optional[str]):
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._server_name = server_name or host
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._server_name)
 
 
 _AUTH: dict = {}  # {"Authorization": "Bearer ..."} once a token was fetched
@@ -78,11 +102,13 @@ def login(host: str, repo: str) -> None:
 
 
 def request(host: str, method: str, path: str, *, body: bytes = b"", headers: Optional[dict] = None,
-            timeout: float = 10.0, port: int = 443) -> tuple[int, dict, bytes]:
+            timeout: float = 10.0) -> tuple[int, dict, bytes]:
     """One HTTPS request on a fresh connection, with a total deadline of `timeout` seconds."""
+    if _TLS["context"] is None:
+        raise RuntimeError("configure_tls() first")
     headers = {**_AUTH, **(headers or {})}
     deadline = time.monotonic() + timeout
-    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=_tls())
+    conn = _Connection(host, _TLS["port"], timeout, _TLS["context"], _TLS["server_name"])
     try:
         conn.connect()
         conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
@@ -308,7 +334,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     # not __doc__: piped over SSH, the file runs after a prelude line, so it has no docstring there
     p = argparse.ArgumentParser(description="the client side of the HA drills (scripts/ha_client.py)")
     sub = p.add_subparsers(dest="mode", required=True)
-    s = sub.add_parser("stream")
+    https = argparse.ArgumentParser(add_help=False)
+    https.add_argument("--port", type=int, default=443, help="HTTPS port of the VIP")
+    https.add_argument("--server-name", help="name to check the certificate for (default: HOST)")
+    https.add_argument("--insecure", action="store_true",
+                       help="do not verify the certificate (default: verify it against the system CAs, or only "
+                            "against the PEM in the HA_CA_PEM environment variable)")
+    s = sub.add_parser("stream", parents=[https])
     s.add_argument("host")
     s.add_argument("--count", type=int, default=200)
     s.add_argument("--period", type=float, default=0.04)
@@ -316,14 +348,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.add_argument("--repo", required=True)
     s.add_argument("--blob", required=True)
     for name in ("push", "pull"):
-        s = sub.add_parser(name)
+        s = sub.add_parser(name, parents=[https])
         s.add_argument("host")
         s.add_argument("--repo", required=True)
         s.add_argument("--tag", required=True)
         if name == "push":
             # busybox-static where installed, else this Python binary: any file makes a valid layer.
             s.add_argument("--layer-file", default="/bin/busybox" if os.path.exists("/bin/busybox") else sys.executable)
-    s = sub.add_parser("blob")
+    s = sub.add_parser("blob", parents=[https])
     s.add_argument("host")
     s.add_argument("--repo", required=True)
     s.add_argument("--size", type=int, default=16384)
@@ -334,6 +366,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     a = p.parse_args(argv)
 
     if a.mode in ("stream", "push", "pull", "blob"):
+        configure_tls(a.port, os.environ.get("HA_CA_PEM"), a.insecure, a.server_name)
         login(a.host, a.repo)
     if a.mode == "stream":
         out = stream(a.host, a.count, a.period, a.timeout, a.repo, a.blob)

@@ -11,8 +11,15 @@ sync). Faults, as in the lab: lb_crash (SIGKILL keepalived + nginx on the VRRP m
 nginx_death, keepalived_stop (systemctl stop), node_death (Harbor's proxy container `nginx` killed on the first
 Harbor node), redis_master_death (the master named by the sentinels), data_path (push, kill a node, pull). Every
 fault is undone afterwards (systemctl start / docker start). --dry-run prints every command and runs none.
-Secrets (Harbor's admin password from HARBOR_PASSWORD here, the Redis password read from the Redis host) travel
-on SSH standard input, never on a command line.
+Secrets (HARBOR_USER / HARBOR_PASSWORD from the environment here, the Redis password read from the Redis host)
+travel on SSH standard input, never on a command line.
+
+Credentials: give the drill a robot account limited to the drill project rather than Harbor's admin: create a
+project robot on --project (e.g. `ha-drill`) with push and pull on repositories, then
+`HARBOR_USER='robot$library+ha-drill' HARBOR_PASSWORD=<its secret>`. Without HARBOR_USER the user is `admin`.
+TLS: the client verifies the LB's certificate for Harbor's hostname (`harbor-ha:harbor.hostname`) on the VIP's
+HTTPS port (`harbor-ha:loadBalancer.httpsPort`), against its system CAs or the PEM of --ca-file (sent on SSH
+standard input with the secrets); --insecure turns verification off, for a lab only.
 """
 
 import argparse
@@ -41,12 +48,15 @@ SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
 class SshSite:
     """ha_drills.Site over SSH; with dry_run it prints each command instead of running it."""
 
-    def __init__(self, cfg: ClusterConfig, client: str, dry_run: bool):
+    def __init__(self, cfg: ClusterConfig, client: str, dry_run: bool, ca_pem: Optional[str] = None,
+                 insecure: bool = False):
         self.cfg = cfg
         self.vip = cfg.vip
         self.lb_hosts = (cfg.lb_hosts[0].name, cfg.lb_hosts[1].name)
         self.client_dest = client
         self.dry_run = dry_run
+        self.ca_pem = ca_pem
+        self.insecure = insecure
 
     def ssh_argv(self, host: Host | str, command: str, *, root: bool = True) -> list[str]:
         if isinstance(host, str):
@@ -69,6 +79,8 @@ class SshSite:
         return r.stdout
 
     def client_argv(self, args: Sequence[str]) -> list[str]:
+        # The certificate is checked for Harbor's hostname (always in it) while connecting to the VIP.
+        args = ha_drills.https_args(args, self.cfg.lb.https_port, self.cfg.harbor.hostname, self.insecure)
         return self.ssh_argv(self.client_dest, "python3 - " + shlex.join(args))
 
     def watch_argv(self, lb: str) -> list[str]:
@@ -76,8 +88,9 @@ class SshSite:
 
     # --- Site ----------------------------------------------------------------------------------------------
     def client(self, args: Sequence[str], env: Optional[dict] = None) -> subprocess.Popen:
-        # The program arrives on stdin; a first line puts the secrets into its environment.
-        prelude = f"import json as _j, os as _o; _o.environ.update(_j.loads({json.dumps(json.dumps(env or {}))}))\n"
+        # The program arrives on stdin; a first line puts the secrets (and the CA to trust) into its environment.
+        env = {**(env or {}), **({"HA_CA_PEM": self.ca_pem} if self.ca_pem else {})}
+        prelude = f"import json as _j, os as _o; _o.environ.update(_j.loads({json.dumps(json.dumps(env))}))\n"
         argv = self.client_argv(args)
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
@@ -123,7 +136,8 @@ def heal_command(scenario: str) -> str:
 def drill(site: SshSite, scenario: str, project: str) -> dict:
     cfg = site.cfg
     probe_repo, image_repo = f"{project}/ha-drill-probe", f"{project}/ha-drill-busybox"
-    harbor_env = {"HARBOR_USER": "admin", "HARBOR_PASSWORD": os.environ.get("HARBOR_PASSWORD", "")}
+    harbor_env = {"HARBOR_USER": os.environ.get("HARBOR_USER") or "admin",
+                  "HARBOR_PASSWORD": os.environ.get("HARBOR_PASSWORD", "")}
     dry = site.dry_run
 
     def strike(host: Host) -> float:
@@ -201,6 +215,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--stack", type=Path, required=True, help="the stack file, e.g. Pulumi.prod.yaml")
     p.add_argument("--client", required=True, help="[user@]host of the client machine (reaches the VIP, has python3)")
     p.add_argument("--project", default="library", help="Harbor project the drill pushes to (default: library)")
+    tls = p.add_mutually_exclusive_group()
+    tls.add_argument("--ca-file", type=Path,
+                     help="PEM of the CA that signed the LB's certificate (the cluster's self-signed one: "
+                          "`pulumi stack output` of the TLS certificate); default: the client's system CAs")
+    tls.add_argument("--insecure", action="store_true",
+                     help="do not verify the LB's certificate (a lab only: the Harbor credentials then go to "
+                          "whoever answers on the VIP)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--json", type=Path, help="also write the result here")
     p.add_argument("scenario", choices=ha_drills.SCENARIOS)
@@ -208,8 +229,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     values, secrets_present = load_stack_file(str(a.stack))
     cfg = parse_cluster_config(values, secrets_present=secrets_present)
     if a.scenario != "redis_master_death" and not a.dry_run and not os.environ.get("HARBOR_PASSWORD"):
-        p.error("set HARBOR_PASSWORD (Harbor's admin password) in the environment: the drill pushes and pulls")
-    site = SshSite(cfg, a.client, a.dry_run)
+        p.error("set HARBOR_USER and HARBOR_PASSWORD in the environment (a robot account with push and pull on "
+                "--project, or admin): the drill pushes and pulls")
+    site = SshSite(cfg, a.client, a.dry_run, a.ca_file.read_text() if a.ca_file else None, a.insecure)
     result = drill(site, a.scenario, a.project)
     if not a.dry_run:
         text = json.dumps(result, indent=2)

@@ -36,13 +36,21 @@ class Site(Protocol):
 
     def client(self, args: Sequence[str], env: Optional[dict] = None) -> subprocess.Popen:
         """Start scripts/ha_client.py ARGS on the client host (stdout/stderr piped, text); `env`: secret values
-        for its environment (REDIS_PASSWORD, HARBOR_USER, HARBOR_PASSWORD), never put on a command line."""
+        for its environment (REDIS_PASSWORD, HARBOR_USER, HARBOR_PASSWORD), never put on a command line. The
+        Site adds its TLS settings to the HTTPS modes (`https_args`, HA_CA_PEM)."""
 
     def watch_addresses(self, lb: str) -> subprocess.Popen:
         """Start `ip -ts -o monitor address` with TZ=UTC on LB host `lb` (stdout piped, text)."""
 
     def vip_holders(self) -> list[str]:
         """The LB hosts that hold the VIP right now."""
+
+
+def https_args(args: Sequence[str], port: int, server_name: str, insecure: bool = False) -> list[str]:
+    """ARGS of scripts/ha_client.py with the HTTPS settings its HTTP modes take (the redis mode takes none)."""
+    if args[0] == "redis":
+        return list(args)
+    return [*args, "--port", str(port), "--server-name", server_name, *(["--insecure"] if insecure else [])]
 
 
 def run_client(site: Site, args: Sequence[str], env: Optional[dict] = None, timeout: float = 120) -> dict:

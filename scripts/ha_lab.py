@@ -22,8 +22,6 @@ State (namespaces, PIDs, logs, data) lives in --state-dir (default /run/harbor-h
 from __future__ import annotations
 
 import argparse
-import datetime
-import ipaddress
 import json
 import os
 import secrets
@@ -45,9 +43,11 @@ from components.loadbalancer import NginxPaths, render_nginx_conf  # noqa: E402
 from components.postgres import render_harbor_role_sql, render_pg_hba, render_postgresql_conf  # noqa: E402
 from components.redis import RedisPaths, render_redis_conf, render_sentinel_conf  # noqa: E402
 import ha_drills  # noqa: E402
+import lab_certs  # noqa: E402
+import netns_lab  # noqa: E402
 
 DEFAULT_STATE = Path("/run/harbor-ha-lab")
-LAB_RANGE = "198.18.0.0/15"
+LAB_RANGE = str(netns_lab.TEST_RANGE)
 # The lab's own blackhole route: a metric of its own, so another user of the range (a parallel test run) can add and
 # delete its route without touching this one.
 BLACKHOLE_METRIC = "1818"
@@ -286,24 +286,18 @@ class Lab:
         self.wait_serving(20)
 
     def _network(self) -> None:
+        # Each name is recorded before it is created: `down` (maybe another process) deletes what exists.
         self.state["blackhole"] = True
         self.save()
-        run("ip", "route", "replace", "blackhole", LAB_RANGE, "metric", BLACKHOLE_METRIC)
-        for name in [SWITCH_NS, *map(ns, HOSTS)]:
-            self.state["namespaces"].append(name)
-            self.save()
-            run("ip", "netns", "add", name)
-            run("ip", "-n", name, "link", "set", "lo", "up")
-        run("ip", "-n", SWITCH_NS, "link", "add", "br0", "type", "bridge")
-        run("ip", "-n", SWITCH_NS, "link", "set", "br0", "up")
+        run("ip", "route", "replace", *netns_lab.blackhole(BLACKHOLE_METRIC))
         prefix = lab_config("defaults").prefix_length
+        self.state["namespaces"].append(SWITCH_NS)
+        self.save()
+        netns_lab.add_bridge(SWITCH_NS)
         for host, address in HOSTS.items():
-            assert ipaddress.IPv4Address(address) in ipaddress.IPv4Network(LAB_RANGE)
-            port = f"p-{host}"
-            run("ip", "-n", SWITCH_NS, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns(host))
-            run("ip", "-n", SWITCH_NS, "link", "set", port, "master", "br0", "up")
-            run("ip", "-n", ns(host), "addr", "add", f"{address}/{prefix}", "dev", "eth0")
-            run("ip", "-n", ns(host), "link", "set", "eth0", "up")
+            self.state["namespaces"].append(ns(host))
+            self.save()
+            netns_lab.add_host(SWITCH_NS, ns(host), f"p-{host}", address, prefix)
 
     def _secrets_and_tls(self, cfg: ClusterConfig) -> None:
         values = {
@@ -316,7 +310,9 @@ class Lab:
         fd = os.open(self.dir / "secrets.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(values, f)
-        cert, key = self_signed_certificate(cfg.harbor.hostname, cfg.vip)
+        # The lab's own CA: the client trusts it (HA_CA_PEM) and verifies the LB like a real client would.
+        ca, cert, key = lab_certs.ca_and_server(cfg.harbor.hostname, [cfg.harbor.hostname, cfg.vip])
+        (self.dir / "ca.crt").write_bytes(ca)
         for lb in cfg.lb_hosts:
             tls = self.host_dir(lb.name) / "tls"
             tls.mkdir(mode=0o755, exist_ok=True)
@@ -549,7 +545,7 @@ class Lab:
                 if r.returncode:
                     problems.append(f"ip netns del {name}: {r.stderr.strip()}")
         if self.state.get("blackhole"):
-            r = run("ip", "route", "del", "blackhole", LAB_RANGE, "metric", BLACKHOLE_METRIC, check=False)
+            r = run("ip", "route", "del", *netns_lab.blackhole(BLACKHOLE_METRIC), check=False)
             if r.returncode and "No such process" not in r.stderr:
                 problems.append(f"ip route del blackhole {LAB_RANGE}: {r.stderr.strip()}")
         if not problems and self.dir.exists():
@@ -660,27 +656,6 @@ def write_private(path: str, content: str) -> None:
         f.write(content)
 
 
-def self_signed_certificate(hostname: str, ip: str) -> tuple[bytes, bytes]:
-    """A throwaway certificate for the lab's LB (PEM certificate, PEM key)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname),
-                                                        x509.IPAddress(ipaddress.IPv4Address(ip))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
-
-
 class LabSite:
     """ha_drills.Site for the lab: the client namespace and `ip -n` on the LB namespaces."""
 
@@ -690,7 +665,9 @@ class LabSite:
         self.lb_hosts = tuple(h.name for h in lab.cfg.lb_hosts)
 
     def client(self, args: Sequence[str], env: Optional[dict] = None) -> subprocess.Popen:
-        env = {**os.environ, **env} if env else None
+        cfg = self.lab.cfg
+        env = {**os.environ, **(env or {}), "HA_CA_PEM": (self.lab.dir / "ca.crt").read_text()}
+        args = ha_drills.https_args(args, cfg.lb.https_port, cfg.harbor.hostname)
         return subprocess.Popen(["ip", "netns", "exec", ns("client"), sys.executable, str(ha_drills.CLIENT_PY),
                                  *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=env)

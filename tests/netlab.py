@@ -1,25 +1,25 @@
 """Test hosts as network namespaces on one bridge, for tests that start real servers on rendered configs.
 
-Network safety (../shared/notes/real-services.md): test hosts only get addresses in 198.18.0.0/15, the root namespace
-gets a blackhole route for that range while a lab exists (the root namespace has a default route out of the
-machine), and every request is sent from inside a test namespace. `close()` stops every process the lab started
-(by PID), deletes the namespaces and removes the blackhole route, and is safe to call after a partial set-up.
+Network safety (../shared/notes/real-services.md): the topology comes from scripts/netns_lab.py (addresses in
+198.18.0.0/15 only, a blackhole route for that range in the root namespace while a lab exists), and every request is
+sent from inside a test namespace. `close()` stops every process the lab started (by PID), deletes the namespaces
+and removes the blackhole route, and is safe to call after a partial set-up.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-TEST_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import netns_lab  # noqa: E402  (scripts/: shared with scripts/ha_lab.py)
 
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+TEST_RANGE = netns_lab.TEST_RANGE
 
 
 class Lab:
@@ -33,7 +33,7 @@ class Lab:
         self.processes: list[subprocess.Popen] = []
         # Each lab adds its own blackhole route (a metric of its own) and deletes exactly that one, so labs of
         # other test runs on the machine keep theirs.
-        self._blackhole = ["blackhole", str(TEST_RANGE), "metric", str(100000 + os.getpid() % 100000)]
+        self._blackhole = netns_lab.blackhole(100000 + os.getpid() % 100000)
         self._owns_blackhole = False
         self._bridge_ready = False
 
@@ -44,30 +44,20 @@ class Lab:
         self.close()
 
     def _setup_bridge(self) -> None:
-        ip("route", "replace", *self._blackhole)
+        netns_lab.ip("route", "replace", *self._blackhole)
         self._owns_blackhole = True
-        ip("netns", "add", self.bridge_ns)
         self.namespaces.append(self.bridge_ns)
-        ip("-n", self.bridge_ns, "link", "add", "br0", "type", "bridge")
-        ip("-n", self.bridge_ns, "link", "set", "br0", "up")
+        netns_lab.add_bridge(self.bridge_ns)
         self._bridge_ready = True
 
     def add_host(self, address: str) -> str:
         """A namespace whose eth0 carries `address` (must be in 198.18.0.0/15); returns its name."""
-        if ipaddress.IPv4Address(address) not in TEST_RANGE:
-            raise ValueError(f"{address} is outside {TEST_RANGE}: test hosts use the benchmarking range only")
         if not self._bridge_ready:
             self._setup_bridge()
         n = len(self.namespaces)
         ns = f"{self.prefix}-{n}"
-        ip("netns", "add", ns)
-        self.namespaces.append(ns)
-        port = f"p{n}"
-        ip("link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", self.bridge_ns)
-        ip("-n", self.bridge_ns, "link", "set", port, "master", "br0", "up")
-        ip("-n", ns, "addr", "add", f"{address}/{self.prefix_length}", "dev", "eth0")
-        ip("-n", ns, "link", "set", "eth0", "up")
-        ip("-n", ns, "link", "set", "lo", "up")
+        self.namespaces.append(ns)  # before creating it: close() deletes what a failed add left
+        netns_lab.add_host(self.bridge_ns, ns, f"p{n}", address, self.prefix_length)
         return ns
 
     def run(self, ns: str, argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None,

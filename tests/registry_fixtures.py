@@ -20,16 +20,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO_ROOT / "scripts"
 if str(SCRIPTS) not in sys.path:  # the scripts import their package as `registry_tools`, as when run directly
     sys.path.insert(0, str(SCRIPTS))
 
+import lab_certs  # noqa: E402
 from registry_tools.client import Credentials, RegistryClient  # noqa: E402
 from registry_tools.testbed import RegistryServer, free_port, layer, push_image, push_multi_arch  # noqa: E402
 
@@ -49,14 +47,10 @@ class TokenServer:
     expires_in: int = 300  # seconds, as announced to clients and written into the JWT
 
     def __post_init__(self):
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test token signer")])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
-                     .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-                     .not_valid_after(now + datetime.timedelta(days=1)).sign(self.key, hashes.SHA256()))
+        self.key = lab_certs.new_key()
+        self.cert = lab_certs.issue("test token signer", self.key)
         self.cert_path = Path(self.workdir) / "token-signer.pem"
-        self.cert_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.cert_path.write_bytes(lab_certs.cert_pem(self.cert))
         self.realm = f"http://127.0.0.1:{self.port}/token"
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

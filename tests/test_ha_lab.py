@@ -110,34 +110,49 @@ def test_lab_postgres_admits_harbor_from_nodes_only_per_rendered_pg_hba(lab):
     assert from_client.returncode != 0 and "no pg_hba.conf entry" in from_client.stderr
 
 
-def test_lb_crash_moves_vip_within_1s_and_fails_at_most_1_of_200(lab):
-    r = drill(lab, "lb_crash")
-    assert r["vip_move_ms"] is not None and r["vip_move_ms"] <= 1000, r
-    assert r["total"] == 200 and r["failed"] <= 1, r["failures"]
+# What the LB tests check is behaviour, not speed (the figures are `ha_lab.py bench`'s): the VIP reached the
+# backup while the request stream still ran, no request started after the move failed, and the lab healed.
+STREAM_AFTER_FAULT_MS = (ha_drills.STREAM_COUNT * ha_drills.STREAM_PERIOD - ha_drills.FAULT_AFTER) * 1000
 
 
-def test_nginx_death_moves_vip_and_no_request_fails_after_the_move(lab):
-    """The lab cannot run track_process (see ha_lab.lab_values): nginx's death is seen by the 1 s curl check, so
-    the VIP moves within that interval plus the VRRP hand-over, and requests fail only until the VIP has moved."""
-    r = drill(lab, "nginx_death")
-    cfg = ha_lab.lab_config("defaults")
-    bound_ms = (cfg.vrrp.check_interval * cfg.vrrp.check_fall + 3 * cfg.vrrp.advert_int) * 1000
-    assert r["vip_move_ms"] is not None and r["vip_move_ms"] <= bound_ms, r
-    late = [f for f in r["failures"] if f["after_fault_ms"] > r["vip_move_ms"] + 100]
+def assert_vip_moved_and_later_requests_served(r: dict) -> None:
+    assert r["total"] == ha_drills.STREAM_COUNT, r
+    assert r["vip_move_ms"] is not None and 0 <= r["vip_move_ms"] < STREAM_AFTER_FAULT_MS, r
+    # One VRRP advert interval of grace: the backup's gratuitous ARP has to reach the client first.
+    grace_ms = ha_lab.lab_config("defaults").vrrp.advert_int * 1000
+    late = [f for f in r["failures"] if f["after_fault_ms"] > r["vip_move_ms"] + grace_ms]
     assert not late, late
-    assert r["failed"] <= r["vip_move_ms"] / 40 + 2, r["failures"]
 
 
-def test_keepalived_stop_moves_vip_within_1s_and_fails_at_most_1_of_200(lab):
+def assert_healed(state: Path) -> None:
+    assert ha_lab.Lab(state).site().vip_holders() == ["lb1"]
+
+
+def test_lb_crash_moves_the_vip_and_requests_after_the_move_succeed(lab):
+    r = drill(lab, "lb_crash")
+    assert_vip_moved_and_later_requests_served(r)
+    assert_healed(lab)
+
+
+def test_nginx_death_moves_the_vip_and_requests_after_the_move_succeed(lab):
+    """The lab cannot run track_process (see ha_lab.lab_values): nginx's death is seen by the 1 s curl check."""
+    r = drill(lab, "nginx_death")
+    assert_vip_moved_and_later_requests_served(r)
+    assert_healed(lab)
+
+
+def test_keepalived_stop_moves_the_vip_and_requests_after_the_move_succeed(lab):
     r = drill(lab, "keepalived_stop")
-    assert r["vip_move_ms"] is not None and r["vip_move_ms"] <= 1000, r
-    assert r["total"] == 200 and r["failed"] <= 1, r["failures"]
+    assert_vip_moved_and_later_requests_served(r)
+    assert_healed(lab)
 
 
 def test_node_death_fails_no_get_and_keeps_the_vip(lab):
+    """nginx retries a GET on the other node (proxy_next_upstream): a behaviour, so no request may fail."""
     r = drill(lab, "node_death")
     assert r["vip_move_ms"] is None, r
     assert r["total"] == 200 and r["failed"] == 0, r["failures"]
+    assert_healed(lab)
 
 
 def test_redis_master_death_sentinels_promote_replica_and_writes_resume(lab):
@@ -146,8 +161,8 @@ def test_redis_master_death_sentinels_promote_replica_and_writes_resume(lab):
     replica = f"{cfg.redis_hosts[1].address}:{cfg.redis.port}"
     assert r["wrote_before_fault"], r["events"]
     assert r["new_master"] == replica and r["writes_again_on"] == replica, r["events"]
-    # Sentinel waits down-after-milliseconds, then elects a leader and promotes: a few seconds on top.
-    assert r["down_after_ms"] <= r["writes_again_ms"] <= r["down_after_ms"] + 10000, r["events"]
+    # Structural, not a target: Sentinel cannot promote before down-after-milliseconds has passed.
+    assert r["writes_again_ms"] is not None and r["writes_again_ms"] >= r["down_after_ms"], r["events"]
 
 
 def test_data_path_pull_after_killing_the_push_node_returns_the_same_digest(lab):
@@ -179,7 +194,9 @@ def test_ssh_drill_site_reaches_the_lab_through_an_ssh_stand_in(lab, tmp_path, m
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     state = ha_lab.Lab(lab)
     cfg = state.cfg
-    site = ha_drill.SshSite(cfg, f"root@{ha_lab.HOSTS['client']}", dry_run=False)
+    # The lab's own CA, as `ha_drill.py --ca-file` would send it: the client verifies the LB's certificate.
+    site = ha_drill.SshSite(cfg, f"root@{ha_lab.HOSTS['client']}", dry_run=False,
+                            ca_pem=(lab / "ca.crt").read_text())
     assert site.vip_holders() == ["lb1"]
     password = state.secret("redis_password")
     sentinels = [f"{h.address}:{cfg.redis.sentinel_port}" for h in cfg.sentinel_hosts]
@@ -194,8 +211,7 @@ def test_ssh_drill_site_reaches_the_lab_through_an_ssh_stand_in(lab, tmp_path, m
         r = ha_drills.stream_drill(site, state.fault("keepalived_stop"), state.state["probe_blob"], expect_move=True)
     finally:
         state.heal()
-    assert r.vip_move_ms is not None and r.vip_move_ms <= 1000, r
-    assert r.total == 200 and r.failed <= 1, r.failures
+    assert_vip_moved_and_later_requests_served({**r.summary(), "failures": r.failures})
 
 
 def test_down_removes_namespaces_processes_and_route(lab):

@@ -114,3 +114,14 @@ def test_emulator_answers_are_checked_against_the_swagger_too(emulator):
     emulator.registries[1]["not_in_harbor"] = True  # a field real Harbor never sends
     answer = requests.get(f"{emulator.url}/api/v2.0/registries/1", auth=AUTH, timeout=5)
     assert answer.status_code == 500 and "breaks the swagger of getRegistry" in answer.text
+
+
+def test_project_update_merges_metadata_and_only_delete_removes_a_key(emulator):
+    _post(emulator, "/projects", {"project_name": "p", "metadata": {"severity": "high"}})
+    (pid,) = emulator.projects
+    base = f"{emulator.url}/api/v2.0/projects/{pid}"
+    requests.put(base, json={"metadata": {"public": "true"}}, auth=AUTH, timeout=5)
+    assert requests.get(base, auth=AUTH, timeout=5).json()["metadata"]["severity"] == "high"
+    assert requests.delete(f"{base}/metadatas/severity", auth=AUTH, timeout=5).status_code == 200
+    assert requests.get(base, auth=AUTH, timeout=5).json()["metadata"] == {"public": "true"}
+    assert requests.delete(f"{base}/metadatas/severity", auth=AUTH, timeout=5).status_code == 404

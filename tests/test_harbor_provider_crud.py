@@ -133,6 +133,22 @@ def test_robot_and_project_drift(emulator, conn):
                          {**conn, "name": "library"}).changed == ["public"]
 
 
+def test_unsetting_project_severity_removes_it_from_harbor(emulator, conn):
+    provider = ProjectProvider(FAST)
+    created = provider.create(wire({**conn, "name": "scanned", "prevent_vulnerable": True, "severity": "high"}))
+    assert emulator.projects[int(created.id)]["metadata"]["severity"] == "high"
+    news = wire({**conn, "name": "scanned", "prevent_vulnerable": True})
+    assert provider.diff(created.id, wire(created.outs), news).changed == ["severity"]
+
+    updated = provider.update(created.id, wire(created.outs), news)
+    assert "severity" not in emulator.projects[int(created.id)]["metadata"]
+    assert updated.outs["severity"] is None
+    after = provider.read(created.id, wire(updated.outs))
+    assert provider.diff(created.id, wire(after.outs), news).changed == []
+    assert ("DELETE", f"/api/v2.0/projects/{created.id}/metadatas/severity",
+            "deleteProjectMetadata") in emulator.calls
+
+
 def test_robot_secret_output_and_rotation(emulator, conn):
     provider = RobotAccountProvider(FAST)
     created = provider.create({**conn, "name": "peer"})
@@ -224,7 +240,9 @@ def test_pickled_provider_carries_no_credential(emulator, conn):
     from pulumi.dynamic import Config, ConfigureRequest
     provider = RegistryProvider(FAST)
     provider.create(registry_props(conn))
-    provider.configure(ConfigureRequest(Config({"p:harbor": {"harborPassword": "cfg-pw"}}, "p")))
+    section = json.dumps({"harborUrl": emulator.url, "harborPassword": "cfg-pw"})
+    provider.configure(ConfigureRequest(Config({"harbor-ha:harborApi": section}, "harbor-ha")))
+    assert provider._provider_config["password"] == "cfg-pw"  # loaded, so the pickle below could carry it
     pickled = dill.dumps(provider)
     assert emulator.password.encode() not in pickled and b"cfg-pw" not in pickled
     restored = dill.loads(pickled)

@@ -4,7 +4,9 @@ Integration: each test starts the Harbor API emulator (an HTTP server thread on 
 """
 
 import dataclasses
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +28,9 @@ from tests.harbor_emulator.fixtures import (  # noqa: F401 - conn, emulator: pyt
     registry_props,
     run_props,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import lab_certs  # noqa: E402  (scripts/: shared with the HA lab)
 
 LONG = "x" * 65
 BAD_POLICIES = [
@@ -162,6 +167,14 @@ def test_4xx_is_not_retried(emulator, conn):
     assert emulator.count() == 1
 
 
+def test_missing_credential_names_the_stack_config_key_and_the_variable(monkeypatch):
+    monkeypatch.delenv("HARBOR_PASSWORD", raising=False)
+    with pytest.raises(HarborError) as caught:
+        Credentials.resolve({"harbor_url": "https://h.example.com", "harbor_username": "admin"}, {})
+    assert str(caught.value) == ("no Harbor password: set harborPassword in the stack config key "
+                                 "`harbor-ha:harborApi` or the environment variable HARBOR_PASSWORD")
+
+
 def test_unreachable_harbor_reports_tries(emulator):
     url = emulator.url
     emulator.stop()
@@ -191,30 +204,10 @@ def test_redirect_is_reported_with_the_url_to_use(emulator):
 
 def _self_signed_ca_and_server_cert(directory):
     """A CA and a server certificate for 127.0.0.1 signed by it, as PEM files in `directory`."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "harbor")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False).sign(ca_key, hashes.SHA256()))
+    ca, cert, key = lab_certs.ca_and_server("harbor", ["127.0.0.1"])
     paths = {name: directory / f"{name}.pem" for name in ("ca", "cert", "key")}
-    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+    for name, pem in (("ca", ca), ("cert", cert), ("key", key)):
+        paths[name].write_bytes(pem)
     return paths
 
 

@@ -1,5 +1,5 @@
-"""The `harbor:` and `migration:` stack config sections: typed parsing, errors naming the key, and the resources
-they declare (Pulumi mocks: no engine, no Harbor)."""
+"""The `harbor-ha:harborApi` and `harbor-ha:migration` stack config sections: typed parsing, errors naming the
+key, and the resources they declare (Pulumi mocks: no engine, no Harbor)."""
 
 import base64
 import itertools
@@ -67,6 +67,20 @@ def test_bad_value_error_names_the_key(path, value, expected):
     assert any(p.startswith(expected) for p in problems_of(raw)), problems_of(raw)
 
 
+@pytest.mark.parametrize("raw,parse,key", [
+    ({"harborUrl": "https://h.example.com", "harborPassword": 20261122}, parse_harbor_section,
+     "harbor-ha:harborApi.harborPassword"),
+    ({"registries": [{"name": "b", "type": "harbor", "url": "https://b.example.com", "accessKey": "robot$a",
+                      "accessSecret": 20261122}]}, parse_harbor_section, "harbor-ha:harborApi.registries[0].accessSecret"),
+    ({"sourceUrl": "https://old:5000", "username": "u", "password": 20261122, "targetProject": "legacy"},
+     parse_migration_section, "harbor-ha:migration.password"),
+])
+def test_type_error_names_the_key_but_not_the_secret_value(raw, parse, key):
+    problems = problems_of(raw, parse)
+    assert f"{key}: expected str, got int" in problems, problems
+    assert not any("20261122" in p for p in problems), problems
+
+
 def test_event_based_pull_and_duplicate_names_are_reported_together():
     raw = {"registries": [{"name": "old", "type": "docker-registry", "url": "http://old:5000"}],
            "policies": [{"name": "p", "registry": "old", "direction": "pull", "trigger": {"type": "event_based"}},
@@ -103,8 +117,23 @@ def test_migration_errors_name_migration_keys():
 
 def test_merge_refuses_clashing_names():
     migration = parse_migration_section({"sourceUrl": "http://old:5000", "targetProject": "library"})
-    with pytest.raises(ConfigError, match=r"harbor\+migration.projects\[1\].name: 'library' is declared twice"):
+    with pytest.raises(ConfigError) as caught:
         merge_sections(parse_harbor_section(TWO_SITE), migration)
+    assert caught.value.problems == ["harbor-ha:harborApi.projects[0].name and harbor-ha:migration.targetProject "
+                                     "both declare project 'library'"]
+
+
+def test_merge_names_the_migration_keys_of_each_clashing_object():
+    harbor = parse_harbor_section({"registries": [{"name": "migration-source", "type": "docker-registry",
+                                                   "url": "http://a:5000"}],
+                                   "projects": [{"name": "x"}]})
+    migration = parse_migration_section({"sourceUrl": "http://old:5000", "targetProject": "x"})
+    with pytest.raises(ConfigError) as caught:
+        merge_sections(harbor, migration)
+    assert caught.value.problems == [
+        "harbor-ha:harborApi.registries[0].name and harbor-ha:migration.registryName both declare registry "
+        "'migration-source'",
+        "harbor-ha:harborApi.projects[0].name and harbor-ha:migration.targetProject both declare project 'x'"]
 
 
 # -- declared resources (Pulumi mocks) -----------------------------------------------------------------------
@@ -126,10 +155,24 @@ class Mocks(pulumi.runtime.Mocks):
         return {}
 
 
+class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
+    """The mock monitor, also keeping each RegisterResource's `additionalSecretOutputs`: the engine encrypts
+    exactly those outputs in the state, so they are what protects a secret the provider returns."""
+
+    def __init__(self, mocks):
+        super().__init__(mocks)
+        self.secret_outputs: dict[str, set[str]] = {}
+
+    def RegisterResource(self, request):
+        self.secret_outputs[request.name] = set(request.additionalSecretOutputs)
+        return super().RegisterResource(request)
+
+
 @pytest.fixture
 def mocks():
     mocks = Mocks()
-    pulumi.runtime.set_mocks(mocks, preview=False)
+    mocks.monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, preview=False, monitor=mocks.monitor)
     return mocks
 
 
@@ -139,6 +182,12 @@ def _declare():
                                                       "runNow": True}))
     return declare_harbor_objects(section, url="https://harbor.example.com", username="admin",
                                   password=pulumi.Output.secret(ADMIN_PASSWORD))
+
+
+def _all_ids(objects):
+    """Every declared resource's id: the mocks have seen all registrations once these resolve."""
+    return [r.id for group in (objects.registries, objects.projects, objects.robots, objects.policies, objects.runs)
+            for r in group.values()]
 
 
 @pulumi.runtime.test
@@ -160,19 +209,39 @@ def test_section_declares_every_resource_wired_by_id(mocks):
     return pulumi.Output.all(objects.policies["migration-pull"].registry_id,
                              objects.runs["migration-pull"].policy_id,
                              objects.registries["migration-source"].id,
-                             objects.policies["migration-pull"].id).apply(check)
+                             objects.policies["migration-pull"].id, *_all_ids(objects)).apply(
+        lambda values: check(values[:4]))
 
 
 @pulumi.runtime.test
-def test_robot_secret_and_admin_password_are_secret_outputs(mocks):
+def test_every_secret_a_provider_returns_is_registered_as_a_secret_output(mocks):
     objects = _declare()
-    robot, registry = objects.robots["site-b"], objects.registries["site-b"]
+    credentials = {"harbor_password"}
+    salted = {"secret_salt"}
+    expected = {  # resource type -> outputs that carry a secret or a hash/salt of one
+        "Registry": credentials | {"access_secret", "access_secret_hash"} | salted,
+        "RobotAccount": credentials | {"secret", "secret_hash"} | salted,
+        "Project": credentials, "ReplicationPolicy": credentials, "ReplicationRun": credentials,
+    }
+
+    def check(_):
+        assert len(mocks.created) == 9
+        for name, (typ, _inputs) in mocks.created.items():
+            missing = expected[typ.rsplit(":", 1)[1]] - mocks.monitor.secret_outputs[name]
+            assert not missing, (name, missing)
+
+    return pulumi.Output.all(*_all_ids(objects)).apply(check)
+
+
+@pulumi.runtime.test
+def test_admin_password_and_registry_secret_stay_secret_in_the_program(mocks):
+    objects = _declare()
+    registry = objects.registries["site-b"]
 
     def check(flags):
-        assert flags == [True, True, True]
+        assert flags == [True, True]
 
-    return pulumi.Output.all(pulumi.Output.from_input(robot.secret.is_secret()),
-                             pulumi.Output.from_input(registry.harbor_password.is_secret()),
+    return pulumi.Output.all(pulumi.Output.from_input(registry.harbor_password.is_secret()),
                              pulumi.Output.from_input(registry.access_secret.is_secret())).apply(check)
 
 
@@ -193,8 +262,7 @@ def test_pickled_provider_in_the_inputs_carries_no_credential(mocks):
             assert ADMIN_PASSWORD not in repr(vars(provider)), name
             assert _unwrap(inputs["harbor_password"]) == ADMIN_PASSWORD  # passed as a (secret) input instead
 
-    return pulumi.Output.all(*[r.id for r in objects.registries.values()],
-                             *[r.id for r in objects.runs.values()]).apply(check)
+    return pulumi.Output.all(*_all_ids(objects)).apply(check)
 
 
 @pulumi.runtime.test

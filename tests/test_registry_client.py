@@ -11,13 +11,15 @@ import itertools
 import json
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.registry_fixtures import SCRIPTS  # noqa: F401  (puts scripts/ on sys.path)
-from registry_tools.client import RegistryClient, load_credentials, parse_challenge
+from registry_tools.client import Credentials, RegistryClient, RegistryError, load_credentials, parse_challenge
 from registry_tools.common import bounded_map, format_table, read_repository_list
 
 TAGS = [f"v{i:03d}" for i in range(25)]
@@ -98,21 +100,40 @@ def test_repository_list_skips_blank_lines_and_comments(tmp_path):
     assert read_repository_list(str(path)) == ["team/app", "library/alpine"]
 
 
+class _Handler(BaseHTTPRequestHandler):
+    def _reply(self, body: bytes, headers: dict, status: int = 200):
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command == "GET":
+            self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def _serve(handler: type) -> Iterator[str]:
+    """`handler` on 127.0.0.1 (a free port) in a thread, stopped on exit; yields its http:// URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 @pytest.fixture
 def paging_registry():
     """A Harbor-like tags/list pager on 127.0.0.1 (see the module docstring); records the query strings."""
     queries: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def _reply(self, body: bytes, headers: dict):
-            self.send_response(200)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command == "GET":
-                self.wfile.write(body)
-
+    class Handler(_Handler):
         def do_GET(self):
             url = urlsplit(self.path)
             if url.path.endswith("/tags/list"):
@@ -129,18 +150,8 @@ def paging_registry():
 
         do_HEAD = do_GET
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", queries
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with _serve(Handler) as url:
+        yield url, queries
 
 
 def test_tag_list_pagination_follows_link_headers_until_the_last_page(paging_registry):
@@ -154,3 +165,62 @@ def test_manifest_digest_falls_back_to_sha256_of_the_body_without_the_digest_hea
     url, _ = paging_registry
     with RegistryClient(url) as client:
         assert client.manifest_digest("p/app", "v001") == "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
+
+
+@pytest.fixture
+def challenging_registry():
+    """A registry on 127.0.0.1 whose 401 challenge names the token realm the test sets (`realm_host`, on this
+    same server); records the Authorization header of every token request."""
+    token_auth: list = []
+    box = {"realm_host": "127.0.0.1"}
+
+    class Handler(_Handler):
+        def do_GET(self):
+            if self.path.startswith("/token"):
+                token_auth.append(self.headers.get("Authorization"))
+                self._reply(b'{"token": "t0ken"}', {})
+            elif self.headers.get("Authorization") == "Bearer t0ken":
+                self._reply(b"{}", {})
+            else:
+                realm = f"http://{box['realm_host']}:{self.server.server_address[1]}/token"
+                self._reply(b"{}", {"WWW-Authenticate": f'Bearer realm="{realm}",service="r"'}, 401)
+
+    with _serve(Handler) as url:
+        yield url, box, token_auth
+
+
+CREDENTIALS = Credentials("robot$migrator", "Realm-Secret-1")
+
+
+def test_credentials_go_to_an_http_token_realm_on_the_registrys_own_host(challenging_registry):
+    url, _, token_auth = challenging_registry
+    with RegistryClient(url, CREDENTIALS) as client:
+        assert client.request("GET", "/v2/", "").status_code == 200
+    assert len(token_auth) == 1 and token_auth[0].startswith("Basic ")
+
+
+def test_credentials_are_not_sent_to_an_http_token_realm_on_another_host(challenging_registry):
+    url, box, token_auth = challenging_registry
+    box["realm_host"] = "localhost"  # loopback too, but not the host the registry URL names
+    with RegistryClient(url, CREDENTIALS) as client:
+        with pytest.raises(RegistryError, match="refusing to send them there"):
+            client.request("GET", "/v2/", "")
+    assert token_auth == []
+    with RegistryClient(url, CREDENTIALS, allow_any_token_realm=True) as client:  # the explicit opt-in
+        assert client.request("GET", "/v2/", "").status_code == 200
+    assert len(token_auth) == 1
+
+
+@pytest.mark.parametrize("registry,realm,allowed", [
+    ("https://registry.example", "https://auth.example/token", True),  # a separate https token service
+    ("https://registry.example", "http://registry.example/token", False),  # downgraded to clear text
+    ("http://registry.example:5000", "http://registry.example:5001/token", True),
+    ("http://registry.example:5000", "http://evil.example/token", False),
+])
+def test_token_realm_rule(registry, realm, allowed):
+    client = RegistryClient(registry, CREDENTIALS)
+    if allowed:
+        client._check_realm(realm)
+    else:
+        with pytest.raises(RegistryError, match="refusing"):
+            client._check_realm(realm)

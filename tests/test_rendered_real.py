@@ -13,7 +13,6 @@ namespace meanwhile); every process is stopped by PID and every namespace and te
 
 from __future__ import annotations
 
-import datetime
 import fnmatch
 import glob
 import ipaddress
@@ -23,6 +22,7 @@ import shlex
 import shutil
 import string
 import subprocess
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,10 +30,8 @@ from typing import Iterator
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 
 from components.config import ClusterConfig, parse_cluster_config
 from components.files import SECRET_VALUES, FileSpec
@@ -45,6 +43,9 @@ from components.postgres import postgres_files
 from components.redis import RedisPaths, initial_master, redis_files, sentinel_files
 from tests.harbor_template import check_against_template, parse_template, uncomment
 from tests.netlab import Lab, wait_until
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import lab_certs  # noqa: E402  (scripts/: shared with the HA lab)
 
 ROOT = Path(__file__).resolve().parent.parent
 HARBOR_TEMPLATE = ROOT.parent / "shared" / "harbor" / "harbor.yml.tmpl-2.15.2"
@@ -107,19 +108,12 @@ def _password(length: int) -> str:
     return "".join(pysecrets.choice(alphabet) for _ in range(length))
 
 
-def _self_signed(key, common_name: str, days: int = 2) -> str:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
-            .sign(key, hashes.SHA256()))
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+def _self_signed(key, common_name: str) -> str:
+    return lab_certs.cert_pem(lab_certs.issue(common_name, key, names=[common_name], days=2)).decode()
 
 
 def _pem_key(key, fmt: serialization.PrivateFormat) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
+    return lab_certs.key_pem(key, fmt).decode()
 
 
 def make_secret_values(hostname: str) -> dict[str, str]:

@@ -15,6 +15,9 @@ def add_registry_arguments(parser: argparse.ArgumentParser, side: str) -> None:
     parser.add_argument(f"--{side}-credentials-file", metavar="FILE",
                         help=f"file with one line `user:password` for the {side}; otherwise {env}_USERNAME and "
                              f"{env}_PASSWORD from the environment; otherwise anonymous")
+    parser.add_argument(f"--{side}-allow-any-token-realm", action="store_true",
+                        help=f"send the {side}'s credentials to the token service its auth challenge names even "
+                             f"over http to another host (default: only https, or the registry's own host)")
     tls = parser.add_mutually_exclusive_group()
     tls.add_argument(f"--{side}-ca-file", metavar="PEM", help=f"CA bundle to verify the {side}'s TLS certificate")
     tls.add_argument(f"--{side}-insecure", action="store_true", help=f"do not verify the {side}'s TLS certificate")
@@ -23,7 +26,8 @@ def add_registry_arguments(parser: argparse.ArgumentParser, side: str) -> None:
 def registry_client(args: argparse.Namespace, side: str) -> RegistryClient:
     credentials = load_credentials(side.upper(), getattr(args, f"{side}_credentials_file"))
     verify_tls = False if getattr(args, f"{side}_insecure") else (getattr(args, f"{side}_ca_file") or True)
-    return RegistryClient(getattr(args, side), credentials, verify_tls=verify_tls, timeout=args.timeout)
+    return RegistryClient(getattr(args, side), credentials, verify_tls=verify_tls, timeout=args.timeout,
+                          allow_any_token_realm=getattr(args, f"{side}_allow_any_token_realm"))
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

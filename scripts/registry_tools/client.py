@@ -106,7 +106,7 @@ class RegistryClient:
     """Registry HTTP API v2 at `base_url` (`https://host[:port]`), safe to share between threads."""
 
     def __init__(self, base_url: str, credentials: Credentials | None = None, *, verify_tls: bool | str = True,
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, allow_any_token_realm: bool = False):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"registry URL must look like https://host[:port], got {base_url!r}")
@@ -114,6 +114,7 @@ class RegistryClient:
         self.credentials = credentials
         self.verify_tls = verify_tls
         self.timeout = timeout
+        self.allow_any_token_realm = allow_any_token_realm
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
@@ -170,6 +171,8 @@ class RegistryClient:
         # A challenge may name several scopes separated by spaces; the token endpoint takes one `scope` each.
         query += [("scope", s) for s in (params.get("scope") or scope).split()]
         auth = (self.credentials.username, self.credentials.password) if self.credentials else None
+        if auth:
+            self._check_realm(params["realm"])
         reply = self._session().get(params["realm"], params=query, auth=auth, timeout=self.timeout)
         if reply.status_code != 200:
             message, codes = error_message(reply)
@@ -182,6 +185,19 @@ class RegistryClient:
         with self._lock:
             self._scheme = "bearer"
             self._tokens[scope] = (token, time.monotonic() + max(lifetime - TOKEN_RENEW_MARGIN, 1))
+
+    def _check_realm(self, realm: str) -> None:
+        """The credentials go only to an https token service, or to the registry's own host (over http only when
+        the registry URL itself is http): a challenge must not send them in clear text or to a third party."""
+        target, base = urlsplit(realm), urlsplit(self.base_url)
+        same_host = (target.hostname or "").lower() == (base.hostname or "").lower()
+        if self.allow_any_token_realm or target.scheme == "https" or (
+                same_host and target.scheme == "http" == base.scheme):
+            return
+        raise RegistryError(
+            f"{self.base_url} sends the credentials to the token service {realm!r}, which is neither https nor "
+            f"the registry's own host over its own scheme; refusing to send them there (if that service is "
+            f"trusted, allow it explicitly: allow_any_token_realm, --source- or --target-allow-any-token-realm)", 401)
 
     def request(self, method: str, path_or_url: str, scope: str, *, ok=(200,), **kwargs) -> requests.Response:
         """Send a request, answering one auth challenge; raise NotFound/RegistryError for other statuses."""

@@ -369,6 +369,16 @@ class HarborEmulator:
         project["update_time"] = _now()
         return 200, None, {}
 
+    def op_deleteProjectMetadata(self, params, query, body):
+        # Harbor's PUT /projects/{id} merges metadata: this is the only way to remove a key.
+        project = self._get(self.projects, params, "project_name_or_id")
+        name = params["meta_name"]
+        if name not in project["metadata"]:
+            raise ApiError(404, f"metadata {name} of project {project['project_id']} not found")
+        del project["metadata"][name]
+        project["update_time"] = _now()
+        return 200, None, {}
+
     def op_deleteProject(self, params, query, body):
         project = self._get(self.projects, params, "project_name_or_id")
         if project["repo_count"]:
