@@ -153,3 +153,17 @@ def test_redis_scripts_find_todays_master_through_a_real_sentinel_and_follow_it(
         for p in procs:
             p.kill()
             p.wait(timeout=10)
+
+
+def test_checked_apply_rolls_back_files_the_check_rejects_and_fails(tmp_path):
+    stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n"})
+    run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"')
+    (stage_dir / specs[0].stage_name).write_text("a=broken\n")
+    # The check reads the installed file, as nginx -t does; no systemd is reached when it fails.
+    result = subprocess.run(
+        ["bash", "-c", f'. "{LIB}"; ok() {{ ! grep -q broken "{specs[0].path}"; }}; '
+                       f'checked_service_apply "{stage_dir}" app.service reload ok'],
+        capture_output=True, text=True, timeout=30, env={**os.environ, "HARBOR_HA_STATE": str(tmp_path / "state")})
+    assert result.returncode == 1
+    assert "app.service rejected the new configuration; the previous files are back in place" in result.stderr
+    assert Path(specs[0].path).read_text() == "a=1\n"

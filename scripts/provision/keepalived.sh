@@ -14,15 +14,8 @@ config_ok() {
 }
 
 role_apply() {
-  local stage=$1 changed
   apt_install keepalived curl
-  changed=$(install_manifest "$stage")
-  if ! config_ok; then
-    manifest_rollback "$stage"
-    die "keepalived rejected the new configuration; the previous file is back in place"
-  fi
-  ensure_service keepalived "$changed" reload
-  log "keepalived ready"
+  checked_service_apply "$1" keepalived reload config_ok
 }
 
 role_delete() { packaged_service_delete "$1" keepalived; }

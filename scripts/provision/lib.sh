@@ -99,6 +99,19 @@ ensure_service() {
   fi
 }
 
+# checked_service_apply STAGE UNIT ON_CHANGE CHECK: install the role's files and restart/reload UNIT; files the
+# CHECK command rejects are rolled back first, so neither the running service nor its next restart sees them.
+checked_service_apply() {
+  local stage=$1 unit=$2 on_change=$3 check=$4 changed
+  changed=$(install_manifest "$stage")
+  if ! "$check"; then
+    manifest_rollback "$stage"
+    die "$unit rejected the new configuration; the previous files are back in place"
+  fi
+  ensure_service "$unit" "$changed" "$on_change"
+  log "$unit ready"
+}
+
 # The delete of a role that is one distribution package running one systemd unit.
 packaged_service_delete() {
   local stage=$1 unit=$2

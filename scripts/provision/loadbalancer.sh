@@ -5,17 +5,14 @@ ROLE=loadbalancer
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# nginx binds the VIP on both hosts: the sysctl must be in force before nginx -t binds the listen sockets.
+nginx_config_ok() {
+  sysctl -q -p /etc/sysctl.d/60-harbor-ha-lb.conf && nginx -t -q
+}
+
 role_apply() {
-  local stage=$1 changed
   apt_install nginx curl
-  changed=$(install_manifest "$stage")
-  sysctl -q -p /etc/sysctl.d/60-harbor-ha-lb.conf
-  if ! nginx -t -q; then
-    manifest_rollback "$stage"
-    die "nginx rejected the new configuration; the previous files are back in place"
-  fi
-  ensure_service nginx "$changed" reload
-  log "nginx ready"
+  checked_service_apply "$1" nginx reload nginx_config_ok
 }
 
 role_delete() { packaged_service_delete "$1" nginx; }
