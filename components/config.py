@@ -63,7 +63,7 @@ class Host:
 
 @dataclass(frozen=True)
 class VrrpSettings:
-    """keepalived settings shared by both LB hosts (see components/keepalived.py for what each does)."""
+    """keepalived settings shared by both LB hosts (see components/keepalived/ for what each does)."""
 
     interface: str  #: interface that carries the VIP and the VRRP adverts
     virtual_router_id: int  #: VRRP router id, 1..255, unique on the L2 segment
@@ -384,7 +384,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     lb_on_harbor_nodes = bool(set(lb_hosts) & set(harbor_nodes))
 
     # --- keepalived ------------------------------------------------------------------------------------------
-    # The defaults are chosen for fast failover (scripts/ha_lab.py measures them against the classic recipe):
+    # The defaults are chosen for fast failover (labs/ha_lab.py measures them against the classic recipe):
     # VRRPv3 allows sub-second adverts; 0.2 s means a dead master is noticed after ~0.6 s (3 adverts + skew).
     ka = _Reader(values.get("keepalived"), f"{NAMESPACE}:keepalived", problems)
     vrrp_version = ka.get("vrrpVersion", int, 3, check=lambda v: None if v in (2, 3) else "must be 2 or 3")

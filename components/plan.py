@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from components.config import ClusterConfig
-from components.files import FileSpec, placeholders
+from components.host.files import FileSpec, placeholders
 from components.harbor_node import harbor_node_files
 from components.keepalived import keepalived_files, vrrp_roles
 from components.loadbalancer import loadbalancer_files
@@ -13,7 +13,7 @@ from components.nfs import nfs_server_files
 from components.postgres import postgres_files
 from components.redis import redis_files, sentinel_files
 
-# Roles in provisioning order on one host; each has scripts/provision/<role>.sh.
+# Roles in provisioning order on one host; each has its `<role>.sh` beside its component.
 ROLES = ("nfs-server", "postgres", "redis", "sentinel", "harbor-node", "loadbalancer", "keepalived")
 
 

@@ -14,7 +14,7 @@ import pulumi_random as random
 import pulumi_tls as tls
 
 from components.config import ClusterConfig
-from components.files import PUBLIC_VALUES
+from components.host.files import PUBLIC_VALUES
 
 
 @dataclass

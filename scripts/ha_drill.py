@@ -5,7 +5,7 @@
     python3 scripts/ha_drill.py --stack Pulumi.prod.yaml --client ops@10.0.0.50 --dry-run data_path
 
 Host addresses, SSH users/ports, the VIP and the service settings come from the stack file (load_stack_file +
-parse_cluster_config). The client host (any machine that reaches the VIP, with python3) runs scripts/ha_client.py,
+parse_cluster_config). The client host (any machine that reaches the VIP, with python3) runs scripts/drills/ha_client.py,
 piped over SSH; the LB hosts run `ip monitor` so the VIP move is timed by the LB hosts' clocks (keep them in NTP
 sync). Faults, as in the lab: lb_crash (SIGKILL keepalived + nginx on the VRRP master, its VIP removed),
 nginx_death, keepalived_stop (systemctl stop), node_death (Harbor's proxy container `nginx` killed on the first
@@ -33,12 +33,11 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))  # run as a file: import the program, scripts and labs from the repository root
 
 from components.config import ClusterConfig, Host, load_stack_file, parse_cluster_config  # noqa: E402
 from components.redis import RedisPaths  # noqa: E402
-import ha_drills  # noqa: E402
+from scripts import drills as ha_drills
 
 # Harbor's docker-compose names its front proxy container "nginx"; killing it is a node that stops answering.
 HARBOR_PROXY_CONTAINER = "nginx"
@@ -148,7 +147,7 @@ def drill(site: SshSite, scenario: str, project: str) -> dict:
         target = cfg.harbor_nodes[0] if scenario == "node_death" else cfg.lb_hosts[0]
         if dry:
             site.show(site.client_argv(["blob", cfg.vip, "--repo", probe_repo]),
-                      "client (scripts/ha_client.py on stdin): push the probe blob")
+                      "client (scripts/drills/ha_client.py on stdin): push the probe blob")
             site.show(site.watch_argv(site.lb_hosts[1]), "watch the VIP arrive on the backup")
             site.show(site.client_argv(["stream", cfg.vip, "--count", str(ha_drills.STREAM_COUNT), "--period",
                                         str(ha_drills.STREAM_PERIOD), "--timeout", str(ha_drills.STREAM_TIMEOUT),

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from registry_tools.cli import add_common_arguments, add_registry_arguments, emit, registry_client
-from registry_tools.client import RegistryError
-from registry_tools.common import repositories
-from registry_tools.inventory import inventory, inventory_document, render_inventory
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: import from the repository root
+
+from scripts.registry_tools.cli import add_common_arguments, add_registry_arguments, emit, registry_client  # noqa: E402
+from scripts.registry_tools.client import RegistryError  # noqa: E402
+from scripts.registry_tools.common import repositories  # noqa: E402
+from scripts.registry_tools.inventory import inventory, inventory_document, render_inventory  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,108 @@
+"""Rendered files: what lands on a host, produced by pure functions from the config and named secret values.
+
+A `FileSpec` knows its path, owner and mode statically, and renders its content from a mapping of the secret values
+it `needs` (names of `SECRET_VALUES`). The same specs serve three callers:
+- the components (`components/host/remote.py`) render each spec inside an `apply` over exactly the Outputs it needs, so a
+  file that needs no secret stays plain and shows in `pulumi preview` diffs;
+- `scripts/render.py` renders them with visible placeholders (`placeholders()`), like `helm template`;
+- the tests render them with real test values and start the real programs on the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import jinja2
+
+# Every value that exists only as a Pulumi Output (generated or secret config), by the name FileSpecs use.
+SECRET_VALUES = {
+    "admin_password": "Harbor's initial admin password (harborAdminPassword or generated)",
+    "db_password": "password of Harbor's PostgreSQL user (generated)",
+    "redis_password": "Redis requirepass/masterauth (generated)",
+    "vrrp_auth_pass": "VRRPv2 PASS authentication, 8 characters (generated; VRRPv3 has none)",
+    "harbor_secretkey": "Harbor's secret/keys/secretkey, shared by every node (generated)",
+    "harbor_csrf_key": "Harbor core's CSRF_KEY, shared by every node (generated)",
+    "core_private_key": "Harbor core's token signing key, secret/core/private_key.pem (generated)",
+    "registry_root_cert": "certificate of that key, secret/registry/root.crt (generated)",
+    "tls_certificate": "the LB's TLS certificate chain (tlsCertificate or self-signed)",
+    "tls_private_key": "the LB's TLS private key (tlsPrivateKey or generated)",
+}
+# Values that are Outputs but not confidential: files that need only these are not shipped as secrets.
+PUBLIC_VALUES = frozenset({"registry_root_cert", "tls_certificate"})
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(Path(__file__).resolve().parent.parent)),  # "<role>/<name>.j2"
+    undefined=jinja2.StrictUndefined,  # a missing variable is a bug, never an empty string in a config file
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,
+)
+
+
+def render_template(name: str, **context: object) -> str:
+    """Fill the template `components/<role>/<name>.j2`, named "<role>/<name>.j2" (pure)."""
+    return _TEMPLATES.get_template(name).render(**context)
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file a host receives."""
+
+    path: str  #: absolute path on the host
+    render: Callable[[Mapping[str, str]], str]  #: pure: {secret name: value} -> file content
+    needs: tuple[str, ...] = ()  #: names of the SECRET_VALUES the content embeds
+    mode: int = 0o644  #: file mode on the host
+    owner: str = "root"  #: owning user on the host
+    group: str = "root"  #: owning group on the host
+
+    def __post_init__(self) -> None:
+        unknown = set(self.needs) - set(SECRET_VALUES)
+        if unknown:
+            raise ValueError(f"{self.path}: unknown secret values {sorted(unknown)}")
+        if self.sensitive and self.mode & 0o007:
+            raise ValueError(f"{self.path}: holds secrets but is world-readable (mode {self.mode:o})")
+
+    @property
+    def sensitive(self) -> bool:
+        """True when the content embeds a confidential value: shipped on stdin, never as a plain asset."""
+        return bool(set(self.needs) - PUBLIC_VALUES)
+
+    @property
+    def stage_name(self) -> str:
+        """Flat file name in the host's staging folder (one folder per role, no nesting to create)."""
+        return self.path.strip("/").replace("/", "__")
+
+    def manifest_line(self) -> str:
+        return f"{self.stage_name} {self.path} {self.mode:04o} {self.owner} {self.group}"
+
+
+def render_env(values: Mapping[str, str]) -> str:
+    """Parameters of a role script as a file it sources: one quoted `NAME=value` per line (pure)."""
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+
+
+def role_env(role: str, values: Mapping[str, str]) -> FileSpec:
+    """`/etc/harbor-ha/env/<role>.env`: components/host/lib.sh sources it before the role's apply or delete."""
+    body = render_env(values)
+    return FileSpec(path=f"/etc/harbor-ha/env/{role}.env", render=lambda _s: body)
+
+
+def placeholders(names: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """Visible stand-ins for secret values (scripts/render.py output)."""
+    return {n: f"<secret:{n}>" for n in names}
+
+
+def manifest_text(specs: list[FileSpec]) -> str:
+    """What components/host/lib.sh installs staged files from: `stage-name path mode owner group` per line."""
+    return "".join(s.manifest_line() + "\n" for s in specs)
+
+
+def content_hash(*contents: str) -> str:
+    """Stable hash of rendered contents: a command's trigger, so it re-runs exactly when a file changes."""
+    return hashlib.sha256(json.dumps(list(contents)).encode()).hexdigest()

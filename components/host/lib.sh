@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Shared helpers of the role scripts (sourced). Every role script: `<role>.sh apply|delete STAGE_DIR`.
+# Supported hosts: Debian 12, Ubuntu 22.04 and 24.04.
+set -euo pipefail
+
+# Overridable so the tests can run these functions against a temporary root.
+HARBOR_HA_STATE=${HARBOR_HA_STATE:-/var/lib/harbor-ha}
+# The sha256 of each managed file as last installed: a file is re-installed only when its rendering changed since,
+# so state that a service rewrote on its own (sentinel's config, a promoted replica's redis.conf) is left alone.
+APPLIED_DIR="$HARBOR_HA_STATE/applied"
+# The files the last install_manifest replaced, until the role's check accepts the new ones (manifest_rollback).
+PREVIOUS_DIR="$HARBOR_HA_STATE/previous"
+
+log() { printf '[harbor-ha %s] %s\n' "${ROLE:-?}" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+require_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (the program runs it through sudo)"; }
+
+# staged STAGE_DIR PATH: where the file the host gets at PATH is staged (components/host/files.py FileSpec.stage_name).
+staged() {
+  local name=${2#/}
+  printf '%s/%s\n' "$1" "${name//\//__}"
+}
+
+# apt-get with a wait on the dpkg lock: several roles of one host are provisioned in parallel.
+apt_install() {
+  local missing=()
+  local pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  flock "$HARBOR_HA_STATE/apt.lock" apt-get -o DPkg::Lock::Timeout=600 update -qq
+  flock "$HARBOR_HA_STATE/apt.lock" apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}
+
+sha256_of() { sha256sum < "$1" | cut -d' ' -f1; }
+
+# install_manifest STAGE_DIR: install every staged file listed in STAGE_DIR/MANIFEST
+# (`stage-name path mode owner group` per line). Prints the paths it changed, one per line.
+install_manifest() {
+  local stage=$1 name path mode owner group digest
+  [ -f "$stage/MANIFEST" ] || die "no MANIFEST in $stage"
+  install -d -m 0700 "$APPLIED_DIR"
+  rm -rf "$PREVIOUS_DIR"
+  install -d -m 0700 "$PREVIOUS_DIR"
+  while read -r name path mode owner group; do
+    [ -n "$name" ] || continue
+    [ -f "$stage/$name" ] || die "staged file $stage/$name is missing"
+    digest=$(sha256_of "$stage/$name")
+    if [ -f "$path" ] && [ "$(cat "$APPLIED_DIR/$name" 2>/dev/null)" = "$digest" ]; then
+      continue
+    fi
+    if [ -f "$path" ]; then cp -p "$path" "$PREVIOUS_DIR/$name"; fi
+    install -d -m 0755 "$(dirname "$path")"
+    install -m "$mode" -o "$owner" -g "$group" "$stage/$name" "$path.harbor-ha.tmp"
+    mv -f "$path.harbor-ha.tmp" "$path"
+    echo "$digest" > "$APPLIED_DIR/$name"
+    echo "$path"
+  done < "$stage/MANIFEST"
+}
+
+# manifest_rollback STAGE_DIR: put back what the last install_manifest replaced (a service refused the new files);
+# the next apply installs them again.
+manifest_rollback() {
+  local stage=$1 name path _rest
+  while read -r name path _rest; do
+    [ -n "$name" ] || continue
+    [ -f "$APPLIED_DIR/$name" ] || continue
+    if [ -f "$PREVIOUS_DIR/$name" ]; then
+      cp -p "$PREVIOUS_DIR/$name" "$path"
+      rm -f "$APPLIED_DIR/$name"
+    fi
+  done < "$stage/MANIFEST"
+  rm -rf "$PREVIOUS_DIR"
+}
+
+# remove_manifest STAGE_DIR: delete the files this role installed (data directories are never touched).
+remove_manifest() {
+  local stage=$1 name path _rest
+  [ -f "$stage/MANIFEST" ] || return 0
+  while read -r name path _rest; do
+    [ -n "$name" ] || continue
+    rm -f "$path" "$APPLIED_DIR/$name"
+  done < "$stage/MANIFEST"
+}
+
+# systemd unit state after a change: start if stopped, restart (or reload) if any file changed.
+ensure_service() {
+  local unit=$1 changed=$2 action=${3:-restart}
+  systemctl enable --quiet "$unit"
+  if ! systemctl is-active --quiet "$unit"; then
+    systemctl start "$unit"
+  elif [ -n "$changed" ]; then
+    systemctl "$action" "$unit"
+  fi
+}
+
+# checked_service_apply STAGE UNIT ON_CHANGE CHECK: install the role's files and restart/reload UNIT; files the
+# CHECK command rejects are rolled back first, so neither the running service nor its next restart sees them.
+checked_service_apply() {
+  local stage=$1 unit=$2 on_change=$3 check=$4 changed
+  changed=$(install_manifest "$stage")
+  if ! "$check"; then
+    manifest_rollback "$stage"
+    die "$unit rejected the new configuration; the previous files are back in place"
+  fi
+  ensure_service "$unit" "$changed" "$on_change"
+  log "$unit ready"
+}
+
+# The delete of a role that is one distribution package running one systemd unit.
+packaged_service_delete() {
+  local stage=$1 unit=$2
+  remove_manifest "$stage"
+  systemctl disable --now "$unit" || true
+  log "$unit stopped; its data is kept"
+}
+
+# current_master: "ADDR PORT" of today's Redis master as the first answering sentinel of $SENTINELS names it,
+# nothing when none answers (standalone mode, or the first install: sentinels are deployed after the servers).
+current_master() {
+  local s reply
+  for s in $SENTINELS; do
+    reply=$(timeout 3 redis-cli -h "${s%:*}" -p "${s##*:}" --raw SENTINEL get-master-addr-by-name "$MASTER_SET" \
+      2>/dev/null | tr '\n' ' ') || continue
+    if [[ $reply =~ ^([0-9.]+)\ ([0-9]+)\ $ ]]; then
+      echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
+      return 0
+    fi
+  done
+}
+
+# follow_master "ADDR PORT": redis.conf ($CONF) replicates from ADDR, or has no replicaof when ADDR is $SELF.
+follow_master() {
+  local addr=${1% *} port=${1#* }
+  sed -i '/^replicaof /d' "$CONF"
+  if [ "$addr" != "$SELF" ]; then echo "replicaof $addr $port" >> "$CONF"; fi
+}
+
+main() {
+  local action=${1:-} stage=${2:-} env_file
+  [ -n "$stage" ] || die "usage: $0 apply|delete STAGE_DIR"
+  require_root
+  install -d -m 0755 "$HARBOR_HA_STATE"
+  # The role's parameters (components/host/files.py role_env), as staged by this run.
+  env_file=$(staged "$stage" "/etc/harbor-ha/env/$ROLE.env")
+  # shellcheck source=/dev/null
+  if [ -f "$env_file" ]; then . "$env_file"; fi
+  case "$action" in
+    apply) role_apply "$stage" ;;
+    # The staged files hold the role's secrets: gone with the role.
+    delete) role_delete "$stage"; rm -rf "$stage" ;;
+    *) die "unknown action '$action' (apply or delete)" ;;
+  esac
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# nginx load balancer on the VIP. New files are checked with nginx -t before nginx reloads; files nginx rejects are
+# rolled back, so neither the running nginx nor the next restart sees them.
+ROLE=loadbalancer
+# lib.sh is shipped beside this script; in the repository it is components/host/lib.sh (HARBOR_HA_LIB in tests).
+# shellcheck source=../host/lib.sh
+. "${HARBOR_HA_LIB:-$(dirname "${BASH_SOURCE[0]}")/lib.sh}"
+
+# nginx binds the VIP on both hosts: the sysctl must be in force before nginx -t binds the listen sockets.
+nginx_config_ok() {
+  sysctl -q -p /etc/sysctl.d/60-harbor-ha-lb.conf && nginx -t -q
+}
+
+role_apply() {
+  apt_install nginx curl
+  checked_service_apply "$1" nginx reload nginx_config_ok
+}
+
+role_delete() { packaged_service_delete "$1" nginx; }
+
+# Sourced by the tests for its functions; run by the program.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

@@ -1,0 +1,90 @@
+"""PostgreSQL as Harbor's external database: settings, client authentication and Harbor's role and database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+
+from components.config import ClusterConfig
+from components.host.files import FileSpec, render_template, role_env
+from components.host.remote import HostRole, RoleArgs, deploy_role
+
+SCRIPT = Path(__file__).with_name("postgres.sh")  #: the role script shipped to the database host
+
+
+ROLE_SQL_PATH = "/etc/harbor-ha/postgres/harbor-role.sql"
+
+
+def conf_dir(cfg: ClusterConfig) -> str:
+    """Debian/Ubuntu's postgresql-common layout: /etc/postgresql/<major>/main."""
+    return f"/etc/postgresql/{cfg.postgres.version}/main"
+
+
+def render_postgresql_conf(cfg: ClusterConfig) -> str:
+    """The conf.d drop-in with Harbor's settings (pure)."""
+    return render_template("postgres/postgresql-harbor.conf.j2", host=cfg.postgres_host, pg=cfg.postgres)
+
+
+def render_pg_hba(cfg: ClusterConfig) -> str:
+    """pg_hba.conf: Harbor's user may reach Harbor's database from the Harbor nodes only (pure)."""
+    return render_template("postgres/pg_hba.conf.j2", pg=cfg.postgres, nodes=cfg.harbor_nodes)
+
+
+def sql_literal(value: str) -> str:
+    """A SQL string literal; standard_conforming_strings is on since PostgreSQL 9.1, so only quotes double."""
+    if "\0" in value:
+        raise ValueError("a NUL byte cannot be part of a PostgreSQL string")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def render_harbor_role_sql(cfg: ClusterConfig, password: str) -> str:
+    """Idempotent psql script: Harbor's role (password set every run, so a rotation applies) and its database."""
+    pg = cfg.postgres
+    return (
+        "-- Rendered by harbor-ha (components/postgres/). Run with psql -v ON_ERROR_STOP=1 -f.\n"
+        f"SELECT 'CREATE ROLE {pg.user} LOGIN' WHERE NOT EXISTS "
+        f"(SELECT FROM pg_roles WHERE rolname = {sql_literal(pg.user)})\\gexec\n"
+        f"ALTER ROLE {pg.user} WITH LOGIN PASSWORD {sql_literal(password)};\n"
+        f"SELECT 'CREATE DATABASE {pg.database} OWNER {pg.user} ENCODING ''UTF8'' TEMPLATE template0' "
+        f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = {sql_literal(pg.database)})\\gexec\n"
+        f"REVOKE ALL ON DATABASE {pg.database} FROM PUBLIC;\n"
+        f"GRANT ALL ON DATABASE {pg.database} TO {pg.user};\n"
+    )
+
+
+def postgres_files(cfg: ClusterConfig) -> list[FileSpec]:
+    d = conf_dir(cfg)
+    return [
+        FileSpec(path=f"{d}/conf.d/harbor-ha.conf", render=lambda _s: render_postgresql_conf(cfg),
+                 owner="postgres", group="postgres"),
+        FileSpec(path=f"{d}/pg_hba.conf", render=lambda _s: render_pg_hba(cfg), mode=0o640,
+                 owner="postgres", group="postgres"),
+        FileSpec(path=ROLE_SQL_PATH, render=lambda s: render_harbor_role_sql(cfg, s["db_password"]),
+                 needs=("db_password",), mode=0o600, owner="postgres", group="postgres"),
+        role_env("postgres", {"PG_VERSION": str(cfg.postgres.version), "SETTINGS_FILE": f"{d}/conf.d/harbor-ha.conf",
+                              "ROLE_SQL": ROLE_SQL_PATH}),
+    ]
+
+
+class PostgresServerArgs(RoleArgs):
+    """Inputs of PostgresServer (the common role inputs)."""
+
+
+class PostgresServer(pulumi.ComponentResource):
+    """PostgreSQL with Harbor's database and user, reachable from the Harbor nodes only."""
+
+    endpoint: str  #: `address:port`
+    database: str  #: Harbor's database
+    username: str  #: Harbor's user
+    role: HostRole  #: the deployment on the database host
+
+    def __init__(self, name: str, args: PostgresServerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("harbor-ha:postgres:PostgresServer", name, None, opts)
+        cfg = args.cfg
+        # Protected: moving the database to another host would give Harbor an empty one.
+        self.role = deploy_role(self, name, cfg.postgres_host, SCRIPT, postgres_files(cfg), args, protect=True)
+        self.endpoint = f"{cfg.postgres_host.address}:{cfg.postgres.port}"
+        self.database, self.username = cfg.postgres.database, cfg.postgres.user
+        self.register_outputs({"endpoint": self.endpoint, "database": self.database, "username": self.username})

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Count the Harbor API calls the provider makes per operation, against the Harbor API emulator.
+
+Prints, per resource, the calls of create / read / update / delete (targets: <= 2, 1, 2, 1) as counted by the
+emulator, and the wall time and call count of listing 500 replication policies (pagination: 5 calls).
+
+    python3 labs/bench/bench_provider.py [--json FILE]
+
+Needs the emulator from tests/ and the swagger in ../shared/harbor (a development tool, not part of the program).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a file: import from the repository root
+
+from harbor_provider.client import ClientSettings, Credentials, HarborClient  # noqa: E402
+from harbor_provider.resources import (  # noqa: E402
+    ProjectProvider,
+    RegistryProvider,
+    ReplicationPolicyProvider,
+    ReplicationRunProvider,
+    RobotAccountProvider,
+)
+from labs.fakes.harbor_emulator.server import HarborEmulator  # noqa: E402
+
+SETTINGS = ClientSettings(read_timeout=10.0)
+POLICIES_TO_LIST = 500
+
+
+def measure(emu: HarborEmulator, provider, props: dict, change: dict) -> dict:
+    """Calls per operation, each counted by the emulator."""
+    counts = {}
+    emu.reset_calls()
+    created = provider.create(props)
+    counts["create"] = emu.count()
+    emu.reset_calls()
+    read = provider.read(created.id, created.outs)
+    counts["read"] = emu.count()
+    news = {**props, **change}
+    emu.reset_calls()
+    updated = provider.update(created.id, read.outs, news)
+    counts["update"] = emu.count()
+    emu.reset_calls()
+    provider.delete(created.id, updated.outs)
+    counts["delete"] = emu.count()
+    return counts
+
+
+def run() -> dict:
+    results: dict = {}
+    with HarborEmulator() as emu:
+        conn = {"harbor_url": emu.url, "harbor_username": emu.username, "harbor_password": emu.password}
+        registry = {**conn, "name": "bench", "type": "docker-registry", "url": "http://old:5000",
+                    "access_key": "u", "access_secret": "Passw0rd"}
+        results["Registry"] = measure(emu, RegistryProvider(SETTINGS), registry, {"description": "changed"})
+        registry_id = int(RegistryProvider(SETTINGS).create(registry).id)
+        policy = {**conn, "name": "bench", "registry_id": registry_id, "trigger": "scheduled",
+                  "cron": "0 0 2 * * *", "filters": [{"type": "name", "value": "team/**"},
+                                                     {"type": "tag", "value": "v*"}]}
+        results["ReplicationPolicy"] = measure(emu, ReplicationPolicyProvider(SETTINGS), policy, {"speed": 1024})
+        results["Project"] = measure(emu, ProjectProvider(SETTINGS), {**conn, "name": "bench"}, {"public": True})
+        results["Project (storage quota managed)"] = measure(
+            emu, ProjectProvider(SETTINGS), {**conn, "name": "quota", "storage_limit": 2**30},
+            {"storage_limit": 2**31})
+        results["RobotAccount"] = measure(emu, RobotAccountProvider(SETTINGS), {**conn, "name": "bench"},
+                                          {"description": "changed"})
+        policy_id = int(ReplicationPolicyProvider(SETTINGS).create(policy).id)
+        # The emulator ends executions at once: create = start + one status poll.
+        results["ReplicationRun"] = measure(emu, ReplicationRunProvider(SETTINGS),
+                                            {**conn, "policy_id": policy_id, "poll_seconds": 0.1},
+                                            {"timeout_seconds": 60})
+
+        with emu.lock:  # 500 policies put straight into the emulator: only the listing is measured
+            for i in range(POLICIES_TO_LIST - len(emu.policies)):
+                pid = emu.new_id()
+                emu.policies[pid] = {"id": pid, "name": f"listed-{i}", "src_registry_id": 0,
+                                     "dest_registry_id": registry_id, "replicate_deletion": False}
+        client = HarborClient(Credentials.resolve(conn, {}), SETTINGS)
+        emu.reset_calls()
+        start = time.perf_counter()
+        listed = list(client.list_all("/replication/policies"))
+        seconds = time.perf_counter() - start
+        if len(listed) != POLICIES_TO_LIST:
+            raise SystemExit(f"listed {len(listed)} policies, expected {POLICIES_TO_LIST}")
+        results["list_500_policies"] = {"calls": emu.count(), "seconds": round(seconds, 4)}
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    options = parser.parse_args()
+    results = run()
+    print(f"{'resource':34} {'create':>6} {'read':>5} {'update':>6} {'delete':>6}   (targets <=2 1 2 1)")
+    for name, counts in results.items():
+        if name != "list_500_policies":
+            print(f"{name:34} {counts['create']:>6} {counts['read']:>5} {counts['update']:>6} {counts['delete']:>6}")
+    listing = results["list_500_policies"]
+    print(f"list 500 policies: {listing['calls']} API calls in {listing['seconds']:.3f} s (target: 5 calls)")
+    if options.json:
+        options.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""components/host/lib.sh run for real (bash, install, cmp) against a temporary root: idempotent installs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from tests.support import ROOT
+
+from components.host.files import FileSpec, manifest_text
+
+LIB = ROOT / "components" / "host" / "lib.sh"
+
+
+def run_lib(state: Path, call: str) -> str:
+    """Source lib.sh in bash and run one of its functions; returns its stdout (the changed paths)."""
+    result = subprocess.run(["bash", "-c", f'. "{LIB}"; {call}'], capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "HARBOR_HA_STATE": str(state)})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def stage(tmp_path: Path, files: dict[str, str], mode: int = 0o640) -> tuple[Path, list[FileSpec]]:
+    stage_dir = tmp_path / "stage"
+    stage_dir.mkdir(exist_ok=True)
+    specs = [FileSpec(path=str(tmp_path / "root" / rel), render=lambda _s, c=content: c, mode=mode,
+                      owner="nobody", group="nogroup")
+             for rel, content in files.items()]
+    for spec in specs:
+        (stage_dir / spec.stage_name).write_text(spec.render({}))
+    (stage_dir / "MANIFEST").write_text(manifest_text(specs))
+    return stage_dir, specs
+
+
+def test_install_manifest_installs_with_mode_and_owner_then_changes_nothing_on_a_second_run(tmp_path):
+    stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n", "etc/other/b.conf": "b=1\n"})
+    first = run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"').split()
+    assert first == [s.path for s in specs]
+    for spec in specs:
+        st = os.stat(spec.path)
+        assert oct(st.st_mode & 0o777) == "0o640"
+        assert st.st_uid == int(subprocess.check_output(["id", "-u", "nobody"]))
+        assert Path(spec.path).read_text() == spec.render({})
+    assert run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"') == ""
+
+
+def test_install_manifest_reinstalls_only_what_the_rendering_changed(tmp_path):
+    stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n", "etc/app/b.conf": "b=1\n"})
+    run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"')
+    (stage_dir / specs[1].stage_name).write_text("b=2\n")
+    assert run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"').split() == [specs[1].path]
+    assert Path(specs[1].path).read_text() == "b=2\n"
+
+
+def test_a_file_the_service_rewrote_is_left_alone_while_its_rendering_is_unchanged(tmp_path):
+    # Sentinel rewrites sentinel.conf, a promoted replica loses its replicaof: re-applying must not revert that.
+    stage_dir, specs = stage(tmp_path, {"etc/redis/sentinel.conf": "sentinel monitor m 198.18.0.1 6379 2\n"})
+    run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"')
+    Path(specs[0].path).write_text("sentinel monitor m 198.18.0.2 6379 2\n# learned\n")
+    assert run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"') == ""
+    assert "198.18.0.2" in Path(specs[0].path).read_text()
+
+
+def test_a_deleted_file_is_installed_again(tmp_path):
+    stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n"})
+    run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"')
+    os.unlink(specs[0].path)
+    assert run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"').split() == [specs[0].path]
+
+
+def test_remove_manifest_removes_the_installed_files_only(tmp_path):
+    stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n"})
+    run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"')
+    neighbour = Path(specs[0].path).parent / "keep.conf"
+    neighbour.write_text("x")
+    run_lib(tmp_path / "state", f'remove_manifest "{stage_dir}"')
+    assert not Path(specs[0].path).exists() and neighbour.exists()
+
+
+def test_rollback_puts_back_exactly_what_the_last_install_replaced(tmp_path):
+    stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n", "etc/app/b.conf": "b=1\n"})
+    run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"')
+    (stage_dir / specs[0].stage_name).write_text("a=broken\n")
+    assert run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"').split() == [specs[0].path]
+    run_lib(tmp_path / "state", f'manifest_rollback "{stage_dir}"')
+    assert Path(specs[0].path).read_text() == "a=1\n" and Path(specs[1].path).read_text() == "b=1\n"
+    # Not recorded as applied: the next run installs the staged file again.
+    assert run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"').split() == [specs[0].path]
+
+
+def test_applied_state_keeps_digests_not_copies_of_the_files(tmp_path):
+    stage_dir, specs = stage(tmp_path, {"etc/app/secret.conf": "password=Sup3rSecretValue\n"})
+    run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"')
+    for f in (tmp_path / "state").rglob("*"):
+        assert not f.is_file() or "Sup3rSecretValue" not in f.read_text(errors="replace"), f
+
+
+def test_delete_removes_the_role_files_and_the_staged_secrets(tmp_path):
+    stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n"})
+    role = tmp_path / "role.sh"
+    role.write_text(f'ROLE=test\n. "{LIB}"\nrole_apply() {{ install_manifest "$1" >/dev/null; }}\n'
+                    'role_delete() { remove_manifest "$1"; }\nmain "$@"\n')
+    for action in ("apply", "delete"):
+        result = subprocess.run(["bash", str(role), action, str(stage_dir)], capture_output=True, text=True,
+                                timeout=30, env={**os.environ, "HARBOR_HA_STATE": str(tmp_path / "state")})
+        assert result.returncode == 0, result.stderr
+    assert not Path(specs[0].path).exists() and not stage_dir.exists()
+
+
+def test_main_sources_the_role_env_file_staged_for_this_run(tmp_path):
+    stage_dir, _ = stage(tmp_path, {"etc/app/a.conf": "a=1\n"})
+    (stage_dir / "etc__harbor-ha__env__test.env").write_text("GREETING='hello world'\n")
+    role = tmp_path / "role.sh"
+    role.write_text(f'ROLE=test\n. "{LIB}"\nrole_apply() {{ echo "$GREETING"; }}\nrole_delete() {{ :; }}\n'
+                    'main "$@"\n')
+    result = subprocess.run(["bash", str(role), "apply", str(stage_dir)], capture_output=True, text=True,
+                            timeout=30, env={**os.environ, "HARBOR_HA_STATE": str(tmp_path / "state")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello world\n"
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_redis_scripts_find_todays_master_through_a_real_sentinel_and_follow_it(tmp_path):
+    """Starts redis-server and redis-sentinel on 127.0.0.1 (stopped by PID): current_master asks the sentinel,
+    follow_master rewrites replicaof for a replica and removes it on the master itself."""
+    import time
+    port, sentinel_port = free_port(), free_port()
+    (tmp_path / "sentinel.conf").write_text(
+        f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\nsentinel monitor m 127.0.0.1 {port} 1\n")
+    procs = [subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
+                               "--save", ""], stdout=subprocess.DEVNULL),
+             subprocess.Popen(["redis-sentinel", str(tmp_path / "sentinel.conf")], stdout=subprocess.DEVNULL)]
+    try:
+        env = f'SENTINELS="127.0.0.1:1 127.0.0.1:{sentinel_port}" MASTER_SET=m'  # the first one is dead
+        deadline, master = time.monotonic() + 10, ""
+        while time.monotonic() < deadline and not master:
+            master = run_lib(tmp_path, f"{env}; current_master").strip()
+            time.sleep(0.1)
+        assert master == f"127.0.0.1 {port}"
+        conf = tmp_path / "redis.conf"
+        conf.write_text("port 6379\nreplicaof 198.18.0.1 6379\nappendonly yes\n")
+        run_lib(tmp_path, f'CONF="{conf}" SELF=198.18.0.2; follow_master "{master}"')
+        assert conf.read_text() == f"port 6379\nappendonly yes\nreplicaof 127.0.0.1 {port}\n"
+        run_lib(tmp_path, f'CONF="{conf}" SELF=127.0.0.1; follow_master "{master}"')
+        assert conf.read_text() == "port 6379\nappendonly yes\n"
+        assert run_lib(tmp_path, 'SENTINELS="127.0.0.1:1" MASTER_SET=m; current_master') == ""
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=10)
+
+
+def test_checked_apply_rolls_back_files_the_check_rejects_and_fails(tmp_path):
+    stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n"})
+    run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"')
+    (stage_dir / specs[0].stage_name).write_text("a=broken\n")
+    # The check reads the installed file, as nginx -t does; no systemd is reached when it fails.
+    result = subprocess.run(
+        ["bash", "-c", f'. "{LIB}"; ok() {{ ! grep -q broken "{specs[0].path}"; }}; '
+                       f'checked_service_apply "{stage_dir}" app.service reload ok'],
+        capture_output=True, text=True, timeout=30, env={**os.environ, "HARBOR_HA_STATE": str(tmp_path / "state")})
+    assert result.returncode == 1
+    assert "app.service rejected the new configuration; the previous files are back in place" in result.stderr
+    assert Path(specs[0].path).read_text() == "a=1\n"

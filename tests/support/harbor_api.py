@@ -1,0 +1,45 @@
+"""Helpers of the Harbor provider tests: fast client settings and the wire form of resource inputs (the emulator
+fixtures are in tests/conftest.py)."""
+
+from __future__ import annotations
+
+from google.protobuf import struct_pb2
+from pulumi.runtime import rpc
+
+from harbor_provider.client import ClientSettings
+from harbor_provider.resources import RegistryProvider
+
+# Short timeouts and backoff keep the fault tests fast; retries are still exercised.
+FAST = ClientSettings(connect_timeout=2.0, read_timeout=1.0, attempts=4, backoff=0.01)
+
+
+def wire(props: dict) -> dict:
+    """`props` as the engine hands them to a dynamic provider: through a protobuf Struct, so every number
+    arrives as a float (1 -> 1.0)."""
+    struct = struct_pb2.Struct()
+    struct.update(props)
+    return rpc.deserialize_properties(struct)
+
+
+# Inputs of the resources as the engine would pass them (with the connection inputs).
+
+
+def registry_props(conn, **kw):
+    return {**conn, "name": "old", "type": "docker-registry", "url": "old.example:5000/", "access_key": "u",
+            "access_secret": "Passw0rd", "status": None, **kw}
+
+
+def make_registry(conn):
+    return RegistryProvider(FAST).create(registry_props(conn))
+
+
+def policy_props(conn, registry_id, **kw):
+    return {**conn, "name": "sync", "registry_id": registry_id, "direction": "push", "trigger": "scheduled",
+            "cron": "0 0 2 * * *", "filters": [{"type": "name", "value": "team/**"},
+                                               {"type": "tag", "value": "v*", "decoration": "excludes"},
+                                               {"type": "label", "value": ["release"]},
+                                               {"type": "resource", "value": "image"}], **kw}
+
+
+def run_props(conn, policy_id, **kw):
+    return {**conn, "policy_id": policy_id, "timeout_seconds": 5, "poll_seconds": 0.05, **kw}

@@ -1,0 +1,334 @@
+"""The `harbor-ha:harborApi` and `harbor-ha:migration` stack config sections: typed parsing, errors naming the
+key, and the resources they declare (Pulumi mocks: no engine, no Harbor)."""
+
+import base64
+import itertools
+
+import dill
+import pulumi
+import pytest
+
+from harbor_provider.resources import ReplicationPolicyProvider
+from harbor_provider.stack_config import (
+    declare_harbor_objects,
+    merge_sections,
+    parse_harbor_section,
+    parse_migration_section,
+)
+from harbor_provider.typed import ConfigError
+from tests.support import ROOT
+
+ADMIN_PASSWORD = "Generated-Adm1n-Password"
+
+TWO_SITE = {
+    "registries": [{"name": "site-b", "type": "harbor", "url": "https://harbor-b.example.com",
+                    "accessKey": "robot$site-a", "accessSecret": "S3cret-of-robot"}],
+    "projects": [{"name": "library", "autoScan": True, "storageLimit": 107374182400}],
+    "robots": [{"name": "site-b", "replicateDeletion": True}],
+    "policies": [
+        {"name": "to-site-b", "registry": "site-b", "trigger": {"type": "event_based"}, "replicateDeletion": True},
+        {"name": "to-site-b-nightly", "registry": "site-b", "trigger": {"type": "scheduled", "cron": "0 0 2 * * *"},
+         "singleActiveReplication": True, "filters": [{"type": "tag", "value": "dev-*", "decoration": "excludes"}]},
+    ],
+}
+
+
+def problems_of(raw, parse=parse_harbor_section):
+    with pytest.raises(ConfigError) as caught:
+        parse(raw)
+    return caught.value.problems
+
+
+def test_valid_section_parses_into_typed_objects():
+    section = parse_harbor_section(TWO_SITE)
+    assert section.registries[0].access_key == "robot$site-a"
+    assert section.projects[0].storage_limit == 107374182400
+    assert section.policies[1].trigger.cron == "0 0 2 * * *"
+    assert section.policies[1].filters[0].decoration == "excludes"
+
+
+@pytest.mark.parametrize("path,value,expected", [
+    (("policies", 1, "trigger", "cron"), "0 0 2 * *", "harbor-ha:harborApi.policies[1].trigger.cron: '0 0 2 * *' has 5 fields"),
+    (("policies", 0, "trigger", "type"), "hourly", "harbor-ha:harborApi.policies[0].trigger.type: 'hourly'"),
+    (("policies", 0, "registry"), "nope", "harbor-ha:harborApi.policies[0].registry: unknown registry 'nope'"),
+    (("policies", 1, "filters", 0, "type"), "name", "harbor-ha:harborApi.policies[1].filters[0].decoration: a name filter"),
+    (("registries", 0, "type"), "harbor2", "harbor-ha:harborApi.registries[0].type: unknown registry type 'harbor2'"),
+    (("projects", 0, "name"), "Library", "harbor-ha:harborApi.projects[0].name: 'Library'"),
+    (("robots", 0, "durationDays"), 0, "harbor-ha:harborApi.robots[0].durationDays: must be a positive"),
+    (("policies", 0, "speed"), "fast", "harbor-ha:harborApi.policies[0].speed: expected int"),
+    (("registries", 0, "colour"), "red", "harbor-ha:harborApi.registries[0].colour: unknown key"),
+])
+def test_bad_value_error_names_the_key(path, value, expected):
+    import copy
+    raw = copy.deepcopy(TWO_SITE)
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert any(p.startswith(expected) for p in problems_of(raw)), problems_of(raw)
+
+
+@pytest.mark.parametrize("raw,parse,key", [
+    ({"harborUrl": "https://h.example.com", "harborPassword": 20261122}, parse_harbor_section,
+     "harbor-ha:harborApi.harborPassword"),
+    ({"registries": [{"name": "b", "type": "harbor", "url": "https://b.example.com", "accessKey": "robot$a",
+                      "accessSecret": 20261122}]}, parse_harbor_section, "harbor-ha:harborApi.registries[0].accessSecret"),
+    ({"sourceUrl": "https://old:5000", "username": "u", "password": 20261122, "targetProject": "legacy"},
+     parse_migration_section, "harbor-ha:migration.password"),
+])
+def test_type_error_names_the_key_but_not_the_secret_value(raw, parse, key):
+    problems = problems_of(raw, parse)
+    assert f"{key}: expected str, got int" in problems, problems
+    assert not any("20261122" in p for p in problems), problems
+
+
+def test_event_based_pull_and_duplicate_names_are_reported_together():
+    raw = {"registries": [{"name": "old", "type": "docker-registry", "url": "http://old:5000"}],
+           "policies": [{"name": "p", "registry": "old", "direction": "pull", "trigger": {"type": "event_based"}},
+                        {"name": "p", "registry": "old", "direction": "pull"}]}
+    problems = problems_of(raw)
+    assert problems[0].startswith("harbor-ha:harborApi.policies[0].trigger.type: event_based works only for push")
+    assert "harbor-ha:harborApi.policies[1].name: 'p' is declared twice" in problems
+
+
+def test_existing_harbor_needs_a_password():
+    assert problems_of({"harborUrl": "https://harbor.example.com"}) == [
+        "harbor-ha:harborApi.harborPassword: required with harborUrl (set it with --secret)"]
+
+
+def test_migration_section_becomes_registry_project_pull_policy_and_run():
+    section = parse_migration_section({"sourceUrl": "https://old:5000", "username": "migrator",
+                                       "password": "pw", "insecure": True, "targetProject": "legacy",
+                                       "nameFilter": "team/**", "tagFilter": "v*", "runNow": True})
+    policy = section.policies[0]
+    assert section.registries[0].type == "docker-registry" and section.registries[0].insecure
+    assert section.projects[0].name == "legacy" and section.projects[0].adopt
+    assert (policy.direction, policy.dest_namespace, policy.dest_namespace_replace_count) == ("pull", "legacy", 0)
+    assert [(f.type, f.value) for f in policy.filters] == [("name", "team/**"), ("tag", "v*")]
+    assert policy.run is not None and policy.trigger.type == "manual"
+
+
+def test_migration_errors_name_migration_keys():
+    problems = problems_of({"sourceUrl": "ftp://old", "targetProject": "Legacy", "username": "u"},
+                           parse_migration_section)
+    assert "harbor-ha:migration.sourceUrl: 'ftp://old': Harbor accepts only http:// and https:// URLs" in problems
+    assert any(p.startswith("harbor-ha:migration.targetProject: 'Legacy'") for p in problems)
+    assert any(p.startswith("harbor-ha:migration.password: access_key and access_secret go together") for p in problems)
+
+
+def test_merge_refuses_clashing_names():
+    migration = parse_migration_section({"sourceUrl": "http://old:5000", "targetProject": "library"})
+    with pytest.raises(ConfigError) as caught:
+        merge_sections(parse_harbor_section(TWO_SITE), migration)
+    assert caught.value.problems == ["harbor-ha:harborApi.projects[0].name and harbor-ha:migration.targetProject "
+                                     "both declare project 'library'"]
+
+
+def test_merge_names_the_migration_keys_of_each_clashing_object():
+    harbor = parse_harbor_section({"registries": [{"name": "migration-source", "type": "docker-registry",
+                                                   "url": "http://a:5000"}],
+                                   "projects": [{"name": "x"}]})
+    migration = parse_migration_section({"sourceUrl": "http://old:5000", "targetProject": "x"})
+    with pytest.raises(ConfigError) as caught:
+        merge_sections(harbor, migration)
+    assert caught.value.problems == [
+        "harbor-ha:harborApi.registries[0].name and harbor-ha:migration.registryName both declare registry "
+        "'migration-source'",
+        "harbor-ha:harborApi.projects[0].name and harbor-ha:migration.targetProject both declare project 'x'"]
+
+
+# -- declared resources (Pulumi mocks) -----------------------------------------------------------------------
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def __init__(self):
+        self.created: dict[str, tuple[str, dict]] = {}
+        self.ids = itertools.count(1)
+
+    def new_resource(self, args):
+        self.created[args.name] = (args.typ, args.inputs)
+        state = dict(args.inputs)
+        if args.typ.endswith(":RobotAccount"):
+            state["secret"] = "generated-by-harbor"  # what the provider's create would return
+        return [str(next(self.ids)), state]
+
+    def call(self, args):
+        return {}
+
+
+class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
+    """The mock monitor, also keeping each RegisterResource's `additionalSecretOutputs`: the engine encrypts
+    exactly those outputs in the state, so they are what protects a secret the provider returns."""
+
+    def __init__(self, mocks):
+        super().__init__(mocks)
+        self.secret_outputs: dict[str, set[str]] = {}
+
+    def RegisterResource(self, request):
+        self.secret_outputs[request.name] = set(request.additionalSecretOutputs)
+        return super().RegisterResource(request)
+
+
+@pytest.fixture
+def mocks():
+    mocks = Mocks()
+    mocks.monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, preview=False, monitor=mocks.monitor)
+    return mocks
+
+
+def _declare():
+    section = merge_sections(parse_harbor_section(TWO_SITE),
+                             parse_migration_section({"sourceUrl": "http://old:5000", "targetProject": "legacy",
+                                                      "runNow": True}))
+    return declare_harbor_objects(section, url="https://harbor.example.com", username="admin",
+                                  password=pulumi.Output.secret(ADMIN_PASSWORD))
+
+
+def _all_ids(objects):
+    """Every declared resource's id: the mocks have seen all registrations once these resolve."""
+    return [r.id for group in (objects.registries, objects.projects, objects.robots, objects.policies, objects.runs)
+            for r in group.values()]
+
+
+@pulumi.runtime.test
+def test_section_declares_every_resource_wired_by_id(mocks):
+    objects = _declare()
+
+    def check(values):
+        policy_registry, run_policy, registry_id, policy_id = values
+        assert sorted(mocks.created) == sorted([
+            "harbor-registry-site-b", "harbor-registry-migration-source", "harbor-project-library",
+            "harbor-project-legacy", "harbor-robot-site-b", "harbor-policy-to-site-b",
+            "harbor-policy-to-site-b-nightly", "harbor-policy-migration-pull", "harbor-run-migration-pull"])
+        assert mocks.created["harbor-policy-to-site-b"][0] == "pulumi-python:dynamic/harbor:ReplicationPolicy"
+        assert policy_registry == int(registry_id) and run_policy == int(policy_id)
+        inputs = mocks.created["harbor-policy-to-site-b-nightly"][1]
+        assert inputs["filters"] == [{"type": "tag", "value": "dev-*", "decoration": "excludes"}]
+        assert ReplicationPolicyProvider().check({}, inputs).failures == []
+
+    return pulumi.Output.all(objects.policies["migration-pull"].registry_id,
+                             objects.runs["migration-pull"].policy_id,
+                             objects.registries["migration-source"].id,
+                             objects.policies["migration-pull"].id, *_all_ids(objects)).apply(
+        lambda values: check(values[:4]))
+
+
+@pulumi.runtime.test
+def test_every_secret_a_provider_returns_is_registered_as_a_secret_output(mocks):
+    objects = _declare()
+    credentials = {"harbor_password"}
+    salted = {"secret_salt"}
+    expected = {  # resource type -> outputs that carry a secret or a hash/salt of one
+        "Registry": credentials | {"access_secret", "access_secret_hash"} | salted,
+        "RobotAccount": credentials | {"secret", "secret_hash"} | salted,
+        "Project": credentials, "ReplicationPolicy": credentials, "ReplicationRun": credentials,
+    }
+
+    def check(_):
+        assert len(mocks.created) == 9
+        for name, (typ, _inputs) in mocks.created.items():
+            missing = expected[typ.rsplit(":", 1)[1]] - mocks.monitor.secret_outputs[name]
+            assert not missing, (name, missing)
+
+    return pulumi.Output.all(*_all_ids(objects)).apply(check)
+
+
+@pulumi.runtime.test
+def test_admin_password_and_registry_secret_stay_secret_in_the_program(mocks):
+    objects = _declare()
+    registry = objects.registries["site-b"]
+
+    def check(flags):
+        assert flags == [True, True]
+
+    return pulumi.Output.all(pulumi.Output.from_input(registry.harbor_password.is_secret()),
+                             pulumi.Output.from_input(registry.access_secret.is_secret())).apply(check)
+
+
+def _unwrap(value):
+    """A secret input as the mock monitor sees it: {<secret signature>: ..., "value": ...}."""
+    return value["value"] if isinstance(value, dict) and "value" in value else value
+
+
+@pulumi.runtime.test
+def test_pickled_provider_in_the_inputs_carries_no_credential(mocks):
+    objects = _declare()
+
+    def check(_):
+        for name, (_, inputs) in mocks.created.items():
+            pickled = base64.b64decode(_unwrap(inputs["__provider"]))
+            assert ADMIN_PASSWORD.encode() not in pickled and b"S3cret-of-robot" not in pickled, name
+            provider = dill.loads(pickled)
+            assert ADMIN_PASSWORD not in repr(vars(provider)), name
+            assert _unwrap(inputs["harbor_password"]) == ADMIN_PASSWORD  # passed as a (secret) input instead
+
+    return pulumi.Output.all(*_all_ids(objects)).apply(check)
+
+
+@pulumi.runtime.test
+def test_existing_harbor_from_the_section_replaces_the_cluster_connection(mocks):
+    section = parse_harbor_section({"harborUrl": "https://old-harbor.example.com", "harborPassword": "Old-Adm1n",
+                                    "projects": [{"name": "library", "adopt": True}]})
+    objects = declare_harbor_objects(section, url="https://cluster.example.com", password="unused")
+
+    def check(_):
+        inputs = mocks.created["harbor-project-library"][1]
+        assert inputs["harbor_url"] == "https://old-harbor.example.com"
+        assert inputs["harbor_username"] == "admin" and _unwrap(inputs["harbor_password"]) == "Old-Adm1n"
+        assert isinstance(inputs["harbor_password"], dict)  # sent as a secret
+
+    return objects.projects["library"].id.apply(check)
+
+
+@pulumi.runtime.test
+def test_pickled_provider_loads_in_a_fresh_interpreter_by_module_reference(mocks):
+    """Starts a child `python3` (as the dynamic provider host would) that unpickles a provider from the state.
+    The provider is pickled by reference to `harbor_provider.resources`: importing it there registers nothing."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    objects = _declare()
+
+    def check(_):
+        pickled = _unwrap(mocks.created["harbor-registry-site-b"][1]["__provider"])
+        code = ("import base64, sys, dill; p = dill.loads(base64.b64decode(sys.stdin.read())); "
+                "print(type(p).__module__, type(p).__name__)")
+        done = subprocess.run([sys.executable, "-c", code], input=pickled, capture_output=True, text=True,
+                              cwd=ROOT, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["harbor_provider.resources", "RegistryProvider"]
+
+    return objects.registries["site-b"].id.apply(check)
+
+
+def _desecure(node):
+    """Stack config as the program sees it: `{secure: ...}` values arrive decrypted."""
+    if isinstance(node, dict):
+        if set(node) == {"secure"}:
+            return "Decrypted-Secret-1"
+        return {k: _desecure(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_desecure(v) for v in node]
+    return node
+
+
+def test_every_config_example_in_the_docs_parses():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (ROOT / "README.md").read_text()
+    sections = 0
+    for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
+        for key, value in (yaml.safe_load(block).get("config") or {}).items():
+            raw = _desecure(value)
+            if key.endswith(":harborApi"):
+                parse_harbor_section(raw)
+                sections += 1
+            elif key.endswith(":migration"):
+                parse_migration_section(raw)
+                sections += 1
+    assert sections >= 6

@@ -1,0 +1,306 @@
+"""The Pulumi program under mocks: resource graph per stack, install order, shared keys, secrets kept secret."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pulumi
+import pytest
+
+from components.config import ConfigError
+from components.plan import role_files
+from components.config import parse_cluster_config
+from tests.support import pulumi_harness
+from tests.support.pulumi_harness import Registered, run_program, stack_config
+
+COMMAND = "command:remote:Command"
+COPY = "command:remote:CopyToRemote"
+HOST_ROLE = "harbor-ha:remote:HostRole"
+
+
+def by_type(regs: list[Registered], typ: str) -> list[Registered]:
+    return [r for r in regs if r.typ == typ]
+
+
+def apply_commands(regs: list[Registered], role: str) -> list[Registered]:
+    """The `<role>.sh apply` commands, in registration order."""
+    return [r for r in by_type(regs, COMMAND) if f"/{role}.sh apply" in str(r.inputs.get("create", ""))]
+
+
+def content_of(r: Registered) -> str:
+    """What a shipping resource puts on the host: a command's stdin or a copied StringAsset's text."""
+    if r.typ == COMMAND:
+        return str(r.inputs.get("stdin") or "")
+    source = r.inputs.get("source")
+    return getattr(source, "text", None) or ""
+
+
+def depends_transitively(regs: list[Registered], a: Registered, b: Registered) -> bool:
+    """True when `a` (directly or through others) depends on `b`."""
+    index = {r.urn: r for r in regs}
+    seen, todo = set(), list(a.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn == b.urn:
+            return True
+        if urn not in seen and urn in index:
+            seen.add(urn)
+            todo.extend(index[urn].dependencies)
+    return False
+
+
+def _program(stack: str):
+    values, _secrets = stack_config(stack)
+    return run_program(values)
+
+
+@pytest.mark.parametrize("stack, expected", [
+    ("dev", {"nfs-server": 1, "postgres": 1, "redis": 1, "sentinel": 0, "harbor-node": 2, "loadbalancer": 2,
+             "keepalived": 2}),
+    ("prod", {"nfs-server": 1, "postgres": 1, "redis": 3, "sentinel": 3, "harbor-node": 3, "loadbalancer": 2,
+              "keepalived": 2}),
+])
+@pulumi.runtime.test
+def test_stack_file_builds_one_role_deployment_per_host_and_role(stack, expected):
+    program = _program(stack)
+
+    def check(regs):
+        found = {role: len(apply_commands(regs, role)) for role in expected}
+        assert found == expected
+        types = Counter(r.typ for r in regs)
+        for component in ("harbor-ha:cluster:HarborCluster", "harbor-ha:nfs:NfsServer",
+                          "harbor-ha:postgres:PostgresServer", "harbor-ha:redis:Redis",
+                          "harbor-ha:loadbalancer:LoadBalancer", "harbor-ha:keepalived:KeepalivedPair"):
+            assert types[component] == 1, component
+        assert types["harbor-ha:harbor_node:HarborNode"] == expected["harbor-node"]
+        # Every child is named after its parent component.
+        for r in regs:
+            if r.typ.startswith("harbor-ha:") and r.typ != "harbor-ha:cluster:HarborCluster":
+                assert r.name.startswith("harbor-"), r.name
+        return regs
+
+    return program.all_registered().apply(check)
+
+
+@pulumi.runtime.test
+def test_program_ships_exactly_the_files_render_py_shows():
+    values, secrets = stack_config("prod")
+    program = run_program(values)
+    cfg = parse_cluster_config(values, secrets_present=secrets)
+    expected = sorted(
+        f"{host}:{spec.stage_name}"
+        for host, roles in role_files(cfg).items() for specs in roles.values() for spec in specs)
+
+    def check(regs):
+        host_by_address = {h.address: h.name for h in cfg.hosts}
+        shipped = []
+        for r in by_type(regs, COPY) + by_type(regs, COMMAND):
+            target = r.inputs.get("remotePath") or str(r.inputs.get("create", "")).partition("cat > ")[2]
+            target = target.split(".tmp")[0].split(" ")[0]
+            if "/stage/" in target and not target.endswith(("/MANIFEST", ".tgz")):
+                shipped.append(f"{host_by_address[r.inputs['connection']['host']]}:{target.rsplit('/', 1)[1]}")
+        assert sorted(shipped) == expected
+        return shipped
+
+    return program.all_registered().apply(check)
+
+
+@pulumi.runtime.test
+def test_install_order_backends_then_nodes_one_by_one_then_lb_then_vip():
+    program = _program("prod")
+
+    def check(regs):
+        backends = (apply_commands(regs, "nfs-server") + apply_commands(regs, "postgres")
+                    + apply_commands(regs, "redis") + apply_commands(regs, "sentinel"))
+        nodes = apply_commands(regs, "harbor-node")
+        lbs = apply_commands(regs, "loadbalancer")
+        vips = apply_commands(regs, "keepalived")
+        assert len(backends) == 8 and len(nodes) == 3
+        for backend in backends:
+            assert depends_transitively(regs, nodes[0], backend), backend.name
+        # Node 1 alone first (it runs the DB migrations), then one at a time.
+        assert depends_transitively(regs, nodes[1], nodes[0])
+        assert depends_transitively(regs, nodes[2], nodes[1])
+        assert not depends_transitively(regs, nodes[0], nodes[1])
+        for lb in lbs:
+            assert all(depends_transitively(regs, lb, n) for n in nodes), lb.name
+        for vip in vips:
+            assert all(depends_transitively(regs, vip, lb) for lb in lbs), vip.name
+        # Independent backends are provisioned in parallel.
+        nfs, pg = apply_commands(regs, "nfs-server")[0], apply_commands(regs, "postgres")[0]
+        assert not depends_transitively(regs, nfs, pg) and not depends_transitively(regs, pg, nfs)
+        # Replicas after the master, sentinels after every Redis server.
+        redis = apply_commands(regs, "redis")
+        assert all(depends_transitively(regs, replica, redis[0]) for replica in redis[1:])
+        assert all(depends_transitively(regs, s, r) for s in apply_commands(regs, "sentinel") for r in redis)
+        return True
+
+    return program.all_registered().apply(check)
+
+
+@pulumi.runtime.test
+def test_shared_harbor_keys_are_identical_on_every_node():
+    program = _program("prod")
+    generated = program.monitor.mocks.generated
+
+    def check(regs):
+        for key in ("secretkey", "private_key.pem", "root.crt"):
+            contents = {content_of(r)
+                        for r in by_type(regs, COMMAND) + by_type(regs, COPY)
+                        if key in str(r.inputs.get("create", "")) + str(r.inputs.get("remotePath", ""))}
+            assert len(contents) == 1, (key, contents)
+            assert contents.pop().strip(), key
+        secretkey = [r for r in by_type(regs, COMMAND) if "secret__keys__secretkey" in str(r.inputs.get("create"))]
+        assert len(secretkey) == 3
+        assert secretkey[0].inputs["stdin"] == generated["harbor-secrets-harbor-secretkey"]
+        return True
+
+    return program.all_registered().apply(check)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pulumi.runtime.test
+def test_no_secret_value_appears_in_any_command_line_or_plain_file(stack):
+    program = _program(stack)
+    generated = program.monitor.mocks.generated
+
+    def check(regs):
+        secrets = [v.strip() for v in generated.values()]
+        assert len(secrets) >= 7
+        for r in by_type(regs, COMMAND):
+            for prop in ("create", "update", "delete", "environment"):
+                text = str(r.inputs.get(prop, ""))
+                assert not any(s in text for s in secrets), (r.name, prop)
+        copied = [content_of(r) for r in by_type(regs, COPY)]
+        assert sum(1 for text in copied if "nginx" in text) >= 2  # the copies' contents are really looked at
+        for text in copied:
+            assert not any(s in text for s in secrets), text[:80]
+        # Files holding secrets went on stdin, to commands that log nothing.
+        writers = [r for r in by_type(regs, COMMAND) if r.inputs.get("stdin")]
+        assert writers and all(r.inputs.get("logging") == "none" for r in writers)
+        assert any(generated["harbor-secrets-db-password"] in str(r.inputs["stdin"]) for r in writers)
+        return True
+
+    return program.all_registered().apply(check)
+
+
+@pulumi.runtime.test
+def test_admin_password_export_is_secret():
+    program = _program("dev")
+    cluster = program.namespace["cluster"]
+    return pulumi.Output.from_input(cluster.admin_password.is_secret()).apply(lambda secret: _assert_true(secret))
+
+
+def _assert_true(value: bool) -> bool:
+    assert value is True
+    return value
+
+
+@pulumi.runtime.test
+def test_user_tls_certificate_replaces_the_self_signed_one():
+    values, _ = stack_config("dev")
+    program = run_program(values, {"tlsCertificate": "-----BEGIN CERTIFICATE-----\nUSERCERT\n",
+                                   "tlsPrivateKey": "-----BEGIN PRIVATE KEY-----\nUSERKEY\n"})
+
+    def check(regs):
+        assert not [r for r in regs if r.typ == "tls:index/selfSignedCert:SelfSignedCert"
+                    and r.name.endswith("lb-cert")]
+        keys = [r for r in by_type(regs, COMMAND) if "harbor.key" in str(r.inputs.get("create"))]
+        assert len(keys) == 2 and all("USERKEY" in r.inputs["stdin"] for r in keys)
+        return True
+
+    return program.all_registered().apply(check)
+
+
+def test_bad_config_fails_before_any_resource_is_registered():
+    values, _ = stack_config("dev")
+    values = {**values, "vip": {**values["vip"], "virtualRouterId": 300}}
+    with pytest.raises(ConfigError, match=r"harbor-ha:vip.virtualRouterId: must be between 1 and 255"):
+        run_program(values)
+    assert pulumi_harness.last_program is not None and pulumi_harness.last_program.resources == []
+
+
+HARBOR_API = {
+    "registries": [{"name": "site-b", "type": "harbor", "url": "https://harbor-b.example.com",
+                    "accessKey": "robot$site-a", "accessSecret": "Robot-Secret-1"}],
+    "projects": [{"name": "apps"}],
+    "policies": [{"name": "to-site-b", "registry": "site-b", "direction": "push",
+                  "trigger": {"type": "event_based"}}],
+}
+MIGRATION = {"sourceUrl": "https://old-registry.example.com:5000", "targetProject": "legacy", "runNow": True}
+
+
+@pulumi.runtime.test
+def test_harbor_objects_are_declared_after_the_whole_cluster_with_secret_credentials():
+    values, _ = stack_config("dev")
+    program = run_program({**values, "harborApi": HARBOR_API, "migration": MIGRATION})
+
+    def check(regs):
+        harbor = [r for r in regs if r.typ.startswith("pulumi-python:dynamic")]
+        names = sorted(r.name for r in harbor)
+        assert names == sorted(["harbor-registry-site-b", "harbor-registry-migration-source", "harbor-project-apps",
+                                "harbor-project-legacy", "harbor-policy-to-site-b", "harbor-policy-migration-pull",
+                                "harbor-run-migration-pull"])
+        vip = apply_commands(regs, "keepalived")
+        nodes = apply_commands(regs, "harbor-node")
+        for r in harbor:
+            assert all(depends_transitively(regs, r, c) for c in vip + nodes), r.name
+            assert r.inputs["harbor_url"] == "https://harbor.dev.example.internal"
+            assert r.inputs["harbor_password"] == program.monitor.mocks.generated["harbor-secrets-admin-password"]
+        return True
+
+    return program.all_registered().apply(check)
+
+
+@pulumi.runtime.test
+def test_harbor_objects_of_an_existing_harbor_do_not_wait_for_the_cluster():
+    values, _ = stack_config("dev")
+    existing = {**HARBOR_API, "harborUrl": "https://old-harbor.example.com", "harborPassword": "Old-Adm1n-Pass"}
+    program = run_program({**values, "harborApi": existing})
+
+    def check(regs):
+        harbor = [r for r in regs if r.typ.startswith("pulumi-python:dynamic")]
+        assert len(harbor) == 3
+        assert not any(depends_transitively(regs, r, c) for r in harbor for c in apply_commands(regs, "keepalived"))
+        assert {r.inputs["harbor_url"] for r in harbor} == {"https://old-harbor.example.com"}
+        return True
+
+    return program.all_registered().apply(check)
+
+
+def test_bad_harbor_api_section_fails_before_any_resource_is_registered():
+    values, _ = stack_config("dev")
+    bad = {**HARBOR_API, "policies": [{**HARBOR_API["policies"][0], "direction": "pull"}]}
+    with pytest.raises(ValueError, match=r"harbor-ha:harborApi.policies\[0\].trigger.type: event_based works only"):
+        run_program({**values, "harborApi": bad})
+    assert pulumi_harness.last_program is not None and pulumi_harness.last_program.resources == []
+
+
+@pulumi.runtime.test
+def test_component_type_tokens_name_their_module_and_class():
+    program = _program("prod")
+
+    def check(_urns):
+        components = [r for r in program.resources if isinstance(r, pulumi.ComponentResource)
+                      and type(r).__module__.startswith("components.")]
+        assert len(components) > 10
+        for component in components:
+            module = type(component).__module__.rsplit(".", 1)[1]
+            assert component._type == f"harbor-ha:{module}:{type(component).__name__}"
+        return True
+
+    return pulumi.Output.all(*[r.urn for r in program.resources]).apply(check)
+
+
+@pulumi.runtime.test
+def test_roles_holding_the_data_are_protected_from_deletion():
+    program = _program("prod")
+
+    def check(regs):
+        applied = [r for r in by_type(regs, COMMAND) if ".sh apply" in str(r.inputs.get("create", ""))]
+        protected = sorted(r.name for r in applied if r.protect)
+        assert protected == ["harbor-nfs-nfs1-apply", "harbor-postgres-db1-apply"]
+        assert len(applied) == 15  # 1 NFS, 1 PostgreSQL, 3 Redis, 3 sentinels, 3 nodes, 2 nginx, 2 keepalived
+        return True
+
+    return program.all_registered().apply(check)

@@ -1,0 +1,80 @@
+"""The rendered files' runtime paths against the real systemd units of Debian's packages (installed by .ci/run).
+
+A sandboxed unit (ProtectSystem=strict) may only write where its ReadWritePaths say, and systemd waits for the pid
+file its PIDFile names: a rendered config that puts either elsewhere starts fine by hand and fails under systemd.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from components.config import parse_cluster_config
+from components.keepalived import CONF_PATH as KEEPALIVED_CONF
+from components.loadbalancer import NginxPaths
+from components.redis import RedisPaths
+from tests.support.pulumi_harness import stack_config
+
+UNITS = Path("/lib/systemd/system")
+
+
+def unit_settings(unit: str) -> dict[str, list[str]]:
+    path = UNITS / unit
+    if not path.exists():
+        pytest.fail(f"{path} missing: .ci/run installs the package that ships it")
+    settings: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def writable(settings: dict[str, list[str]], path: str) -> bool:
+    """Inside one of the unit's ReadWritePaths/ReadWriteDirectories (a leading '-' only makes it optional)."""
+    allowed = [os.path.realpath(p.lstrip("-")) for key in ("ReadWritePaths", "ReadWriteDirectories")
+               for p in settings.get(key, [])]
+    allowed += [f"/run/{d}" for d in settings.get("RuntimeDirectory", [])]
+    real = os.path.realpath(path)
+    return any(real == a or real.startswith(a + "/") for a in allowed)
+
+
+@pytest.mark.parametrize("unit, pidfile, conf, writes", [
+    ("redis-server.service", f"{RedisPaths().run_dir}/redis-server.pid", RedisPaths().conf,
+     [RedisPaths().data_dir, RedisPaths().log_file, RedisPaths().conf]),
+    ("redis-sentinel.service", f"{RedisPaths().sentinel_run_dir}/redis-sentinel.pid", RedisPaths().sentinel_conf,
+     [RedisPaths().data_dir, RedisPaths().sentinel_log_file, RedisPaths().sentinel_conf]),
+])
+def test_redis_paths_match_the_debian_units_sandbox(unit, pidfile, conf, writes):
+    settings = unit_settings(unit)
+    assert settings["PIDFile"] == [pidfile]
+    assert conf in settings["ExecStart"][0]
+    for path in writes:  # data, log, and the config itself (Sentinel and CONFIG REWRITE write it)
+        assert writable(settings, path), (unit, path)
+
+
+def test_rendered_redis_configs_use_those_paths():
+    values, _ = stack_config("prod")
+    cfg = parse_cluster_config(values)
+    from components.redis import render_redis_conf, render_sentinel_conf
+    redis_conf = render_redis_conf(cfg, cfg.redis_hosts[0], "p" * 32)
+    sentinel_conf = render_sentinel_conf(cfg, cfg.sentinel_hosts[0], "p" * 32)
+    assert f"pidfile {RedisPaths().run_dir}/redis-server.pid\n" in redis_conf
+    assert f"pidfile {RedisPaths().sentinel_run_dir}/redis-sentinel.pid\n" in sentinel_conf
+
+
+def test_nginx_pid_and_config_match_the_debian_unit():
+    settings = unit_settings("nginx.service")
+    assert settings["PIDFile"] == [NginxPaths().pid]
+    # The unit starts nginx without -c: it must read the file we ship.
+    assert "-c " not in settings["ExecStart"][0]
+    assert NginxPaths().conf == "/etc/nginx/nginx.conf"
+
+
+def test_keepalived_unit_reads_the_shipped_config_and_reloads_with_sighup():
+    settings = unit_settings("keepalived.service")
+    assert "-f " not in settings["ExecStart"][0]  # keepalived's default file, the one we ship
+    assert settings["ConditionFileNotEmpty"] == [KEEPALIVED_CONF]
+    assert any("HUP" in r for r in settings["ExecReload"])
