@@ -50,6 +50,11 @@ class HarborCluster(pulumi.ComponentResource):
         super().__init__("harbor-ha:cluster:HarborCluster", name, None, opts)
         cfg = args.cfg
         child = pulumi.ResourceOptions(parent=self)
+        for host in cfg.hosts:
+            if host.host_key is None:
+                pulumi.log.warn(f"hosts: {host.name} ({host.address}) has no hostKey: any SSH server answering that "
+                                "address receives its role's secrets; pin it with the output of "
+                                f"`ssh-keyscan -t ed25519 -p {host.port} {host.address}`", self)
         secrets = ClusterSecrets(f"{name}-secrets", ClusterSecretsArgs(
             cfg=cfg, admin_password=args.admin_password, tls_certificate=args.tls_certificate,
             tls_private_key=args.tls_private_key), child)

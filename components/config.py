@@ -10,6 +10,8 @@ are set, the way evrardjp/ansible-keepalived and geerlingguy/ansible-role-postgr
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import os
@@ -59,6 +61,7 @@ class Host:
     address: str  #: private IPv4 address, used for SSH and for every service binding
     user: str  #: SSH user (root, or a user with passwordless sudo)
     port: int  #: SSH port
+    host_key: Optional[str] = None  #: pinned SSH host public key (`type base64`); None: any key is accepted
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,9 @@ def _parse_hosts(raw: Any, problems: list[str]) -> list[Host]:
         user = r.get("user", str, "root")
         # 22: sshd's default.
         port = r.get("port", int, 22, check=_in_range(1, 65535))
+        # Optional so a first preview works; the program warns for every host without one (any server that answers
+        # the address would otherwise receive the role's secrets).
+        host_key = r.get("hostKey", str, None, check=_host_key_check)
         r.finish()
         if name and name in seen_names:
             r.fail(f"duplicate host name {name!r} (also {key}[{seen_names[name]}])", "name")
@@ -289,8 +295,35 @@ def _parse_hosts(raw: Any, problems: list[str]) -> list[Host]:
             r.fail(f"duplicate address {address} (also {key}[{seen_addresses[address]}])", "address")
         seen_names.setdefault(name, i)
         seen_addresses.setdefault(address, i)
-        hosts.append(Host(name=name, address=address, user=user, port=port))
+        hosts.append(Host(name=name, address=address, user=user, port=port, host_key=_host_key(host_key)))
     return hosts
+
+
+_SSH_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
+
+
+def _host_key(value: Optional[str]) -> Optional[str]:
+    """`type base64` of an OpenSSH public key line; a leading host field (ssh-keyscan's output) is dropped."""
+    if not value:
+        return None
+    fields = value.split()
+    if fields[0] not in _SSH_KEY_TYPES:
+        fields = fields[1:]
+    return " ".join(fields[:2])
+
+
+def _host_key_check(value: str) -> Optional[str]:
+    key = _host_key(value) or ""
+    kind, _, blob = key.partition(" ")
+    try:
+        decoded = base64.b64decode(blob, validate=True)
+    except (ValueError, binascii.Error):
+        decoded = b""
+    # The key blob starts with its own type as an SSH string: a truncated or pasted-wrong key fails here.
+    if kind not in _SSH_KEY_TYPES or decoded[4:4 + len(kind)] != kind.encode():
+        return ("must be the host's public key as `ssh-keyscan -t ed25519 ADDRESS` prints it "
+                f"({' or '.join(_SSH_KEY_TYPES[:2])} ...)")
+    return None
 
 
 def _ipv4_check(value: str) -> Optional[str]:

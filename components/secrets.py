@@ -39,19 +39,23 @@ class ClusterSecrets(pulumi.ComponentResource):
         cfg = args.cfg
         child = pulumi.ResourceOptions(parent=self)
 
-        def password(role: str, length: int) -> pulumi.Output[str]:
+        # What makes data readable is protected: a lost state or a `--replace` would regenerate it, and Harbor could no
+        # longer decrypt the registry credentials in its database (secretkey) nor check the tokens it signed.
+        keep = pulumi.ResourceOptions(parent=self, protect=True)
+
+        def password(role: str, length: int, opts: pulumi.ResourceOptions = child) -> pulumi.Output[str]:
             # Letters and digits only: nothing to quote in redis.conf, harbor.yml, SQL or a Redis URL.
-            return random.RandomPassword(f"{name}-{role}", length=length, special=False, opts=child).result
+            return random.RandomPassword(f"{name}-{role}", length=length, special=False, opts=opts).result
 
         admin = args.admin_password if args.admin_password is not None else password("admin-password", 24)
 
         # Harbor core signs registry tokens with this key; the registry trusts the certificate.
-        core_key = tls.PrivateKey(f"{name}-core-key", algorithm="RSA", rsa_bits=4096, opts=child)
+        core_key = tls.PrivateKey(f"{name}-core-key", algorithm="RSA", rsa_bits=4096, opts=keep)
         root_cert = tls.SelfSignedCert(
             f"{name}-registry-root-cert", private_key_pem=core_key.private_key_pem,
             subject=tls.SelfSignedCertSubjectArgs(common_name="harbor-token-issuer", organization="harbor-ha"),
             validity_period_hours=10 * 365 * 24, allowed_uses=["digital_signature", "key_encipherment"],
-            opts=child)
+            opts=keep)
 
         self.self_signed_certificate = None
         if cfg.tls.user_certificate:
@@ -74,7 +78,7 @@ class ClusterSecrets(pulumi.ComponentResource):
             # PASS authentication takes at most 8 characters (VRRPv2 only; VRRPv3 has no authentication).
             "vrrp_auth_pass": password("vrrp-auth-pass", 8),
             # Harbor's secretkey is an AES key of exactly 16 bytes.
-            "harbor_secretkey": password("harbor-secretkey", 16),
+            "harbor_secretkey": password("harbor-secretkey", 16, keep),
             # The length Harbor's prepare uses for the CSRF key it generates.
             "harbor_csrf_key": password("harbor-csrf-key", 32),
             "core_private_key": core_key.private_key_pem,

@@ -11,14 +11,14 @@ import yaml
 
 from components.config import ClusterConfig, Host
 from components.host.files import FileSpec, role_env
-from components.host.remote import HostRole, RoleArgs, deploy_role
+from components.host.remote import UPLOAD_DIR, HostRole, RoleArgs, deploy_role
 from components.nfs import HARBOR_UID, nfs_client_files
 from components.redis import harbor_redis_host
 
 SCRIPT = Path(__file__).with_name("harbor-node.sh")  #: the role script shipped to each Harbor node
 
-# Where an uploaded installer is staged; harbor-node.sh looks for it there first.
-INSTALLER_STAGE_NAME = "harbor-offline-installer.tgz"
+# The name of an uploaded installer in UPLOAD_DIR/harbor-node/; harbor-node.sh looks for it there first.
+INSTALLER_UPLOAD_NAME = "harbor-offline-installer.tgz"
 CSRF_KEY_PATH = "/etc/harbor-ha/harbor/csrf_key"
 
 
@@ -90,7 +90,7 @@ def node_env(cfg: ClusterConfig) -> FileSpec:
         "HTTP_PORT": str(h.http_port),
         "WITH_TRIVY": "1" if h.trivy else "0",
         "HEALTH_TIMEOUT": str(h.health_timeout),
-        "INSTALLER_STAGE_NAME": INSTALLER_STAGE_NAME,
+        "INSTALLER_UPLOAD": f"{UPLOAD_DIR}/harbor-node/{INSTALLER_UPLOAD_NAME}" if h.installer_path else "",
         "CSRF_KEY_FILE": CSRF_KEY_PATH,
     })
 
@@ -139,10 +139,8 @@ class HarborNode(pulumi.ComponentResource):
         super().__init__("harbor-ha:harbor_node:HarborNode", name, None, opts)
         cfg, host = args.cfg, args.host
         # Air-gapped sites upload their copy of the installer; otherwise the node downloads INSTALLER_URL.
-        assets = ({INSTALLER_STAGE_NAME: pulumi.FileAsset(cfg.harbor.installer_path)}
-                  if cfg.harbor.installer_path else {})
-        self.role = deploy_role(self, name, host, SCRIPT, harbor_node_files(cfg), args,
-                                extra_assets=assets)
+        uploads = {INSTALLER_UPLOAD_NAME: cfg.harbor.installer_path} if cfg.harbor.installer_path else {}
+        self.role = deploy_role(self, name, host, SCRIPT, harbor_node_files(cfg), args, uploads=uploads)
         self.address = host.address
         self.health_url = f"http://{host.address}:{cfg.harbor.http_port}/api/v2.0/health"
         self.register_outputs({"address": self.address, "health_url": self.health_url})

@@ -67,8 +67,10 @@ ensure_installer() {
   if [ -x "$INSTALL_DIR/prepare" ] && [ "$(cat "$marker" 2>/dev/null)" = "$HARBOR_VERSION" ]; then
     return 1
   fi
-  tgz="$stage/$INSTALLER_STAGE_NAME"
-  if [ ! -f "$tgz" ]; then
+  tgz=$INSTALLER_UPLOAD
+  if [ -z "$tgz" ]; then
+    # Downloaded into the stage, which every apply replaces: never an older version's tarball.
+    tgz="$stage/harbor-offline-installer-v$HARBOR_VERSION.tgz"
     [ -n "$INSTALLER_URL" ] || die "no uploaded installer and no INSTALLER_URL"
     log "downloading $INSTALLER_URL"
     curl -fsSL --retry 5 --retry-delay 5 -o "$tgz.part" "$INSTALLER_URL"

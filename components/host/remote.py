@@ -1,14 +1,31 @@
-"""Shipping rendered files to a host and running its role script: the one way every component touches a host.
+"""How every role reaches its host: one `remote.Command` per role and host, and the only code that touches hosts.
 
-A `HostRole` stages a role's files in `/var/lib/harbor-ha/stage/<role>/` (plain files with CopyToRemote, files holding
-secrets on stdin of a command that writes them mode 0600), ships `lib.sh` and the role's `<role>.sh` (beside its component), then
-runs `<role>.sh apply` (create and update) or `<role>.sh delete`. The apply command's trigger is a hash of every
-shipped byte, so it runs again exactly when something it installs changes.
+A role's `<component>-<host>-apply` command carries everything the role installs on its **stdin**: a deterministic
+tar (base64) of `lib.sh`, the role script, its `MANIFEST` and every rendered file, secrets included (the stdin is
+then a secret Output). Its create and update commands are the same: unpack into `/var/lib/harbor-ha/stage/<role>/`
+and run `<role>.sh apply`. Its delete command runs `<role>.sh delete` on what is staged there.
+
+Why one command, and no `triggers` (pulumi-command 1.2.1, read in its source, see tests/support/engine_plan.py):
+- the Python SDK registers `replace_on_changes=["triggers[*]"]` on every Command and CopyToRemote, and a replace
+  runs the OLD resource's delete command: with a content hash in `triggers`, every file change tore the role down.
+  A changed stdin is an update: the engine runs the update command (= apply) with the new stdin, never the delete.
+- only when the role or its host leaves the config is the resource deleted, and its stored delete command runs;
+- a protected role (NFS, PostgreSQL) takes updates: protection refuses only replace and delete;
+- a re-addressed host gets every file again (a changed `connection` is an update, which re-sends the stdin), where a
+  CopyToRemote copies again only when its source or path changed;
+- nothing is unknown-sensitive at preview: CopyToRemote rejects an unknown `source` (pulumi/pulumi-command#1183,
+  fixed after 1.2.1), a stdin may be unknown.
+The provider puts a failing command's text and its whole output into the error message, whatever `logging` says: the
+role script's output therefore goes to a 0600 log on the host and only the scripts' own `[harbor-ha ...]` lines,
+which never hold a secret, are printed.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -17,16 +34,21 @@ import pulumi
 from pulumi_command import remote
 
 from components.config import ClusterConfig, Host
-from components.host.files import FileSpec, content_hash, manifest_text
+from components.host.files import FileSpec, manifest_text
 
 LIB_SH = Path(__file__).with_name("lib.sh")  #: the helpers every role script sources
 STATE_DIR = "/var/lib/harbor-ha"
+LOG_DIR = "/var/log/harbor-ha"
+UPLOAD_DIR = f"{STATE_DIR}/uploads"  #: big files (the Harbor installer) copied as they are, outside the stage
+TYPE = "harbor-ha:host:HostRole"  #: HostRole's type token: fixed, whatever the module or class is called
+# Tokens HostRole had before: aliases keep its URN and, inherited, its children's (it was components/remote.py).
+FORMER_TYPES = ("harbor-ha:remote:HostRole",)
 
 
 def connection(host: Host, private_key: pulumi.Input[str]) -> remote.ConnectionArgs:
-    """SSH connection to a host; the private key stays a secret Output."""
+    """SSH connection to a host; the private key stays a secret Output, the host key is pinned when configured."""
     return remote.ConnectionArgs(host=host.address, port=host.port, user=host.user, private_key=private_key,
-                                 dial_error_limit=20, per_dial_timeout=15)
+                                 host_key=host.host_key, dial_error_limit=20, per_dial_timeout=15)
 
 
 def sudo(host: Host) -> str:
@@ -42,6 +64,43 @@ def render_spec(spec: FileSpec, values: Mapping[str, pulumi.Output[str]]) -> pul
         lambda got: spec.render(dict(zip(spec.needs, got))))
 
 
+def bundle(files: Sequence[tuple[str, str]]) -> str:
+    """base64 of a tar of (name, text) pairs, byte-identical for identical input (no times, owners or order)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, text in sorted(files):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o600, 0
+            tar.addfile(info, io.BytesIO(data))
+    return base64.b64encode(raw.getvalue()).decode()
+
+
+def apply_command(role: str) -> str:
+    """The create/update command: unpack stdin into the role's stage folder, run `<role>.sh apply` (no secrets)."""
+    stage, log = f"{STATE_DIR}/stage/{role}", f"{LOG_DIR}/{role}.log"
+    return ("set -euo pipefail; umask 077; "
+            f"mkdir -p -m 0700 {STATE_DIR}/stage {LOG_DIR}; rm -rf {stage}.new; mkdir -m 0700 {stage}.new; "
+            f"base64 -d | tar -x --no-same-owner -C {stage}.new; rm -rf {stage}; mv {stage}.new {stage}; "
+            f"rc=0; bash {stage}/{role}.sh apply {stage} >{log} 2>&1 || rc=$?; "
+            f"grep '^\\[harbor-ha' {log} >&2 || true; exit $rc")
+
+
+def delete_command(role: str) -> str:
+    """The delete command: `<role>.sh delete` on what is staged; a host where nothing is staged has nothing to undo."""
+    stage, log = f"{STATE_DIR}/stage/{role}", f"{LOG_DIR}/{role}.log"
+    return (f"set -euo pipefail; umask 077; if [ ! -f {stage}/{role}.sh ]; then "
+            f"echo '[harbor-ha {role}] nothing staged on this host: nothing to remove' >&2; exit 0; fi; "
+            f"mkdir -p -m 0700 {LOG_DIR}; rc=0; bash {stage}/{role}.sh delete {stage} >>{log} 2>&1 || rc=$?; "
+            f"grep '^\\[harbor-ha' {log} >&2 || true; exit $rc")
+
+
+def sh_c(host: Host, command: str) -> str:
+    """`command` run by bash as root on the host (through sudo for a non-root user); stdin passes through."""
+    quoted = command.replace("'", "'\"'\"'")
+    return f"{sudo(host)}bash -c '{quoted}'"
+
+
 @dataclass
 class HostRoleArgs:
     """Inputs of a HostRole."""
@@ -51,7 +110,7 @@ class HostRoleArgs:
     files: Sequence[FileSpec]  #: the rendered files it installs
     secrets: Mapping[str, pulumi.Output[str]]  #: every SECRET_VALUES name -> its Output
     private_key: pulumi.Input[str]  #: SSH private key (secret)
-    extra_assets: Mapping[str, pulumi.Asset] = field(default_factory=dict)  #: stage name -> asset (installer)
+    uploads: Mapping[str, str] = field(default_factory=dict)  #: file name in UPLOAD_DIR/<role>/ -> local path
     after: Sequence[pulumi.Resource] = ()  #: what must be deployed before this role's script runs
     protect: bool = False  #: refuse to delete the role (it holds the cluster's data) without `pulumi state unprotect`
 
@@ -59,88 +118,52 @@ class HostRoleArgs:
 class HostRole(pulumi.ComponentResource):
     """One role's files and script on one host."""
 
-    stage_dir: str
-    applied: remote.Command
+    stage_dir: str  #: where the role's files are staged on the host
+    applied: remote.Command  #: the apply command; dependents wait for it
 
     def __init__(self, name: str, args: HostRoleArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("harbor-ha:remote:HostRole", name, None, opts)
+        super().__init__(TYPE, name, None, pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=t) for t in FORMER_TYPES])))
         host, role = args.host, args.script.stem
         conn = connection(host, args.private_key)
         self.stage_dir = f"{STATE_DIR}/stage/{role}"
-        scripts_dir = f"{STATE_DIR}/scripts/{role}"
-        child = pulumi.ResourceOptions(parent=self)
 
-        prepared = remote.Command(
-            f"{name}-dirs", connection=conn,
-            create=(f"{sudo(host)}install -d -m 0700 -o \"$(id -u)\" -g \"$(id -g)\" "
-                    f"{self.stage_dir} {scripts_dir}"),
-            opts=child)
-        after_dirs = pulumi.ResourceOptions(parent=self, depends_on=[prepared])
+        uploaded = [self._upload(f"{name}-{file_name}", conn, host, f"{UPLOAD_DIR}/{role}/{file_name}", Path(local))
+                    for file_name, local in args.uploads.items()]
 
-        shipped: list[pulumi.Resource] = []
-        hashed: list[pulumi.Input[str]] = []
-        for path in (LIB_SH, args.script):
-            script, text = path.name, path.read_text(encoding="utf-8")
-            hashed.append(text)
-            shipped.append(remote.CopyToRemote(
-                f"{name}-{script}", connection=conn, source=pulumi.FileAsset(str(path)),
-                remote_path=f"{scripts_dir}/{script}", triggers=[content_hash(text)], opts=after_dirs))
+        contents: list[pulumi.Input[str]] = [LIB_SH.read_text(encoding="utf-8"),
+                                             args.script.read_text(encoding="utf-8"), manifest_text(list(args.files))]
+        names = ["lib.sh", args.script.name, "MANIFEST"] + [spec.stage_name for spec in args.files]
+        contents += [render_spec(spec, args.secrets) for spec in args.files]
+        stdin = pulumi.Output.all(*contents).apply(lambda texts: bundle(list(zip(names, texts))))
+        if any(spec.sensitive for spec in args.files):
+            stdin = pulumi.Output.secret(stdin)
 
-        manifest = manifest_text(list(args.files))
-        hashed.append(manifest)
-        shipped.append(self._copy(f"{name}-manifest", conn, f"{self.stage_dir}/MANIFEST", manifest, after_dirs))
-        for spec in args.files:
-            content = render_spec(spec, args.secrets)
-            hashed.append(content)
-            target = f"{self.stage_dir}/{spec.stage_name}"
-            if spec.sensitive:
-                shipped.append(self._write_secret(f"{name}-{spec.stage_name}", conn, target, content, after_dirs))
-            else:
-                shipped.append(self._copy(f"{name}-{spec.stage_name}", conn, target, content, after_dirs))
-        for stage_name, asset in args.extra_assets.items():
-            digest = _asset_digest(asset)
-            hashed.append(digest)
-            shipped.append(remote.CopyToRemote(
-                f"{name}-{stage_name}", connection=conn, source=asset, remote_path=f"{self.stage_dir}/{stage_name}",
-                triggers=[digest], opts=after_dirs))
-
-        run = f"{sudo(host)}bash {scripts_dir}/{role}.sh"
         self.applied = remote.Command(
             f"{name}-apply", connection=conn,
-            create=f"{run} apply {self.stage_dir}",
-            update=f"{run} apply {self.stage_dir}",
-            delete=f"{run} delete {self.stage_dir}",
-            triggers=[pulumi.Output.all(*hashed).apply(lambda parts: content_hash(*parts))],
-            # The scripts never print secrets, but a failing tool might echo a line of a file it read.
+            create=sh_c(host, apply_command(role)), update=sh_c(host, apply_command(role)),
+            delete=sh_c(host, delete_command(role)), stdin=stdin,
+            # sshd refuses the provider's PULUMI_COMMAND_STDOUT/STDERR variables (no AcceptEnv): a warning each run.
+            add_previous_output_in_env=False,
             logging=remote.Logging.STDERR,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*shipped, *args.after], protect=args.protect,
-                                        additional_secret_outputs=["stdout", "stderr"]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*uploaded, *args.after], protect=args.protect,
+                                        additional_secret_outputs=["stdin", "stdout", "stderr"]))
         self.register_outputs({"stage_dir": self.stage_dir, "applied": self.applied.id})
 
-    @staticmethod
-    def _copy(name: str, conn: remote.ConnectionArgs, target: str, content: pulumi.Input[str],
-              opts: pulumi.ResourceOptions) -> remote.CopyToRemote:
-        source = pulumi.Output.from_input(content).apply(pulumi.StringAsset)
-        return remote.CopyToRemote(name, connection=conn, source=source, remote_path=target,
-                                   triggers=[pulumi.Output.from_input(content).apply(content_hash)], opts=opts)
-
-    @staticmethod
-    def _write_secret(name: str, conn: remote.ConnectionArgs, target: str, content: pulumi.Input[str],
-                      opts: pulumi.ResourceOptions) -> remote.Command:
-        # The content travels on stdin (never in the command line) into a file created 0600 by the umask.
-        secret = pulumi.Output.secret(content)
-        return remote.Command(
-            name, connection=conn, create=f"umask 077 && cat > {target}.tmp && mv -f {target}.tmp {target}",
-            stdin=secret, triggers=[secret.apply(content_hash)], logging=remote.Logging.NONE,
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-                additional_secret_outputs=["stdin", "stdout", "stderr"])))
+    def _upload(self, name: str, conn: remote.ConnectionArgs, host: Host, target: str,
+                local: Path) -> remote.CopyToRemote:
+        # CopyToRemote copies again only when its source or path changes, not when the connection does: the host's
+        # address is in the triggers so a re-addressed host is copied to (a replace; CopyToRemote deletes nothing).
+        folder = remote.Command(f"{name}-dir", connection=conn, create=sh_c(host, f"mkdir -p -m 0700 {Path(target).parent}"),
+                                add_previous_output_in_env=False, opts=pulumi.ResourceOptions(parent=self))
+        return remote.CopyToRemote(
+            name, connection=conn, source=pulumi.FileAsset(str(local)), remote_path=target,
+            triggers=[file_digest(local), f"{host.address}:{host.port}"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[folder]))
 
 
-def _asset_digest(asset: pulumi.Asset) -> str:
-    """sha256 of a local file asset (the Harbor installer), so replacing the file re-runs the install."""
-    path = getattr(asset, "path", None)
-    if path is None:
-        raise TypeError("only FileAsset is supported as an extra asset")
+def file_digest(path: Path) -> str:
+    """sha256 of a local file (the Harbor installer), so replacing the file copies it again."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

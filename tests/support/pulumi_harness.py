@@ -6,19 +6,26 @@ values (`FAKE_SECRETS_PREFIX...`) so the tests can look for them in places they 
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
+import io
 import json
 import runpy
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pulumi
+from pulumi.output import Unknown
+from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.rpc import _special_secret_sig as rpc_secret_sig
 from pulumi.runtime.rpc import _special_sig_key as rpc_sig_key
 
 from components.config import NAMESPACE, load_stack_file
+from tests.support import engine_plan
 
 from tests.support import ROOT
 FAKE_SECRET_MARK = "FakeSecret"
@@ -36,10 +43,38 @@ class Registered:
     dependencies: list[str]  #: URNs the engine was told this resource depends on
     protect: bool  #: the engine refuses to delete it
     additional_secret_outputs: list[str]  #: outputs the engine stores encrypted
+    custom: bool = True  #: False for a ComponentResource
+    replace_on_changes: list[str] = field(default_factory=list)  #: as registered (the SDK adds its own)
+    delete_before_replace: bool = False  #: as registered
+    ignore_changes: list[str] = field(default_factory=list)  #: as registered
+    aliases: list[str] = field(default_factory=list)  #: alias URNs, from the registered alias specs
+    secret_inputs: frozenset[str] = frozenset()  #: top-level inputs the engine received as secrets
+    sent: dict[str, Any] = field(default_factory=dict)  #: the inputs sent; unknowns as engine_plan.UNKNOWN
+
+    def as_planned(self) -> engine_plan.Res:
+        """This registration as the engine-plan model takes it."""
+        return engine_plan.Res(urn=self.urn, typ=self.typ, name=self.name, parent=self.parent, inputs=self.sent,
+                               dependencies=self.dependencies, protect=self.protect,
+                               delete_before_replace=self.delete_before_replace,
+                               replace_on_changes=self.replace_on_changes, ignore_changes=self.ignore_changes,
+                               aliases=self.aliases, custom=self.custom)
+
+
+def staged_files(r: Registered) -> dict[str, str]:
+    """What a role's apply command puts in its stage folder: its stdin bundle, unpacked ({name: text})."""
+    raw = base64.b64decode(str(r.inputs.get("stdin") or ""))
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        return {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers()}
+
+
+def _secret_keys(value: dict) -> frozenset[str]:
+    return frozenset(k for k, v in value.items() if isinstance(v, dict) and v.get(rpc_sig_key) == rpc_secret_sig)
 
 
 def unwrap_secrets(value: Any) -> Any:
-    """Inputs as plain values: the mock monitor keeps secrets wrapped in the engine's secret signature."""
+    """Values as plain data: secrets out of the engine's secret wrapper, unknowns as engine_plan.UNKNOWN."""
+    if isinstance(value, Unknown):
+        return engine_plan.UNKNOWN
     if isinstance(value, dict):
         if value.get(rpc_sig_key) == rpc_secret_sig:
             return unwrap_secrets(value["value"])
@@ -47,6 +82,20 @@ def unwrap_secrets(value: Any) -> Any:
     if isinstance(value, list):
         return [unwrap_secrets(v) for v in value]
     return value
+
+
+def depends_transitively(regs: list[Registered], a: Registered, b: Registered) -> bool:
+    """True when `a` (directly or through others) depends on `b`."""
+    index = {r.urn: r for r in regs}
+    seen, todo = set(), list(a.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn == b.urn:
+            return True
+        if urn not in seen and urn in index:
+            seen.add(urn)
+            todo.extend(index[urn].dependencies)
+    return False
 
 
 def fake_secret(kind: str, name: str) -> str:
@@ -58,25 +107,33 @@ def fake_secret(kind: str, name: str) -> str:
 class RecordingMocks(pulumi.runtime.Mocks):
     """Gives generated secrets fake values (kept in `generated`); everything else echoes its inputs."""
 
-    def __init__(self):
+    def __init__(self, rotated: frozenset[str] = frozenset(), preview: bool = False):
         super().__init__()
         self.generated: dict[str, str] = {}  #: resource name -> the secret value it produced
+        self.rotated = rotated  #: names of generated secrets that get a new value (as after `--replace` of them)
+        self.preview = preview  #: answer like a preview: no computed output is known yet
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         outputs = dict(args.inputs)
+        if self.preview:
+            # What a provider returns on a preview create: its inputs; the SDK makes every missing output unknown.
+            return ["", outputs]
         if args.typ == "random:index/randomPassword:RandomPassword":
             length = int(args.inputs["length"])
-            outputs["result"] = self.generated[args.name] = (fake_secret("pw", args.name) * 4)[-length:]
+            outputs["result"] = self.generated[args.name] = (fake_secret("pw", self._seed(args.name)) * 4)[-length:]
         elif args.typ == "tls:index/privateKey:PrivateKey":
             outputs["private_key_pem"] = self.generated[args.name] = (
-                f"-----BEGIN PRIVATE KEY-----\n{fake_secret('key', args.name)}\n-----END PRIVATE KEY-----\n")
+                f"-----BEGIN PRIVATE KEY-----\n{fake_secret('key', self._seed(args.name))}\n-----END PRIVATE KEY-----\n")
         elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
-            outputs["cert_pem"] = (f"-----BEGIN CERTIFICATE-----\n{fake_secret('cert', args.name)}\n"
+            outputs["cert_pem"] = (f"-----BEGIN CERTIFICATE-----\n{fake_secret('cert', self._seed(args.name))}\n"
                                    "-----END CERTIFICATE-----\n")
         # Harbor's objects have numeric ids (the provider parses them); everything else gets a readable one.
         if args.typ.startswith("pulumi-python:dynamic"):
             return [str(len(self.generated) + 1000 + len(outputs)), outputs]
         return [f"{args.name}-id", outputs]
+
+    def _seed(self, name: str) -> str:
+        return f"{name}-rotated" if name in self.rotated else name
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         return {}
@@ -92,12 +149,34 @@ class RecordingMonitor(MockMonitor):
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
+            sent = rpc.deserialize_properties(request.object, keep_unknowns=True, keep_internal=True)
             self.registered[response.urn] = Registered(
                 typ=request.type, name=request.name, urn=response.urn, parent=request.parent,
                 inputs=unwrap_secrets(self.resources[response.urn].state) if response.urn in self.resources else {},
                 dependencies=list(request.dependencies), protect=bool(request.protect),
-                additional_secret_outputs=list(request.additionalSecretOutputs))
+                additional_secret_outputs=list(request.additionalSecretOutputs), custom=bool(request.custom),
+                replace_on_changes=list(request.replaceOnChanges),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                ignore_changes=list(request.ignoreChanges),
+                aliases=[self._alias_urn(request, a) for a in request.aliases],
+                secret_inputs=_secret_keys(sent), sent=unwrap_secrets(sent))
         return response
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        # The engine's URN carries the parent's whole type chain (pulumi/pulumi sdk/go/common/resource/urn.go NewURN
+        # with the parent's QualifiedType); the SDK's mock keeps only the parent's own type. Inherited child aliases
+        # (tests/support/engine_plan.py) need the engine's form.
+        if parent and parent.split("::")[2] != "pulumi:pulumi:Stack":  # the stack itself is left out of the chain
+            type_ = parent.split("::")[2] + "$" + type_
+        return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
+
+    def _alias_urn(self, request, alias) -> str:
+        """An alias spec as the URN it names: unset fields default to the resource's own (the engine's rule)."""
+        if alias.urn:
+            return alias.urn
+        spec = alias.spec
+        parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+        return self.make_urn(parent, spec.type or request.type, spec.name or request.name)
 
 
 # The latest run, also when the program raised: every resource it had constructed by then.
@@ -122,13 +201,15 @@ def stack_config(stack: str) -> tuple[dict[str, Any], list[str]]:
     return load_stack_file(str(ROOT / f"Pulumi.{stack}.yaml"))
 
 
-def run_program(values: dict[str, Any], secrets: dict[str, str] | None = None) -> Program:
-    """Run __main__.py with these plain `harbor-ha:*` values and secret config values."""
+def run_program(values: dict[str, Any], secrets: dict[str, str] | None = None, *,
+                rotated: frozenset[str] = frozenset(), preview: bool = False) -> Program:
+    """Run __main__.py with these plain `harbor-ha:*` values and secret config values; `rotated` generated secrets
+    get new values, `preview` runs it as `pulumi preview` of a new stack sees it (computed outputs unknown)."""
     secrets = {"sshPrivateKey": fake_secret("ssh", "key"), **(secrets or {})}
     global last_program
-    mocks = RecordingMocks()
+    mocks = RecordingMocks(rotated, preview)
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project="harbor-ha", stack="test", preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project="harbor-ha", stack="test", preview=preview, monitor=monitor)
     config = {f"{NAMESPACE}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
     config.update({f"{NAMESPACE}:{k}": v for k, v in secrets.items()})
     pulumi.runtime.set_all_config(config, secret_keys=[f"{NAMESPACE}:{k}" for k in secrets])
@@ -143,3 +224,11 @@ def run_program(values: dict[str, Any], secrets: dict[str, str] | None = None) -
     pulumi.runtime.register_stack_transformation(record)
     program.namespace = runpy.run_path(str(ROOT / "__main__.py"), run_name="__pulumi_test__")
     return program
+
+
+def registrations(values: dict[str, Any], secrets: dict[str, str] | None = None, **kw: Any) -> list[Registered]:
+    """Run the program to the end (outside a Pulumi test) and return every registration, for plans of two runs."""
+    program = run_program(values, secrets, **kw)
+    loop = asyncio.get_event_loop()
+    urns = loop.run_until_complete(pulumi.Output.all(*[r.urn for r in program.resources]).future())
+    return [program.monitor.registered[u] for u in urns if u in program.monitor.registered]

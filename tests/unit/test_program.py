@@ -11,11 +11,12 @@ from components.config import ConfigError
 from components.plan import role_files
 from components.config import parse_cluster_config
 from tests.support import pulumi_harness
-from tests.support.pulumi_harness import Registered, run_program, stack_config
+from tests.support.pulumi_harness import Registered, depends_transitively, run_program, stack_config, staged_files
 
 COMMAND = "command:remote:Command"
 COPY = "command:remote:CopyToRemote"
-HOST_ROLE = "harbor-ha:remote:HostRole"
+HOST_ROLE = "harbor-ha:host:HostRole"
+SHIPPED_ALWAYS = {"lib.sh", "MANIFEST"}  # beside each role's files: its script too
 
 
 def by_type(regs: list[Registered], typ: str) -> list[Registered]:
@@ -27,26 +28,13 @@ def apply_commands(regs: list[Registered], role: str) -> list[Registered]:
     return [r for r in by_type(regs, COMMAND) if f"/{role}.sh apply" in str(r.inputs.get("create", ""))]
 
 
-def content_of(r: Registered) -> str:
-    """What a shipping resource puts on the host: a command's stdin or a copied StringAsset's text."""
-    if r.typ == COMMAND:
-        return str(r.inputs.get("stdin") or "")
-    source = r.inputs.get("source")
-    return getattr(source, "text", None) or ""
+def rendered_files(r: Registered) -> dict[str, str]:
+    """The rendered files an apply command ships (its stdin bundle without lib.sh, the role script and MANIFEST)."""
+    return {name: text for name, text in staged_files(r).items()
+            if name not in SHIPPED_ALWAYS and not name.endswith(".sh")}
 
 
-def depends_transitively(regs: list[Registered], a: Registered, b: Registered) -> bool:
-    """True when `a` (directly or through others) depends on `b`."""
-    index = {r.urn: r for r in regs}
-    seen, todo = set(), list(a.dependencies)
-    while todo:
-        urn = todo.pop()
-        if urn == b.urn:
-            return True
-        if urn not in seen and urn in index:
-            seen.add(urn)
-            todo.extend(index[urn].dependencies)
-    return False
+ROLE_NAMES = ("nfs-server", "postgres", "redis", "sentinel", "harbor-node", "loadbalancer", "keepalived")
 
 
 def _program(stack: str):
@@ -93,13 +81,14 @@ def test_program_ships_exactly_the_files_render_py_shows():
 
     def check(regs):
         host_by_address = {h.address: h.name for h in cfg.hosts}
-        shipped = []
-        for r in by_type(regs, COPY) + by_type(regs, COMMAND):
-            target = r.inputs.get("remotePath") or str(r.inputs.get("create", "")).partition("cat > ")[2]
-            target = target.split(".tmp")[0].split(" ")[0]
-            if "/stage/" in target and not target.endswith(("/MANIFEST", ".tgz")):
-                shipped.append(f"{host_by_address[r.inputs['connection']['host']]}:{target.rsplit('/', 1)[1]}")
-        assert sorted(shipped) == expected
+        shipped = sorted(f"{host_by_address[r.inputs['connection']['host']]}:{name}"
+                         for role in ROLE_NAMES for r in apply_commands(regs, role) for name in rendered_files(r))
+        assert shipped == expected
+        # Each bundle also carries what the role script needs on the host, and nothing is copied any other way.
+        for role in ROLE_NAMES:
+            for r in apply_commands(regs, role):
+                assert {"lib.sh", f"{role}.sh", "MANIFEST"} <= set(staged_files(r)), r.name
+        assert by_type(regs, COPY) == []
         return shipped
 
     return program.all_registered().apply(check)
@@ -144,15 +133,13 @@ def test_shared_harbor_keys_are_identical_on_every_node():
     generated = program.monitor.mocks.generated
 
     def check(regs):
-        for key in ("secretkey", "private_key.pem", "root.crt"):
-            contents = {content_of(r)
-                        for r in by_type(regs, COMMAND) + by_type(regs, COPY)
-                        if key in str(r.inputs.get("create", "")) + str(r.inputs.get("remotePath", ""))}
-            assert len(contents) == 1, (key, contents)
-            assert contents.pop().strip(), key
-        secretkey = [r for r in by_type(regs, COMMAND) if "secret__keys__secretkey" in str(r.inputs.get("create"))]
-        assert len(secretkey) == 3
-        assert secretkey[0].inputs["stdin"] == generated["harbor-secrets-harbor-secretkey"]
+        nodes = [rendered_files(r) for r in apply_commands(regs, "harbor-node")]
+        assert len(nodes) == 3
+        for key in ("data__secret__keys__secretkey", "data__secret__core__private_key.pem",
+                    "data__secret__registry__root.crt"):
+            contents = {files[key] for files in nodes}
+            assert len(contents) == 1 and contents.pop().strip(), key
+        assert nodes[0]["data__secret__keys__secretkey"] == generated["harbor-secrets-harbor-secretkey"]
         return True
 
     return program.all_registered().apply(check)
@@ -171,14 +158,18 @@ def test_no_secret_value_appears_in_any_command_line_or_plain_file(stack):
             for prop in ("create", "update", "delete", "environment"):
                 text = str(r.inputs.get(prop, ""))
                 assert not any(s in text for s in secrets), (r.name, prop)
-        copied = [content_of(r) for r in by_type(regs, COPY)]
-        assert sum(1 for text in copied if "nginx" in text) >= 2  # the copies' contents are really looked at
-        for text in copied:
-            assert not any(s in text for s in secrets), text[:80]
-        # Files holding secrets went on stdin, to commands that log nothing.
-        writers = [r for r in by_type(regs, COMMAND) if r.inputs.get("stdin")]
-        assert writers and all(r.inputs.get("logging") == "none" for r in writers)
-        assert any(generated["harbor-secrets-db-password"] in str(r.inputs["stdin"]) for r in writers)
+        applies = [r for role in ROLE_NAMES for r in apply_commands(regs, role)]
+        plain = [r for r in applies if "stdin" not in r.secret_inputs]
+        assert plain and len(plain) < len(applies)  # both kinds exist, so both branches below are exercised
+        for r in plain:  # a bundle the engine stores in clear holds no secret
+            assert not any(s in text for text in staged_files(r).values() for s in secrets), r.name
+        assert any(generated["harbor-secrets-db-password"] in text
+                   for r in applies if "stdin" in r.secret_inputs for text in staged_files(r).values())
+        for r in applies:
+            # The provider copies a failing command's output into its error: only the scripts' own lines go out.
+            assert "stdin" in r.additional_secret_outputs and r.inputs.get("logging") == "stderr", r.name
+            assert ">/var/log/harbor-ha/" in r.inputs["create"] and "^\\[harbor-ha" in r.inputs["create"], r.name
+            assert r.inputs.get("addPreviousOutputInEnv") is False, r.name
         return True
 
     return program.all_registered().apply(check)
@@ -205,8 +196,8 @@ def test_user_tls_certificate_replaces_the_self_signed_one():
     def check(regs):
         assert not [r for r in regs if r.typ == "tls:index/selfSignedCert:SelfSignedCert"
                     and r.name.endswith("lb-cert")]
-        keys = [r for r in by_type(regs, COMMAND) if "harbor.key" in str(r.inputs.get("create"))]
-        assert len(keys) == 2 and all("USERKEY" in r.inputs["stdin"] for r in keys)
+        keys = [rendered_files(r)["etc__harbor-ha__tls__harbor.key"] for r in apply_commands(regs, "loadbalancer")]
+        assert len(keys) == 2 and all("USERKEY" in key for key in keys)
         return True
 
     return program.all_registered().apply(check)
@@ -276,17 +267,27 @@ def test_bad_harbor_api_section_fails_before_any_resource_is_registered():
     assert pulumi_harness.last_program is not None and pulumi_harness.last_program.resources == []
 
 
+# Type tokens are part of every URN: they are fixed here, whatever the modules or classes are called, and a change
+# needs an alias (HostRole keeps harbor-ha:remote:HostRole as one).
+TYPE_TOKENS = {
+    "HarborCluster": "harbor-ha:cluster:HarborCluster", "ClusterSecrets": "harbor-ha:secrets:ClusterSecrets",
+    "NfsServer": "harbor-ha:nfs:NfsServer", "PostgresServer": "harbor-ha:postgres:PostgresServer",
+    "Redis": "harbor-ha:redis:Redis", "HarborNode": "harbor-ha:harbor_node:HarborNode",
+    "LoadBalancer": "harbor-ha:loadbalancer:LoadBalancer", "KeepalivedPair": "harbor-ha:keepalived:KeepalivedPair",
+    "HostRole": "harbor-ha:host:HostRole",
+}
+
+
 @pulumi.runtime.test
-def test_component_type_tokens_name_their_module_and_class():
+def test_component_type_tokens_are_the_fixed_ones():
     program = _program("prod")
 
     def check(_urns):
         components = [r for r in program.resources if isinstance(r, pulumi.ComponentResource)
-                      and type(r).__module__.startswith("components.")]
+                      and type(r).__module__.startswith("components")]
         assert len(components) > 10
         for component in components:
-            module = type(component).__module__.rsplit(".", 1)[1]
-            assert component._type == f"harbor-ha:{module}:{type(component).__name__}"
+            assert component._type == TYPE_TOKENS[type(component).__name__], type(component).__name__
         return True
 
     return pulumi.Output.all(*[r.urn for r in program.resources]).apply(check)
