@@ -75,6 +75,8 @@ def unwrap_secrets(value: Any) -> Any:
     """Values as plain data: secrets out of the engine's secret wrapper, unknowns as engine_plan.UNKNOWN."""
     if isinstance(value, Unknown):
         return engine_plan.UNKNOWN
+    if isinstance(value, pulumi.Asset):  # the engine compares an asset by its content hash, not by object
+        return {"asset": getattr(value, "text", None) or getattr(value, "path", None)}
     if isinstance(value, dict):
         if value.get(rpc_sig_key) == rpc_secret_sig:
             return unwrap_secrets(value["value"])
