@@ -300,7 +300,8 @@ def test_roles_holding_the_data_are_protected_from_deletion():
         applied = [r for r in by_type(regs, COMMAND) if ".sh apply" in str(r.inputs.get("create", ""))]
         protected = sorted(r.name for r in applied if r.protect)
         assert protected == ["harbor-nfs-nfs1-apply", "harbor-postgres-db1-apply"]
-        assert len(applied) == 15  # 1 NFS, 1 PostgreSQL, 3 Redis, 3 sentinels, 3 nodes, 2 nginx, 2 keepalived
+        # 10 firewalls (one per host), 1 NFS, 1 PostgreSQL, 3 Redis, 3 sentinels, 3 nodes, 2 nginx, 2 keepalived
+        assert len(applied) == 25
         return True
 
     return program.all_registered().apply(check)
