@@ -15,7 +15,8 @@ Then the capture (prod topology): tcpdump on the bridge while a client logs in t
 rendered LB config (TLS to stand-in nodes serving the cluster CA's node certificate, verified by nginx) and a node
 logs in to the real PostgreSQL of the rendered config (verify-full against the cluster CA), both with one known
 password and a marker query; neither may appear in the capture. As a control the same password is sent once in
-clear to the VIP's port 80, and must appear (so the grep can fail).
+clear to the VIP's port 80, and must appear (so the grep can fail). The UI path is limited to the cluster's half of
+the lab network (loadBalancer.adminSources): the outside client gets 403 there, an LB host 200.
 
 Writes {"dev": {"allowed_ok": N, "allowed_broken": 0, "forbidden_refused": N, "forbidden_open": 0, ...},
 "prod": {...}, "capture": {...}}; exit 0 when every count that must be 0 is 0 and the capture is clean, else 1.
@@ -102,7 +103,9 @@ def topology(name: str) -> dict:
             "roles": {"nfs": "nfs1", "postgres": "db1", "redis": redis, "sentinels": redis, "harborNodes": nodes,
                       "loadBalancers": ["lb1", "lb2"]},
             "vip": {"address": f"{NET}.40"}, "harbor": {"hostname": "registry.lab.test"},
-            "redis": {"mode": "sentinel"}, "firewall": admin}
+            "redis": {"mode": "sentinel"}, "firewall": admin,
+            # The UI only from the cluster's half of the lab network: the outside client gets nginx's 403 there.
+            "loadBalancer": {"adminSources": [f"{NET}.0/25"]}}
 
 
 def allowed(openings: Sequence[Opening], src: str, daddr: str, port: int) -> bool:
@@ -232,11 +235,17 @@ def capture(cfg: ClusterConfig) -> dict:
             _nginx(world, cfg, lb, tmp)
             _postgres(world, cfg, db, tmp, tls, password)
             world.load_firewalls(tmp)
-            api = world.run("client", [
-                "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
-                "--cacert", str(tmp / "client-ca.crt"), "--resolve", f"{cfg.harbor.hostname}:443:{cfg.vip}",
-                "-K", "-", f"https://{cfg.harbor.hostname}/api/v2.0/users?q={marker}"],
-                input=f'user = "admin:{password}"\n')
+
+            def through_lb(who: str, path: str) -> str:
+                """HTTP status of a request with the Basic credentials through the VIP (curl reads them on stdin)."""
+                return world.run(who, [
+                    "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+                    "--cacert", str(tmp / "client-ca.crt"), "--resolve", f"{cfg.harbor.hostname}:443:{cfg.vip}",
+                    "-K", "-", f"https://{cfg.harbor.hostname}{path}"], input=f'user = "admin:{password}"\n'
+                ).stdout.strip()
+
+            api = through_lb("client", f"/api/v2.0/users?q={marker}")
+            ui_outside, ui_inside = through_lb("client", "/harbor/projects"), through_lb(lb.name, "/harbor/projects")
             control = world.run("client", ["curl", "-sS", "-o", "/dev/null", "--max-time", "10", "-K", "-",
                                            f"http://{cfg.vip}/api/v2.0/users?q={marker}"],
                                 input=f'user = "admin:{password}"\n')
@@ -255,7 +264,9 @@ def capture(cfg: ClusterConfig) -> dict:
         clear = subprocess.run(["tcpdump", "-r", str(pcap), "-A", "-n", f"host {CLIENT} and port 80"],
                                capture_output=True, text=True, timeout=30).stdout
         return {
-            "api_status_through_lb": api.stdout.strip(),
+            "api_status_through_lb": api,
+            "ui_status_outside_admin_sources": ui_outside,
+            "ui_status_inside_admin_sources": ui_inside,
             "db_query_ok": query.returncode == 0 and query.stdout.strip() == marker,
             "hops": secrets_seen,
             "control_plain_http_shows_password": basic in clear and control.returncode == 0,
@@ -374,7 +385,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ok = all(report[t]["allowed_broken"] == 0 and report[t]["forbidden_open"] == 0 for t in ("dev", "prod"))
     cap = report["capture"]
     clean = not any(h["password"] or h["marker"] for h in cap["hops"].values())
-    return 0 if ok and clean and cap["control_plain_http_shows_password"] else 1
+    access = (cap["api_status_through_lb"], cap["ui_status_outside_admin_sources"],
+              cap["ui_status_inside_admin_sources"]) == ("200", "403", "200")
+    return 0 if ok and clean and access and cap["control_plain_http_shows_password"] else 1
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def test_connection_matrix_and_capture_on_both_topologies(tmp_path):
     loaded by `nft -f` and a listener on every port everywhere, a probe of every port of every host and the VIP from
     every host and an outside client; then tcpdump on the bridge while a client logs in through the real nginx
     (rendered LB config, TLS to stand-in nodes with the node certificate) and a node queries the real PostgreSQL
-    15 (rendered TLS config, verify-full)."""
+    15 (rendered TLS config, verify-full); the UI path from outside loadBalancer.adminSources gets nginx's 403."""
     out = tmp_path / "matrix.json"
     result = subprocess.run([sys.executable, str(ROOT / "labs" / "firewall" / "matrix.py"), "--json", str(out)],
                             capture_output=True, text=True, timeout=240)
@@ -67,6 +67,8 @@ def test_connection_matrix_and_capture_on_both_topologies(tmp_path):
         assert counts["allowed_ok"] > 0 and counts["forbidden_refused"] > 0, counts
     capture = report["capture"]
     assert capture["api_status_through_lb"] == "200" and capture["db_query_ok"], capture
+    # loadBalancer.adminSources: nginx answers 403 to a source outside it, and proxies for one inside.
+    assert (capture["ui_status_outside_admin_sources"], capture["ui_status_inside_admin_sources"]) == ("403", "200")
     assert capture["control_plain_http_shows_password"], "the capture cannot see a password sent in clear"
     for hop, seen in capture["hops"].items():
         assert seen["packets"] > 0 and not seen["password"] and not seen["marker"], (hop, seen)
