@@ -13,7 +13,7 @@ import pytest
 
 from components.config import parse_cluster_config
 from components.plan import render_all
-from components.firewall import RULESET_PATH, render_unit
+from components.firewall import RULESET_PATH, render_ruleset, render_unit
 from tests.support import ROOT
 from tests.support.pulumi_harness import stack_config
 
@@ -73,3 +73,69 @@ def test_connection_matrix_and_capture_on_both_topologies(tmp_path):
     for hop, seen in capture["hops"].items():
         assert seen["packets"] > 0 and not seen["password"] and not seen["marker"], (hop, seen)
     assert result.returncode == 0, result.stderr
+
+
+# Holds one TCP connection to HOST:PORT open; sends a line whenever one arrives on stdin and prints the echo.
+HELD_CLIENT = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+print("connected", flush=True)
+for line in sys.stdin:
+    s.sendall(line.encode()); print(s.recv(100).decode().strip(), flush=True)
+"""
+ECHO_SERVER = r"""
+import socket, sys, threading
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", int(sys.argv[1]))); srv.listen(8)
+print("ready", flush=True)
+def echo(c):
+    while (data := c.recv(100)):
+        c.sendall(data)
+while True:
+    threading.Thread(target=echo, args=(srv.accept()[0],), daemon=True).start()
+"""
+
+
+def test_loading_the_ruleset_keeps_an_open_ssh_session_and_refuses_new_ones_from_outside_admin_sources(tmp_path):
+    """Two namespaces (tests/support/netlab.py): an echo server on the SSH port of a database host, a client outside
+    firewall.adminSources holding a connection to it; then the host's rendered ruleset is loaded with `nft -f`. The
+    held connection still echoes (what keeps the applying SSH session alive), a new one from the same client times
+    out, and the role script's own check (firewall.sh in_sources) says the client is outside adminSources."""
+    from tests.support.netlab import Lab, stop_process
+
+    values = copy.deepcopy(stack_config("prod")[0])
+    addresses = {h["name"]: f"198.18.15.{10 + i}" for i, h in enumerate(values["hosts"])}
+    for h in values["hosts"]:
+        h["address"] = addresses[h["name"]]
+    values["vip"]["address"] = "198.18.15.99"
+    values["firewall"] = {"adminSources": ["198.18.15.0/28"]}
+    cfg = parse_cluster_config(values)
+    db = cfg.postgres_host
+    outsider = "198.18.15.200"
+    ruleset = tmp_path / "db.nft"
+    ruleset.write_text(render_ruleset(cfg, db))
+    with Lab(cfg.prefix_length) as lab:
+        db_ns, client_ns = lab.add_host(db.address), lab.add_host(outsider)
+        server = subprocess.Popen(["ip", "netns", "exec", db_ns, sys.executable, "-c", ECHO_SERVER, str(db.port)],
+                                  stdout=subprocess.PIPE, text=True)
+        held = subprocess.Popen(["ip", "netns", "exec", client_ns, sys.executable, "-c", HELD_CLIENT, db.address,
+                                 str(db.port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout.readline().strip() == "ready"
+            assert held.stdout.readline().strip() == "connected"
+            loaded = lab.run(db_ns, ["nft", "-f", str(ruleset)])
+            assert loaded.returncode == 0, loaded.stderr
+            held.stdin.write("still-here\n")
+            held.stdin.flush()
+            assert held.stdout.readline().strip() == "still-here"
+            new = lab.run(client_ns, [sys.executable, "-c", HELD_CLIENT, db.address, str(db.port)], timeout=20)
+            assert new.returncode != 0 and "timed out" in new.stderr, new.stdout + new.stderr
+        finally:
+            for proc in (held, server):
+                stop_process(proc)
+    check = subprocess.run(
+        ["bash", "-c", '. "$1"; in_sources "$2" "$3" && echo inside || echo outside', "bash",
+         str(ROOT / "components" / "firewall" / "firewall.sh"), outsider, " ".join(cfg.firewall.admin_sources)],
+        capture_output=True, text=True, env={"HARBOR_HA_LIB": str(ROOT / "components" / "host" / "lib.sh"),
+                                             "PATH": "/usr/bin:/bin"}, timeout=10)
+    assert check.stdout.strip() == "outside", check.stderr
