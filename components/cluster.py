@@ -1,7 +1,7 @@
 """HarborCluster: every role of the HA Harbor cluster, composed in dependency order.
 
 Order (each arrow is a dependency; everything else runs in parallel):
-    NFS server, PostgreSQL, Redis (+ sentinels)  ->  Harbor node 1 (alone: it runs the DB migrations)
+    host firewall (every host)  ->  NFS server, PostgreSQL, Redis (+ sentinels)  ->  Harbor node 1 (alone: it runs the DB migrations)
     ->  Harbor node 2  ->  ...  ->  LoadBalancer (nginx on both LB hosts)  ->  KeepalivedPair (VIP)
 Nodes are deployed one after the other, each gated on Harbor's health, so an upgrade is rolling too.
 """
@@ -14,6 +14,7 @@ from typing import Optional
 import pulumi
 
 from components.config import ClusterConfig
+from components.firewall import HostFirewall, HostFirewallArgs
 from components.harbor_node import HarborNode, HarborNodeArgs
 from components.keepalived import KeepalivedPair, KeepalivedPairArgs
 from components.loadbalancer import LoadBalancer, LoadBalancerArgs
@@ -60,9 +61,11 @@ class HarborCluster(pulumi.ComponentResource):
             tls_private_key=args.tls_private_key), child)
         common = dict(cfg=cfg, secrets=secrets.values, private_key=args.ssh_private_key)
 
-        nfs = NfsServer(f"{name}-nfs", NfsServerArgs(**common), child)
-        postgres = PostgresServer(f"{name}-postgres", PostgresServerArgs(**common), child)
-        redis = Redis(f"{name}-redis", RedisArgs(**common), child)
+        # First on every host: each service starts behind its host's firewall, never open to the whole network.
+        firewall = HostFirewall(f"{name}-firewall", HostFirewallArgs(**common), child)
+        nfs = NfsServer(f"{name}-nfs", NfsServerArgs(**common, after=[firewall]), child)
+        postgres = PostgresServer(f"{name}-postgres", PostgresServerArgs(**common, after=[firewall]), child)
+        redis = Redis(f"{name}-redis", RedisArgs(**common, after=[firewall]), child)
 
         self.nodes = []
         previous: list[pulumi.Resource] = [nfs, postgres, redis]

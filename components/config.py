@@ -24,6 +24,7 @@ NAMESPACE = "harbor-ha"
 # Every top-level key this program reads; anything else in the namespace is a typo and an error.
 KNOWN_KEYS = (
     "hosts", "network", "roles", "vip", "keepalived", "loadBalancer", "harbor", "tls", "postgres", "redis", "nfs",
+    "firewall",
     # Secret keys: only their presence is validated here, their values stay Outputs (see components/secrets.py).
     "sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword",
     # Sections owned by the Harbor API provider and the migration (harbor_provider/); passed through untouched.
@@ -99,6 +100,8 @@ class LoadBalancerSettings:
     next_upstream_tries: int  #: how many upstreams an idempotent request may try
     hsts: bool  #: send Strict-Transport-Security
     worker_connections: int  #: nginx worker_connections
+    admin_sources: Optional[tuple[str, ...]]  #: CIDRs allowed to Harbor's UI paths on the VIP (None: anywhere)
+    api_sources: Optional[tuple[str, ...]]  #: CIDRs allowed to Harbor's REST API (/api/) on the VIP (None: anywhere)
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,8 @@ class HarborSettings:
     installer_path: Optional[str]  #: local path of the offline installer, uploaded instead (air-gapped sites)
     installer_sha256: Optional[str]  #: expected sha256 of the installer, checked on the host when given
     hostname: str  #: DNS name of the VIP; Harbor's hostname and external_url
-    http_port: int  #: port Harbor's own nginx listens on (off 80 when the LB shares the host)
+    http_port: int  #: port Harbor's own nginx listens on (off 80 when the LB shares the host); redirects to https
+    https_port: int  #: TLS port of Harbor's own nginx: what the LB proxies to (off 443 when the LB shares the host)
     data_volume: str  #: Harbor's data_volume: the NFS mount point
     install_dir: str  #: where the installer is unpacked on each node
     trivy: bool  #: install the Trivy scanner
@@ -125,6 +129,9 @@ class TlsSettings:
 
     user_certificate: bool  #: tlsCertificate/tlsPrivateKey are set (else a self-signed cert is generated)
     self_signed_days: int  #: validity of the generated self-signed certificate
+    internal_ca_days: int  #: validity of the cluster CA that signs the nodes' and PostgreSQL's certificates
+    internal_cert_days: int  #: validity of the certificates the cluster CA signs
+    renew_before_days: int  #: a `pulumi up` this many days before expiry issues a new certificate (and CA)
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,16 @@ class NfsSettings:
 
 
 @dataclass(frozen=True)
+class FirewallSettings:
+    """The nftables table `inet harbor_ha` on every host (components/firewall/)."""
+
+    admin_sources: Optional[tuple[str, ...]]  #: CIDRs allowed to SSH (None: anywhere)
+    client_sources: Optional[tuple[str, ...]]  #: CIDRs allowed to the VIP's HTTP/HTTPS ports (None: anywhere)
+    metrics_sources: tuple[str, ...]  #: CIDRs allowed to Harbor's metrics port on the nodes (empty: nobody)
+    confirm_seconds: int  #: the previous ruleset comes back after this long unless the apply confirms the new one
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """The whole validated cluster configuration."""
 
@@ -183,6 +200,7 @@ class ClusterConfig:
     postgres: PostgresSettings  #: PostgreSQL settings
     redis: RedisSettings  #: Redis settings
     nfs: NfsSettings  #: NFS settings
+    firewall: FirewallSettings  #: host firewall settings
     passthrough: Mapping[str, Any] = field(default_factory=dict)  #: harborApi/migration sections, raw
 
     def host(self, name: str) -> Host:
@@ -334,6 +352,26 @@ def _ipv4_check(value: str) -> Optional[str]:
     return None
 
 
+def _cidrs_check(value: list) -> Optional[str]:
+    if not value:
+        return "must list at least one IPv4 address or CIDR (leave the key unset for the default)"
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            return f"[{i}] must be a string like 198.51.100.0/24, got {type(item).__name__}"
+        try:
+            ipaddress.IPv4Network(item)
+        except ValueError as e:
+            return f"[{i}] {item!r} is not an IPv4 address or CIDR ({e})"
+    return None
+
+
+def _cidrs(value: Optional[list]) -> Optional[tuple[str, ...]]:
+    """Validated CIDRs in their canonical form (`198.51.100.7` -> `198.51.100.7/32`), order kept."""
+    if value is None:
+        return None
+    return tuple(dict.fromkeys(str(ipaddress.IPv4Network(v)) for v in value))
+
+
 def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence[str] = (),
                          check_files: bool = False) -> ClusterConfig:
     """Parse and validate the `harbor-ha:*` config values of a stack.
@@ -480,6 +518,10 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         next_upstream_tries=lb_r.get("nextUpstreamTries", int, 2, check=_in_range(0, 10)),
         hsts=lb_r.get("hsts", bool, False),
         worker_connections=lb_r.get("workerConnections", int, 4096, check=_in_range(64, 1048576)),
+        # Unset: anywhere, as before these keys existed (the firewall's clientSources still applies first).
+        # /v2/ and /service/token (what `docker login/push/pull` use) are never limited by these two.
+        admin_sources=_cidrs(lb_r.get("adminSources", list, None, check=_cidrs_check)),
+        api_sources=_cidrs(lb_r.get("apiSources", list, None, check=_cidrs_check)),
     )
     lb_r.finish()
     ports = {"httpPort": lb.http_port, "httpsPort": lb.https_port, "healthPort": lb.health_port}
@@ -512,6 +554,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     elif raw_installer is None:
         installer_url = HARBOR_RELEASE_URL.format(version=version)
     default_http_port = 8080 if lb_on_harbor_nodes else 80
+    default_https_port = 8443 if lb_on_harbor_nodes else 443
     harbor = HarborSettings(
         version=version,
         installer_url=installer_url,
@@ -520,6 +563,8 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         hostname=hb.get("hostname", str, "", required=True, check=_matches(_DNS_NAME, "a DNS name")),
         # 8080 when the LB shares the host: nginx on the VIP needs 80/443; Harbor's own nginx binds 0.0.0.0.
         http_port=hb.get("httpPort", int, default_http_port, check=_in_range(1, 65535)),
+        # 8443 when the LB shares the host, for the same reason; the LB reaches the nodes on this port only.
+        https_port=hb.get("httpsPort", int, default_https_port, check=_in_range(1, 65535)),
         data_volume=hb.get("dataVolume", str, "/data", check=_matches(_PATH, "an absolute path")),
         install_dir=hb.get("installDir", str, "/opt/harbor", check=_matches(_PATH, "an absolute path")),
         trivy=hb.get("trivy", bool, True),
@@ -535,8 +580,13 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     if harbor.http_port in (lb.http_port, lb.https_port) and lb_on_harbor_nodes:
         hb.fail(f"{harbor.http_port} is taken by the load balancer on the shared hosts; pick another port",
                 "httpPort")
-    if harbor.metrics_port == harbor.http_port:
-        hb.fail("must differ from httpPort", "metricsPort")
+    if harbor.https_port in (lb.http_port, lb.https_port) and lb_on_harbor_nodes:
+        hb.fail(f"{harbor.https_port} is taken by the load balancer on the shared hosts; pick another port",
+                "httpsPort")
+    if harbor.metrics_port in (harbor.http_port, harbor.https_port):
+        hb.fail("must differ from httpPort and httpsPort", "metricsPort")
+    if harbor.https_port == harbor.http_port:
+        hb.fail("must differ from httpPort", "httpsPort")
 
     # --- TLS -------------------------------------------------------------------------------------------------
     tls_r = _Reader(values.get("tls"), f"{NAMESPACE}:tls", problems)
@@ -549,8 +599,18 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         user_certificate=has_cert and has_key,
         # 825 days: the longest validity Apple platforms accept for a TLS server certificate.
         self_signed_days=tls_r.get("selfSignedDays", int, 825, check=_in_range(1, 3650)),
+        # 10 years: the CA only signs the cluster's own certificates; replacing it re-issues all of them at once.
+        internal_ca_days=tls_r.get("internalCaDays", int, 3650, check=_in_range(2, 36500)),
+        # 1 year for the node and PostgreSQL certificates; they rotate on their own with `pulumi up`.
+        internal_cert_days=tls_r.get("internalCertDays", int, 365, check=_in_range(2, 3650)),
+        # 30 days: a monthly `pulumi up` renews every certificate before it expires.
+        renew_before_days=tls_r.get("renewBeforeDays", int, 30, check=_in_range(1, 3649)),
     )
     tls_r.finish()
+    for days_key, days in (("internalCertDays", tls.internal_cert_days), ("internalCaDays", tls.internal_ca_days)):
+        if tls.renew_before_days >= days:
+            tls_r.fail(f"{tls.renew_before_days} must be below {days_key} ({days}), or every `pulumi up` "
+                       "re-issues the certificate", "renewBeforeDays")
 
     # --- PostgreSQL (defaults follow geerlingguy/ansible-role-postgresql where it has one) -------------------
     pg_r = _Reader(values.get("postgres"), f"{NAMESPACE}:postgres", problems)
@@ -622,6 +682,21 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     )
     nf.finish()
 
+    # --- firewall --------------------------------------------------------------------------------------------
+    fw = _Reader(values.get("firewall"), f"{NAMESPACE}:firewall", problems)
+    firewall = FirewallSettings(
+        # Unset: SSH from anywhere, so a first `pulumi up` never locks its own engine out. Set it to the
+        # networks the operators and the Pulumi engine connect from (docs/security.md).
+        admin_sources=_cidrs(fw.get("adminSources", list, None, check=_cidrs_check)),
+        # Unset: the registry on the VIP is open to anyone who can route to it (its own login still applies).
+        client_sources=_cidrs(fw.get("clientSources", list, None, check=_cidrs_check)),
+        # Unset: nobody; metrics are unauthenticated, so the scrapers are named explicitly.
+        metrics_sources=_cidrs(fw.get("metricsSources", list, None, check=_cidrs_check)) or (),
+        # 60 s: long enough for the apply to confirm over its own SSH session, short enough to wait out.
+        confirm_seconds=fw.get("confirmSeconds", int, 60, check=_in_range(10, 3600)),
+    )
+    fw.finish()
+
     if problems:
         raise ConfigError(problems)
     return ClusterConfig(
@@ -642,6 +717,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         postgres=postgres,
         redis=redis,
         nfs=nfs,
+        firewall=firewall,
         passthrough={k: values[k] for k in ("harborApi", "migration") if k in values},
     )
 

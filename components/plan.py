@@ -6,6 +6,7 @@ from typing import Mapping
 
 from components.config import ClusterConfig
 from components.host.files import FileSpec, placeholders
+from components.firewall import firewall_files
 from components.harbor_node import harbor_node_files
 from components.keepalived import keepalived_files, vrrp_roles
 from components.loadbalancer import loadbalancer_files
@@ -13,13 +14,13 @@ from components.nfs import nfs_server_files
 from components.postgres import postgres_files
 from components.redis import redis_files, sentinel_files
 
-# Roles in provisioning order on one host; each has its `<role>.sh` beside its component.
-ROLES = ("nfs-server", "postgres", "redis", "sentinel", "harbor-node", "loadbalancer", "keepalived")
+# Roles in provisioning order on one host (the firewall first: no service is ever reachable without it); each has its `<role>.sh` beside its component.
+ROLES = ("firewall", "nfs-server", "postgres", "redis", "sentinel", "harbor-node", "loadbalancer", "keepalived")
 
 
 def role_files(cfg: ClusterConfig) -> dict[str, dict[str, list[FileSpec]]]:
     """{host name: {role: [FileSpec, ...]}} for the whole cluster, roles in ROLES order."""
-    plan: dict[str, dict[str, list[FileSpec]]] = {h.name: {} for h in cfg.hosts}
+    plan: dict[str, dict[str, list[FileSpec]]] = {h.name: {"firewall": firewall_files(cfg, h)} for h in cfg.hosts}
     plan[cfg.nfs_host.name]["nfs-server"] = nfs_server_files(cfg)
     plan[cfg.postgres_host.name]["postgres"] = postgres_files(cfg)
     for h in cfg.redis_hosts:

@@ -14,6 +14,7 @@ import pulumi_random as random
 import pulumi_tls as tls
 
 from components.config import ClusterConfig
+from components.harbor_node import NODE_TLS_NAME
 from components.host.files import PUBLIC_VALUES
 
 
@@ -71,6 +72,39 @@ class ClusterSecrets(pulumi.ComponentResource):
                 allowed_uses=["digital_signature", "key_encipherment", "server_auth"], opts=child).cert_pem
             self.self_signed_certificate = tls_cert
 
+        # The cluster CA and what it signs: the LB verifies the nodes with it, the nodes verify PostgreSQL. pulumi-tls
+        # marks a certificate for replacement once it is within early_renewal_hours of expiry, so a `pulumi up` in
+        # that window issues a new one (and re-applies every role that ships it).
+        t = cfg.tls
+        renew = t.renew_before_days * 24
+        ca_key = tls.PrivateKey(f"{name}-cluster-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        ca_cert = tls.SelfSignedCert(
+            f"{name}-cluster-ca", private_key_pem=ca_key.private_key_pem, is_ca_certificate=True,
+            subject=tls.SelfSignedCertSubjectArgs(common_name="harbor-ha cluster CA", organization="harbor-ha"),
+            validity_period_hours=t.internal_ca_days * 24, early_renewal_hours=renew,
+            allowed_uses=["cert_signing", "crl_signing", "digital_signature"], opts=child)
+
+        def signed(role: str, dns_names: list[str], ip_addresses: list[str]) -> tuple[pulumi.Output[str], ...]:
+            key = tls.PrivateKey(f"{name}-{role}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+            request = tls.CertRequest(
+                f"{name}-{role}-csr", private_key_pem=key.private_key_pem, dns_names=dns_names,
+                ip_addresses=ip_addresses,
+                subject=tls.CertRequestSubjectArgs(common_name=dns_names[0] if dns_names else ip_addresses[0],
+                                                   organization="harbor-ha"), opts=child)
+            cert = tls.LocallySignedCert(
+                f"{name}-{role}-cert", cert_request_pem=request.cert_request_pem, ca_cert_pem=ca_cert.cert_pem,
+                ca_private_key_pem=ca_key.private_key_pem, validity_period_hours=t.internal_cert_days * 24,
+                early_renewal_hours=renew, allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
+                opts=child)
+            return cert.cert_pem, key.private_key_pem
+
+        # One certificate for every node: Harbor's prepare copies it into data_volume/secret/cert, which the nodes
+        # share over NFS, so per-node certificates would overwrite each other there.
+        # Only the name nginx verifies (proxy_ssl_name), no node address: adding or removing a node must not
+        # re-issue the certificate every node serves (a SAN change replaces the request and the certificate).
+        node_cert, node_key = signed("node-tls", [NODE_TLS_NAME], [])
+        pg_cert, pg_key = signed("postgres-tls", [], [cfg.postgres_host.address])
+
         values: dict[str, pulumi.Input[str]] = {
             "admin_password": admin,
             "db_password": password("db-password", 32),
@@ -85,6 +119,11 @@ class ClusterSecrets(pulumi.ComponentResource):
             "registry_root_cert": root_cert.cert_pem,
             "tls_certificate": tls_cert,
             "tls_private_key": tls_key,
+            "cluster_ca_certificate": ca_cert.cert_pem,
+            "node_tls_certificate": node_cert,
+            "node_tls_private_key": node_key,
+            "postgres_tls_certificate": pg_cert,
+            "postgres_tls_private_key": pg_key,
         }
         self.values = {k: pulumi.Output.from_input(v) if k in PUBLIC_VALUES else pulumi.Output.secret(v)
                        for k, v in values.items()}

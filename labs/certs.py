@@ -59,3 +59,17 @@ def ca_and_server(common_name: str, names: Sequence[str], days: int = 1) -> tupl
     ca = issue(f"{common_name} test CA", ca_key, ca=True, days=days)
     cert = issue(common_name, key, names=names, issuer=(ca, ca_key), days=days)
     return cert_pem(ca), cert_pem(cert), key_pem(key)
+
+
+def cluster_tls(cfg, days: int = 1) -> dict[str, bytes]:
+    """The cluster CA and the certificates components/secrets.py has it sign, shaped the same (SANs included):
+    {"ca", "node_cert", "node_key", "postgres_cert", "postgres_key"} as PEM."""
+    from components.harbor_node import NODE_TLS_NAME
+
+    ca_key, node_key, pg_key = new_key(), new_key(), new_key()
+    ca = issue("harbor-ha cluster CA (lab)", ca_key, ca=True, days=days)
+    node = issue(NODE_TLS_NAME, node_key, names=[NODE_TLS_NAME, *(h.address for h in cfg.harbor_nodes)],
+                 issuer=(ca, ca_key), days=days)
+    pg = issue(cfg.postgres_host.address, pg_key, names=[cfg.postgres_host.address], issuer=(ca, ca_key), days=days)
+    return {"ca": cert_pem(ca), "node_cert": cert_pem(node), "node_key": key_pem(node_key),
+            "postgres_cert": cert_pem(pg), "postgres_key": key_pem(pg_key)}

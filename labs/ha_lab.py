@@ -316,9 +316,19 @@ class Lab:
             tls = self.host_dir(lb.name) / "tls"
             tls.mkdir(mode=0o755, exist_ok=True)
             (tls / "harbor.crt").write_bytes(cert)
-            fd = os.open(tls / "harbor.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(key)
+            write_private(str(tls / "harbor.key"), key.decode())
+        # The cluster CA (components/secrets.py): the LB verifies the nodes with it, psql verifies PostgreSQL.
+        cluster = lab_certs.cluster_tls(cfg)
+        (self.dir / "cluster-ca.crt").write_bytes(cluster["ca"])
+        for lb in cfg.lb_hosts:
+            (self.host_dir(lb.name) / "tls" / "upstream-ca.crt").write_bytes(cluster["ca"])
+        for node in cfg.harbor_nodes:
+            (self.host_dir(node.name) / "node.crt").write_bytes(cluster["node_cert"])
+            write_private(str(self.host_dir(node.name) / "node.key"), cluster["node_key"].decode())
+        pg = self.host_dir(cfg.postgres_host.name)
+        (pg / "server.crt").write_bytes(cluster["postgres_cert"])
+        write_private(str(pg / "server.key"), cluster["postgres_key"].decode())
+        shutil.chown(pg / "server.key", "postgres", "postgres")
 
     def start_registry(self, host: str) -> None:
         """The CNCF registry on a node: one storage folder and one http.secret for both nodes."""
@@ -329,7 +339,10 @@ class Lab:
             "version": 0.1,
             "log": {"level": "warn"},
             "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
-            "http": {"addr": f"{HOSTS[host]}:{cfg.harbor.http_port}", "secret": self.secret("registry_http_secret"),
+            # TLS with the cluster CA's node certificate on Harbor's https port, as Harbor's own nginx serves it.
+            "http": {"addr": f"{HOSTS[host]}:{cfg.harbor.https_port}", "secret": self.secret("registry_http_secret"),
+                     "tls": {"certificate": str(self.host_dir(host) / "node.crt"),
+                             "key": str(self.host_dir(host) / "node.key")},
                      # tells the drills which node answered (scripts/drills/ha_client.py NODE_HEADER)
                      "headers": {"X-Lab-Node": [host]}},
         }
@@ -349,7 +362,7 @@ class Lab:
             shutil.chown(folder, "postgres", "postgres")
         bindir = f"/usr/lib/postgresql/{cfg.postgres.version}/bin"
         run("runuser", "-u", "postgres", "--", f"{bindir}/initdb", "-D", str(data), "--auth-host=scram-sha-256")
-        (d / "harbor-ha.conf").write_text(render_postgresql_conf(cfg))
+        (d / "harbor-ha.conf").write_text(render_postgresql_conf(cfg, tls=(str(d / "server.crt"), str(d / "server.key"))))
         (d / "pg_hba.conf").write_text(render_pg_hba(cfg))
         (d / "lab.conf").write_text(f"unix_socket_directories = '{sock}'\nhba_file = '{d / 'pg_hba.conf'}'\n")
         with open(data / "postgresql.conf", "a") as f:
@@ -369,7 +382,8 @@ class Lab:
         """`SELECT 1` as Harbor's user over TCP from a host (the password in PGPASSWORD, not on the command line)."""
         cfg = self.cfg
         dsn = (f"host={cfg.postgres_host.address} port={cfg.postgres.port} dbname={cfg.postgres.database} "
-               f"user={cfg.postgres.user} connect_timeout=5")
+               f"user={cfg.postgres.user} connect_timeout=5 sslmode=verify-full "
+               f"sslrootcert={self.dir / 'cluster-ca.crt'}")
         env = {**os.environ, "PGPASSWORD": self.secret("db_password")}
         return run("ip", "netns", "exec", ns(from_host), "psql", dsn, "-tAc", "SELECT 1", check=False, env=env)
 

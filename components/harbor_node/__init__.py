@@ -21,9 +21,18 @@ SCRIPT = Path(__file__).with_name("harbor-node.sh")  #: the role script shipped 
 INSTALLER_UPLOAD_NAME = "harbor-offline-installer.tgz"
 CSRF_KEY_PATH = "/etc/harbor-ha/harbor/csrf_key"
 
+# The name the LB checks on the nodes' certificate (proxy_ssl_name). RFC 2606 reserves .invalid: it never resolves,
+# so the name means nothing outside this check; the certificate also carries every node's address.
+NODE_TLS_NAME = "harbor-node.harbor-ha.invalid"
+NODE_TLS_DIR = "/etc/harbor-ha/node-tls"
+NODE_CERT_PATH = f"{NODE_TLS_DIR}/node.crt"
+NODE_KEY_PATH = f"{NODE_TLS_DIR}/node.key"
+CLUSTER_CA_PATH = f"{NODE_TLS_DIR}/cluster-ca.crt"
+
 
 def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
-    """harbor.yml as data (pure): the installer's template keys, external DB/Redis, TLS terminated on the LB."""
+    """harbor.yml as data (pure): the installer's template keys, external DB/Redis, TLS from the LB to the node and
+    from the node to PostgreSQL."""
     h = cfg.harbor
     major, minor, _patch = h.version.split(".")
     redis: dict = {
@@ -38,9 +47,11 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
         redis["sentinel_master_set"] = cfg.redis.master_set
     return {
         "hostname": h.hostname,
-        # Plain HTTP on the node: TLS terminates on the LB, and external_url tells Harbor the public https URL
-        # (token realm, redirects), so no `https:` section.
+        # The LB re-encrypts to the nodes: Harbor's own nginx serves the cluster CA's node certificate (prepare
+        # copies it to data_volume/secret/cert) and redirects http to https. external_url is the public https URL
+        # (token realm, redirects).
         "http": {"port": h.http_port},
+        "https": {"port": h.https_port, "certificate": NODE_CERT_PATH, "private_key": NODE_KEY_PATH},
         "external_url": cfg.external_url,
         "harbor_admin_password": secrets["admin_password"],
         "data_volume": h.data_volume,
@@ -50,12 +61,18 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
             "db_name": cfg.postgres.database,
             "username": cfg.postgres.user,
             "password": secrets["db_password"],
-            # The database is on the private network, reachable from the Harbor nodes only (pg_hba).
-            "ssl_mode": "disable",
+            # Passed to pgx as sslmode (src/common/dao/pgsql.go); verify-full checks the server's certificate and
+            # address against the trusted CAs, where storage_service.ca_bundle below puts the cluster CA.
+            "ssl_mode": "verify-full",
             "max_idle_conns": min(10, h.db_max_open_conns),
             "max_open_conns": h.db_max_open_conns,
         }},
         "external_redis": redis,
+        # Not for storage (ours is the filesystem): prepare copies ca_bundle into common/config/shared/
+        # trust-certificates, which core, jobservice, exporter, registry and trivy mount as /harbor_cust_cert and
+        # append to their system CA bundle at start (make/photon/common/install_cert.sh): the one harbor.yml key
+        # that makes Harbor 2.15's Go clients trust a private CA (docs/security.md).
+        "storage_service": {"ca_bundle": CLUSTER_CA_PATH},
         "trivy": {"ignore_unfixed": False, "skip_update": False, "offline_scan": False, "insecure": False,
                   "timeout": "5m0s"},
         "jobservice": {"max_job_workers": 10, "job_loggers": ["STD_OUTPUT", "FILE"], "logger_sweeper_duration": 1},
@@ -87,7 +104,9 @@ def node_env(cfg: ClusterConfig) -> FileSpec:
         "INSTALLER_SHA256": h.installer_sha256 or "",
         "INSTALL_DIR": h.install_dir,
         "DATA_VOLUME": h.data_volume,
-        "HTTP_PORT": str(h.http_port),
+        "HTTPS_PORT": str(h.https_port),
+        "NODE_TLS_NAME": NODE_TLS_NAME,
+        "CLUSTER_CA": CLUSTER_CA_PATH,
         "WITH_TRIVY": "1" if h.trivy else "0",
         "HEALTH_TIMEOUT": str(h.health_timeout),
         "INSTALLER_UPLOAD": f"{UPLOAD_DIR}/harbor-node/{INSTALLER_UPLOAD_NAME}" if h.installer_path else "",
@@ -114,6 +133,12 @@ def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
         # replaces it with this shared one, or a UI form served by one node is refused by another (403).
         FileSpec(path=CSRF_KEY_PATH, render=lambda s: s["harbor_csrf_key"] + "\n", needs=("harbor_csrf_key",),
                  mode=0o600),
+        FileSpec(path=NODE_CERT_PATH, render=lambda s: s["node_tls_certificate"], needs=("node_tls_certificate",)),
+        FileSpec(path=NODE_KEY_PATH, render=lambda s: s["node_tls_private_key"], needs=("node_tls_private_key",),
+                 mode=0o600),
+        # prepare refuses a ca_bundle that is neither owned by 10000 nor world-readable (utils/configs.py).
+        FileSpec(path=CLUSTER_CA_PATH, render=lambda s: s["cluster_ca_certificate"],
+                 needs=("cluster_ca_certificate",)),
     ]
     for rel, secret in SHARED_KEYS:
         files.append(FileSpec(path=f"{cfg.harbor.data_volume}/{rel}", render=lambda s, n=secret: s[n],
@@ -142,5 +167,5 @@ class HarborNode(pulumi.ComponentResource):
         uploads = {INSTALLER_UPLOAD_NAME: cfg.harbor.installer_path} if cfg.harbor.installer_path else {}
         self.role = deploy_role(self, name, host, SCRIPT, harbor_node_files(cfg), args, uploads=uploads)
         self.address = host.address
-        self.health_url = f"http://{host.address}:{cfg.harbor.http_port}/api/v2.0/health"
+        self.health_url = f"https://{host.address}:{cfg.harbor.https_port}/api/v2.0/health"
         self.register_outputs({"address": self.address, "health_url": self.health_url})

@@ -103,10 +103,12 @@ set_shared_csrf_key() {
 }
 
 wait_healthy() {
-  local url="http://127.0.0.1:$HTTP_PORT/api/v2.0/health" deadline=$((SECONDS + HEALTH_TIMEOUT)) body=""
+  local url="https://$NODE_TLS_NAME:$HTTPS_PORT/api/v2.0/health" deadline=$((SECONDS + HEALTH_TIMEOUT)) body=""
   # /api/v2.0/health answers 200 even when a component is down: every component must say healthy.
+  # Over the TLS port the LB uses, checked against the cluster CA like the LB checks it.
   while [ "$SECONDS" -lt "$deadline" ]; do
-    body=$(curl -fsS --max-time 5 "$url" 2>/dev/null || true)
+    body=$(curl -fsS --max-time 5 --cacert "$CLUSTER_CA" --resolve "$NODE_TLS_NAME:$HTTPS_PORT:127.0.0.1" "$url" \
+      2>/dev/null || true)
     if [ -n "$body" ] && python3 -c '
 import json, sys
 h = json.loads(sys.argv[1])

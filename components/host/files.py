@@ -31,9 +31,15 @@ SECRET_VALUES = {
     "registry_root_cert": "certificate of that key, secret/registry/root.crt (generated)",
     "tls_certificate": "the LB's TLS certificate chain (tlsCertificate or self-signed)",
     "tls_private_key": "the LB's TLS private key (tlsPrivateKey or generated)",
+    "cluster_ca_certificate": "the cluster CA: signs the nodes' and PostgreSQL's certificates (generated)",
+    "node_tls_certificate": "the Harbor nodes' TLS certificate, one for every node (cluster CA)",
+    "node_tls_private_key": "its private key (generated)",
+    "postgres_tls_certificate": "PostgreSQL's TLS certificate (cluster CA)",
+    "postgres_tls_private_key": "its private key (generated)",
 }
 # Values that are Outputs but not confidential: files that need only these are not shipped as secrets.
-PUBLIC_VALUES = frozenset({"registry_root_cert", "tls_certificate"})
+PUBLIC_VALUES = frozenset({"registry_root_cert", "tls_certificate", "cluster_ca_certificate", "node_tls_certificate",
+                           "postgres_tls_certificate"})
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).resolve().parent.parent)),  # "<role>/<name>.j2"

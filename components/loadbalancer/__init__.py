@@ -12,6 +12,7 @@ import pulumi
 from components.config import ClusterConfig, Host
 from components.host.files import FileSpec, render_template
 from components.host.remote import HostRole, RoleArgs, deploy_role
+from components.harbor_node import NODE_TLS_NAME
 
 SCRIPT = Path(__file__).with_name("loadbalancer.sh")  #: the role script shipped to each LB host
 
@@ -23,7 +24,7 @@ SYSCTL_PATH = "/etc/sysctl.d/60-harbor-ha-lb.conf"
 class NginxPaths:
     """Where nginx's files live (the defaults are Debian's and Ubuntu's; the HA lab points them at a temp dir)."""
 
-    tls_dir: str = "/etc/harbor-ha/tls"  #: folder of harbor.crt and harbor.key
+    tls_dir: str = "/etc/harbor-ha/tls"  #: folder of harbor.crt, harbor.key and upstream-ca.crt (the cluster CA)
     pid: str = "/run/nginx.pid"  #: pid file (the distribution's systemd unit expects this one)
     log_dir: str = "/var/log/nginx"  #: folder of access.log and error.log
     user: str = "www-data"  #: worker user
@@ -35,7 +36,7 @@ def render_nginx_conf(cfg: ClusterConfig, host: Host, paths: NginxPaths = NginxP
     return render_template(
         "loadbalancer/nginx.conf.j2",
         host=host, lb=cfg.lb, vip=cfg.vip, hostname=cfg.harbor.hostname, nodes=cfg.harbor_nodes,
-        harbor_port=cfg.harbor.http_port, paths=paths, connect_timeout=f"{cfg.lb.connect_timeout:g}s",
+        harbor_https_port=cfg.harbor.https_port, node_tls_name=NODE_TLS_NAME, paths=paths, connect_timeout=f"{cfg.lb.connect_timeout:g}s",
         https_suffix="" if cfg.lb.https_port == 443 else f":{cfg.lb.https_port}",
     )
 
@@ -49,6 +50,8 @@ def loadbalancer_files(cfg: ClusterConfig, host: Host, paths: NginxPaths = Nginx
                  needs=("tls_certificate",)),
         FileSpec(path=f"{paths.tls_dir}/harbor.key", render=lambda s: s["tls_private_key"],
                  needs=("tls_private_key",), mode=0o600),
+        FileSpec(path=f"{paths.tls_dir}/upstream-ca.crt", render=lambda s: s["cluster_ca_certificate"],
+                 needs=("cluster_ca_certificate",)),
     ]
 
 

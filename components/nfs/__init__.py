@@ -8,6 +8,7 @@ from typing import Optional
 import pulumi
 
 from components.config import ClusterConfig
+from components.firewall import LOCKD_PORT, MOUNTD_PORT, STATD_PORT
 from components.host.files import FileSpec, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
 
@@ -20,11 +21,13 @@ HARBOR_UID = 10000
 def render_exports(cfg: ClusterConfig) -> str:
     """/etc/exports.d/harbor-ha.exports: the data directory, to the Harbor nodes' addresses only (pure).
 
-    no_root_squash: Harbor's installer runs as root on the node and chowns what it creates under data_volume to
-    10000; with root squashed to nobody that chown fails and `prepare` aborts. Exporting to the nodes' addresses
-    only is what keeps this safe.
+    root_squash with anonuid/anongid 10000: every Harbor container that writes to data_volume runs as 10000 (core,
+    jobservice, registry, registryctl, trivy-adapter, exporter: their Dockerfile.base in goharbor/harbor), and
+    what the node's root does there (prepare, the shared keys) is chown to 10000 anyway. So a node's root acts as
+    Harbor's user on the export, never as the NFS server's root (no setuid-root files, no root-owned files).
     """
-    clients = " ".join(f"{n.address}(rw,sync,no_subtree_check,no_root_squash)" for n in cfg.harbor_nodes)
+    options = f"rw,sync,no_subtree_check,root_squash,anonuid={HARBOR_UID},anongid={HARBOR_UID}"
+    clients = " ".join(f"{n.address}({options})" for n in cfg.harbor_nodes)
     return ("# Rendered by harbor-ha (components/nfs/); pulumi up overwrites edits.\n"
             f"{cfg.nfs.export_path} {clients}\n")
 
@@ -35,8 +38,16 @@ def render_fstab_line(cfg: ClusterConfig) -> str:
             f"vers={cfg.nfs.version},{cfg.nfs.mount_options} 0 0\n")
 
 
+def render_nfs_ports() -> str:
+    """/etc/nfs.conf.d/harbor-ha.conf: NFSv3's side services on fixed ports the firewall opens (pure)."""
+    return ("# Rendered by harbor-ha (components/nfs/): fixed NFSv3 ports, opened by the host firewall.\n"
+            f"[mountd]\nport={MOUNTD_PORT}\n[statd]\nport={STATD_PORT}\n"
+            f"[lockd]\nport={LOCKD_PORT}\nudp-port={LOCKD_PORT}\n")
+
+
 def nfs_server_files(cfg: ClusterConfig) -> list[FileSpec]:
     return [FileSpec(path="/etc/exports.d/harbor-ha.exports", render=lambda _s: render_exports(cfg)),
+            FileSpec(path="/etc/nfs.conf.d/harbor-ha.conf", render=lambda _s: render_nfs_ports()),
             role_env("nfs-server", {"EXPORT_PATH": cfg.nfs.export_path, "HARBOR_UID": str(HARBOR_UID)})]
 
 

@@ -13,6 +13,9 @@ role_apply() {
   install_manifest "$stage" >/dev/null
   # Harbor's containers run as 10000:10000.
   install -d -m 0755 -o "$HARBOR_UID" -g "$HARBOR_UID" "$EXPORT_PATH"
+  # The export squashes the nodes' root to 10000: what an earlier no_root_squash export let them create as root
+  # (the shared keys' folders) must belong to 10000, or the squashed root can no longer write there.
+  find "$EXPORT_PATH" -xdev -uid 0 -exec chown -h "$HARBOR_UID:$HARBOR_UID" {} +
   ensure_service nfs-server "" restart
   exportfs -ra
   log "exported $EXPORT_PATH"

@@ -22,13 +22,20 @@ def conf_dir(cfg: ClusterConfig) -> str:
     return f"/etc/postgresql/{cfg.postgres.version}/main"
 
 
-def render_postgresql_conf(cfg: ClusterConfig) -> str:
-    """The conf.d drop-in with Harbor's settings (pure)."""
-    return render_template("postgres/postgresql-harbor.conf.j2", host=cfg.postgres_host, pg=cfg.postgres)
+def tls_paths(cfg: ClusterConfig) -> tuple[str, str]:
+    """(certificate, key) of the server: beside its config, where the postgres user may read them."""
+    return f"{conf_dir(cfg)}/harbor-ha-server.crt", f"{conf_dir(cfg)}/harbor-ha-server.key"
+
+
+def render_postgresql_conf(cfg: ClusterConfig, tls: tuple[str, str] | None = None) -> str:
+    """The conf.d drop-in with Harbor's settings (pure); `tls` = (certificate, key) paths, default `tls_paths`."""
+    cert, key = tls or tls_paths(cfg)
+    return render_template("postgres/postgresql-harbor.conf.j2", host=cfg.postgres_host, pg=cfg.postgres,
+                           cert=cert, key=key)
 
 
 def render_pg_hba(cfg: ClusterConfig) -> str:
-    """pg_hba.conf: Harbor's user may reach Harbor's database from the Harbor nodes only (pure)."""
+    """pg_hba.conf: Harbor's user may reach Harbor's database from the Harbor nodes only, over TLS only (pure)."""
     return render_template("postgres/pg_hba.conf.j2", pg=cfg.postgres, nodes=cfg.harbor_nodes)
 
 
@@ -56,11 +63,17 @@ def render_harbor_role_sql(cfg: ClusterConfig, password: str) -> str:
 
 def postgres_files(cfg: ClusterConfig) -> list[FileSpec]:
     d = conf_dir(cfg)
+    cert, key = tls_paths(cfg)
     return [
         FileSpec(path=f"{d}/conf.d/harbor-ha.conf", render=lambda _s: render_postgresql_conf(cfg),
                  owner="postgres", group="postgres"),
         FileSpec(path=f"{d}/pg_hba.conf", render=lambda _s: render_pg_hba(cfg), mode=0o640,
                  owner="postgres", group="postgres"),
+        FileSpec(path=cert, render=lambda s: s["postgres_tls_certificate"], needs=("postgres_tls_certificate",),
+                 owner="postgres", group="postgres"),
+        # PostgreSQL refuses a key file that others can read.
+        FileSpec(path=key, render=lambda s: s["postgres_tls_private_key"], needs=("postgres_tls_private_key",),
+                 mode=0o600, owner="postgres", group="postgres"),
         FileSpec(path=ROLE_SQL_PATH, render=lambda s: render_harbor_role_sql(cfg, s["db_password"]),
                  needs=("db_password",), mode=0o600, owner="postgres", group="postgres"),
         role_env("postgres", {"PG_VERSION": str(cfg.postgres.version), "SETTINGS_FILE": f"{d}/conf.d/harbor-ha.conf",

@@ -39,10 +39,12 @@ from components.harbor_node import harbor_node_files
 from components.keepalived import keepalived_files, vrrp_roles
 from components.loadbalancer import SYSCTL_PATH, NginxPaths, loadbalancer_files
 from components.plan import render_all, role_files
-from components.postgres import postgres_files
+from components.postgres import postgres_files, render_postgresql_conf
 from components.redis import RedisPaths, initial_master, redis_files, sentinel_files
 from tests.support.harbor_template import check_against_template, parse_template, uncomment
 from tests.support.netlab import Lab, wait_until
+# The module, not its functions: a test function imported here would be collected (and run) twice.
+from tests.lab import test_firewall as firewall_tests
 
 from labs import certs as lab_certs
 
@@ -114,9 +116,11 @@ def _pem_key(key, fmt: serialization.PrivateFormat) -> str:
     return lab_certs.key_pem(key, fmt).decode()
 
 
-def make_secret_values(hostname: str) -> dict[str, str]:
+def make_secret_values(cfg: ClusterConfig) -> dict[str, str]:
     """Real values for every SECRET_VALUES name, shaped like the ones components/secrets.py generates (PEM as
     pulumi-tls writes it; a 2048-bit core key instead of 4096 to keep the tests fast)."""
+    hostname = cfg.harbor.hostname
+    cluster = {k: v.decode() for k, v in lab_certs.cluster_tls(cfg, days=2).items()}
     core_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     tls_key = ec.generate_private_key(ec.SECP256R1())
     values = {
@@ -130,6 +134,11 @@ def make_secret_values(hostname: str) -> dict[str, str]:
         "registry_root_cert": _self_signed(core_key, "harbor-token-issuer"),
         "tls_certificate": _self_signed(tls_key, hostname),
         "tls_private_key": _pem_key(tls_key, serialization.PrivateFormat.TraditionalOpenSSL),
+        "cluster_ca_certificate": cluster["ca"],
+        "node_tls_certificate": cluster["node_cert"],
+        "node_tls_private_key": cluster["node_key"],
+        "postgres_tls_certificate": cluster["postgres_cert"],
+        "postgres_tls_private_key": cluster["postgres_key"],
     }
     assert set(values) == set(SECRET_VALUES)
     return values
@@ -137,7 +146,7 @@ def make_secret_values(hostname: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def values() -> dict[str, str]:
-    return make_secret_values("registry.example.com")
+    return make_secret_values(STACKS["prod"])
 
 
 def render(spec: FileSpec, values: dict[str, str]) -> str:
@@ -448,20 +457,23 @@ def psql_admin(lab: Lab, ns: str, socket_dir: Path, port: int, *args: str) -> su
                         str(port), "-v", "ON_ERROR_STOP=1", *args], timeout=30)
 
 
-def harbor_login(lab: Lab, ns: str, db: dict, password: str) -> subprocess.CompletedProcess:
-    """Log in as Harbor does, with the rendered harbor.yml's external_database values (all through libpq's
-    environment: the password never reaches a command line)."""
+def harbor_login(lab: Lab, ns: str, db: dict, password: str, ca: Path, sslmode: str | None = None
+                 ) -> subprocess.CompletedProcess:
+    """Log in as Harbor does, with the rendered harbor.yml's external_database values and `ca` as the trusted CA
+    (all through libpq's environment: the password never reaches a command line)."""
     env = {"PGHOST": db["host"], "PGPORT": str(db["port"]), "PGDATABASE": db["db_name"], "PGUSER": db["username"],
-           "PGPASSWORD": password, "PGSSLMODE": db["ssl_mode"], "PGCONNECT_TIMEOUT": "5"}
+           "PGPASSWORD": password, "PGSSLMODE": sslmode or db["ssl_mode"], "PGSSLROOTCERT": str(ca),
+           "PGCONNECT_TIMEOUT": "5"}
     return lab.run(ns, ["psql", "-X", "-At", "-c", "SELECT current_user, current_database(), inet_client_addr()"],
                    env=env, timeout=20)
 
 
 def test_postgres_starts_with_rendered_config_and_admits_harbor_nodes_only(values, tmp_root):
-    """initdb's a temp cluster, installs the rendered conf.d drop-in and pg_hba.conf, starts PostgreSQL 15 with
-    pg_ctl in the netns of the rendered DB host, runs the rendered harbor-role.sql twice with psql, then logs in
-    with psql as Harbor (rendered harbor.yml values) from each Harbor node's netns, from a non-node address and
-    with a wrong password."""
+    """initdb's a temp cluster, installs the rendered conf.d drop-in, pg_hba.conf and TLS certificate and key,
+    starts PostgreSQL 15 with pg_ctl in the netns of the rendered DB host, runs the rendered harbor-role.sql twice
+    with psql, then logs in with psql as Harbor (rendered harbor.yml values: sslmode verify-full against the
+    cluster CA) from each Harbor node's netns; and is refused from a non-node address, with a wrong password,
+    without TLS (sslmode disable) and when the client trusts another CA."""
     cfg = STACKS["prod"]
     pg = cfg.postgres
     data, run_dir = tmp_root / "data", tmp_root / "run"  # run_dir: the server's socket and log, postgres-owned
@@ -472,11 +484,19 @@ def test_postgres_starts_with_rendered_config_and_admits_harbor_nodes_only(value
                            "postgres", "--auth-local=peer", "--auth-host=scram-sha-256"],
                           capture_output=True, text=True, timeout=60)
     assert init.returncode == 0, init.stderr
-    dropin_spec, hba_spec, sql_spec, _env = postgres_files(cfg)
-    # The Debian layout under /etc/postgresql/<v>/main maps onto the temp cluster's directory.
-    dropin = write(data / "conf.d" / Path(dropin_spec.path).name, render(dropin_spec, values), dropin_spec.mode,
-                   "postgres")
+    specs = {Path(spec.path).name: spec for spec in postgres_files(cfg)}
+    dropin_spec, hba_spec, sql_spec = specs["harbor-ha.conf"], specs["pg_hba.conf"], specs["harbor-role.sql"]
+    # The Debian layout under /etc/postgresql/<v>/main maps onto the temp cluster's directory: the drop-in is
+    # rendered by the same function with the certificate's temp paths.
+    cert_spec, key_spec = specs["harbor-ha-server.crt"], specs["harbor-ha-server.key"]
+    cert = write(data / "server.crt", render(cert_spec, values), cert_spec.mode, "postgres")
+    key = write(data / "server.key", render(key_spec, values), key_spec.mode, "postgres")
+    assert render(dropin_spec, values) == render_postgresql_conf(cfg, tls=(cert_spec.path, key_spec.path))
+    dropin = write(data / "conf.d" / Path(dropin_spec.path).name,
+                   render_postgresql_conf(cfg, tls=(str(cert), str(key))), dropin_spec.mode, "postgres")
     write(data / "pg_hba.conf", render(hba_spec, values), hba_spec.mode, "postgres")
+    ca = write(tmp_root / "cluster-ca.crt", values["cluster_ca_certificate"])
+    other_ca = write(tmp_root / "other-ca.crt", lab_certs.ca_and_server("other", ["other"])[0].decode())
     sql = write(tmp_root / "harbor-role.sql", render(sql_spec, values), sql_spec.mode, "postgres")
     with open(data / "postgresql.conf", "a", encoding="utf-8") as f:
         # Debian's postgresql.conf ends with include_dir = 'conf.d'; the socket goes to the temp dir.
@@ -511,16 +531,23 @@ def test_postgres_starts_with_rendered_config_and_admits_harbor_nodes_only(value
             assert scram.stdout.strip() == "t", scram.stdout + scram.stderr
 
             db = harbor_yml(cfg, values)["external_database"]["harbor"]
+            assert db["ssl_mode"] == "verify-full"
             for address, ns in node_ns.items():
-                login = harbor_login(lab, ns, db, db["password"])
+                login = harbor_login(lab, ns, db, db["password"], ca)
                 assert login.returncode == 0, f"Harbor node {address} cannot log in:\n{login.stderr}"
                 assert login.stdout.strip() == f"{pg.user}|{pg.database}|{address}"
+            first_node = node_ns[cfg.harbor_nodes[0].address]
+            plain = harbor_login(lab, first_node, db, db["password"], ca, sslmode="disable")
+            assert plain.returncode != 0, f"a plaintext connection logged in: {plain.stdout}"
+            assert "no encryption" in plain.stderr, plain.stderr
+            untrusted = harbor_login(lab, first_node, db, db["password"], other_ca)
+            assert untrusted.returncode != 0 and "certificate verify failed" in untrusted.stderr, untrusted.stderr
 
-            refused = harbor_login(lab, outsider_ns, db, db["password"])
+            refused = harbor_login(lab, outsider_ns, db, db["password"], ca)
             assert refused.returncode != 0, f"non-node address {outsider} logged in: {refused.stdout}"
             assert f'no pg_hba.conf entry for host "{outsider}", user "{pg.user}", database "{pg.database}"' \
                 in refused.stderr, refused.stderr
-            wrong = harbor_login(lab, node_ns[cfg.harbor_nodes[0].address], db, _password(32))
+            wrong = harbor_login(lab, first_node, db, _password(32), ca)
             assert wrong.returncode != 0, f"a wrong password logged in: {wrong.stdout}"
             assert f'password authentication failed for user "{pg.user}"' in wrong.stderr, wrong.stderr
 
@@ -650,7 +677,7 @@ def test_files_without_secret_needs_do_not_depend_on_secret_values(stack, values
     """render_all with two different value sets: files that need no secret are byte-identical, and no value
     appears in a file whose `needs` does not list it."""
     cfg = STACKS[stack]
-    other = make_secret_values(cfg.harbor.hostname)
+    other = make_secret_values(cfg)
     assert all(values[n] != other[n] for n in SECRET_VALUES)
     first, second = render_all(cfg, values), render_all(cfg, other)
     for host, roles in role_files(cfg).items():
@@ -707,6 +734,11 @@ CHECKED_BY = {
     "/etc/sysctl.d/60-harbor-ha-lb.conf": _NGINX,
     "/etc/harbor-ha/tls/harbor.crt": _NGINX,
     "/etc/harbor-ha/tls/harbor.key": _NGINX,
+    "/etc/harbor-ha/tls/upstream-ca.crt": _NGINX,
+    "/etc/postgresql/*/main/harbor-ha-server.*": _POSTGRES,
+    "/etc/harbor-ha/firewall/harbor-ha.nft": firewall_tests.test_rendered_ruleset_loads_in_nft,
+    "/etc/systemd/system/harbor-ha-firewall.service": firewall_tests.test_rendered_firewall_unit_passes_systemd_analyze,
+    "/etc/harbor-ha/node-tls/*": firewall_tests.test_connection_matrix_and_capture_on_both_topologies,
     "/etc/keepalived/keepalived.conf": test_keepalived_accepts_rendered_config,
     "/etc/redis/redis.conf": test_redis_sentinel_mode_starts_replicates_and_sentinels_agree,
     "/etc/redis/sentinel.conf": test_redis_sentinel_mode_starts_replicates_and_sentinels_agree,
@@ -720,6 +752,7 @@ CHECKED_BY = {
 NOT_VERIFIABLE_HERE = {
     "/etc/exports.d/harbor-ha.exports": "exportfs needs the kernel NFS server",
     "/etc/harbor-ha/nfs/fstab-line": "mount.nfs needs the kernel NFS client",
+    "/etc/nfs.conf.d/harbor-ha.conf": "read by rpc.mountd, rpc.statd and the kernel NFS server",
     "/data/secret/keys/secretkey": "read by Harbor's containers only",
     "/data/secret/core/private_key.pem": "read by Harbor's containers only",
     "/data/secret/registry/root.crt": "read by Harbor's containers only",

@@ -34,7 +34,7 @@ def rendered_files(r: Registered) -> dict[str, str]:
             if name not in SHIPPED_ALWAYS and not name.endswith(".sh")}
 
 
-ROLE_NAMES = ("nfs-server", "postgres", "redis", "sentinel", "harbor-node", "loadbalancer", "keepalived")
+ROLE_NAMES = ("firewall", "nfs-server", "postgres", "redis", "sentinel", "harbor-node", "loadbalancer", "keepalived")
 
 
 def _program(stack: str):
@@ -274,7 +274,7 @@ TYPE_TOKENS = {
     "NfsServer": "harbor-ha:nfs:NfsServer", "PostgresServer": "harbor-ha:postgres:PostgresServer",
     "Redis": "harbor-ha:redis:Redis", "HarborNode": "harbor-ha:harbor_node:HarborNode",
     "LoadBalancer": "harbor-ha:loadbalancer:LoadBalancer", "KeepalivedPair": "harbor-ha:keepalived:KeepalivedPair",
-    "HostRole": "harbor-ha:host:HostRole",
+    "HostRole": "harbor-ha:host:HostRole", "HostFirewall": "harbor-ha:firewall:HostFirewall",
 }
 
 
@@ -301,7 +301,8 @@ def test_roles_holding_the_data_are_protected_from_deletion():
         applied = [r for r in by_type(regs, COMMAND) if ".sh apply" in str(r.inputs.get("create", ""))]
         protected = sorted(r.name for r in applied if r.protect)
         assert protected == ["harbor-nfs-nfs1-apply", "harbor-postgres-db1-apply"]
-        assert len(applied) == 15  # 1 NFS, 1 PostgreSQL, 3 Redis, 3 sentinels, 3 nodes, 2 nginx, 2 keepalived
+        # 10 firewalls (one per host), 1 NFS, 1 PostgreSQL, 3 Redis, 3 sentinels, 3 nodes, 2 nginx, 2 keepalived
+        assert len(applied) == 25
         return True
 
     return program.all_registered().apply(check)

@@ -1,0 +1,151 @@
+"""The host firewall: one nftables table, `inet harbor_ha`, on every host, default deny inbound.
+
+Each host opens exactly what its roles' peers need (`host_openings`, the one place that decides; the renderer, the
+docs and the connection-matrix lab all read it). The table is replaced atomically on its own (`table` + `delete
+table` + the new table, in one `nft -f` transaction), so Docker's tables and the distribution's are never flushed.
+
+Docker publishes Harbor's ports with DNAT: those packets go through the forward hook, never input. Each published
+port is therefore guarded a second time in a prerouting chain that runs before Docker's NAT (priority dstnat - 10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+
+from components.config import ClusterConfig, Host
+from components.host.files import FileSpec, render_template, role_env
+from components.host.remote import HostRole, RoleArgs, deploy_role
+
+SCRIPT = Path(__file__).with_name("firewall.sh")  #: the role script shipped to every host
+
+RULESET_PATH = "/etc/harbor-ha/firewall/harbor-ha.nft"
+UNIT_PATH = "/etc/systemd/system/harbor-ha-firewall.service"
+TABLE = "harbor_ha"
+
+# NFSv3 side services, pinned by components/nfs/ so that they can be opened here (rpcbind's 111 is fixed).
+RPCBIND_PORT = 111
+MOUNTD_PORT = 20048
+STATD_PORT = 32765
+LOCKD_PORT = 32768
+
+
+@dataclass(frozen=True)
+class Opening:
+    """One thing a host accepts from the network."""
+
+    service: str  #: what listens (ssh, harbor-https, postgres, ...)
+    proto: str  #: tcp, udp or vrrp
+    port: Optional[int]  #: destination port (None for vrrp)
+    sources: Optional[tuple[str, ...]]  #: allowed source CIDRs; None = anywhere
+    why: str  #: who needs it, for the rendered comment and docs/security.md
+    daddr: Optional[str] = None  #: only to this local address (the VIP); None = any of the host's addresses
+    published: bool = False  #: Docker publishes it (DNAT): guarded before NAT as well
+
+
+def _cidrs(hosts: tuple[Host, ...] | list[Host], but: Host) -> tuple[str, ...]:
+    """The addresses of `hosts` other than `but` (a host reaches its own addresses over loopback)."""
+    return tuple(dict.fromkeys(f"{h.address}/32" for h in hosts if h != but))
+
+
+def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
+    """Everything `host` accepts, the union of its roles' needs (pure). Loopback, replies and ICMP come on top."""
+    fw, nodes = cfg.firewall, cfg.harbor_nodes
+    openings = [Opening("ssh", "tcp", host.port, fw.admin_sources,
+                        "administration and the Pulumi engine (firewall.adminSources)")]
+    if host in cfg.lb_hosts:
+        peer = next(h for h in cfg.lb_hosts if h != host)
+        openings += [
+            Opening("vip-http", "tcp", cfg.lb.http_port, fw.client_sources,
+                    "registry clients, redirected to HTTPS (firewall.clientSources)", daddr=cfg.vip),
+            Opening("vip-https", "tcp", cfg.lb.https_port, fw.client_sources,
+                    "registry clients and the UI (firewall.clientSources)", daddr=cfg.vip),
+            Opening("vrrp", "vrrp", None, _cidrs([peer], host), "keepalived adverts from the other LB host"),
+        ]
+    if host in nodes:
+        openings.append(Opening("harbor-https", "tcp", cfg.harbor.https_port, _cidrs(cfg.lb_hosts, host),
+                                "the load balancers proxy to Harbor over TLS", published=True))
+        if fw.metrics_sources:
+            openings.append(Opening("harbor-metrics", "tcp", cfg.harbor.metrics_port, fw.metrics_sources,
+                                    "Prometheus scrapers (firewall.metricsSources)", published=True))
+    if host == cfg.postgres_host:
+        openings.append(Opening("postgres", "tcp", cfg.postgres.port, _cidrs(nodes, host), "Harbor's database pools"))
+    redis_peers = _cidrs([*nodes, *cfg.redis_hosts, *cfg.sentinel_hosts], host)
+    if host in cfg.redis_hosts:
+        openings.append(Opening("redis", "tcp", cfg.redis.port, redis_peers,
+                                "Harbor, replication and the sentinels"))
+    if host in cfg.sentinel_hosts:
+        openings.append(Opening("sentinel", "tcp", cfg.redis.sentinel_port, redis_peers,
+                                "Harbor asks the sentinels for the master; sentinels talk to each other"))
+    if host == cfg.nfs_host:
+        openings.append(Opening("nfs", "tcp", 2049, _cidrs(nodes, host), "the nodes' data_volume mount"))
+        if cfg.nfs.version == "3":
+            for service, port in (("rpcbind", RPCBIND_PORT), ("mountd", MOUNTD_PORT), ("statd", STATD_PORT),
+                                  ("lockd", LOCKD_PORT)):
+                for proto in ("tcp", "udp"):
+                    openings.append(Opening(service, proto, port, _cidrs(nodes, host), "NFSv3 mounts and locks"))
+    # A peer list that is only the host itself: nothing to open (its own traffic comes over loopback).
+    return [o for o in openings if o.sources != ()]
+
+
+def published_ports(cfg: ClusterConfig, host: Host) -> list[int]:
+    """Ports Docker publishes on a Harbor node (every one, also those open to nobody: they get the guard too)."""
+    if host not in cfg.harbor_nodes:
+        return []
+    return sorted({cfg.harbor.http_port, cfg.harbor.https_port, cfg.harbor.metrics_port})
+
+
+def nft_match(o: Opening) -> str:
+    """The nft match of an opening, without the verdict (pure)."""
+    parts = []
+    if o.daddr:
+        parts.append(f"ip daddr {o.daddr}")
+    if o.sources is not None:
+        parts.append(f"ip saddr {{ {', '.join(o.sources)} }}")
+    parts.append("meta l4proto vrrp" if o.proto == "vrrp" else f"{o.proto} dport {o.port}")
+    return " ".join(parts)
+
+
+def render_ruleset(cfg: ClusterConfig, host: Host) -> str:
+    """The nftables file of one host (pure); `nft -f` replaces the table `inet harbor_ha` and nothing else."""
+    openings = host_openings(cfg, host)
+    return render_template("firewall/harbor-ha.nft.j2", host=host, table=TABLE, openings=openings,
+                           published=[o for o in openings if o.published], match=nft_match,
+                           published_ports=published_ports(cfg, host))
+
+
+def render_unit() -> str:
+    """The oneshot unit that loads the table at boot, before the network comes up."""
+    return render_template("firewall/harbor-ha-firewall.service.j2", ruleset=RULESET_PATH)
+
+
+def firewall_files(cfg: ClusterConfig, host: Host) -> list[FileSpec]:
+    return [
+        FileSpec(path=RULESET_PATH, render=lambda _s: render_ruleset(cfg, host), mode=0o600),
+        FileSpec(path=UNIT_PATH, render=lambda _s: render_unit()),
+        role_env("firewall", {
+            "RULESET_FILE": RULESET_PATH, "TABLE": TABLE, "CONFIRM_SECONDS": str(cfg.firewall.confirm_seconds),
+            # The applying session must come from one of these, or the next `pulumi up` would be locked out.
+            "ADMIN_SOURCES": " ".join(cfg.firewall.admin_sources or ()),
+            "SSH_PORT": str(host.port),
+        }),
+    ]
+
+
+class HostFirewallArgs(RoleArgs):
+    """Inputs of HostFirewall (the common role inputs)."""
+
+
+class HostFirewall(pulumi.ComponentResource):
+    """The nftables table of every host of the cluster."""
+
+    members: list[HostRole]  #: one deployment per host
+
+    def __init__(self, name: str, args: HostFirewallArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("harbor-ha:firewall:HostFirewall", name, None, opts)
+        cfg = args.cfg
+        self.members = [deploy_role(self, name, h, SCRIPT, firewall_files(cfg, h), args) for h in cfg.hosts]
+        self.register_outputs({"hosts": [h.name for h in cfg.hosts]})

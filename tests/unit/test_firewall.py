@@ -1,0 +1,94 @@
+"""The host firewall model: each host opens the union of its roles' needs, to exactly their peers."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from components.config import ConfigError, parse_cluster_config
+from components.firewall import host_openings, render_ruleset
+from tests.support.pulumi_harness import stack_config
+
+
+def values(stack: str, **sections) -> dict:
+    v = copy.deepcopy(stack_config(stack)[0])
+    v.update(sections)
+    return v
+
+
+def openings(cfg, name):
+    return {o.service: o for o in host_openings(cfg, cfg.host(name))}
+
+
+def test_prod_hosts_open_only_what_their_roles_need():
+    cfg = parse_cluster_config(values("prod"))
+    nodes = {f"{h.address}/32" for h in cfg.harbor_nodes}
+    assert set(openings(cfg, "db1")) == {"ssh", "postgres"}
+    assert set(openings(cfg, "db1")["postgres"].sources) == nodes
+    assert set(openings(cfg, "nfs1")) == {"ssh", "nfs"}
+    assert set(openings(cfg, "nfs1")["nfs"].sources) == nodes
+    lb1 = openings(cfg, "lb1")
+    assert set(lb1) == {"ssh", "vip-http", "vip-https", "vrrp"}
+    assert lb1["vrrp"].sources == (f"{cfg.host('lb2').address}/32",)
+    assert lb1["vip-https"].daddr == cfg.vip and lb1["vip-https"].sources is None
+    node = openings(cfg, "harbor1")
+    # Metrics stay closed until firewall.metricsSources names the scrapers.
+    assert set(node) == {"ssh", "harbor-https"}
+    assert set(node["harbor-https"].sources) == {f"{h.address}/32" for h in cfg.lb_hosts}
+    redis1 = openings(cfg, "redis1")
+    peers = {f"{h.address}/32" for h in (*cfg.harbor_nodes, cfg.host("redis2"), cfg.host("redis3"))}
+    assert set(redis1) == {"ssh", "redis", "sentinel"}
+    assert set(redis1["redis"].sources) == set(redis1["sentinel"].sources) == peers
+
+
+def test_shared_lb_and_node_hosts_get_the_union_and_never_list_themselves():
+    cfg = parse_cluster_config(values("dev"))
+    h1 = openings(cfg, "harbor1")
+    assert set(h1) == {"ssh", "vip-http", "vip-https", "vrrp", "harbor-https"}
+    assert h1["harbor-https"].sources == (f"{cfg.host('harbor2').address}/32",)
+    assert h1["harbor-https"].port == 8443
+    data1 = openings(cfg, "data1")
+    assert set(data1) == {"ssh", "postgres", "redis", "nfs"}
+    assert f"{cfg.host('data1').address}/32" not in data1["redis"].sources
+
+
+def test_configured_sources_reach_ssh_vip_and_metrics():
+    cfg = parse_cluster_config(values("prod", firewall={
+        "adminSources": ["198.51.100.7", "203.0.113.0/24"], "clientSources": ["192.0.2.0/24"],
+        "metricsSources": ["198.51.100.9"]}))
+    lb1, node = openings(cfg, "lb1"), openings(cfg, "harbor1")
+    assert lb1["ssh"].sources == ("198.51.100.7/32", "203.0.113.0/24")
+    assert lb1["vip-http"].sources == lb1["vip-https"].sources == ("192.0.2.0/24",)
+    assert node["harbor-metrics"].sources == ("198.51.100.9/32",) and node["harbor-metrics"].published
+    text = render_ruleset(cfg, cfg.host("harbor1"))
+    assert "ip saddr { 198.51.100.9/32 } tcp dport 9090 accept" in text
+    assert "tcp dport { 80, 443, 9090 } jump published_allowed" in text
+
+
+def test_nfs_v3_opens_its_pinned_side_services_to_the_nodes_only():
+    cfg = parse_cluster_config(values("prod", nfs={"version": "3"}))
+    ports = {(o.proto, o.port) for o in host_openings(cfg, cfg.nfs_host) if o.service != "ssh"}
+    assert ports == {("tcp", 2049)} | {(p, n) for p in ("tcp", "udp") for n in (111, 20048, 32765, 32768)}
+
+
+def test_ruleset_replaces_only_its_own_table():
+    cfg = parse_cluster_config(values("prod"))
+    text = render_ruleset(cfg, cfg.host("db1"))
+    assert "flush ruleset" not in text
+    assert text.index("table inet harbor_ha\ndelete table inet harbor_ha\n") < text.index("policy drop")
+
+
+@pytest.mark.parametrize("section, expected", [
+    ({"firewall": {"adminSources": ["10.0.0.1/8"]}},
+     "harbor-ha:firewall.adminSources: [0] '10.0.0.1/8' is not an IPv4 address or CIDR"),
+    ({"firewall": {"clientSources": []}}, "harbor-ha:firewall.clientSources: must list at least one"),
+    ({"firewall": {"metricSources": ["10.0.0.0/8"]}}, "harbor-ha:firewall.metricSources: unknown key"),
+    ({"loadBalancer": {"apiSources": "10.0.0.0/8"}}, "harbor-ha:loadBalancer.apiSources: must be a list"),
+    ({"tls": {"internalCertDays": 30, "renewBeforeDays": 30}},
+     "harbor-ha:tls.renewBeforeDays: 30 must be below internalCertDays (30)"),
+])
+def test_bad_firewall_and_tls_keys_are_named(section, expected):
+    with pytest.raises(ConfigError) as err:
+        parse_cluster_config(values("prod", **section))
+    assert any(p.startswith(expected) for p in err.value.problems), err.value.problems
