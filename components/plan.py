@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from components.config import ClusterConfig
 from components.host.files import FileSpec, placeholders

@@ -713,7 +713,7 @@ def _parse_time(text: Optional[str]) -> Optional[float]:
 _SECRET_OUTPUTS = ["harbor_password", "secret", "access_secret", "access_secret_hash", "secret_hash", SALT_KEY]
 
 
-def _inputs(args, connection: Optional["Connection"]) -> dict:
+def _inputs(args, connection: Optional[Connection]) -> dict:
     props = {f.name: getattr(args, f.name) for f in dataclasses.fields(args)}
     if isinstance(args, ReplicationPolicyArgs):
         props["filters"] = [dataclasses.asdict(f) for f in args.filters]

@@ -8,7 +8,8 @@ Independent of `components/`: the program passes the cluster's URL and admin pas
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
+from collections.abc import Sequence
 
 import pulumi
 

@@ -31,7 +31,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
+from collections.abc import Callable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a file: import the program, scripts and labs from the repository root
@@ -487,7 +488,7 @@ class Lab:
                 stop_process(procs[name], signal.SIGKILL)
 
     # --- observation ---------------------------------------------------------------------------------------
-    def site(self) -> "LabSite":
+    def site(self) -> LabSite:
         return LabSite(self)
 
     def wait_vip_on(self, host: str, timeout: float) -> None:

@@ -14,7 +14,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Protocol, Sequence
+from typing import Optional, Protocol
+from collections.abc import Callable, Sequence
 
 CLIENT_PY = Path(__file__).resolve().parent / "ha_client.py"
 LB_SCENARIOS = ("lb_crash", "nginx_death", "keepalived_stop", "node_death")
@@ -99,7 +100,7 @@ class AddressWatch:
             if line.startswith("["):
                 stamp, _, rest = line[1:].partition("] ")
                 # Sites run `ip` with TZ=UTC, so the zone-less stamp is UTC whatever the host's zone.
-                when = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc)
+                when = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.UTC)
                 self.events.append((when.timestamp(), rest))
 
     def first_add(self, address: str, after: float) -> Optional[float]:

@@ -8,7 +8,7 @@ moves. Memory is proportional to the distinct manifests and blobs (not to the ta
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .client import INDEX_MEDIA_TYPES, RegistryClient, RegistryError
 from .common import bounded_map, format_table, human_bytes, progress_bar

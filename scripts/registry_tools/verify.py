@@ -8,7 +8,7 @@ and the names of the tags that are missing, different or extra: the report itsel
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .client import NotFound, RegistryClient, RegistryError
 from .common import bounded_map, format_table, progress_bar

@@ -16,7 +16,6 @@ import sys
 import termios
 import time
 
-import pytest
 import requests
 
 from tests.support.registries import (BASE_LAYER, EXTRA, MISMATCHED, MISSING, MULTI_ARCH, PASSWORD, SCRIPTS, SOURCE_IMAGES,

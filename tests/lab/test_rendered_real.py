@@ -22,11 +22,10 @@ import shlex
 import shutil
 import string
 import subprocess
-import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import yaml

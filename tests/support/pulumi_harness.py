@@ -10,7 +10,6 @@ import hashlib
 import json
 import runpy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -101,7 +100,7 @@ class RecordingMonitor(MockMonitor):
 
 
 # The latest run, also when the program raised: every resource it had constructed by then.
-last_program: "Program | None" = None
+last_program: Program | None = None
 
 
 @dataclass

@@ -9,7 +9,6 @@ import base64
 import datetime
 import json
 import subprocess
-import sys
 import tempfile
 import threading
 import uuid
@@ -61,7 +60,7 @@ class TokenServer:
         for scope in scopes:  # grants what is asked: `repository:team/app:pull,push`, `registry:catalog:*`
             kind, name, actions = scope.split(":")
             access.append({"type": kind, "name": name, "actions": actions.split(",")})
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         claims = {"iss": TOKEN_ISSUER, "sub": USER, "aud": TOKEN_SERVICE, "iat": now, "nbf": now,
                   "exp": now + datetime.timedelta(seconds=self.expires_in), "jti": uuid.uuid4().hex, "access": access}
         x5c = [base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()]
@@ -92,7 +91,7 @@ class TokenServer:
 
         return Handler
 
-    def start(self) -> "TokenServer":
+    def start(self) -> TokenServer:
         self._thread.start()
         return self
 

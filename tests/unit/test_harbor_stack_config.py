@@ -287,7 +287,6 @@ def test_pickled_provider_loads_in_a_fresh_interpreter_by_module_reference(mocks
     The provider is pickled by reference to `harbor_provider.resources`: importing it there registers nothing."""
     import subprocess
     import sys
-    from pathlib import Path
 
     objects = _declare()
 
@@ -316,7 +315,6 @@ def _desecure(node):
 
 def test_every_config_example_in_the_docs_parses():
     import re
-    from pathlib import Path
 
     import yaml
 
