@@ -1,4 +1,5 @@
-"""harbor-ha: reads the stack config, builds the HA Harbor cluster and Harbor's own objects, exports how to reach them."""
+"""harbor-ha: reads the stack config, builds the HA Harbor cluster and Harbor's own objects, exports how to reach
+them."""
 
 import pulumi
 

@@ -9,7 +9,7 @@ Nodes are deployed one after the other, each gated on Harbor's health, so an upg
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import pulumi
 
@@ -53,7 +53,7 @@ class HarborCluster(pulumi.ComponentResource):
         secrets = ClusterSecrets(f"{name}-secrets", ClusterSecretsArgs(
             cfg=cfg, admin_password=args.admin_password, tls_certificate=args.tls_certificate,
             tls_private_key=args.tls_private_key), child)
-        common = dict(cfg=cfg, secrets=secrets.values, private_key=args.ssh_private_key)
+        common: dict[str, Any] = dict(cfg=cfg, secrets=secrets.values, private_key=args.ssh_private_key)
 
         nfs = NfsServer(f"{name}-nfs", NfsServerArgs(**common), child)
         postgres = PostgresServer(f"{name}-postgres", PostgresServerArgs(**common), child)

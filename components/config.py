@@ -197,7 +197,8 @@ class ClusterConfig:
 # ---------------------------------------------------------------------------------------------------------------
 
 _HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_DNS_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"^(?=.{{1,253}}$)({_DNS_LABEL}\.)*{_DNS_LABEL}$")
 _IFACE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 _SIZE = re.compile(r"^\d+(kB|MB|GB|TB)?$")
 _REDIS_SIZE = re.compile(r"^\d+([kmg]b?)?$", re.IGNORECASE)

@@ -441,7 +441,7 @@ class ProjectProvider(_HarborProvider):
         return meta
 
     def create_body(self, args: ProjectArgs) -> dict:
-        body = {"project_name": args.name, "metadata": self._metadata(args)}
+        body: dict[str, Any] = {"project_name": args.name, "metadata": self._metadata(args)}
         if args.storage_limit is not None:
             body["storage_limit"] = args.storage_limit
         return body
@@ -527,7 +527,7 @@ def robot_permissions(projects: list[str], replicate_deletion: bool) -> list[dic
     return perms
 
 
-def _normalize_permissions(perms: list[dict]) -> list[dict]:
+def _normalize_permissions(perms: Optional[list[dict]]) -> list[dict]:
     out = []
     for p in perms or []:
         access = sorted(({"resource": a["resource"], "action": a["action"], "effect": a.get("effect") or "allow"}

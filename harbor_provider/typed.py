@@ -65,7 +65,7 @@ def _convert(tp: Any, value: Any, where: str, camel_keys: bool, problems: list[s
             problems.append(f"{where}: expected a mapping, got {type(value).__name__}")
             return {}
         return dict(value)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return parse_into(tp, value, where, camel_keys, problems)
     if tp is Any:
         return value

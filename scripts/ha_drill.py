@@ -5,12 +5,12 @@
     python3 scripts/ha_drill.py --stack Pulumi.prod.yaml --client ops@10.0.0.50 --dry-run data_path
 
 Host addresses, SSH users/ports, the VIP and the service settings come from the stack file (load_stack_file +
-parse_cluster_config). The client host (any machine that reaches the VIP, with python3) runs scripts/drills/ha_client.py,
-piped over SSH; the LB hosts run `ip monitor` so the VIP move is timed by the LB hosts' clocks (keep them in NTP
-sync). Faults, as in the lab: lb_crash (SIGKILL keepalived + nginx on the VRRP master, its VIP removed),
-nginx_death, keepalived_stop (systemctl stop), node_death (Harbor's proxy container `nginx` killed on the first
-Harbor node), redis_master_death (the master named by the sentinels), data_path (push, kill a node, pull). Every
-fault is undone afterwards (systemctl start / docker start). --dry-run prints every command and runs none.
+parse_cluster_config). The client host (any machine that reaches the VIP, with python3) runs
+scripts/drills/ha_client.py, piped over SSH; the LB hosts run `ip monitor` so the VIP move is timed by the LB hosts'
+clocks (keep them in NTP sync). Faults, as in the lab: lb_crash (SIGKILL keepalived + nginx on the VRRP master, its
+VIP removed), nginx_death, keepalived_stop (systemctl stop), node_death (Harbor's proxy container `nginx` killed on
+the first Harbor node), redis_master_death (the master named by the sentinels), data_path (push, kill a node,
+pull). Every fault is undone afterwards (systemctl start / docker start). --dry-run prints every command and runs none.
 Secrets (HARBOR_USER / HARBOR_PASSWORD from the environment here, the Redis password read from the Redis host)
 travel on SSH standard input, never on a command line.
 
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))  # run as a file: import the program, scripts and 
 
 from components.config import ClusterConfig, Host, load_stack_file, parse_cluster_config  # noqa: E402
 from components.redis import RedisPaths  # noqa: E402
-from scripts import drills as ha_drills
+from scripts import drills as ha_drills  # noqa: E402
 
 # Harbor's docker-compose names its front proxy container "nginx"; killing it is a node that stops answering.
 HARBOR_PROXY_CONTAINER = "nginx"

@@ -102,7 +102,8 @@ class RegistryServer(LoopbackProcess):
             "log": {"level": "error", "accesslog": {"disabled": True}},
             "storage": {"filesystem": {"rootdirectory": str(self.workdir / "storage")},
                         "delete": {"enabled": True}},
-            "http": {"addr": f"127.0.0.1:{self.port}", "secret": hashlib.sha256(str(self.workdir).encode()).hexdigest()},
+            "http": {"addr": f"127.0.0.1:{self.port}",
+                     "secret": hashlib.sha256(str(self.workdir).encode()).hexdigest()},
         }
         if self.auth:
             config["auth"] = self.auth

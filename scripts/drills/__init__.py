@@ -24,8 +24,8 @@ PROBE_REPO = "lab/probe"
 IMAGE_REPO, IMAGE_TAG = "lab/busybox", "v1"
 
 # The load each LB scenario runs: 200 requests, one every 40 ms (8 s), the fault 1.5 s in. A request fails when it
-# has no complete answer within 2 s (see scripts/drills/ha_client.py): a docker client waits longer (30 s to connect), so
-# these failure counts are an upper bound for docker pulls; the stall itself shows in max_ms.
+# has no complete answer within 2 s (see scripts/drills/ha_client.py): a docker client waits longer (30 s to connect),
+# so these failure counts are an upper bound for docker pulls; the stall itself shows in max_ms.
 STREAM_COUNT, STREAM_PERIOD, STREAM_TIMEOUT, FAULT_AFTER = 200, 0.04, 5.0, 1.5
 
 

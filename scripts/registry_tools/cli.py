@@ -33,7 +33,8 @@ def registry_client(args: argparse.Namespace, side: str) -> RegistryClient:
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repos-from", metavar="FILE",
                         help="repository names, one per line, instead of the source's /v2/_catalog")
-    parser.add_argument("--concurrency", type=int, default=16, help="tags checked in parallel, each by its own worker thread and connection (default 16)")
+    parser.add_argument("--concurrency", type=int, default=16,
+                        help="tags checked in parallel, each by its own worker thread and connection (default 16)")
     parser.add_argument("--page-size", type=int, default=1000, help="`n` for catalog and tag list pages")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE (`-` for stdout)")

@@ -247,7 +247,8 @@ class RegistryClient:
         """(digest, parsed manifest); the digest is computed from the bytes received when the header is absent."""
         response = self.request("GET", f"/v2/{repository}/manifests/{reference}", repository_scope(repository),
                                 headers={"Accept": MANIFEST_ACCEPT})
-        digest = response.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(response.content).hexdigest()
+        digest = (response.headers.get("Docker-Content-Digest")
+                  or "sha256:" + hashlib.sha256(response.content).hexdigest())
         manifest = response.json()
         manifest.setdefault("mediaType", response.headers.get("Content-Type", "").split(";")[0])
         return digest, manifest

@@ -15,7 +15,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def bounded_map(fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> Iterator[tuple[T, R | None, Exception | None]]:
+def bounded_map(fn: Callable[[T], R], items: Iterable[T],
+                concurrency: int) -> Iterator[tuple[T, R | None, Exception | None]]:
     """Run `fn` over `items` on `concurrency` threads, yielding (item, result, error) as each finishes.
 
     At most 2 x concurrency items are pulled from `items` ahead of the results, so a generator of millions of
@@ -73,7 +74,8 @@ def format_table(headers: list[str], rows: list[list]) -> str:
     numeric = [all(isinstance(row[i], int) for row in rows) and bool(rows) for i in range(len(headers))]
     lines = []
     for row in cells:
-        lines.append("  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)).rstrip())
+        aligned = (c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric, strict=True))
+        lines.append("  ".join(aligned).rstrip())
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -18,8 +18,8 @@ import time
 
 import requests
 
-from tests.support.registries import (BASE_LAYER, EXTRA, MISMATCHED, MISSING, MULTI_ARCH, PASSWORD, SCRIPTS, SOURCE_IMAGES,
-                                     TARGET_PROJECT, USER)
+from tests.support.registries import (BASE_LAYER, EXTRA, MISMATCHED, MISSING, MULTI_ARCH, PASSWORD, SCRIPTS,
+                                     SOURCE_IMAGES, TARGET_PROJECT, USER)
 from scripts.registry_tools.client import CATALOG_SCOPE, MANIFEST_MEDIA_TYPES, TOKEN_RENEW_MARGIN, repository_scope
 from labs.fakes.registries import layer, push_image
 
@@ -161,7 +161,8 @@ def test_catalog_pagination_follows_the_link_header_one_repository_per_page(regi
     catalog_pages = [u for u in urls if "/v2/_catalog" in u]
     assert len(catalog_pages) == len(ALL_REPOSITORIES)  # one page each; the last comes without a Link header
     assert all("n=1" in u for u in catalog_pages)
-    assert [u.partition("last=")[2].partition("&")[0] for u in catalog_pages] == ["", "library%2Falpine", "multi%2Farch"]
+    lasts = [u.partition("last=")[2].partition("&")[0] for u in catalog_pages]
+    assert lasts == ["", "library%2Falpine", "multi%2Farch"]
 
 
 def test_catalog_pagination_behind_token_auth_uses_the_catalog_scope(registries):

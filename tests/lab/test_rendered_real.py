@@ -303,7 +303,7 @@ def redis_cli(lab: Lab, ns: str, address: str, port: int, *command: str, passwor
 def fields(flat: str) -> dict[str, str]:
     """redis-cli's raw output of a field/value reply (one item a line) as a dict."""
     lines = flat.splitlines()
-    return dict(zip(lines[0::2], lines[1::2]))
+    return dict(zip(lines[0::2], lines[1::2], strict=False))
 
 
 def harbor_yml(cfg: ClusterConfig, values: dict[str, str]) -> dict:

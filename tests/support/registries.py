@@ -81,7 +81,8 @@ class TokenServer:
                 else:
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
-                    body = json.dumps({"token": server.issue(query.get("scope", [])), "expires_in": server.expires_in}).encode()
+                    body = json.dumps({"token": server.issue(query.get("scope", [])),
+                                       "expires_in": server.expires_in}).encode()
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -171,7 +172,8 @@ EXTRA = ("team/app", "v5")
 
 
 def push_source(client: RegistryClient, prefix: str = "", skip=(), changed=()) -> str:
-    """Push the scenario under `prefix`, leaving out `skip` tags and rebuilding `changed` ones; returns the index digest."""
+    """Push the scenario under `prefix`, leaving out `skip` tags and rebuilding `changed` ones; returns the index
+    digest."""
     for repository, tags in SOURCE_IMAGES.items():
         for tag, layers in tags.items():
             if (repository, tag) in skip:

@@ -48,10 +48,12 @@ def test_valid_section_parses_into_typed_objects():
 
 
 @pytest.mark.parametrize("path,value,expected", [
-    (("policies", 1, "trigger", "cron"), "0 0 2 * *", "harbor-ha:harborApi.policies[1].trigger.cron: '0 0 2 * *' has 5 fields"),
+    (("policies", 1, "trigger", "cron"), "0 0 2 * *",
+     "harbor-ha:harborApi.policies[1].trigger.cron: '0 0 2 * *' has 5 fields"),
     (("policies", 0, "trigger", "type"), "hourly", "harbor-ha:harborApi.policies[0].trigger.type: 'hourly'"),
     (("policies", 0, "registry"), "nope", "harbor-ha:harborApi.policies[0].registry: unknown registry 'nope'"),
-    (("policies", 1, "filters", 0, "type"), "name", "harbor-ha:harborApi.policies[1].filters[0].decoration: a name filter"),
+    (("policies", 1, "filters", 0, "type"), "name",
+     "harbor-ha:harborApi.policies[1].filters[0].decoration: a name filter"),
     (("registries", 0, "type"), "harbor2", "harbor-ha:harborApi.registries[0].type: unknown registry type 'harbor2'"),
     (("projects", 0, "name"), "Library", "harbor-ha:harborApi.projects[0].name: 'Library'"),
     (("robots", 0, "durationDays"), 0, "harbor-ha:harborApi.robots[0].durationDays: must be a positive"),
@@ -72,7 +74,8 @@ def test_bad_value_error_names_the_key(path, value, expected):
     ({"harborUrl": "https://h.example.com", "harborPassword": 20261122}, parse_harbor_section,
      "harbor-ha:harborApi.harborPassword"),
     ({"registries": [{"name": "b", "type": "harbor", "url": "https://b.example.com", "accessKey": "robot$a",
-                      "accessSecret": 20261122}]}, parse_harbor_section, "harbor-ha:harborApi.registries[0].accessSecret"),
+                      "accessSecret": 20261122}]},
+     parse_harbor_section, "harbor-ha:harborApi.registries[0].accessSecret"),
     ({"sourceUrl": "https://old:5000", "username": "u", "password": 20261122, "targetProject": "legacy"},
      parse_migration_section, "harbor-ha:migration.password"),
 ])
