@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from scripts.convention import write_json
 
 from .client import RegistryClient, load_credentials
 
@@ -42,11 +43,6 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def emit(args: argparse.Namespace, document: dict, table: str) -> None:
     """The table on stdout and the JSON report to --json FILE; with `--json -` only the JSON, on stdout."""
-    text = json.dumps(document, indent=2)
-    if args.json == "-":
-        print(text)
-        return
-    print(table)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+    if args.json != "-":
+        print(table)
+    write_json(args.json, document)

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterator
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
@@ -100,6 +100,13 @@ def error_message(response: requests.Response) -> tuple[str, tuple[str, ...]]:
 
 def repository_scope(repository: str, actions: str = "pull") -> str:
     return f"repository:{repository}:{actions}"
+
+
+def _without_page_size(url: str) -> str:
+    """`url` without its `n=` query parameter (the registry then pages with its own size)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "n"]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class RegistryClient:
@@ -218,10 +225,21 @@ class RegistryClient:
 
     # -- API -------------------------------------------------------------------------------------------------
     def _paginate(self, path: str, key: str, scope: str, page_size: int) -> Iterator[str]:
-        """Follow `Link: <...>; rel="next"` pages; only one page is held at a time."""
+        """Follow `Link: <...>; rel="next"` pages; only one page is held at a time.
+
+        A registry whose page limit is below `page_size` (distribution's `catalog.maxentries`) refuses the first
+        page with 400 PAGINATION_NUMBER_INVALID: it is asked again without `n`, so it uses its own page size,
+        and its Link headers lead on from there.
+        """
         url: str | None = f"{path}?n={page_size}"
         while url:
-            response = self.request("GET", url, scope)
+            try:
+                response = self.request("GET", url, scope)
+            except RegistryError as error:
+                if error.status != 400 or "PAGINATION_NUMBER_INVALID" not in error.codes or "n=" not in url:
+                    raise
+                url = _without_page_size(url)
+                response = self.request("GET", url, scope)
             yield from response.json().get(key) or []
             following = response.links.get("next", {}).get("url")
             url = urljoin(response.url, following) if following else None

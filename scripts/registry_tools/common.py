@@ -5,7 +5,7 @@ import sys
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TypeVar
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 
 from tqdm import tqdm
 
@@ -58,13 +58,25 @@ def read_repository_list(path: str) -> list[str]:
     return names
 
 
-def repositories(client: RegistryClient, repos_from: str | None, page_size: int) -> Iterable[str]:
-    return read_repository_list(repos_from) if repos_from else client.iter_repositories(page_size)
+def repositories(client: RegistryClient, repos_from: str | None, page_size: int) -> list[str]:
+    """The repository names (a list: their count gives the progress bar its total; names are small even by the
+    hundred thousand, unlike the tags, which stay streamed)."""
+    return read_repository_list(repos_from) if repos_from else list(client.iter_repositories(page_size))
 
 
 def progress_bar(description: str, enabled: bool) -> tqdm:
     """A progress bar on stderr when it is a terminal; silent in pipelines and CI logs (tqdm's disable=None)."""
     return tqdm(desc=description, unit="tag", disable=None if enabled else True, file=sys.stderr, leave=False)
+
+
+def extrapolate_total(bar: tqdm, tags_listed: int, repositories_listed: int, repositories: Iterable[str]) -> None:
+    """Give the tag bar a total, hence an ETA: the tags listed so far scaled to every repository (exact once the
+    last repository is listed), and `repository k of N` beside it."""
+    count = len(repositories) if isinstance(repositories, Sized) else None
+    if not count or not repositories_listed:
+        return
+    bar.total = max(tags_listed, round(tags_listed * count / repositories_listed))
+    bar.set_postfix_str(f"repository {repositories_listed} of {count}")
 
 
 def format_table(headers: list[str], rows: list[list]) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
+import requests
 from cryptography.hazmat.primitives import serialization
 
 from labs import certs as lab_certs
@@ -197,3 +198,15 @@ def push_scenario(registries: Registries) -> str:
             push_image(target, prefix + repository, tag, [BASE_LAYER, layer("app/version", b"extra\n")])
     return index_digest
 
+
+def record_urls(monkeypatch) -> list[str]:
+    """Record the URL of every HTTP request while still sending it to the real registry."""
+    urls: list[str] = []
+    original = requests.Session.request
+
+    def recording(self, method, url, *args, **kwargs):
+        urls.append(url)
+        return original(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", recording)
+    return urls
