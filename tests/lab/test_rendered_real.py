@@ -715,7 +715,7 @@ CHECKED_BY = {
     "/opt/harbor/harbor.yml": test_rendered_harbor_yml_keys_exist_in_harbor_template,
     "/etc/harbor-ha/env/*.env": test_node_env_reads_back_in_bash_with_shell_metacharacters,
 }
-# Files whose reader cannot run here (the README says so).
+# Files whose reader cannot run here (docs/architecture.md, "What cannot be verified without real hosts").
 NOT_VERIFIABLE_HERE = {
     "/etc/exports.d/harbor-ha.exports": "exportfs needs the kernel NFS server",
     "/etc/harbor-ha/nfs/fstab-line": "mount.nfs needs the kernel NFS client",
