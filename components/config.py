@@ -222,7 +222,9 @@ class _Reader:
         self.problems = problems
         if data is None:
             data = {}
-        if not isinstance(data, Mapping):
+        # Not a mapping: that one error, not also one "is required" per key it should have held.
+        self.broken = not isinstance(data, Mapping)
+        if self.broken:
             self.fail(f"must be a mapping, got {type(data).__name__}")
             data = {}
         self.data = data
@@ -236,7 +238,7 @@ class _Reader:
         self.used.add(name)
         if name not in self.data or self.data[name] is None:
             # A misspelt key (`adress`) is reported by finish() with a "did you mean": not twice.
-            if required and not did_you_mean(name, [str(k) for k in self.data if k != name]):
+            if required and not self.broken and not did_you_mean(name, [str(k) for k in self.data if k != name]):
                 self.fail("is required", name)
             return default
         value = self.data[name]
@@ -332,7 +334,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     hosts = _parse_hosts(values.get("hosts"), problems)
     by_name = {h.name: h for h in hosts if h.name}
     # Without a usable host list every role would report its hosts as unknown: one error is the true one.
-    roles_checkable = bool(hosts)
+    roles_checkable = bool(hosts) and all(h.name for h in hosts)
 
     # network: the hosts' subnet. /24 is the common case for a small private network.
     net = _Reader(values.get("network"), f"{NAMESPACE}:network", problems)
@@ -645,6 +647,8 @@ def load_stack_file(path: str) -> tuple[dict[str, Any], list[str]]:
         raise ConfigError([f"YAML syntax error at {where}: {e.problem or e.context}"]) from None
     except yaml.YAMLError as e:
         raise ConfigError([f"YAML error: {e}"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"not UTF-8 text (byte {e.start})"]) from None
     if doc is None:
         doc = {}
     if not isinstance(doc, Mapping):
@@ -689,7 +693,7 @@ def problem_line(path: str, problem: str) -> Optional[int]:
     try:
         with open(path, encoding="utf-8") as f:
             node = yaml.compose(f)
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8
         return None
     line = None
     steps: list[str | int] = ["config", match.group(1)]
@@ -699,7 +703,8 @@ def problem_line(path: str, problem: str) -> Optional[int]:
             found = [(k, v) for k, v in node.value if k.value == step]
             if not found:
                 break
-            line, node = found[0][0].start_mark.line + 1, found[0][1]
+            # A key given twice: YAML keeps the last one, and so does the parser.
+            line, node = found[-1][0].start_mark.line + 1, found[-1][1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
             node = node.value[step]
             line = node.start_mark.line + 1
