@@ -7,7 +7,8 @@ writes `out/<host-name>/<absolute path on the host>` and `out/MANIFEST.tsv` (hos
 the change takes effect); secret values appear as `<secret:NAME>` placeholders. It reads `Pulumi.<stack>.yaml` and
 validates every section as `pulumi preview` does (cluster, harborApi, migration), printing each problem as one line
 `FILE:LINE: key: reason`. Files it wrote on an earlier run for hosts or paths no longer in the stack are removed
-(only those listed in the previous MANIFEST.tsv; nothing else in the folder is touched).
+(only those listed in the previous MANIFEST.tsv; nothing else in the folder is touched). `--json FILE|-` writes
+the problems, or the manifest, as JSON.
 
 Exit status: 0 rendered, 1 the stack file is invalid, 2 could not run (no such stack file, output not writable).
 """
@@ -21,7 +22,8 @@ from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: import from the repository root
 
-from scripts.convention import COULD_NOT_RUN, MET, NOT_MET, add_stack_argument, stack_file  # noqa: E402
+from scripts.convention import (  # noqa: E402
+    COULD_NOT_RUN, MET, NOT_MET, add_json_argument, add_stack_argument, stack_file, write_json)
 
 if TYPE_CHECKING:
     from components.config import ClusterConfig
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_stack_argument(parser)
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    add_json_argument(parser)
     args = parser.parse_args(argv)
 
     path = stack_file(args.stack)
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if problems or cfg is None:
         for line in problems:
             print(line, file=sys.stderr)
+        write_json(args.json, {"stack": str(path), "ok": False, "problems": problems, "files": []})
         return NOT_MET
 
     from components.plan import APPLIED_BY, rendered_files
@@ -124,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"{args.out}: {e.strerror or e}", file=sys.stderr)
         return COULD_NOT_RUN
+    write_json(args.json, {"stack": str(path), "ok": True, "problems": [], "out": str(args.out),
+                           "files": [dict(zip(MANIFEST_HEADER, row, strict=True)) for row in rows]})
+    if args.json == "-":
+        return MET
     hosts = len({row[0] for row in rows})
     print(f"rendered {len(rows)} files for {hosts} hosts of {path.name} into {args.out} (manifest: "
           f"{args.out / MANIFEST}; {removed} stale files removed)")

@@ -86,3 +86,16 @@ def test_a_manifest_line_pointing_outside_the_folder_is_never_deleted(tmp_path):
     (out / render.MANIFEST).write_text("host\tpath\nhost\t/../../victim.txt\n")
     assert render.main(["--stack", "dev", "--out", str(out)]) == 0
     assert victim.read_text() == "keep\n"
+
+
+def test_json_report_carries_the_problems_or_the_manifest(tmp_path, capsys):
+    import json
+
+    bad = ROOT / "tests" / "stacks" / "bad" / "near-miss-key.yaml"
+    assert render.main(["--stack", str(bad), "--out", str(tmp_path / "bad"), "--json", "-"]) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["ok"] is False and report["problems"] == captured.err.splitlines()
+    assert render.main(["--stack", "dev", "--out", str(tmp_path / "good"), "--json", "-"]) == 0
+    report = json.loads(capsys.readouterr().out)  # only the JSON on stdout
+    assert report["ok"] is True and report["files"] == manifest_rows(tmp_path / "good")
