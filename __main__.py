@@ -1,4 +1,5 @@
-"""harbor-ha: reads the stack config, builds the HA Harbor cluster and Harbor's own objects, exports how to reach them."""
+"""harbor-ha: reads the stack config, builds the HA Harbor cluster and Harbor's own objects, exports how to reach
+them."""
 
 import pulumi
 
@@ -32,5 +33,9 @@ pulumi.export("vip", cluster.vip)
 pulumi.export("nodeAddresses", cluster.node_addresses)
 pulumi.export("adminUsername", cluster.admin_username)
 pulumi.export("adminPassword", cluster.admin_password)
+# What to trust for `url` when the certificate is self-signed: `pulumi stack output caCertificate > ca.pem`, then
+# docker's certs.d (docs/getting-started.md) or `ha_drill.py --ca-file ca.pem`. A user certificate exports none.
+if cluster.ca_certificate is not None:
+    pulumi.export("caCertificate", cluster.ca_certificate)
 pulumi.export("robots", {name: {"name": robot.harbor_name, "secret": robot.secret}
                          for name, robot in harbor_objects.robots.items()})

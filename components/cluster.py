@@ -1,7 +1,8 @@
 """HarborCluster: every role of the HA Harbor cluster, composed in dependency order.
 
 Order (each arrow is a dependency; everything else runs in parallel):
-    host firewall (every host)  ->  NFS server, PostgreSQL, Redis (+ sentinels)  ->  Harbor node 1 (alone: it runs the DB migrations)
+    host firewall (every host)  ->  NFS server, PostgreSQL, Redis (+ sentinels)
+    ->  Harbor node 1 (alone: it runs the DB migrations)
     ->  Harbor node 2  ->  ...  ->  LoadBalancer (nginx on both LB hosts)  ->  KeepalivedPair (VIP)
 Nodes are deployed one after the other, each gated on Harbor's health, so an upgrade is rolling too.
 """
@@ -9,7 +10,7 @@ Nodes are deployed one after the other, each gated on Harbor's health, so an upg
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import pulumi
 
@@ -59,7 +60,7 @@ class HarborCluster(pulumi.ComponentResource):
         secrets = ClusterSecrets(f"{name}-secrets", ClusterSecretsArgs(
             cfg=cfg, admin_password=args.admin_password, tls_certificate=args.tls_certificate,
             tls_private_key=args.tls_private_key), child)
-        common = dict(cfg=cfg, secrets=secrets.values, private_key=args.ssh_private_key)
+        common: dict[str, Any] = dict(cfg=cfg, secrets=secrets.values, private_key=args.ssh_private_key)
 
         # First on every host: each service starts behind its host's firewall, never open to the whole network.
         firewall = HostFirewall(f"{name}-firewall", HostFirewallArgs(**common), child)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import ipaddress
 import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Optional
+from collections.abc import Callable, Mapping, Sequence
 
 NAMESPACE = "harbor-ha"
 
@@ -48,6 +50,12 @@ class ConfigError(ValueError):
     def __init__(self, problems: Sequence[str]):
         self.problems = list(problems)
         super().__init__("invalid stack configuration:\n  " + "\n  ".join(self.problems))
+
+
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """`; did you mean 'x'?` for the closest of `known` to a misspelt `name` (empty when none is close)."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -217,7 +225,8 @@ class ClusterConfig:
 # ---------------------------------------------------------------------------------------------------------------
 
 _HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_DNS_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"^(?=.{{1,253}}$)({_DNS_LABEL}\.)*{_DNS_LABEL}$")
 _IFACE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 _SIZE = re.compile(r"^\d+(kB|MB|GB|TB)?$")
 _REDIS_SIZE = re.compile(r"^\d+([kmg]b?)?$", re.IGNORECASE)
@@ -234,7 +243,9 @@ class _Reader:
         self.problems = problems
         if data is None:
             data = {}
-        if not isinstance(data, Mapping):
+        # Not a mapping: that one error, not also one "is required" per key it should have held.
+        self.broken = not isinstance(data, Mapping)
+        if self.broken:
             self.fail(f"must be a mapping, got {type(data).__name__}")
             data = {}
         self.data = data
@@ -247,7 +258,8 @@ class _Reader:
             check: Optional[Callable[[Any], Optional[str]]] = None, required: bool = False) -> Any:
         self.used.add(name)
         if name not in self.data or self.data[name] is None:
-            if required:
+            # A misspelt key (`adress`) is reported by finish() with a "did you mean": not twice.
+            if required and not self.broken and not did_you_mean(name, [str(k) for k in self.data if k != name]):
                 self.fail("is required", name)
             return default
         value = self.data[name]
@@ -269,7 +281,8 @@ class _Reader:
 
     def finish(self) -> None:
         for extra in sorted(set(self.data) - self.used):
-            self.fail(f"unknown key (known: {', '.join(sorted(self.used))})", str(extra))
+            known = sorted(self.used)
+            self.fail(f"unknown key{did_you_mean(str(extra), known)} (known: {', '.join(known)})", str(extra))
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
@@ -383,13 +396,16 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     """
     problems: list[str] = []
     for unknown in sorted(set(values) - set(KNOWN_KEYS)):
-        problems.append(f"{NAMESPACE}:{unknown}: unknown key (known: {', '.join(KNOWN_KEYS)})")
+        problems.append(f"{NAMESPACE}:{unknown}: unknown key{did_you_mean(unknown, KNOWN_KEYS)} "
+                        f"(known: {', '.join(KNOWN_KEYS)})")
     for secret in SECRET_KEYS:
         if secret in values:
             problems.append(f"{NAMESPACE}:{secret}: must be set as a secret (pulumi config set --secret)")
 
     hosts = _parse_hosts(values.get("hosts"), problems)
     by_name = {h.name: h for h in hosts if h.name}
+    # Without a usable host list every role would report its hosts as unknown: one error is the true one.
+    roles_checkable = bool(hosts) and all(h.name for h in hosts)
 
     # network: the hosts' subnet. /24 is the common case for a small private network.
     net = _Reader(values.get("network"), f"{NAMESPACE}:network", problems)
@@ -400,7 +416,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
 
     def role_hosts(role: str, *, single: bool = False, required: bool = True) -> list[Host]:
         raw = roles.get(role, (str, list), None, required=required)
-        if raw is None:
+        if raw is None or not roles_checkable:
             return []
         names = [raw] if isinstance(raw, str) else raw
         if single and not isinstance(raw, str):
@@ -425,10 +441,10 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     lb_hosts = role_hosts("loadBalancers")
     roles.finish()
 
-    if roles.data.get("harborNodes") is not None and len(harbor_nodes) < 2 and not any(
+    if roles_checkable and roles.data.get("harborNodes") is not None and len(harbor_nodes) < 2 and not any(
             p.startswith(f"{NAMESPACE}:roles.harborNodes") for p in problems):
         roles.fail(f"needs at least 2 Harbor nodes for HA, got {len(harbor_nodes)}", "harborNodes")
-    if roles.data.get("loadBalancers") is not None and len(lb_hosts) != 2 and not any(
+    if roles_checkable and roles.data.get("loadBalancers") is not None and len(lb_hosts) != 2 and not any(
             p.startswith(f"{NAMESPACE}:roles.loadBalancers") for p in problems):
         roles.fail(f"needs exactly 2 hosts (the keepalived pair), got {len(lb_hosts)}", "loadBalancers")
 
@@ -652,7 +668,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         maxmemory=rd.get("maxmemory", str, "0", check=_matches(_REDIS_SIZE, "a size like 512mb")),
     )
     rd.finish()
-    if mode == "sentinel":
+    if mode == "sentinel" and roles_checkable:
         if len(redis_hosts) < 2:
             roles.fail(f"sentinel mode needs a master and at least one replica, got {len(redis_hosts)} host(s)",
                        "redis")
@@ -661,7 +677,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
                        "sentinels")
         if redis.quorum > n_sentinels:
             rd.fail(f"quorum {redis.quorum} exceeds the {n_sentinels} sentinels", "quorum")
-    elif mode == "standalone":
+    elif mode == "standalone" and roles_checkable:
         if len(redis_hosts) > 1:
             roles.fail("standalone mode takes one host; use redis.mode: sentinel for replicas", "redis")
         if sentinel_hosts:
@@ -725,23 +741,96 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
 def load_stack_file(path: str) -> tuple[dict[str, Any], list[str]]:
     """Read a `Pulumi.<stack>.yaml` without the Pulumi CLI: (plain values by key, names of secret keys set).
 
-    Used by scripts/render.py and the tests; the program itself reads config through pulumi.Config.
+    Used by scripts/ and the tests; the program itself reads config through pulumi.Config. Raises ConfigError for a
+    file that is not YAML (naming the line), not a mapping, or with keys outside a namespace or in a misspelt one
+    (`harbour-ha:vip` would otherwise be dropped and reported as a missing `harbor-ha:vip`).
     """
     import yaml
 
-    with open(path, encoding="utf-8") as f:
-        doc = yaml.safe_load(f) or {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        raise ConfigError([f"YAML syntax error at {where}: {e.problem or e.context}"]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([f"YAML error: {e}"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"not UTF-8 text (byte {e.start})"]) from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, Mapping):
+        raise ConfigError([f"the file must be a mapping with a `config:` key, got a {type(doc).__name__}"])
+    config = doc.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise ConfigError([f"config: must be a mapping of `{NAMESPACE}:<key>: value`, got a {type(config).__name__}"])
     values: dict[str, Any] = {}
     secrets: list[str] = []
-    for full_key, value in (doc.get("config") or {}).items():
-        namespace, _, key = str(full_key).partition(":")
-        if namespace != NAMESPACE or not key:
+    problems: list[str] = []
+    for full_key, value in config.items():
+        namespace, colon, key = str(full_key).partition(":")
+        if not colon:
+            # The Pulumi CLI refuses such a key too (configuration keys are `<namespace>:<name>`).
+            problems.append(f"{full_key}: a key needs its namespace; did you mean '{NAMESPACE}:{full_key}'?")
+            continue
+        if namespace != NAMESPACE:
+            # Other namespaces configure providers (`command:`, `tls:`): only a near-miss of ours is a typo.
+            if did_you_mean(namespace, [NAMESPACE]):
+                problems.append(f"{full_key}: unknown namespace {namespace!r}; did you mean '{NAMESPACE}:{key}'?")
             continue
         if isinstance(value, Mapping) and set(value) == {"secure"}:
             secrets.append(key)
         else:
             values[key] = value
+    if problems:
+        raise ConfigError(problems)
     return values, secrets
+
+
+_KEY_PATH = re.compile(r"^([A-Za-z0-9_.-]+:[A-Za-z0-9_]+)((?:\.[A-Za-z0-9_]+|\[\d+\])*)")
+
+
+def problem_line(path: str, problem: str) -> Optional[int]:
+    """The line of `path` that the key a problem names (`harbor-ha:hosts[1].address: ...`) is on: the deepest part
+    of that key present in the file (None when the file cannot be read or the key is not in it)."""
+    import yaml
+
+    match = _KEY_PATH.match(problem)
+    if not match:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            node = yaml.compose(f)
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8
+        return None
+    line = None
+    steps: list[str | int] = ["config", match.group(1)]
+    steps += [key or int(index) for key, index in re.findall(r"\.([A-Za-z0-9_]+)|\[(\d+)\]", match.group(2))]
+    for step in steps:
+        if isinstance(node, yaml.MappingNode) and isinstance(step, str):
+            found = [(k, v) for k, v in node.value if k.value == step]
+            if not found:
+                break
+            # A key given twice: YAML keeps the last one, and so does the parser.
+            line, node = found[-1][0].start_mark.line + 1, found[-1][1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            node = node.value[step]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def describe_problems(path: str, problems: Sequence[str]) -> list[str]:
+    """Each problem as one line `FILE:LINE: problem` (`FILE: problem` when no line is known), as editors and
+    compilers print them."""
+    name = os.path.basename(path)
+    out = []
+    for problem in problems:
+        line = problem_line(path, problem)
+        out.append(f"{name}:{line}: {problem}" if line else f"{name}: {problem}")
+    return out
 
 
 def from_pulumi_config() -> ClusterConfig:

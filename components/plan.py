@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Iterator, Mapping
 
 from components.config import ClusterConfig
 from components.host.files import FileSpec, placeholders
@@ -14,8 +14,20 @@ from components.nfs import nfs_server_files
 from components.postgres import postgres_files
 from components.redis import redis_files, sentinel_files
 
-# Roles in provisioning order on one host (the firewall first: no service is ever reachable without it); each has its `<role>.sh` beside its component.
+# Roles in provisioning order on one host (the firewall first: no service is ever reachable without it); each has
+# its `<role>.sh` beside its component.
 ROLES = ("firewall", "nfs-server", "postgres", "redis", "sentinel", "harbor-node", "loadbalancer", "keepalived")
+# How a change to a role's files takes effect on its host (what its `<role>.sh apply` runs after installing them).
+APPLIED_BY = {
+    "firewall": "nft -c, then the table loaded with a rollback timer until the apply confirms",
+    "nfs-server": "exportfs -ra (no restart)",
+    "postgres": "postgresql@VERSION-main: restart for postgresql.conf, reload for pg_hba.conf",
+    "redis": "redis-server: restart",
+    "sentinel": "redis-sentinel: restart",
+    "harbor-node": "harbor: prepare + docker compose up -d",
+    "loadbalancer": "nginx: reload after nginx -t (rolled back when refused)",
+    "keepalived": "keepalived: reload after keepalived -t (rolled back when refused)",
+}
 
 
 def role_files(cfg: ClusterConfig) -> dict[str, dict[str, list[FileSpec]]]:
@@ -35,13 +47,19 @@ def role_files(cfg: ClusterConfig) -> dict[str, dict[str, list[FileSpec]]]:
     return {host: {r: roles[r] for r in ROLES if r in roles} for host, roles in plan.items()}
 
 
-def render_all(cfg: ClusterConfig, values: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:
-    """{host name: {absolute path: content}}; secret values from `values`, else visible placeholders."""
-    out: dict[str, dict[str, str]] = {}
+def rendered_files(cfg: ClusterConfig, values: Mapping[str, str] | None = None
+                   ) -> Iterator[tuple[str, str, FileSpec, str]]:
+    """(host name, role, spec, content) of every file; secret values from `values`, else visible placeholders."""
     for host, roles in role_files(cfg).items():
-        files = out.setdefault(host, {})
-        for specs in roles.values():
+        for role, specs in roles.items():
             for spec in specs:
                 given = values if values is not None else placeholders(spec.needs)
-                files[spec.path] = spec.render({n: given[n] for n in spec.needs})
+                yield host, role, spec, spec.render({n: given[n] for n in spec.needs})
+
+
+def render_all(cfg: ClusterConfig, values: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """{host name: {absolute path: content}}; secret values from `values`, else visible placeholders."""
+    out: dict[str, dict[str, str]] = {h.name: {} for h in cfg.hosts}
+    for host, _role, spec, content in rendered_files(cfg, values):
+        out[host][spec.path] = content
     return out

@@ -61,6 +61,8 @@ class ClusterSecrets(pulumi.ComponentResource):
         self.self_signed_certificate = None
         if cfg.tls.user_certificate:
             tls_cert, tls_key = args.tls_certificate, args.tls_private_key
+            # parse_cluster_config requires both secrets with tls.certificate: never None here.
+            assert tls_cert is not None and tls_key is not None
         else:
             lb_key = tls.PrivateKey(f"{name}-lb-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
             tls_key = lb_key.private_key_pem

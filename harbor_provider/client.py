@@ -15,7 +15,8 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Optional
+from collections.abc import Callable, Iterator, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -53,7 +54,7 @@ class Credentials:
     """PEM of the CA that signed Harbor's certificate (e.g. the cluster's generated CA)."""
 
     @classmethod
-    def resolve(cls, inputs: dict[str, Any], provider_config: dict[str, Optional[str]]) -> "Credentials":
+    def resolve(cls, inputs: dict[str, Any], provider_config: dict[str, Optional[str]]) -> Credentials:
         """Secret resource inputs first, then provider config, then HARBOR_URL / HARBOR_USERNAME / HARBOR_PASSWORD."""
         env = {"url": "HARBOR_URL", "username": "HARBOR_USERNAME", "password": "HARBOR_PASSWORD"}
         values = {}
@@ -87,7 +88,7 @@ class ClientSettings:
     """PEM file of the CA that signed Harbor's certificate (HARBOR_CA_BUNDLE), e.g. the cluster's own CA."""
 
     @classmethod
-    def from_env(cls) -> "ClientSettings":
+    def from_env(cls) -> ClientSettings:
         """Defaults, overridden by HARBOR_TIMEOUT (read timeout, seconds), HARBOR_ATTEMPTS, HARBOR_INSECURE and
         HARBOR_CA_BUNDLE."""
         return cls(

@@ -164,7 +164,7 @@ class ReplicationPolicyArgs(PolicySettings):
         if _known(self.trigger, self.cron):
             if self.trigger == "scheduled" and not self.cron:
                 problems.append(("cron", "a scheduled trigger needs a cron expression, e.g. '0 0 2 * * *'"))
-            elif self.trigger == "scheduled" and (why := cron_problem(self.cron)):
+            elif self.trigger == "scheduled" and self.cron and (why := cron_problem(self.cron)):
                 problems.append(("cron", why))
             elif self.trigger != "scheduled" and self.cron:
                 problems.append(("cron", f"only used with trigger 'scheduled' (trigger is {self.trigger!r})"))

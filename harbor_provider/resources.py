@@ -441,7 +441,7 @@ class ProjectProvider(_HarborProvider):
         return meta
 
     def create_body(self, args: ProjectArgs) -> dict:
-        body = {"project_name": args.name, "metadata": self._metadata(args)}
+        body: dict[str, Any] = {"project_name": args.name, "metadata": self._metadata(args)}
         if args.storage_limit is not None:
             body["storage_limit"] = args.storage_limit
         return body
@@ -527,7 +527,7 @@ def robot_permissions(projects: list[str], replicate_deletion: bool) -> list[dic
     return perms
 
 
-def _normalize_permissions(perms: list[dict]) -> list[dict]:
+def _normalize_permissions(perms: Optional[list[dict]]) -> list[dict]:
     out = []
     for p in perms or []:
         access = sorted(({"resource": a["resource"], "action": a["action"], "effect": a.get("effect") or "allow"}
@@ -713,7 +713,7 @@ def _parse_time(text: Optional[str]) -> Optional[float]:
 _SECRET_OUTPUTS = ["harbor_password", "secret", "access_secret", "access_secret_hash", "secret_hash", SALT_KEY]
 
 
-def _inputs(args, connection: Optional["Connection"]) -> dict:
+def _inputs(args, connection: Optional[Connection]) -> dict:
     props = {f.name: getattr(args, f.name) for f in dataclasses.fields(args)}
     if isinstance(args, ReplicationPolicyArgs):
         props["filters"] = [dataclasses.asdict(f) for f in args.filters]

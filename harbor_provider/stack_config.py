@@ -1,5 +1,5 @@
-"""The `harbor-ha:harborApi` and `harbor-ha:migration` stack config sections: parsed once into typed objects, validated with errors
-naming the key (`harbor-ha:harborApi.policies[1].trigger.cron: ...`), then declared as Harbor resources.
+"""The `harbor-ha:harborApi` and `harbor-ha:migration` stack config sections: parsed once into typed objects, validated
+with errors naming the key (`harbor-ha:harborApi.policies[1].trigger.cron: ...`), then declared as Harbor resources.
 
 Independent of `components/`: the program passes the cluster's URL and admin password Outputs to
 `declare_harbor_objects` (or the section names an existing Harbor with `harborUrl` + credentials).
@@ -8,7 +8,8 @@ Independent of `components/`: the program passes the cluster's URL and admin pas
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, cast
+from collections.abc import Sequence
 
 import pulumi
 
@@ -245,7 +246,7 @@ def merge_sections(*sections: Optional[HarborSection]) -> HarborSection:
     problems: list[str] = []
     for kind, singular in _KINDS.items():
         first: dict[str, str] = {}
-        for item, key in zip(getattr(merged, kind), merged.name_keys[kind]):
+        for item, key in zip(getattr(merged, kind), merged.name_keys[kind], strict=True):
             if item.name in first:
                 problems.append(f"{first[item.name]} and {key} both declare {singular} {item.name!r}")
             first.setdefault(item.name, key)
@@ -293,10 +294,11 @@ def declare_harbor_objects(
     for args in section.registries:
         objects.registries[args.name] = Registry(f"harbor-registry-{args.name}", args, connection, opts(),
                                                  settings)
-    for args in section.projects:
-        objects.projects[args.name] = Project(f"harbor-project-{args.name}", args, connection, opts(), settings)
-    for args in section.robots:
-        objects.robots[args.name] = RobotAccount(f"harbor-robot-{args.name}", args, connection, opts(), settings)
+    for project in section.projects:
+        objects.projects[project.name] = Project(f"harbor-project-{project.name}", project, connection, opts(),
+                                                 settings)
+    for robot in section.robots:
+        objects.robots[robot.name] = RobotAccount(f"harbor-robot-{robot.name}", robot, connection, opts(), settings)
     for policy in section.policies:
         registry = objects.registries[policy.registry]
         # A pull policy writes into its destination project: create that first.
@@ -306,7 +308,8 @@ def declare_harbor_objects(
             opts(registry, *after), settings)
         if policy.run is not None:
             resource = objects.policies[policy.name]
-            run = ReplicationRunArgs(policy_id=resource.id.apply(int), run_key=policy.run.key,
+            run = ReplicationRunArgs(policy_id=cast(int, resource.id.apply(int)),  # resolved before create
+                                     run_key=policy.run.key,
                                      timeout_seconds=policy.run.timeout_seconds,
                                      poll_seconds=policy.run.poll_seconds)
             objects.runs[policy.name] = ReplicationRun(f"harbor-run-{policy.name}", run, connection,

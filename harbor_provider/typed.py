@@ -8,6 +8,7 @@ kept as it is and its checks are skipped.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Any, Union
@@ -65,7 +66,7 @@ def _convert(tp: Any, value: Any, where: str, camel_keys: bool, problems: list[s
             problems.append(f"{where}: expected a mapping, got {type(value).__name__}")
             return {}
         return dict(value)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return parse_into(tp, value, where, camel_keys, problems)
     if tp is Any:
         return value
@@ -89,13 +90,17 @@ def parse_into(cls: type, data: Any, where: str, camel_keys: bool, problems: lis
     fields = {camel(f.name) if camel_keys else f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
-            problems.append(f"{where}.{key}: unknown key (known: {', '.join(sorted(fields))})")
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.75)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"{where}.{key}: unknown key{hint} (known: {', '.join(sorted(fields))})")
     values = {}
     for key, field in fields.items():
         if key in data and data[key] is not None:
             values[field.name] = _convert(hints[field.name], data[key], f"{where}.{key}", camel_keys, problems)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            problems.append(f"{where}.{key}: required")
+            # A misspelt key was reported above with a "did you mean": not twice.
+            if not difflib.get_close_matches(key, [str(k) for k in data if k != key], n=1, cutoff=0.75):
+                problems.append(f"{where}.{key}: required")
             values[field.name] = None
     return cls(**values)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from typing import Optional, Sequence
+from typing import Optional
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,7 +34,7 @@ def issue(common_name: str, key, *, names: Sequence[str] = (), issuer: Optional[
     names and IP addresses of its subjectAltName; `ca`: a CA certificate (basicConstraints CA:TRUE)."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     issuer_cert, signing_key = issuer if issuer else (None, key)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder().subject_name(name)
                .issuer_name(issuer_cert.subject if issuer_cert else name).public_key(key.public_key())
                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))

@@ -31,7 +31,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
+from collections.abc import Callable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a file: import the program, scripts and labs from the repository root
@@ -41,9 +42,9 @@ from components.keepalived import render_keepalived_conf, vrrp_roles  # noqa: E4
 from components.loadbalancer import NginxPaths, render_nginx_conf  # noqa: E402
 from components.postgres import render_harbor_role_sql, render_pg_hba, render_postgresql_conf  # noqa: E402
 from components.redis import RedisPaths, render_redis_conf, render_sentinel_conf  # noqa: E402
-from scripts import drills as ha_drills
-from labs import certs as lab_certs
-from labs import netns as netns_lab
+from scripts import drills as ha_drills  # noqa: E402
+from labs import certs as lab_certs  # noqa: E402
+from labs import netns as netns_lab  # noqa: E402
 
 DEFAULT_STATE = Path("/run/harbor-ha-lab")
 LAB_RANGE = str(netns_lab.TEST_RANGE)
@@ -252,12 +253,9 @@ class Lab:
 
     def spawn(self, name: str, host: str, argv: Sequence[str], env: Optional[dict] = None) -> dict:
         """Start a long-running service in a host's namespace, detached, output to <host>/<name>.log."""
-        log = open(self.host_dir(host) / f"{name}.log", "ab")
-        try:
+        with open(self.host_dir(host) / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(["ip", "netns", "exec", ns(host), *argv], stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True, env=env)
-        finally:
-            log.close()
         return self.record(name, proc.pid)
 
     # --- up ------------------------------------------------------------------------------------------------
@@ -362,7 +360,8 @@ class Lab:
             shutil.chown(folder, "postgres", "postgres")
         bindir = f"/usr/lib/postgresql/{cfg.postgres.version}/bin"
         run("runuser", "-u", "postgres", "--", f"{bindir}/initdb", "-D", str(data), "--auth-host=scram-sha-256")
-        (d / "harbor-ha.conf").write_text(render_postgresql_conf(cfg, tls=(str(d / "server.crt"), str(d / "server.key"))))
+        tls = (str(d / "server.crt"), str(d / "server.key"))
+        (d / "harbor-ha.conf").write_text(render_postgresql_conf(cfg, tls=tls))
         (d / "pg_hba.conf").write_text(render_pg_hba(cfg))
         (d / "lab.conf").write_text(f"unix_socket_directories = '{sock}'\nhba_file = '{d / 'pg_hba.conf'}'\n")
         with open(data / "postgresql.conf", "a") as f:
@@ -435,7 +434,7 @@ class Lab:
                 out = run("ip", "netns", "exec", ns(h.name), "redis-cli", "-h", h.address, "-p",
                           str(cfg.redis.sentinel_port), "SENTINEL", "master", cfg.redis.master_set, check=False)
                 fields = out.stdout.split()
-                info = dict(zip(fields[::2], fields[1::2]))
+                info = dict(zip(fields[::2], fields[1::2], strict=False))
                 seen[h.name] = {k: info.get(k) for k in want}
             if all(v == {k: str(n) for k, n in want.items()} for v in seen.values()):
                 return
@@ -501,7 +500,7 @@ class Lab:
                 stop_process(procs[name], signal.SIGKILL)
 
     # --- observation ---------------------------------------------------------------------------------------
-    def site(self) -> "LabSite":
+    def site(self) -> LabSite:
         return LabSite(self)
 
     def wait_vip_on(self, host: str, timeout: float) -> None:

@@ -5,12 +5,12 @@
     python3 scripts/ha_drill.py --stack Pulumi.prod.yaml --client ops@10.0.0.50 --dry-run data_path
 
 Host addresses, SSH users/ports, the VIP and the service settings come from the stack file (load_stack_file +
-parse_cluster_config). The client host (any machine that reaches the VIP, with python3) runs scripts/drills/ha_client.py,
-piped over SSH; the LB hosts run `ip monitor` so the VIP move is timed by the LB hosts' clocks (keep them in NTP
-sync). Faults, as in the lab: lb_crash (SIGKILL keepalived + nginx on the VRRP master, its VIP removed),
-nginx_death, keepalived_stop (systemctl stop), node_death (Harbor's proxy container `nginx` killed on the first
-Harbor node), redis_master_death (the master named by the sentinels), data_path (push, kill a node, pull). Every
-fault is undone afterwards (systemctl start / docker start). --dry-run prints every command and runs none.
+parse_cluster_config). The client host (any machine that reaches the VIP, with python3) runs
+scripts/drills/ha_client.py, piped over SSH; the LB hosts run `ip monitor` so the VIP move is timed by the LB hosts'
+clocks (keep them in NTP sync). Faults, as in the lab: lb_crash (SIGKILL keepalived + nginx on the VRRP master, its
+VIP removed), nginx_death, keepalived_stop (systemctl stop), node_death (Harbor's proxy container `nginx` killed on
+the first Harbor node), redis_master_death (the master named by the sentinels), data_path (push, kill a node,
+pull). Every fault is undone afterwards (systemctl start / docker start). --dry-run prints every command and runs none.
 Secrets (HARBOR_USER / HARBOR_PASSWORD from the environment here, the Redis password read from the Redis host)
 travel on SSH standard input, never on a command line.
 
@@ -30,18 +30,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
+from collections.abc import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a file: import the program, scripts and labs from the repository root
 
-from components.config import ClusterConfig, Host, load_stack_file, parse_cluster_config  # noqa: E402
-from components.redis import RedisPaths  # noqa: E402
-from scripts import drills as ha_drills
+from components.config import ClusterConfig, ConfigError, Host, describe_problems  # noqa: E402
+from components.config import load_stack_file, parse_cluster_config  # noqa: E402
+from scripts import drills as ha_drills  # noqa: E402
+from scripts.convention import (  # noqa: E402
+    COULD_NOT_RUN, MET, NOT_MET, add_json_argument, add_stack_argument, stack_file, write_json)
 
 # Harbor's docker-compose names its front proxy container "nginx"; killing it is a node that stops answering.
 HARBOR_PROXY_CONTAINER = "nginx"
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
+EXIT_STATUS = "exit status: 0 every target met (or --dry-run), 1 a target not met, 2 could not run"
 
 
 class SshSite:
@@ -165,6 +169,8 @@ def drill(site: SshSite, scenario: str, project: str) -> dict:
         return {"scenario": scenario, **r.summary(), "max_ms": r.max_ms, "failures": r.failures}
 
     if scenario == "redis_master_death":
+        from components.redis import RedisPaths  # imports pulumi: only when this drill runs
+
         sentinel = cfg.sentinel_hosts[0]
         answer = site.run(sentinel, f"redis-cli -p {cfg.redis.sentinel_port} --raw SENTINEL "
                                     f"get-master-addr-by-name {cfg.redis.master_set}", "who is the master")
@@ -210,34 +216,56 @@ def drill(site: SshSite, scenario: str, project: str) -> dict:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--stack", type=Path, required=True, help="the stack file, e.g. Pulumi.prod.yaml")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=EXIT_STATUS)
+    add_stack_argument(p)
     p.add_argument("--client", required=True, help="[user@]host of the client machine (reaches the VIP, has python3)")
     p.add_argument("--project", default="library", help="Harbor project the drill pushes to (default: library)")
     tls = p.add_mutually_exclusive_group()
     tls.add_argument("--ca-file", type=Path,
-                     help="PEM of the CA that signed the LB's certificate (the cluster's self-signed one: "
-                          "`pulumi stack output` of the TLS certificate); default: the client's system CAs")
+                     help="PEM of the CA that signed the LB's certificate (a self-signed one: "
+                          "`pulumi stack output caCertificate > ca.pem`); default: the client's system CAs")
     tls.add_argument("--insecure", action="store_true",
                      help="do not verify the LB's certificate (a lab only: the Harbor credentials then go to "
                           "whoever answers on the VIP)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    p.add_argument("--json", type=Path, help="also write the result here")
+    add_json_argument(p)
     p.add_argument("scenario", choices=ha_drills.SCENARIOS)
     a = p.parse_args(argv)
-    values, secrets_present = load_stack_file(str(a.stack))
-    cfg = parse_cluster_config(values, secrets_present=secrets_present)
+    path = stack_file(a.stack)
+    try:
+        values, secrets_present = load_stack_file(str(path))
+        cfg = parse_cluster_config(values, secrets_present=secrets_present)
+    except OSError as e:
+        print(f"{path}: {e.strerror}", file=sys.stderr)
+        return COULD_NOT_RUN
+    except ConfigError as e:
+        print("\n".join(describe_problems(str(path), e.problems)), file=sys.stderr)
+        return COULD_NOT_RUN
+    if a.scenario == "redis_master_death" and not cfg.sentinel_hosts:
+        print(f"{path.name}: redis_master_death needs harbor-ha:redis.mode sentinel; this stack runs one standalone "
+              "Redis, so there is no replica to fail over to", file=sys.stderr)
+        return COULD_NOT_RUN
     if a.scenario != "redis_master_death" and not a.dry_run and not os.environ.get("HARBOR_PASSWORD"):
         p.error("set HARBOR_USER and HARBOR_PASSWORD in the environment (a robot account with push and pull on "
                 "--project, or admin): the drill pushes and pulls")
     site = SshSite(cfg, a.client, a.dry_run, a.ca_file.read_text() if a.ca_file else None, a.insecure)
-    result = drill(site, a.scenario, a.project)
-    if not a.dry_run:
-        text = json.dumps(result, indent=2)
-        print(text)
-        if a.json:
-            a.json.write_text(text + "\n")
-    return 0
+    try:
+        result = drill(site, a.scenario, a.project)
+    except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
+        print(f"ha_drill {a.scenario}: could not run: {e}", file=sys.stderr)
+        return COULD_NOT_RUN
+    if a.dry_run:
+        return MET
+    unmet = ha_drills.unmet_targets(a.scenario, result, cfg.redis.down_after_ms)
+    result = {**result, "targets_met": not unmet, "unmet_targets": unmet}
+    if a.json == "-":
+        write_json("-", result)
+    else:
+        print(json.dumps(result, indent=2))
+        write_json(a.json, result)
+    for line in unmet:
+        print(f"target not met: {line}", file=sys.stderr)
+    return NOT_MET if unmet else MET
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from scripts.registry_tools.cli import add_common_arguments, add_registry_argume
 from scripts.registry_tools.client import RegistryError  # noqa: E402
 from scripts.registry_tools.common import repositories  # noqa: E402
 from scripts.registry_tools.inventory import inventory, inventory_document, render_inventory  # noqa: E402
+from scripts.convention import write_json  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
             rows, total = inventory(source, repositories(source, args.repos_from, args.page_size),
                                     concurrency=args.concurrency, page_size=args.page_size)
     except (RegistryError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        message = f"source {args.source}: {error}"
+        print(f"error: {message}", file=sys.stderr)
+        write_json(args.json, {"source": args.source, "ok": False, "error": message})
         return 2
     emit(args, inventory_document(source.base_url, rows, total), render_inventory(rows, total))
     return 2 if any(r.error for r in rows) else 0

@@ -16,6 +16,7 @@ from scripts.registry_tools.cli import add_common_arguments, add_registry_argume
 from scripts.registry_tools.client import RegistryError  # noqa: E402
 from scripts.registry_tools.common import repositories  # noqa: E402
 from scripts.registry_tools.verify import render_report, verify  # noqa: E402
+from scripts.convention import write_json  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,13 +27,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="Harbor project the repositories were replicated into (target name P/<repository>)")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
+    side = "source"
     try:
         with registry_client(args, "source") as source, registry_client(args, "target") as target:
-            report = verify(source, target, repositories(source, args.repos_from, args.page_size),
-                            target_project=args.target_project, concurrency=args.concurrency,
-                            page_size=args.page_size)
+            names = repositories(source, args.repos_from, args.page_size)
+            side = "target"
+            target.request("GET", "/v2/", "")  # reachable and the credentials accepted, before any comparison
+            side = "verification"  # errors of single tags are in the report; this is the rest (usage)
+            report = verify(source, target, names, target_project=args.target_project,
+                            concurrency=args.concurrency, page_size=args.page_size)
     except (RegistryError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        where = {"source": f"source {args.source}", "target": f"target {args.target}"}.get(side, side)
+        message = f"{where}: {error}"
+        print(f"error: {message}", file=sys.stderr)
+        write_json(args.json, {"source": args.source, "target": args.target, "ok": False, "error": message})
         return 2
     emit(args, report.to_dict(), render_report(report))
     if any(r.errors for r in report.repositories):

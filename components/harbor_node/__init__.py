@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Optional
 
@@ -141,7 +142,7 @@ def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
                  needs=("cluster_ca_certificate",)),
     ]
     for rel, secret in SHARED_KEYS:
-        files.append(FileSpec(path=f"{cfg.harbor.data_volume}/{rel}", render=lambda s, n=secret: s[n],
+        files.append(FileSpec(path=f"{cfg.harbor.data_volume}/{rel}", render=itemgetter(secret),
                               needs=(secret,), mode=0o600, owner=str(HARBOR_UID), group=str(HARBOR_UID)))
     return files
 

@@ -2,8 +2,8 @@
 
 A `FileSpec` knows its path, owner and mode statically, and renders its content from a mapping of the secret values
 it `needs` (names of `SECRET_VALUES`). The same specs serve three callers:
-- the components (`components/host/remote.py`) render each spec inside an `apply` over exactly the Outputs it needs, so a
-  file that needs no secret stays plain and shows in `pulumi preview` diffs;
+- the components (`components/host/remote.py`) render each spec inside an `apply` over exactly the Outputs it needs,
+  so a file that needs no secret stays plain and shows in `pulumi preview` diffs;
 - `scripts/render.py` renders them with visible placeholders (`placeholders()`), like `helm template`;
 - the tests render them with real test values and start the real programs on the result.
 """
@@ -15,7 +15,7 @@ import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import jinja2
 

@@ -28,7 +28,8 @@ import io
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Optional
+from collections.abc import Mapping, Sequence
 
 import pulumi
 from pulumi_command import remote
@@ -61,7 +62,7 @@ def render_spec(spec: FileSpec, values: Mapping[str, pulumi.Output[str]]) -> pul
     if not spec.needs:
         return spec.render({})
     return pulumi.Output.all(*[values[n] for n in spec.needs]).apply(
-        lambda got: spec.render(dict(zip(spec.needs, got))))
+        lambda got: spec.render(dict(zip(spec.needs, got, strict=True))))
 
 
 def bundle(files: Sequence[tuple[str, str]]) -> str:
@@ -135,7 +136,7 @@ class HostRole(pulumi.ComponentResource):
                                              args.script.read_text(encoding="utf-8"), manifest_text(list(args.files))]
         names = ["lib.sh", args.script.name, "MANIFEST"] + [spec.stage_name for spec in args.files]
         contents += [render_spec(spec, args.secrets) for spec in args.files]
-        stdin = pulumi.Output.all(*contents).apply(lambda texts: bundle(list(zip(names, texts))))
+        stdin = pulumi.Output.all(*contents).apply(lambda texts: bundle(list(zip(names, texts, strict=True))))
         if any(spec.sensitive for spec in args.files):
             stdin = pulumi.Output.secret(stdin)
 
@@ -154,7 +155,8 @@ class HostRole(pulumi.ComponentResource):
                 local: Path) -> remote.CopyToRemote:
         # CopyToRemote copies again only when its source or path changes, not when the connection does: the host's
         # address is in the triggers so a re-addressed host is copied to (a replace; CopyToRemote deletes nothing).
-        folder = remote.Command(f"{name}-dir", connection=conn, create=sh_c(host, f"mkdir -p -m 0700 {Path(target).parent}"),
+        folder = remote.Command(f"{name}-dir", connection=conn,
+                                create=sh_c(host, f"mkdir -p -m 0700 {Path(target).parent}"),
                                 add_previous_output_in_env=False, opts=pulumi.ResourceOptions(parent=self))
         return remote.CopyToRemote(
             name, connection=conn, source=pulumi.FileAsset(str(local)), remote_path=target,

@@ -36,7 +36,8 @@ def render_nginx_conf(cfg: ClusterConfig, host: Host, paths: NginxPaths = NginxP
     return render_template(
         "loadbalancer/nginx.conf.j2",
         host=host, lb=cfg.lb, vip=cfg.vip, hostname=cfg.harbor.hostname, nodes=cfg.harbor_nodes,
-        harbor_https_port=cfg.harbor.https_port, node_tls_name=NODE_TLS_NAME, paths=paths, connect_timeout=f"{cfg.lb.connect_timeout:g}s",
+        harbor_https_port=cfg.harbor.https_port, node_tls_name=NODE_TLS_NAME, paths=paths,
+        connect_timeout=f"{cfg.lb.connect_timeout:g}s",
         https_suffix="" if cfg.lb.https_port == 443 else f":{cfg.lb.https_port}",
     )
 

@@ -49,7 +49,8 @@ def sequential_loop(source: RegistryClient, target: RegistryClient, repositories
     for repository in repositories:
         target_tags = set(target.iter_tags(repository))
         for tag in source.iter_tags(repository):
-            if tag in target_tags and source.manifest_digest(repository, tag) == target.manifest_digest(repository, tag):
+            if tag in target_tags and (source.manifest_digest(repository, tag)
+                                       == target.manifest_digest(repository, tag)):
                 matching += 1
     return matching
 

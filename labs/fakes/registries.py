@@ -86,14 +86,16 @@ class LoopbackProcess:
 
 
 class RegistryServer(LoopbackProcess):
-    """`docker-registry serve` on 127.0.0.1:<free port>; `auth` is the config's `auth:` section (or None)."""
+    """`docker-registry serve` on 127.0.0.1:<free port>; `auth` is the config's `auth:` section (or None), `extra`
+    more top-level config sections (e.g. `{"catalog": {"maxentries": 2}}`)."""
 
     label = "docker-registry"
 
-    def __init__(self, workdir: Path, auth: dict | None = None, name: str = "registry"):
+    def __init__(self, workdir: Path, auth: dict | None = None, name: str = "registry", extra: dict | None = None):
         super().__init__()
         self.workdir = Path(workdir) / name
         self.auth = auth
+        self.extra = extra or {}
 
     def _popen(self) -> subprocess.Popen:
         (self.workdir / "storage").mkdir(parents=True)
@@ -102,10 +104,12 @@ class RegistryServer(LoopbackProcess):
             "log": {"level": "error", "accesslog": {"disabled": True}},
             "storage": {"filesystem": {"rootdirectory": str(self.workdir / "storage")},
                         "delete": {"enabled": True}},
-            "http": {"addr": f"127.0.0.1:{self.port}", "secret": hashlib.sha256(str(self.workdir).encode()).hexdigest()},
+            "http": {"addr": f"127.0.0.1:{self.port}",
+                     "secret": hashlib.sha256(str(self.workdir).encode()).hexdigest()},
         }
         if self.auth:
             config["auth"] = self.auth
+        config.update(self.extra)
         config_path = self.workdir / "config.yml"
         config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
         with open(self.workdir / "registry.log", "wb") as log:

@@ -37,7 +37,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
+from collections.abc import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a file: import from the repository root
 
@@ -134,7 +135,7 @@ class World:
         self.procs: list[subprocess.Popen] = []
         self.ns: dict[str, str] = {}  #: host name (and "client") -> namespace
 
-    def __enter__(self) -> "World":
+    def __enter__(self) -> World:
         self.names.append(self.bridge)
         netns.add_bridge(self.bridge)
         for i, (name, address) in enumerate([*((h.name, h.address) for h in self.cfg.hosts), ("client", CLIENT)]):
@@ -164,7 +165,7 @@ class World:
 
     def start(self, who: str, argv: Sequence[str], log: Path, ready: Optional[str] = None) -> subprocess.Popen:
         """A long-running process in `who`'s namespace (stopped by PID at close); waits for `ready` on stdout."""
-        out = subprocess.PIPE if ready else open(log, "ab")
+        out = subprocess.PIPE if ready else open(log, "ab")  # noqa: SIM115 - the child holds it until stopped
         proc = subprocess.Popen(["ip", "netns", "exec", self.ns[who], *argv], stdout=out,
                                 stderr=subprocess.STDOUT if ready else None, stdin=subprocess.DEVNULL, text=True)
         self.procs.append(proc)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from scripts.convention import write_json
 
 from .client import RegistryClient, load_credentials
 
@@ -33,7 +34,8 @@ def registry_client(args: argparse.Namespace, side: str) -> RegistryClient:
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repos-from", metavar="FILE",
                         help="repository names, one per line, instead of the source's /v2/_catalog")
-    parser.add_argument("--concurrency", type=int, default=16, help="tags checked in parallel, each by its own worker thread and connection (default 16)")
+    parser.add_argument("--concurrency", type=int, default=16,
+                        help="tags checked in parallel, each by its own worker thread and connection (default 16)")
     parser.add_argument("--page-size", type=int, default=1000, help="`n` for catalog and tag list pages")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE (`-` for stdout)")
@@ -41,11 +43,6 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def emit(args: argparse.Namespace, document: dict, table: str) -> None:
     """The table on stdout and the JSON report to --json FILE; with `--json -` only the JSON, on stdout."""
-    text = json.dumps(document, indent=2)
-    if args.json == "-":
-        print(text)
-        return
-    print(table)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+    if args.json != "-":
+        print(table)
+    write_json(args.json, document)

@@ -14,8 +14,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
-from urllib.parse import urljoin, urlsplit
+from collections.abc import Iterator
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
@@ -102,6 +102,13 @@ def repository_scope(repository: str, actions: str = "pull") -> str:
     return f"repository:{repository}:{actions}"
 
 
+def _without_page_size(url: str) -> str:
+    """`url` without its `n=` query parameter (the registry then pages with its own size)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "n"]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 class RegistryClient:
     """Registry HTTP API v2 at `base_url` (`https://host[:port]`), safe to share between threads."""
 
@@ -139,7 +146,7 @@ class RegistryClient:
         for session in sessions:
             session.close()
 
-    def __enter__(self) -> "RegistryClient":
+    def __enter__(self) -> RegistryClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -218,10 +225,21 @@ class RegistryClient:
 
     # -- API -------------------------------------------------------------------------------------------------
     def _paginate(self, path: str, key: str, scope: str, page_size: int) -> Iterator[str]:
-        """Follow `Link: <...>; rel="next"` pages; only one page is held at a time."""
+        """Follow `Link: <...>; rel="next"` pages; only one page is held at a time.
+
+        A registry whose page limit is below `page_size` (distribution's `catalog.maxentries`) refuses the first
+        page with 400 PAGINATION_NUMBER_INVALID: it is asked again without `n`, so it uses its own page size,
+        and its Link headers lead on from there.
+        """
         url: str | None = f"{path}?n={page_size}"
         while url:
-            response = self.request("GET", url, scope)
+            try:
+                response = self.request("GET", url, scope)
+            except RegistryError as error:
+                if error.status != 400 or "PAGINATION_NUMBER_INVALID" not in error.codes or "n=" not in url:
+                    raise
+                url = _without_page_size(url)
+                response = self.request("GET", url, scope)
             yield from response.json().get(key) or []
             following = response.links.get("next", {}).get("url")
             url = urljoin(response.url, following) if following else None
@@ -247,7 +265,8 @@ class RegistryClient:
         """(digest, parsed manifest); the digest is computed from the bytes received when the header is absent."""
         response = self.request("GET", f"/v2/{repository}/manifests/{reference}", repository_scope(repository),
                                 headers={"Accept": MANIFEST_ACCEPT})
-        digest = response.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(response.content).hexdigest()
+        digest = (response.headers.get("Docker-Content-Digest")
+                  or "sha256:" + hashlib.sha256(response.content).hexdigest())
         manifest = response.json()
         manifest.setdefault("mediaType", response.headers.get("Content-Type", "").split(";")[0])
         return digest, manifest

@@ -4,7 +4,8 @@ from __future__ import annotations
 import sys
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sized
 
 from tqdm import tqdm
 
@@ -14,7 +15,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def bounded_map(fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> Iterator[tuple[T, R | None, Exception | None]]:
+def bounded_map(fn: Callable[[T], R], items: Iterable[T],
+                concurrency: int) -> Iterator[tuple[T, R | None, Exception | None]]:
     """Run `fn` over `items` on `concurrency` threads, yielding (item, result, error) as each finishes.
 
     At most 2 x concurrency items are pulled from `items` ahead of the results, so a generator of millions of
@@ -56,13 +58,25 @@ def read_repository_list(path: str) -> list[str]:
     return names
 
 
-def repositories(client: RegistryClient, repos_from: str | None, page_size: int) -> Iterable[str]:
-    return read_repository_list(repos_from) if repos_from else client.iter_repositories(page_size)
+def repositories(client: RegistryClient, repos_from: str | None, page_size: int) -> list[str]:
+    """The repository names (a list: their count gives the progress bar its total; names are small even by the
+    hundred thousand, unlike the tags, which stay streamed)."""
+    return read_repository_list(repos_from) if repos_from else list(client.iter_repositories(page_size))
 
 
 def progress_bar(description: str, enabled: bool) -> tqdm:
     """A progress bar on stderr when it is a terminal; silent in pipelines and CI logs (tqdm's disable=None)."""
     return tqdm(desc=description, unit="tag", disable=None if enabled else True, file=sys.stderr, leave=False)
+
+
+def extrapolate_total(bar: tqdm, tags_listed: int, repositories_listed: int, repositories: Iterable[str]) -> None:
+    """Give the tag bar a total, hence an ETA: the tags listed so far scaled to every repository (exact once the
+    last repository is listed), and `repository k of N` beside it."""
+    count = len(repositories) if isinstance(repositories, Sized) else None
+    if not count or not repositories_listed:
+        return
+    bar.total = max(tags_listed, round(tags_listed * count / repositories_listed))
+    bar.set_postfix_str(f"repository {repositories_listed} of {count}")
 
 
 def format_table(headers: list[str], rows: list[list]) -> str:
@@ -72,7 +86,8 @@ def format_table(headers: list[str], rows: list[list]) -> str:
     numeric = [all(isinstance(row[i], int) for row in rows) and bool(rows) for i in range(len(headers))]
     lines = []
     for row in cells:
-        lines.append("  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)).rstrip())
+        aligned = (c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric, strict=True))
+        lines.append("  ".join(aligned).rstrip())
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

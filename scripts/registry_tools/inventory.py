@@ -8,10 +8,10 @@ moves. Memory is proportional to the distinct manifests and blobs (not to the ta
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .client import INDEX_MEDIA_TYPES, RegistryClient, RegistryError
-from .common import bounded_map, format_table, human_bytes, progress_bar
+from .common import bounded_map, extrapolate_total, format_table, human_bytes, progress_bar
 
 
 @dataclass
@@ -45,6 +45,7 @@ def inventory(client: RegistryClient, repositories: Iterable[str], *, concurrenc
     manifests: dict[str, set[str]] = {}
     blobs: dict[str, dict[str, int]] = {}
     bar = progress_bar("inventory", show_progress)
+    listed_tags = [0]  # tags listed so far, for the bar's estimated total
 
     def tags() -> Iterator[tuple[RepositoryInventory, str]]:
         for repository in repositories:
@@ -57,6 +58,8 @@ def inventory(client: RegistryClient, repositories: Iterable[str], *, concurrenc
                     yield row, tag
             except (RegistryError, OSError) as error:  # recorded in the row; the inventory goes on
                 row.error = str(error)
+            listed_tags[0] += row.tags
+            extrapolate_total(bar, listed_tags[0], len(rows), repositories)
 
     with bar:
         for (row, tag), result, error in bounded_map(lambda item: manifest_blobs(client, item[0].repository, item[1]),

@@ -8,10 +8,10 @@ and the names of the tags that are missing, different or extra: the report itsel
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .client import NotFound, RegistryClient, RegistryError
-from .common import bounded_map, format_table, progress_bar
+from .common import bounded_map, extrapolate_total, format_table, progress_bar
 
 DETAIL_LINES_PER_KIND = 10  # the table shows the first names of each kind; the JSON report has them all
 
@@ -79,6 +79,7 @@ def verify(source: RegistryClient, target: RegistryClient, repositories: Iterabl
            show_progress: bool = True) -> Report:
     results: list[RepositoryResult] = []
     bar = progress_bar("verifying", show_progress)
+    listed_tags = [0]  # source tags listed so far, for the bar's estimated total
 
     def common_tags() -> Iterator[tuple[RepositoryResult, str]]:
         """Yield the tags present on both sides; record missing and extra ones on the way."""
@@ -106,14 +107,21 @@ def verify(source: RegistryClient, target: RegistryClient, repositories: Iterabl
                 result.errors.append(f"listing source tags: {error}")
             else:  # only a complete source listing tells which target tags are extra
                 result.extra = sorted(target_tags)
+            listed_tags[0] += result.source_tags
+            extrapolate_total(bar, listed_tags[0], len(results), repositories)
 
     def compare(item: tuple[RepositoryResult, str]) -> tuple[str, str | None]:
         result, tag = item
-        source_digest = source.manifest_digest(result.repository, tag)
+        try:
+            source_digest = source.manifest_digest(result.repository, tag)
+        except (RegistryError, OSError) as error:
+            raise RegistryError(f"source: {error}") from error
         try:
             return source_digest, target.manifest_digest(result.target_repository, tag)
         except NotFound:  # listed by the target but its manifest is gone: not there for a pull
             return source_digest, None
+        except (RegistryError, OSError) as error:
+            raise RegistryError(f"target: {error}") from error
 
     with bar:
         for (result, tag), digests, error in bounded_map(compare, common_tags(), concurrency):

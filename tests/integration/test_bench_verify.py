@@ -7,14 +7,14 @@ import re
 import subprocess
 import sys
 
-import pytest
 
 from tests.support import ROOT
 
 
 
 def test_bench_script_runs_both_ways_at_each_round_trip_and_prints_the_figures():
-    result = subprocess.run([sys.executable, str(ROOT / "labs" / "bench" / "bench_verify.py"), "--tags", "20", "--repos", "2",
+    result = subprocess.run([sys.executable, str(ROOT / "labs" / "bench" / "bench_verify.py"),
+                             "--tags", "20", "--repos", "2",
                              "--small-tags", "10", "--rtt-ms", "0", "1", "--concurrency", "4"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -31,7 +31,8 @@ def test_bench_script_runs_both_ways_at_each_round_trip_and_prints_the_figures()
 
 
 def test_bench_script_rejects_tag_counts_that_do_not_split_over_the_repositories():
-    result = subprocess.run([sys.executable, str(ROOT / "labs" / "bench" / "bench_verify.py"), "--tags", "25", "--repos", "2"],
+    result = subprocess.run([sys.executable, str(ROOT / "labs" / "bench" / "bench_verify.py"),
+                             "--tags", "25", "--repos", "2"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "--tags must split evenly" in result.stderr

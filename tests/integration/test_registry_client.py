@@ -13,7 +13,7 @@ import threading
 import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -201,9 +201,8 @@ def test_credentials_go_to_an_http_token_realm_on_the_registrys_own_host(challen
 def test_credentials_are_not_sent_to_an_http_token_realm_on_another_host(challenging_registry):
     url, box, token_auth = challenging_registry
     box["realm_host"] = "localhost"  # loopback too, but not the host the registry URL names
-    with RegistryClient(url, CREDENTIALS) as client:
-        with pytest.raises(RegistryError, match="refusing to send them there"):
-            client.request("GET", "/v2/", "")
+    with RegistryClient(url, CREDENTIALS) as client, pytest.raises(RegistryError, match="refusing to send them there"):
+        client.request("GET", "/v2/", "")
     assert token_auth == []
     with RegistryClient(url, CREDENTIALS, allow_any_token_realm=True) as client:  # the explicit opt-in
         assert client.request("GET", "/v2/", "").status_code == 200

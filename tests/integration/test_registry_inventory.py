@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from tests.support.registries import BASE_LAYER, MULTI_ARCH, SCRIPTS, SOURCE_IMAGES
 from labs.fakes.registries import config_for, layer

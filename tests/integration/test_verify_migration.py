@@ -16,11 +16,8 @@ import sys
 import termios
 import time
 
-import pytest
-import requests
-
-from tests.support.registries import (BASE_LAYER, EXTRA, MISMATCHED, MISSING, MULTI_ARCH, PASSWORD, SCRIPTS, SOURCE_IMAGES,
-                                     TARGET_PROJECT, USER)
+from tests.support.registries import (BASE_LAYER, EXTRA, MISMATCHED, MISSING, MULTI_ARCH, PASSWORD, SCRIPTS,
+                                     SOURCE_IMAGES, TARGET_PROJECT, USER, record_urls)
 from scripts.registry_tools.client import CATALOG_SCOPE, MANIFEST_MEDIA_TYPES, TOKEN_RENEW_MARGIN, repository_scope
 from labs.fakes.registries import layer, push_image
 
@@ -129,7 +126,9 @@ def test_wrong_password_exits_2_and_never_prints_the_password(registries):
     assert result.returncode == 2
     assert "token request failed" in result.stdout + result.stderr
     assert wrong not in result.stdout + result.stderr
-    assert report is not None and report["totals"]["errors"] > 0
+    # refused before any comparison, with the side named, and the report still written
+    assert report is not None and report["ok"] is False
+    assert report["error"].startswith(f"target {registries.token.url}: token request failed")
 
 
 def test_multi_arch_tag_resolves_to_its_index_digest(registries):
@@ -142,19 +141,6 @@ def test_multi_arch_tag_resolves_to_its_index_digest(registries):
     assert sorted(m["platform"]["architecture"] for m in index["manifests"]) == ["amd64", "arm64"]
 
 
-def record_urls(monkeypatch) -> list[str]:
-    """Record the URL of every HTTP request while still sending it to the real registry."""
-    urls: list[str] = []
-    original = requests.Session.request
-
-    def recording(self, method, url, *args, **kwargs):
-        urls.append(url)
-        return original(self, method, url, *args, **kwargs)
-
-    monkeypatch.setattr(requests.Session, "request", recording)
-    return urls
-
-
 def test_catalog_pagination_follows_the_link_header_one_repository_per_page(registries, monkeypatch):
     urls = record_urls(monkeypatch)
     with registries.client(registries.source) as source:
@@ -162,7 +148,8 @@ def test_catalog_pagination_follows_the_link_header_one_repository_per_page(regi
     catalog_pages = [u for u in urls if "/v2/_catalog" in u]
     assert len(catalog_pages) == len(ALL_REPOSITORIES)  # one page each; the last comes without a Link header
     assert all("n=1" in u for u in catalog_pages)
-    assert [u.partition("last=")[2].partition("&")[0] for u in catalog_pages] == ["", "library%2Falpine", "multi%2Farch"]
+    lasts = [u.partition("last=")[2].partition("&")[0] for u in catalog_pages]
+    assert lasts == ["", "library%2Falpine", "multi%2Farch"]
 
 
 def test_catalog_pagination_behind_token_auth_uses_the_catalog_scope(registries):

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
-LAB = ROOT / "labs" / "ha_lab.py"
-
-from scripts import drills as ha_drills
 from labs import ha_lab
+from scripts import drills as ha_drills
+from tests.support import ROOT
+
+LAB = ROOT / "labs" / "ha_lab.py"
 
 
 

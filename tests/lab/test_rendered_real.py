@@ -22,11 +22,10 @@ import shlex
 import shutil
 import string
 import subprocess
-import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import yaml
@@ -313,7 +312,7 @@ def redis_cli(lab: Lab, ns: str, address: str, port: int, *command: str, passwor
 def fields(flat: str) -> dict[str, str]:
     """redis-cli's raw output of a field/value reply (one item a line) as a dict."""
     lines = flat.splitlines()
-    return dict(zip(lines[0::2], lines[1::2]))
+    return dict(zip(lines[0::2], lines[1::2], strict=False))
 
 
 def harbor_yml(cfg: ClusterConfig, values: dict[str, str]) -> dict:
@@ -748,7 +747,7 @@ CHECKED_BY = {
     "/opt/harbor/harbor.yml": test_rendered_harbor_yml_keys_exist_in_harbor_template,
     "/etc/harbor-ha/env/*.env": test_node_env_reads_back_in_bash_with_shell_metacharacters,
 }
-# Files whose reader cannot run here (the README says so).
+# Files whose reader cannot run here (docs/architecture.md, "What cannot be verified without real hosts").
 NOT_VERIFIABLE_HERE = {
     "/etc/exports.d/harbor-ha.exports": "exportfs needs the kernel NFS server",
     "/etc/harbor-ha/nfs/fstab-line": "mount.nfs needs the kernel NFS client",

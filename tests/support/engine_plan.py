@@ -39,7 +39,8 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
+from collections.abc import Callable
 
 Path = tuple  # property path: str keys and int indexes
 
@@ -170,7 +171,7 @@ def parse_path(text: str) -> Path:
 
 def _contains(pattern: Path, path: Path) -> bool:
     # ENG properties_path.go PropertyPath.Contains: prefix match, "*" matches any key or index
-    return len(path) >= len(pattern) and all(p == "*" or p == q for p, q in zip(pattern, path))
+    return len(path) >= len(pattern) and all(p == "*" or p == q for p, q in zip(pattern, path, strict=False))
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -185,7 +186,7 @@ def _paths(old: Any, new: Any, prefix: Path = ()) -> list[Path]:
         keys = [k for k in {**old, **new} if old.get(k) is not None or new.get(k) is not None]
         return [p for k in sorted(keys) for p in _paths(old.get(k), new.get(k), prefix + (k,))]
     if isinstance(old, list) and isinstance(new, list):
-        out = [p for i, (o, n) in enumerate(zip(old, new)) for p in _paths(o, n, prefix + (i,))]
+        out = [p for i, (o, n) in enumerate(zip(old, new, strict=False)) for p in _paths(o, n, prefix + (i,))]
         return out + [prefix + (i,) for i in range(min(len(old), len(new)), max(len(old), len(new)))]
     return [] if _same(old, new) else [prefix]
 

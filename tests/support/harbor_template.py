@@ -31,7 +31,7 @@ class TemplateKey:
 
     commented: bool  #: only present commented out
     kind: Optional[type] = None  #: type of its value (dict/list for blocks); None: the template shows no value
-    children: dict[str, "TemplateKey"] = field(default_factory=dict)
+    children: dict[str, TemplateKey] = field(default_factory=dict)
 
 
 def uncomment(line: str) -> tuple[str, int]:

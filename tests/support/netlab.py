@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Optional
+from collections.abc import Mapping, Sequence
 
 from labs import netns as netns_lab
 
@@ -36,7 +35,7 @@ class Lab:
         self._owns_blackhole = False
         self._bridge_ready = False
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         return self
 
     def __exit__(self, *exc: object) -> None:

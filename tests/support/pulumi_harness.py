@@ -14,7 +14,6 @@ import json
 import runpy
 import tarfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -124,10 +123,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
             length = int(args.inputs["length"])
             outputs["result"] = self.generated[args.name] = (fake_secret("pw", self._seed(args.name)) * 4)[-length:]
         elif args.typ == "tls:index/privateKey:PrivateKey":
+            key = fake_secret("key", self._seed(args.name))
             outputs["private_key_pem"] = self.generated[args.name] = (
-                f"-----BEGIN PRIVATE KEY-----\n{fake_secret('key', self._seed(args.name))}\n-----END PRIVATE KEY-----\n")
+                f"-----BEGIN PRIVATE KEY-----\n{key}\n-----END PRIVATE KEY-----\n")
         elif args.typ == "tls:index/certRequest:CertRequest":
-            outputs["cert_request_pem"] = f"-----BEGIN CERTIFICATE REQUEST-----\n{args.name}\n-----END CERTIFICATE REQUEST-----\n"
+            outputs["cert_request_pem"] = (f"-----BEGIN CERTIFICATE REQUEST-----\n{args.name}\n"
+                                           "-----END CERTIFICATE REQUEST-----\n")
         elif args.typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
             outputs["cert_pem"] = (f"-----BEGIN CERTIFICATE-----\n{fake_secret('cert', self._seed(args.name))}\n"
                                    "-----END CERTIFICATE-----\n")
@@ -184,7 +185,7 @@ class RecordingMonitor(MockMonitor):
 
 
 # The latest run, also when the program raised: every resource it had constructed by then.
-last_program: "Program | None" = None
+last_program: Program | None = None
 
 
 @dataclass

@@ -9,7 +9,6 @@ import base64
 import datetime
 import json
 import subprocess
-import sys
 import tempfile
 import threading
 import uuid
@@ -19,6 +18,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
+import requests
 from cryptography.hazmat.primitives import serialization
 
 from labs import certs as lab_certs
@@ -61,7 +61,7 @@ class TokenServer:
         for scope in scopes:  # grants what is asked: `repository:team/app:pull,push`, `registry:catalog:*`
             kind, name, actions = scope.split(":")
             access.append({"type": kind, "name": name, "actions": actions.split(",")})
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         claims = {"iss": TOKEN_ISSUER, "sub": USER, "aud": TOKEN_SERVICE, "iat": now, "nbf": now,
                   "exp": now + datetime.timedelta(seconds=self.expires_in), "jti": uuid.uuid4().hex, "access": access}
         x5c = [base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()]
@@ -82,7 +82,8 @@ class TokenServer:
                 else:
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
-                    body = json.dumps({"token": server.issue(query.get("scope", [])), "expires_in": server.expires_in}).encode()
+                    body = json.dumps({"token": server.issue(query.get("scope", [])),
+                                       "expires_in": server.expires_in}).encode()
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -92,7 +93,7 @@ class TokenServer:
 
         return Handler
 
-    def start(self) -> "TokenServer":
+    def start(self) -> TokenServer:
         self._thread.start()
         return self
 
@@ -172,7 +173,8 @@ EXTRA = ("team/app", "v5")
 
 
 def push_source(client: RegistryClient, prefix: str = "", skip=(), changed=()) -> str:
-    """Push the scenario under `prefix`, leaving out `skip` tags and rebuilding `changed` ones; returns the index digest."""
+    """Push the scenario under `prefix`, leaving out `skip` tags and rebuilding `changed` ones; returns the index
+    digest."""
     for repository, tags in SOURCE_IMAGES.items():
         for tag, layers in tags.items():
             if (repository, tag) in skip:
@@ -196,3 +198,15 @@ def push_scenario(registries: Registries) -> str:
             push_image(target, prefix + repository, tag, [BASE_LAYER, layer("app/version", b"extra\n")])
     return index_digest
 
+
+def record_urls(monkeypatch) -> list[str]:
+    """Record the URL of every HTTP request while still sending it to the real registry."""
+    urls: list[str] = []
+    original = requests.Session.request
+
+    def recording(self, method, url, *args, **kwargs):
+        urls.append(url)
+        return original(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", recording)
+    return urls

@@ -8,7 +8,7 @@ import pytest
 
 from components.config import ConfigError, parse_cluster_config
 from components.keepalived import vrrp_roles
-from tests.support.pulumi_harness import ROOT, stack_config
+from tests.support.pulumi_harness import stack_config
 
 
 def dev_values() -> dict:
@@ -137,31 +137,3 @@ def test_every_problem_is_reported_at_once():
     problems = problems_of(values)
     assert len(problems) == 2 and {p.split(":")[1].split()[0] for p in problems} == {
         "vip.virtualRouterId", "roles.nfs"}
-
-
-def test_every_config_key_the_parser_reads_is_in_the_readme_reference(monkeypatch):
-    from components import config as config_module
-
-    read: set[str] = set()
-    original = config_module._Reader.get
-
-    def recording_get(self, name, *args, **kwargs):
-        key = self.key.removeprefix("harbor-ha:")
-        read.add(f"{key.split('[')[0]}{'[]' if '[' in key else ''}.{name}")
-        return original(self, name, *args, **kwargs)
-
-    monkeypatch.setattr(config_module._Reader, "get", recording_get)
-    parse_cluster_config(prod_values())
-    parse_cluster_config(dev_values())
-    readme = (ROOT / "README.md").read_text()
-    reference = readme.split("## Configuration reference")[1].split("\n## ")[0]
-    documented = set()
-    for line in reference.splitlines():
-        if line.startswith("| `"):
-            cell = line.split("|")[1]
-            names = [n.strip(" `") for n in cell.split("/")]
-            base = names[0].rsplit(".", 1)[0] if "." in names[0] else ""
-            documented |= {names[0]} | {f"{base}.{n}" if base and "." not in n else n for n in names[1:]}
-    assert len(read) > 50
-    missing = sorted(read - documented)
-    assert not missing, f"config keys missing from the README reference: {missing}"

@@ -9,7 +9,8 @@ state holds a delete command: pulumi-command runs that command (see engine_plan 
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 

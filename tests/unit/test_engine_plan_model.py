@@ -150,10 +150,14 @@ def test_dynamic_resources_update_unless_their_diff_says_replace():
     typ = "pulumi-python:dynamic/harbor:Project"
     old, new = res(typ, "p", {"name": "a"}), res(typ, "p", {"name": "b"})
     assert plan([old], [new]).ops() == {old.urn: "update"}
-    hook = lambda _t, o, n: SimpleNamespace(changes=o != n, replaces=["name"], delete_before_replace=True)
+    def hook(_t, o, n):
+        return SimpleNamespace(changes=o != n, replaces=["name"], delete_before_replace=True)
+
     step = plan([old], [new], dynamic_diff=hook).steps[old.urn]
     assert (step.op, step.replace_keys, step.delete_before_replace) == ("replace", ["name"], True)
-    quiet = lambda *_: SimpleNamespace(changes=False, replaces=None, delete_before_replace=None)
+    def quiet(*_):
+        return SimpleNamespace(changes=False, replaces=None, delete_before_replace=None)
+
     assert plan([old], [new], dynamic_diff=quiet).ops() == {old.urn: "same"}
 
 

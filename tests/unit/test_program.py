@@ -306,3 +306,19 @@ def test_roles_holding_the_data_are_protected_from_deletion():
         return True
 
     return program.all_registered().apply(check)
+
+
+@pytest.mark.parametrize("user_certificate", [False, True], ids=["self-signed", "user-certificate"])
+def test_ca_certificate_is_exported_only_when_self_signed(monkeypatch, user_certificate):
+    exported: dict[str, object] = {}
+    monkeypatch.setattr(pulumi, "export", lambda name, value: exported.__setitem__(name, value))
+    values, _ = stack_config("dev")
+    secrets = {"tlsCertificate": "-----BEGIN CERTIFICATE-----\nUSERCERT\n",
+               "tlsPrivateKey": "-----BEGIN PRIVATE KEY-----\nUSERKEY\n"} if user_certificate else {}
+    program = run_program(values, secrets)
+    cluster = program.namespace["cluster"]
+    if user_certificate:
+        assert "caCertificate" not in exported
+    else:
+        assert exported["caCertificate"] is cluster.ca_certificate is not None
+    assert {"url", "vip", "adminUsername", "adminPassword"} <= set(exported)

@@ -16,7 +16,8 @@ from tests.support import ROOT
 
 
 def shell_scripts() -> list[Path]:
-    return sorted(p for folder in ("components", "scripts", "labs") for p in ROOT.glob(f"{folder}/**/*.sh")) + [ROOT / ".ci" / "run"]
+    scripts = sorted(p for folder in ("components", "scripts", "labs") for p in ROOT.glob(f"{folder}/**/*.sh"))
+    return [*scripts, ROOT / ".ci" / "run"]
 
 
 def shellcheck(path: Path) -> subprocess.CompletedProcess:

@@ -28,7 +28,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -79,7 +79,7 @@ class RunPlan:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class HarborEmulator:
@@ -106,7 +106,7 @@ class HarborEmulator:
         self._thread: Optional[threading.Thread] = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
-    def start(self, tls: Optional[tuple[str, str]] = None) -> "HarborEmulator":
+    def start(self, tls: Optional[tuple[str, str]] = None) -> HarborEmulator:
         """Serve on a free port of 127.0.0.1; with `tls=(certfile, keyfile)` over HTTPS."""
         emulator = self
 
@@ -132,7 +132,7 @@ class HarborEmulator:
             self._thread.join(timeout=10)
             self._server = None
 
-    def __enter__(self) -> "HarborEmulator":
+    def __enter__(self) -> HarborEmulator:
         return self.start()
 
     def __exit__(self, *exc) -> None:
