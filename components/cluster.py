@@ -55,12 +55,14 @@ class HarborCluster(pulumi.ComponentResource):
             tls_private_key=args.tls_private_key), child)
         common = dict(cfg=cfg, secrets=secrets.values, private_key=args.ssh_private_key)
 
-        nfs = NfsServer(f"{name}-nfs", NfsServerArgs(**common), child)
         postgres = PostgresServer(f"{name}-postgres", PostgresServerArgs(**common), child)
         redis = Redis(f"{name}-redis", RedisArgs(**common), child)
+        previous: list[pulumi.Resource] = [postgres, redis]
+        # No NFS server in the sandbox: its nodes share a Docker volume (components/sandbox/).
+        if cfg.nfs_host:
+            previous.append(NfsServer(f"{name}-nfs", NfsServerArgs(**common), child))
 
         self.nodes = []
-        previous: list[pulumi.Resource] = [nfs, postgres, redis]
         for host in cfg.harbor_nodes:
             node = HarborNode(f"{name}-node-{host.name}", HarborNodeArgs(**common, host=host, after=previous), child)
             self.nodes.append(node)

@@ -24,8 +24,9 @@ STATE_DIR = "/var/lib/harbor-ha"
 
 
 def connection(host: Host, private_key: pulumi.Input[str]) -> remote.ConnectionArgs:
-    """SSH connection to a host; the private key stays a secret Output."""
+    """SSH connection to a host; the private key stays a secret Output; the host key is pinned when known."""
     return remote.ConnectionArgs(host=host.address, port=host.port, user=host.user, private_key=private_key,
+                                 host_key=host.host_key,
                                  dial_error_limit=20, per_dial_timeout=15)
 
 

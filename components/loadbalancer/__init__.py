@@ -17,6 +17,8 @@ SCRIPT = Path(__file__).with_name("loadbalancer.sh")  #: the role script shipped
 
 
 SYSCTL_PATH = "/etc/sysctl.d/60-harbor-ha-lb.conf"
+# nginx listens on the VIP on both hosts, also where the VIP is not (yet) assigned.
+SYSCTLS = {"net.ipv4.ip_nonlocal_bind": "1"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def loadbalancer_files(cfg: ClusterConfig, host: Host, paths: NginxPaths = Nginx
     return [
         FileSpec(path=paths.conf, render=lambda _s: render_nginx_conf(cfg, host, paths)),
         # nginx binds the VIP on both hosts, also on the one that does not hold it.
-        FileSpec(path=SYSCTL_PATH, render=lambda _s: "net.ipv4.ip_nonlocal_bind = 1\n"),
+        FileSpec(path=SYSCTL_PATH, render=lambda _s: "".join(f"{k} = {v}\n" for k, v in SYSCTLS.items())),
         FileSpec(path=f"{paths.tls_dir}/harbor.crt", render=lambda s: s["tls_certificate"],
                  needs=("tls_certificate",)),
         FileSpec(path=f"{paths.tls_dir}/harbor.key", render=lambda s: s["tls_private_key"],

@@ -8,7 +8,7 @@ ROLE=loadbalancer
 
 # nginx binds the VIP on both hosts: the sysctl must be in force before nginx -t binds the listen sockets.
 nginx_config_ok() {
-  sysctl -q -p /etc/sysctl.d/60-harbor-ha-lb.conf && nginx -t -q
+  sysctl_apply /etc/sysctl.d/60-harbor-ha-lb.conf && nginx -t -q
 }
 
 role_apply() {

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.rpc import _special_secret_sig as rpc_secret_sig
 from pulumi.runtime.rpc import _special_sig_key as rpc_sig_key
@@ -55,6 +57,15 @@ def fake_secret(kind: str, name: str) -> str:
     return f"{FAKE_SECRET_MARK}{kind}{digest}"
 
 
+def ed25519_openssh_pair() -> tuple[str, str]:
+    """A new ED25519 key as pulumi-tls gives it: (private_key_openssh, public_key_openssh with a newline)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private, public.decode() + "\n"
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     """Gives generated secrets fake values (kept in `generated`); everything else echoes its inputs."""
 
@@ -67,6 +78,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "random:index/randomPassword:RandomPassword":
             length = int(args.inputs["length"])
             outputs["result"] = self.generated[args.name] = (fake_secret("pw", args.name) * 4)[-length:]
+        elif args.typ == "tls:index/privateKey:PrivateKey" and args.inputs.get("algorithm") == "ED25519":
+            # SSH keys (the sandbox's): real ones, so tests/sandbox/ can log in with what the program registered.
+            private, public = ed25519_openssh_pair()
+            outputs.update(private_key_openssh=private, public_key_openssh=public)
+            self.generated[args.name] = private
         elif args.typ == "tls:index/privateKey:PrivateKey":
             outputs["private_key_pem"] = self.generated[args.name] = (
                 f"-----BEGIN PRIVATE KEY-----\n{fake_secret('key', args.name)}\n-----END PRIVATE KEY-----\n")
@@ -123,8 +139,10 @@ def stack_config(stack: str) -> tuple[dict[str, Any], list[str]]:
 
 
 def run_program(values: dict[str, Any], secrets: dict[str, str] | None = None) -> Program:
-    """Run __main__.py with these plain `harbor-ha:*` values and secret config values."""
-    secrets = {"sshPrivateKey": fake_secret("ssh", "key"), **(secrets or {})}
+    """Run __main__.py with these plain `harbor-ha:*` values and secret config values (with an sshPrivateKey,
+    except for a sandbox stack: it generates its key)."""
+    given_key = {} if "sandbox" in values else {"sshPrivateKey": fake_secret("ssh", "key")}
+    secrets = {**given_key, **(secrets or {})}
     global last_program
     mocks = RecordingMocks()
     monitor = RecordingMonitor(mocks)
