@@ -36,7 +36,13 @@ harbor_objects = declare_harbor_objects(
 pulumi.export("url", cluster.url)
 pulumi.export("vip", cluster.vip)
 pulumi.export("nodeAddresses", cluster.node_addresses)
+# What to trust for `url` (the generated self-signed certificate; none with a certificate of your own).
+pulumi.export("caCertificate", cluster.ca_certificate)
 if sandbox:
+    # How an operator reaches the sandbox's hosts (scripts/ha_drill.py, ssh): docs/sandbox.md.
+    pulumi.export("sandboxSshPrivateKey", sandbox.private_key)
+    pulumi.export("sandboxKnownHosts", pulumi.Output.all(*[h.host_key for h in sandbox.hosts]).apply(
+        lambda keys: "".join(f"{h.address} {k}\n" for h, k in zip(sandbox.hosts, keys))))
     pulumi.export("sandboxHttpsUrl", sandbox.https_url)
 pulumi.export("adminUsername", cluster.admin_username)
 pulumi.export("adminPassword", cluster.admin_password)

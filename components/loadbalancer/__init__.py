@@ -10,7 +10,7 @@ from typing import Optional
 import pulumi
 
 from components.config import ClusterConfig, Host
-from components.host.files import FileSpec, render_template
+from components.host.files import FileSpec, render_template, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
 
 SCRIPT = Path(__file__).with_name("loadbalancer.sh")  #: the role script shipped to each LB host
@@ -51,6 +51,7 @@ def loadbalancer_files(cfg: ClusterConfig, host: Host, paths: NginxPaths = Nginx
                  needs=("tls_certificate",)),
         FileSpec(path=f"{paths.tls_dir}/harbor.key", render=lambda s: s["tls_private_key"],
                  needs=("tls_private_key",), mode=0o600),
+        role_env("loadbalancer", {"HEALTH_URL": f"http://127.0.0.1:{cfg.lb.health_port}/lb-health"}),
     ]
 
 

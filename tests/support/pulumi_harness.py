@@ -161,3 +161,17 @@ def run_program(values: dict[str, Any], secrets: dict[str, str] | None = None) -
     pulumi.runtime.register_stack_transformation(record)
     program.namespace = runpy.run_path(str(ROOT / "__main__.py"), run_name="__pulumi_test__")
     return program
+
+
+def registered_resources(values: dict[str, Any], secrets: dict[str, str] | None = None
+                         ) -> tuple[Program, list[Registered]]:
+    """Run the program to completion under mocks, outside a `pulumi.runtime.test`: (the run, what it registered)."""
+    got: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def run():
+        program = got["program"] = run_program(values, secrets)
+        return program.all_registered().apply(lambda regs: got.setdefault("regs", regs))
+
+    run()
+    return got["program"], got["regs"]
