@@ -9,8 +9,8 @@ instead of the operator's hosts and sshPrivateKey; nothing downstream knows it r
 What a container cannot do, and what the sandbox does instead (docs/sandbox.md):
 - NFS: no kernel NFS server in a container; the Harbor nodes share one Docker volume at harbor.dataVolume.
 - Docker inside the Harbor nodes: a volume for /var/lib/docker (overlay cannot stack on the container's overlay),
-  net.ipv4.ip_forward set by the runtime (/proc/sys is read-only inside), AppArmor and seccomp unconfined for the
-  nested runc's mounts and keyrings.
+  net.ipv4.ip_forward set by the runtime (/proc/sys is read-only inside), seccomp unconfined for the nested runc's
+  mounts and keyrings.
 - The VIP lives on the Docker network: reachable from a Linux machine (its bridge has an address in the subnet);
   Docker Desktop runs containers in a VM, so `publishHttps` publishes 127.0.0.1:<httpsPort> to the VIP instead.
 """
@@ -45,10 +45,13 @@ CGROUPNS = "private"
 TMPFS = {"/run": "", "/run/lock": ""}
 # systemd's clean shutdown signal (`docker stop` sends it; SIGTERM would re-exec systemd).
 STOP_SIGNAL = "SIGRTMIN+3"
-COMMAND = ["/lib/systemd/systemd"]
+# systemd, after a remount that makes the container's own cgroup v2 tree writable (prepare-rootfs.sh).
+COMMAND = ["/usr/local/sbin/harbor-ha-init"]
+# That remount is a mount(2), which AppArmor's docker-default profile denies (Ubuntu hosts; no-op elsewhere).
+SECURITY_OPTS = ["apparmor=unconfined"]
 # The nested engine of a Harbor node: forwarding for its published ports, and the mounts/keyrings of its runc.
 NODE_SYSCTLS = {"net.ipv4.ip_forward": "1"}
-NODE_SECURITY_OPTS = ["apparmor=unconfined", "seccomp=unconfined"]
+NODE_SECURITY_OPTS = [*SECURITY_OPTS, "seccomp=unconfined"]
 
 
 @dataclass
@@ -95,7 +98,7 @@ class SandboxHosts(pulumi.ComponentResource):
         self.hosts, self.containers = [], {}
         for host in cfg.hosts:
             host_key = tls.PrivateKey(f"{name}-{host.name}-host-key", algorithm="ED25519", opts=child)
-            volumes, sysctls, security_opts = [], {}, []
+            volumes, sysctls, security_opts = [], {}, SECURITY_OPTS
             if host.name in node_names:
                 nested = docker.Volume(f"{name}-{host.name}-docker", name=f"{sb.network}-{host.name}-docker",
                                        opts=child)
@@ -110,7 +113,7 @@ class SandboxHosts(pulumi.ComponentResource):
                 f"{name}-{host.name}",
                 name=f"{sb.network}-{host.name}", hostname=host.name, image=image, command=COMMAND,
                 capabilities=docker.ContainerCapabilitiesArgs(**CAPABILITIES), cgroupns_mode=CGROUPNS,
-                tmpfs=TMPFS, stop_signal=STOP_SIGNAL, sysctls=sysctls or None, security_opts=security_opts or None,
+                tmpfs=TMPFS, stop_signal=STOP_SIGNAL, sysctls=sysctls or None, security_opts=security_opts,
                 volumes=volumes or None, restart="unless-stopped",
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name,
                                                                         ipv4_address=host.address)],

@@ -28,3 +28,15 @@ systemctl mask --quiet getty@tty1.service console-getty.service
 systemctl disable --quiet docker.service docker.socket
 systemctl enable --quiet ssh.service
 install -d -m 0700 /root/.ssh
+
+# The container's command: systemd as PID 1, after making the container's own cgroup tree writable. On cgroup v2
+# with a private cgroup namespace /sys/fs/cgroup is that tree, and Docker mounts it read-only unless --privileged
+# (moby/moby#42275, moby/moby#46763): systemd could not create its cgroups. On cgroup v1 the hierarchies are the
+# machine's own: they stay read-only.
+cat > /usr/local/sbin/harbor-ha-init <<'INIT'
+#!/bin/sh
+set -eu
+if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then mount -o remount,rw /sys/fs/cgroup; fi
+exec /lib/systemd/systemd "$@"
+INIT
+chmod 0755 /usr/local/sbin/harbor-ha-init

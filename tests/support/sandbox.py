@@ -109,6 +109,9 @@ def host_image() -> str:
     tag = f"harbor-ha-sandbox-host:{recipe_digest()}"
     if docker("images", "-q", tag):
         return tag
+    if not (BASE_ROOTFS / "usr/sbin/sshd").exists():
+        raise RuntimeError(f"no debootstrapped base at {BASE_ROOTFS}: build it with `debhosts.sh base` "
+                           "(../shared/tools) or point HHA_BASE_ROOTFS at a Debian 12 tree with openssh-server")
     rootfs = WORK / "rootfs"
     subprocess.run(["rm", "-rf", str(rootfs)], check=True)
     subprocess.run(["cp", "-a", "--reflink=auto", str(BASE_ROOTFS), str(rootfs)], check=True)

@@ -107,10 +107,10 @@ def test_containers_boot_systemd_without_privileged_or_the_machines_cgroups():
         for c in by_type(regs, CONTAINER):
             i = c.inputs
             assert not i.get("privileged"), c.urn
-            assert i["command"] == ["/lib/systemd/systemd"] and i["stopSignal"] == "SIGRTMIN+3", c.urn
+            assert i["command"] == ["/usr/local/sbin/harbor-ha-init"] and i["stopSignal"] == "SIGRTMIN+3", c.urn
             assert i["cgroupnsMode"] == "private" and set(i["tmpfs"]) == {"/run", "/run/lock"}, c.urn
             assert i["capabilities"] == {"adds": ["ALL"], "drops": ["SYS_RESOURCE"]}, c.urn
-            assert "systempaths=unconfined" not in i.get("securityOpts", []), c.urn
+            assert "systempaths=unconfined" not in i["securityOpts"] and "apparmor=unconfined" in i["securityOpts"]
             assert not any(v.get("hostPath") for v in i.get("volumes", [])), c.urn
         return regs
 
