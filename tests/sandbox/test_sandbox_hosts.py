@@ -72,7 +72,7 @@ def hosts(stack, tmp_path_factory):
             sb.create_container(c)
             created = time.monotonic() - started
             (boot,) = sb.wait_running([c["name"]]).values()
-            print(f"\n{c['name']}: created in {created:.1f} s (vfs copies the image), systemd running "
+            print(f"\n{c['name']}: created in {created:.1f} s ({sb.STORAGE_DRIVER}), systemd running "
                   f"{boot:.1f} s after the start", end="")
         yield {c["hostname"]: (c["networksAdvanced"][0]["ipv4Address"], c["name"]) for c in containers}
     finally:
