@@ -5,6 +5,7 @@ import pulumi
 
 from components.cluster import HarborCluster, HarborClusterArgs
 from components.config import NAMESPACE, from_pulumi_config
+from components.sandbox import SandboxHosts, SandboxHostsArgs
 from harbor_provider.stack_config import (declare_harbor_objects, merge_sections, parse_harbor_section,
                                           parse_migration_section)
 
@@ -14,9 +15,14 @@ harbor_api = merge_sections(parse_harbor_section(cfg.passthrough.get("harborApi"
                             parse_migration_section(cfg.passthrough.get("migration")))
 secret_config = pulumi.Config(NAMESPACE)
 
+# The sandbox stack: the hosts are containers made first, with their generated keys; the cluster is unchanged.
+sandbox = SandboxHosts("sandbox", SandboxHostsArgs(cfg=cfg)) if cfg.sandbox else None
+if sandbox:
+    cfg = cfg.with_hosts(sandbox.hosts)
+
 cluster = HarborCluster("harbor", HarborClusterArgs(
     cfg=cfg,
-    ssh_private_key=secret_config.require_secret("sshPrivateKey"),
+    ssh_private_key=sandbox.private_key if sandbox else secret_config.require_secret("sshPrivateKey"),
     admin_password=secret_config.get_secret("harborAdminPassword"),
     tls_certificate=secret_config.get_secret("tlsCertificate"),
     tls_private_key=secret_config.get_secret("tlsPrivateKey"),
@@ -31,6 +37,12 @@ harbor_objects = declare_harbor_objects(
 pulumi.export("url", cluster.url)
 pulumi.export("vip", cluster.vip)
 pulumi.export("nodeAddresses", cluster.node_addresses)
+if sandbox:
+    # How an operator reaches the sandbox's hosts (scripts/ha_drill.py, ssh): docs/sandbox.md.
+    pulumi.export("sandboxSshPrivateKey", sandbox.private_key)
+    pulumi.export("sandboxKnownHosts", pulumi.Output.all(*[h.host_key for h in sandbox.hosts]).apply(
+        lambda keys: "".join(f"{h.address} {k}\n" for h, k in zip(sandbox.hosts, keys, strict=True))))
+    pulumi.export("sandboxHttpsUrl", sandbox.https_url)
 pulumi.export("adminUsername", cluster.admin_username)
 pulumi.export("adminPassword", cluster.admin_password)
 # What to trust for `url` when the certificate is self-signed: `pulumi stack output caCertificate > ca.pem`, then

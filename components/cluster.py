@@ -64,12 +64,14 @@ class HarborCluster(pulumi.ComponentResource):
 
         # First on every host: each service starts behind its host's firewall, never open to the whole network.
         firewall = HostFirewall(f"{name}-firewall", HostFirewallArgs(**common), child)
-        nfs = NfsServer(f"{name}-nfs", NfsServerArgs(**common, after=[firewall]), child)
         postgres = PostgresServer(f"{name}-postgres", PostgresServerArgs(**common, after=[firewall]), child)
         redis = Redis(f"{name}-redis", RedisArgs(**common, after=[firewall]), child)
+        previous: list[pulumi.Resource] = [postgres, redis]
+        # No NFS server in the sandbox: its nodes share a Docker volume (components/sandbox/).
+        if cfg.nfs_host:
+            previous.append(NfsServer(f"{name}-nfs", NfsServerArgs(**common, after=[firewall]), child))
 
         self.nodes = []
-        previous: list[pulumi.Resource] = [nfs, postgres, redis]
         for host in cfg.harbor_nodes:
             node = HarborNode(f"{name}-node-{host.name}", HarborNodeArgs(**common, host=host, after=previous), child)
             self.nodes.append(node)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import difflib
 import ipaddress
 import json
@@ -31,6 +32,8 @@ KNOWN_KEYS = (
     "sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword",
     # Sections owned by the Harbor API provider and the migration (harbor_provider/); passed through untouched.
     "harborApi", "migration",
+    # The sandbox: every host a Docker container on this machine (components/sandbox/, docs/sandbox.md).
+    "sandbox",
 )
 SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword")
 
@@ -70,7 +73,7 @@ class Host:
     address: str  #: private IPv4 address, used for SSH and for every service binding
     user: str  #: SSH user (root, or a user with passwordless sudo)
     port: int  #: SSH port
-    host_key: Optional[str] = None  #: pinned SSH host public key (`type base64`); None: any key is accepted
+    host_key: Optional[Any] = None  #: pinned SSH host key `type base64` (None: any); the sandbox's are Outputs
 
 
 @dataclass(frozen=True)
@@ -188,12 +191,22 @@ class FirewallSettings:
 
 
 @dataclass(frozen=True)
+class SandboxSettings:
+    """The sandbox: each host a Docker container with systemd and sshd (components/sandbox/, docs/sandbox.md)."""
+
+    network: str  #: name of the Docker network the host containers share
+    subnet: str  #: the network's subnet: every host address and the VIP are fixed inside it
+    image: Optional[str]  #: an existing local image for the hosts (None: build components/sandbox/Dockerfile)
+    publish_https: bool  #: publish 127.0.0.1:<loadBalancer.httpsPort> to the VIP (Docker Desktop: no route to it)
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """The whole validated cluster configuration."""
 
     hosts: tuple[Host, ...]  #: every host, in stack file order
     prefix_length: int  #: prefix length of the hosts' subnet (the VIP must be inside it)
-    nfs_host: Host  #: host of the NFS server
+    nfs_host: Optional[Host]  #: host of the NFS server (None in the sandbox: a shared Docker volume instead)
     postgres_host: Host  #: host of PostgreSQL
     redis_hosts: tuple[Host, ...]  #: redis-server hosts; the first is the initial master
     sentinel_hosts: tuple[Host, ...]  #: redis-sentinel hosts (sentinel mode only)
@@ -209,7 +222,29 @@ class ClusterConfig:
     redis: RedisSettings  #: Redis settings
     nfs: NfsSettings  #: NFS settings
     firewall: FirewallSettings  #: host firewall settings
+    sandbox: Optional[SandboxSettings] = None  #: set: the hosts are containers made by components/sandbox/
     passthrough: Mapping[str, Any] = field(default_factory=dict)  #: harborApi/migration sections, raw
+
+    @property
+    def nfs_server(self) -> Host:
+        """The NFS host, where there is one (every stack but the sandbox, whose nodes share a Docker volume)."""
+        if self.nfs_host is None:
+            raise ValueError("this stack has no NFS server (roles.nfs)")
+        return self.nfs_host
+
+    def with_hosts(self, hosts: Sequence[Host]) -> ClusterConfig:
+        """This config with each host replaced by the one of the same name in `hosts` (the sandbox's, whose host
+        keys are Outputs), in every role as well."""
+        by_name = {h.name: h for h in hosts}
+
+        def swap(value: Any) -> Any:
+            if isinstance(value, Host):
+                return by_name.get(value.name, value)
+            if isinstance(value, tuple):
+                return tuple(swap(v) for v in value)
+            return value
+
+        return dataclasses.replace(self, **{f.name: swap(getattr(self, f.name)) for f in dataclasses.fields(self)})
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
@@ -433,7 +468,12 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
                 found.append(by_name[n])
         return found
 
-    nfs_hosts = role_hosts("nfs", single=True)
+    sandbox_given = values.get("sandbox") is not None
+    # The sandbox has no NFS server (containers cannot run the kernel's): its nodes share a Docker volume.
+    nfs_hosts = role_hosts("nfs", single=True, required=not sandbox_given)
+    if sandbox_given and nfs_hosts:
+        roles.fail("must not be set with sandbox: the sandbox's Harbor nodes share a Docker volume, containers "
+                   "cannot serve NFS", "nfs")
     pg_hosts = role_hosts("postgres", single=True)
     redis_hosts = role_hosts("redis")
     sentinel_hosts = role_hosts("sentinels", required=False)
@@ -712,13 +752,17 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         confirm_seconds=fw.get("confirmSeconds", int, 60, check=_in_range(10, 3600)),
     )
     fw.finish()
+    sandbox = _parse_sandbox(values.get("sandbox"), hosts, vip, problems) if sandbox_given else None
+    if sandbox_given and "sshPrivateKey" in secrets_present:
+        problems.append(f"{NAMESPACE}:sshPrivateKey: must not be set with sandbox: the sandbox generates the key "
+                        "its containers accept")
 
     if problems:
         raise ConfigError(problems)
     return ClusterConfig(
         hosts=tuple(hosts),
         prefix_length=prefix_length,
-        nfs_host=nfs_hosts[0],
+        nfs_host=nfs_hosts[0] if nfs_hosts else None,
         postgres_host=pg_hosts[0],
         redis_hosts=tuple(redis_hosts),
         sentinel_hosts=tuple(sentinel_hosts) if mode == "sentinel" else (),
@@ -734,8 +778,47 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         redis=redis,
         nfs=nfs,
         firewall=firewall,
+        sandbox=sandbox,
         passthrough={k: values[k] for k in ("harborApi", "migration") if k in values},
     )
+
+
+_DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+
+
+def _parse_sandbox(raw: Any, hosts: Sequence[Host], vip: str, problems: list[str]) -> SandboxSettings:
+    """The `sandbox` section: the Docker network and image of the host containers (components/sandbox/)."""
+    sb = _Reader(raw, f"{NAMESPACE}:sandbox", problems)
+    # harbor-ha-sandbox: containers are named `<network>-<host>`, so `docker ps` groups them.
+    network = sb.get("network", str, "harbor-ha-sandbox", check=_matches(_DOCKER_NAME, "a Docker network name"))
+    subnet = sb.get("subnet", str, "", required=True, check=_subnet_check)
+    image = sb.get("image", str, None)
+    publish_https = sb.get("publishHttps", bool, False)
+    sb.finish()
+    if subnet:
+        net = ipaddress.IPv4Network(subnet)
+        # Docker gives the network's first address to its gateway (the machine's end of the bridge).
+        reserved = {net.network_address, net.network_address + 1, net.broadcast_address}
+        for i, h in enumerate(hosts):
+            if h.address and (ipaddress.IPv4Address(h.address) not in net
+                              or ipaddress.IPv4Address(h.address) in reserved):
+                problems.append(f"{NAMESPACE}:hosts[{i}].address: {h.address} is not a free address of "
+                                f"sandbox.subnet {subnet} (.0, .1 and the broadcast are Docker's)")
+        if vip and (ipaddress.IPv4Address(vip) not in net or ipaddress.IPv4Address(vip) in reserved):
+            problems.append(f"{NAMESPACE}:vip.address: {vip} is not a free address of sandbox.subnet {subnet}")
+    for i, h in enumerate(hosts):
+        if h.user != "root" or h.port != 22:
+            problems.append(f"{NAMESPACE}:hosts[{i}]: the sandbox's containers take SSH as root on port 22; "
+                            "leave user and port unset")
+    return SandboxSettings(network=network, subnet=subnet, image=image, publish_https=publish_https)
+
+
+def _subnet_check(value: str) -> Optional[str]:
+    try:
+        net = ipaddress.IPv4Network(value)
+    except ValueError:
+        return f"{value!r} is not an IPv4 network like 198.19.211.0/24"
+    return None if net.prefixlen <= 28 else f"{value} is too small: at most /28"
 
 
 def load_stack_file(path: str) -> tuple[dict[str, Any], list[str]]:

@@ -33,7 +33,8 @@ APPLIED_BY = {
 def role_files(cfg: ClusterConfig) -> dict[str, dict[str, list[FileSpec]]]:
     """{host name: {role: [FileSpec, ...]}} for the whole cluster, roles in ROLES order."""
     plan: dict[str, dict[str, list[FileSpec]]] = {h.name: {"firewall": firewall_files(cfg, h)} for h in cfg.hosts}
-    plan[cfg.nfs_host.name]["nfs-server"] = nfs_server_files(cfg)
+    if cfg.nfs_host:
+        plan[cfg.nfs_host.name]["nfs-server"] = nfs_server_files(cfg)
     plan[cfg.postgres_host.name]["postgres"] = postgres_files(cfg)
     for h in cfg.redis_hosts:
         plan[h.name]["redis"] = redis_files(cfg, h)

@@ -1,7 +1,8 @@
 """Shared fixtures, and each test's tier marker taken from its folder.
 
 Tiers (folders): unit/ starts no process; integration/ starts real programs on loopback; lab/ builds network
-namespaces and needs root. `pytest -m "not root"` runs everything a user without root can run.
+namespaces and needs root; sandbox/ runs the sandbox's host containers on a Docker engine it starts by hand
+(root). `pytest -m "not root"` runs everything a user without root can run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ TIERS = {
     "unit": ("unit",),
     "integration": ("integration",),
     "lab": ("integration", "lab", "root"),
+    "sandbox": ("integration", "sandbox", "root"),
 }
 
 

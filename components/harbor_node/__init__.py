@@ -108,6 +108,9 @@ def node_env(cfg: ClusterConfig) -> FileSpec:
         "HTTPS_PORT": str(h.https_port),
         "NODE_TLS_NAME": NODE_TLS_NAME,
         "CLUSTER_CA": CLUSTER_CA_PATH,
+        # nfs: the node mounts the NFS export; shared: data_volume is already a mount every node shares (the
+        # sandbox's Docker volume), the node only checks it is there.
+        "DATA_MOUNT": "nfs" if cfg.nfs_host else "shared",
         "WITH_TRIVY": "1" if h.trivy else "0",
         "HEALTH_TIMEOUT": str(h.health_timeout),
         "INSTALLER_UPLOAD": f"{UPLOAD_DIR}/harbor-node/{INSTALLER_UPLOAD_NAME}" if h.installer_path else "",
@@ -126,7 +129,7 @@ SHARED_KEYS = (
 
 def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
     needs = ("admin_password", "db_password", "redis_password")
-    files = nfs_client_files(cfg) + [
+    files = (nfs_client_files(cfg) if cfg.nfs_host else []) + [
         FileSpec(path=f"{cfg.harbor.install_dir}/harbor.yml",
                  render=lambda s: render_harbor_yml(cfg, dict(s)), needs=needs, mode=0o600),
         node_env(cfg),

@@ -45,6 +45,11 @@ fstab_put() {
 # The data_volume mount: one fstab line, replaced in place if the rendering changed, mounted if not yet.
 ensure_mount() {
   local line mountpoint
+  if [ "$DATA_MOUNT" = shared ]; then
+    # The sandbox: the container runtime mounted one volume on every node; nothing to mount, only to check.
+    mountpoint -q "$DATA_VOLUME" || die "$DATA_VOLUME is not a mount: the shared data volume is missing"
+    return 0
+  fi
   line=$(cat "$(staged "$1" /etc/harbor-ha/nfs/fstab-line)")
   mountpoint=$(awk '{print $2}' <<<"$line")
   if fstab_put "$line" && mountpoint -q "$mountpoint"; then
@@ -57,6 +62,8 @@ ensure_mount() {
 }
 
 remove_mount() {
+  # A shared volume belongs to the container runtime: it stays mounted.
+  [ "$DATA_MOUNT" = nfs ] || return 0
   if mountpoint -q "$DATA_VOLUME"; then umount "$DATA_VOLUME"; fi
   fstab_drop "$DATA_VOLUME"
 }

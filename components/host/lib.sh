@@ -37,6 +37,16 @@ apt_install() {
     "${missing[@]}" >/dev/null
 }
 
+# sysctl_apply FILE: put each `key = value` of FILE in force, writing only those that differ: in a container
+# /proc/sys is read-only and the runtime sets the values (components/sandbox/ passes the same file's values).
+sysctl_apply() {
+  local key value
+  while IFS='= ' read -r key value; do
+    case $key in ''|'#'*) continue ;; esac
+    [ "$(sysctl -n "$key")" = "$value" ] || sysctl -q -w "$key=$value"
+  done < "$1"
+}
+
 sha256_of() { sha256sum < "$1" | cut -d' ' -f1; }
 
 # install_manifest STAGE_DIR: install every staged file listed in STAGE_DIR/MANIFEST

@@ -10,7 +10,7 @@ from typing import Optional
 import pulumi
 
 from components.config import ClusterConfig, Host
-from components.host.files import FileSpec, render_template
+from components.host.files import FileSpec, render_template, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
 from components.harbor_node import NODE_TLS_NAME
 
@@ -18,6 +18,8 @@ SCRIPT = Path(__file__).with_name("loadbalancer.sh")  #: the role script shipped
 
 
 SYSCTL_PATH = "/etc/sysctl.d/60-harbor-ha-lb.conf"
+# nginx listens on the VIP on both hosts, also where the VIP is not (yet) assigned.
+SYSCTLS = {"net.ipv4.ip_nonlocal_bind": "1"}
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,14 @@ def loadbalancer_files(cfg: ClusterConfig, host: Host, paths: NginxPaths = Nginx
     return [
         FileSpec(path=paths.conf, render=lambda _s: render_nginx_conf(cfg, host, paths)),
         # nginx binds the VIP on both hosts, also on the one that does not hold it.
-        FileSpec(path=SYSCTL_PATH, render=lambda _s: "net.ipv4.ip_nonlocal_bind = 1\n"),
+        FileSpec(path=SYSCTL_PATH, render=lambda _s: "".join(f"{k} = {v}\n" for k, v in SYSCTLS.items())),
         FileSpec(path=f"{paths.tls_dir}/harbor.crt", render=lambda s: s["tls_certificate"],
                  needs=("tls_certificate",)),
         FileSpec(path=f"{paths.tls_dir}/harbor.key", render=lambda s: s["tls_private_key"],
                  needs=("tls_private_key",), mode=0o600),
         FileSpec(path=f"{paths.tls_dir}/upstream-ca.crt", render=lambda s: s["cluster_ca_certificate"],
                  needs=("cluster_ca_certificate",)),
+        role_env("loadbalancer", {"HEALTH_URL": f"http://127.0.0.1:{cfg.lb.health_port}/lb-health"}),
     ]
 
 

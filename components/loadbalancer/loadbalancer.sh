@@ -8,12 +8,20 @@ ROLE=loadbalancer
 
 # nginx binds the VIP on both hosts: the sysctl must be in force before nginx -t binds the listen sockets.
 nginx_config_ok() {
-  sysctl -q -p /etc/sysctl.d/60-harbor-ha-lb.conf && nginx -t -q
+  sysctl_apply /etc/sysctl.d/60-harbor-ha-lb.conf && nginx -t -q
 }
 
 role_apply() {
   apt_install nginx curl
   checked_service_apply "$1" nginx reload nginx_config_ok
+  # A reload keeps the listening sockets of the previous configuration: Debian's default site on *:80 (right after
+  # the package's first start) keeps VIP:80 from binding, and nginx goes on serving the old configuration.
+  if ! curl -fsS -o /dev/null --max-time 2 --retry 3 --retry-connrefused --retry-delay 1 "$HEALTH_URL"; then
+    log "nginx still runs its previous configuration (a reload cannot rebind its sockets): restarting it"
+    systemctl restart nginx
+    curl -fsS -o /dev/null --max-time 2 --retry 3 --retry-connrefused --retry-delay 1 "$HEALTH_URL" \
+      || die "nginx does not answer on $HEALTH_URL after a restart"
+  fi
 }
 
 role_delete() { packaged_service_delete "$1" nginx; }

@@ -34,7 +34,7 @@ def render_exports(cfg: ClusterConfig) -> str:
 
 def render_fstab_line(cfg: ClusterConfig) -> str:
     """The /etc/fstab line each Harbor node keeps for the data_volume mount (pure)."""
-    return (f"{cfg.nfs_host.address}:{cfg.nfs.export_path} {cfg.harbor.data_volume} nfs "
+    return (f"{cfg.nfs_server.address}:{cfg.nfs.export_path} {cfg.harbor.data_volume} nfs "
             f"vers={cfg.nfs.version},{cfg.nfs.mount_options} 0 0\n")
 
 
@@ -70,6 +70,6 @@ class NfsServer(pulumi.ComponentResource):
         super().__init__("harbor-ha:nfs:NfsServer", name, None, opts)
         cfg = args.cfg
         # Protected: moving the export to another host would point every node at an empty volume.
-        self.role = deploy_role(self, name, cfg.nfs_host, SCRIPT, nfs_server_files(cfg), args, protect=True)
-        self.export = f"{cfg.nfs_host.address}:{cfg.nfs.export_path}"
+        self.role = deploy_role(self, name, cfg.nfs_server, SCRIPT, nfs_server_files(cfg), args, protect=True)
+        self.export = f"{cfg.nfs_server.address}:{cfg.nfs.export_path}"
         self.register_outputs({"export": self.export})

@@ -13,11 +13,11 @@ SCRIPT = ROOT / "components" / "harbor_node" / "harbor-node.sh"
 LIB_ENV = {"HARBOR_HA_LIB": str(ROOT / "components" / "host" / "lib.sh")}
 
 
-def run_node(tmp_path: Path, call: str, **env: str) -> subprocess.CompletedProcess:
+def run_node(tmp_path: Path, call: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
     """Source harbor-node.sh (its main does not run when sourced) and call one of its functions."""
     result = subprocess.run(["bash", "-c", f'. "{SCRIPT}"; {call}'], capture_output=True, text=True, timeout=30,
                             env={**os.environ, **LIB_ENV, "HARBOR_HA_STATE": str(tmp_path / "state"), **env})
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0 or not check, result.stderr
     return result
 
 
@@ -60,3 +60,15 @@ def test_fstab_put_replaces_the_entry_of_the_mount_point_once_and_drop_removes_i
     assert again.returncode == 1  # already there: nothing to remount
     run_node(tmp_path, "fstab_drop /data", FSTAB=str(fstab))
     assert fstab.read_text() == "UUID=abc / ext4 defaults 0 1\n#198.18.0.9:/old /data nfs defaults 0 0\n"
+
+
+def test_shared_data_volume_is_checked_never_mounted_nor_put_in_fstab(tmp_path):
+    """The sandbox (DATA_MOUNT=shared): the runtime mounted the volume; the node only checks it is a mount."""
+    fstab = tmp_path / "fstab"
+    fstab.write_text("UUID=abc / ext4 defaults 0 1\n")
+    env = {"DATA_MOUNT": "shared", "FSTAB": str(fstab)}
+    run_node(tmp_path, "ensure_mount unused-stage && remove_mount", DATA_VOLUME="/", **env)
+    assert fstab.read_text() == "UUID=abc / ext4 defaults 0 1\n"
+    (tmp_path / "data").mkdir()
+    missing = run_node(tmp_path, "ensure_mount unused-stage", check=False, DATA_VOLUME=str(tmp_path / "data"), **env)
+    assert missing.returncode != 0 and "the shared data volume is missing" in missing.stderr, missing.stderr

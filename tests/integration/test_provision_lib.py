@@ -169,3 +169,22 @@ def test_checked_apply_rolls_back_files_the_check_rejects_and_fails(tmp_path):
     assert result.returncode == 1
     assert "app.service rejected the new configuration; the previous files are back in place" in result.stderr
     assert Path(specs[0].path).read_text() == "a=1\n"
+
+
+def test_sysctl_apply_writes_only_the_values_that_differ(tmp_path):
+    """Runs lib.sh's sysctl_apply with a `sysctl` stub on PATH (current values from a file, writes logged): in a
+    container /proc/sys is read-only and the runtime already set the values, so nothing may be written."""
+    current = tmp_path / "current"
+    current.write_text("net.ipv4.ip_nonlocal_bind 1\nnet.ipv4.ip_forward 0\n")
+    writes = tmp_path / "writes"
+    stub = tmp_path / "bin" / "sysctl"
+    stub.parent.mkdir()
+    stub.write_text(f'#!/bin/sh\nif [ "$1" = -n ]; then awk -v k="$2" \'$1 == k {{print $2}}\' "{current}"; '
+                    f'else echo "$*" >> "{writes}"; fi\n')
+    stub.chmod(0o755)
+    conf = tmp_path / "60-test.conf"
+    conf.write_text("# comment\nnet.ipv4.ip_nonlocal_bind = 1\n\nnet.ipv4.ip_forward = 1\n")
+    result = subprocess.run(["bash", "-c", f'. "{LIB}"; sysctl_apply "{conf}"'], capture_output=True, text=True,
+                            timeout=30, env={**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stderr
+    assert writes.read_text() == "-q -w net.ipv4.ip_forward=1\n"

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
@@ -105,6 +107,15 @@ def fake_secret(kind: str, name: str) -> str:
     return f"{FAKE_SECRET_MARK}{kind}{digest}"
 
 
+def ed25519_openssh_pair() -> tuple[str, str]:
+    """A new ED25519 key as pulumi-tls gives it: (private_key_openssh, public_key_openssh with a newline)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private, public.decode() + "\n"
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     """Gives generated secrets fake values (kept in `generated`); everything else echoes its inputs."""
 
@@ -122,6 +133,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "random:index/randomPassword:RandomPassword":
             length = int(args.inputs["length"])
             outputs["result"] = self.generated[args.name] = (fake_secret("pw", self._seed(args.name)) * 4)[-length:]
+        elif args.typ == "tls:index/privateKey:PrivateKey" and args.inputs.get("algorithm") == "ED25519":
+            # SSH keys (the sandbox's): real ones, so tests/sandbox/ can log in with what the program registered.
+            private, public = ed25519_openssh_pair()
+            outputs.update(private_key_openssh=private, public_key_openssh=public)
+            self.generated[args.name] = private
         elif args.typ == "tls:index/privateKey:PrivateKey":
             key = fake_secret("key", self._seed(args.name))
             outputs["private_key_pem"] = self.generated[args.name] = (
@@ -208,9 +224,11 @@ def stack_config(stack: str) -> tuple[dict[str, Any], list[str]]:
 
 def run_program(values: dict[str, Any], secrets: dict[str, str] | None = None, *,
                 rotated: frozenset[str] = frozenset(), preview: bool = False) -> Program:
-    """Run __main__.py with these plain `harbor-ha:*` values and secret config values; `rotated` generated secrets
-    get new values, `preview` runs it as `pulumi preview` of a new stack sees it (computed outputs unknown)."""
-    secrets = {"sshPrivateKey": fake_secret("ssh", "key"), **(secrets or {})}
+    """Run __main__.py with these plain `harbor-ha:*` values and secret config values (with an sshPrivateKey,
+    except for a sandbox stack: it generates its key); `rotated` generated secrets get new values, `preview` runs it
+    as `pulumi preview` of a new stack sees it (computed outputs unknown)."""
+    given_key = {} if "sandbox" in values else {"sshPrivateKey": fake_secret("ssh", "key")}
+    secrets = {**given_key, **(secrets or {})}
     global last_program
     mocks = RecordingMocks(rotated, preview)
     monitor = RecordingMonitor(mocks)
@@ -231,9 +249,15 @@ def run_program(values: dict[str, Any], secrets: dict[str, str] | None = None, *
     return program
 
 
-def registrations(values: dict[str, Any], secrets: dict[str, str] | None = None, **kw: Any) -> list[Registered]:
-    """Run the program to the end (outside a Pulumi test) and return every registration, for plans of two runs."""
+def registered_resources(values: dict[str, Any], secrets: dict[str, str] | None = None,
+                         **kw: Any) -> tuple[Program, list[Registered]]:
+    """Run the program to completion under mocks, outside a `pulumi.runtime.test`: (the run, what it registered)."""
     program = run_program(values, secrets, **kw)
     loop = asyncio.get_event_loop()
     urns = loop.run_until_complete(pulumi.Output.all(*[r.urn for r in program.resources]).future())
-    return [program.monitor.registered[u] for u in urns if u in program.monitor.registered]
+    return program, [program.monitor.registered[u] for u in urns if u in program.monitor.registered]
+
+
+def registrations(values: dict[str, Any], secrets: dict[str, str] | None = None, **kw: Any) -> list[Registered]:
+    """Every registration of a whole run, for plans of two runs (tests/support/engine_plan.py)."""
+    return registered_resources(values, secrets, **kw)[1]
