@@ -22,9 +22,22 @@ TRIGGERS = ("manual", "scheduled", "event_based")
 FILTER_TYPES = ("name", "tag", "label", "resource")
 DECORATIONS = ("matches", "excludes")
 SEVERITIES = ("none", "low", "medium", "high", "critical")
-# Harbor's project name rule (src/common/utils: ValidateProjectName).
-_PROJECT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?LW#-]+$")
+# Harbor's rule for project names (src/common/utils: ValidateProjectName) and robot names
+# (src/server/v2.0/handler/robot.go: validateName); Harbor answers 400 to any other name.
+_LOWERCASE_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+# lib.RepositoryNameRe (src/lib/patterns.go), which controller/replication/model Policy.Validate applies to
+# dest_namespace: docker/distribution v2.8 reference.NameRegexp, an optional registry host then path components.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
+_HOST_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_REPOSITORY_NAME = re.compile(
+    rf"^(?:{_HOST_PART}(?:\.{_HOST_PART})*(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
+# Harbor's robot duration (handler/robot.go isValidDuration): -1, or 1 .. MaxInt32 - 1 days.
+_MAX_DURATION_DAYS = 2**31 - 2
+# Fields of Harbor's cron (lib/cron via robfig/cron/v3 with seconds): name, lowest and highest value.
+_CRON_FIELDS = (("seconds", 0, 59), ("minutes", 0, 59), ("hours", 0, 23), ("day-of-month", 1, 31),
+                ("month", 1, 12), ("day-of-week", 0, 6))
+_CRON_NAMES = {4: {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())},
+               5: {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}}
 
 Problems = list[tuple[str, str]]
 
@@ -44,8 +57,9 @@ def check_name(name: Optional[str], problems: Problems, key: str = "name") -> No
 
 
 def cron_problem(cron: str) -> Optional[str]:
-    """Why Harbor's scheduler would reject `cron`, or None. Harbor wants 6 fields (seconds first); the seconds
-    field must be `0` and the minutes field must not be `*` (a job every minute, which Harbor refuses)."""
+    """Why Harbor's scheduler would reject `cron`, or None. Harbor wants 6 fields (seconds first) in robfig/cron's
+    syntax (`*`, `?`, numbers or names, `a-b` ranges, `/step`, comma lists); the seconds field must be `0` and the
+    minutes field must not be `*` (a job every minute, which Harbor refuses)."""
     fields = cron.split()
     if len(fields) != 6:
         return (f"{cron!r} has {len(fields)} fields; Harbor needs 6 (seconds minutes hours day-of-month month "
@@ -54,9 +68,27 @@ def cron_problem(cron: str) -> Optional[str]:
         return f"{cron!r}: the seconds field must be 0 (Harbor does not schedule below the minute)"
     if fields[1] == "*":
         return f"{cron!r}: the minutes field must not be '*' (that runs every minute); use e.g. '0 0 * * * *'"
-    bad = [f for f in fields if not _CRON_FIELD.match(f)]
-    if bad:
-        return f"{cron!r}: invalid field(s) {bad}"
+    for index, text in enumerate(fields):
+        if why := _cron_field_problem(index, text):
+            return f"{cron!r}: {why}"
+    return None
+
+
+def _cron_field_problem(index: int, text: str) -> Optional[str]:
+    name, low, high = _CRON_FIELDS[index]
+    for part in text.split(","):
+        span, slash, step = part.partition("/")
+        if slash and not (step.isdigit() and int(step) > 0):
+            return f"the {name} field {text!r} has an invalid step {step!r}"
+        if span in ("*", "?"):
+            continue
+        values = [int(v) if v.isdigit() else _CRON_NAMES.get(index, {}).get(v.lower()) for v in span.split("-", 1)]
+        if None in values:
+            return f"the {name} field {text!r} is not a number, name or range"
+        if any(not low <= v <= high for v in values):
+            return f"the {name} field {text!r} is outside {low}-{high}"
+        if len(values) == 2 and values[0] > values[1]:
+            return f"the {name} field {text!r} is a range that ends before it starts"
     return None
 
 
@@ -176,6 +208,10 @@ class ReplicationPolicyArgs(PolicySettings):
             problems.append(("single_active_replication", "cannot be combined with an event_based trigger"))
         if _known(self.speed) and self.speed != -1 and self.speed <= 0:
             problems.append(("speed", f"{self.speed}: KB/s must be positive, or -1 for unlimited"))
+        if _known(self.dest_namespace) and self.dest_namespace and not _REPOSITORY_NAME.match(self.dest_namespace):
+            problems.append(("dest_namespace", f"{self.dest_namespace!r} is not a repository name Harbor accepts: "
+                                               "lowercase path components (letters, digits, separated by . _ __ "
+                                               "or -) joined by /, e.g. 'mirror/team'"))
         if _known(self.dest_namespace_replace_count) and not -1 <= self.dest_namespace_replace_count <= 127:
             problems.append(("dest_namespace_replace_count", "must be -1 (legacy) or 0..127"))
         for i, flt in enumerate(self.filters if _known(self.filters) else []):
@@ -225,7 +261,7 @@ class ProjectArgs:
 
     def validate(self) -> Problems:
         problems: Problems = []
-        if _known(self.name) and (not self.name or not _PROJECT_NAME.match(self.name) or len(self.name) > 255):
+        if _known(self.name) and (not self.name or not _LOWERCASE_NAME.match(self.name) or len(self.name) > 255):
             problems.append(("name", f"{self.name!r}: Harbor project names are lowercase letters and digits, "
                                      "optionally separated by . _ or -, at most 255 characters"))
         if _known(self.severity) and self.severity is not None and self.severity not in SEVERITIES:
@@ -261,8 +297,12 @@ class RobotAccountArgs:
     def validate(self) -> Problems:
         problems: Problems = []
         check_name(self.name, problems)
-        if _known(self.duration_days) and self.duration_days != -1 and self.duration_days <= 0:
-            problems.append(("duration_days", "must be a positive number of days, or -1 for never"))
+        if _known(self.name) and self.name and not problems and not _LOWERCASE_NAME.match(self.name):
+            problems.append(("name", f"{self.name!r}: Harbor wants robot names in lower case: letters and digits, "
+                                     "optionally separated by . _ or - (no '+', no capitals)"))
+        if _known(self.duration_days) and self.duration_days != -1 and not 0 < self.duration_days <= _MAX_DURATION_DAYS:
+            problems.append(("duration_days", f"must be -1 (never) or 1..{_MAX_DURATION_DAYS} days "
+                                              f"(Harbor refuses {2**31 - 1} and above)"))
         if _known(self.projects) and not self.projects:
             problems.append(("projects", "needs at least one project name (or '*')"))
         if _known(self.secret) and self.secret is not None and not (

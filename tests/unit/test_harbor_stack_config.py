@@ -54,7 +54,7 @@ def test_valid_section_parses_into_typed_objects():
     (("policies", 1, "filters", 0, "type"), "name", "harbor-ha:harborApi.policies[1].filters[0].decoration: a name filter"),
     (("registries", 0, "type"), "harbor2", "harbor-ha:harborApi.registries[0].type: unknown registry type 'harbor2'"),
     (("projects", 0, "name"), "Library", "harbor-ha:harborApi.projects[0].name: 'Library'"),
-    (("robots", 0, "durationDays"), 0, "harbor-ha:harborApi.robots[0].durationDays: must be a positive"),
+    (("robots", 0, "durationDays"), 0, "harbor-ha:harborApi.robots[0].durationDays: must be -1 (never) or 1.."),
     (("policies", 0, "speed"), "fast", "harbor-ha:harborApi.policies[0].speed: expected int"),
     (("registries", 0, "colour"), "red", "harbor-ha:harborApi.registries[0].colour: unknown key"),
 ])

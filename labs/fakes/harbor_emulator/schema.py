@@ -16,7 +16,10 @@ from typing import Any, Optional
 import jsonschema
 import yaml
 
-SWAGGER = Path(__file__).resolve().parents[4] / "shared" / "harbor" / "swagger-2.15.2.yaml"
+_SWAGGER_IN_SHARED = Path("shared") / "harbor" / "swagger-2.15.2.yaml"
+# ../shared next to the checkout (/work/main -> /work/shared; a worktree /work/wt/<name> is one level deeper).
+SWAGGER = next((p / _SWAGGER_IN_SHARED for p in Path(__file__).resolve().parents[4:]
+                if (p / _SWAGGER_IN_SHARED).exists()), Path(__file__).resolve().parents[4] / _SWAGGER_IN_SHARED)
 _KEEP = {"type", "properties", "items", "additionalProperties", "maxLength", "minLength", "maximum", "minimum",
          "enum", "required", "allOf", "$ref", "pattern"}
 

@@ -38,6 +38,19 @@ from .schema import load_contract
 ADAPTERS = ("harbor", "docker-hub", "docker-registry", "aws-ecr", "azure-acr", "ali-acr", "tencent-tcr",
             "google-gcr", "huawei-SWR", "github-ghcr", "gitlab", "quay", "jfrog-artifactory", "dtr",
             "volcengine-cr")
+# handler/robot.go validateName.
+_ROBOT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+# lib.RepositoryNameRe: docker/distribution v2.8 reference.NameRegexp (optional domain, then path components).
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?"
+_REPOSITORY_NAME = re.compile(rf"^(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
+
+
+def _valid_robot_secret(secret: str) -> bool:
+    """pkg/robot IsValidSec: 8-128 characters with an upper case letter, a lower case letter and a digit."""
+    return 8 <= len(secret) <= 128 and all(re.search(p, secret) for p in ("[a-z]", "[A-Z]", "[0-9]"))
+
+
 LOCAL = {"id": 0, "name": "Local", "type": "harbor", "url": "http://core:8080", "insecure": True,
          "status": "healthy", "credential": {"type": "secret", "access_key": "", "access_secret": "*****"}}
 
@@ -58,8 +71,9 @@ class Fault:
     method: str
     path: str
     kind: str
-    """`status` (answer `status`, apply nothing), `slow` (sleep `seconds`, then handle normally) or `drop`
-    (handle normally, then close the connection without an answer)."""
+    """`status` (answer `status`, apply nothing), `slow` (sleep `seconds`, then handle normally), `late` (handle
+    normally, then sleep `seconds` before answering) or `drop` (handle normally, then close the connection without
+    an answer)."""
     status: int = 500
     seconds: float = 0.0
     times: int = 1
@@ -93,6 +107,8 @@ class HarborEmulator:
         self.requests_with_cookie = 0
         self.faults: list[Fault] = []
         self.unreachable_hosts: set[str] = set()
+        self.refresh_ignores_secret = False
+        """Model a Harbor that answers a secret refresh with 200 but keeps the old secret."""
         self.run_plans: dict[int, RunPlan] = {}
         self.registries: dict[int, dict] = {}
         self.policies: dict[int, dict] = {}
@@ -276,6 +292,9 @@ class HarborEmulator:
             fields = cron.split()
             if len(fields) != 6 or fields[0] != "0" or fields[1] == "*":
                 raise ApiError(400, f"invalid cron string for scheduled trigger: {cron}")
+        namespace = body.get("dest_namespace") or ""
+        if namespace and not _REPOSITORY_NAME.match(namespace):  # controller/replication/model Policy.Validate
+            raise ApiError(400, f"invalid destination namespace: {namespace}")
         if kind == "event_based" and src:
             raise ApiError(400, "the event based trigger is not supported for pull based replication")
         if kind == "event_based" and body.get("single_active_replication"):
@@ -405,14 +424,22 @@ class HarborEmulator:
         return {k: v for k, v in robot.items() if k not in ("secret", "bare_name")}
 
     def op_CreateRobot(self, params, query, body):
+        # Harbor's checks in order (src/server/v2.0/handler/robot.go, CreateRobot: validateName, then validate).
         name = body.get("name") or ""
+        if not _ROBOT_NAME.match(name):
+            raise ApiError(400, "robot name is not in lower case or contains illegal characters")
+        duration = body.get("duration", -1)
+        if not (duration == -1 or 0 < duration < 2**31 - 1):
+            raise ApiError(400, f"bad request error duration input: {duration}, duration must be either -1(Never) "
+                                "or a positive integer")
         if any(r["bare_name"] == name and r["level"] == body.get("level") for r in self.robots.values()):
             raise ApiError(409, f"robot account robot${name} already exists")
         if body.get("level") != "system":
             raise ApiError(400, "the emulator implements system robots only")
         rid = self.new_id()
-        secret = body.get("secret") or secrets.token_urlsafe(24)
-        duration = body.get("duration", -1)
+        # CreateRobot builds the robot from name, description, duration and permissions only: a `secret` in the
+        # body is ignored and the controller generates one (robot.Ctl.Create -> CreateSec).
+        secret = secrets.token_urlsafe(24)
         self.robots[rid] = {"id": rid, "name": f"robot${name}", "bare_name": name, "level": "system",
                             "description": body.get("description") or "", "disable": bool(body.get("disable")),
                             "duration": duration, "expires_at": -1 if duration == -1 else int(time.time())
@@ -440,9 +467,27 @@ class HarborEmulator:
         return 200, None, {}
 
     def op_RefreshSec(self, params, query, body):
+        # handler/robot.go RefreshSec: a given secret is validated (robot.IsValidSec) and stored, and the answer's
+        # secret is then empty; without one Harbor generates a secret and answers it.
         robot = self._get(self.robots, params, "robot_id")
-        robot["secret"] = body.get("secret") or secrets.token_urlsafe(24)
-        return 200, {"secret": robot["secret"]}, {}
+        given = body.get("secret") or ""
+        if given and not _valid_robot_secret(given):
+            raise ApiError(400, "the secret must be 8-128, inclusively, characters long with at least 1 uppercase "
+                                "letter, 1 lowercase letter and 1 number")
+        if given and self.refresh_ignores_secret:
+            return 200, {"secret": ""}, {}
+        robot["secret"] = given or secrets.token_urlsafe(24)
+        return 200, {"secret": "" if given else robot["secret"]}, {}
+
+    def robot_can_log_in(self, login: str, secret: str) -> bool:
+        """Harbor's robot authentication (src/server/middleware/security/robot.go): the name after the
+        `robot$` prefix, the secret, not disabled, not expired."""
+        with self.lock:
+            return any(r["name"] == login and r["secret"] == secret and not r["disable"]
+                       and (r["expires_at"] == -1 or r["expires_at"] > time.time()) for r in self.robots.values())
+
+    def op_getCurrentUserPermissions(self, params, query, body):
+        return 200, [], {}
 
     def op_DeleteRobot(self, params, query, body):
         del self.robots[self._get(self.robots, params, "robot_id")["id"]]
@@ -530,6 +575,16 @@ def _query_terms(query: dict) -> dict:
     return terms
 
 
+def _basic_auth(header: str) -> tuple[str, str, str]:
+    """(user, ':', password) of a Basic Authorization header (empty strings when there is none)."""
+    if not header.startswith("Basic "):
+        return "", "", ""
+    try:
+        return base64.b64decode(header[6:]).decode().partition(":")
+    except ValueError:
+        return "", "", ""
+
+
 class _Handler(BaseHTTPRequestHandler):
     emu: HarborEmulator
     protocol_version = "HTTP/1.1"
@@ -561,7 +616,7 @@ class _Handler(BaseHTTPRequestHandler):
                                     fault.headers)
             if fault and fault.kind == "slow":
                 time.sleep(fault.seconds)
-            self._authorize()
+            self._authorize(op)
             if op is None or not path.startswith(emu.contract.base_path):
                 raise ApiError(404, f"no API operation {self.command} {path}")
             body = self._body(op, raw)
@@ -573,6 +628,8 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ApiError(500, f"emulator answer breaks the swagger of {op.operation_id}: {wrong[:3]}")
         except ApiError as err:
             status, payload, headers = err.status, {"errors": [{"code": err.code, "message": str(err)}]}, {}
+        if fault and fault.kind == "late":
+            time.sleep(fault.seconds)
         if fault and fault.kind == "drop":
             # The write is applied; the client never hears about it.
             self.close_connection = True
@@ -580,13 +637,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._answer(status, payload, headers)
 
-    def _authorize(self) -> None:
+    def _authorize(self, op) -> None:
         cookies = self.headers.get("Cookie") or ""
         if "sid=" in cookies and self.command not in ("GET", "HEAD") and not self.headers.get("X-Harbor-Csrf-Token"):
             raise ApiError(403, "CSRF token invalid")
         expected = base64.b64encode(f"{self.emu.username}:{self.emu.password}".encode()).decode()
-        if self.headers.get("Authorization") != f"Basic {expected}":
-            raise ApiError(401, "unauthorized")
+        if self.headers.get("Authorization") == f"Basic {expected}":
+            return
+        # Robots log in too; the emulator models no robot permissions, so it lets them ask only who they are.
+        if op is not None and op.operation_id == "getCurrentUserPermissions":
+            login, _, secret = _basic_auth(self.headers.get("Authorization") or "")
+            if self.emu.robot_can_log_in(login, secret):
+                return
+        raise ApiError(401, "unauthorized")
 
     def _body(self, op, raw: bytes) -> Any:
         if op.body_ref is None:
