@@ -56,17 +56,18 @@ def check_name(name: Optional[str], problems: Problems, key: str = "name") -> No
         problems.append((key, f"is {len(name)} characters long; Harbor allows at most {NAME_MAX}"))
 
 
-def cron_problem(cron: str) -> Optional[str]:
+def cron_problem(cron: str, every_minute_ok: bool = False) -> Optional[str]:
     """Why Harbor's scheduler would reject `cron`, or None. Harbor wants 6 fields (seconds first) in robfig/cron's
-    syntax (`*`, `?`, numbers or names, `a-b` ranges, `/step`, comma lists); the seconds field must be `0` and the
-    minutes field must not be `*` (a job every minute, which Harbor refuses)."""
+    syntax (`*`, `?`, numbers or names, `a-b` ranges, `/step`, comma lists) and the seconds field `0`
+    (utils.ValidateCronString); replication policies also refuse `*` minutes (a job every minute), system schedules
+    (`every_minute_ok`) do not."""
     fields = cron.split()
     if len(fields) != 6:
         return (f"{cron!r} has {len(fields)} fields; Harbor needs 6 (seconds minutes hours day-of-month month "
                 "day-of-week), e.g. '0 0 2 * * *' for 02:00 every day")
     if fields[0] != "0":
         return f"{cron!r}: the seconds field must be 0 (Harbor does not schedule below the minute)"
-    if fields[1] == "*":
+    if fields[1] == "*" and not every_minute_ok:
         return f"{cron!r}: the minutes field must not be '*' (that runs every minute); use e.g. '0 0 * * * *'"
     for index, text in enumerate(fields):
         if why := _cron_field_problem(index, text):
@@ -334,3 +335,73 @@ class ReplicationRunArgs:
         if _known(self.poll_seconds) and self.poll_seconds <= 0:
             problems.append(("poll_seconds", "must be positive"))
         return problems
+
+
+# -- system schedules (one each per Harbor) -------------------------------------------------------------------
+
+GC_WORKERS_MAX = 10  # handler/gc.go validateWorkers: 1..10
+AUDIT_RETENTION_HOURS_MAX = 240000  # common.MaxAuditRetentionHour (handler/purge.go retentionHour)
+# pkg/auditext/model EventTypes, plus `other` (all but the first three); the purge job silently drops any other
+# name (auditext/dao permitEventTypes), so check refuses it.
+AUDIT_EVENT_TYPES = ("create_artifact", "delete_artifact", "pull_artifact", "create_project", "delete_project",
+                     "delete_repository", "login_user", "logout_user", "create_user", "delete_user", "update_user",
+                     "create_robot", "delete_robot", "update_configuration", "other")
+
+
+def _schedule_problems(cron: str) -> Problems:
+    if not _known(cron):
+        return []
+    why = cron_problem(cron, every_minute_ok=True) if cron else "must not be empty, e.g. '0 0 3 * * 6' (Saturday 03:00)"
+    return [("cron", why)] if why else []
+
+
+@dataclass
+class GcScheduleArgs:
+    """Harbor's garbage collection schedule (a singleton: declaring it replaces the one set in the UI, deleting it
+    leaves no schedule)."""
+
+    cron: str
+    """Harbor 6-field cron (seconds first, `0`), e.g. `0 0 3 * * 6` for Saturdays 03:00."""
+    delete_untagged: bool = False
+    """Also delete untagged artifacts (Harbor's "Allow garbage collection on untagged artifacts")."""
+    workers: int = 1
+    """Parallel deletion workers, 1..10."""
+
+    def validate(self) -> Problems:
+        problems = _schedule_problems(self.cron)
+        if _known(self.workers) and not 1 <= self.workers <= GC_WORKERS_MAX:
+            problems.append(("workers", f"{self.workers}: Harbor allows 1..{GC_WORKERS_MAX} workers"))
+        return problems
+
+
+@dataclass
+class AuditLogPurgeScheduleArgs:
+    """Harbor's audit log purge schedule (a singleton, like the GC schedule)."""
+
+    cron: str
+    """Harbor 6-field cron, e.g. `0 0 4 * * *` for 04:00 daily."""
+    retention_hours: int = 720
+    """Keep audit log entries this many hours (0..240000; 720 = 30 days)."""
+    operations: list[str] = field(default_factory=lambda: ["create_artifact", "delete_artifact", "pull_artifact"])
+    """Which event types are purged: AUDIT_EVENT_TYPES (`other`: all but the artifact ones). Empty: none."""
+
+    def validate(self) -> Problems:
+        problems = _schedule_problems(self.cron)
+        if _known(self.retention_hours) and not 0 <= self.retention_hours <= AUDIT_RETENTION_HOURS_MAX:
+            problems.append(("retention_hours", f"{self.retention_hours}: Harbor allows 0..{AUDIT_RETENTION_HOURS_MAX}"))
+        for i, op in enumerate(self.operations if _known(self.operations) else []):
+            if op not in AUDIT_EVENT_TYPES:
+                problems.append((f"operations[{i}]", f"{op!r} is no audit event type Harbor purges by (it would "
+                                                     f"be ignored); known: {', '.join(AUDIT_EVENT_TYPES)}"))
+        return problems
+
+
+@dataclass
+class ScanAllScheduleArgs:
+    """Harbor's "scan all artifacts" schedule (a singleton)."""
+
+    cron: str
+    """Harbor 6-field cron, e.g. `0 0 1 * * 0` for Sundays 01:00."""
+
+    def validate(self) -> Problems:
+        return _schedule_problems(self.cron)

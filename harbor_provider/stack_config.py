@@ -14,15 +14,19 @@ import pulumi
 
 from .client import ClientSettings
 from .models import (
+    AuditLogPurgeScheduleArgs,
     FilterArgs,
+    GcScheduleArgs,
     PolicySettings,
     ProjectArgs,
     RegistryArgs,
     ReplicationPolicyArgs,
     ReplicationRunArgs,
     RobotAccountArgs,
+    ScanAllScheduleArgs,
 )
 from .resources import Connection, Project, Registry, ReplicationPolicy, ReplicationRun, RobotAccount
+from .schedules import AuditLogPurgeSchedule, GcSchedule, ScanAllSchedule
 from .typed import ConfigError, camel, parse_into
 
 
@@ -87,12 +91,22 @@ class HarborSection:
     """System robots for peers that replicate into this Harbor."""
     policies: list[PolicyConfig] = field(default_factory=list)
     """Replication policies."""
+    gc_schedule: Optional[GcScheduleArgs] = None
+    """Garbage collection schedule (absent: left as set in Harbor)."""
+    audit_log_purge_schedule: Optional[AuditLogPurgeScheduleArgs] = None
+    """Audit log purge schedule (absent: left as set in Harbor)."""
+    scan_all_schedule: Optional[ScanAllScheduleArgs] = None
+    """Scan-all schedule (absent: left as set in Harbor)."""
     name_keys: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
     """Not config: for each kind, the config key that names each object (`harbor-ha:migration.targetProject`),
     so that errors after merging sections name what the user wrote."""
 
 
 _KINDS = {"registries": "registry", "projects": "project", "robots": "robot", "policies": "policy"}
+# Settings Harbor has once (section attribute -> resource class and name).
+_SINGLETONS = {"gc_schedule": (GcSchedule, "harbor-gc-schedule"),
+               "audit_log_purge_schedule": (AuditLogPurgeSchedule, "harbor-audit-log-purge-schedule"),
+               "scan_all_schedule": (ScanAllSchedule, "harbor-scan-all-schedule")}
 
 
 @dataclass
@@ -187,6 +201,9 @@ def validate_section(section: HarborSection, key: str, problems: list[str]) -> N
     for kind in ("registries", "projects", "robots"):
         for i, item in enumerate(getattr(section, kind)):
             _check(item, f"{key}.{kind}[{i}]", problems)
+    for attr in _SINGLETONS:
+        if getattr(section, attr) is not None:
+            _check(getattr(section, attr), f"{key}.{camel(attr)}", problems)
     registries = [r.name for r in section.registries]
     for i, policy in enumerate(section.policies):
         _check(policy.to_args(0), f"{key}.policies[{i}]", problems, _POLICY_KEYS)
@@ -243,6 +260,12 @@ def merge_sections(*sections: Optional[HarborSection]) -> HarborSection:
         for attr in ("harbor_url", "harbor_username", "harbor_password", "harbor_ca_certificate"):
             setattr(merged, attr, getattr(merged, attr) or getattr(section, attr))
     problems: list[str] = []
+    for attr in _SINGLETONS:
+        declared = [s for s in sections if s is not None and getattr(s, attr) is not None]
+        if len(declared) > 1:
+            problems.append(f"{camel(attr)}: declared in more than one section; Harbor has one")
+        if declared:
+            setattr(merged, attr, getattr(declared[0], attr))
     for kind, singular in _KINDS.items():
         first: dict[str, str] = {}
         for item, key in zip(getattr(merged, kind), merged.name_keys[kind]):
@@ -263,6 +286,8 @@ class HarborObjects:
     robots: dict[str, RobotAccount] = field(default_factory=dict)
     policies: dict[str, ReplicationPolicy] = field(default_factory=dict)
     runs: dict[str, ReplicationRun] = field(default_factory=dict)
+    schedules: dict[str, pulumi.dynamic.Resource] = field(default_factory=dict)
+    """By section attribute (`gc_schedule`, ...)."""
 
 
 def declare_harbor_objects(
@@ -290,6 +315,10 @@ def declare_harbor_objects(
     def opts(*extra: pulumi.Resource) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on) + list(extra))
 
+    for attr, (resource_cls, resource_name) in _SINGLETONS.items():
+        if getattr(section, attr) is not None:
+            objects.schedules[attr] = resource_cls(resource_name, getattr(section, attr), connection, opts(),
+                                                   settings)
     for args in section.registries:
         objects.registries[args.name] = Registry(f"harbor-registry-{args.name}", args, connection, opts(),
                                                  settings)

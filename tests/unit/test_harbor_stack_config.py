@@ -332,3 +332,46 @@ def test_every_config_example_in_the_docs_parses():
                 parse_migration_section(raw)
                 sections += 1
     assert sections >= 6
+
+
+SCHEDULES = {"gcSchedule": {"cron": "0 0 3 * * 6", "deleteUntagged": True, "workers": 2},
+             "auditLogPurgeSchedule": {"cron": "0 0 4 * * *", "retentionHours": 168,
+                                       "operations": ["pull_artifact", "other"]},
+             "scanAllSchedule": {"cron": "0 0 1 * * 0"}}
+
+
+@pytest.mark.parametrize("key,field,value,expected", [
+    ("gcSchedule", "workers", 0, "harbor-ha:harborApi.gcSchedule.workers: 0: Harbor allows 1..10"),
+    ("gcSchedule", "cron", "0 3 * * 6", "harbor-ha:harborApi.gcSchedule.cron: '0 3 * * 6' has 5 fields"),
+    ("auditLogPurgeSchedule", "retentionHours", -1, "harbor-ha:harborApi.auditLogPurgeSchedule.retentionHours: -1"),
+    ("auditLogPurgeSchedule", "operations", ["push"], "harbor-ha:harborApi.auditLogPurgeSchedule.operations[0]: "),
+    ("scanAllSchedule", "every", "day", "harbor-ha:harborApi.scanAllSchedule.every: unknown key"),
+])
+def test_bad_schedule_value_error_names_the_key(key, field, value, expected):
+    raw = {**SCHEDULES, key: {**SCHEDULES[key], field: value}}
+    assert any(p.startswith(expected) for p in problems_of(raw)), problems_of(raw)
+
+
+def test_a_schedule_declared_in_two_sections_is_refused():
+    with pytest.raises(ConfigError, match="gcSchedule: declared in more than one section"):
+        merge_sections(parse_harbor_section(SCHEDULES), parse_harbor_section({"gcSchedule": SCHEDULES["gcSchedule"]}))
+
+
+@pulumi.runtime.test
+def test_schedules_are_declared_once_each_with_inputs_their_provider_accepts(mocks):
+    from harbor_provider.schedules import AuditLogPurgeScheduleProvider, GcScheduleProvider, ScanAllScheduleProvider
+
+    objects = declare_harbor_objects(merge_sections(parse_harbor_section(SCHEDULES)), url="https://h.example.com",
+                                     password=pulumi.Output.secret(ADMIN_PASSWORD))
+    providers = {"GcSchedule": GcScheduleProvider, "AuditLogPurgeSchedule": AuditLogPurgeScheduleProvider,
+                 "ScanAllSchedule": ScanAllScheduleProvider}
+
+    def check(_):
+        assert sorted(mocks.created) == ["harbor-audit-log-purge-schedule", "harbor-gc-schedule",
+                                         "harbor-scan-all-schedule"]
+        for name, (typ, inputs) in mocks.created.items():
+            inputs = {k: _unwrap(v) for k, v in inputs.items() if k != "__provider"}
+            assert providers[typ.rsplit(":", 1)[1]]().check({}, inputs).failures == [], name
+        assert mocks.created["harbor-gc-schedule"][1]["workers"] == 2
+
+    return pulumi.Output.all(*[s.id for s in objects.schedules.values()]).apply(check)

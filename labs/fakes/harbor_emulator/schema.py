@@ -37,6 +37,10 @@ def _convert(node: Any) -> Any:
             out[key] = _convert(value)
     if "$ref" in out:
         return {"$ref": out["$ref"]}
+    if out == {"type": "object"}:
+        # go-swagger generates `interface{}` for an object schema without properties: any JSON value passes (e.g.
+        # Schedule.parameters' values: booleans and numbers).
+        return {}
     if "properties" in out and "additionalProperties" not in out:
         out["additionalProperties"] = False
     if (node.get("x-nullable") or node.get("x-isnullable")) and isinstance(out.get("type"), str):

@@ -116,6 +116,8 @@ class HarborEmulator:
         self.quotas: dict[int, dict] = {}
         self.robots: dict[int, dict] = {}
         self.executions: dict[int, dict] = {}
+        self.schedules: dict[str, dict] = {}
+        """System schedules by vendor (`gc`, `purgeaudit`, `scanAll`): type, cron, parameters, times."""
         self._ids = itertools.count(1)
         self._server: Optional[ThreadingHTTPServer] = None
         self._scheme = "http"
@@ -537,6 +539,77 @@ class HarborEmulator:
         if query.get("status"):
             tasks = [t for t in tasks if t["status"] == query["status"]]
         return self._page(tasks, query, f"/replication/executions/{ex['id']}/tasks")
+
+    # -- system schedules ------------------------------------------------------------------------------------
+    def _set_schedule(self, vendor: str, body: dict) -> tuple[int, Any, dict]:
+        """handler/gc.go and purge.go `kick`, scan_all.go createOrUpdateScanAllSchedule: type None removes the
+        schedule; Hourly/Daily/Weekly/Custom validate the cron (utils.ValidateCronString) and replace it."""
+        schedule = body.get("schedule") or {}
+        kind, cron = schedule.get("type"), schedule.get("cron") or ""
+        parameters = dict(body.get("parameters") or {})
+        if kind == "None":
+            self.schedules.pop(vendor, None)
+            return 200, None, {}
+        if kind not in ("Hourly", "Daily", "Weekly", "Custom"):
+            raise ApiError(400, f"the emulator does not model schedule type {kind!r}")
+        cron_fields = cron.split(" ")
+        if len(cron_fields) != 6 or cron_fields[0] != "0":
+            raise ApiError(400, f"invalid cron string for scheduled {vendor}: {cron}")
+        if vendor == "gc" and "workers" in parameters and not 0 < parameters["workers"] <= 10:
+            raise ApiError(400, f"Error: Invalid number of workers:{parameters['workers']}. Workers must be greater "
+                                "than 0 and less than or equal to 10.")
+        if vendor == "purgeaudit" and parameters.get("audit_retention_hour", 0) > 240000:
+            raise ApiError(400, "audit_retention_hour should be less than 240000")
+        now = _now()
+        self.schedules[vendor] = {"id": self.new_id(), "type": kind, "cron": cron, "parameters": parameters,
+                                  "creation_time": now, "update_time": now}
+        return 200, None, {}
+
+    def _history_view(self, vendor: str) -> tuple[int, Any, dict]:
+        """GET of the GC and purge schedules: an ExecHistory with the parameters as JSON text; no body when
+        there is no schedule."""
+        sch = self.schedules.get(vendor)
+        if sch is None:
+            return 200, None, {}
+        return 200, {"id": sch["id"], "job_name": "", "job_kind": sch["cron"], "deleted": False,
+                     "job_parameters": json.dumps(sch["parameters"]), "job_status": "",
+                     "schedule": {"type": sch["type"], "cron": sch["cron"]},
+                     "creation_time": sch["creation_time"], "update_time": sch["update_time"]}, {}
+
+    def op_getGCSchedule(self, params, query, body):
+        return self._history_view("gc")
+
+    def op_createGCSchedule(self, params, query, body):
+        return (201,) + self._set_schedule("gc", body)[1:]
+
+    def op_updateGCSchedule(self, params, query, body):
+        return self._set_schedule("gc", body)
+
+    def op_getPurgeSchedule(self, params, query, body):
+        return self._history_view("purgeaudit")
+
+    def op_createPurgeSchedule(self, params, query, body):
+        return (201,) + self._set_schedule("purgeaudit", body)[1:]
+
+    def op_updatePurgeSchedule(self, params, query, body):
+        return self._set_schedule("purgeaudit", body)
+
+    def op_getScanAllSchedule(self, params, query, body):
+        sch = self.schedules.get("scanAll")
+        if sch is None:
+            return 200, None, {}
+        return 200, {"id": sch["id"], "status": "", "schedule": {"type": sch["type"], "cron": sch["cron"]},
+                     "parameters": sch["parameters"], "creation_time": sch["creation_time"],
+                     "update_time": sch["update_time"]}, {}
+
+    def op_createScanAllSchedule(self, params, query, body):
+        if "scanAll" in self.schedules:
+            raise ApiError(412, "fail to set schedule for scan all as always had one, please delete it firstly then "
+                                "to re-schedule")
+        return (201,) + self._set_schedule("scanAll", body)[1:]
+
+    def op_updateScanAllSchedule(self, params, query, body):
+        return self._set_schedule("scanAll", body)
 
     def op_getPing(self, params, query, body):
         return 200, "Pong", {}
