@@ -6,6 +6,7 @@ a bad value is rejected before any API call with the offending key named.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Optional
@@ -405,3 +406,91 @@ class ScanAllScheduleArgs:
 
     def validate(self) -> Problems:
         return _schedule_problems(self.cron)
+
+
+# -- tag retention (one policy per project) -------------------------------------------------------------------
+
+# pkg/retention/policy/rule/<template>/evaluator.go: the templates Harbor's UI offers (GET /retentions/metadatas)
+# and the largest count each one's Valid() accepts (latest*: below MaxInt16; n days*: 20190904); `always` takes none.
+RETENTION_TEMPLATES = {"latestPushedK": 32766, "latestPulledN": 32766, "nDaysSinceLastPush": 20190904,
+                       "nDaysSinceLastPull": 20190904, "always": None}
+RETENTION_RULES_MAX = 15  # handler/retention.go: "only 15 rules are allowed at most"
+
+
+@dataclass
+class RetentionRuleArgs:
+    """One retain rule: artifacts it matches are kept; a policy keeps what any rule keeps (algorithm `or`)."""
+
+    template: str
+    """latestPushedK | latestPulledN (the N most recently pushed/pulled), nDaysSinceLastPush | nDaysSinceLastPull
+    (pushed/pulled within N days) or always."""
+    count: Optional[int] = None
+    """N: artifacts for latest*, days for nDays*; not with always."""
+    repositories: str = "**"
+    """Repository pattern (doublestar glob, without the project), e.g. `team/**`."""
+    exclude_repositories: bool = False
+    """The rule applies to the repositories NOT matching `repositories`."""
+    tags: str = "**"
+    """Tag pattern (doublestar glob), e.g. `v*`."""
+    exclude_tags: bool = False
+    """The rule applies to the tags NOT matching `tags`."""
+    untagged: bool = True
+    """Untagged artifacts count as matching the tag pattern (Harbor's "untagged artifacts" box)."""
+    disabled: bool = False
+    """A disabled rule is kept but not applied."""
+
+
+@dataclass(kw_only=True)
+class RetentionSettings:
+    """What a retention policy keeps and when it runs: shared by RetentionPolicyArgs and the stack config."""
+
+    rules: list[RetentionRuleArgs] = field(default_factory=list)
+    """Up to 15 retain rules; artifacts no rule retains are deleted when the policy runs."""
+    cron: Optional[str] = None
+    """Harbor 6-field cron of its runs, e.g. `0 0 0 * * 0`; None: it runs only when started by hand."""
+    adopt: bool = False
+    """When the project already has a retention policy, take it over instead of failing."""
+
+
+@dataclass(kw_only=True)
+class RetentionPolicyArgs(RetentionSettings):
+    """The tag retention policy of one project (Harbor keeps at most one per project)."""
+
+    project_id: int
+    """Id of the Project (its `project_id` output)."""
+
+    def validate(self) -> Problems:
+        problems: Problems = []
+        if _known(self.project_id) and self.project_id <= 0:
+            problems.append(("project_id", f"{self.project_id}: Harbor project ids are positive"))
+        if _known(self.cron) and self.cron and (why := cron_problem(self.cron, every_minute_ok=True)):
+            problems.append(("cron", why))
+        if not _known(self.rules):
+            return problems
+        if len(self.rules) > RETENTION_RULES_MAX:
+            problems.append(("rules", f"{len(self.rules)} rules: Harbor allows at most {RETENTION_RULES_MAX}"))
+        seen: dict[str, int] = {}
+        for i, rule in enumerate(self.rules):
+            problems.extend((f"rules[{i}].{k}", why) for k, why in _retention_rule_problems(rule))
+            same = repr(dataclasses.astuple(rule))
+            if same in seen:  # handler/retention.go checkRuleConflict answers 409
+                problems.append((f"rules[{i}]", f"is the same as rules[{seen[same]}]; Harbor refuses duplicates"))
+            seen.setdefault(same, i)
+        return problems
+
+
+def _retention_rule_problems(rule: RetentionRuleArgs) -> Problems:
+    if not _known(rule.template, rule.count, rule.repositories, rule.tags):
+        return []
+    if rule.template not in RETENTION_TEMPLATES:
+        return [("template", f"{rule.template!r}: must be one of {', '.join(RETENTION_TEMPLATES)}")]
+    problems: Problems = []
+    most = RETENTION_TEMPLATES[rule.template]
+    if most is None and rule.count is not None:
+        problems.append(("count", "`always` takes no count"))
+    elif most is not None and (rule.count is None or not 0 <= rule.count <= most):
+        problems.append(("count", f"{rule.template} needs a count of 0..{most}"))
+    for key in ("repositories", "tags"):
+        if not getattr(rule, key):  # pkg/retention/policy/rule Selector.Pattern is Required
+            problems.append((key, "needs a pattern, e.g. '**' for all"))
+    return problems

@@ -140,6 +140,14 @@ class _HarborProvider(ResourceProvider):
     def explain(self, err: HarborError, args, action: str) -> HarborError:
         return err
 
+    def conflict(self, err: HarborError) -> bool:
+        """Harbor's answer to a create of an object that exists already."""
+        return err.status == 409
+
+    def label(self, args) -> str:
+        """The object in messages."""
+        return repr(args.name)
+
     # -- the shared flow ---------------------------------------------------------------------------------------
     def _field_names(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self.args_type)]
@@ -197,7 +205,7 @@ class _HarborProvider(ResourceProvider):
             id_ = answer.location_id()
             extra = self.after_create(client, id_, args, answer.body)
         except HarborError as err:
-            if err.status != 409:
+            if not self.conflict(err):
                 raise self.explain(err, args, "create") from None
             # A 409 after a try whose answer was lost (not after a 503: Harbor did not apply that one) is most
             # likely that try's object.
@@ -205,7 +213,7 @@ class _HarborProvider(ResourceProvider):
             existing = self.find(client, args) if (args.adopt or ours) else None
             if existing is None:
                 raise HarborError(
-                    f"{self.kind} {args.name!r} already exists in Harbor ({'; '.join(err.harbor_messages)}). "
+                    f"{self.kind} {self.label(args)} already exists in Harbor ({'; '.join(err.harbor_messages)}). "
                     f"To manage the existing one, set `adopt: true` on it in the stack config (adopt=True in "
                     f"the args): it is then updated to the declared values. Or choose another name.", 409,
                 ) from None

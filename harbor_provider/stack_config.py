@@ -22,10 +22,13 @@ from .models import (
     RegistryArgs,
     ReplicationPolicyArgs,
     ReplicationRunArgs,
+    RetentionPolicyArgs,
+    RetentionSettings,
     RobotAccountArgs,
     ScanAllScheduleArgs,
 )
 from .resources import Connection, Project, Registry, ReplicationPolicy, ReplicationRun, RobotAccount
+from .retention import RetentionPolicy
 from .schedules import AuditLogPurgeSchedule, GcSchedule, ScanAllSchedule
 from .typed import ConfigError, camel, parse_into
 
@@ -71,6 +74,22 @@ class PolicyConfig(PolicySettings):
                                      cron=self.trigger.cron, **shared)
 
 
+@dataclass(kw_only=True)
+class RetentionConfig(RetentionSettings):
+    """The tag retention policy of a project declared in the same section."""
+
+    project: str
+    """Name of the project (declared in `projects`)."""
+
+    @property
+    def name(self) -> str:
+        return self.project
+
+    def to_args(self, project_id: Any) -> RetentionPolicyArgs:
+        shared = {f.name: getattr(self, f.name) for f in fields(RetentionSettings)}
+        return RetentionPolicyArgs(project_id=project_id, **shared)
+
+
 @dataclass
 class HarborSection:
     """The `harbor-ha:harborApi` stack config section."""
@@ -91,6 +110,8 @@ class HarborSection:
     """System robots for peers that replicate into this Harbor."""
     policies: list[PolicyConfig] = field(default_factory=list)
     """Replication policies."""
+    retention_policies: list[RetentionConfig] = field(default_factory=list)
+    """Tag retention policies, one per project."""
     gc_schedule: Optional[GcScheduleArgs] = None
     """Garbage collection schedule (absent: left as set in Harbor)."""
     audit_log_purge_schedule: Optional[AuditLogPurgeScheduleArgs] = None
@@ -102,7 +123,8 @@ class HarborSection:
     so that errors after merging sections name what the user wrote."""
 
 
-_KINDS = {"registries": "registry", "projects": "project", "robots": "robot", "policies": "policy"}
+_KINDS = {"registries": "registry", "projects": "project", "robots": "robot", "policies": "policy",
+          "retention_policies": "retention policy of project"}
 # Settings Harbor has once (section attribute -> resource class and name).
 _SINGLETONS = {"gc_schedule": (GcSchedule, "harbor-gc-schedule"),
                "audit_log_purge_schedule": (AuditLogPurgeSchedule, "harbor-audit-log-purge-schedule"),
@@ -170,11 +192,16 @@ def _check(obj: Any, where: str, problems: list[str], keys: Optional[dict] = Non
         problems.append(f"{where}.{name}: {reason}")
 
 
-def _unique(items: Sequence[Any], where: str, problems: list[str]) -> None:
+def _name_key(kind: str) -> str:
+    """The config key of an object's name (a retention policy is named by its project)."""
+    return "project" if kind == "retention_policies" else "name"
+
+
+def _unique(items: Sequence[Any], where: str, problems: list[str], name_key: str) -> None:
     seen: set[str] = set()
     for i, item in enumerate(items):
         if item.name in seen:
-            problems.append(f"{where}[{i}].name: {item.name!r} is declared twice")
+            problems.append(f"{where}[{i}].{name_key}: {item.name!r} is declared twice")
         seen.add(item.name)
 
 
@@ -193,7 +220,7 @@ def parse_harbor_section(raw: Optional[dict], key: str = "harbor-ha:harborApi") 
 
 def _record_name_keys(section: HarborSection, key: str, renames: dict[str, str]) -> None:
     for kind in _KINDS:
-        where = [f"{key}.{kind}[{i}].name" for i in range(len(getattr(section, kind)))]
+        where = [f"{key}.{camel(kind)}[{i}].{_name_key(kind)}" for i in range(len(getattr(section, kind)))]
         section.name_keys[kind] = [renames.get(w, w) for w in where]
 
 
@@ -214,10 +241,16 @@ def validate_section(section: HarborSection, key: str, problems: list[str]) -> N
             run = ReplicationRunArgs(policy_id=0, run_key=policy.run.key, timeout_seconds=policy.run.timeout_seconds,
                                      poll_seconds=policy.run.poll_seconds)
             _check(run, f"{key}.policies[{i}].run", problems)
+    projects = [p.name for p in section.projects]
+    for i, retention in enumerate(section.retention_policies):
+        _check(retention.to_args(1), f"{key}.retentionPolicies[{i}]", problems)
+        if retention.project not in projects:
+            problems.append(f"{key}.retentionPolicies[{i}].project: unknown project {retention.project!r} "
+                            f"(declared in {key}.projects: {', '.join(projects) or 'none'})")
     if section.harbor_url and not section.harbor_password:
         problems.append(f"{key}.harborPassword: required with harborUrl (set it with --secret)")
-    for kind in ("registries", "projects", "robots", "policies"):
-        _unique(getattr(section, kind), f"{key}.{kind}", problems)
+    for kind in _KINDS:
+        _unique(getattr(section, kind), f"{key}.{camel(kind)}", problems, _name_key(kind))
 
 
 def parse_migration_section(raw: Optional[dict], key: str = "harbor-ha:migration") -> Optional[HarborSection]:
@@ -255,7 +288,7 @@ def merge_sections(*sections: Optional[HarborSection]) -> HarborSection:
         for kind in _KINDS:
             items = getattr(section, kind)
             getattr(merged, kind).extend(items)
-            keys = section.name_keys.get(kind) or [f"{kind}[{i}].name" for i in range(len(items))]
+            keys = section.name_keys.get(kind) or [f"{camel(kind)}[{i}].{_name_key(kind)}" for i in range(len(items))]
             merged.name_keys.setdefault(kind, []).extend(keys)
         for attr in ("harbor_url", "harbor_username", "harbor_password", "harbor_ca_certificate"):
             setattr(merged, attr, getattr(merged, attr) or getattr(section, attr))
@@ -286,6 +319,8 @@ class HarborObjects:
     robots: dict[str, RobotAccount] = field(default_factory=dict)
     policies: dict[str, ReplicationPolicy] = field(default_factory=dict)
     runs: dict[str, ReplicationRun] = field(default_factory=dict)
+    retention_policies: dict[str, RetentionPolicy] = field(default_factory=dict)
+    """By project name."""
     schedules: dict[str, pulumi.dynamic.Resource] = field(default_factory=dict)
     """By section attribute (`gc_schedule`, ...)."""
 
@@ -340,5 +375,10 @@ def declare_harbor_objects(
                                      poll_seconds=policy.run.poll_seconds)
             objects.runs[policy.name] = ReplicationRun(f"harbor-run-{policy.name}", run, connection,
                                                        opts(resource), settings)
+    for retention in section.retention_policies:
+        project = objects.projects[retention.project]
+        objects.retention_policies[retention.project] = RetentionPolicy(
+            f"harbor-retention-{retention.project}", retention.to_args(project.id.apply(int)), connection,
+            opts(project), settings)
     return objects
 

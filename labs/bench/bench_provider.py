@@ -28,6 +28,7 @@ from harbor_provider.resources import (  # noqa: E402
     ReplicationRunProvider,
     RobotAccountProvider,
 )
+from harbor_provider.retention import RetentionPolicyProvider  # noqa: E402
 from harbor_provider.schedules import (  # noqa: E402
     AuditLogPurgeScheduleProvider,
     GcScheduleProvider,
@@ -92,6 +93,11 @@ def run() -> dict:
         results["ReplicationRun"] = measure(emu, ReplicationRunProvider(SETTINGS),
                                             {**conn, "policy_id": policy_id, "poll_seconds": 0.1},
                                             {"timeout_seconds": 60})
+        project_id = int(ProjectProvider(SETTINGS).create({**conn, "name": "retained"}).id)
+        rules = [{"template": "latestPushedK", "count": 10}, {"template": "nDaysSinceLastPull", "count": 30}]
+        results["RetentionPolicy"] = measure(emu, RetentionPolicyProvider(SETTINGS),
+                                             {**conn, "project_id": project_id, "rules": rules,
+                                              "cron": "0 0 0 * * 0"}, {"rules": rules[:1]})
         results["GcSchedule"] = measure(emu, GcScheduleProvider(SETTINGS), {**conn, "cron": "0 0 3 * * 6"},
                                         {"workers": 4})
         results["AuditLogPurgeSchedule"] = measure(emu, AuditLogPurgeScheduleProvider(SETTINGS),

@@ -375,3 +375,42 @@ def test_schedules_are_declared_once_each_with_inputs_their_provider_accepts(moc
         assert mocks.created["harbor-gc-schedule"][1]["workers"] == 2
 
     return pulumi.Output.all(*[s.id for s in objects.schedules.values()]).apply(check)
+
+
+RETENTION = {"projects": [{"name": "library"}],
+             "retentionPolicies": [{"project": "library", "cron": "0 0 0 * * 0",
+                                    "rules": [{"template": "latestPushedK", "count": 10, "repositories": "team/**"},
+                                              {"template": "always", "tags": "release-*"}]}]}
+
+
+@pytest.mark.parametrize("change,expected", [
+    ({"project": "nope"}, "harbor-ha:harborApi.retentionPolicies[0].project: unknown project 'nope'"),
+    ({"cron": "0 0 * *"}, "harbor-ha:harborApi.retentionPolicies[0].cron: '0 0 * *' has 4 fields"),
+    ({"rules": [{"template": "latestPushedK"}]}, "harbor-ha:harborApi.retentionPolicies[0].rules[0].count: "),
+    ({"rules": [{"template": "always", "colour": "red"}]},
+     "harbor-ha:harborApi.retentionPolicies[0].rules[0].colour: unknown key"),
+])
+def test_bad_retention_value_error_names_the_key(change, expected):
+    raw = {**RETENTION, "retentionPolicies": [{**RETENTION["retentionPolicies"][0], **change}]}
+    assert any(p.startswith(expected) for p in problems_of(raw)), problems_of(raw)
+
+
+def test_two_retention_policies_of_one_project_are_refused():
+    raw = {**RETENTION, "retentionPolicies": RETENTION["retentionPolicies"] * 2}
+    assert "harbor-ha:harborApi.retentionPolicies[1].project: 'library' is declared twice" in problems_of(raw)
+
+
+@pulumi.runtime.test
+def test_retention_policy_is_declared_with_its_project_id(mocks):
+    from harbor_provider.retention import RetentionPolicyProvider
+
+    objects = declare_harbor_objects(merge_sections(parse_harbor_section(RETENTION)), url="https://h.example.com",
+                                     password=pulumi.Output.secret(ADMIN_PASSWORD))
+
+    def check(ids):
+        typ, inputs = mocks.created["harbor-retention-library"]
+        assert typ == "pulumi-python:dynamic/harbor:RetentionPolicy" and inputs["project_id"] == int(ids[0])
+        inputs = {k: _unwrap(v) for k, v in inputs.items() if k != "__provider"}
+        assert RetentionPolicyProvider().check({}, inputs).failures == []
+
+    return pulumi.Output.all(objects.projects["library"].id, objects.retention_policies["library"].id).apply(check)

@@ -116,6 +116,7 @@ class HarborEmulator:
         self.quotas: dict[int, dict] = {}
         self.robots: dict[int, dict] = {}
         self.executions: dict[int, dict] = {}
+        self.retentions: dict[int, dict] = {}
         self.schedules: dict[str, dict] = {}
         """System schedules by vendor (`gc`, `purgeaudit`, `scanAll`): type, cron, parameters, times."""
         self._ids = itertools.count(1)
@@ -539,6 +540,60 @@ class HarborEmulator:
         if query.get("status"):
             tasks = [t for t in tasks if t["status"] == query["status"]]
         return self._page(tasks, query, f"/replication/executions/{ex['id']}/tasks")
+
+    # -- tag retention -------------------------------------------------------------------------------------
+    def _retention_from_body(self, body: dict) -> dict:
+        """handler/retention.go Create/UpdateRetention: at most 15 rules, no two equal rules (409), a valid cron
+        (ValidateRetentionPolicy)."""
+        rules = body.get("rules") or []
+        if len(rules) > 15:
+            raise ApiError(400, "only 15 rules are allowed at most")
+        seen = {}
+        for n, rule in enumerate(rules):
+            key = json.dumps({k: v for k, v in rule.items() if k != "id"}, sort_keys=True)
+            if key in seen:
+                raise ApiError(409, f"rule {n} is conflict with rule {seen[key]}")
+            seen[key] = n
+        cron = ((body.get("trigger") or {}).get("settings") or {}).get("cron") or ""
+        if cron and (len(cron.split(" ")) != 6 or cron.split(" ")[0] != "0"):
+            raise ApiError(400, f"invalid cron string for scheduled tag retention: {cron}")
+        return {"algorithm": body.get("algorithm") or "or",
+                "rules": [dict(r, id=i + 1, priority=0) for i, r in enumerate(rules)],
+                "trigger": body.get("trigger"), "scope": body.get("scope")}
+
+    def op_createRetention(self, params, query, body):
+        policy = self._retention_from_body(body)
+        scope = policy["scope"] or {}
+        if scope.get("level") != "project":
+            raise ApiError(400, f"scope {scope.get('level')} is not support")
+        project = self.projects.get(scope.get("ref"))
+        if project is None:
+            raise ApiError(400, f"invalid Project id {scope.get('ref')}")
+        if project["metadata"].get("retention_id"):
+            raise ApiError(400, f"project {project['project_id']} already has retention policy "
+                                f"{project['metadata']['retention_id']}")
+        rid = self.new_id()
+        self.retentions[rid] = dict(policy, id=rid)
+        project["metadata"]["retention_id"] = str(rid)
+        return 201, None, {"Location": f"/api/v2.0/retentions/{rid}"}
+
+    def op_getRetention(self, params, query, body):
+        return 200, self._get(self.retentions, params), {}
+
+    def op_updateRetention(self, params, query, body):
+        old = self._get(self.retentions, params)
+        self.retentions[old["id"]] = dict(self._retention_from_body(body), id=old["id"], scope=old["scope"])
+        return 200, None, {}
+
+    def op_deleteRetention(self, params, query, body):
+        if int(params["id"]) not in self.retentions:  # DeleteRetention wraps the controller's not-found in a 400
+            raise ApiError(400, f"retention policy {params['id']} not found")
+        policy = self._get(self.retentions, params)
+        del self.retentions[policy["id"]]
+        project = self.projects.get(policy["scope"]["ref"])
+        if project is not None:
+            project["metadata"].pop("retention_id", None)
+        return 200, None, {}
 
     # -- system schedules ------------------------------------------------------------------------------------
     def _set_schedule(self, vendor: str, body: dict) -> tuple[int, Any, dict]:
