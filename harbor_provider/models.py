@@ -417,15 +417,10 @@ RETENTION_TEMPLATES = {"latestPushedK": 32766, "latestPulledN": 32766, "nDaysSin
 RETENTION_RULES_MAX = 15  # handler/retention.go: "only 15 rules are allowed at most"
 
 
-@dataclass
-class RetentionRuleArgs:
-    """One retain rule: artifacts it matches are kept; a policy keeps what any rule keeps (algorithm `or`)."""
+@dataclass(kw_only=True)
+class TagSelection:
+    """Which artifacts a retention or immutability rule applies to (Harbor's `doublestar` selectors)."""
 
-    template: str
-    """latestPushedK | latestPulledN (the N most recently pushed/pulled), nDaysSinceLastPush | nDaysSinceLastPull
-    (pushed/pulled within N days) or always."""
-    count: Optional[int] = None
-    """N: artifacts for latest*, days for nDays*; not with always."""
     repositories: str = "**"
     """Repository pattern (doublestar glob, without the project), e.g. `team/**`."""
     exclude_repositories: bool = False
@@ -434,6 +429,17 @@ class RetentionRuleArgs:
     """Tag pattern (doublestar glob), e.g. `v*`."""
     exclude_tags: bool = False
     """The rule applies to the tags NOT matching `tags`."""
+
+
+@dataclass(kw_only=True)
+class RetentionRuleArgs(TagSelection):
+    """One retain rule: artifacts it matches are kept; a policy keeps what any rule keeps (algorithm `or`)."""
+
+    template: str
+    """latestPushedK | latestPulledN (the N most recently pushed/pulled), nDaysSinceLastPush | nDaysSinceLastPull
+    (pushed/pulled within N days) or always."""
+    count: Optional[int] = None
+    """N: artifacts for latest*, days for nDays*; not with always."""
     untagged: bool = True
     """Untagged artifacts count as matching the tag pattern (Harbor's "untagged artifacts" box)."""
     disabled: bool = False
@@ -453,16 +459,24 @@ class RetentionSettings:
 
 
 @dataclass(kw_only=True)
-class RetentionPolicyArgs(RetentionSettings):
-    """The tag retention policy of one project (Harbor keeps at most one per project)."""
+class InProject:
+    """An object that belongs to one project."""
 
     project_id: int
     """Id of the Project (its `project_id` output)."""
 
-    def validate(self) -> Problems:
-        problems: Problems = []
+    def project_problems(self) -> Problems:
         if _known(self.project_id) and self.project_id <= 0:
-            problems.append(("project_id", f"{self.project_id}: Harbor project ids are positive"))
+            return [("project_id", f"{self.project_id}: Harbor project ids are positive")]
+        return []
+
+
+@dataclass(kw_only=True)
+class RetentionPolicyArgs(RetentionSettings, InProject):
+    """The tag retention policy of one project (Harbor keeps at most one per project)."""
+
+    def validate(self) -> Problems:
+        problems = self.project_problems()
         if _known(self.cron) and self.cron and (why := cron_problem(self.cron, every_minute_ok=True)):
             problems.append(("cron", why))
         if not _known(self.rules):
@@ -494,3 +508,25 @@ def _retention_rule_problems(rule: RetentionRuleArgs) -> Problems:
         if not getattr(rule, key):  # pkg/retention/policy/rule Selector.Pattern is Required
             problems.append((key, "needs a pattern, e.g. '**' for all"))
     return problems
+
+
+@dataclass(kw_only=True)
+class ImmutableTagRuleSettings(TagSelection):
+    """Which tags a tag immutability rule protects: shared by ImmutableTagRuleArgs and the stack config."""
+
+    disabled: bool = False
+    """A disabled rule is kept but not enforced."""
+    adopt: bool = False
+    """When the project has a rule with the same patterns, take it over instead of failing."""
+
+
+@dataclass(kw_only=True)
+class ImmutableTagRuleArgs(ImmutableTagRuleSettings, InProject):
+    """A tag immutability rule of a project: matching tags cannot be overwritten or deleted."""
+
+    def validate(self) -> Problems:
+        problems = self.project_problems()
+        for key in ("repositories", "tags"):
+            if _known(getattr(self, key)) and not getattr(self, key):  # immutable/model Selector.Pattern: Required
+                problems.append((key, "needs a pattern, e.g. '**' for all"))
+        return problems

@@ -128,6 +128,10 @@ class _HarborProvider(ResourceProvider):
         """The args in the shape of `state()` (only the fields the args control)."""
         raise NotImplementedError
 
+    def collection(self, props: dict) -> str:
+        """Where the objects of this kind live (some are below their project: `props` has its id)."""
+        return self.path
+
     def find(self, client: HarborClient, args) -> Optional[dict]:
         return client.find_by_name(self.path, args.name)
 
@@ -201,7 +205,7 @@ class _HarborProvider(ResourceProvider):
         args = self.parse_args(props)
         client = self.client(props)
         try:
-            answer = client.request("POST", self.path, json_body=self.create_body(args), ok=(201,))
+            answer = client.request("POST", self.collection(props), json_body=self.create_body(args), ok=(201,))
             id_ = answer.location_id()
             extra = self.after_create(client, id_, args, answer.body)
         except HarborError as err:
@@ -282,17 +286,20 @@ class _HarborProvider(ResourceProvider):
 
     def write_update(self, client: HarborClient, id_: str, args, olds: dict) -> dict:
         """Apply the args in place; returns extra outputs."""
-        client.request("PUT", f"{self.path}/{id_}", json_body=self.update_body(args, olds), ok=(200,))
+        client.request("PUT", f"{self.collection(olds)}/{id_}", json_body=self.update_body(args, olds), ok=(200,))
         return {}
 
     def delete(self, id_: str, props: dict) -> None:
         client = self.client(props)
         try:
-            client.request("DELETE", f"{self.path}/{id_}", ok=(200, 202, 204, 404))
+            client.request("DELETE", f"{self.collection(props)}/{id_}", ok=(200, 202, 204, 404))
         except HarborError as err:
-            raise self.explain_delete(client, id_, props, err) from None
+            problem = self.explain_delete(client, id_, props, err)
+            if problem is not None:
+                raise problem from None
 
-    def explain_delete(self, client: HarborClient, id_: str, props: dict, err: HarborError) -> HarborError:
+    def explain_delete(self, client: HarborClient, id_: str, props: dict, err: HarborError) -> Optional[HarborError]:
+        """The error to raise for a failed delete (None: the object turned out to be gone)."""
         return err
 
 

@@ -17,6 +17,8 @@ from .models import (
     AuditLogPurgeScheduleArgs,
     FilterArgs,
     GcScheduleArgs,
+    ImmutableTagRuleArgs,
+    ImmutableTagRuleSettings,
     PolicySettings,
     ProjectArgs,
     RegistryArgs,
@@ -28,7 +30,7 @@ from .models import (
     ScanAllScheduleArgs,
 )
 from .resources import Connection, Project, Registry, ReplicationPolicy, ReplicationRun, RobotAccount
-from .retention import RetentionPolicy
+from .retention import ImmutableTagRule, RetentionPolicy
 from .schedules import AuditLogPurgeSchedule, GcSchedule, ScanAllSchedule
 from .typed import ConfigError, camel, parse_into
 
@@ -90,6 +92,22 @@ class RetentionConfig(RetentionSettings):
         return RetentionPolicyArgs(project_id=project_id, **shared)
 
 
+@dataclass(kw_only=True)
+class ImmutableTagRuleConfig(ImmutableTagRuleSettings):
+    """A tag immutability rule of a project declared in the same section."""
+
+    project: str
+    """Name of the project (declared in `projects`)."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.project}:{self.repositories}:{self.tags}"
+
+    def to_args(self, project_id: Any) -> ImmutableTagRuleArgs:
+        shared = {f.name: getattr(self, f.name) for f in fields(ImmutableTagRuleSettings)}
+        return ImmutableTagRuleArgs(project_id=project_id, **shared)
+
+
 @dataclass
 class HarborSection:
     """The `harbor-ha:harborApi` stack config section."""
@@ -112,6 +130,8 @@ class HarborSection:
     """Replication policies."""
     retention_policies: list[RetentionConfig] = field(default_factory=list)
     """Tag retention policies, one per project."""
+    immutable_tag_rules: list[ImmutableTagRuleConfig] = field(default_factory=list)
+    """Tag immutability rules (several per project)."""
     gc_schedule: Optional[GcScheduleArgs] = None
     """Garbage collection schedule (absent: left as set in Harbor)."""
     audit_log_purge_schedule: Optional[AuditLogPurgeScheduleArgs] = None
@@ -124,7 +144,10 @@ class HarborSection:
 
 
 _KINDS = {"registries": "registry", "projects": "project", "robots": "robot", "policies": "policy",
-          "retention_policies": "retention policy of project"}
+          "retention_policies": "retention policy of project",
+          "immutable_tag_rules": "immutable tag rule (project:repositories:tags)"}
+# Kinds that belong to a project of the same section (named by its `project` key).
+_PROJECT_KINDS = ("retention_policies", "immutable_tag_rules")
 # Settings Harbor has once (section attribute -> resource class and name).
 _SINGLETONS = {"gc_schedule": (GcSchedule, "harbor-gc-schedule"),
                "audit_log_purge_schedule": (AuditLogPurgeSchedule, "harbor-audit-log-purge-schedule"),
@@ -194,7 +217,7 @@ def _check(obj: Any, where: str, problems: list[str], keys: Optional[dict] = Non
 
 def _name_key(kind: str) -> str:
     """The config key of an object's name (a retention policy is named by its project)."""
-    return "project" if kind == "retention_policies" else "name"
+    return "project" if kind in _PROJECT_KINDS else "name"
 
 
 def _unique(items: Sequence[Any], where: str, problems: list[str], name_key: str) -> None:
@@ -242,11 +265,13 @@ def validate_section(section: HarborSection, key: str, problems: list[str]) -> N
                                      poll_seconds=policy.run.poll_seconds)
             _check(run, f"{key}.policies[{i}].run", problems)
     projects = [p.name for p in section.projects]
-    for i, retention in enumerate(section.retention_policies):
-        _check(retention.to_args(1), f"{key}.retentionPolicies[{i}]", problems)
-        if retention.project not in projects:
-            problems.append(f"{key}.retentionPolicies[{i}].project: unknown project {retention.project!r} "
-                            f"(declared in {key}.projects: {', '.join(projects) or 'none'})")
+    for kind in _PROJECT_KINDS:
+        for i, item in enumerate(getattr(section, kind)):
+            where = f"{key}.{camel(kind)}[{i}]"
+            _check(item.to_args(1), where, problems)
+            if item.project not in projects:
+                problems.append(f"{where}.project: unknown project {item.project!r} "
+                                f"(declared in {key}.projects: {', '.join(projects) or 'none'})")
     if section.harbor_url and not section.harbor_password:
         problems.append(f"{key}.harborPassword: required with harborUrl (set it with --secret)")
     for kind in _KINDS:
@@ -321,6 +346,8 @@ class HarborObjects:
     runs: dict[str, ReplicationRun] = field(default_factory=dict)
     retention_policies: dict[str, RetentionPolicy] = field(default_factory=dict)
     """By project name."""
+    immutable_tag_rules: dict[str, ImmutableTagRule] = field(default_factory=dict)
+    """By `project:repositories:tags`."""
     schedules: dict[str, pulumi.dynamic.Resource] = field(default_factory=dict)
     """By section attribute (`gc_schedule`, ...)."""
 
@@ -380,5 +407,9 @@ def declare_harbor_objects(
         objects.retention_policies[retention.project] = RetentionPolicy(
             f"harbor-retention-{retention.project}", retention.to_args(project.id.apply(int)), connection,
             opts(project), settings)
+    for rule in section.immutable_tag_rules:
+        project = objects.projects[rule.project]
+        objects.immutable_tag_rules[rule.name] = ImmutableTagRule(
+            f"harbor-immutable-{rule.name}", rule.to_args(project.id.apply(int)), connection, opts(project), settings)
     return objects
 

@@ -28,7 +28,7 @@ from harbor_provider.resources import (  # noqa: E402
     ReplicationRunProvider,
     RobotAccountProvider,
 )
-from harbor_provider.retention import RetentionPolicyProvider  # noqa: E402
+from harbor_provider.retention import ImmutableTagRuleProvider, RetentionPolicyProvider  # noqa: E402
 from harbor_provider.schedules import (  # noqa: E402
     AuditLogPurgeScheduleProvider,
     GcScheduleProvider,
@@ -98,6 +98,8 @@ def run() -> dict:
         results["RetentionPolicy"] = measure(emu, RetentionPolicyProvider(SETTINGS),
                                              {**conn, "project_id": project_id, "rules": rules,
                                               "cron": "0 0 0 * * 0"}, {"rules": rules[:1]})
+        results["ImmutableTagRule"] = measure(emu, ImmutableTagRuleProvider(SETTINGS),
+                                              {**conn, "project_id": project_id, "tags": "v*"}, {"tags": "release-*"})
         results["GcSchedule"] = measure(emu, GcScheduleProvider(SETTINGS), {**conn, "cron": "0 0 3 * * 6"},
                                         {"workers": 4})
         results["AuditLogPurgeSchedule"] = measure(emu, AuditLogPurgeScheduleProvider(SETTINGS),

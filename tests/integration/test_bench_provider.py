@@ -11,7 +11,8 @@ from pathlib import Path
 from tests.support import ROOT
 
 KINDS = ("Registry", "ReplicationPolicy", "Project", "Project (storage quota managed)", "RobotAccount",
-         "RobotAccount (declared secret)", "ReplicationRun", "RetentionPolicy", "GcSchedule", "AuditLogPurgeSchedule", "ScanAllSchedule")
+         "RobotAccount (declared secret)", "ReplicationRun", "RetentionPolicy", "ImmutableTagRule",
+         "GcSchedule", "AuditLogPurgeSchedule", "ScanAllSchedule")
 
 
 def test_bench_script_reports_every_kind_within_its_budget(tmp_path):

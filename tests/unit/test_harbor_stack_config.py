@@ -314,7 +314,7 @@ def _desecure(node):
     return node
 
 
-@pytest.mark.parametrize("page,at_least", [("README.md", 6), ("docs/harbor-as-code.md", 5)])
+@pytest.mark.parametrize("page,at_least", [("README.md", 6), ("docs/harbor-as-code.md", 6)])
 def test_every_config_example_in_the_docs_parses(page, at_least):
     import re
 
@@ -332,3 +332,119 @@ def test_every_config_example_in_the_docs_parses(page, at_least):
                 parse_migration_section(raw)
                 sections += 1
     assert sections >= at_least
+
+
+SCHEDULES = {"gcSchedule": {"cron": "0 0 3 * * 6", "deleteUntagged": True, "workers": 2},
+             "auditLogPurgeSchedule": {"cron": "0 0 4 * * *", "retentionHours": 168,
+                                       "operations": ["pull_artifact", "other"]},
+             "scanAllSchedule": {"cron": "0 0 1 * * 0"}}
+
+
+@pytest.mark.parametrize("key,field,value,expected", [
+    ("gcSchedule", "workers", 0, "harbor-ha:harborApi.gcSchedule.workers: 0: Harbor allows 1..10"),
+    ("gcSchedule", "cron", "0 3 * * 6", "harbor-ha:harborApi.gcSchedule.cron: '0 3 * * 6' has 5 fields"),
+    ("auditLogPurgeSchedule", "retentionHours", -1, "harbor-ha:harborApi.auditLogPurgeSchedule.retentionHours: -1"),
+    ("auditLogPurgeSchedule", "operations", ["push"], "harbor-ha:harborApi.auditLogPurgeSchedule.operations[0]: "),
+    ("scanAllSchedule", "every", "day", "harbor-ha:harborApi.scanAllSchedule.every: unknown key"),
+])
+def test_bad_schedule_value_error_names_the_key(key, field, value, expected):
+    raw = {**SCHEDULES, key: {**SCHEDULES[key], field: value}}
+    assert any(p.startswith(expected) for p in problems_of(raw)), problems_of(raw)
+
+
+def test_a_schedule_declared_in_two_sections_is_refused():
+    with pytest.raises(ConfigError, match="gcSchedule: declared in more than one section"):
+        merge_sections(parse_harbor_section(SCHEDULES), parse_harbor_section({"gcSchedule": SCHEDULES["gcSchedule"]}))
+
+
+@pulumi.runtime.test
+def test_schedules_are_declared_once_each_with_inputs_their_provider_accepts(mocks):
+    from harbor_provider.schedules import AuditLogPurgeScheduleProvider, GcScheduleProvider, ScanAllScheduleProvider
+
+    objects = declare_harbor_objects(merge_sections(parse_harbor_section(SCHEDULES)), url="https://h.example.com",
+                                     password=pulumi.Output.secret(ADMIN_PASSWORD))
+    providers = {"GcSchedule": GcScheduleProvider, "AuditLogPurgeSchedule": AuditLogPurgeScheduleProvider,
+                 "ScanAllSchedule": ScanAllScheduleProvider}
+
+    def check(_):
+        assert sorted(mocks.created) == ["harbor-audit-log-purge-schedule", "harbor-gc-schedule",
+                                         "harbor-scan-all-schedule"]
+        for name, (typ, inputs) in mocks.created.items():
+            inputs = {k: _unwrap(v) for k, v in inputs.items() if k != "__provider"}
+            assert providers[typ.rsplit(":", 1)[1]]().check({}, inputs).failures == [], name
+        assert mocks.created["harbor-gc-schedule"][1]["workers"] == 2
+
+    return pulumi.Output.all(*[s.id for s in objects.schedules.values()]).apply(check)
+
+
+RETENTION = {"projects": [{"name": "library"}],
+             "retentionPolicies": [{"project": "library", "cron": "0 0 0 * * 0",
+                                    "rules": [{"template": "latestPushedK", "count": 10, "repositories": "team/**"},
+                                              {"template": "always", "tags": "release-*"}]}]}
+
+
+@pytest.mark.parametrize("change,expected", [
+    ({"project": "nope"}, "harbor-ha:harborApi.retentionPolicies[0].project: unknown project 'nope'"),
+    ({"cron": "0 0 * *"}, "harbor-ha:harborApi.retentionPolicies[0].cron: '0 0 * *' has 4 fields"),
+    ({"rules": [{"template": "latestPushedK"}]}, "harbor-ha:harborApi.retentionPolicies[0].rules[0].count: "),
+    ({"rules": [{"template": "always", "colour": "red"}]},
+     "harbor-ha:harborApi.retentionPolicies[0].rules[0].colour: unknown key"),
+])
+def test_bad_retention_value_error_names_the_key(change, expected):
+    raw = {**RETENTION, "retentionPolicies": [{**RETENTION["retentionPolicies"][0], **change}]}
+    assert any(p.startswith(expected) for p in problems_of(raw)), problems_of(raw)
+
+
+def test_two_retention_policies_of_one_project_are_refused():
+    raw = {**RETENTION, "retentionPolicies": RETENTION["retentionPolicies"] * 2}
+    assert "harbor-ha:harborApi.retentionPolicies[1].project: 'library' is declared twice" in problems_of(raw)
+
+
+@pulumi.runtime.test
+def test_retention_policy_is_declared_with_its_project_id(mocks):
+    from harbor_provider.retention import RetentionPolicyProvider
+
+    objects = declare_harbor_objects(merge_sections(parse_harbor_section(RETENTION)), url="https://h.example.com",
+                                     password=pulumi.Output.secret(ADMIN_PASSWORD))
+
+    def check(ids):
+        typ, inputs = mocks.created["harbor-retention-library"]
+        assert typ == "pulumi-python:dynamic/harbor:RetentionPolicy" and inputs["project_id"] == int(ids[0])
+        inputs = {k: _unwrap(v) for k, v in inputs.items() if k != "__provider"}
+        assert RetentionPolicyProvider().check({}, inputs).failures == []
+
+    return pulumi.Output.all(objects.projects["library"].id, objects.retention_policies["library"].id).apply(check)
+
+
+IMMUTABLE = {"projects": [{"name": "library"}],
+             "immutableTagRules": [{"project": "library", "repositories": "team/**", "tags": "v*"},
+                                   {"project": "library", "tags": "release-*", "disabled": True}]}
+
+
+def test_immutable_rules_parse_and_errors_name_the_key():
+    section = parse_harbor_section(IMMUTABLE)
+    assert [r.name for r in section.immutable_tag_rules] == ["library:team/**:v*", "library:**:release-*"]
+    raw = {**IMMUTABLE, "immutableTagRules": [{"project": "other", "tags": ""}] + IMMUTABLE["immutableTagRules"] * 2}
+    problems = problems_of(raw)
+    assert "harbor-ha:harborApi.immutableTagRules[0].tags: needs a pattern, e.g. '**' for all" in problems
+    assert any(p.startswith("harbor-ha:harborApi.immutableTagRules[0].project: unknown project 'other'")
+               for p in problems)
+    assert "harbor-ha:harborApi.immutableTagRules[3].project: 'library:team/**:v*' is declared twice" in problems
+
+
+@pulumi.runtime.test
+def test_immutable_rules_are_declared_with_their_project_id(mocks):
+    from harbor_provider.retention import ImmutableTagRuleProvider
+
+    objects = declare_harbor_objects(merge_sections(parse_harbor_section(IMMUTABLE)), url="https://h.example.com",
+                                     password=pulumi.Output.secret(ADMIN_PASSWORD))
+
+    def check(ids):
+        for name in ("harbor-immutable-library:team/**:v*", "harbor-immutable-library:**:release-*"):
+            typ, inputs = mocks.created[name]
+            assert typ == "pulumi-python:dynamic/harbor:ImmutableTagRule" and inputs["project_id"] == int(ids[0])
+            inputs = {k: _unwrap(v) for k, v in inputs.items() if k != "__provider"}
+            assert ImmutableTagRuleProvider().check({}, inputs).failures == [], name
+
+    return pulumi.Output.all(objects.projects["library"].id,
+                             *[r.id for r in objects.immutable_tag_rules.values()]).apply(check)

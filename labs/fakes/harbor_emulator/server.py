@@ -117,6 +117,8 @@ class HarborEmulator:
         self.robots: dict[int, dict] = {}
         self.executions: dict[int, dict] = {}
         self.retentions: dict[int, dict] = {}
+        self.immutable_rules: dict[int, dict] = {}
+        """By rule id; each with its `project_id` (not part of the API's ImmutableRule)."""
         self.schedules: dict[str, dict] = {}
         """System schedules by vendor (`gc`, `purgeaudit`, `scanAll`): type, cron, parameters, times."""
         self._ids = itertools.count(1)
@@ -593,6 +595,48 @@ class HarborEmulator:
         project = self.projects.get(policy["scope"]["ref"])
         if project is not None:
             project["metadata"].pop("retention_id", None)
+        return 200, None, {}
+
+    # -- immutable tag rules --------------------------------------------------------------------------------
+    def _project_of(self, params: dict) -> dict:
+        return self._get(self.projects, params, "project_name_or_id")
+
+    @staticmethod
+    def _tag_filter(body: dict) -> str:
+        """pkg/immutable manager: the rule is stored as its JSON (`tag_filter`), unique per project."""
+        return json.dumps({k: v for k, v in body.items() if k not in ("id", "priority")}, sort_keys=True)
+
+    def op_CreateImmuRule(self, params, query, body):
+        project = self._project_of(params)
+        if any(r["project_id"] == project["project_id"] and self._tag_filter(r["rule"]) == self._tag_filter(body)
+               for r in self.immutable_rules.values()):
+            raise ApiError(409, "immutable rule already exists")
+        rid = self.new_id()
+        # dao CreateImmutableRule stores every new rule enabled, whatever the body says.
+        self.immutable_rules[rid] = {"project_id": project["project_id"],
+                                     "rule": dict(body, id=rid, priority=0, disabled=False)}
+        return 201, None, {"Location": f"/api/v2.0/projects/{project['project_id']}/immutabletagrules/{rid}"}
+
+    def op_ListImmuRules(self, params, query, body):
+        project = self._project_of(params)
+        rules = [r["rule"] for r in self.immutable_rules.values() if r["project_id"] == project["project_id"]]
+        return self._page(rules, query, f"/projects/{project['project_id']}/immutabletagrules")
+
+    def op_UpdateImmuRule(self, params, query, body):
+        if int(params["immutable_rule_id"]) != body.get("id"):
+            raise ApiError(400, "the immutable_rule_id doesn't match the id in the payload body of ImmutableRule")
+        self._project_of(params)
+        stored = self._get(self.immutable_rules, params, "immutable_rule_id")["rule"]
+        # controller/immutable UpdateImmutableRule: a different `disabled` only toggles the rule.
+        if stored["disabled"] != bool(body.get("disabled")):
+            stored["disabled"] = bool(body.get("disabled"))
+        else:
+            stored.update({k: v for k, v in body.items() if k not in ("id", "priority", "disabled")})
+        return 200, None, {}
+
+    def op_DeleteImmuRule(self, params, query, body):
+        self._project_of(params)
+        del self.immutable_rules[self._get(self.immutable_rules, params, "immutable_rule_id")["rule"]["id"]]
         return 200, None, {}
 
     # -- system schedules ------------------------------------------------------------------------------------
