@@ -530,3 +530,64 @@ class ImmutableTagRuleArgs(ImmutableTagRuleSettings, InProject):
             if _known(getattr(self, key)) and not getattr(self, key):  # immutable/model Selector.Pattern: Required
                 problems.append((key, "needs a pattern, e.g. '**' for all"))
         return problems
+
+
+# -- access: user groups and project members -------------------------------------------------------------------
+
+# common/const.go group types.
+GROUP_TYPES = {"ldap": 1, "http": 2, "oidc": 3}
+# common/const.go roles (controller/member isValidRole).
+PROJECT_ROLES = {"projectAdmin": 1, "developer": 2, "guest": 3, "maintainer": 4, "limitedGuest": 5}
+_DN_PART = re.compile(r"^\s*[A-Za-z][A-Za-z0-9-]*\s*=\s*\S")
+
+
+@dataclass
+class UserGroupArgs:
+    """A Harbor user group: an LDAP group (by DN), an HTTP (authproxy) group or an OIDC group."""
+
+    name: str
+    """Group name shown in Harbor (for OIDC: the group name in the token's groups claim)."""
+    type: str = "oidc"
+    """ldap | http | oidc; cannot change in place."""
+    ldap_group_dn: Optional[str] = None
+    """The LDAP group's DN (type ldap only), e.g. `cn=devs,ou=groups,dc=example,dc=com`; Harbor looks it up."""
+    adopt: bool = False
+    """When Harbor has this group already, take it over instead of failing."""
+
+    def validate(self) -> Problems:
+        problems: Problems = []
+        check_name(self.name, problems)
+        if not _known(self.type, self.ldap_group_dn):
+            return problems
+        if self.type not in GROUP_TYPES:
+            problems.append(("type", f"{self.type!r}: must be one of {', '.join(GROUP_TYPES)}"))
+        elif self.type == "ldap" and not self.ldap_group_dn:
+            problems.append(("ldap_group_dn", "an ldap group needs its DN"))
+        elif self.type != "ldap" and self.ldap_group_dn:
+            problems.append(("ldap_group_dn", f"only for type ldap (type is {self.type!r})"))
+        elif self.ldap_group_dn and not all(_DN_PART.match(p) for p in self.ldap_group_dn.split(",")):
+            # usergroup controller: Harbor answers "invalid DN syntax" (go-ldap ParseDN).
+            problems.append(("ldap_group_dn", f"{self.ldap_group_dn!r} is not a DN (attr=value,attr=value...)"))
+        return problems
+
+
+@dataclass(kw_only=True)
+class ProjectMemberArgs(InProject):
+    """A user or a user group with a role in a project."""
+
+    role: str
+    """projectAdmin | maintainer | developer | guest | limitedGuest."""
+    username: Optional[str] = None
+    """The member user (Harbor onboards an LDAP/OIDC user it has not seen); or `group_id`."""
+    group_id: Optional[int] = None
+    """The member group's id (a UserGroup's id); or `username`."""
+    adopt: bool = False
+    """When the user or group is a member already, take the membership over instead of failing."""
+
+    def validate(self) -> Problems:
+        problems = self.project_problems()
+        if _known(self.role) and self.role not in PROJECT_ROLES:
+            problems.append(("role", f"{self.role!r}: must be one of {', '.join(PROJECT_ROLES)}"))
+        if _known(self.username, self.group_id) and (self.username is None) == (self.group_id is None):
+            problems.append(("username", "give exactly one of username and group_id"))
+        return problems

@@ -19,6 +19,7 @@ from .models import (
     GcScheduleArgs,
     ImmutableTagRuleArgs,
     ImmutableTagRuleSettings,
+    ProjectMemberArgs,
     PolicySettings,
     ProjectArgs,
     RegistryArgs,
@@ -28,8 +29,10 @@ from .models import (
     RetentionSettings,
     RobotAccountArgs,
     ScanAllScheduleArgs,
+    UserGroupArgs,
 )
 from .resources import Connection, Project, Registry, ReplicationPolicy, ReplicationRun, RobotAccount
+from .access import ProjectMember, UserGroup
 from .retention import ImmutableTagRule, RetentionPolicy
 from .schedules import AuditLogPurgeSchedule, GcSchedule, ScanAllSchedule
 from .typed import ConfigError, camel, parse_into
@@ -109,6 +112,31 @@ class ImmutableTagRuleConfig(ImmutableTagRuleSettings):
 
 
 @dataclass
+class MemberConfig:
+    """A user or a group of `userGroups` with a role in a project of the same section."""
+
+    project: str
+    """Name of the project (declared in `projects`)."""
+    role: str
+    """projectAdmin | maintainer | developer | guest | limitedGuest."""
+    user: Optional[str] = None
+    """A user name (LDAP/OIDC users Harbor has not seen are onboarded); or `group`."""
+    group: Optional[str] = None
+    """Name of a group declared in `userGroups`; or `user`."""
+    adopt: bool = False
+    """Take over an existing membership (its role is set)."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.project}:{'user' if self.user is not None else 'group'}:{self.user or self.group}"
+
+    def to_args(self, project_id: Any, group_id: Any = 0) -> ProjectMemberArgs:
+        """`group_id`: the group's id (its Output); the 0 default stands for it while validating."""
+        return ProjectMemberArgs(project_id=project_id, role=self.role, username=self.user,
+                                 group_id=group_id if self.group is not None else None, adopt=self.adopt)
+
+
+@dataclass
 class HarborSection:
     """The `harbor-ha:harborApi` stack config section."""
 
@@ -132,6 +160,10 @@ class HarborSection:
     """Tag retention policies, one per project."""
     immutable_tag_rules: list[ImmutableTagRuleConfig] = field(default_factory=list)
     """Tag immutability rules (several per project)."""
+    user_groups: list[UserGroupArgs] = field(default_factory=list)
+    """User groups (LDAP, HTTP, OIDC)."""
+    members: list[MemberConfig] = field(default_factory=list)
+    """Project members: users and groups with their role."""
     gc_schedule: Optional[GcScheduleArgs] = None
     """Garbage collection schedule (absent: left as set in Harbor)."""
     audit_log_purge_schedule: Optional[AuditLogPurgeScheduleArgs] = None
@@ -145,9 +177,10 @@ class HarborSection:
 
 _KINDS = {"registries": "registry", "projects": "project", "robots": "robot", "policies": "policy",
           "retention_policies": "retention policy of project",
-          "immutable_tag_rules": "immutable tag rule (project:repositories:tags)"}
+          "immutable_tag_rules": "immutable tag rule (project:repositories:tags)", "user_groups": "user group",
+          "members": "member (project:user|group:name)"}
 # Kinds that belong to a project of the same section (named by its `project` key).
-_PROJECT_KINDS = ("retention_policies", "immutable_tag_rules")
+_PROJECT_KINDS = ("retention_policies", "immutable_tag_rules", "members")
 # Settings Harbor has once (section attribute -> resource class and name).
 _SINGLETONS = {"gc_schedule": (GcSchedule, "harbor-gc-schedule"),
                "audit_log_purge_schedule": (AuditLogPurgeSchedule, "harbor-audit-log-purge-schedule"),
@@ -205,6 +238,7 @@ class MigrationSection:
 
 
 # Which config key a validate() field name stands for, where it is not just its camelCase.
+_MEMBER_KEYS = {"username": "user", "group_id": "group"}
 _POLICY_KEYS = {"trigger": "trigger.type", "cron": "trigger.cron", "registry_id": "registry"}
 
 
@@ -248,12 +282,17 @@ def _record_name_keys(section: HarborSection, key: str, renames: dict[str, str])
 
 
 def validate_section(section: HarborSection, key: str, problems: list[str]) -> None:
-    for kind in ("registries", "projects", "robots"):
+    for kind in ("registries", "projects", "robots", "user_groups"):
         for i, item in enumerate(getattr(section, kind)):
-            _check(item, f"{key}.{kind}[{i}]", problems)
+            _check(item, f"{key}.{camel(kind)}[{i}]", problems)
     for attr in _SINGLETONS:
         if getattr(section, attr) is not None:
             _check(getattr(section, attr), f"{key}.{camel(attr)}", problems)
+    groups = [g.name for g in section.user_groups]
+    for i, member in enumerate(section.members):
+        if member.group is not None and member.group not in groups:
+            problems.append(f"{key}.members[{i}].group: unknown group {member.group!r} "
+                            f"(declared in {key}.userGroups: {', '.join(groups) or 'none'})")
     registries = [r.name for r in section.registries]
     for i, policy in enumerate(section.policies):
         _check(policy.to_args(0), f"{key}.policies[{i}]", problems, _POLICY_KEYS)
@@ -268,7 +307,7 @@ def validate_section(section: HarborSection, key: str, problems: list[str]) -> N
     for kind in _PROJECT_KINDS:
         for i, item in enumerate(getattr(section, kind)):
             where = f"{key}.{camel(kind)}[{i}]"
-            _check(item.to_args(1), where, problems)
+            _check(item.to_args(1), where, problems, _MEMBER_KEYS if kind == "members" else None)
             if item.project not in projects:
                 problems.append(f"{where}.project: unknown project {item.project!r} "
                                 f"(declared in {key}.projects: {', '.join(projects) or 'none'})")
@@ -348,6 +387,9 @@ class HarborObjects:
     """By project name."""
     immutable_tag_rules: dict[str, ImmutableTagRule] = field(default_factory=dict)
     """By `project:repositories:tags`."""
+    user_groups: dict[str, UserGroup] = field(default_factory=dict)
+    members: dict[str, ProjectMember] = field(default_factory=dict)
+    """By `project:user|group:name`."""
     schedules: dict[str, pulumi.dynamic.Resource] = field(default_factory=dict)
     """By section attribute (`gc_schedule`, ...)."""
 
@@ -407,6 +449,16 @@ def declare_harbor_objects(
         objects.retention_policies[retention.project] = RetentionPolicy(
             f"harbor-retention-{retention.project}", retention.to_args(project.id.apply(int)), connection,
             opts(project), settings)
+    for args in section.user_groups:
+        objects.user_groups[args.name] = UserGroup(f"harbor-group-{args.name}", args, connection, opts(), settings)
+    for member in section.members:
+        project = objects.projects[member.project]
+        group = objects.user_groups.get(member.group) if member.group is not None else None
+        after = [project] + ([group] if group is not None else [])
+        objects.members[member.name] = ProjectMember(
+            f"harbor-member-{member.name}",
+            member.to_args(project.id.apply(int), group.id.apply(int) if group is not None else None),
+            connection, opts(*after), settings)
     for rule in section.immutable_tag_rules:
         project = objects.projects[rule.project]
         objects.immutable_tag_rules[rule.name] = ImmutableTagRule(

@@ -28,6 +28,7 @@ from harbor_provider.resources import (  # noqa: E402
     ReplicationRunProvider,
     RobotAccountProvider,
 )
+from harbor_provider.access import ProjectMemberProvider, UserGroupProvider  # noqa: E402
 from harbor_provider.retention import ImmutableTagRuleProvider, RetentionPolicyProvider  # noqa: E402
 from harbor_provider.schedules import (  # noqa: E402
     AuditLogPurgeScheduleProvider,
@@ -100,6 +101,12 @@ def run() -> dict:
                                               "cron": "0 0 0 * * 0"}, {"rules": rules[:1]})
         results["ImmutableTagRule"] = measure(emu, ImmutableTagRuleProvider(SETTINGS),
                                               {**conn, "project_id": project_id, "tags": "v*"}, {"tags": "release-*"})
+        results["UserGroup"] = measure(emu, UserGroupProvider(SETTINGS), {**conn, "name": "bench"},
+                                       {"name": "bench-renamed"})
+        emu.add_user("bench-user")
+        results["ProjectMember"] = measure(emu, ProjectMemberProvider(SETTINGS),
+                                           {**conn, "project_id": project_id, "role": "guest",
+                                            "username": "bench-user"}, {"role": "developer"})
         results["GcSchedule"] = measure(emu, GcScheduleProvider(SETTINGS), {**conn, "cron": "0 0 3 * * 6"},
                                         {"workers": 4})
         results["AuditLogPurgeSchedule"] = measure(emu, AuditLogPurgeScheduleProvider(SETTINGS),

@@ -9,6 +9,7 @@ import pulumi
 import pytest
 
 from harbor_provider.resources import ReplicationPolicyProvider
+from harbor_provider.retention import ImmutableTagRuleProvider, RetentionPolicyProvider
 from harbor_provider.stack_config import (
     declare_harbor_objects,
     merge_sections,
@@ -314,7 +315,7 @@ def _desecure(node):
     return node
 
 
-@pytest.mark.parametrize("page,at_least", [("README.md", 6), ("docs/harbor-as-code.md", 6)])
+@pytest.mark.parametrize("page,at_least", [("README.md", 6), ("docs/harbor-as-code.md", 7)])
 def test_every_config_example_in_the_docs_parses(page, at_least):
     import re
 
@@ -332,6 +333,17 @@ def test_every_config_example_in_the_docs_parses(page, at_least):
                 parse_migration_section(raw)
                 sections += 1
     assert sections >= at_least
+
+
+def _declare_section(raw):
+    return declare_harbor_objects(merge_sections(parse_harbor_section(raw)), url="https://h.example.com",
+                                  password=pulumi.Output.secret(ADMIN_PASSWORD))
+
+
+def _assert_provider_accepts(inputs, provider_cls):
+    """The inputs a resource registered, as its provider's check gets them, pass that check."""
+    inputs = {k: _unwrap(v) for k, v in inputs.items() if k != "__provider"}
+    assert provider_cls().check({}, inputs).failures == [], inputs
 
 
 SCHEDULES = {"gcSchedule": {"cron": "0 0 3 * * 6", "deleteUntagged": True, "workers": 2},
@@ -361,17 +373,15 @@ def test_a_schedule_declared_in_two_sections_is_refused():
 def test_schedules_are_declared_once_each_with_inputs_their_provider_accepts(mocks):
     from harbor_provider.schedules import AuditLogPurgeScheduleProvider, GcScheduleProvider, ScanAllScheduleProvider
 
-    objects = declare_harbor_objects(merge_sections(parse_harbor_section(SCHEDULES)), url="https://h.example.com",
-                                     password=pulumi.Output.secret(ADMIN_PASSWORD))
+    objects = _declare_section(SCHEDULES)
     providers = {"GcSchedule": GcScheduleProvider, "AuditLogPurgeSchedule": AuditLogPurgeScheduleProvider,
                  "ScanAllSchedule": ScanAllScheduleProvider}
 
     def check(_):
         assert sorted(mocks.created) == ["harbor-audit-log-purge-schedule", "harbor-gc-schedule",
                                          "harbor-scan-all-schedule"]
-        for name, (typ, inputs) in mocks.created.items():
-            inputs = {k: _unwrap(v) for k, v in inputs.items() if k != "__provider"}
-            assert providers[typ.rsplit(":", 1)[1]]().check({}, inputs).failures == [], name
+        for typ, inputs in mocks.created.values():
+            _assert_provider_accepts(inputs, providers[typ.rsplit(":", 1)[1]])
         assert mocks.created["harbor-gc-schedule"][1]["workers"] == 2
 
     return pulumi.Output.all(*[s.id for s in objects.schedules.values()]).apply(check)
@@ -400,22 +410,6 @@ def test_two_retention_policies_of_one_project_are_refused():
     assert "harbor-ha:harborApi.retentionPolicies[1].project: 'library' is declared twice" in problems_of(raw)
 
 
-@pulumi.runtime.test
-def test_retention_policy_is_declared_with_its_project_id(mocks):
-    from harbor_provider.retention import RetentionPolicyProvider
-
-    objects = declare_harbor_objects(merge_sections(parse_harbor_section(RETENTION)), url="https://h.example.com",
-                                     password=pulumi.Output.secret(ADMIN_PASSWORD))
-
-    def check(ids):
-        typ, inputs = mocks.created["harbor-retention-library"]
-        assert typ == "pulumi-python:dynamic/harbor:RetentionPolicy" and inputs["project_id"] == int(ids[0])
-        inputs = {k: _unwrap(v) for k, v in inputs.items() if k != "__provider"}
-        assert RetentionPolicyProvider().check({}, inputs).failures == []
-
-    return pulumi.Output.all(objects.projects["library"].id, objects.retention_policies["library"].id).apply(check)
-
-
 IMMUTABLE = {"projects": [{"name": "library"}],
              "immutableTagRules": [{"project": "library", "repositories": "team/**", "tags": "v*"},
                                    {"project": "library", "tags": "release-*", "disabled": True}]}
@@ -432,19 +426,56 @@ def test_immutable_rules_parse_and_errors_name_the_key():
     assert "harbor-ha:harborApi.immutableTagRules[3].project: 'library:team/**:v*' is declared twice" in problems
 
 
+@pytest.mark.parametrize("raw,names,provider_cls", [
+    (RETENTION, ["harbor-retention-library"], RetentionPolicyProvider),
+    (IMMUTABLE, ["harbor-immutable-library:team/**:v*", "harbor-immutable-library:**:release-*"],
+     ImmutableTagRuleProvider),
+], ids=["retention", "immutable"])
 @pulumi.runtime.test
-def test_immutable_rules_are_declared_with_their_project_id(mocks):
-    from harbor_provider.retention import ImmutableTagRuleProvider
+def test_project_scoped_objects_are_declared_with_their_project_id(mocks, raw, names, provider_cls):
+    objects = _declare_section(raw)
 
-    objects = declare_harbor_objects(merge_sections(parse_harbor_section(IMMUTABLE)), url="https://h.example.com",
-                                     password=pulumi.Output.secret(ADMIN_PASSWORD))
+    def check(project_id):
+        for name in names:
+            inputs = mocks.created[name][1]
+            assert inputs["project_id"] == int(project_id)
+            _assert_provider_accepts(inputs, provider_cls)
+
+    resources = [*objects.retention_policies.values(), *objects.immutable_tag_rules.values()]
+    return pulumi.Output.all(*[r.id for r in resources]).apply(lambda _: objects.projects["library"].id).apply(check)
+
+
+ACCESS = {"projects": [{"name": "library"}],
+          "userGroups": [{"name": "devs", "type": "ldap", "ldapGroupDn": "cn=devs,ou=groups,dc=example,dc=com"},
+                         {"name": "platform-team"}],
+          "members": [{"project": "library", "role": "developer", "group": "devs"},
+                      {"project": "library", "role": "projectAdmin", "user": "alice"}]}
+
+
+def test_access_errors_name_the_key():
+    raw = {**ACCESS, "members": [{"project": "library", "role": "owner", "group": "ops"},
+                                 {"project": "library", "role": "guest"}]}
+    problems = problems_of(raw)
+    assert any(p.startswith("harbor-ha:harborApi.members[0].role: 'owner'") for p in problems), problems
+    assert any(p.startswith("harbor-ha:harborApi.members[0].group: unknown group 'ops'") for p in problems)
+    assert "harbor-ha:harborApi.members[1].user: give exactly one of username and group_id" in problems
+    raw = {**ACCESS, "userGroups": [{"name": "devs", "type": "ldap"}]}
+    assert "harbor-ha:harborApi.userGroups[0].ldapGroupDn: an ldap group needs its DN" in problems_of(raw)
+
+
+@pulumi.runtime.test
+def test_members_are_declared_with_their_project_and_group_ids(mocks):
+    from harbor_provider.access import ProjectMemberProvider
+
+    objects = _declare_section(ACCESS)
 
     def check(ids):
-        for name in ("harbor-immutable-library:team/**:v*", "harbor-immutable-library:**:release-*"):
-            typ, inputs = mocks.created[name]
-            assert typ == "pulumi-python:dynamic/harbor:ImmutableTagRule" and inputs["project_id"] == int(ids[0])
-            inputs = {k: _unwrap(v) for k, v in inputs.items() if k != "__provider"}
-            assert ImmutableTagRuleProvider().check({}, inputs).failures == [], name
+        project_id, group_id = int(ids[0]), int(ids[1])
+        group_member = mocks.created["harbor-member-library:group:devs"][1]
+        assert group_member["project_id"] == project_id and group_member["group_id"] == group_id
+        assert mocks.created["harbor-member-library:user:alice"][1]["username"] == "alice"
+        for name in ("harbor-member-library:group:devs", "harbor-member-library:user:alice"):
+            _assert_provider_accepts(mocks.created[name][1], ProjectMemberProvider)
 
-    return pulumi.Output.all(objects.projects["library"].id,
-                             *[r.id for r in objects.immutable_tag_rules.values()]).apply(check)
+    return pulumi.Output.all(objects.projects["library"].id, objects.user_groups["devs"].id,
+                             *[m.id for m in objects.members.values()]).apply(check)

@@ -51,6 +51,7 @@ def _valid_robot_secret(secret: str) -> bool:
     return 8 <= len(secret) <= 128 and all(re.search(p, secret) for p in ("[a-z]", "[A-Z]", "[0-9]"))
 
 
+_ROLE_NAMES = {1: "projectAdmin", 2: "developer", 3: "guest", 4: "maintainer", 5: "limitedGuest"}
 LOCAL = {"id": 0, "name": "Local", "type": "harbor", "url": "http://core:8080", "insecure": True,
          "status": "healthy", "credential": {"type": "secret", "access_key": "", "access_secret": "*****"}}
 
@@ -117,6 +118,10 @@ class HarborEmulator:
         self.robots: dict[int, dict] = {}
         self.executions: dict[int, dict] = {}
         self.retentions: dict[int, dict] = {}
+        self.users: dict[int, dict] = {1: {"user_id": 1, "username": "admin"}}
+        """Local users by id (`add_user`); a member by an unknown name is refused as Harbor's db auth does."""
+        self.usergroups: dict[int, dict] = {}
+        self.members: dict[int, dict] = {}
         self.immutable_rules: dict[int, dict] = {}
         """By rule id; each with its `project_id` (not part of the API's ImmutableRule)."""
         self.schedules: dict[str, dict] = {}
@@ -595,6 +600,100 @@ class HarborEmulator:
         project = self.projects.get(policy["scope"]["ref"])
         if project is not None:
             project["metadata"].pop("retention_id", None)
+        return 200, None, {}
+
+    # -- user groups and project members ---------------------------------------------------------------------
+    def add_user(self, username: str) -> int:
+        uid = self.new_id()
+        self.users[uid] = {"user_id": uid, "username": username}
+        return uid
+
+    def op_createUserGroup(self, params, query, body):
+        if not body.get("group_name"):
+            raise ApiError(400, "group name is required")
+        kind, dn = body.get("group_type"), body.get("ldap_group_dn") or ""
+        # pkg/usergroup manager: an LDAP group is unique by DN, the others by name and type. The emulator has no
+        # LDAP server: every DN with DN syntax is taken as found.
+        same = [g for g in self.usergroups.values() if g["group_type"] == kind
+                and (g["ldap_group_dn"] == dn if kind == 1 else g["group_name"] == body["group_name"])]
+        if same:
+            raise ApiError(409, f"duplicate user group, group name:{body['group_name']}, group type: {kind}, "
+                                f"ldap group DN: {dn}")
+        if kind == 1 and not re.match(r"^\s*[A-Za-z][\w-]*\s*=", dn):
+            raise ApiError(400, f"invalid DN syntax. DN: {dn}")
+        gid = self.new_id()
+        self.usergroups[gid] = {"id": gid, "group_name": body["group_name"], "group_type": kind,
+                                "ldap_group_dn": dn}
+        return 201, None, {"Location": f"/api/v2.0/usergroups/{gid}"}
+
+    def op_getUserGroup(self, params, query, body):
+        return 200, self._get(self.usergroups, params, "group_id"), {}
+
+    def op_listUserGroups(self, params, query, body):
+        found = [g for g in self.usergroups.values()
+                 if query.get("group_name", g["group_name"]) in g["group_name"]
+                 and query.get("ldap_group_dn", g["ldap_group_dn"]) == g["ldap_group_dn"]]
+        return self._page(found, query, "/usergroups")
+
+    def op_updateUserGroup(self, params, query, body):
+        if not body.get("group_name"):
+            raise ApiError(400, "group name is required")
+        self._get(self.usergroups, params, "group_id")["group_name"] = body["group_name"]
+        return 200, None, {}
+
+    def op_deleteUserGroup(self, params, query, body):
+        del self.usergroups[self._get(self.usergroups, params, "group_id")["id"]]
+        return 200, None, {}
+
+    def op_createProjectMember(self, params, query, body):
+        """controller/member Create: the entity, then no duplicate (409), then a valid role (400)."""
+        project = self._project_of(params)
+        user, group = body.get("member_user") or {}, body.get("member_group") or {}
+        if group.get("id"):
+            entity = self.usergroups.get(group["id"])
+            if entity is None:
+                raise ApiError(400, f"Group {group['id']} not found")
+            kind, entity_id, name = "g", entity["id"], entity["group_name"]
+        else:
+            entity = next((u for u in self.users.values() if u["username"] == user.get("username")), None)
+            if entity is None:
+                raise ApiError(404, f"user {user.get('username')} not found")
+            kind, entity_id, name = "u", entity["user_id"], entity["username"]
+        if any(m["project_id"] == project["project_id"] and m["entity_type"] == kind and m["entity_id"] == entity_id
+               for m in self.members.values()):
+            raise ApiError(409, "The project member specified already exist")
+        if body.get("role_id") not in (1, 2, 3, 4, 5):
+            raise ApiError(400, "Failed to update project member, role is not in 1,2,3")
+        mid = self.new_id()
+        self.members[mid] = {"id": mid, "project_id": project["project_id"], "entity_name": name,
+                             "role_id": body["role_id"], "role_name": _ROLE_NAMES[body["role_id"]],
+                             "entity_id": entity_id, "entity_type": kind}
+        return 201, None, {"Location": f"/api/v2.0/projects/{project['project_id']}/members/{mid}"}
+
+    def _member(self, params) -> dict:
+        project = self._project_of(params)
+        member = self._get(self.members, params, "mid")
+        if member["project_id"] != project["project_id"]:
+            raise ApiError(404, f"member {member['id']} not found in project {project['project_id']}")
+        return member
+
+    def op_getProjectMember(self, params, query, body):
+        return 200, self._member(params), {}
+
+    def op_listProjectMembers(self, params, query, body):
+        project = self._project_of(params)
+        found = [m for m in self.members.values() if m["project_id"] == project["project_id"]]
+        return self._page(found, query, f"/projects/{project['project_id']}/members")
+
+    def op_updateProjectMember(self, params, query, body):
+        member = self._member(params)
+        if body.get("role_id") not in (1, 2, 3, 4, 5):
+            raise ApiError(400, "Failed to update project member, role is not in 1,2,3")
+        member.update(role_id=body["role_id"], role_name=_ROLE_NAMES[body["role_id"]])
+        return 200, None, {}
+
+    def op_deleteProjectMember(self, params, query, body):
+        del self.members[self._member(params)["id"]]
         return 200, None, {}
 
     # -- immutable tag rules --------------------------------------------------------------------------------
