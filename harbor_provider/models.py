@@ -307,12 +307,8 @@ class RobotAccountArgs:
                                               f"(Harbor refuses {2**31 - 1} and above)"))
         if _known(self.projects) and not self.projects:
             problems.append(("projects", "needs at least one project name (or '*')"))
-        if _known(self.secret) and self.secret is not None and not (
-            8 <= len(self.secret) <= 128 and re.search("[a-z]", self.secret)
-            and re.search("[A-Z]", self.secret) and re.search("[0-9]", self.secret)
-        ):
-            problems.append(("secret", "Harbor wants 8-128 characters with a lower case letter, an upper case "
-                                       "letter and a digit"))
+        if _known(self.secret) and self.secret is not None and (why := password_problem(self.secret)):
+            problems.append(("secret", why))
         return problems
 
 
@@ -590,4 +586,60 @@ class ProjectMemberArgs(InProject):
             problems.append(("role", f"{self.role!r}: must be one of {', '.join(PROJECT_ROLES)}"))
         if _known(self.username, self.group_id) and (self.username is None) == (self.group_id is None):
             problems.append(("username", "give exactly one of username and group_id"))
+        return problems
+
+
+# handler/user.go validateUserProfile: the email pattern, and characters Harbor refuses in names (common/const.go
+# IllegalCharsInUsername).
+_EMAIL = re.compile(r"""^(([^<>()[\]\\.,;:\s@"]+(\.[^<>()[\]\\.,;:\s@"]+)*)|(".+"))@((\[[0-9]{1,3}\.[0-9]{1,3}"""
+                    r"""\.[0-9]{1,3}\.[0-9]{1,3}\])|(([a-zA-Z\-0-9]+\.)+[a-zA-Z]{2,}))$""")
+_ILLEGAL_NAME_CHARS = ',"~#%$'
+
+
+def password_problem(secret: str) -> Optional[str]:
+    """handler/user.go requireValidSecret (also the robot secret rule, pkg/robot IsValidSec)."""
+    if 8 <= len(secret) <= 128 and all(re.search(p, secret) for p in ("[a-z]", "[A-Z]", "[0-9]")):
+        return None
+    return "Harbor wants 8-128 characters with a lower case letter, an upper case letter and a digit"
+
+
+@dataclass
+class LocalUserArgs:
+    """A user of Harbor's own database (auth mode db_auth only; Harbor refuses local users under LDAP/OIDC)."""
+
+    username: str
+    """Login name (1-255 characters, none of , " ~ # % $); cannot change in place."""
+    email: str
+    """E-mail address (Harbor requires one)."""
+    password: str
+    """Password (a secret; 8-128 characters with upper and lower case and a digit). Changing it sets it."""
+    realname: str = ""
+    """Full name (empty: the username)."""
+    comment: str = ""
+    """At most 30 characters."""
+    admin: bool = False
+    """Harbor system administrator."""
+    adopt: bool = False
+    """When the user exists, take it over (its profile, password and admin flag are set)."""
+
+    @property
+    def name(self) -> str:
+        return self.username
+
+    def validate(self) -> Problems:
+        problems: Problems = []
+        for key in ("username", "realname"):
+            value = getattr(self, key)
+            if not _known(value) or (key == "realname" and not value):
+                continue
+            if not 1 <= len(value) <= 255:
+                problems.append((key, "must be 1-255 characters"))
+            elif set(value) & set(_ILLEGAL_NAME_CHARS):
+                problems.append((key, f"must not contain any of {_ILLEGAL_NAME_CHARS}"))
+        if _known(self.email) and not _EMAIL.match(self.email or ""):
+            problems.append(("email", f"{self.email!r} is not an e-mail address Harbor accepts"))
+        if _known(self.password) and (why := password_problem(self.password or "")):
+            problems.append(("password", why))
+        if _known(self.comment) and len(self.comment) > 30:
+            problems.append(("comment", f"is {len(self.comment)} characters long; Harbor allows at most 30"))
         return problems

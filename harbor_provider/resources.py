@@ -753,14 +753,15 @@ def _parse_time(text: Optional[str]) -> Optional[float]:
 # -- Resource classes ----------------------------------------------------------------------------------------
 
 # The salted hashes too: a weak password could be guessed from its hash in a readable state.
-_SECRET_OUTPUTS = ["harbor_password", "secret", "access_secret", "access_secret_hash", "secret_hash", SALT_KEY]
+_SECRET_OUTPUTS = ["harbor_password", "secret", "access_secret", "access_secret_hash", "secret_hash", "password",
+                   "password_hash", SALT_KEY]
 
 
 def _inputs(args, connection: Optional["Connection"]) -> dict:
     props = {f.name: getattr(args, f.name) for f in dataclasses.fields(args)}
     if isinstance(args, ReplicationPolicyArgs):
         props["filters"] = [dataclasses.asdict(f) for f in args.filters]
-    for secret in ("access_secret", "secret"):
+    for secret in ("access_secret", "secret", "password"):
         if props.get(secret) is not None:
             props[secret] = pulumi.Output.secret(props[secret])
     if connection is not None:

@@ -17,6 +17,7 @@ from .models import (
     AuditLogPurgeScheduleArgs,
     FilterArgs,
     GcScheduleArgs,
+    LocalUserArgs,
     ImmutableTagRuleArgs,
     ImmutableTagRuleSettings,
     ProjectMemberArgs,
@@ -32,7 +33,7 @@ from .models import (
     UserGroupArgs,
 )
 from .resources import Connection, Project, Registry, ReplicationPolicy, ReplicationRun, RobotAccount
-from .access import ProjectMember, UserGroup
+from .access import LocalUser, ProjectMember, UserGroup
 from .retention import ImmutableTagRule, RetentionPolicy
 from .schedules import AuditLogPurgeSchedule, GcSchedule, ScanAllSchedule
 from .typed import ConfigError, camel, parse_into
@@ -160,6 +161,8 @@ class HarborSection:
     """Tag retention policies, one per project."""
     immutable_tag_rules: list[ImmutableTagRuleConfig] = field(default_factory=list)
     """Tag immutability rules (several per project)."""
+    users: list[LocalUserArgs] = field(default_factory=list)
+    """Local users (Harbor's db_auth mode only); passwords with `pulumi config set --secret`."""
     user_groups: list[UserGroupArgs] = field(default_factory=list)
     """User groups (LDAP, HTTP, OIDC)."""
     members: list[MemberConfig] = field(default_factory=list)
@@ -177,7 +180,7 @@ class HarborSection:
 
 _KINDS = {"registries": "registry", "projects": "project", "robots": "robot", "policies": "policy",
           "retention_policies": "retention policy of project",
-          "immutable_tag_rules": "immutable tag rule (project:repositories:tags)", "user_groups": "user group",
+          "immutable_tag_rules": "immutable tag rule (project:repositories:tags)", "user_groups": "user group", "users": "user",
           "members": "member (project:user|group:name)"}
 # Kinds that belong to a project of the same section (named by its `project` key).
 _PROJECT_KINDS = ("retention_policies", "immutable_tag_rules", "members")
@@ -251,7 +254,7 @@ def _check(obj: Any, where: str, problems: list[str], keys: Optional[dict] = Non
 
 def _name_key(kind: str) -> str:
     """The config key of an object's name (a retention policy is named by its project)."""
-    return "project" if kind in _PROJECT_KINDS else "name"
+    return "project" if kind in _PROJECT_KINDS else "username" if kind == "users" else "name"
 
 
 def _unique(items: Sequence[Any], where: str, problems: list[str], name_key: str) -> None:
@@ -282,7 +285,7 @@ def _record_name_keys(section: HarborSection, key: str, renames: dict[str, str])
 
 
 def validate_section(section: HarborSection, key: str, problems: list[str]) -> None:
-    for kind in ("registries", "projects", "robots", "user_groups"):
+    for kind in ("registries", "projects", "robots", "users", "user_groups"):
         for i, item in enumerate(getattr(section, kind)):
             _check(item, f"{key}.{camel(kind)}[{i}]", problems)
     for attr in _SINGLETONS:
@@ -387,6 +390,7 @@ class HarborObjects:
     """By project name."""
     immutable_tag_rules: dict[str, ImmutableTagRule] = field(default_factory=dict)
     """By `project:repositories:tags`."""
+    users: dict[str, LocalUser] = field(default_factory=dict)
     user_groups: dict[str, UserGroup] = field(default_factory=dict)
     members: dict[str, ProjectMember] = field(default_factory=dict)
     """By `project:user|group:name`."""
@@ -449,12 +453,15 @@ def declare_harbor_objects(
         objects.retention_policies[retention.project] = RetentionPolicy(
             f"harbor-retention-{retention.project}", retention.to_args(project.id.apply(int)), connection,
             opts(project), settings)
+    for args in section.users:
+        objects.users[args.username] = LocalUser(f"harbor-user-{args.username}", args, connection, opts(), settings)
     for args in section.user_groups:
         objects.user_groups[args.name] = UserGroup(f"harbor-group-{args.name}", args, connection, opts(), settings)
     for member in section.members:
         project = objects.projects[member.project]
         group = objects.user_groups.get(member.group) if member.group is not None else None
-        after = [project] + ([group] if group is not None else [])
+        user = objects.users.get(member.user) if member.user is not None else None
+        after = [project] + [r for r in (group, user) if r is not None]
         objects.members[member.name] = ProjectMember(
             f"harbor-member-{member.name}",
             member.to_args(project.id.apply(int), group.id.apply(int) if group is not None else None),

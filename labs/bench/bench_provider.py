@@ -28,7 +28,7 @@ from harbor_provider.resources import (  # noqa: E402
     ReplicationRunProvider,
     RobotAccountProvider,
 )
-from harbor_provider.access import ProjectMemberProvider, UserGroupProvider  # noqa: E402
+from harbor_provider.access import LocalUserProvider, ProjectMemberProvider, UserGroupProvider  # noqa: E402
 from harbor_provider.retention import ImmutableTagRuleProvider, RetentionPolicyProvider  # noqa: E402
 from harbor_provider.schedules import (  # noqa: E402
     AuditLogPurgeScheduleProvider,
@@ -103,6 +103,9 @@ def run() -> dict:
                                               {**conn, "project_id": project_id, "tags": "v*"}, {"tags": "release-*"})
         results["UserGroup"] = measure(emu, UserGroupProvider(SETTINGS), {**conn, "name": "bench"},
                                        {"name": "bench-renamed"})
+        results["LocalUser"] = measure(emu, LocalUserProvider(SETTINGS),
+                                       {**conn, "username": "bench-user", "email": "bench@example.com",
+                                        "password": "Bench-Passw0rd"}, {"password": "Rotated-Passw0rd"})
         emu.add_user("bench-user")
         results["ProjectMember"] = measure(emu, ProjectMemberProvider(SETTINGS),
                                            {**conn, "project_id": project_id, "role": "guest",

@@ -6,7 +6,7 @@ Integration: each test starts the Harbor API emulator (an HTTP server thread on 
 import pytest
 from pulumi.runtime import proto
 
-from harbor_provider.access import ProjectMemberProvider, UserGroupProvider
+from harbor_provider.access import LocalUserProvider, ProjectMemberProvider, UserGroupProvider
 from harbor_provider.resources import ProjectProvider
 from tests.support.harbor_api import FAST
 from tests.support.sdk_provider import UNKNOWN, ProviderAborted, SdkHost
@@ -103,3 +103,56 @@ def test_bad_member_input_is_refused_by_check(change, field, reason, emulator, c
 def test_member_of_a_group_created_in_the_same_update_previews(emulator, conn):
     props = {**conn, "project_id": UNKNOWN, "role": "guest", "group_id": UNKNOWN}
     assert SdkHost(ProjectMemberProvider(FAST)).check({}, props)[1] == []
+
+
+def user_props(conn, **kw):
+    return {**conn, "username": "bob", "email": "bob@example.com", "password": "B0b-Passw0rd", **kw}
+
+
+def test_local_user_lifecycle_within_call_budget_and_password_never_in_outputs(emulator, conn):
+    host = SdkHost(LocalUserProvider(FAST))
+    emulator.reset_calls()
+    id_, outs = host.create(user_props(conn))
+    assert emulator.count() == 2 and outs["realname"] == "bob" and outs["admin"] is False
+    assert "password" not in outs and outs["password_hash"] and "B0b-Passw0rd" not in str(outs)
+    emulator.reset_calls()
+    _, read = host.read(id_, outs)
+    assert emulator.count() == 1 and host.diff(id_, read, user_props(conn)).changes == proto.DiffResponse.DIFF_NONE
+    news = user_props(conn)
+    for change in ({"password": "N3w-Passw0rd"}, {"email": "robert@example.com"}, {"admin": True}):
+        news = {**news, **change}
+        assert LocalUserProvider(FAST).diff(id_, read, news).changed == list(change)
+        emulator.reset_calls()
+        read = host.update(id_, read, news)
+        assert emulator.count() == 2, change
+    user = emulator.users[int(id_)]
+    assert (user["password"], user["email"], user["sysadmin_flag"]) == ("N3w-Passw0rd", "robert@example.com", True)
+    emulator.reset_calls()
+    host.delete(id_, read)
+    assert emulator.count() == 1 and int(id_) not in emulator.users
+
+
+def test_admin_user_is_admin_after_create(emulator, conn):
+    id_, outs = SdkHost(LocalUserProvider(FAST)).create(user_props(conn, admin=True))
+    assert emulator.users[int(id_)]["sysadmin_flag"] is True and outs["admin"] is True
+
+
+def test_existing_user_is_adopted_only_with_adopt_and_gets_the_declared_password(emulator, conn):
+    uid = emulator.add_user("bob", "Old-Passw0rd")
+    host = SdkHost(LocalUserProvider(FAST))
+    with pytest.raises(ProviderAborted, match="local user 'bob' already exists"):
+        host.create(user_props(conn))
+    adopted, _ = host.create(user_props(conn, adopt=True))
+    assert adopted == str(uid) and emulator.users[uid]["password"] == "B0b-Passw0rd"
+
+
+@pytest.mark.parametrize("change,field,reason", [
+    ({"username": "bob#1"}, "username", "must not contain"),
+    ({"email": "bob"}, "email", "not an e-mail address"),
+    ({"password": "password"}, "password", "8-128 characters"),
+    ({"comment": "x" * 31}, "comment", "at most 30"),
+    ({"realname": "Bob $mith"}, "realname", "must not contain"),
+])
+def test_bad_local_user_input_is_refused_by_check(change, field, reason, emulator, conn):
+    _, failures = SdkHost(LocalUserProvider(FAST)).check({}, user_props(conn, **change))
+    assert [f for f, _ in failures] == [field] and reason in failures[0][1]

@@ -479,3 +479,33 @@ def test_members_are_declared_with_their_project_and_group_ids(mocks):
 
     return pulumi.Output.all(objects.projects["library"].id, objects.user_groups["devs"].id,
                              *[m.id for m in objects.members.values()]).apply(check)
+
+
+USERS = {"projects": [{"name": "library"}],
+         "users": [{"username": "bob", "email": "bob@example.com", "password": "B0b-Passw0rd", "admin": True}],
+         "members": [{"project": "library", "role": "maintainer", "user": "bob"}]}
+
+
+def test_user_errors_name_the_key():
+    raw = {**USERS, "users": USERS["users"] * 2 + [{"username": "eve", "email": "eve", "password": "short"}]}
+    problems = problems_of(raw)
+    assert "harbor-ha:harborApi.users[1].username: 'bob' is declared twice" in problems
+    assert any(p.startswith("harbor-ha:harborApi.users[2].email: 'eve'") for p in problems)
+    assert any(p.startswith("harbor-ha:harborApi.users[2].password: Harbor wants 8-128") for p in problems)
+    assert not any("short" in p for p in problems)  # never the secret in a message
+
+
+@pulumi.runtime.test
+def test_user_password_is_a_secret_input_and_its_hash_a_secret_output(mocks):
+    from harbor_provider.access import LocalUserProvider
+
+    objects = _declare_section(USERS)
+
+    def check(_):
+        typ, inputs = mocks.created["harbor-user-bob"]
+        assert typ == "pulumi-python:dynamic/harbor:LocalUser" and _unwrap(inputs["password"]) == "B0b-Passw0rd"
+        assert inputs["password"] != "B0b-Passw0rd"  # wrapped as a secret
+        assert {"password", "password_hash", "secret_salt"} <= mocks.monitor.secret_outputs["harbor-user-bob"]
+        _assert_provider_accepts(inputs, LocalUserProvider)
+
+    return pulumi.Output.all(objects.users["bob"].id, *[m.id for m in objects.members.values()]).apply(check)

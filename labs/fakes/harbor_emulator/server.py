@@ -118,7 +118,7 @@ class HarborEmulator:
         self.robots: dict[int, dict] = {}
         self.executions: dict[int, dict] = {}
         self.retentions: dict[int, dict] = {}
-        self.users: dict[int, dict] = {1: {"user_id": 1, "username": "admin"}}
+        self.users: dict[int, dict] = {}
         """Local users by id (`add_user`); a member by an unknown name is refused as Harbor's db auth does."""
         self.usergroups: dict[int, dict] = {}
         self.members: dict[int, dict] = {}
@@ -127,6 +127,9 @@ class HarborEmulator:
         self.schedules: dict[str, dict] = {}
         """System schedules by vendor (`gc`, `purgeaudit`, `scanAll`): type, cron, parameters, times."""
         self._ids = itertools.count(1)
+        self._user_ids = itertools.count(1)  # users have their own ids: the admin is user 1, as in Harbor
+        self.add_user("admin", password)
+        self.users[1]["sysadmin_flag"] = True
         self._server: Optional[ThreadingHTTPServer] = None
         self._scheme = "http"
         self._thread: Optional[threading.Thread] = None
@@ -603,10 +606,65 @@ class HarborEmulator:
         return 200, None, {}
 
     # -- user groups and project members ---------------------------------------------------------------------
-    def add_user(self, username: str) -> int:
-        uid = self.new_id()
-        self.users[uid] = {"user_id": uid, "username": username}
+    def add_user(self, username: str, password: str = "Passw0rd-of-a-user") -> int:
+        uid = next(self._user_ids)
+        self.users[uid] = {"user_id": uid, "username": username, "email": f"{username}@example.com",
+                           "realname": username, "comment": "", "sysadmin_flag": False, "password": password,
+                           "creation_time": _now(), "update_time": _now()}
         return uid
+
+    def _user_view(self, user: dict) -> dict:
+        return {k: v for k, v in user.items() if k != "password"}
+
+    def op_createUser(self, params, query, body):
+        """handler/user.go CreateUser: password rule, then validateUserProfile; a taken name is a 409."""
+        if not _valid_robot_secret(body.get("password") or ""):
+            raise ApiError(400, "the password or secret must be 8-128, inclusively, characters long with at least 1 "
+                                "uppercase letter, 1 lowercase letter and 1 number")
+        if not body.get("email"):
+            raise ApiError(400, "email can't be empty")
+        if not 1 <= len(body.get("realname") or "") <= 255:
+            raise ApiError(400, "realname with illegal length")
+        if len(body.get("comment") or "") > 30:
+            raise ApiError(400, "comment with illegal length")
+        name = body.get("username") or ""
+        if not 1 <= len(name) <= 255 or set(name) & set(',"~#%$'):
+            raise ApiError(400, "username contains illegal characters")
+        if any(u["username"] == name for u in self.users.values()):
+            raise ApiError(409, f"username {name} is already used")
+        uid = self.add_user(name, body["password"])
+        self.users[uid].update(email=body["email"], realname=body["realname"], comment=body.get("comment") or "")
+        return 201, None, {"Location": f"/api/v2.0/users/{uid}"}
+
+    def op_getUser(self, params, query, body):
+        return 200, self._user_view(self._get(self.users, params, "user_id")), {}
+
+    def op_listUsers(self, params, query, body):
+        found = [self._user_view(u) for u in self.users.values() if query.get("username", "") in u["username"]]
+        return self._page(found, query, "/users")
+
+    def op_updateUserProfile(self, params, query, body):
+        self._get(self.users, params, "user_id").update(
+            {k: body.get(k) or "" for k in ("email", "realname", "comment")})
+        return 200, None, {}
+
+    def op_updateUserPassword(self, params, query, body):
+        user = self._get(self.users, params, "user_id")
+        if body.get("new_password") == user["password"]:
+            raise ApiError(400, "New password is identical to old password")
+        user["password"] = body.get("new_password")
+        return 200, None, {}
+
+    def op_setUserSysAdmin(self, params, query, body):
+        self._get(self.users, params, "user_id")["sysadmin_flag"] = bool(body.get("sysadmin_flag"))
+        return 200, None, {}
+
+    def op_deleteUser(self, params, query, body):
+        user = self._get(self.users, params, "user_id")
+        if user["user_id"] == 1:
+            raise ApiError(403, "User with ID 1 cannot be deleted")
+        del self.users[user["user_id"]]
+        return 200, None, {}
 
     def op_createUserGroup(self, params, query, body):
         if not body.get("group_name"):
