@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from .typed import is_unknown
 
@@ -642,4 +642,72 @@ class LocalUserArgs:
             problems.append(("password", why))
         if _known(self.comment) and len(self.comment) > 30:
             problems.append(("comment", f"is {len(self.comment)} characters long; Harbor allows at most 30"))
+        return problems
+
+
+# -- configuration (/configurations: one per Harbor) ------------------------------------------------------------
+
+# The keys of PUT /configurations (swagger `Configurations`) by type; the password-type ones (lib/config/metadata
+# PasswordType: never returned by GET) go in `secrets`.
+CONFIG_BOOLEANS = (
+    "primary_auth_mode", "ldap_group_attach_parallel", "ldap_verify_cert", "read_only", "self_registration",
+    "uaa_verify_cert", "http_authproxy_verify_cert", "http_authproxy_skip_search", "oidc_verify_cert",
+    "oidc_auto_onboard", "oidc_logout", "notification_enable", "quota_per_project_enable", "skip_audit_log_database",
+    "scanner_skip_update_pulltime")
+CONFIG_INTEGERS = ("ldap_group_search_scope", "ldap_scope", "ldap_timeout", "token_expiration",
+                   "robot_token_duration", "storage_per_project", "session_timeout")
+CONFIG_STRINGS = (
+    "auth_mode", "ldap_base_dn", "ldap_filter", "ldap_group_base_dn", "ldap_group_admin_dn",
+    "ldap_group_attribute_name", "ldap_group_search_filter", "ldap_search_dn", "ldap_uid", "ldap_url",
+    "ldap_group_membership_attribute", "project_creation_restriction", "uaa_client_id", "uaa_endpoint",
+    "http_authproxy_endpoint", "http_authproxy_tokenreview_endpoint", "http_authproxy_admin_groups",
+    "http_authproxy_admin_usernames", "http_authproxy_server_certificate", "oidc_name", "oidc_endpoint",
+    "oidc_client_id", "oidc_groups_claim", "oidc_admin_group", "oidc_group_filter", "oidc_scope", "oidc_user_claim",
+    "oidc_extra_redirect_parms", "robot_name_prefix", "audit_log_forward_endpoint", "banner_message",
+    "disabled_audit_log_event_types")
+CONFIG_SECRETS = ("ldap_search_password", "oidc_client_secret", "uaa_client_secret")
+# lib/config/metadata/type.go: AuthModeType, ProjectCreationRestrictionType, LdapScopeType.
+CONFIG_CHOICES = {"auth_mode": ("db_auth", "ldap_auth", "uaa_auth", "http_auth", "oidc_auth"),
+                  "project_creation_restriction": ("adminonly", "everyone"),
+                  "ldap_scope": (0, 1, 2), "ldap_group_search_scope": (0, 1, 2)}
+
+
+def normalize_setting(key: str, value: Any) -> Any:
+    """A setting as Harbor keeps it: Pulumi's wire format carries every number as a float (30 -> 30.0)."""
+    if key in CONFIG_INTEGERS and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+@dataclass
+class ConfigurationArgs:
+    """Harbor's system configuration (authentication, who may create projects, robot token lifetime, read-only
+    mode, ...): only the keys given are managed; every other key is left as it is in Harbor."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Managed keys with their values, by Harbor's names (`auth_mode`, `oidc_endpoint`, `read_only`, ...)."""
+    secrets: dict[str, str] = field(default_factory=dict)
+    """Managed secret keys (ldap_search_password, oidc_client_secret, uaa_client_secret): Harbor never shows them;
+    the state keeps their salted hashes."""
+
+    def validate(self) -> Problems:
+        problems: Problems = []
+        kinds = [(CONFIG_BOOLEANS, bool), (CONFIG_INTEGERS, int), (CONFIG_STRINGS, str)]
+        for key, value in (self.settings.items() if _known(self.settings) else []):
+            value = normalize_setting(key, value)
+            wanted = next((tp for names, tp in kinds if key in names), None)
+            if key in CONFIG_SECRETS:
+                problems.append((f"settings.{key}", "is a secret: give it in `secrets` (kept as a hash)"))
+            elif wanted is None:
+                problems.append((f"settings.{key}", "is no configuration key of Harbor 2.15"))
+            elif not _known(value):
+                continue
+            elif not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+                problems.append((f"settings.{key}", f"expected {wanted.__name__}, got {type(value).__name__}"))
+            elif key in CONFIG_CHOICES and value not in CONFIG_CHOICES[key]:
+                choices = ", ".join(str(c) for c in CONFIG_CHOICES[key])
+                problems.append((f"settings.{key}", f"{value!r}: must be one of {choices}"))
+        for key in (self.secrets if _known(self.secrets) else {}):
+            if key not in CONFIG_SECRETS:
+                problems.append((f"secrets.{key}", f"is not a secret key; those are {', '.join(CONFIG_SECRETS)}"))
         return problems

@@ -15,6 +15,7 @@ import pulumi
 from .client import ClientSettings
 from .models import (
     AuditLogPurgeScheduleArgs,
+    ConfigurationArgs,
     FilterArgs,
     GcScheduleArgs,
     LocalUserArgs,
@@ -34,6 +35,7 @@ from .models import (
 )
 from .resources import Connection, Project, Registry, ReplicationPolicy, ReplicationRun, RobotAccount
 from .access import LocalUser, ProjectMember, UserGroup
+from .configuration import Configuration
 from .retention import ImmutableTagRule, RetentionPolicy
 from .schedules import AuditLogPurgeSchedule, GcSchedule, ScanAllSchedule
 from .typed import ConfigError, camel, parse_into
@@ -167,6 +169,8 @@ class HarborSection:
     """User groups (LDAP, HTTP, OIDC)."""
     members: list[MemberConfig] = field(default_factory=list)
     """Project members: users and groups with their role."""
+    configuration: Optional[ConfigurationArgs] = None
+    """Harbor's configuration keys to manage (`settings`, `secrets`), by Harbor's names; others are left alone."""
     gc_schedule: Optional[GcScheduleArgs] = None
     """Garbage collection schedule (absent: left as set in Harbor)."""
     audit_log_purge_schedule: Optional[AuditLogPurgeScheduleArgs] = None
@@ -185,7 +189,8 @@ _KINDS = {"registries": "registry", "projects": "project", "robots": "robot", "p
 # Kinds that belong to a project of the same section (named by its `project` key).
 _PROJECT_KINDS = ("retention_policies", "immutable_tag_rules", "members")
 # Settings Harbor has once (section attribute -> resource class and name).
-_SINGLETONS = {"gc_schedule": (GcSchedule, "harbor-gc-schedule"),
+_SINGLETONS = {"configuration": (Configuration, "harbor-configuration"),
+               "gc_schedule": (GcSchedule, "harbor-gc-schedule"),
                "audit_log_purge_schedule": (AuditLogPurgeSchedule, "harbor-audit-log-purge-schedule"),
                "scan_all_schedule": (ScanAllSchedule, "harbor-scan-all-schedule")}
 
@@ -394,8 +399,8 @@ class HarborObjects:
     user_groups: dict[str, UserGroup] = field(default_factory=dict)
     members: dict[str, ProjectMember] = field(default_factory=dict)
     """By `project:user|group:name`."""
-    schedules: dict[str, pulumi.dynamic.Resource] = field(default_factory=dict)
-    """By section attribute (`gc_schedule`, ...)."""
+    singletons: dict[str, pulumi.dynamic.Resource] = field(default_factory=dict)
+    """What Harbor has once (the configuration, the schedules), by section attribute (`gc_schedule`, ...)."""
 
 
 def declare_harbor_objects(
@@ -425,7 +430,7 @@ def declare_harbor_objects(
 
     for attr, (resource_cls, resource_name) in _SINGLETONS.items():
         if getattr(section, attr) is not None:
-            objects.schedules[attr] = resource_cls(resource_name, getattr(section, attr), connection, opts(),
+            objects.singletons[attr] = resource_cls(resource_name, getattr(section, attr), connection, opts(),
                                                    settings)
     for args in section.registries:
         objects.registries[args.name] = Registry(f"harbor-registry-{args.name}", args, connection, opts(),

@@ -29,6 +29,7 @@ from harbor_provider.resources import (  # noqa: E402
     RobotAccountProvider,
 )
 from harbor_provider.access import LocalUserProvider, ProjectMemberProvider, UserGroupProvider  # noqa: E402
+from harbor_provider.configuration import ConfigurationProvider  # noqa: E402
 from harbor_provider.retention import ImmutableTagRuleProvider, RetentionPolicyProvider  # noqa: E402
 from harbor_provider.schedules import (  # noqa: E402
     AuditLogPurgeScheduleProvider,
@@ -110,6 +111,10 @@ def run() -> dict:
         results["ProjectMember"] = measure(emu, ProjectMemberProvider(SETTINGS),
                                            {**conn, "project_id": project_id, "role": "guest",
                                             "username": "bench-user"}, {"role": "developer"})
+        results["Configuration"] = measure(emu, ConfigurationProvider(SETTINGS),
+                                           {**conn, "settings": {"project_creation_restriction": "adminonly"},
+                                            "secrets": {"oidc_client_secret": "Bench-Secret1"}},
+                                           {"settings": {"project_creation_restriction": "everyone"}})
         results["GcSchedule"] = measure(emu, GcScheduleProvider(SETTINGS), {**conn, "cron": "0 0 3 * * 6"},
                                         {"workers": 4})
         results["AuditLogPurgeSchedule"] = measure(emu, AuditLogPurgeScheduleProvider(SETTINGS),

@@ -315,7 +315,7 @@ def _desecure(node):
     return node
 
 
-@pytest.mark.parametrize("page,at_least", [("README.md", 6), ("docs/harbor-as-code.md", 7)])
+@pytest.mark.parametrize("page,at_least", [("README.md", 6), ("docs/harbor-as-code.md", 8)])
 def test_every_config_example_in_the_docs_parses(page, at_least):
     import re
 
@@ -384,7 +384,7 @@ def test_schedules_are_declared_once_each_with_inputs_their_provider_accepts(moc
             _assert_provider_accepts(inputs, providers[typ.rsplit(":", 1)[1]])
         assert mocks.created["harbor-gc-schedule"][1]["workers"] == 2
 
-    return pulumi.Output.all(*[s.id for s in objects.schedules.values()]).apply(check)
+    return pulumi.Output.all(*[s.id for s in objects.singletons.values()]).apply(check)
 
 
 RETENTION = {"projects": [{"name": "library"}],
@@ -509,3 +509,30 @@ def test_user_password_is_a_secret_input_and_its_hash_a_secret_output(mocks):
         _assert_provider_accepts(inputs, LocalUserProvider)
 
     return pulumi.Output.all(objects.users["bob"].id, *[m.id for m in objects.members.values()]).apply(check)
+
+
+def test_configuration_errors_name_the_key_and_secrets_stay_out_of_messages():
+    raw = {"configuration": {"settings": {"auth_mode": "saml", "oidc_client_secret": "Cl1ent-Secret"},
+                             "secrets": {"oidc_client_secret": "Cl1ent-Secret"}}}
+    problems = problems_of(raw)
+    assert any(p.startswith("harbor-ha:harborApi.configuration.settings.auth_mode: 'saml'") for p in problems)
+    assert any(p.startswith("harbor-ha:harborApi.configuration.settings.oidc_client_secret: is a secret")
+               for p in problems)
+    assert not any("Cl1ent-Secret" in p for p in problems)
+
+
+@pulumi.runtime.test
+def test_configuration_secrets_are_secret_inputs_and_outputs(mocks):
+    from harbor_provider.configuration import ConfigurationProvider
+
+    objects = _declare_section({"configuration": {"settings": {"auth_mode": "oidc_auth"},
+                                                  "secrets": {"oidc_client_secret": "Cl1ent-Secret"}}})
+
+    def check(_):
+        typ, inputs = mocks.created["harbor-configuration"]
+        assert typ == "pulumi-python:dynamic/harbor:Configuration"
+        assert _unwrap(inputs["secrets"]) == {"oidc_client_secret": "Cl1ent-Secret"} != inputs["secrets"]
+        assert {"secrets", "secrets_hash", "secret_salt"} <= mocks.monitor.secret_outputs["harbor-configuration"]
+        _assert_provider_accepts(inputs, ConfigurationProvider)
+
+    return objects.singletons["configuration"].id.apply(check)

@@ -124,6 +124,11 @@ class HarborEmulator:
         self.members: dict[int, dict] = {}
         self.immutable_rules: dict[int, dict] = {}
         """By rule id; each with its `project_id` (not part of the API's ImmutableRule)."""
+        self.configurations: dict[str, Any] = {
+            "auth_mode": "db_auth", "project_creation_restriction": "everyone", "read_only": False,
+            "self_registration": False, "robot_token_duration": 30, "robot_name_prefix": "robot$",
+            "token_expiration": 30, "ldap_scope": 2, "ldap_uid": "cn", "oidc_verify_cert": True}
+        """Harbor's configuration (defaults of lib/config/metadata for the keys tests use)."""
         self.schedules: dict[str, dict] = {}
         """System schedules by vendor (`gc`, `purgeaudit`, `scanAll`): type, cron, parameters, times."""
         self._ids = itertools.count(1)
@@ -603,6 +608,28 @@ class HarborEmulator:
         project = self.projects.get(policy["scope"]["ref"])
         if project is not None:
             project["metadata"].pop("retention_id", None)
+        return 200, None, {}
+
+    # -- configurations ---------------------------------------------------------------------------------------
+    _SECRET_CONFIG = ("ldap_search_password", "oidc_client_secret", "uaa_client_secret")
+
+    def op_getConfigurations(self, params, query, body):
+        # controller/config ConvertForGet: password-type keys are never returned.
+        return 200, {k: {"value": v, "editable": True} for k, v in self.configurations.items()
+                     if k not in self._SECRET_CONFIG}, {}
+
+    def op_updateConfigurations(self, params, query, body):
+        """controller/config validateCfg (metadata types); only the keys given change."""
+        choices = {"auth_mode": ("db_auth", "ldap_auth", "uaa_auth", "http_auth", "oidc_auth"),
+                   "project_creation_restriction": ("adminonly", "everyone"),
+                   "ldap_scope": (0, 1, 2), "ldap_group_search_scope": (0, 1, 2)}
+        for key, allowed in choices.items():
+            if key in body and body[key] not in allowed:
+                raise ApiError(400, f"invalid {key}")
+        if body.get("auth_mode", self.configurations["auth_mode"]) != self.configurations["auth_mode"] \
+                and len(self.users) > 1:
+            raise ApiError(400, "the auth mode cannot be modified as new users have been inserted into database")
+        self.configurations.update(body)
         return 200, None, {}
 
     # -- user groups and project members ---------------------------------------------------------------------
