@@ -711,3 +711,36 @@ class ConfigurationArgs:
             if key not in CONFIG_SECRETS:
                 problems.append((f"secrets.{key}", f"is not a secret key; those are {', '.join(CONFIG_SECRETS)}"))
         return problems
+
+
+LABEL_NAME_MAX = 128  # pkg/label/model Label.Valid
+
+
+@dataclass(kw_only=True)
+class LabelSettings:
+    """A label's text and colour: shared by LabelArgs and the stack config."""
+
+    name: str
+    """1-128 characters; unique within its scope."""
+    description: str = ""
+    """Free text."""
+    color: str = ""
+    """Display colour, e.g. `#0065AB` (Harbor's UI offers a palette; any text is stored)."""
+    adopt: bool = False
+    """When the label exists in its scope, take it over instead of failing."""
+
+
+@dataclass(kw_only=True)
+class LabelArgs(LabelSettings):
+    """A label for artifacts: global (every project) or of one project."""
+
+    project_id: Optional[int] = None
+    """The project of a project label (its `project_id` output); None: a global label. Cannot change in place."""
+
+    def validate(self) -> Problems:
+        problems: Problems = []
+        if _known(self.name) and not 1 <= len(self.name or "") <= LABEL_NAME_MAX:
+            problems.append(("name", f"must be 1-{LABEL_NAME_MAX} characters"))
+        if _known(self.project_id) and self.project_id is not None and self.project_id <= 0:
+            problems.append(("project_id", f"{self.project_id}: Harbor project ids are positive"))
+        return problems

@@ -21,6 +21,8 @@ from .models import (
     LocalUserArgs,
     ImmutableTagRuleArgs,
     ImmutableTagRuleSettings,
+    LabelArgs,
+    LabelSettings,
     ProjectMemberArgs,
     PolicySettings,
     ProjectArgs,
@@ -36,6 +38,7 @@ from .models import (
 from .resources import Connection, Project, Registry, ReplicationPolicy, ReplicationRun, RobotAccount
 from .access import LocalUser, ProjectMember, UserGroup
 from .configuration import Configuration
+from .labels import Label
 from .retention import ImmutableTagRule, RetentionPolicy
 from .schedules import AuditLogPurgeSchedule, GcSchedule, ScanAllSchedule
 from .typed import ConfigError, camel, parse_into
@@ -139,6 +142,23 @@ class MemberConfig:
                                  group_id=group_id if self.group is not None else None, adopt=self.adopt)
 
 
+@dataclass(kw_only=True)
+class LabelConfig(LabelSettings):
+    """A global label, or a label of a project declared in the same section."""
+
+    project: Optional[str] = None
+    """Name of the project (declared in `projects`); absent: a global label."""
+
+    @property
+    def identity(self) -> str:
+        """Unique in the section: a name is unique within its scope."""
+        return f"{self.project}:{self.name}" if self.project else self.name
+
+    def to_args(self, project_id: Any) -> LabelArgs:
+        shared = {f.name: getattr(self, f.name) for f in fields(LabelSettings)}
+        return LabelArgs(project_id=project_id if self.project else None, **shared)
+
+
 @dataclass
 class HarborSection:
     """The `harbor-ha:harborApi` stack config section."""
@@ -169,6 +189,8 @@ class HarborSection:
     """User groups (LDAP, HTTP, OIDC)."""
     members: list[MemberConfig] = field(default_factory=list)
     """Project members: users and groups with their role."""
+    labels: list[LabelConfig] = field(default_factory=list)
+    """Labels: global, or of a project (`project`)."""
     configuration: Optional[ConfigurationArgs] = None
     """Harbor's configuration keys to manage (`settings`, `secrets`), by Harbor's names; others are left alone."""
     gc_schedule: Optional[GcScheduleArgs] = None
@@ -184,7 +206,7 @@ class HarborSection:
 
 _KINDS = {"registries": "registry", "projects": "project", "robots": "robot", "policies": "policy",
           "retention_policies": "retention policy of project",
-          "immutable_tag_rules": "immutable tag rule (project:repositories:tags)", "user_groups": "user group", "users": "user",
+          "immutable_tag_rules": "immutable tag rule (project:repositories:tags)", "user_groups": "user group", "users": "user", "labels": "label ([project:]name)",
           "members": "member (project:user|group:name)"}
 # Kinds that belong to a project of the same section (named by its `project` key).
 _PROJECT_KINDS = ("retention_policies", "immutable_tag_rules", "members")
@@ -262,12 +284,17 @@ def _name_key(kind: str) -> str:
     return "project" if kind in _PROJECT_KINDS else "username" if kind == "users" else "name"
 
 
+def _identity(item: Any) -> str:
+    """What must be unique among the objects of one kind (the name, unless the object says otherwise)."""
+    return getattr(item, "identity", item.name)
+
+
 def _unique(items: Sequence[Any], where: str, problems: list[str], name_key: str) -> None:
     seen: set[str] = set()
     for i, item in enumerate(items):
-        if item.name in seen:
-            problems.append(f"{where}[{i}].{name_key}: {item.name!r} is declared twice")
-        seen.add(item.name)
+        if _identity(item) in seen:
+            problems.append(f"{where}[{i}].{name_key}: {_identity(item)!r} is declared twice")
+        seen.add(_identity(item))
 
 
 def parse_harbor_section(raw: Optional[dict], key: str = "harbor-ha:harborApi") -> HarborSection:
@@ -312,11 +339,11 @@ def validate_section(section: HarborSection, key: str, problems: list[str]) -> N
                                      poll_seconds=policy.run.poll_seconds)
             _check(run, f"{key}.policies[{i}].run", problems)
     projects = [p.name for p in section.projects]
-    for kind in _PROJECT_KINDS:
+    for kind in _PROJECT_KINDS + ("labels",):
         for i, item in enumerate(getattr(section, kind)):
             where = f"{key}.{camel(kind)}[{i}]"
             _check(item.to_args(1), where, problems, _MEMBER_KEYS if kind == "members" else None)
-            if item.project not in projects:
+            if item.project is not None and item.project not in projects:
                 problems.append(f"{where}.project: unknown project {item.project!r} "
                                 f"(declared in {key}.projects: {', '.join(projects) or 'none'})")
     if section.harbor_url and not section.harbor_password:
@@ -374,9 +401,9 @@ def merge_sections(*sections: Optional[HarborSection]) -> HarborSection:
     for kind, singular in _KINDS.items():
         first: dict[str, str] = {}
         for item, key in zip(getattr(merged, kind), merged.name_keys[kind]):
-            if item.name in first:
-                problems.append(f"{first[item.name]} and {key} both declare {singular} {item.name!r}")
-            first.setdefault(item.name, key)
+            if _identity(item) in first:
+                problems.append(f"{first[_identity(item)]} and {key} both declare {singular} {_identity(item)!r}")
+            first.setdefault(_identity(item), key)
     if problems:
         raise ConfigError(problems)
     return merged
@@ -395,6 +422,8 @@ class HarborObjects:
     """By project name."""
     immutable_tag_rules: dict[str, ImmutableTagRule] = field(default_factory=dict)
     """By `project:repositories:tags`."""
+    labels: dict[str, Label] = field(default_factory=dict)
+    """By `[project:]name`."""
     users: dict[str, LocalUser] = field(default_factory=dict)
     user_groups: dict[str, UserGroup] = field(default_factory=dict)
     members: dict[str, ProjectMember] = field(default_factory=dict)
@@ -471,6 +500,11 @@ def declare_harbor_objects(
             f"harbor-member-{member.name}",
             member.to_args(project.id.apply(int), group.id.apply(int) if group is not None else None),
             connection, opts(*after), settings)
+    for label in section.labels:
+        project = objects.projects[label.project] if label.project else None
+        objects.labels[label.identity] = Label(
+            f"harbor-label-{label.identity}", label.to_args(project.id.apply(int) if project else None),
+            connection, opts(*([project] if project else [])), settings)
     for rule in section.immutable_tag_rules:
         project = objects.projects[rule.project]
         objects.immutable_tag_rules[rule.name] = ImmutableTagRule(

@@ -30,6 +30,7 @@ from harbor_provider.resources import (  # noqa: E402
 )
 from harbor_provider.access import LocalUserProvider, ProjectMemberProvider, UserGroupProvider  # noqa: E402
 from harbor_provider.configuration import ConfigurationProvider  # noqa: E402
+from harbor_provider.labels import LabelProvider  # noqa: E402
 from harbor_provider.retention import ImmutableTagRuleProvider, RetentionPolicyProvider  # noqa: E402
 from harbor_provider.schedules import (  # noqa: E402
     AuditLogPurgeScheduleProvider,
@@ -111,6 +112,8 @@ def run() -> dict:
         results["ProjectMember"] = measure(emu, ProjectMemberProvider(SETTINGS),
                                            {**conn, "project_id": project_id, "role": "guest",
                                             "username": "bench-user"}, {"role": "developer"})
+        results["Label"] = measure(emu, LabelProvider(SETTINGS), {**conn, "name": "bench", "project_id": project_id},
+                                   {"color": "#FF0000"})
         results["Configuration"] = measure(emu, ConfigurationProvider(SETTINGS),
                                            {**conn, "settings": {"project_creation_restriction": "adminonly"},
                                             "secrets": {"oidc_client_secret": "Bench-Secret1"}},

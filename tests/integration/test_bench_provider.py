@@ -12,7 +12,7 @@ from tests.support import ROOT
 
 KINDS = ("Registry", "ReplicationPolicy", "Project", "Project (storage quota managed)", "RobotAccount",
          "RobotAccount (declared secret)", "ReplicationRun", "RetentionPolicy", "ImmutableTagRule",
-         "LocalUser", "UserGroup", "ProjectMember", "Configuration",
+         "LocalUser", "UserGroup", "ProjectMember", "Label", "Configuration",
          "GcSchedule", "AuditLogPurgeSchedule", "ScanAllSchedule")
 
 

@@ -315,7 +315,7 @@ def _desecure(node):
     return node
 
 
-@pytest.mark.parametrize("page,at_least", [("README.md", 6), ("docs/harbor-as-code.md", 8)])
+@pytest.mark.parametrize("page,at_least", [("README.md", 6), ("docs/harbor-as-code.md", 9)])
 def test_every_config_example_in_the_docs_parses(page, at_least):
     import re
 
@@ -536,3 +536,31 @@ def test_configuration_secrets_are_secret_inputs_and_outputs(mocks):
         _assert_provider_accepts(inputs, ConfigurationProvider)
 
     return objects.singletons["configuration"].id.apply(check)
+
+
+LABELS = {"projects": [{"name": "library"}],
+          "labels": [{"name": "release", "color": "#0065AB"}, {"name": "release", "project": "library"}]}
+
+
+def test_labels_are_unique_per_scope_and_errors_name_the_key():
+    assert [lb.identity for lb in parse_harbor_section(LABELS).labels] == ["release", "library:release"]
+    problems = problems_of({**LABELS, "labels": LABELS["labels"] * 2 + [{"name": "", "project": "nope"}]})
+    assert "harbor-ha:harborApi.labels[2].name: 'release' is declared twice" in problems
+    assert "harbor-ha:harborApi.labels[4].name: must be 1-128 characters" in problems
+    assert any(p.startswith("harbor-ha:harborApi.labels[4].project: unknown project 'nope'") for p in problems)
+
+
+@pulumi.runtime.test
+def test_project_label_is_declared_with_its_project_id_and_global_without(mocks):
+    from harbor_provider.labels import LabelProvider
+
+    objects = _declare_section(LABELS)
+
+    def check(project_id):
+        assert "project_id" not in mocks.created["harbor-label-release"][1]
+        assert mocks.created["harbor-label-library:release"][1]["project_id"] == int(project_id)
+        for name in ("harbor-label-release", "harbor-label-library:release"):
+            _assert_provider_accepts(mocks.created[name][1], LabelProvider)
+
+    labels = [lb.id for lb in objects.labels.values()]
+    return pulumi.Output.all(*labels).apply(lambda _: objects.projects["library"].id).apply(check)

@@ -129,6 +129,7 @@ class HarborEmulator:
             "self_registration": False, "robot_token_duration": 30, "robot_name_prefix": "robot$",
             "token_expiration": 30, "ldap_scope": 2, "ldap_uid": "cn", "oidc_verify_cert": True}
         """Harbor's configuration (defaults of lib/config/metadata for the keys tests use)."""
+        self.labels: dict[int, dict] = {}
         self.schedules: dict[str, dict] = {}
         """System schedules by vendor (`gc`, `purgeaudit`, `scanAll`): type, cron, parameters, times."""
         self._ids = itertools.count(1)
@@ -608,6 +609,48 @@ class HarborEmulator:
         project = self.projects.get(policy["scope"]["ref"])
         if project is not None:
             project["metadata"].pop("retention_id", None)
+        return 200, None, {}
+
+    # -- labels -----------------------------------------------------------------------------------------------
+    def _valid_label(self, label: dict) -> None:
+        """pkg/label/model Label.Valid, and the manager's 409 for a name taken in the scope."""
+        if not 1 <= len(label.get("name") or "") <= 128:
+            raise ApiError(400, "max length is 128" if label.get("name") else "cannot be empty")
+        if label["scope"] not in ("g", "p") or (label["scope"] == "p" and (label.get("project_id") or 0) <= 0):
+            raise ApiError(400, f"invalid: {label['scope']}")
+        if any(other["name"] == label["name"] and other["scope"] == label["scope"]
+               and other["project_id"] == label["project_id"] and other["id"] != label.get("id")
+               for other in self.labels.values()):
+            raise ApiError(409, f"label {label['name']} already exists")
+
+    def op_CreateLabel(self, params, query, body):
+        label = {"name": body.get("name"), "description": body.get("description") or "",
+                 "color": body.get("color") or "", "scope": body.get("scope"),
+                 "project_id": 0 if body.get("scope") == "g" else body.get("project_id") or 0}
+        self._valid_label(label)
+        lid = self.new_id()
+        self.labels[lid] = dict(label, id=lid, creation_time=_now(), update_time=_now())
+        return 201, None, {"Location": f"/api/v2.0/labels/{lid}"}
+
+    def op_GetLabelByID(self, params, query, body):
+        return 200, self._get(self.labels, params, "label_id"), {}
+
+    def op_ListLabels(self, params, query, body):
+        found = [lb for lb in self.labels.values() if lb["scope"] == query.get("scope", "g")
+                 and query.get("name", "") in lb["name"]
+                 and (query.get("scope") != "p" or str(lb["project_id"]) == query.get("project_id"))]
+        return self._page(found, query, "/labels")
+
+    def op_UpdateLabel(self, params, query, body):
+        label = self._get(self.labels, params, "label_id")
+        updated = dict(label, name=body.get("name"), description=body.get("description") or "",
+                       color=body.get("color") or "", update_time=_now())
+        self._valid_label(updated)
+        self.labels[label["id"]] = updated
+        return 200, None, {}
+
+    def op_DeleteLabel(self, params, query, body):
+        del self.labels[self._get(self.labels, params, "label_id")["id"]]
         return 200, None, {}
 
     # -- configurations ---------------------------------------------------------------------------------------
