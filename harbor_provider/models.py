@@ -744,3 +744,65 @@ class LabelArgs(LabelSettings):
         if _known(self.project_id) and self.project_id is not None and self.project_id <= 0:
             problems.append(("project_id", f"{self.project_id}: Harbor project ids are positive"))
         return problems
+
+
+# pkg/notification initSupportedNotifyType: what a project webhook can send, to whom and how.
+WEBHOOK_EVENT_TYPES = ("PUSH_ARTIFACT", "PULL_ARTIFACT", "DELETE_ARTIFACT", "QUOTA_EXCEED", "QUOTA_WARNING",
+                       "SCANNING_FAILED", "SCANNING_STOPPED", "SCANNING_COMPLETED", "REPLICATION", "TAG_RETENTION")
+WEBHOOK_TYPES = ("http", "slack")
+WEBHOOK_PAYLOAD_FORMATS = ("Default", "CloudEvents")
+
+
+@dataclass(kw_only=True)
+class WebhookSettings:
+    """A project webhook: Harbor calls `address` on the chosen events of the project."""
+
+    name: str
+    """Unique within the project."""
+    address: str
+    """Endpoint URL; Harbor keeps only scheme://host/path (no user info or query: handler/webhook.go SSRF guard)."""
+    event_types: list[str] = field(default_factory=lambda: ["PUSH_ARTIFACT"])
+    """Events that trigger it, WEBHOOK_EVENT_TYPES."""
+    type: str = "http"
+    """http or slack."""
+    payload_format: Optional[str] = None
+    """Default or CloudEvents (http only; Harbor's default: Default)."""
+    auth_header: Optional[str] = None
+    """Value of the Authorization header Harbor sends (a secret; kept as a hash in the state)."""
+    skip_cert_verify: bool = False
+    """Do not verify the endpoint's TLS certificate."""
+    enabled: bool = True
+    """A disabled webhook is kept but not called."""
+    description: str = ""
+    """Free text."""
+    adopt: bool = False
+    """When the project has a webhook of this name, take it over instead of failing."""
+
+
+@dataclass(kw_only=True)
+class WebhookArgs(WebhookSettings, InProject):
+    """A webhook of the project `project_id`."""
+
+    def validate(self) -> Problems:
+        problems = self.project_problems()
+        check_name(self.name, problems)
+        if _known(self.address) and not (self.address or "").strip():
+            problems.append(("address", "must not be empty"))
+        elif _known(self.address) and "://" in self.address and not self.address.startswith(("http://", "https://")):
+            problems.append(("address", f"{self.address!r}: Harbor calls only http:// and https:// endpoints"))
+        if _known(self.type) and self.type not in WEBHOOK_TYPES:
+            problems.append(("type", f"{self.type!r}: must be one of {', '.join(WEBHOOK_TYPES)}"))
+        elif _known(self.type, self.payload_format) and self.payload_format is not None:
+            if self.type == "slack":
+                problems.append(("payload_format", "Harbor allows no payload format for slack"))
+            elif self.payload_format not in WEBHOOK_PAYLOAD_FORMATS:
+                problems.append(("payload_format", f"{self.payload_format!r}: must be one of "
+                                                   f"{', '.join(WEBHOOK_PAYLOAD_FORMATS)}"))
+        if _known(self.event_types):
+            if not self.event_types:
+                problems.append(("event_types", "needs at least one event type"))
+            for i, event in enumerate(self.event_types):
+                if _known(event) and event not in WEBHOOK_EVENT_TYPES:
+                    problems.append((f"event_types[{i}]", f"{event!r}: must be one of "
+                                                          f"{', '.join(WEBHOOK_EVENT_TYPES)}"))
+        return problems

@@ -8,7 +8,7 @@ Independent of `components/`: the program passes the cluster's URL and admin pas
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import pulumi
 
@@ -34,6 +34,8 @@ from .models import (
     RobotAccountArgs,
     ScanAllScheduleArgs,
     UserGroupArgs,
+    WebhookArgs,
+    WebhookSettings,
 )
 from .resources import Connection, Project, Registry, ReplicationPolicy, ReplicationRun, RobotAccount
 from .access import LocalUser, ProjectMember, UserGroup
@@ -42,6 +44,7 @@ from .labels import Label
 from .retention import ImmutableTagRule, RetentionPolicy
 from .schedules import AuditLogPurgeSchedule, GcSchedule, ScanAllSchedule
 from .typed import ConfigError, camel, parse_into
+from .webhooks import Webhook
 
 
 @dataclass
@@ -86,35 +89,42 @@ class PolicyConfig(PolicySettings):
 
 
 @dataclass(kw_only=True)
-class RetentionConfig(RetentionSettings):
-    """The tag retention policy of a project declared in the same section."""
+class _ProjectObjectConfig:
+    """An object of a project declared in the same section: its args' settings, and the project by name."""
+
+    settings_type: ClassVar[type]
+    args_type: ClassVar[type]
 
     project: str
     """Name of the project (declared in `projects`)."""
+
+    def to_args(self, project_id: Any) -> Any:
+        shared = {f.name: getattr(self, f.name) for f in fields(self.settings_type)}
+        return self.args_type(project_id=project_id, **shared)
+
+
+@dataclass(kw_only=True)
+class RetentionConfig(RetentionSettings, _ProjectObjectConfig):
+    """The tag retention policy of a project declared in the same section."""
+
+    settings_type = RetentionSettings
+    args_type = RetentionPolicyArgs
 
     @property
     def name(self) -> str:
         return self.project
 
-    def to_args(self, project_id: Any) -> RetentionPolicyArgs:
-        shared = {f.name: getattr(self, f.name) for f in fields(RetentionSettings)}
-        return RetentionPolicyArgs(project_id=project_id, **shared)
-
 
 @dataclass(kw_only=True)
-class ImmutableTagRuleConfig(ImmutableTagRuleSettings):
+class ImmutableTagRuleConfig(ImmutableTagRuleSettings, _ProjectObjectConfig):
     """A tag immutability rule of a project declared in the same section."""
 
-    project: str
-    """Name of the project (declared in `projects`)."""
+    settings_type = ImmutableTagRuleSettings
+    args_type = ImmutableTagRuleArgs
 
     @property
     def name(self) -> str:
         return f"{self.project}:{self.repositories}:{self.tags}"
-
-    def to_args(self, project_id: Any) -> ImmutableTagRuleArgs:
-        shared = {f.name: getattr(self, f.name) for f in fields(ImmutableTagRuleSettings)}
-        return ImmutableTagRuleArgs(project_id=project_id, **shared)
 
 
 @dataclass
@@ -143,8 +153,11 @@ class MemberConfig:
 
 
 @dataclass(kw_only=True)
-class LabelConfig(LabelSettings):
+class LabelConfig(LabelSettings, _ProjectObjectConfig):
     """A global label, or a label of a project declared in the same section."""
+
+    settings_type = LabelSettings
+    args_type = LabelArgs
 
     project: Optional[str] = None
     """Name of the project (declared in `projects`); absent: a global label."""
@@ -155,8 +168,19 @@ class LabelConfig(LabelSettings):
         return f"{self.project}:{self.name}" if self.project else self.name
 
     def to_args(self, project_id: Any) -> LabelArgs:
-        shared = {f.name: getattr(self, f.name) for f in fields(LabelSettings)}
-        return LabelArgs(project_id=project_id if self.project else None, **shared)
+        return super().to_args(project_id if self.project else None)
+
+
+@dataclass(kw_only=True)
+class WebhookConfig(WebhookSettings, _ProjectObjectConfig):
+    """A webhook of a project declared in the same section."""
+
+    settings_type = WebhookSettings
+    args_type = WebhookArgs
+
+    @property
+    def identity(self) -> str:
+        return f"{self.project}:{self.name}"
 
 
 @dataclass
@@ -189,6 +213,8 @@ class HarborSection:
     """User groups (LDAP, HTTP, OIDC)."""
     members: list[MemberConfig] = field(default_factory=list)
     """Project members: users and groups with their role."""
+    webhooks: list[WebhookConfig] = field(default_factory=list)
+    """Project webhooks (`authHeader` with --secret)."""
     labels: list[LabelConfig] = field(default_factory=list)
     """Labels: global, or of a project (`project`)."""
     configuration: Optional[ConfigurationArgs] = None
@@ -207,9 +233,10 @@ class HarborSection:
 _KINDS = {"registries": "registry", "projects": "project", "robots": "robot", "policies": "policy",
           "retention_policies": "retention policy of project",
           "immutable_tag_rules": "immutable tag rule (project:repositories:tags)", "user_groups": "user group", "users": "user", "labels": "label ([project:]name)",
+          "webhooks": "webhook (project:name)",
           "members": "member (project:user|group:name)"}
 # Kinds that belong to a project of the same section (named by its `project` key).
-_PROJECT_KINDS = ("retention_policies", "immutable_tag_rules", "members")
+_PROJECT_KINDS = ("retention_policies", "immutable_tag_rules", "members", "webhooks")
 # Settings Harbor has once (section attribute -> resource class and name).
 _SINGLETONS = {"configuration": (Configuration, "harbor-configuration"),
                "gc_schedule": (GcSchedule, "harbor-gc-schedule"),
@@ -280,8 +307,9 @@ def _check(obj: Any, where: str, problems: list[str], keys: Optional[dict] = Non
 
 
 def _name_key(kind: str) -> str:
-    """The config key of an object's name (a retention policy is named by its project)."""
-    return "project" if kind in _PROJECT_KINDS else "username" if kind == "users" else "name"
+    """The config key that names an object in errors (a retention policy is named by its project)."""
+    return {"retention_policies": "project", "members": "project", "immutable_tag_rules": "tags",
+            "users": "username"}.get(kind, "name")
 
 
 def _identity(item: Any) -> str:
@@ -424,6 +452,8 @@ class HarborObjects:
     """By `project:repositories:tags`."""
     labels: dict[str, Label] = field(default_factory=dict)
     """By `[project:]name`."""
+    webhooks: dict[str, Webhook] = field(default_factory=dict)
+    """By `project:name`."""
     users: dict[str, LocalUser] = field(default_factory=dict)
     user_groups: dict[str, UserGroup] = field(default_factory=dict)
     members: dict[str, ProjectMember] = field(default_factory=dict)
@@ -500,6 +530,11 @@ def declare_harbor_objects(
             f"harbor-member-{member.name}",
             member.to_args(project.id.apply(int), group.id.apply(int) if group is not None else None),
             connection, opts(*after), settings)
+    for hook in section.webhooks:
+        project = objects.projects[hook.project]
+        objects.webhooks[hook.identity] = Webhook(f"harbor-webhook-{hook.identity}",
+                                                  hook.to_args(project.id.apply(int)), connection, opts(project),
+                                                  settings)
     for label in section.labels:
         project = objects.projects[label.project] if label.project else None
         objects.labels[label.identity] = Label(

@@ -37,6 +37,7 @@ from harbor_provider.schedules import (  # noqa: E402
     GcScheduleProvider,
     ScanAllScheduleProvider,
 )
+from harbor_provider.webhooks import WebhookProvider  # noqa: E402
 from labs.fakes.harbor_emulator.server import HarborEmulator  # noqa: E402
 
 SETTINGS = ClientSettings(read_timeout=10.0)
@@ -114,6 +115,9 @@ def run() -> dict:
                                             "username": "bench-user"}, {"role": "developer"})
         results["Label"] = measure(emu, LabelProvider(SETTINGS), {**conn, "name": "bench", "project_id": project_id},
                                    {"color": "#FF0000"})
+        results["Webhook"] = measure(emu, WebhookProvider(SETTINGS),
+                                     {**conn, "project_id": project_id, "name": "bench", "address": "https://ci/x",
+                                      "auth_header": "Bearer Bench"}, {"auth_header": "Bearer Rotated"})
         results["Configuration"] = measure(emu, ConfigurationProvider(SETTINGS),
                                            {**conn, "settings": {"project_creation_restriction": "adminonly"},
                                             "secrets": {"oidc_client_secret": "Bench-Secret1"}},

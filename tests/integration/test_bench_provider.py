@@ -12,7 +12,8 @@ from tests.support import ROOT
 
 KINDS = ("Registry", "ReplicationPolicy", "Project", "Project (storage quota managed)", "RobotAccount",
          "RobotAccount (declared secret)", "ReplicationRun", "RetentionPolicy", "ImmutableTagRule",
-         "LocalUser", "UserGroup", "ProjectMember", "Label", "Configuration",
+         "LocalUser", "UserGroup", "ProjectMember", "Label", "Webhook",
+         "Configuration",
          "GcSchedule", "AuditLogPurgeSchedule", "ScanAllSchedule")
 
 

@@ -315,7 +315,7 @@ def _desecure(node):
     return node
 
 
-@pytest.mark.parametrize("page,at_least", [("README.md", 6), ("docs/harbor-as-code.md", 9)])
+@pytest.mark.parametrize("page,at_least", [("README.md", 6), ("docs/harbor-as-code.md", 10)])
 def test_every_config_example_in_the_docs_parses(page, at_least):
     import re
 
@@ -423,7 +423,7 @@ def test_immutable_rules_parse_and_errors_name_the_key():
     assert "harbor-ha:harborApi.immutableTagRules[0].tags: needs a pattern, e.g. '**' for all" in problems
     assert any(p.startswith("harbor-ha:harborApi.immutableTagRules[0].project: unknown project 'other'")
                for p in problems)
-    assert "harbor-ha:harborApi.immutableTagRules[3].project: 'library:team/**:v*' is declared twice" in problems
+    assert "harbor-ha:harborApi.immutableTagRules[3].tags: 'library:team/**:v*' is declared twice" in problems
 
 
 @pytest.mark.parametrize("raw,names,provider_cls", [
@@ -564,3 +564,31 @@ def test_project_label_is_declared_with_its_project_id_and_global_without(mocks)
 
     labels = [lb.id for lb in objects.labels.values()]
     return pulumi.Output.all(*labels).apply(lambda _: objects.projects["library"].id).apply(check)
+
+
+WEBHOOKS = {"projects": [{"name": "library"}],
+            "webhooks": [{"project": "library", "name": "ci", "address": "https://ci.example.com/hooks",
+                          "eventTypes": ["PUSH_ARTIFACT"], "authHeader": "Bearer S3cret"}]}
+
+
+def test_webhook_errors_name_the_key():
+    raw = {**WEBHOOKS, "webhooks": WEBHOOKS["webhooks"] * 2 + [
+        {"project": "library", "name": "x", "address": "https://x", "eventTypes": ["PUSH_IMAGE"]}]}
+    problems = problems_of(raw)
+    assert "harbor-ha:harborApi.webhooks[1].name: 'library:ci' is declared twice" in problems
+    assert any(p.startswith("harbor-ha:harborApi.webhooks[2].eventTypes[0]: 'PUSH_IMAGE'") for p in problems)
+
+
+@pulumi.runtime.test
+def test_webhook_auth_header_is_a_secret_input_and_its_hash_a_secret_output(mocks):
+    from harbor_provider.webhooks import WebhookProvider
+
+    objects = _declare_section(WEBHOOKS)
+
+    def check(_):
+        inputs = mocks.created["harbor-webhook-library:ci"][1]
+        assert _unwrap(inputs["auth_header"]) == "Bearer S3cret" != inputs["auth_header"]
+        assert {"auth_header", "auth_header_hash"} <= mocks.monitor.secret_outputs["harbor-webhook-library:ci"]
+        _assert_provider_accepts(inputs, WebhookProvider)
+
+    return objects.webhooks["library:ci"].id.apply(check)

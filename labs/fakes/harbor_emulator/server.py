@@ -130,6 +130,7 @@ class HarborEmulator:
             "token_expiration": 30, "ldap_scope": 2, "ldap_uid": "cn", "oidc_verify_cert": True}
         """Harbor's configuration (defaults of lib/config/metadata for the keys tests use)."""
         self.labels: dict[int, dict] = {}
+        self.webhooks: dict[int, dict] = {}
         self.schedules: dict[str, dict] = {}
         """System schedules by vendor (`gc`, `purgeaudit`, `scanAll`): type, cron, parameters, times."""
         self._ids = itertools.count(1)
@@ -609,6 +610,73 @@ class HarborEmulator:
         project = self.projects.get(policy["scope"]["ref"])
         if project is not None:
             project["metadata"].pop("retention_id", None)
+        return 200, None, {}
+
+    # -- project webhooks -------------------------------------------------------------------------------------
+    _WEBHOOK_EVENTS = ("PUSH_ARTIFACT", "PULL_ARTIFACT", "DELETE_ARTIFACT", "QUOTA_EXCEED", "QUOTA_WARNING",
+                       "SCANNING_FAILED", "SCANNING_STOPPED", "SCANNING_COMPLETED", "REPLICATION", "TAG_RETENTION")
+
+    def _webhook_from_body(self, project: dict, body: dict, existing: Optional[dict]) -> dict:
+        """handler/webhook.go validateEventTypes and validateTargets (which rewrites each address to
+        scheme://host/path and an http target's empty payload format to Default)."""
+        events = body.get("event_types") or []
+        if not events:
+            raise ApiError(400, "empty event type")
+        for event in events:
+            if event not in self._WEBHOOK_EVENTS:
+                raise ApiError(400, f"unsupported event type {event}")
+        targets = []
+        for target in body.get("targets") or []:
+            address = target.get("address") or ""
+            parts = urlsplit(address if "://" in address else "http://" + address)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ApiError(400, f"invalid endpoint: {address}")
+            kind, fmt = target.get("type"), target.get("payload_format") or ""
+            if kind not in ("http", "slack"):
+                raise ApiError(400, f"unsupported target type {kind} with policy {body.get('name')}")
+            if fmt and kind == "slack":
+                raise ApiError(400, "set payload format is not allowed for slack")
+            if fmt and fmt not in ("Default", "CloudEvents"):
+                raise ApiError(400, f"unsupported payload format type: {fmt}")
+            targets.append(dict(target, address=f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}",
+                                payload_format=fmt or ("Default" if kind == "http" else "")))
+        if not targets:
+            raise ApiError(400, f"empty notification target with policy {body.get('name')}")
+        if any(w["name"] == body.get("name") and w["project_id"] == project["project_id"]
+               and w["id"] != (existing or {}).get("id") for w in self.webhooks.values()):
+            raise ApiError(409, f"notification policy {body.get('name')} already exists")
+        return dict(existing or {}, name=body.get("name"), description=body.get("description") or "",
+                    project_id=project["project_id"], targets=targets, event_types=events,
+                    enabled=bool(body.get("enabled")), creator="admin", update_time=_now())
+
+    def op_CreateWebhookPolicyOfProject(self, params, query, body):
+        project = self._project_of(params)
+        wid = self.new_id()
+        self.webhooks[wid] = dict(self._webhook_from_body(project, body, None), id=wid, creation_time=_now())
+        return 201, None, {"Location": f"/api/v2.0/projects/{project['project_id']}/webhook/policies/{wid}"}
+
+    def _webhook(self, params) -> dict:
+        project = self._project_of(params)
+        webhook = self._get(self.webhooks, params, "webhook_policy_id")
+        if webhook["project_id"] != project["project_id"]:
+            raise ApiError(404, f"webhook policy {webhook['id']} not found in project {project['project_id']}")
+        return webhook
+
+    def op_GetWebhookPolicyOfProject(self, params, query, body):
+        return 200, self._webhook(params), {}
+
+    def op_ListWebhookPoliciesOfProject(self, params, query, body):
+        project = self._project_of(params)
+        found = [w for w in self.webhooks.values() if w["project_id"] == project["project_id"]]
+        return self._page(found, query, f"/projects/{project['project_id']}/webhook/policies")
+
+    def op_UpdateWebhookPolicyOfProject(self, params, query, body):
+        webhook = self._webhook(params)
+        self.webhooks[webhook["id"]] = self._webhook_from_body(self._project_of(params), body, webhook)
+        return 200, None, {}
+
+    def op_DeleteWebhookPolicyOfProject(self, params, query, body):
+        del self.webhooks[self._webhook(params)["id"]]
         return 200, None, {}
 
     # -- labels -----------------------------------------------------------------------------------------------
