@@ -385,7 +385,8 @@ class AuditLogPurgeScheduleArgs:
     def validate(self) -> Problems:
         problems = _schedule_problems(self.cron)
         if _known(self.retention_hours) and not 0 <= self.retention_hours <= AUDIT_RETENTION_HOURS_MAX:
-            problems.append(("retention_hours", f"{self.retention_hours}: Harbor allows 0..{AUDIT_RETENTION_HOURS_MAX}"))
+            problems.append(("retention_hours",
+                             f"{self.retention_hours}: Harbor allows 0..{AUDIT_RETENTION_HOURS_MAX}"))
         for i, op in enumerate(self.operations if _known(self.operations) else []):
             if op not in AUDIT_EVENT_TYPES:
                 problems.append((f"operations[{i}]", f"{op!r} is no audit event type Harbor purges by (it would "

@@ -232,7 +232,8 @@ class HarborSection:
 
 _KINDS = {"registries": "registry", "projects": "project", "robots": "robot", "policies": "policy",
           "retention_policies": "retention policy of project",
-          "immutable_tag_rules": "immutable tag rule (project:repositories:tags)", "user_groups": "user group", "users": "user", "labels": "label ([project:]name)",
+          "immutable_tag_rules": "immutable tag rule (project:repositories:tags)", "user_groups": "user group",
+          "users": "user", "labels": "label ([project:]name)",
           "webhooks": "webhook (project:name)",
           "members": "member (project:user|group:name)"}
 # Kinds that belong to a project of the same section (named by its `project` key).

@@ -6,7 +6,6 @@ Integration: runs the script as a subprocess; it starts the Harbor API emulator 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.support import ROOT
 

@@ -4,9 +4,7 @@ Integration: each test starts the Harbor API emulator (an HTTP server thread on 
 """
 
 import dataclasses
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
