@@ -3,8 +3,10 @@
 Every call uses a fresh `requests.Session` that refuses cookies: Harbor answers each request with a `sid` session
 cookie, and a client that sends it back switches on Harbor's CSRF check, which rejects every later write with 403.
 Retries (with exponential backoff) happen only where a retry is safe to converge: connection errors, timeouts,
-5xx and 429. A write whose response was lost is retried too; the resources then adopt the object by name when the
-retry answers 409 (see `resources.py`).
+5xx and 429. A write whose response was lost is retried too; when the retry answers 409, the resources adopt the
+object by name only if an earlier try may have been applied (`HarborError.earlier_try_may_have_applied`: the
+connection broke after the request was sent, the answer timed out, or a 5xx other than 503). A 429 or 503, or a
+connection never made, means Harbor did not apply it: the 409 is then someone else's object (see `resources.py`).
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ class HarborError(Exception):
         super().__init__(message)
         self.status = status
         self.harbor_messages = harbor_messages
-        self.attempts = 1
-        """HTTP requests made before giving up (more than 1: an earlier try may have been applied by Harbor)."""
+        self.earlier_try_may_have_applied = False
+        """An earlier try of this call got no answer after it was sent, or a 5xx other than 503: Harbor may have
+        applied it (so a 409 now may be that try's object)."""
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ class HarborClient:
         retried only when Harbor surely did not apply it (no connection, 429, 503)."""
         url = urljoin(self.base + "/", path.lstrip("/")) if not path.startswith(API_PREFIX) else self._origin() + path
         delay = self.settings.backoff
+        may_have_applied = False
         for attempt in range(1, self.settings.attempts + 1):
             try:
                 answer = self._send(method, url, json_body, params)
@@ -204,8 +208,9 @@ class HarborClient:
                     error = HarborError(
                         f"{method} {path}: Harbor at {self.credentials.url} did not answer after {attempt} "
                         f"tries ({type(exc).__name__}){not_retried}; check that it is up and reachable from here")
-                    error.attempts = attempt
+                    error.earlier_try_may_have_applied = may_have_applied
                     raise error from exc
+                may_have_applied |= not _never_sent(exc)
             else:
                 body = _json_or_text(answer)
                 if answer.status_code in ok:
@@ -213,8 +218,9 @@ class HarborClient:
                 retry = _RETRY_STATUSES if replay_safe else _NOT_APPLIED_STATUSES
                 if answer.status_code not in retry or attempt == self.settings.attempts:
                     error = self._error(method, path, answer.status_code, body, answer.headers)
-                    error.attempts = attempt
+                    error.earlier_try_may_have_applied = may_have_applied
                     raise error
+                may_have_applied |= answer.status_code not in _NOT_APPLIED_STATUSES
             self._sleep(min(delay, 10.0))
             delay *= 2
         raise AssertionError("unreachable: the loop returns or raises")

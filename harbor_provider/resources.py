@@ -4,7 +4,8 @@ Every provider follows one pattern (`_HarborProvider`):
 - `check` parses the inputs into the typed args and runs their `validate()`: no API call.
 - `create` POSTs, takes the id from `Location`, GETs the object back so the outputs are exactly what `read` returns.
   A 409 is adopted by name when the args say `adopt`, or when our own earlier try may have created the object
-  (its response was lost); otherwise the error says how to adopt.
+  (its request was sent but the answer lost or timed out, or it got a 5xx other than 503); otherwise the error says
+  how to adopt.
 - `read` GETs and normalizes like Harbor (`state()`), so refresh shows real drift and no diff when nothing changed.
 - `diff` compares the normalized desired state (`desired()`) with the old outputs field by field; secrets Harbor
   masks as `*****` are compared through a salted SHA-256 kept in the outputs.
@@ -127,6 +128,10 @@ class _HarborProvider(ResourceProvider):
         """The args in the shape of `state()` (only the fields the args control)."""
         raise NotImplementedError
 
+    def collection(self, props: dict) -> str:
+        """Where the objects of this kind live (some are below their project: `props` has its id)."""
+        return self.path
+
     def find(self, client: HarborClient, args) -> Optional[dict]:
         return client.find_by_name(self.path, args.name)
 
@@ -138,6 +143,14 @@ class _HarborProvider(ResourceProvider):
 
     def explain(self, err: HarborError, args, action: str) -> HarborError:
         return err
+
+    def conflict(self, err: HarborError) -> bool:
+        """Harbor's answer to a create of an object that exists already."""
+        return err.status == 409
+
+    def label(self, args) -> str:
+        """The object in messages."""
+        return repr(args.name)
 
     # -- the shared flow ---------------------------------------------------------------------------------------
     def _field_names(self) -> list[str]:
@@ -180,8 +193,8 @@ class _HarborProvider(ResourceProvider):
         outs.update(extra)
         return outs
 
-    def created_outputs(self, args, body: Any) -> dict:
-        """Extra outputs only the create answer carries (the robot's secret)."""
+    def after_create(self, client: HarborClient, id_: str, args, body: Any) -> dict:
+        """What a create needs besides the POST (the robot's secret); returns extra outputs."""
         return {}
 
     def adopt(self, client: HarborClient, id_: str, args, existing: dict) -> dict:
@@ -192,18 +205,19 @@ class _HarborProvider(ResourceProvider):
         args = self.parse_args(props)
         client = self.client(props)
         try:
-            answer = client.request("POST", self.path, json_body=self.create_body(args), ok=(201,))
+            answer = client.request("POST", self.collection(props), json_body=self.create_body(args), ok=(201,))
             id_ = answer.location_id()
-            extra = self.created_outputs(args, answer.body)
+            extra = self.after_create(client, id_, args, answer.body)
         except HarborError as err:
-            if err.status != 409:
+            if not self.conflict(err):
                 raise self.explain(err, args, "create") from None
-            # A 409 after a retried POST is most likely our own first try, applied though its answer was lost.
-            ours = err.attempts > 1
+            # A 409 after a try whose answer was lost (not after a 503: Harbor did not apply that one) is most
+            # likely that try's object.
+            ours = err.earlier_try_may_have_applied
             existing = self.find(client, args) if (args.adopt or ours) else None
             if existing is None:
                 raise HarborError(
-                    f"{self.kind} {args.name!r} already exists in Harbor ({'; '.join(err.harbor_messages)}). "
+                    f"{self.kind} {self.label(args)} already exists in Harbor ({'; '.join(err.harbor_messages)}). "
                     f"To manage the existing one, set `adopt: true` on it in the stack config (adopt=True in "
                     f"the args): it is then updated to the declared values. Or choose another name.", 409,
                 ) from None
@@ -245,35 +259,47 @@ class _HarborProvider(ResourceProvider):
 
     def diff(self, id_: str, olds: dict, news: dict) -> FieldDiff:
         changed = self.changed_fields(olds, news)
+        replaces = [c for c in changed if c in self.replace_fields]
         old_url, new_url = olds.get("harbor_url"), news.get("harbor_url")
-        if old_url and new_url and not is_unknown(new_url) and normalize_url(old_url) != normalize_url(new_url):
+        if is_unknown(new_url):
+            changed.append("harbor_url")  # known at apply, when the engine diffs again (and replaces if it moved)
+        elif old_url and new_url and normalize_url(old_url) != normalize_url(new_url):
             changed.append("harbor_url")  # another Harbor: the object must be created there
-        return FieldDiff(changed, [c for c in changed if c in self.replace_fields or c == "harbor_url"])
+            replaces.append("harbor_url")
+        # A new credential for the same Harbor (e.g. a rotated admin password): an update that stores it, so that
+        # refresh and delete use it.
+        changed += [k for k in CONNECTION_KEYS[1:] if news.get(k) != olds.get(k)]
+        return FieldDiff(changed, replaces)
 
     def update(self, id_: str, olds: dict, news: dict) -> UpdateResult:
         args = self.parse_args(news)
         client = self.client(news)
-        try:
-            extra = self.write_update(client, id_, args, olds)
-        except HarborError as err:
-            raise self.explain(err, args, "update") from None
+        extra = {k: olds.get(k) for k in self.carried_outputs}
+        if self.changed_fields(olds, news):  # else only the connection changed: nothing to write in Harbor
+            try:
+                extra = self.write_update(client, id_, args, olds)
+            except HarborError as err:
+                raise self.explain(err, args, "update") from None
         obj = self.fetch(client, id_, {**olds, **news})
         salt = olds.get(SALT_KEY) or secrets.token_hex(16)
         return UpdateResult(self.outputs(news, obj, salt, extra))
 
     def write_update(self, client: HarborClient, id_: str, args, olds: dict) -> dict:
         """Apply the args in place; returns extra outputs."""
-        client.request("PUT", f"{self.path}/{id_}", json_body=self.update_body(args, olds), ok=(200,))
+        client.request("PUT", f"{self.collection(olds)}/{id_}", json_body=self.update_body(args, olds), ok=(200,))
         return {}
 
     def delete(self, id_: str, props: dict) -> None:
         client = self.client(props)
         try:
-            client.request("DELETE", f"{self.path}/{id_}", ok=(200, 202, 204, 404))
+            client.request("DELETE", f"{self.collection(props)}/{id_}", ok=(200, 202, 204, 404))
         except HarborError as err:
-            raise self.explain_delete(client, id_, props, err) from None
+            problem = self.explain_delete(client, id_, props, err)
+            if problem is not None:
+                raise problem from None
 
-    def explain_delete(self, client: HarborClient, id_: str, props: dict, err: HarborError) -> HarborError:
+    def explain_delete(self, client: HarborClient, id_: str, props: dict, err: HarborError) -> Optional[HarborError]:
+        """The error to raise for a failed delete (None: the object turned out to be gone)."""
         return err
 
 
@@ -545,19 +571,14 @@ class RobotAccountProvider(_HarborProvider):
     carried_outputs = ("secret",)
 
     def create_body(self, args: RobotAccountArgs) -> dict:
-        body = {"name": args.name, "description": args.description, "level": "system",
+        # No `secret`: Harbor 2.15's CreateRobot ignores it and generates one (handler/robot.go); see after_create.
+        return {"name": args.name, "description": args.description, "level": "system",
                 "disable": args.disabled, "duration": args.duration_days,
                 "permissions": robot_permissions(args.projects, args.replicate_deletion)}
-        if args.secret:
-            body["secret"] = args.secret
-        return body
 
     def update_body(self, args: RobotAccountArgs, olds: dict) -> dict:
         # Harbor refuses a PUT whose name or level differ from the stored robot (name with its `robot$` prefix).
-        body = self.create_body(args)
-        body.pop("secret", None)
-        body["name"] = olds["harbor_name"]
-        return body
+        return dict(self.create_body(args), name=olds["harbor_name"])
 
     def find(self, client: HarborClient, args: RobotAccountArgs) -> Optional[dict]:
         # Whether `q=name=` wants the prefixed name depends on Harbor's robot_name_prefix: list system robots.
@@ -566,24 +587,44 @@ class RobotAccountProvider(_HarborProvider):
                 return robot
         return None
 
-    def created_outputs(self, args: RobotAccountArgs, body: Any) -> dict:
-        return {"secret": args.secret or (body or {}).get("secret")}
+    def after_create(self, client, id_, args: RobotAccountArgs, body: Any) -> dict:
+        if args.secret:
+            return {"secret": self._refresh_secret(client, id_, args, body["name"])}
+        return {"secret": body["secret"]}
 
     def adopt(self, client, id_, args: RobotAccountArgs, existing: dict) -> dict:
         # The secret of a robot we did not see created is unknown: set (or have Harbor generate) a new one.
         super().write_update(client, id_, args, self.state(existing))
-        return {"secret": self._refresh_secret(client, id_, args)}
+        return {"secret": self._refresh_secret(client, id_, args, existing["name"])}
 
     def write_update(self, client, id_, args: RobotAccountArgs, olds: dict) -> dict:
         super().write_update(client, id_, args, olds)
         if args.secret and salted_hash(olds.get(SALT_KEY) or "", args.secret) != olds.get("secret_hash"):
-            return {"secret": self._refresh_secret(client, id_, args)}
+            return {"secret": self._refresh_secret(client, id_, args, olds["harbor_name"])}
         return {"secret": olds.get("secret")}
 
-    def _refresh_secret(self, client: HarborClient, id_: str, args: RobotAccountArgs) -> str:
-        body = {"secret": args.secret} if args.secret else {}
-        answer = client.request("PATCH", f"{self.path}/{id_}", json_body=body, ok=(200,))
-        return args.secret or answer.body["secret"]
+    def _refresh_secret(self, client: HarborClient, id_: str, args: RobotAccountArgs, login: str) -> str:
+        """Harbor's secret refresh (PATCH /robots/{id}): sets the declared secret (answering an empty one), or
+        generates one (answering it). A declared secret is then proven by logging in with it, as a peer will."""
+        answer = client.request("PATCH", f"{self.path}/{id_}", json_body={"secret": args.secret or ""}, ok=(200,))
+        if not args.secret:
+            return answer.body["secret"]
+        if not args.disabled:  # a disabled robot cannot log in: nothing to prove with
+            self._prove_login(client, login, args.secret)
+        return args.secret
+
+    def _prove_login(self, client: HarborClient, login: str, secret: str) -> None:
+        as_robot = HarborClient(dataclasses.replace(client.credentials, username=login, password=secret),
+                                client.settings)
+        try:
+            as_robot.request("GET", "/users/current/permissions", ok=(200,))
+        except HarborError as err:
+            if err.status != 401:
+                raise
+            raise HarborError(
+                f"robot account {login!r}: Harbor accepted the secret refresh but {login!r} cannot log in with the "
+                f"declared secret (401); peers given that secret would fail too. Check Harbor's logs for the "
+                f"refresh, or leave `secret` unset to have Harbor generate one.", 401) from None
 
     def state(self, obj: dict) -> dict:
         permissions = _normalize_permissions(obj.get("permissions"))
@@ -690,8 +731,10 @@ class ReplicationRunProvider(_HarborProvider):
         return execution
 
     def update(self, id_: str, olds: dict, news: dict) -> UpdateResult:
-        # Only timeout/poll settings changed (policy_id and run_key replace): nothing to do in Harbor.
-        return UpdateResult({k: v for k, v in olds.items() if k != "__provider"})
+        # Only timeout/poll settings or the connection changed (policy_id and run_key replace): nothing to do in
+        # Harbor; the new connection is kept for later reads.
+        kept = {k: v for k, v in olds.items() if k not in CONNECTION_KEYS and k != "__provider"}
+        return UpdateResult({**kept, **self.carried(news)})
 
     def delete(self, id_: str, props: dict) -> None:
         """Executions are history: Harbor keeps them, forgetting the resource makes no call."""
@@ -710,14 +753,15 @@ def _parse_time(text: Optional[str]) -> Optional[float]:
 # -- Resource classes ----------------------------------------------------------------------------------------
 
 # The salted hashes too: a weak password could be guessed from its hash in a readable state.
-_SECRET_OUTPUTS = ["harbor_password", "secret", "access_secret", "access_secret_hash", "secret_hash", SALT_KEY]
+_SECRET_OUTPUTS = ["harbor_password", "secret", "access_secret", "access_secret_hash", "secret_hash", "password",
+                   "password_hash", SALT_KEY]
 
 
 def _inputs(args, connection: Optional[Connection]) -> dict:
     props = {f.name: getattr(args, f.name) for f in dataclasses.fields(args)}
     if isinstance(args, ReplicationPolicyArgs):
         props["filters"] = [dataclasses.asdict(f) for f in args.filters]
-    for secret in ("access_secret", "secret"):
+    for secret in ("access_secret", "secret", "password"):
         if props.get(secret) is not None:
             props[secret] = pulumi.Output.secret(props[secret])
     if connection is not None:

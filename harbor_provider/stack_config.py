@@ -8,23 +8,44 @@ Independent of `components/`: the program passes the cluster's URL and admin pas
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional, cast
 from collections.abc import Sequence
+from typing import Any, ClassVar, Optional, cast
 
 import pulumi
 
 from .client import ClientSettings
 from .models import (
+    AuditLogPurgeScheduleArgs,
+    ConfigurationArgs,
     FilterArgs,
+    GcScheduleArgs,
+    LocalUserArgs,
+    ImmutableTagRuleArgs,
+    ImmutableTagRuleSettings,
+    LabelArgs,
+    LabelSettings,
+    ProjectMemberArgs,
     PolicySettings,
     ProjectArgs,
     RegistryArgs,
     ReplicationPolicyArgs,
     ReplicationRunArgs,
+    RetentionPolicyArgs,
+    RetentionSettings,
     RobotAccountArgs,
+    ScanAllScheduleArgs,
+    UserGroupArgs,
+    WebhookArgs,
+    WebhookSettings,
 )
 from .resources import Connection, Project, Registry, ReplicationPolicy, ReplicationRun, RobotAccount
+from .access import LocalUser, ProjectMember, UserGroup
+from .configuration import Configuration
+from .labels import Label
+from .retention import ImmutableTagRule, RetentionPolicy
+from .schedules import AuditLogPurgeSchedule, GcSchedule, ScanAllSchedule
 from .typed import ConfigError, camel, parse_into
+from .webhooks import Webhook
 
 
 @dataclass
@@ -68,6 +89,101 @@ class PolicyConfig(PolicySettings):
                                      cron=self.trigger.cron, **shared)
 
 
+@dataclass(kw_only=True)
+class _ProjectObjectConfig:
+    """An object of a project declared in the same section: its args' settings, and the project by name."""
+
+    settings_type: ClassVar[type]
+    args_type: ClassVar[type]
+
+    project: str
+    """Name of the project (declared in `projects`)."""
+
+    def to_args(self, project_id: Any) -> Any:
+        shared = {f.name: getattr(self, f.name) for f in fields(self.settings_type)}
+        return self.args_type(project_id=project_id, **shared)
+
+
+@dataclass(kw_only=True)
+class RetentionConfig(RetentionSettings, _ProjectObjectConfig):
+    """The tag retention policy of a project declared in the same section."""
+
+    settings_type = RetentionSettings
+    args_type = RetentionPolicyArgs
+
+    @property
+    def name(self) -> str:
+        return self.project
+
+
+@dataclass(kw_only=True)
+class ImmutableTagRuleConfig(ImmutableTagRuleSettings, _ProjectObjectConfig):
+    """A tag immutability rule of a project declared in the same section."""
+
+    settings_type = ImmutableTagRuleSettings
+    args_type = ImmutableTagRuleArgs
+
+    @property
+    def name(self) -> str:
+        return f"{self.project}:{self.repositories}:{self.tags}"
+
+
+@dataclass
+class MemberConfig:
+    """A user or a group of `userGroups` with a role in a project of the same section."""
+
+    project: str
+    """Name of the project (declared in `projects`)."""
+    role: str
+    """projectAdmin | maintainer | developer | guest | limitedGuest."""
+    user: Optional[str] = None
+    """A user name (LDAP/OIDC users Harbor has not seen are onboarded); or `group`."""
+    group: Optional[str] = None
+    """Name of a group declared in `userGroups`; or `user`."""
+    adopt: bool = False
+    """Take over an existing membership (its role is set)."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.project}:{'user' if self.user is not None else 'group'}:{self.user or self.group}"
+
+    def to_args(self, project_id: Any, group_id: Any = 0) -> ProjectMemberArgs:
+        """`group_id`: the group's id (its Output); the 0 default stands for it while validating."""
+        return ProjectMemberArgs(project_id=project_id, role=self.role, username=self.user,
+                                 group_id=group_id if self.group is not None else None, adopt=self.adopt)
+
+
+@dataclass(kw_only=True)
+class LabelConfig(LabelSettings, _ProjectObjectConfig):
+    """A global label, or a label of a project declared in the same section."""
+
+    settings_type = LabelSettings
+    args_type = LabelArgs
+
+    project: Optional[str] = None
+    """Name of the project (declared in `projects`); absent: a global label."""
+
+    @property
+    def identity(self) -> str:
+        """Unique in the section: a name is unique within its scope."""
+        return f"{self.project}:{self.name}" if self.project else self.name
+
+    def to_args(self, project_id: Any) -> LabelArgs:
+        return super().to_args(project_id if self.project else None)
+
+
+@dataclass(kw_only=True)
+class WebhookConfig(WebhookSettings, _ProjectObjectConfig):
+    """A webhook of a project declared in the same section."""
+
+    settings_type = WebhookSettings
+    args_type = WebhookArgs
+
+    @property
+    def identity(self) -> str:
+        return f"{self.project}:{self.name}"
+
+
 @dataclass
 class HarborSection:
     """The `harbor-ha:harborApi` stack config section."""
@@ -88,12 +204,46 @@ class HarborSection:
     """System robots for peers that replicate into this Harbor."""
     policies: list[PolicyConfig] = field(default_factory=list)
     """Replication policies."""
+    retention_policies: list[RetentionConfig] = field(default_factory=list)
+    """Tag retention policies, one per project."""
+    immutable_tag_rules: list[ImmutableTagRuleConfig] = field(default_factory=list)
+    """Tag immutability rules (several per project)."""
+    users: list[LocalUserArgs] = field(default_factory=list)
+    """Local users (Harbor's db_auth mode only); passwords with `pulumi config set --secret`."""
+    user_groups: list[UserGroupArgs] = field(default_factory=list)
+    """User groups (LDAP, HTTP, OIDC)."""
+    members: list[MemberConfig] = field(default_factory=list)
+    """Project members: users and groups with their role."""
+    webhooks: list[WebhookConfig] = field(default_factory=list)
+    """Project webhooks (`authHeader` with --secret)."""
+    labels: list[LabelConfig] = field(default_factory=list)
+    """Labels: global, or of a project (`project`)."""
+    configuration: Optional[ConfigurationArgs] = None
+    """Harbor's configuration keys to manage (`settings`, `secrets`), by Harbor's names; others are left alone."""
+    gc_schedule: Optional[GcScheduleArgs] = None
+    """Garbage collection schedule (absent: left as set in Harbor)."""
+    audit_log_purge_schedule: Optional[AuditLogPurgeScheduleArgs] = None
+    """Audit log purge schedule (absent: left as set in Harbor)."""
+    scan_all_schedule: Optional[ScanAllScheduleArgs] = None
+    """Scan-all schedule (absent: left as set in Harbor)."""
     name_keys: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
     """Not config: for each kind, the config key that names each object (`harbor-ha:migration.targetProject`),
     so that errors after merging sections name what the user wrote."""
 
 
-_KINDS = {"registries": "registry", "projects": "project", "robots": "robot", "policies": "policy"}
+_KINDS = {"registries": "registry", "projects": "project", "robots": "robot", "policies": "policy",
+          "retention_policies": "retention policy of project",
+          "immutable_tag_rules": "immutable tag rule (project:repositories:tags)", "user_groups": "user group",
+          "users": "user", "labels": "label ([project:]name)",
+          "webhooks": "webhook (project:name)",
+          "members": "member (project:user|group:name)"}
+# Kinds that belong to a project of the same section (named by its `project` key).
+_PROJECT_KINDS = ("retention_policies", "immutable_tag_rules", "members", "webhooks")
+# Settings Harbor has once (section attribute -> resource class and name).
+_SINGLETONS = {"configuration": (Configuration, "harbor-configuration"),
+               "gc_schedule": (GcSchedule, "harbor-gc-schedule"),
+               "audit_log_purge_schedule": (AuditLogPurgeSchedule, "harbor-audit-log-purge-schedule"),
+               "scan_all_schedule": (ScanAllSchedule, "harbor-scan-all-schedule")}
 
 
 @dataclass
@@ -147,6 +297,7 @@ class MigrationSection:
 
 
 # Which config key a validate() field name stands for, where it is not just its camelCase.
+_MEMBER_KEYS = {"username": "user", "group_id": "group"}
 _POLICY_KEYS = {"trigger": "trigger.type", "cron": "trigger.cron", "registry_id": "registry"}
 
 
@@ -157,12 +308,23 @@ def _check(obj: Any, where: str, problems: list[str], keys: Optional[dict] = Non
         problems.append(f"{where}.{name}: {reason}")
 
 
-def _unique(items: Sequence[Any], where: str, problems: list[str]) -> None:
+def _name_key(kind: str) -> str:
+    """The config key that names an object in errors (a retention policy is named by its project)."""
+    return {"retention_policies": "project", "members": "project", "immutable_tag_rules": "tags",
+            "users": "username"}.get(kind, "name")
+
+
+def _identity(item: Any) -> str:
+    """What must be unique among the objects of one kind (the name, unless the object says otherwise)."""
+    return getattr(item, "identity", item.name)
+
+
+def _unique(items: Sequence[Any], where: str, problems: list[str], name_key: str) -> None:
     seen: set[str] = set()
     for i, item in enumerate(items):
-        if item.name in seen:
-            problems.append(f"{where}[{i}].name: {item.name!r} is declared twice")
-        seen.add(item.name)
+        if _identity(item) in seen:
+            problems.append(f"{where}[{i}].{name_key}: {_identity(item)!r} is declared twice")
+        seen.add(_identity(item))
 
 
 def parse_harbor_section(raw: Optional[dict], key: str = "harbor-ha:harborApi") -> HarborSection:
@@ -180,14 +342,22 @@ def parse_harbor_section(raw: Optional[dict], key: str = "harbor-ha:harborApi") 
 
 def _record_name_keys(section: HarborSection, key: str, renames: dict[str, str]) -> None:
     for kind in _KINDS:
-        where = [f"{key}.{kind}[{i}].name" for i in range(len(getattr(section, kind)))]
+        where = [f"{key}.{camel(kind)}[{i}].{_name_key(kind)}" for i in range(len(getattr(section, kind)))]
         section.name_keys[kind] = [renames.get(w, w) for w in where]
 
 
 def validate_section(section: HarborSection, key: str, problems: list[str]) -> None:
-    for kind in ("registries", "projects", "robots"):
+    for kind in ("registries", "projects", "robots", "users", "user_groups"):
         for i, item in enumerate(getattr(section, kind)):
-            _check(item, f"{key}.{kind}[{i}]", problems)
+            _check(item, f"{key}.{camel(kind)}[{i}]", problems)
+    for attr in _SINGLETONS:
+        if getattr(section, attr) is not None:
+            _check(getattr(section, attr), f"{key}.{camel(attr)}", problems)
+    groups = [g.name for g in section.user_groups]
+    for i, member in enumerate(section.members):
+        if member.group is not None and member.group not in groups:
+            problems.append(f"{key}.members[{i}].group: unknown group {member.group!r} "
+                            f"(declared in {key}.userGroups: {', '.join(groups) or 'none'})")
     registries = [r.name for r in section.registries]
     for i, policy in enumerate(section.policies):
         _check(policy.to_args(0), f"{key}.policies[{i}]", problems, _POLICY_KEYS)
@@ -198,10 +368,18 @@ def validate_section(section: HarborSection, key: str, problems: list[str]) -> N
             run = ReplicationRunArgs(policy_id=0, run_key=policy.run.key, timeout_seconds=policy.run.timeout_seconds,
                                      poll_seconds=policy.run.poll_seconds)
             _check(run, f"{key}.policies[{i}].run", problems)
+    projects = [p.name for p in section.projects]
+    for kind in _PROJECT_KINDS + ("labels",):
+        for i, item in enumerate(getattr(section, kind)):
+            where = f"{key}.{camel(kind)}[{i}]"
+            _check(item.to_args(1), where, problems, _MEMBER_KEYS if kind == "members" else None)
+            if item.project is not None and item.project not in projects:
+                problems.append(f"{where}.project: unknown project {item.project!r} "
+                                f"(declared in {key}.projects: {', '.join(projects) or 'none'})")
     if section.harbor_url and not section.harbor_password:
         problems.append(f"{key}.harborPassword: required with harborUrl (set it with --secret)")
-    for kind in ("registries", "projects", "robots", "policies"):
-        _unique(getattr(section, kind), f"{key}.{kind}", problems)
+    for kind in _KINDS:
+        _unique(getattr(section, kind), f"{key}.{camel(kind)}", problems, _name_key(kind))
 
 
 def parse_migration_section(raw: Optional[dict], key: str = "harbor-ha:migration") -> Optional[HarborSection]:
@@ -239,17 +417,23 @@ def merge_sections(*sections: Optional[HarborSection]) -> HarborSection:
         for kind in _KINDS:
             items = getattr(section, kind)
             getattr(merged, kind).extend(items)
-            keys = section.name_keys.get(kind) or [f"{kind}[{i}].name" for i in range(len(items))]
+            keys = section.name_keys.get(kind) or [f"{camel(kind)}[{i}].{_name_key(kind)}" for i in range(len(items))]
             merged.name_keys.setdefault(kind, []).extend(keys)
         for attr in ("harbor_url", "harbor_username", "harbor_password", "harbor_ca_certificate"):
             setattr(merged, attr, getattr(merged, attr) or getattr(section, attr))
     problems: list[str] = []
+    for attr in _SINGLETONS:
+        declared = [s for s in sections if s is not None and getattr(s, attr) is not None]
+        if len(declared) > 1:
+            problems.append(f"{camel(attr)}: declared in more than one section; Harbor has one")
+        if declared:
+            setattr(merged, attr, getattr(declared[0], attr))
     for kind, singular in _KINDS.items():
         first: dict[str, str] = {}
         for item, key in zip(getattr(merged, kind), merged.name_keys[kind], strict=True):
-            if item.name in first:
-                problems.append(f"{first[item.name]} and {key} both declare {singular} {item.name!r}")
-            first.setdefault(item.name, key)
+            if _identity(item) in first:
+                problems.append(f"{first[_identity(item)]} and {key} both declare {singular} {_identity(item)!r}")
+            first.setdefault(_identity(item), key)
     if problems:
         raise ConfigError(problems)
     return merged
@@ -264,6 +448,20 @@ class HarborObjects:
     robots: dict[str, RobotAccount] = field(default_factory=dict)
     policies: dict[str, ReplicationPolicy] = field(default_factory=dict)
     runs: dict[str, ReplicationRun] = field(default_factory=dict)
+    retention_policies: dict[str, RetentionPolicy] = field(default_factory=dict)
+    """By project name."""
+    immutable_tag_rules: dict[str, ImmutableTagRule] = field(default_factory=dict)
+    """By `project:repositories:tags`."""
+    labels: dict[str, Label] = field(default_factory=dict)
+    """By `[project:]name`."""
+    webhooks: dict[str, Webhook] = field(default_factory=dict)
+    """By `project:name`."""
+    users: dict[str, LocalUser] = field(default_factory=dict)
+    user_groups: dict[str, UserGroup] = field(default_factory=dict)
+    members: dict[str, ProjectMember] = field(default_factory=dict)
+    """By `project:user|group:name`."""
+    singletons: dict[str, pulumi.dynamic.Resource] = field(default_factory=dict)
+    """What Harbor has once (the configuration, the schedules), by section attribute (`gc_schedule`, ...)."""
 
 
 def declare_harbor_objects(
@@ -291,6 +489,10 @@ def declare_harbor_objects(
     def opts(*extra: pulumi.Resource) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on) + list(extra))
 
+    for attr, (resource_cls, resource_name) in _SINGLETONS.items():
+        if getattr(section, attr) is not None:
+            objects.singletons[attr] = resource_cls(resource_name, getattr(section, attr), connection, opts(),
+                                                   settings)
     for args in section.registries:
         objects.registries[args.name] = Registry(f"harbor-registry-{args.name}", args, connection, opts(),
                                                  settings)
@@ -314,5 +516,37 @@ def declare_harbor_objects(
                                      poll_seconds=policy.run.poll_seconds)
             objects.runs[policy.name] = ReplicationRun(f"harbor-run-{policy.name}", run, connection,
                                                        opts(resource), settings)
+    for retention in section.retention_policies:
+        project = objects.projects[retention.project]
+        objects.retention_policies[retention.project] = RetentionPolicy(
+            f"harbor-retention-{retention.project}", retention.to_args(project.id.apply(int)), connection,
+            opts(project), settings)
+    for args in section.users:
+        objects.users[args.username] = LocalUser(f"harbor-user-{args.username}", args, connection, opts(), settings)
+    for args in section.user_groups:
+        objects.user_groups[args.name] = UserGroup(f"harbor-group-{args.name}", args, connection, opts(), settings)
+    for member in section.members:
+        project = objects.projects[member.project]
+        group = objects.user_groups.get(member.group) if member.group is not None else None
+        user = objects.users.get(member.user) if member.user is not None else None
+        after = [project] + [r for r in (group, user) if r is not None]
+        objects.members[member.name] = ProjectMember(
+            f"harbor-member-{member.name}",
+            member.to_args(project.id.apply(int), group.id.apply(int) if group is not None else None),
+            connection, opts(*after), settings)
+    for hook in section.webhooks:
+        project = objects.projects[hook.project]
+        objects.webhooks[hook.identity] = Webhook(f"harbor-webhook-{hook.identity}",
+                                                  hook.to_args(project.id.apply(int)), connection, opts(project),
+                                                  settings)
+    for label in section.labels:
+        project = objects.projects[label.project] if label.project else None
+        objects.labels[label.identity] = Label(
+            f"harbor-label-{label.identity}", label.to_args(project.id.apply(int) if project else None),
+            connection, opts(*([project] if project else [])), settings)
+    for rule in section.immutable_tag_rules:
+        project = objects.projects[rule.project]
+        objects.immutable_tag_rules[rule.name] = ImmutableTagRule(
+            f"harbor-immutable-{rule.name}", rule.to_args(project.id.apply(int)), connection, opts(project), settings)
     return objects
 

@@ -2,7 +2,9 @@
 
 Resource inputs use the dataclass field names (snake_case); stack config uses camelCase (`accessKey`), so the
 same parser serves both with `camel=True`. During `pulumi preview` an input may still be unknown: such a value is
-kept as it is and its checks are skipped.
+kept as it is and its checks are skipped. The engine sends an unknown as the UNKNOWN string; the SDK's dynamic
+provider host hands it to check and diff as a `pulumi.output.Unknown` object (it deserializes with
+keep_unknowns=True): both count as unknown.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import difflib
 import types
 import typing
 from typing import Any, Union
+
+from pulumi.output import Unknown
 
 # The SDK's marker for a value not known until apply (pulumi.runtime.rpc.UNKNOWN).
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -27,6 +31,8 @@ class ConfigError(ValueError):
 
 def is_unknown(value: Any) -> bool:
     """True for a preview-time unknown value (also nested in a list or dict)."""
+    if isinstance(value, Unknown):
+        return True
     if isinstance(value, str):
         return value == UNKNOWN
     if isinstance(value, (list, tuple)):

@@ -83,12 +83,12 @@ def test_rotated_registry_secret_is_detected_and_updated(emulator, conn):
     assert provider.diff(created.id, outs, news).changed == []
 
 
-def test_admin_password_or_ca_change_alone_causes_no_diff(emulator, conn):
+def test_admin_password_or_ca_change_alone_is_an_update_of_the_connection_only(emulator, conn):
     provider = RegistryProvider(FAST)
     created = provider.create(registry_props(conn))
     news = registry_props(conn, harbor_password="rotated-admin", harbor_ca_certificate="-----BEGIN CERTIFICATE-----")
     diff = provider.diff(created.id, created.outs, news)
-    assert diff.changes is False and diff.replaces == []
+    assert diff.changed == ["harbor_password", "harbor_ca_certificate"] and diff.replaces == []
 
 
 def test_registry_type_change_replaces_and_url_change_updates(emulator, conn):

@@ -16,7 +16,7 @@ from harbor_provider.resources import (
     ReplicationRunProvider,
     RobotAccountProvider,
 )
-from harbor_provider.typed import UNKNOWN  # the engine's "known after apply" marker
+from pulumi.runtime import proto
 from tests.support.harbor_api import (
     FAST,
     make_registry,
@@ -24,6 +24,7 @@ from tests.support.harbor_api import (
     registry_props,
     run_props,
 )
+from tests.support.sdk_provider import UNKNOWN, SdkHost
 
 from labs import certs as lab_certs
 
@@ -78,10 +79,6 @@ def test_bad_input_of_other_resources_is_refused_by_check(provider_cls, make, fi
     assert [f.property for f in failures] == [field]
     assert reason in failures[0].reason
     assert emulator.count() == 0
-
-
-def test_preview_unknown_values_are_not_refused(emulator, conn):
-    assert ReplicationPolicyProvider(FAST).check({}, policy_props(conn, UNKNOWN, cron=UNKNOWN)).failures == []
 
 
 def test_5xx_on_create_is_retried_without_duplicate(emulator, conn):
@@ -240,15 +237,14 @@ def test_tls_with_the_cluster_ca_works_and_an_untrusted_certificate_is_explained
     (ReplicationRunProvider, lambda c: run_props(c, 1)),
 ])
 def test_preview_with_any_unknown_input_checks_and_diffs_without_error(provider_cls, make, emulator, conn):
-    provider = provider_cls(FAST)
+    """Through the SDK's provider host, which hands check and diff `pulumi.output.Unknown` objects."""
+    host = SdkHost(provider_cls(FAST))
     props = make(conn)
-    olds = {k: v for k, v in props.items() if k not in ("harbor_password",)}
-    for field in [f.name for f in dataclasses.fields(provider.args_type)]:
-        news = {**props, field: UNKNOWN}
-        assert provider.check({}, news).failures == [], field
-        diff = provider.diff("1", olds, news)
+    for field in [f.name for f in dataclasses.fields(provider_cls.args_type)]:
+        failures, diff = host.preview(props, {**props, field: UNKNOWN}, "1")
+        assert failures == [], field
         if field not in ("adopt", "timeout_seconds", "poll_seconds"):
-            assert diff.changes, field
+            assert diff.changes == proto.DiffResponse.DIFF_SOME, field
     assert emulator.count() == 0
 
 

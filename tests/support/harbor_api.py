@@ -6,7 +6,7 @@ from __future__ import annotations
 from google.protobuf import struct_pb2
 from pulumi.runtime import rpc
 
-from harbor_provider.client import ClientSettings
+from harbor_provider.client import ClientSettings, Credentials, HarborClient
 from harbor_provider.resources import RegistryProvider
 
 # Short timeouts and backoff keep the fault tests fast; retries are still exercised.
@@ -31,6 +31,15 @@ def registry_props(conn, **kw):
 
 def make_registry(conn):
     return RegistryProvider(FAST).create(registry_props(conn))
+
+
+def unmanaged_robot(conn, name: str) -> str:
+    """A system robot made by someone else (straight through the API, not by the provider); its id."""
+    client = HarborClient(Credentials.resolve(conn, {}), FAST)
+    body = {"name": name, "level": "system", "duration": -1,
+            "permissions": [{"kind": "system", "namespace": "/", "access": [{"resource": "project",
+                                                                              "action": "list"}]}]}
+    return client.request("POST", "/robots", json_body=body, ok=(201,)).location_id()
 
 
 def policy_props(conn, registry_id, **kw):

@@ -9,6 +9,7 @@ import pulumi
 import pytest
 
 from harbor_provider.resources import ReplicationPolicyProvider
+from harbor_provider.retention import ImmutableTagRuleProvider, RetentionPolicyProvider
 from harbor_provider.stack_config import (
     declare_harbor_objects,
     merge_sections,
@@ -56,7 +57,7 @@ def test_valid_section_parses_into_typed_objects():
      "harbor-ha:harborApi.policies[1].filters[0].decoration: a name filter"),
     (("registries", 0, "type"), "harbor2", "harbor-ha:harborApi.registries[0].type: unknown registry type 'harbor2'"),
     (("projects", 0, "name"), "Library", "harbor-ha:harborApi.projects[0].name: 'Library'"),
-    (("robots", 0, "durationDays"), 0, "harbor-ha:harborApi.robots[0].durationDays: must be a positive"),
+    (("robots", 0, "durationDays"), 0, "harbor-ha:harborApi.robots[0].durationDays: must be -1 (never) or 1.."),
     (("policies", 0, "speed"), "fast", "harbor-ha:harborApi.policies[0].speed: expected int"),
     (("registries", 0, "colour"), "red", "harbor-ha:harborApi.registries[0].colour: unknown key"),
 ])
@@ -316,12 +317,13 @@ def _desecure(node):
     return node
 
 
-def test_every_config_example_in_the_docs_parses():
+@pytest.mark.parametrize("page,at_least", [("docs/migration.md", 2), ("docs/harbor-as-code.md", 10)])
+def test_every_config_example_in_the_docs_parses(page, at_least):
     import re
 
     import yaml
 
-    text = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))])
+    text = (ROOT / page).read_text()
     sections = 0
     for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
         for key, value in (yaml.safe_load(block).get("config") or {}).items():
@@ -332,4 +334,263 @@ def test_every_config_example_in_the_docs_parses():
             elif key.endswith(":migration"):
                 parse_migration_section(raw)
                 sections += 1
-    assert sections >= 2
+    assert sections >= at_least
+
+
+def _declare_section(raw):
+    return declare_harbor_objects(merge_sections(parse_harbor_section(raw)), url="https://h.example.com",
+                                  password=pulumi.Output.secret(ADMIN_PASSWORD))
+
+
+def _assert_provider_accepts(inputs, provider_cls):
+    """The inputs a resource registered, as its provider's check gets them, pass that check."""
+    inputs = {k: _unwrap(v) for k, v in inputs.items() if k != "__provider"}
+    assert provider_cls().check({}, inputs).failures == [], inputs
+
+
+SCHEDULES = {"gcSchedule": {"cron": "0 0 3 * * 6", "deleteUntagged": True, "workers": 2},
+             "auditLogPurgeSchedule": {"cron": "0 0 4 * * *", "retentionHours": 168,
+                                       "operations": ["pull_artifact", "other"]},
+             "scanAllSchedule": {"cron": "0 0 1 * * 0"}}
+
+
+@pytest.mark.parametrize("key,field,value,expected", [
+    ("gcSchedule", "workers", 0, "harbor-ha:harborApi.gcSchedule.workers: 0: Harbor allows 1..10"),
+    ("gcSchedule", "cron", "0 3 * * 6", "harbor-ha:harborApi.gcSchedule.cron: '0 3 * * 6' has 5 fields"),
+    ("auditLogPurgeSchedule", "retentionHours", -1, "harbor-ha:harborApi.auditLogPurgeSchedule.retentionHours: -1"),
+    ("auditLogPurgeSchedule", "operations", ["push"], "harbor-ha:harborApi.auditLogPurgeSchedule.operations[0]: "),
+    ("scanAllSchedule", "every", "day", "harbor-ha:harborApi.scanAllSchedule.every: unknown key"),
+])
+def test_bad_schedule_value_error_names_the_key(key, field, value, expected):
+    raw = {**SCHEDULES, key: {**SCHEDULES[key], field: value}}
+    assert any(p.startswith(expected) for p in problems_of(raw)), problems_of(raw)
+
+
+def test_a_schedule_declared_in_two_sections_is_refused():
+    with pytest.raises(ConfigError, match="gcSchedule: declared in more than one section"):
+        merge_sections(parse_harbor_section(SCHEDULES), parse_harbor_section({"gcSchedule": SCHEDULES["gcSchedule"]}))
+
+
+@pulumi.runtime.test
+def test_schedules_are_declared_once_each_with_inputs_their_provider_accepts(mocks):
+    from harbor_provider.schedules import AuditLogPurgeScheduleProvider, GcScheduleProvider, ScanAllScheduleProvider
+
+    objects = _declare_section(SCHEDULES)
+    providers = {"GcSchedule": GcScheduleProvider, "AuditLogPurgeSchedule": AuditLogPurgeScheduleProvider,
+                 "ScanAllSchedule": ScanAllScheduleProvider}
+
+    def check(_):
+        assert sorted(mocks.created) == ["harbor-audit-log-purge-schedule", "harbor-gc-schedule",
+                                         "harbor-scan-all-schedule"]
+        for typ, inputs in mocks.created.values():
+            _assert_provider_accepts(inputs, providers[typ.rsplit(":", 1)[1]])
+        assert mocks.created["harbor-gc-schedule"][1]["workers"] == 2
+
+    return pulumi.Output.all(*[s.id for s in objects.singletons.values()]).apply(check)
+
+
+RETENTION = {"projects": [{"name": "library"}],
+             "retentionPolicies": [{"project": "library", "cron": "0 0 0 * * 0",
+                                    "rules": [{"template": "latestPushedK", "count": 10, "repositories": "team/**"},
+                                              {"template": "always", "tags": "release-*"}]}]}
+
+
+@pytest.mark.parametrize("change,expected", [
+    ({"project": "nope"}, "harbor-ha:harborApi.retentionPolicies[0].project: unknown project 'nope'"),
+    ({"cron": "0 0 * *"}, "harbor-ha:harborApi.retentionPolicies[0].cron: '0 0 * *' has 4 fields"),
+    ({"rules": [{"template": "latestPushedK"}]}, "harbor-ha:harborApi.retentionPolicies[0].rules[0].count: "),
+    ({"rules": [{"template": "always", "colour": "red"}]},
+     "harbor-ha:harborApi.retentionPolicies[0].rules[0].colour: unknown key"),
+])
+def test_bad_retention_value_error_names_the_key(change, expected):
+    raw = {**RETENTION, "retentionPolicies": [{**RETENTION["retentionPolicies"][0], **change}]}
+    assert any(p.startswith(expected) for p in problems_of(raw)), problems_of(raw)
+
+
+def test_two_retention_policies_of_one_project_are_refused():
+    raw = {**RETENTION, "retentionPolicies": RETENTION["retentionPolicies"] * 2}
+    assert "harbor-ha:harborApi.retentionPolicies[1].project: 'library' is declared twice" in problems_of(raw)
+
+
+IMMUTABLE = {"projects": [{"name": "library"}],
+             "immutableTagRules": [{"project": "library", "repositories": "team/**", "tags": "v*"},
+                                   {"project": "library", "tags": "release-*", "disabled": True}]}
+
+
+def test_immutable_rules_parse_and_errors_name_the_key():
+    section = parse_harbor_section(IMMUTABLE)
+    assert [r.name for r in section.immutable_tag_rules] == ["library:team/**:v*", "library:**:release-*"]
+    raw = {**IMMUTABLE, "immutableTagRules": [{"project": "other", "tags": ""}] + IMMUTABLE["immutableTagRules"] * 2}
+    problems = problems_of(raw)
+    assert "harbor-ha:harborApi.immutableTagRules[0].tags: needs a pattern, e.g. '**' for all" in problems
+    assert any(p.startswith("harbor-ha:harborApi.immutableTagRules[0].project: unknown project 'other'")
+               for p in problems)
+    assert "harbor-ha:harborApi.immutableTagRules[3].tags: 'library:team/**:v*' is declared twice" in problems
+
+
+@pytest.mark.parametrize("raw,names,provider_cls", [
+    (RETENTION, ["harbor-retention-library"], RetentionPolicyProvider),
+    (IMMUTABLE, ["harbor-immutable-library:team/**:v*", "harbor-immutable-library:**:release-*"],
+     ImmutableTagRuleProvider),
+], ids=["retention", "immutable"])
+@pulumi.runtime.test
+def test_project_scoped_objects_are_declared_with_their_project_id(mocks, raw, names, provider_cls):
+    objects = _declare_section(raw)
+
+    def check(project_id):
+        for name in names:
+            inputs = mocks.created[name][1]
+            assert inputs["project_id"] == int(project_id)
+            _assert_provider_accepts(inputs, provider_cls)
+
+    resources = [*objects.retention_policies.values(), *objects.immutable_tag_rules.values()]
+    return pulumi.Output.all(*[r.id for r in resources]).apply(lambda _: objects.projects["library"].id).apply(check)
+
+
+ACCESS = {"projects": [{"name": "library"}],
+          "userGroups": [{"name": "devs", "type": "ldap", "ldapGroupDn": "cn=devs,ou=groups,dc=example,dc=com"},
+                         {"name": "platform-team"}],
+          "members": [{"project": "library", "role": "developer", "group": "devs"},
+                      {"project": "library", "role": "projectAdmin", "user": "alice"}]}
+
+
+def test_access_errors_name_the_key():
+    raw = {**ACCESS, "members": [{"project": "library", "role": "owner", "group": "ops"},
+                                 {"project": "library", "role": "guest"}]}
+    problems = problems_of(raw)
+    assert any(p.startswith("harbor-ha:harborApi.members[0].role: 'owner'") for p in problems), problems
+    assert any(p.startswith("harbor-ha:harborApi.members[0].group: unknown group 'ops'") for p in problems)
+    assert "harbor-ha:harborApi.members[1].user: give exactly one of username and group_id" in problems
+    raw = {**ACCESS, "userGroups": [{"name": "devs", "type": "ldap"}]}
+    assert "harbor-ha:harborApi.userGroups[0].ldapGroupDn: an ldap group needs its DN" in problems_of(raw)
+
+
+@pulumi.runtime.test
+def test_members_are_declared_with_their_project_and_group_ids(mocks):
+    from harbor_provider.access import ProjectMemberProvider
+
+    objects = _declare_section(ACCESS)
+
+    def check(ids):
+        project_id, group_id = int(ids[0]), int(ids[1])
+        group_member = mocks.created["harbor-member-library:group:devs"][1]
+        assert group_member["project_id"] == project_id and group_member["group_id"] == group_id
+        assert mocks.created["harbor-member-library:user:alice"][1]["username"] == "alice"
+        for name in ("harbor-member-library:group:devs", "harbor-member-library:user:alice"):
+            _assert_provider_accepts(mocks.created[name][1], ProjectMemberProvider)
+
+    return pulumi.Output.all(objects.projects["library"].id, objects.user_groups["devs"].id,
+                             *[m.id for m in objects.members.values()]).apply(check)
+
+
+USERS = {"projects": [{"name": "library"}],
+         "users": [{"username": "bob", "email": "bob@example.com", "password": "B0b-Passw0rd", "admin": True}],
+         "members": [{"project": "library", "role": "maintainer", "user": "bob"}]}
+
+
+def test_user_errors_name_the_key():
+    raw = {**USERS, "users": USERS["users"] * 2 + [{"username": "eve", "email": "eve", "password": "short"}]}
+    problems = problems_of(raw)
+    assert "harbor-ha:harborApi.users[1].username: 'bob' is declared twice" in problems
+    assert any(p.startswith("harbor-ha:harborApi.users[2].email: 'eve'") for p in problems)
+    assert any(p.startswith("harbor-ha:harborApi.users[2].password: Harbor wants 8-128") for p in problems)
+    assert not any("short" in p for p in problems)  # never the secret in a message
+
+
+@pulumi.runtime.test
+def test_user_password_is_a_secret_input_and_its_hash_a_secret_output(mocks):
+    from harbor_provider.access import LocalUserProvider
+
+    objects = _declare_section(USERS)
+
+    def check(_):
+        typ, inputs = mocks.created["harbor-user-bob"]
+        assert typ == "pulumi-python:dynamic/harbor:LocalUser" and _unwrap(inputs["password"]) == "B0b-Passw0rd"
+        assert inputs["password"] != "B0b-Passw0rd"  # wrapped as a secret
+        assert {"password", "password_hash", "secret_salt"} <= mocks.monitor.secret_outputs["harbor-user-bob"]
+        _assert_provider_accepts(inputs, LocalUserProvider)
+
+    return pulumi.Output.all(objects.users["bob"].id, *[m.id for m in objects.members.values()]).apply(check)
+
+
+def test_configuration_errors_name_the_key_and_secrets_stay_out_of_messages():
+    raw = {"configuration": {"settings": {"auth_mode": "saml", "oidc_client_secret": "Cl1ent-Secret"},
+                             "secrets": {"oidc_client_secret": "Cl1ent-Secret"}}}
+    problems = problems_of(raw)
+    assert any(p.startswith("harbor-ha:harborApi.configuration.settings.auth_mode: 'saml'") for p in problems)
+    assert any(p.startswith("harbor-ha:harborApi.configuration.settings.oidc_client_secret: is a secret")
+               for p in problems)
+    assert not any("Cl1ent-Secret" in p for p in problems)
+
+
+@pulumi.runtime.test
+def test_configuration_secrets_are_secret_inputs_and_outputs(mocks):
+    from harbor_provider.configuration import ConfigurationProvider
+
+    objects = _declare_section({"configuration": {"settings": {"auth_mode": "oidc_auth"},
+                                                  "secrets": {"oidc_client_secret": "Cl1ent-Secret"}}})
+
+    def check(_):
+        typ, inputs = mocks.created["harbor-configuration"]
+        assert typ == "pulumi-python:dynamic/harbor:Configuration"
+        assert _unwrap(inputs["secrets"]) == {"oidc_client_secret": "Cl1ent-Secret"} != inputs["secrets"]
+        assert {"secrets", "secrets_hash", "secret_salt"} <= mocks.monitor.secret_outputs["harbor-configuration"]
+        _assert_provider_accepts(inputs, ConfigurationProvider)
+
+    return objects.singletons["configuration"].id.apply(check)
+
+
+LABELS = {"projects": [{"name": "library"}],
+          "labels": [{"name": "release", "color": "#0065AB"}, {"name": "release", "project": "library"}]}
+
+
+def test_labels_are_unique_per_scope_and_errors_name_the_key():
+    assert [lb.identity for lb in parse_harbor_section(LABELS).labels] == ["release", "library:release"]
+    problems = problems_of({**LABELS, "labels": LABELS["labels"] * 2 + [{"name": "", "project": "nope"}]})
+    assert "harbor-ha:harborApi.labels[2].name: 'release' is declared twice" in problems
+    assert "harbor-ha:harborApi.labels[4].name: must be 1-128 characters" in problems
+    assert any(p.startswith("harbor-ha:harborApi.labels[4].project: unknown project 'nope'") for p in problems)
+
+
+@pulumi.runtime.test
+def test_project_label_is_declared_with_its_project_id_and_global_without(mocks):
+    from harbor_provider.labels import LabelProvider
+
+    objects = _declare_section(LABELS)
+
+    def check(project_id):
+        assert "project_id" not in mocks.created["harbor-label-release"][1]
+        assert mocks.created["harbor-label-library:release"][1]["project_id"] == int(project_id)
+        for name in ("harbor-label-release", "harbor-label-library:release"):
+            _assert_provider_accepts(mocks.created[name][1], LabelProvider)
+
+    labels = [lb.id for lb in objects.labels.values()]
+    return pulumi.Output.all(*labels).apply(lambda _: objects.projects["library"].id).apply(check)
+
+
+WEBHOOKS = {"projects": [{"name": "library"}],
+            "webhooks": [{"project": "library", "name": "ci", "address": "https://ci.example.com/hooks",
+                          "eventTypes": ["PUSH_ARTIFACT"], "authHeader": "Bearer S3cret"}]}
+
+
+def test_webhook_errors_name_the_key():
+    raw = {**WEBHOOKS, "webhooks": WEBHOOKS["webhooks"] * 2 + [
+        {"project": "library", "name": "x", "address": "https://x", "eventTypes": ["PUSH_IMAGE"]}]}
+    problems = problems_of(raw)
+    assert "harbor-ha:harborApi.webhooks[1].name: 'library:ci' is declared twice" in problems
+    assert any(p.startswith("harbor-ha:harborApi.webhooks[2].eventTypes[0]: 'PUSH_IMAGE'") for p in problems)
+
+
+@pulumi.runtime.test
+def test_webhook_auth_header_is_a_secret_input_and_its_hash_a_secret_output(mocks):
+    from harbor_provider.webhooks import WebhookProvider
+
+    objects = _declare_section(WEBHOOKS)
+
+    def check(_):
+        inputs = mocks.created["harbor-webhook-library:ci"][1]
+        assert _unwrap(inputs["auth_header"]) == "Bearer S3cret" != inputs["auth_header"]
+        assert {"auth_header", "auth_header_hash"} <= mocks.monitor.secret_outputs["harbor-webhook-library:ci"]
+        _assert_provider_accepts(inputs, WebhookProvider)
+
+    return objects.webhooks["library:ci"].id.apply(check)

@@ -16,7 +16,10 @@ from typing import Any, Optional
 import jsonschema
 import yaml
 
-SWAGGER = Path(__file__).resolve().parents[4] / "shared" / "harbor" / "swagger-2.15.2.yaml"
+_SWAGGER_IN_SHARED = Path("shared") / "harbor" / "swagger-2.15.2.yaml"
+# ../shared next to the checkout (/work/main -> /work/shared; a worktree /work/wt/<name> is one level deeper).
+SWAGGER = next((p / _SWAGGER_IN_SHARED for p in Path(__file__).resolve().parents[4:]
+                if (p / _SWAGGER_IN_SHARED).exists()), Path(__file__).resolve().parents[4] / _SWAGGER_IN_SHARED)
 _KEEP = {"type", "properties", "items", "additionalProperties", "maxLength", "minLength", "maximum", "minimum",
          "enum", "required", "allOf", "$ref", "pattern"}
 
@@ -34,6 +37,10 @@ def _convert(node: Any) -> Any:
             out[key] = _convert(value)
     if "$ref" in out:
         return {"$ref": out["$ref"]}
+    if out == {"type": "object"}:
+        # go-swagger generates `interface{}` for an object schema without properties: any JSON value passes (e.g.
+        # Schedule.parameters' values: booleans and numbers).
+        return {}
     if "properties" in out and "additionalProperties" not in out:
         out["additionalProperties"] = False
     if (node.get("x-nullable") or node.get("x-isnullable")) and isinstance(out.get("type"), str):

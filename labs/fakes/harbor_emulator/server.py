@@ -38,6 +38,21 @@ from .schema import load_contract
 ADAPTERS = ("harbor", "docker-hub", "docker-registry", "aws-ecr", "azure-acr", "ali-acr", "tencent-tcr",
             "google-gcr", "huawei-SWR", "github-ghcr", "gitlab", "quay", "jfrog-artifactory", "dtr",
             "volcengine-cr")
+# handler/robot.go validateName.
+_ROBOT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+# lib.RepositoryNameRe: docker/distribution v2.8 reference.NameRegexp (optional domain, then path components).
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
+_HOST_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"{_HOST_PART}(?:\.{_HOST_PART})*(?::[0-9]+)?"
+_REPOSITORY_NAME = re.compile(rf"^(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
+
+
+def _valid_robot_secret(secret: str) -> bool:
+    """pkg/robot IsValidSec: 8-128 characters with an upper case letter, a lower case letter and a digit."""
+    return 8 <= len(secret) <= 128 and all(re.search(p, secret) for p in ("[a-z]", "[A-Z]", "[0-9]"))
+
+
+_ROLE_NAMES = {1: "projectAdmin", 2: "developer", 3: "guest", 4: "maintainer", 5: "limitedGuest"}
 LOCAL = {"id": 0, "name": "Local", "type": "harbor", "url": "http://core:8080", "insecure": True,
          "status": "healthy", "credential": {"type": "secret", "access_key": "", "access_secret": "*****"}}
 
@@ -58,8 +73,9 @@ class Fault:
     method: str
     path: str
     kind: str
-    """`status` (answer `status`, apply nothing), `slow` (sleep `seconds`, then handle normally) or `drop`
-    (handle normally, then close the connection without an answer)."""
+    """`status` (answer `status`, apply nothing), `slow` (sleep `seconds`, then handle normally), `late` (handle
+    normally, then sleep `seconds` before answering) or `drop` (handle normally, then close the connection without
+    an answer)."""
     status: int = 500
     seconds: float = 0.0
     times: int = 1
@@ -93,6 +109,8 @@ class HarborEmulator:
         self.requests_with_cookie = 0
         self.faults: list[Fault] = []
         self.unreachable_hosts: set[str] = set()
+        self.refresh_ignores_secret = False
+        """Model a Harbor that answers a secret refresh with 200 but keeps the old secret."""
         self.run_plans: dict[int, RunPlan] = {}
         self.registries: dict[int, dict] = {}
         self.policies: dict[int, dict] = {}
@@ -100,7 +118,26 @@ class HarborEmulator:
         self.quotas: dict[int, dict] = {}
         self.robots: dict[int, dict] = {}
         self.executions: dict[int, dict] = {}
+        self.retentions: dict[int, dict] = {}
+        self.users: dict[int, dict] = {}
+        """Local users by id (`add_user`); a member by an unknown name is refused as Harbor's db auth does."""
+        self.usergroups: dict[int, dict] = {}
+        self.members: dict[int, dict] = {}
+        self.immutable_rules: dict[int, dict] = {}
+        """By rule id; each with its `project_id` (not part of the API's ImmutableRule)."""
+        self.configurations: dict[str, Any] = {
+            "auth_mode": "db_auth", "project_creation_restriction": "everyone", "read_only": False,
+            "self_registration": False, "robot_token_duration": 30, "robot_name_prefix": "robot$",
+            "token_expiration": 30, "ldap_scope": 2, "ldap_uid": "cn", "oidc_verify_cert": True}
+        """Harbor's configuration (defaults of lib/config/metadata for the keys tests use)."""
+        self.labels: dict[int, dict] = {}
+        self.webhooks: dict[int, dict] = {}
+        self.schedules: dict[str, dict] = {}
+        """System schedules by vendor (`gc`, `purgeaudit`, `scanAll`): type, cron, parameters, times."""
         self._ids = itertools.count(1)
+        self._user_ids = itertools.count(1)  # users have their own ids: the admin is user 1, as in Harbor
+        self.add_user("admin", password)
+        self.users[1]["sysadmin_flag"] = True
         self._server: Optional[ThreadingHTTPServer] = None
         self._scheme = "http"
         self._thread: Optional[threading.Thread] = None
@@ -276,6 +313,9 @@ class HarborEmulator:
             fields = cron.split()
             if len(fields) != 6 or fields[0] != "0" or fields[1] == "*":
                 raise ApiError(400, f"invalid cron string for scheduled trigger: {cron}")
+        namespace = body.get("dest_namespace") or ""
+        if namespace and not _REPOSITORY_NAME.match(namespace):  # controller/replication/model Policy.Validate
+            raise ApiError(400, f"invalid destination namespace: {namespace}")
         if kind == "event_based" and src:
             raise ApiError(400, "the event based trigger is not supported for pull based replication")
         if kind == "event_based" and body.get("single_active_replication"):
@@ -405,14 +445,22 @@ class HarborEmulator:
         return {k: v for k, v in robot.items() if k not in ("secret", "bare_name")}
 
     def op_CreateRobot(self, params, query, body):
+        # Harbor's checks in order (src/server/v2.0/handler/robot.go, CreateRobot: validateName, then validate).
         name = body.get("name") or ""
+        if not _ROBOT_NAME.match(name):
+            raise ApiError(400, "robot name is not in lower case or contains illegal characters")
+        duration = body.get("duration", -1)
+        if not (duration == -1 or 0 < duration < 2**31 - 1):
+            raise ApiError(400, f"bad request error duration input: {duration}, duration must be either -1(Never) "
+                                "or a positive integer")
         if any(r["bare_name"] == name and r["level"] == body.get("level") for r in self.robots.values()):
             raise ApiError(409, f"robot account robot${name} already exists")
         if body.get("level") != "system":
             raise ApiError(400, "the emulator implements system robots only")
         rid = self.new_id()
-        secret = body.get("secret") or secrets.token_urlsafe(24)
-        duration = body.get("duration", -1)
+        # CreateRobot builds the robot from name, description, duration and permissions only: a `secret` in the
+        # body is ignored and the controller generates one (robot.Ctl.Create -> CreateSec).
+        secret = secrets.token_urlsafe(24)
         self.robots[rid] = {"id": rid, "name": f"robot${name}", "bare_name": name, "level": "system",
                             "description": body.get("description") or "", "disable": bool(body.get("disable")),
                             "duration": duration, "expires_at": -1 if duration == -1 else int(time.time())
@@ -440,9 +488,27 @@ class HarborEmulator:
         return 200, None, {}
 
     def op_RefreshSec(self, params, query, body):
+        # handler/robot.go RefreshSec: a given secret is validated (robot.IsValidSec) and stored, and the answer's
+        # secret is then empty; without one Harbor generates a secret and answers it.
         robot = self._get(self.robots, params, "robot_id")
-        robot["secret"] = body.get("secret") or secrets.token_urlsafe(24)
-        return 200, {"secret": robot["secret"]}, {}
+        given = body.get("secret") or ""
+        if given and not _valid_robot_secret(given):
+            raise ApiError(400, "the secret must be 8-128, inclusively, characters long with at least 1 uppercase "
+                                "letter, 1 lowercase letter and 1 number")
+        if given and self.refresh_ignores_secret:
+            return 200, {"secret": ""}, {}
+        robot["secret"] = given or secrets.token_urlsafe(24)
+        return 200, {"secret": "" if given else robot["secret"]}, {}
+
+    def robot_can_log_in(self, login: str, secret: str) -> bool:
+        """Harbor's robot authentication (src/server/middleware/security/robot.go): the name after the
+        `robot$` prefix, the secret, not disabled, not expired."""
+        with self.lock:
+            return any(r["name"] == login and r["secret"] == secret and not r["disable"]
+                       and (r["expires_at"] == -1 or r["expires_at"] > time.time()) for r in self.robots.values())
+
+    def op_getCurrentUserPermissions(self, params, query, body):
+        return 200, [], {}
 
     def op_DeleteRobot(self, params, query, body):
         del self.robots[self._get(self.robots, params, "robot_id")["id"]]
@@ -493,6 +559,453 @@ class HarborEmulator:
             tasks = [t for t in tasks if t["status"] == query["status"]]
         return self._page(tasks, query, f"/replication/executions/{ex['id']}/tasks")
 
+    # -- tag retention -------------------------------------------------------------------------------------
+    def _retention_from_body(self, body: dict) -> dict:
+        """handler/retention.go Create/UpdateRetention: at most 15 rules, no two equal rules (409), a valid cron
+        (ValidateRetentionPolicy)."""
+        rules = body.get("rules") or []
+        if len(rules) > 15:
+            raise ApiError(400, "only 15 rules are allowed at most")
+        seen = {}
+        for n, rule in enumerate(rules):
+            key = json.dumps({k: v for k, v in rule.items() if k != "id"}, sort_keys=True)
+            if key in seen:
+                raise ApiError(409, f"rule {n} is conflict with rule {seen[key]}")
+            seen[key] = n
+        cron = ((body.get("trigger") or {}).get("settings") or {}).get("cron") or ""
+        if cron and (len(cron.split(" ")) != 6 or cron.split(" ")[0] != "0"):
+            raise ApiError(400, f"invalid cron string for scheduled tag retention: {cron}")
+        return {"algorithm": body.get("algorithm") or "or",
+                "rules": [dict(r, id=i + 1, priority=0) for i, r in enumerate(rules)],
+                "trigger": body.get("trigger"), "scope": body.get("scope")}
+
+    def op_createRetention(self, params, query, body):
+        policy = self._retention_from_body(body)
+        scope = policy["scope"] or {}
+        if scope.get("level") != "project":
+            raise ApiError(400, f"scope {scope.get('level')} is not support")
+        project = self.projects.get(scope.get("ref"))
+        if project is None:
+            raise ApiError(400, f"invalid Project id {scope.get('ref')}")
+        if project["metadata"].get("retention_id"):
+            raise ApiError(400, f"project {project['project_id']} already has retention policy "
+                                f"{project['metadata']['retention_id']}")
+        rid = self.new_id()
+        self.retentions[rid] = dict(policy, id=rid)
+        project["metadata"]["retention_id"] = str(rid)
+        return 201, None, {"Location": f"/api/v2.0/retentions/{rid}"}
+
+    def op_getRetention(self, params, query, body):
+        return 200, self._get(self.retentions, params), {}
+
+    def op_updateRetention(self, params, query, body):
+        old = self._get(self.retentions, params)
+        self.retentions[old["id"]] = dict(self._retention_from_body(body), id=old["id"], scope=old["scope"])
+        return 200, None, {}
+
+    def op_deleteRetention(self, params, query, body):
+        if int(params["id"]) not in self.retentions:  # DeleteRetention wraps the controller's not-found in a 400
+            raise ApiError(400, f"retention policy {params['id']} not found")
+        policy = self._get(self.retentions, params)
+        del self.retentions[policy["id"]]
+        project = self.projects.get(policy["scope"]["ref"])
+        if project is not None:
+            project["metadata"].pop("retention_id", None)
+        return 200, None, {}
+
+    # -- project webhooks -------------------------------------------------------------------------------------
+    _WEBHOOK_EVENTS = ("PUSH_ARTIFACT", "PULL_ARTIFACT", "DELETE_ARTIFACT", "QUOTA_EXCEED", "QUOTA_WARNING",
+                       "SCANNING_FAILED", "SCANNING_STOPPED", "SCANNING_COMPLETED", "REPLICATION", "TAG_RETENTION")
+
+    def _webhook_from_body(self, project: dict, body: dict, existing: Optional[dict]) -> dict:
+        """handler/webhook.go validateEventTypes and validateTargets (which rewrites each address to
+        scheme://host/path and an http target's empty payload format to Default)."""
+        events = body.get("event_types") or []
+        if not events:
+            raise ApiError(400, "empty event type")
+        for event in events:
+            if event not in self._WEBHOOK_EVENTS:
+                raise ApiError(400, f"unsupported event type {event}")
+        targets = []
+        for target in body.get("targets") or []:
+            address = target.get("address") or ""
+            parts = urlsplit(address if "://" in address else "http://" + address)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ApiError(400, f"invalid endpoint: {address}")
+            kind, fmt = target.get("type"), target.get("payload_format") or ""
+            if kind not in ("http", "slack"):
+                raise ApiError(400, f"unsupported target type {kind} with policy {body.get('name')}")
+            if fmt and kind == "slack":
+                raise ApiError(400, "set payload format is not allowed for slack")
+            if fmt and fmt not in ("Default", "CloudEvents"):
+                raise ApiError(400, f"unsupported payload format type: {fmt}")
+            targets.append(dict(target, address=f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}",
+                                payload_format=fmt or ("Default" if kind == "http" else "")))
+        if not targets:
+            raise ApiError(400, f"empty notification target with policy {body.get('name')}")
+        if any(w["name"] == body.get("name") and w["project_id"] == project["project_id"]
+               and w["id"] != (existing or {}).get("id") for w in self.webhooks.values()):
+            raise ApiError(409, f"notification policy {body.get('name')} already exists")
+        return dict(existing or {}, name=body.get("name"), description=body.get("description") or "",
+                    project_id=project["project_id"], targets=targets, event_types=events,
+                    enabled=bool(body.get("enabled")), creator="admin", update_time=_now())
+
+    def op_CreateWebhookPolicyOfProject(self, params, query, body):
+        project = self._project_of(params)
+        wid = self.new_id()
+        self.webhooks[wid] = dict(self._webhook_from_body(project, body, None), id=wid, creation_time=_now())
+        return 201, None, {"Location": f"/api/v2.0/projects/{project['project_id']}/webhook/policies/{wid}"}
+
+    def _webhook(self, params) -> dict:
+        project = self._project_of(params)
+        webhook = self._get(self.webhooks, params, "webhook_policy_id")
+        if webhook["project_id"] != project["project_id"]:
+            raise ApiError(404, f"webhook policy {webhook['id']} not found in project {project['project_id']}")
+        return webhook
+
+    def op_GetWebhookPolicyOfProject(self, params, query, body):
+        return 200, self._webhook(params), {}
+
+    def op_ListWebhookPoliciesOfProject(self, params, query, body):
+        project = self._project_of(params)
+        found = [w for w in self.webhooks.values() if w["project_id"] == project["project_id"]]
+        return self._page(found, query, f"/projects/{project['project_id']}/webhook/policies")
+
+    def op_UpdateWebhookPolicyOfProject(self, params, query, body):
+        webhook = self._webhook(params)
+        self.webhooks[webhook["id"]] = self._webhook_from_body(self._project_of(params), body, webhook)
+        return 200, None, {}
+
+    def op_DeleteWebhookPolicyOfProject(self, params, query, body):
+        del self.webhooks[self._webhook(params)["id"]]
+        return 200, None, {}
+
+    # -- labels -----------------------------------------------------------------------------------------------
+    def _valid_label(self, label: dict) -> None:
+        """pkg/label/model Label.Valid, and the manager's 409 for a name taken in the scope."""
+        if not 1 <= len(label.get("name") or "") <= 128:
+            raise ApiError(400, "max length is 128" if label.get("name") else "cannot be empty")
+        if label["scope"] not in ("g", "p") or (label["scope"] == "p" and (label.get("project_id") or 0) <= 0):
+            raise ApiError(400, f"invalid: {label['scope']}")
+        if any(other["name"] == label["name"] and other["scope"] == label["scope"]
+               and other["project_id"] == label["project_id"] and other["id"] != label.get("id")
+               for other in self.labels.values()):
+            raise ApiError(409, f"label {label['name']} already exists")
+
+    def op_CreateLabel(self, params, query, body):
+        label = {"name": body.get("name"), "description": body.get("description") or "",
+                 "color": body.get("color") or "", "scope": body.get("scope"),
+                 "project_id": 0 if body.get("scope") == "g" else body.get("project_id") or 0}
+        self._valid_label(label)
+        lid = self.new_id()
+        self.labels[lid] = dict(label, id=lid, creation_time=_now(), update_time=_now())
+        return 201, None, {"Location": f"/api/v2.0/labels/{lid}"}
+
+    def op_GetLabelByID(self, params, query, body):
+        return 200, self._get(self.labels, params, "label_id"), {}
+
+    def op_ListLabels(self, params, query, body):
+        found = [lb for lb in self.labels.values() if lb["scope"] == query.get("scope", "g")
+                 and query.get("name", "") in lb["name"]
+                 and (query.get("scope") != "p" or str(lb["project_id"]) == query.get("project_id"))]
+        return self._page(found, query, "/labels")
+
+    def op_UpdateLabel(self, params, query, body):
+        label = self._get(self.labels, params, "label_id")
+        updated = dict(label, name=body.get("name"), description=body.get("description") or "",
+                       color=body.get("color") or "", update_time=_now())
+        self._valid_label(updated)
+        self.labels[label["id"]] = updated
+        return 200, None, {}
+
+    def op_DeleteLabel(self, params, query, body):
+        del self.labels[self._get(self.labels, params, "label_id")["id"]]
+        return 200, None, {}
+
+    # -- configurations ---------------------------------------------------------------------------------------
+    _SECRET_CONFIG = ("ldap_search_password", "oidc_client_secret", "uaa_client_secret")
+
+    def op_getConfigurations(self, params, query, body):
+        # controller/config ConvertForGet: password-type keys are never returned.
+        return 200, {k: {"value": v, "editable": True} for k, v in self.configurations.items()
+                     if k not in self._SECRET_CONFIG}, {}
+
+    def op_updateConfigurations(self, params, query, body):
+        """controller/config validateCfg (metadata types); only the keys given change."""
+        choices = {"auth_mode": ("db_auth", "ldap_auth", "uaa_auth", "http_auth", "oidc_auth"),
+                   "project_creation_restriction": ("adminonly", "everyone"),
+                   "ldap_scope": (0, 1, 2), "ldap_group_search_scope": (0, 1, 2)}
+        for key, allowed in choices.items():
+            if key in body and body[key] not in allowed:
+                raise ApiError(400, f"invalid {key}")
+        if body.get("auth_mode", self.configurations["auth_mode"]) != self.configurations["auth_mode"] \
+                and len(self.users) > 1:
+            raise ApiError(400, "the auth mode cannot be modified as new users have been inserted into database")
+        self.configurations.update(body)
+        return 200, None, {}
+
+    # -- user groups and project members ---------------------------------------------------------------------
+    def add_user(self, username: str, password: str = "Passw0rd-of-a-user") -> int:
+        uid = next(self._user_ids)
+        self.users[uid] = {"user_id": uid, "username": username, "email": f"{username}@example.com",
+                           "realname": username, "comment": "", "sysadmin_flag": False, "password": password,
+                           "creation_time": _now(), "update_time": _now()}
+        return uid
+
+    def _user_view(self, user: dict) -> dict:
+        return {k: v for k, v in user.items() if k != "password"}
+
+    def op_createUser(self, params, query, body):
+        """handler/user.go CreateUser: password rule, then validateUserProfile; a taken name is a 409."""
+        if not _valid_robot_secret(body.get("password") or ""):
+            raise ApiError(400, "the password or secret must be 8-128, inclusively, characters long with at least 1 "
+                                "uppercase letter, 1 lowercase letter and 1 number")
+        if not body.get("email"):
+            raise ApiError(400, "email can't be empty")
+        if not 1 <= len(body.get("realname") or "") <= 255:
+            raise ApiError(400, "realname with illegal length")
+        if len(body.get("comment") or "") > 30:
+            raise ApiError(400, "comment with illegal length")
+        name = body.get("username") or ""
+        if not 1 <= len(name) <= 255 or set(name) & set(',"~#%$'):
+            raise ApiError(400, "username contains illegal characters")
+        if any(u["username"] == name for u in self.users.values()):
+            raise ApiError(409, f"username {name} is already used")
+        uid = self.add_user(name, body["password"])
+        self.users[uid].update(email=body["email"], realname=body["realname"], comment=body.get("comment") or "")
+        return 201, None, {"Location": f"/api/v2.0/users/{uid}"}
+
+    def op_getUser(self, params, query, body):
+        return 200, self._user_view(self._get(self.users, params, "user_id")), {}
+
+    def op_listUsers(self, params, query, body):
+        found = [self._user_view(u) for u in self.users.values() if query.get("username", "") in u["username"]]
+        return self._page(found, query, "/users")
+
+    def op_updateUserProfile(self, params, query, body):
+        self._get(self.users, params, "user_id").update(
+            {k: body.get(k) or "" for k in ("email", "realname", "comment")})
+        return 200, None, {}
+
+    def op_updateUserPassword(self, params, query, body):
+        user = self._get(self.users, params, "user_id")
+        if body.get("new_password") == user["password"]:
+            raise ApiError(400, "New password is identical to old password")
+        user["password"] = body.get("new_password")
+        return 200, None, {}
+
+    def op_setUserSysAdmin(self, params, query, body):
+        self._get(self.users, params, "user_id")["sysadmin_flag"] = bool(body.get("sysadmin_flag"))
+        return 200, None, {}
+
+    def op_deleteUser(self, params, query, body):
+        user = self._get(self.users, params, "user_id")
+        if user["user_id"] == 1:
+            raise ApiError(403, "User with ID 1 cannot be deleted")
+        del self.users[user["user_id"]]
+        return 200, None, {}
+
+    def op_createUserGroup(self, params, query, body):
+        if not body.get("group_name"):
+            raise ApiError(400, "group name is required")
+        kind, dn = body.get("group_type"), body.get("ldap_group_dn") or ""
+        # pkg/usergroup manager: an LDAP group is unique by DN, the others by name and type. The emulator has no
+        # LDAP server: every DN with DN syntax is taken as found.
+        same = [g for g in self.usergroups.values() if g["group_type"] == kind
+                and (g["ldap_group_dn"] == dn if kind == 1 else g["group_name"] == body["group_name"])]
+        if same:
+            raise ApiError(409, f"duplicate user group, group name:{body['group_name']}, group type: {kind}, "
+                                f"ldap group DN: {dn}")
+        if kind == 1 and not re.match(r"^\s*[A-Za-z][\w-]*\s*=", dn):
+            raise ApiError(400, f"invalid DN syntax. DN: {dn}")
+        gid = self.new_id()
+        self.usergroups[gid] = {"id": gid, "group_name": body["group_name"], "group_type": kind,
+                                "ldap_group_dn": dn}
+        return 201, None, {"Location": f"/api/v2.0/usergroups/{gid}"}
+
+    def op_getUserGroup(self, params, query, body):
+        return 200, self._get(self.usergroups, params, "group_id"), {}
+
+    def op_listUserGroups(self, params, query, body):
+        found = [g for g in self.usergroups.values()
+                 if query.get("group_name", g["group_name"]) in g["group_name"]
+                 and query.get("ldap_group_dn", g["ldap_group_dn"]) == g["ldap_group_dn"]]
+        return self._page(found, query, "/usergroups")
+
+    def op_updateUserGroup(self, params, query, body):
+        if not body.get("group_name"):
+            raise ApiError(400, "group name is required")
+        self._get(self.usergroups, params, "group_id")["group_name"] = body["group_name"]
+        return 200, None, {}
+
+    def op_deleteUserGroup(self, params, query, body):
+        del self.usergroups[self._get(self.usergroups, params, "group_id")["id"]]
+        return 200, None, {}
+
+    def op_createProjectMember(self, params, query, body):
+        """controller/member Create: the entity, then no duplicate (409), then a valid role (400)."""
+        project = self._project_of(params)
+        user, group = body.get("member_user") or {}, body.get("member_group") or {}
+        if group.get("id"):
+            entity = self.usergroups.get(group["id"])
+            if entity is None:
+                raise ApiError(400, f"Group {group['id']} not found")
+            kind, entity_id, name = "g", entity["id"], entity["group_name"]
+        else:
+            entity = next((u for u in self.users.values() if u["username"] == user.get("username")), None)
+            if entity is None:
+                raise ApiError(404, f"user {user.get('username')} not found")
+            kind, entity_id, name = "u", entity["user_id"], entity["username"]
+        if any(m["project_id"] == project["project_id"] and m["entity_type"] == kind and m["entity_id"] == entity_id
+               for m in self.members.values()):
+            raise ApiError(409, "The project member specified already exist")
+        if body.get("role_id") not in (1, 2, 3, 4, 5):
+            raise ApiError(400, "Failed to update project member, role is not in 1,2,3")
+        mid = self.new_id()
+        self.members[mid] = {"id": mid, "project_id": project["project_id"], "entity_name": name,
+                             "role_id": body["role_id"], "role_name": _ROLE_NAMES[body["role_id"]],
+                             "entity_id": entity_id, "entity_type": kind}
+        return 201, None, {"Location": f"/api/v2.0/projects/{project['project_id']}/members/{mid}"}
+
+    def _member(self, params) -> dict:
+        project = self._project_of(params)
+        member = self._get(self.members, params, "mid")
+        if member["project_id"] != project["project_id"]:
+            raise ApiError(404, f"member {member['id']} not found in project {project['project_id']}")
+        return member
+
+    def op_getProjectMember(self, params, query, body):
+        return 200, self._member(params), {}
+
+    def op_listProjectMembers(self, params, query, body):
+        project = self._project_of(params)
+        found = [m for m in self.members.values() if m["project_id"] == project["project_id"]]
+        return self._page(found, query, f"/projects/{project['project_id']}/members")
+
+    def op_updateProjectMember(self, params, query, body):
+        member = self._member(params)
+        if body.get("role_id") not in (1, 2, 3, 4, 5):
+            raise ApiError(400, "Failed to update project member, role is not in 1,2,3")
+        member.update(role_id=body["role_id"], role_name=_ROLE_NAMES[body["role_id"]])
+        return 200, None, {}
+
+    def op_deleteProjectMember(self, params, query, body):
+        del self.members[self._member(params)["id"]]
+        return 200, None, {}
+
+    # -- immutable tag rules --------------------------------------------------------------------------------
+    def _project_of(self, params: dict) -> dict:
+        return self._get(self.projects, params, "project_name_or_id")
+
+    @staticmethod
+    def _tag_filter(body: dict) -> str:
+        """pkg/immutable manager: the rule is stored as its JSON (`tag_filter`), unique per project."""
+        return json.dumps({k: v for k, v in body.items() if k not in ("id", "priority")}, sort_keys=True)
+
+    def op_CreateImmuRule(self, params, query, body):
+        project = self._project_of(params)
+        if any(r["project_id"] == project["project_id"] and self._tag_filter(r["rule"]) == self._tag_filter(body)
+               for r in self.immutable_rules.values()):
+            raise ApiError(409, "immutable rule already exists")
+        rid = self.new_id()
+        # dao CreateImmutableRule stores every new rule enabled, whatever the body says.
+        self.immutable_rules[rid] = {"project_id": project["project_id"],
+                                     "rule": dict(body, id=rid, priority=0, disabled=False)}
+        return 201, None, {"Location": f"/api/v2.0/projects/{project['project_id']}/immutabletagrules/{rid}"}
+
+    def op_ListImmuRules(self, params, query, body):
+        project = self._project_of(params)
+        rules = [r["rule"] for r in self.immutable_rules.values() if r["project_id"] == project["project_id"]]
+        return self._page(rules, query, f"/projects/{project['project_id']}/immutabletagrules")
+
+    def op_UpdateImmuRule(self, params, query, body):
+        if int(params["immutable_rule_id"]) != body.get("id"):
+            raise ApiError(400, "the immutable_rule_id doesn't match the id in the payload body of ImmutableRule")
+        self._project_of(params)
+        stored = self._get(self.immutable_rules, params, "immutable_rule_id")["rule"]
+        # controller/immutable UpdateImmutableRule: a different `disabled` only toggles the rule.
+        if stored["disabled"] != bool(body.get("disabled")):
+            stored["disabled"] = bool(body.get("disabled"))
+        else:
+            stored.update({k: v for k, v in body.items() if k not in ("id", "priority", "disabled")})
+        return 200, None, {}
+
+    def op_DeleteImmuRule(self, params, query, body):
+        self._project_of(params)
+        del self.immutable_rules[self._get(self.immutable_rules, params, "immutable_rule_id")["rule"]["id"]]
+        return 200, None, {}
+
+    # -- system schedules ------------------------------------------------------------------------------------
+    def _set_schedule(self, vendor: str, body: dict) -> tuple[int, Any, dict]:
+        """handler/gc.go and purge.go `kick`, scan_all.go createOrUpdateScanAllSchedule: type None removes the
+        schedule; Hourly/Daily/Weekly/Custom validate the cron (utils.ValidateCronString) and replace it."""
+        schedule = body.get("schedule") or {}
+        kind, cron = schedule.get("type"), schedule.get("cron") or ""
+        parameters = dict(body.get("parameters") or {})
+        if kind == "None":
+            self.schedules.pop(vendor, None)
+            return 200, None, {}
+        if kind not in ("Hourly", "Daily", "Weekly", "Custom"):
+            raise ApiError(400, f"the emulator does not model schedule type {kind!r}")
+        cron_fields = cron.split(" ")
+        if len(cron_fields) != 6 or cron_fields[0] != "0":
+            raise ApiError(400, f"invalid cron string for scheduled {vendor}: {cron}")
+        if vendor == "gc" and "workers" in parameters and not 0 < parameters["workers"] <= 10:
+            raise ApiError(400, f"Error: Invalid number of workers:{parameters['workers']}. Workers must be greater "
+                                "than 0 and less than or equal to 10.")
+        if vendor == "purgeaudit" and parameters.get("audit_retention_hour", 0) > 240000:
+            raise ApiError(400, "audit_retention_hour should be less than 240000")
+        now = _now()
+        self.schedules[vendor] = {"id": self.new_id(), "type": kind, "cron": cron, "parameters": parameters,
+                                  "creation_time": now, "update_time": now}
+        return 200, None, {}
+
+    def _history_view(self, vendor: str) -> tuple[int, Any, dict]:
+        """GET of the GC and purge schedules: an ExecHistory with the parameters as JSON text; no body when
+        there is no schedule."""
+        sch = self.schedules.get(vendor)
+        if sch is None:
+            return 200, None, {}
+        return 200, {"id": sch["id"], "job_name": "", "job_kind": sch["cron"], "deleted": False,
+                     "job_parameters": json.dumps(sch["parameters"]), "job_status": "",
+                     "schedule": {"type": sch["type"], "cron": sch["cron"]},
+                     "creation_time": sch["creation_time"], "update_time": sch["update_time"]}, {}
+
+    def op_getGCSchedule(self, params, query, body):
+        return self._history_view("gc")
+
+    def op_createGCSchedule(self, params, query, body):
+        return (201,) + self._set_schedule("gc", body)[1:]
+
+    def op_updateGCSchedule(self, params, query, body):
+        return self._set_schedule("gc", body)
+
+    def op_getPurgeSchedule(self, params, query, body):
+        return self._history_view("purgeaudit")
+
+    def op_createPurgeSchedule(self, params, query, body):
+        return (201,) + self._set_schedule("purgeaudit", body)[1:]
+
+    def op_updatePurgeSchedule(self, params, query, body):
+        return self._set_schedule("purgeaudit", body)
+
+    def op_getScanAllSchedule(self, params, query, body):
+        sch = self.schedules.get("scanAll")
+        if sch is None:
+            return 200, None, {}
+        return 200, {"id": sch["id"], "status": "", "schedule": {"type": sch["type"], "cron": sch["cron"]},
+                     "parameters": sch["parameters"], "creation_time": sch["creation_time"],
+                     "update_time": sch["update_time"]}, {}
+
+    def op_createScanAllSchedule(self, params, query, body):
+        if "scanAll" in self.schedules:
+            raise ApiError(412, "fail to set schedule for scan all as always had one, please delete it firstly then "
+                                "to re-schedule")
+        return (201,) + self._set_schedule("scanAll", body)[1:]
+
+    def op_updateScanAllSchedule(self, params, query, body):
+        return self._set_schedule("scanAll", body)
+
     def op_getPing(self, params, query, body):
         return 200, "Pong", {}
 
@@ -530,6 +1043,16 @@ def _query_terms(query: dict) -> dict:
     return terms
 
 
+def _basic_auth(header: str) -> tuple[str, str, str]:
+    """(user, ':', password) of a Basic Authorization header (empty strings when there is none)."""
+    if not header.startswith("Basic "):
+        return "", "", ""
+    try:
+        return base64.b64decode(header[6:]).decode().partition(":")
+    except ValueError:
+        return "", "", ""
+
+
 class _Handler(BaseHTTPRequestHandler):
     emu: HarborEmulator
     protocol_version = "HTTP/1.1"
@@ -561,7 +1084,7 @@ class _Handler(BaseHTTPRequestHandler):
                                     fault.headers)
             if fault and fault.kind == "slow":
                 time.sleep(fault.seconds)
-            self._authorize()
+            self._authorize(op)
             if op is None or not path.startswith(emu.contract.base_path):
                 raise ApiError(404, f"no API operation {self.command} {path}")
             body = self._body(op, raw)
@@ -573,6 +1096,8 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ApiError(500, f"emulator answer breaks the swagger of {op.operation_id}: {wrong[:3]}")
         except ApiError as err:
             status, payload, headers = err.status, {"errors": [{"code": err.code, "message": str(err)}]}, {}
+        if fault and fault.kind == "late":
+            time.sleep(fault.seconds)
         if fault and fault.kind == "drop":
             # The write is applied; the client never hears about it.
             self.close_connection = True
@@ -580,13 +1105,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._answer(status, payload, headers)
 
-    def _authorize(self) -> None:
+    def _authorize(self, op) -> None:
         cookies = self.headers.get("Cookie") or ""
         if "sid=" in cookies and self.command not in ("GET", "HEAD") and not self.headers.get("X-Harbor-Csrf-Token"):
             raise ApiError(403, "CSRF token invalid")
         expected = base64.b64encode(f"{self.emu.username}:{self.emu.password}".encode()).decode()
-        if self.headers.get("Authorization") != f"Basic {expected}":
-            raise ApiError(401, "unauthorized")
+        if self.headers.get("Authorization") == f"Basic {expected}":
+            return
+        # Robots log in too; the emulator models no robot permissions, so it lets them ask only who they are.
+        if op is not None and op.operation_id == "getCurrentUserPermissions":
+            login, _, secret = _basic_auth(self.headers.get("Authorization") or "")
+            if self.emu.robot_can_log_in(login, secret):
+                return
+        raise ApiError(401, "unauthorized")
 
     def _body(self, op, raw: bytes) -> Any:
         if op.body_ref is None:
