@@ -20,8 +20,9 @@ from .client import ClientSettings, HarborClient
 from .models import GROUP_TYPES, PROJECT_ROLES, LocalUserArgs, ProjectMemberArgs, UserGroupArgs
 from .resources import SALT_KEY, Connection, _HarborProvider, _inputs, _opts, salted_hash
 
-_GROUP_TYPE_NAMES = {v: k for k, v in GROUP_TYPES.items()}
-_ROLE_NAMES = {v: k for k, v in PROJECT_ROLES.items()}
+# Looked up with the number Harbor answers, which may be absent (None): that is "unknown".
+_GROUP_TYPE_NAMES: dict[Optional[int], str] = {v: k for k, v in GROUP_TYPES.items()}
+_ROLE_NAMES: dict[Optional[int], str] = {v: k for k, v in PROJECT_ROLES.items()}
 
 
 class LocalUserProvider(_HarborProvider):

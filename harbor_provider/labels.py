@@ -7,7 +7,7 @@ read 1, update 2, delete 1.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import pulumi
 
@@ -25,8 +25,8 @@ class LabelProvider(_HarborProvider):
     replace_fields = ("project_id",)
 
     def create_body(self, args: LabelArgs) -> dict:
-        body = {"name": args.name, "description": args.description, "color": args.color,
-                "scope": GLOBAL if args.project_id is None else PROJECT}
+        body: dict[str, Any] = {"name": args.name, "description": args.description, "color": args.color,
+                                "scope": GLOBAL if args.project_id is None else PROJECT}
         if args.project_id is not None:
             body["project_id"] = args.project_id
         return body

@@ -37,7 +37,8 @@ _MAX_DURATION_DAYS = 2**31 - 2
 # Fields of Harbor's cron (lib/cron via robfig/cron/v3 with seconds): name, lowest and highest value.
 _CRON_FIELDS = (("seconds", 0, 59), ("minutes", 0, 59), ("hours", 0, 23), ("day-of-month", 1, 31),
                 ("month", 1, 12), ("day-of-week", 0, 6))
-_CRON_NAMES = {4: {m: i + 1 for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])},
+_CRON_NAMES = {4: {m: i + 1 for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep",
+                                                   "oct", "nov", "dec"])},
                5: {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}}
 
 Problems = list[tuple[str, str]]
@@ -84,8 +85,9 @@ def _cron_field_problem(index: int, text: str) -> Optional[str]:
             return f"the {name} field {text!r} has an invalid step {step!r}"
         if span in ("*", "?"):
             continue
-        values = [int(v) if v.isdigit() else _CRON_NAMES.get(index, {}).get(v.lower()) for v in span.split("-", 1)]
-        if None in values:
+        parsed = [int(v) if v.isdigit() else _CRON_NAMES.get(index, {}).get(v.lower()) for v in span.split("-", 1)]
+        values = [v for v in parsed if v is not None]
+        if len(values) != len(parsed):
             return f"the {name} field {text!r} is not a number, name or range"
         if any(not low <= v <= high for v in values):
             return f"the {name} field {text!r} is outside {low}-{high}"

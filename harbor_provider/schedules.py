@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import pulumi
 from pulumi.dynamic import CreateResult, ReadResult
@@ -27,6 +27,9 @@ CUSTOM = "Custom"
 
 class _SystemScheduleProvider(_HarborProvider):
     """The flow of one system schedule; subclasses map their parameters."""
+
+    kind_id: ClassVar[str]
+    """The resource id: the schedule's kind (`gc`, `purgeaudit`, `scanAll`), as there is one per Harbor."""
 
     def parameters(self, args) -> dict:
         """The schedule's `parameters` object (Schedule.parameters in the swagger)."""
@@ -50,21 +53,26 @@ class _SystemScheduleProvider(_HarborProvider):
     def _body(self, args) -> dict:
         return {"schedule": {"type": CUSTOM, "cron": args.cron}, "parameters": self.parameters(args)}
 
-    def fetch(self, client: HarborClient, id_: str, props: dict) -> Optional[dict]:
+    def fetch_schedule(self, client: HarborClient) -> Optional[dict]:
+        """The schedule as Harbor answers it, or None when none is set."""
         obj = client.request("GET", self.path, ok=(200,)).body
         schedule = (obj or {}).get("schedule") or {}
         # Harbor answers 200 without a body (or with type None) when no schedule is set.
         return obj if schedule.get("cron") and schedule.get("type") != "None" else None
+
+    def fetch(self, client: HarborClient, id_: str, props: dict) -> dict:
+        """The schedule after a write (the shared update flow): {} (no outputs from Harbor) when none is set."""
+        return self.fetch_schedule(client) or {}
 
     def create(self, props: dict) -> CreateResult:
         args = self.parse_args(props)
         client = self.client(props)
         self.write_update(client, self.kind_id, args, {})
         obj = self.fetch(client, self.kind_id, props)
-        return CreateResult(self.kind_id, self.outputs(props, obj or {}, secrets.token_hex(16), {}))
+        return CreateResult(self.kind_id, self.outputs(props, obj, secrets.token_hex(16), {}))
 
     def read(self, id_: str, props: dict) -> ReadResult:
-        obj = self.fetch(self.client(props), id_, props)
+        obj = self.fetch_schedule(self.client(props))
         if obj is None:  # removed in the UI: gone, so the next update sets it again
             return ReadResult(None, {})
         return ReadResult(id_, {**self.carried(props), **self.state(obj)})

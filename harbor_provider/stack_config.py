@@ -96,8 +96,8 @@ class _ProjectObjectConfig:
     settings_type: ClassVar[type]
     args_type: ClassVar[type]
 
-    project: str
-    """Name of the project (declared in `projects`)."""
+    project: Optional[str]
+    """Name of the project (declared in `projects`); None only where a kind allows it (a global label)."""
 
     def to_args(self, project_id: Any) -> Any:
         shared = {f.name: getattr(self, f.name) for f in fields(self.settings_type)}
@@ -111,6 +111,9 @@ class RetentionConfig(RetentionSettings, _ProjectObjectConfig):
     settings_type = RetentionSettings
     args_type = RetentionPolicyArgs
 
+    project: str
+    """Name of the project (declared in `projects`)."""
+
     @property
     def name(self) -> str:
         return self.project
@@ -122,6 +125,9 @@ class ImmutableTagRuleConfig(ImmutableTagRuleSettings, _ProjectObjectConfig):
 
     settings_type = ImmutableTagRuleSettings
     args_type = ImmutableTagRuleArgs
+
+    project: str
+    """Name of the project (declared in `projects`)."""
 
     @property
     def name(self) -> str:
@@ -178,6 +184,9 @@ class WebhookConfig(WebhookSettings, _ProjectObjectConfig):
 
     settings_type = WebhookSettings
     args_type = WebhookArgs
+
+    project: str
+    """Name of the project (declared in `projects`)."""
 
     @property
     def identity(self) -> str:
@@ -493,21 +502,21 @@ def declare_harbor_objects(
         if getattr(section, attr) is not None:
             objects.singletons[attr] = resource_cls(resource_name, getattr(section, attr), connection, opts(),
                                                    settings)
-    for args in section.registries:
-        objects.registries[args.name] = Registry(f"harbor-registry-{args.name}", args, connection, opts(),
-                                                 settings)
-    for project in section.projects:
-        objects.projects[project.name] = Project(f"harbor-project-{project.name}", project, connection, opts(),
-                                                 settings)
+    for registry_args in section.registries:
+        objects.registries[registry_args.name] = Registry(f"harbor-registry-{registry_args.name}", registry_args,
+                                                          connection, opts(), settings)
+    for project_args in section.projects:
+        objects.projects[project_args.name] = Project(f"harbor-project-{project_args.name}", project_args,
+                                                      connection, opts(), settings)
     for robot in section.robots:
         objects.robots[robot.name] = RobotAccount(f"harbor-robot-{robot.name}", robot, connection, opts(), settings)
     for policy in section.policies:
         registry = objects.registries[policy.registry]
         # A pull policy writes into its destination project: create that first.
-        after = [p for name, p in objects.projects.items() if name == policy.dest_namespace]
+        dest_projects = [p for name, p in objects.projects.items() if name == policy.dest_namespace]
         objects.policies[policy.name] = ReplicationPolicy(
             f"harbor-policy-{policy.name}", policy.to_args(registry.id.apply(int)), connection,
-            opts(registry, *after), settings)
+            opts(registry, *dest_projects), settings)
         if policy.run is not None:
             resource = objects.policies[policy.name]
             run = ReplicationRunArgs(policy_id=cast(int, resource.id.apply(int)),  # resolved before create
@@ -521,29 +530,31 @@ def declare_harbor_objects(
         objects.retention_policies[retention.project] = RetentionPolicy(
             f"harbor-retention-{retention.project}", retention.to_args(project.id.apply(int)), connection,
             opts(project), settings)
-    for args in section.users:
-        objects.users[args.username] = LocalUser(f"harbor-user-{args.username}", args, connection, opts(), settings)
-    for args in section.user_groups:
-        objects.user_groups[args.name] = UserGroup(f"harbor-group-{args.name}", args, connection, opts(), settings)
+    for user_args in section.users:
+        objects.users[user_args.username] = LocalUser(f"harbor-user-{user_args.username}", user_args, connection,
+                                                      opts(), settings)
+    for group_args in section.user_groups:
+        objects.user_groups[group_args.name] = UserGroup(f"harbor-group-{group_args.name}", group_args, connection,
+                                                         opts(), settings)
     for member in section.members:
         project = objects.projects[member.project]
         group = objects.user_groups.get(member.group) if member.group is not None else None
         user = objects.users.get(member.user) if member.user is not None else None
-        after = [project] + [r for r in (group, user) if r is not None]
+        member_of: list[pulumi.Resource] = [project] + [r for r in (group, user) if r is not None]
         objects.members[member.name] = ProjectMember(
             f"harbor-member-{member.name}",
             member.to_args(project.id.apply(int), group.id.apply(int) if group is not None else None),
-            connection, opts(*after), settings)
+            connection, opts(*member_of), settings)
     for hook in section.webhooks:
         project = objects.projects[hook.project]
         objects.webhooks[hook.identity] = Webhook(f"harbor-webhook-{hook.identity}",
                                                   hook.to_args(project.id.apply(int)), connection, opts(project),
                                                   settings)
     for label in section.labels:
-        project = objects.projects[label.project] if label.project else None
+        label_project = objects.projects[label.project] if label.project else None
         objects.labels[label.identity] = Label(
-            f"harbor-label-{label.identity}", label.to_args(project.id.apply(int) if project else None),
-            connection, opts(*([project] if project else [])), settings)
+            f"harbor-label-{label.identity}", label.to_args(label_project.id.apply(int) if label_project else None),
+            connection, opts(*([label_project] if label_project else [])), settings)
     for rule in section.immutable_tag_rules:
         project = objects.projects[rule.project]
         objects.immutable_tag_rules[rule.name] = ImmutableTagRule(

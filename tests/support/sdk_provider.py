@@ -32,7 +32,8 @@ UNKNOWN = rpc.UNKNOWN
 def sdk_host_module() -> types.ModuleType:
     """pulumi.dynamic.__main__ without its trailing `main()` call."""
     spec = importlib.util.find_spec("pulumi.dynamic.__main__")
-    tree = ast.parse(open(spec.origin).read(), spec.origin)
+    with open(spec.origin) as source:
+        tree = ast.parse(source.read(), spec.origin)
     last = tree.body[-1]
     if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) \
             and getattr(last.value.func, "id", None) == "main":
