@@ -30,7 +30,9 @@ Rules (each cited again above its code):
     GenerateDeletes; listed dependents-first as ENG ScheduleDeletes does (reverse snapshot order).
  9. Dynamic providers: ResourceProvider.diff default returns changes=None -> DIFF_UNKNOWN -> the engine diffs inputs
     itself (update, never replace): PY Diff, ENG diffResource. Pass `dynamic_diff` to use a provider's own diff.
-10. Preview check: CMD v1.2.1 CopyToRemote.Check fails on an UNKNOWN `source` (fixed by #1184 for #1183, unreleased).
+10. Preview check: CMD v1.2.1 CopyToRemote.Check fails on an UNKNOWN `source` (fixed by #1184 for #1183, unreleased);
+    and (seen with the real engine, labs/engine/engine_lab.py against the design of a89f059) a Command or
+    CopyToRemote whose `triggers` hold an unknown SECRET fails with "triggers[0]: malformed secret: missing value".
 Not modelled: provider-reference changes, targets, refresh, retainOnDelete, deletedWith, TLS expiry renewal.
 """
 
@@ -46,11 +48,17 @@ Path = tuple  # property path: str keys and int indexes
 
 
 class _Unknown:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
     def __repr__(self) -> str:
-        return "UNKNOWN"
+        return self.name
 
 
-UNKNOWN: Any = _Unknown()  #: an input whose value is not known (preview only)
+UNKNOWN: Any = _Unknown("UNKNOWN")  #: an input whose value is not known (preview only)
+UNKNOWN_SECRET: Any = _Unknown("UNKNOWN_SECRET")  #: the same, for a value that will be a secret
+#: pulumi-command 1.2.1 under engine v3.274.1 at preview, for a secret not yet known inside `triggers`
+SECRET_TRIGGER_ERROR = "triggers[{index}]: malformed secret: missing value"
 _MISSING: Any = object()
 DYNAMIC = "pulumi-python:dynamic"
 COMMANDS = ("command:remote:Command", "command:local:Command")
@@ -153,12 +161,21 @@ def provider_replace_keys(typ: str) -> frozenset[str]:
     return _REPLACE_KEYS[typ]  # KeyError: an unmodelled provider, better than a silent guess
 
 
+def _is_unknown(value: Any) -> bool:
+    return isinstance(value, _Unknown)
+
+
 def preview_rejections(new: list[Res]) -> list[str]:
     """URNs whose Check fails at preview in pulumi-command v1.2.1 (text: COPY_UNKNOWN_SOURCE_ERROR).
 
     CMD remote/copyController.go CopyToRemote.Check is the only CustomCheck in v1.2.1; Command uses GOP
     infer.DefaultCheck, which decodes unknowns to zero values without failures (infer/internal/ende walk)."""
-    return [r.urn for r in new if r.typ == "command:remote:CopyToRemote" and r.inputs.get("source") is UNKNOWN]
+    copies = [r.urn for r in new if r.typ == "command:remote:CopyToRemote" and _is_unknown(r.inputs.get("source"))]
+    # Found by the real engine, not in the model's first reading of the source: the provider's decoding of a secret
+    # whose value is unknown (go-provider's secret wrapper, missing `value`) fails Check (SECRET_TRIGGER_ERROR).
+    secret_triggers = [r.urn for r in new if r.typ.startswith("command:") and
+                       any(t is UNKNOWN_SECRET for t in r.inputs.get("triggers") or [])]
+    return copies + [u for u in secret_triggers if u not in copies]
 
 
 def parse_path(text: str) -> Path:
@@ -175,7 +192,7 @@ def _contains(pattern: Path, path: Path) -> bool:
 
 
 def _same(a: Any, b: Any) -> bool:
-    if a is UNKNOWN or b is UNKNOWN:
+    if _is_unknown(a) or _is_unknown(b):
         return False
     return a == b and isinstance(a, bool) == isinstance(b, bool)
 
@@ -250,7 +267,7 @@ def _diff(old: Res, new: Res, dynamic_diff: Optional[DynamicDiff]) -> tuple[bool
 def _has_unknown(value: Any) -> bool:
     if isinstance(value, dict):
         return any(map(_has_unknown, value.values()))
-    return any(map(_has_unknown, value)) if isinstance(value, list) else value is UNKNOWN
+    return any(map(_has_unknown, value)) if isinstance(value, list) else _is_unknown(value)
 
 
 def _has_delete_command(res: Res) -> bool:

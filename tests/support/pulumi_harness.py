@@ -80,7 +80,8 @@ def unwrap_secrets(value: Any) -> Any:
         return {"asset": getattr(value, "text", None) or getattr(value, "path", None)}
     if isinstance(value, dict):
         if value.get(rpc_sig_key) == rpc_secret_sig:
-            return unwrap_secrets(value["value"])
+            inner = value.get("value")
+            return engine_plan.UNKNOWN_SECRET if isinstance(inner, Unknown) else unwrap_secrets(inner)
         return {k: unwrap_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
         return [unwrap_secrets(v) for v in value]

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.support.engine_plan import (DELETE_PROTECTED, REPLACE_PROTECTED, UNKNOWN, Res, plan, preview_rejections,
-                                       provider_replace_keys)
+from tests.support.engine_plan import (DELETE_PROTECTED, REPLACE_PROTECTED, UNKNOWN, UNKNOWN_SECRET, Res, plan,
+                                       preview_rejections, provider_replace_keys)
 
 STACK = "urn:pulumi:dev::harbor-ha::"
 CMD, COPY = "command:remote:Command", "command:remote:CopyToRemote"
@@ -128,6 +128,14 @@ def test_copy_to_remote_unknown_source_is_rejected_at_preview():
     unknown = res(COPY, "f", {"connection": CONN, "source": UNKNOWN, "remotePath": "/etc/f"})
     known = res(COPY, "g", {"connection": CONN, "source": "h1", "remotePath": "/etc/g"})
     assert preview_rejections([unknown, known]) == [unknown.urn]
+
+
+def test_a_secret_not_yet_known_in_triggers_is_rejected_at_preview_an_unknown_plain_one_is_not():
+    """The real engine (labs/engine/engine_lab.py, engine v3.274.1, pulumi-command 1.2.1) refused the former design's
+    preview with "triggers[0]: malformed secret: missing value"; an unknown that is not secret passes."""
+    secret = res(CMD, "s", {"connection": CONN, "create": "x", "triggers": [UNKNOWN_SECRET]})
+    plain = res(CMD, "p", {"connection": CONN, "create": "x", "triggers": [UNKNOWN]})
+    assert preview_rejections([secret, plain]) == [secret.urn]
 
 
 def test_unknown_inputs_at_preview():
