@@ -1,7 +1,7 @@
 """HarborCluster: every role of the HA Harbor cluster, composed in dependency order.
 
 Order (each arrow is a dependency; everything else runs in parallel):
-    host firewall (every host)  ->  NFS server, PostgreSQL, Redis (+ sentinels)
+    host firewall (every host)  ->  NFS server, PostgreSQL (or etcd -> PostgresCluster), Redis (+ sentinels)
     ->  Harbor node 1 (alone: it runs the DB migrations)
     ->  Harbor node 2  ->  ...  ->  LoadBalancer (nginx on both LB hosts)  ->  KeepalivedPair (VIP)
 Nodes are deployed one after the other, each gated on Harbor's health, so an upgrade is rolling too.
@@ -16,10 +16,12 @@ import pulumi
 
 from components.config import ClusterConfig
 from components.firewall import HostFirewall, HostFirewallArgs
+from components.etcd import Etcd, EtcdArgs
 from components.harbor_node import HarborNode, HarborNodeArgs
 from components.keepalived import KeepalivedPair, KeepalivedPairArgs
 from components.loadbalancer import LoadBalancer, LoadBalancerArgs
 from components.nfs import NfsServer, NfsServerArgs
+from components.patroni import PostgresCluster, PostgresClusterArgs
 from components.postgres import PostgresServer, PostgresServerArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import ClusterSecrets, ClusterSecretsArgs
@@ -34,6 +36,8 @@ class HarborClusterArgs:
     admin_password: Optional[pulumi.Input[str]] = None  #: Harbor admin password (else generated)
     tls_certificate: Optional[pulumi.Input[str]] = None  #: LB certificate chain (else self-signed)
     tls_private_key: Optional[pulumi.Input[str]] = None  #: LB private key
+    backup_s3_access_key: Optional[pulumi.Input[str]] = None  #: backupS3AccessKey (backup.repository s3)
+    backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (backup.repository s3)
 
 
 class HarborCluster(pulumi.ComponentResource):
@@ -59,12 +63,18 @@ class HarborCluster(pulumi.ComponentResource):
                                 f"`ssh-keyscan -t ed25519 -p {host.port} {host.address}`", self)
         secrets = ClusterSecrets(f"{name}-secrets", ClusterSecretsArgs(
             cfg=cfg, admin_password=args.admin_password, tls_certificate=args.tls_certificate,
-            tls_private_key=args.tls_private_key), child)
+            tls_private_key=args.tls_private_key, backup_s3_access_key=args.backup_s3_access_key,
+            backup_s3_secret_key=args.backup_s3_secret_key), child)
         common: dict[str, Any] = dict(cfg=cfg, secrets=secrets.values, private_key=args.ssh_private_key)
 
         # First on every host: each service starts behind its host's firewall, never open to the whole network.
         firewall = HostFirewall(f"{name}-firewall", HostFirewallArgs(**common), child)
-        postgres = PostgresServer(f"{name}-postgres", PostgresServerArgs(**common, after=[firewall]), child)
+        postgres: pulumi.ComponentResource
+        if cfg.patroni:
+            etcd = Etcd(f"{name}-etcd", EtcdArgs(**common, after=[firewall]), child)
+            postgres = PostgresCluster(f"{name}-patroni", PostgresClusterArgs(**common, after=[etcd]), child)
+        else:
+            postgres = PostgresServer(f"{name}-postgres", PostgresServerArgs(**common, after=[firewall]), child)
         redis = Redis(f"{name}-redis", RedisArgs(**common, after=[firewall]), child)
         previous: list[pulumi.Resource] = [postgres, redis]
         # No NFS server in the sandbox: its nodes share a Docker volume (components/sandbox/).

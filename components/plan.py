@@ -10,18 +10,24 @@ from components.firewall import firewall_files
 from components.harbor_node import harbor_node_files
 from components.keepalived import keepalived_files, vrrp_roles
 from components.loadbalancer import loadbalancer_files
+from components.etcd import etcd_files
 from components.nfs import nfs_server_files
+from components.patroni import patroni_files, pgbackrest_repo_files
 from components.postgres import postgres_files
 from components.redis import redis_files, sentinel_files
 
 # Roles in provisioning order on one host (the firewall first: no service is ever reachable without it); each has
 # its `<role>.sh` beside its component.
-ROLES = ("firewall", "nfs-server", "postgres", "redis", "sentinel", "harbor-node", "loadbalancer", "keepalived")
+ROLES = ("firewall", "nfs-server", "etcd", "postgres", "patroni", "pgbackrest-repo", "redis", "sentinel", "harbor-node",
+         "loadbalancer", "keepalived")
 # How a change to a role's files takes effect on its host (what its `<role>.sh apply` runs after installing them).
 APPLIED_BY = {
     "firewall": "nft -c, then the table loaded with a rollback timer until the apply confirms",
     "nfs-server": "exportfs -ra (no restart)",
+    "etcd": "etcd: restart",
     "postgres": "postgresql@VERSION-main: restart for postgresql.conf, reload for pg_hba.conf",
+    "patroni": "patroni: reload, vip-manager: restart, dynamic settings by patronictl edit-config",
+    "pgbackrest-repo": "pgbackrest server: restart; backup timers enabled",
     "redis": "redis-server: restart",
     "sentinel": "redis-sentinel: restart",
     "harbor-node": "harbor: prepare + docker compose up -d",
@@ -35,7 +41,15 @@ def role_files(cfg: ClusterConfig) -> dict[str, dict[str, list[FileSpec]]]:
     plan: dict[str, dict[str, list[FileSpec]]] = {h.name: {"firewall": firewall_files(cfg, h)} for h in cfg.hosts}
     if cfg.nfs_host:
         plan[cfg.nfs_host.name]["nfs-server"] = nfs_server_files(cfg)
-    plan[cfg.postgres_host.name]["postgres"] = postgres_files(cfg)
+    if cfg.patroni:
+        for h in cfg.etcd_hosts:
+            plan[h.name]["etcd"] = etcd_files(cfg, h)
+        for h in cfg.postgres_hosts:
+            plan[h.name]["patroni"] = patroni_files(cfg, h)
+        if cfg.backup_host:
+            plan[cfg.backup_host.name]["pgbackrest-repo"] = pgbackrest_repo_files(cfg)
+    else:
+        plan[cfg.postgres_host.name]["postgres"] = postgres_files(cfg)
     for h in cfg.redis_hosts:
         plan[h.name]["redis"] = redis_files(cfg, h)
     for h in cfg.sentinel_hosts:

@@ -248,7 +248,9 @@ def generate() -> str:
     secret_docs = {"sshPrivateKey": "the private key the program logs in with on every host (required)",
                    "tlsCertificate": SECRET_VALUES["tls_certificate"] + "; set with tlsPrivateKey, else self-signed",
                    "tlsPrivateKey": SECRET_VALUES["tls_private_key"],
-                   "harborAdminPassword": SECRET_VALUES["admin_password"]}
+                   "harborAdminPassword": SECRET_VALUES["admin_password"],
+                   "backupS3AccessKey": SECRET_VALUES["backup_s3_access_key"],
+                   "backupS3SecretKey": SECRET_VALUES["backup_s3_secret_key"]}
     lines += [f"| `{NAMESPACE}:{key}` | {_cell(secret_docs[key])} |" for key in SECRET_KEYS]
     lines += ["", "## The cluster", ""]
     lines += cluster_tables()

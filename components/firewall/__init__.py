@@ -71,8 +71,10 @@ def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
         if fw.metrics_sources:
             openings.append(Opening("harbor-metrics", "tcp", cfg.harbor.metrics_port, fw.metrics_sources,
                                     "Prometheus scrapers (firewall.metricsSources)", published=True))
-    if host == cfg.postgres_host:
+    if host == cfg.postgres_host and not cfg.patroni:
         openings.append(Opening("postgres", "tcp", cfg.postgres.port, _cidrs(nodes, host), "Harbor's database pools"))
+    if cfg.patroni:
+        openings += _patroni_openings(cfg, host)
     redis_peers = _cidrs([*nodes, *cfg.redis_hosts, *cfg.sentinel_hosts], host)
     if host in cfg.redis_hosts:
         openings.append(Opening("redis", "tcp", cfg.redis.port, redis_peers,
@@ -89,6 +91,32 @@ def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
                     openings.append(Opening(service, proto, port, _cidrs(nodes, host), "NFSv3 mounts and locks"))
     # A peer list that is only the host itself: nothing to open (its own traffic comes over loopback).
     return [o for o in openings if o.sources != ()]
+
+
+def _patroni_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
+    """postgres.mode patroni: the database members, etcd and the pgBackRest repository (components/patroni/)."""
+    assert cfg.patroni is not None
+    members, etcd = list(cfg.postgres_hosts), list(cfg.etcd_hosts)
+    backup = [cfg.backup_host] if cfg.backup and cfg.backup_host else []
+    openings = []
+    if host in members:
+        openings += [
+            Opening("postgres", "tcp", cfg.postgres.port, _cidrs([*cfg.harbor_nodes, *members, *backup], host),
+                    "Harbor's pools through the database VIP (on the leader), replication and pg_rewind between "
+                    "members, pgBackRest"),
+            Opening("patroni-api", "tcp", cfg.patroni.rest_api_port, _cidrs(members, host),
+                    "Patroni members probe each other before a promotion"),
+        ]
+    if host in etcd:
+        openings += [
+            Opening("etcd-client", "tcp", cfg.patroni.etcd_client_port, _cidrs([*members, *etcd], host),
+                    "Patroni and vip-manager keep and watch the leader key"),
+            Opening("etcd-peer", "tcp", cfg.patroni.etcd_peer_port, _cidrs(etcd, host), "etcd members replicate"),
+        ]
+    if cfg.backup and host in [*members, *backup] and backup:
+        openings.append(Opening("pgbackrest", "tcp", cfg.backup.tls_port, _cidrs([*members, *backup], host),
+                                "pgBackRest's TLS server between the database hosts and the repository host"))
+    return openings
 
 
 def published_ports(cfg: ClusterConfig, host: Host) -> list[int]:

@@ -36,10 +36,20 @@ SECRET_VALUES = {
     "node_tls_private_key": "its private key (generated)",
     "postgres_tls_certificate": "PostgreSQL's TLS certificate (cluster CA)",
     "postgres_tls_private_key": "its private key (generated)",
+    "pg_superuser_password": "PostgreSQL's postgres user under Patroni (generated)",
+    "pg_replication_password": "Patroni's replication user (generated)",
+    "pg_rewind_password": "Patroni's pg_rewind user (generated)",
+    "patroni_api_password": "Patroni's REST API user for switchover/restart (generated)",
+    "pgbackrest_ca_cert": "CA of the pgBackRest TLS server and client certificate (generated)",
+    "pgbackrest_cert": "pgBackRest's TLS certificate, server and client, every database and backup host (generated)",
+    "pgbackrest_key": "its private key (generated)",
+    "restic_password": "password of the restic repository of the data volume (generated)",
+    "backup_s3_access_key": "S3 access key of the pgBackRest repository (backupS3AccessKey)",
+    "backup_s3_secret_key": "S3 secret key of the pgBackRest repository (backupS3SecretKey)",
 }
 # Values that are Outputs but not confidential: files that need only these are not shipped as secrets.
 PUBLIC_VALUES = frozenset({"registry_root_cert", "tls_certificate", "cluster_ca_certificate", "node_tls_certificate",
-                           "postgres_tls_certificate"})
+                           "postgres_tls_certificate", "pgbackrest_ca_cert", "pgbackrest_cert"})
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).resolve().parent.parent)),  # "<role>/<name>.j2"

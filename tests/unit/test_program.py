@@ -11,7 +11,8 @@ from components.config import ConfigError
 from components.plan import role_files
 from components.config import parse_cluster_config
 from tests.support import pulumi_harness
-from tests.support.pulumi_harness import Registered, depends_transitively, run_program, stack_config, staged_files
+from tests.support.pulumi_harness import (Registered, depends_transitively, patroni_values, run_program,
+                                         stack_config, staged_files)
 
 COMMAND = "command:remote:Command"
 COPY = "command:remote:CopyToRemote"
@@ -322,3 +323,23 @@ def test_ca_certificate_is_exported_only_when_self_signed(monkeypatch, user_cert
     else:
         assert exported["caCertificate"] is cluster.ca_certificate is not None
     assert {"url", "vip", "adminUsername", "adminPassword"} <= set(exported)
+
+
+@pulumi.runtime.test
+def test_patroni_stack_deploys_etcd_then_patroni_members_then_the_repository_and_points_harbor_at_the_vip():
+    program = run_program(patroni_values())
+
+    def check(regs):
+        found = {role: len(apply_commands(regs, role)) for role in ("etcd", "patroni", "pgbackrest-repo", "postgres")}
+        assert found == {"etcd": 3, "patroni": 3, "pgbackrest-repo": 1, "postgres": 0}
+        types = Counter(r.typ for r in regs)
+        assert types["harbor-ha:etcd:Etcd"] == 1 and types["harbor-ha:patroni:PostgresCluster"] == 1
+        leader, *replicas = apply_commands(regs, "patroni")
+        etcd = apply_commands(regs, "etcd")
+        assert all(depends_transitively(regs, leader, e) for e in etcd)
+        assert all(depends_transitively(regs, r, leader) for r in replicas)
+        assert all(depends_transitively(regs, apply_commands(regs, "pgbackrest-repo")[0], m) for m in [leader, *replicas])
+        assert all(depends_transitively(regs, n, leader) for n in apply_commands(regs, "harbor-node"))
+        return regs
+
+    return program.all_registered().apply(check)
