@@ -173,9 +173,9 @@ class PatroniSettings:
     rest_api_port: int  #: Patroni's REST API port (health checks, switchover, member probes)
     vip: str  #: the database VIP Harbor connects to, held by vip-manager on the leader's host
     vip_interface: str  #: interface that carries the database VIP
-    vip_interval_ms: int  #: how often vip-manager reads the leader key from etcd
-    etcd_client_port: int  #: etcd client port
-    etcd_peer_port: int  #: etcd peer port
+    vip_interval_ms: int  #: milliseconds between vip-manager's reads of the leader key from etcd
+    etcd_client_port: int  #: etcd's client port on every member (Patroni, vip-manager, etcdctl)
+    etcd_peer_port: int  #: etcd's peer port (the members among themselves)
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ class BackupSettings:
     path: str  #: repository path (on the backup host, or the prefix in the bucket)
     retention_full: int  #: full backups kept (older ones and their WAL are expired)
     retention_diff: int  #: differential backups kept
-    full_schedule: str  #: systemd OnCalendar of the full backup
+    full_schedule: str  #: systemd OnCalendar of the full backup (repository host; s3: the leader's database host)
     diff_schedule: str  #: systemd OnCalendar of the differential backup
     tls_port: int  #: port of `pgbackrest server` on the backup and database hosts (repository host)
     restic_repository: Optional[str]  #: restic repository of the data volume (None: data volume not backed up)

@@ -133,8 +133,12 @@ class ClusterSecrets(pulumi.ComponentResource):
         if cfg.patroni:
             values.update(self._patroni_values(name, cfg, password, child))
             if cfg.backup and cfg.backup.repository == "s3":
-                values.update(backup_s3_access_key=args.backup_s3_access_key,
-                              backup_s3_secret_key=args.backup_s3_secret_key)
+                s3_key, s3_secret = args.backup_s3_access_key, args.backup_s3_secret_key
+                # parse_cluster_config requires both secrets with backup.repository s3: never None from the program.
+                if s3_key is None or s3_secret is None:
+                    raise ValueError("backup.repository s3 needs backup_s3_access_key and backup_s3_secret_key "
+                                     "(harbor-ha:backupS3AccessKey, harbor-ha:backupS3SecretKey)")
+                values.update(backup_s3_access_key=s3_key, backup_s3_secret_key=s3_secret)
         self.values = {k: pulumi.Output.from_input(v) if k in PUBLIC_VALUES else pulumi.Output.secret(v)
                        for k, v in values.items()}
         self.admin_password = self.values["admin_password"]
@@ -158,8 +162,8 @@ class ClusterSecrets(pulumi.ComponentResource):
             # only (pgbackrest/pgbackrest#1977, fixed in 2.46).
             ip_addresses=[h.address for h in hosts], dns_names=[h.address for h in hosts], opts=child)
         cert = tls.LocallySignedCert(
-            f"{name}-pgbackrest-cert", cert_request_pem=request.cert_request_pem, ca_private_key_pem=ca_key.private_key_pem,
-            ca_cert_pem=ca.cert_pem, validity_period_hours=10 * 365 * 24,
+            f"{name}-pgbackrest-cert", cert_request_pem=request.cert_request_pem,
+            ca_private_key_pem=ca_key.private_key_pem, ca_cert_pem=ca.cert_pem, validity_period_hours=10 * 365 * 24,
             allowed_uses=["digital_signature", "key_encipherment", "server_auth", "client_auth"], opts=child)
         return {
             "pg_superuser_password": password("pg-superuser-password", 32),

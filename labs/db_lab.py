@@ -8,7 +8,8 @@ Hosts (namespaces on one bridge in 198.18.14.0/24; a blackhole route for 198.18.
 while the lab exists): db1..db3 run etcd, Patroni (PostgreSQL 15), vip-manager and `pgbackrest server`; backup1
 keeps the pgBackRest repository; harbor1 is where Harbor's writes come from (labs/db_writer.py through the
 database VIP). Every daemon reads the files components/etcd and components/patroni render for a lab stack
-(`postgres.synchronous: strict`, Patroni's ttl 20 / loop_wait 1 / retry_timeout 9: the defaults), in a per-host directory.
+(`postgres.synchronous: strict`, Patroni's ttl 20 / loop_wait 1 / retry_timeout 9: the defaults), in a per-host
+directory.
 
 Drills, in order:
 - postgres_primary_death (strict synchronous, then asynchronous): the client commits an artifact+tag transaction
@@ -29,6 +30,8 @@ Drills, in order:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -39,13 +42,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a file: import the program and labs from the repository root
 
-from components.config import ClusterConfig, Host, parse_cluster_config  # noqa: E402
+from components.config import parse_cluster_config  # noqa: E402
 from components.etcd import EtcdPaths, etcd_files  # noqa: E402
 from components.host.files import FileSpec  # noqa: E402
 from components.patroni import (PGBACKREST_CLIENT_CN, REPLICATION_USER, STANZA, PatroniPaths,  # noqa: E402
@@ -161,8 +165,8 @@ class DbLab:
         values = {n: secrets.token_hex(16) for n in (
             "db_password", "pg_superuser_password", "pg_replication_password", "pg_rewind_password",
             "patroni_api_password", "restic_password")}
-        values.update(pgbackrest_ca_cert=lab_certs.cert_pem(ca).decode(), pgbackrest_cert=lab_certs.cert_pem(cert).decode(),
-                      pgbackrest_key=lab_certs.key_pem(key).decode())
+        values.update(pgbackrest_ca_cert=lab_certs.cert_pem(ca).decode(),
+                      pgbackrest_cert=lab_certs.cert_pem(cert).decode(), pgbackrest_key=lab_certs.key_pem(key).decode())
         return values
 
     def _install(self, host: str, specs: Sequence[FileSpec], root: Path) -> None:
@@ -235,11 +239,11 @@ class DbLab:
     # --- processes ------------------------------------------------------------------------------------------
     def spawn(self, name: str, host: str, argv: Sequence[str], *, user: Optional[str] = None,
               env: Optional[dict] = None) -> None:
-        logf = open(self.root / f"{name}.log", "ab")
         cmd = ["ip", "netns", "exec", ns(host), *(["runuser", "-u", user, "--"] if user else []), *argv]
-        self.procs[name] = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
-                                            env={**os.environ, **(env or {})}, start_new_session=True)
-        logf.close()
+        # The child keeps its own copy of the log's descriptor: ours closes once it is started.
+        with open(self.root / f"{name}.log", "ab") as logf:
+            self.procs[name] = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                                                env={**os.environ, **(env or {})}, start_new_session=True)
 
     def start_etcd(self, host: str) -> None:
         env = env_file_values(self.rendered[(host, self.etcd_paths[host].env_file)])
@@ -277,10 +281,8 @@ class DbLab:
         """Crash a host: SIGKILL every process in its namespace, then cut its link."""
         pids = run(["ip", "netns", "pids", ns(host)]).stdout.split()
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         netns_lab.ip("-n", ns(host), "link", "set", "eth0", "down")
         for name in [n for n in self.procs if n.endswith(f"-{host}")]:
             self.procs.pop(name).wait(10)
@@ -355,13 +357,12 @@ class DbLab:
     def start_writer(self) -> Path:
         out = self.root / f"writer-{self._seq}.out"
         pg = self.cfg.postgres
-        logf = open(out, "wb")
-        self.procs["writer"] = subprocess.Popen(
-            ["ip", "netns", "exec", ns(CLIENT), PY, str(ROOT / "labs" / "db_writer.py"),
-             "--dsn", f"host={DB_VIP} port={pg.port} dbname={pg.database} user={pg.user}",
-             "--start", str(self._seq * 1_000_000)],
-            stdout=logf, stderr=subprocess.DEVNULL, env={**os.environ, "PGPASSWORD": self.pg_password})
-        logf.close()
+        with open(out, "wb") as logf:
+            self.procs["writer"] = subprocess.Popen(
+                ["ip", "netns", "exec", ns(CLIENT), PY, str(ROOT / "labs" / "db_writer.py"),
+                 "--dsn", f"host={DB_VIP} port={pg.port} dbname={pg.database} user={pg.user}",
+                 "--start", str(self._seq * 1_000_000)],
+                stdout=logf, stderr=subprocess.DEVNULL, env={**os.environ, "PGPASSWORD": self.pg_password})
         self._seq += 1
         wait_until(lambda: len(self.acks(out)) >= 20, "the writer's first commits", timeout=60)
         return out
@@ -415,7 +416,8 @@ class DbLab:
         present = {int(d.split(":")[1]) for d in self.harbor_sql("SELECT digest FROM drill_artifact").split()}
         new = self.leader()
         self.revive_host(old)
-        rejoined = bool(wait_until(lambda: self.streaming_from_leader(old), f"{old} streams from {new}", timeout=WAIT_S))
+        rejoined = bool(wait_until(lambda: self.streaming_from_leader(old), f"{old} streams from {new}",
+                                   timeout=WAIT_S))
         self.wait_healthy(replicas=2)
         return {"failover_ms": round((first - t_kill) * 1000), "lost_commits": len(acked - present),
                 "acknowledged": len(acked), "rejoined": rejoined, "old_leader": old, "new_leader": new,
@@ -439,7 +441,7 @@ class DbLab:
         time.sleep(2)
         self.stop_writer()
         times = [t for _, t in self.acks(out) if t >= t0 - 1]
-        gap = max(b - a for a, b in zip(times, times[1:]))
+        gap = max(b - a for a, b in itertools.pairwise(times))
         self.wait_healthy(replicas=2)
         return {"write_gap_ms": round(gap * 1000), "old_leader": old, "new_leader": candidate}
 
@@ -462,12 +464,14 @@ class DbLab:
     def _load(self, first: int, count: int, server: str = DB_VIP) -> None:
         self.harbor_sql(
             "CREATE TABLE IF NOT EXISTS project (id int PRIMARY KEY, name text, created timestamptz DEFAULT now());"
-            "CREATE TABLE IF NOT EXISTS repository (id int PRIMARY KEY, project_id int REFERENCES project(id), name text);"
+            "CREATE TABLE IF NOT EXISTS repository (id int PRIMARY KEY, project_id int REFERENCES project(id), "
+            "name text);"
             "CREATE TABLE IF NOT EXISTS artifact (id int PRIMARY KEY, repository_id int REFERENCES repository(id), "
             "digest text, size bigint);"
             "CREATE TABLE IF NOT EXISTS tag (id int PRIMARY KEY, artifact_id int REFERENCES artifact(id), name text);"
             "CREATE TABLE IF NOT EXISTS audit_log (id int PRIMARY KEY, op text, resource text, at timestamptz);"
-            f"INSERT INTO project SELECT g, 'project-' || g FROM generate_series({first}, {first + count // 100 - 1}) g;"
+            f"INSERT INTO project SELECT g, 'project-' || g "
+            f"FROM generate_series({first}, {first + count // 100 - 1}) g;"
             f"INSERT INTO repository SELECT g, {first} + g % {count // 100}, 'repo-' || g "
             f"FROM generate_series({first}, {first + count // 10 - 1}) g;"
             f"INSERT INTO artifact SELECT g, {first} + g % {count // 10}, md5(g::text), g::bigint * 1024 "
@@ -555,7 +559,8 @@ class DbLab:
                    "the single server accepts connections")
         sql = self.root / "old1" / "harbor-role.sql"
         sql.write_text(render_harbor_role_sql(single, self.values["db_password"]))
-        run(["psql", "-X", "-q", "-h", str(sock), "-v", "ON_ERROR_STOP=1", "-f", str(sql)], host="old1", user="postgres")
+        run(["psql", "-X", "-q", "-h", str(sock), "-v", "ON_ERROR_STOP=1", "-f", str(sql)], host="old1",
+            user="postgres")
         self.old_socket = str(sock)
 
     def migrate_from_single(self, rows: int = 20_000) -> dict:
@@ -606,10 +611,8 @@ def down() -> list[str]:
              if line.startswith(NS_PREFIX)]
     for name in names:
         for pid in netns_lab.ip("netns", "pids", name, check=False).stdout.split():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     for name in names:
         netns_lab.ip("netns", "del", name, check=False)
     netns_lab.ip("route", "del", *netns_lab.blackhole(BLACKHOLE_METRIC), check=False)

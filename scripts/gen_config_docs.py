@@ -5,8 +5,8 @@
     python3 scripts/gen_config_docs.py --check    # exit 1 when the file differs (tests/unit/test_config_docs.py)
 
 Where each column comes from (components/config.py is the single declaration):
-- key, type, default, range/format, required: recorded while `parse_cluster_config` reads an example stack (every
-  `_Reader.get` call names its key, type, default and check);
+- key, type, default, range/format, required: recorded while `parse_cluster_config` reads the example stacks
+  (EXAMPLE_STACKS; every `_Reader.get` call names its key, type, default and check);
 - what it is: the `#:` comment of the settings dataclass field the value lands in;
 - why the default: the `#` comment lines right above the `get` call;
 - harborApi/migration: the dataclasses of harbor_provider/ and their attribute docstrings.
@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "configuration.md"
+# The stacks whose parsing is recorded: together they reach every key (the Patroni example the patroni-mode ones).
+EXAMPLE_STACKS = (ROOT / "Pulumi.dev.yaml", ROOT / "Pulumi.prod.yaml", ROOT / "docs" / "examples" / "patroni.yaml")
 
 # Defaults computed from other keys: the recorded value is only the example's, so the rule is stated instead.
 # (test_config_docs fails when a default differs between the two example stacks and is not listed here.)
@@ -38,10 +40,17 @@ COMPUTED_DEFAULTS = {
     "harbor.installer": "url: the GitHub release of `version`",
     "redis.mode": "sentinel with several redis hosts, else standalone",
     "redis.quorum": "a majority of the sentinels",
+    "roles.etcd": "the postgres hosts (patroni mode)",
+    "backup.s3": "required with repository s3",
+    "backup.s3.endpoint": "required with repository s3",
+    "backup.s3.bucket": "required with repository s3",
+    "postgres.vip": "required with mode patroni",
+    "postgres.vip.address": "required with mode patroni",
 }
 # Role keys land in ClusterConfig fields of other names.
-ROLE_FIELDS = {"nfs": "nfs_host", "postgres": "postgres_host", "redis": "redis_hosts", "sentinels": "sentinel_hosts",
-               "harborNodes": "harbor_nodes", "loadBalancers": "lb_hosts"}
+ROLE_FIELDS = {"nfs": "nfs_host", "postgres": "postgres_hosts", "etcd": "etcd_hosts", "backup": "backup_host",
+               "redis": "redis_hosts", "sentinels": "sentinel_hosts", "harborNodes": "harbor_nodes",
+               "loadBalancers": "lb_hosts"}
 
 
 @dataclasses.dataclass
@@ -60,8 +69,8 @@ def snake(name: str) -> str:
 
 
 def record_reads() -> list[KeyDoc]:
-    """Every key parse_cluster_config reads, in reading order, with what its `get` call declares; read for both
-    example stacks, so that a default computed from other keys shows (it must be in COMPUTED_DEFAULTS)."""
+    """Every key parse_cluster_config reads, in reading order, with what its `get` call declares; read for every
+    example stack, so that a default computed from other keys shows (it must be in COMPUTED_DEFAULTS)."""
     from components import config
 
     reads: dict[str, KeyDoc] = {}
@@ -78,8 +87,8 @@ def record_reads() -> list[KeyDoc]:
 
     config._Reader.get = recording  # type: ignore[method-assign]
     try:
-        for stack in ("dev", "prod"):
-            values, secrets = config.load_stack_file(str(ROOT / f"Pulumi.{stack}.yaml"))
+        for stack in EXAMPLE_STACKS:
+            values, secrets = config.load_stack_file(str(stack))
             config.parse_cluster_config(values, secrets_present=secrets)
     finally:
         config._Reader.get = original  # type: ignore[method-assign]
@@ -134,16 +143,22 @@ def field_docs() -> dict[str, dict[str, str]]:
 SECTION_CLASSES = {"hosts[]": ["Host"], "network": ["ClusterConfig"], "roles": ["ClusterConfig"],
                    "vip": ["VrrpSettings", "ClusterConfig"], "keepalived": ["VrrpSettings"],
                    "loadBalancer": ["LoadBalancerSettings"], "harbor": ["HarborSettings"],
-                   "harbor.installer": ["HarborSettings"], "tls": ["TlsSettings"], "postgres": ["PostgresSettings"],
+                   "harbor.installer": ["HarborSettings"], "tls": ["TlsSettings"],
+                   "postgres": ["PostgresSettings", "PatroniSettings"],
+                   "postgres.patroni": ["PatroniSettings"], "postgres.vip": ["PatroniSettings"],
+                   "postgres.etcd": ["PatroniSettings"], "backup": ["BackupSettings"], "backup.s3": ["BackupSettings"],
                    "redis": ["RedisSettings"], "nfs": ["NfsSettings"], "firewall": ["FirewallSettings"]}
 
 
 def what_it_is(docs: dict[str, dict[str, str]], section: str, name: str) -> str:
+    if f"{section}.{name}" in SECTION_CLASSES:
+        return f"a mapping: the `{name}.*` keys below"
     if section == "roles":
         candidates = [ROLE_FIELDS[name]]
     else:
-        candidates = [snake(name), f"{snake(section.split('.')[-1])}_{snake(name)}",
-                      {"address": "vip"}.get(name, "") if section == "vip" else ""]
+        last = section.split(".")[-1]
+        # vip.address and postgres.vip.address fill a field named after the VIP itself.
+        candidates = [snake(name), f"{snake(last)}_{snake(name)}", "vip" if (last, name) == ("vip", "address") else ""]
     for cls in SECTION_CLASSES.get(section, []):
         for field in candidates:
             if field and field in docs.get(cls, {}):
@@ -163,6 +178,8 @@ def _default(doc: KeyDoc) -> str:
         return "required"
     if doc.default is None or doc.default == "":
         return "none"
+    if doc.default == {}:
+        return "empty: the defaults below"
     if isinstance(doc.default, bool):
         return str(doc.default).lower()
     return f"`{doc.default}`"

@@ -13,7 +13,7 @@ from typing import Optional
 
 import pulumi
 
-from components.config import ClusterConfig, Host
+from components.config import ClusterConfig, Host, PatroniSettings
 from components.host.files import FileSpec, render_env, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
 
@@ -28,14 +28,22 @@ class EtcdPaths:
     data_dir: str = "/var/lib/etcd/harbor-ha"  #: member data
 
 
+def patroni_settings(cfg: ClusterConfig) -> PatroniSettings:
+    """`cfg.patroni`, which the config model sets in postgres.mode patroni: the only mode that deploys etcd and
+    Patroni (etcd's ports are Patroni settings)."""
+    if cfg.patroni is None:
+        raise ValueError("postgres.mode is not patroni: there are no Patroni or etcd settings")
+    return cfg.patroni
+
+
 def etcd_client_urls(cfg: ClusterConfig) -> list[str]:
     """`address:port` of every member's client endpoint (Patroni's etcd.hosts, vip-manager's endpoints)."""
-    return [f"{h.address}:{cfg.patroni.etcd_client_port}" for h in cfg.etcd_hosts]
+    return [f"{h.address}:{patroni_settings(cfg).etcd_client_port}" for h in cfg.etcd_hosts]
 
 
 def render_etcd_env(cfg: ClusterConfig, host: Host, paths: EtcdPaths = EtcdPaths()) -> str:
     """/etc/default/etcd of one member: etcd reads its ETCD_* settings from the environment (pure)."""
-    p = cfg.patroni
+    p = patroni_settings(cfg)
     peers = ",".join(f"{h.name}=http://{h.address}:{p.etcd_peer_port}" for h in cfg.etcd_hosts)
     values = {
         "ETCD_NAME": host.name,
@@ -59,7 +67,7 @@ def render_etcd_env(cfg: ClusterConfig, host: Host, paths: EtcdPaths = EtcdPaths
 def etcd_files(cfg: ClusterConfig, host: Host, paths: EtcdPaths = EtcdPaths()) -> list[FileSpec]:
     return [FileSpec(path=paths.env_file, render=lambda _s: render_etcd_env(cfg, host, paths)),
             role_env("etcd", {"DATA_DIR": paths.data_dir,
-                              "CLIENT_URL": f"http://127.0.0.1:{cfg.patroni.etcd_client_port}"})]
+                              "CLIENT_URL": f"http://127.0.0.1:{patroni_settings(cfg).etcd_client_port}"})]
 
 
 class EtcdArgs(RoleArgs):

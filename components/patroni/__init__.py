@@ -11,13 +11,14 @@ import ipaddress
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 import pulumi
 import yaml
 
-from components.config import ClusterConfig, Host
-from components.etcd import etcd_client_urls
+from components.config import BackupSettings, ClusterConfig, Host
+from components.etcd import etcd_client_urls, patroni_settings
 from components.host.files import FileSpec, render_env, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
 from components.postgres import render_harbor_role_sql, sql_literal
@@ -57,6 +58,20 @@ class PatroniPaths:
     role_sql = property(lambda self: self._p("/etc/harbor-ha/patroni/harbor-role.sql"))  #: Harbor's role, database
 
 
+def _backup(cfg: ClusterConfig) -> BackupSettings:
+    """`cfg.backup`, for the renderers that only run with a `harbor-ha:backup` section."""
+    if cfg.backup is None:
+        raise ValueError("there is no harbor-ha:backup section")
+    return cfg.backup
+
+
+def _repository_host(cfg: ClusterConfig) -> Host:
+    """`cfg.backup_host`, which the config model sets (and requires) with backup.repository host."""
+    if cfg.backup_host is None:
+        raise ValueError("backup.repository is not host: there is no roles.backup host")
+    return cfg.backup_host
+
+
 def _yaml(doc: Mapping[str, Any], what: str) -> str:
     return f"# {what}: rendered by harbor-ha (components/patroni/); pulumi up overwrites edits.\n" + yaml.safe_dump(
         doc, sort_keys=False, default_flow_style=False)
@@ -65,7 +80,7 @@ def _yaml(doc: Mapping[str, Any], what: str) -> str:
 def dynamic_settings(cfg: ClusterConfig, paths: Optional[PatroniPaths] = None) -> dict[str, Any]:
     """Patroni's cluster-wide (DCS) settings: bootstrap.dcs, and `patronictl edit-config --replace` on each apply."""
     paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
-    p, pg = cfg.patroni, cfg.postgres
+    p, pg = patroni_settings(cfg), cfg.postgres
     parameters: dict[str, Any] = {
         "max_connections": pg.max_connections,
         "shared_buffers": pg.shared_buffers,
@@ -134,7 +149,7 @@ def render_patroni_yml(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str
                        paths: Optional[PatroniPaths] = None) -> str:
     """/etc/patroni/config.yml of one database host (pure)."""
     paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
-    p, pg = cfg.patroni, cfg.postgres
+    p, pg = patroni_settings(cfg), cfg.postgres
     doc = {
         "scope": p.scope,
         "namespace": "/service/",
@@ -189,7 +204,7 @@ def render_dynamic_yml(cfg: ClusterConfig, paths: Optional[PatroniPaths] = None)
 
 def render_vip_manager_env(cfg: ClusterConfig, host: Host) -> str:
     """/etc/default/vip-manager: hold postgres.vip while etcd's leader key names this host (pure)."""
-    p = cfg.patroni
+    p = patroni_settings(cfg)
     mask = str(ipaddress.IPv4Network(f"0.0.0.0/{cfg.prefix_length}").netmask)
     values = {
         "VIP_IP": p.vip, "VIP_MASK": str(cfg.prefix_length), "VIP_NETMASK": mask, "VIP_IFACE": p.vip_interface,
@@ -219,15 +234,16 @@ def _pgbackrest_common(cfg: ClusterConfig, host: Host, paths: PatroniPaths) -> d
     tls = _tls_files(paths)
     common: dict[str, Any] = {"log-path": paths.pgbackrest_log, "lock-path": paths.pgbackrest_lock,
                               "log-level-console": "warn", "log-level-file": "info"}
-    if cfg.backup.repository == "host":
-        common.update({"tls-server-address": host.address, "tls-server-port": cfg.backup.tls_port,
+    backup = _backup(cfg)
+    if backup.repository == "host":
+        common.update({"tls-server-address": host.address, "tls-server-port": backup.tls_port,
                        "tls-server-ca-file": tls["ca"], "tls-server-cert-file": tls["cert"],
                        "tls-server-key-file": tls["key"], "tls-server-auth": f"{PGBACKREST_CLIENT_CN}={STANZA}"})
     return common
 
 
 def _repository(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict[str, Any]:
-    b = cfg.backup
+    b = _backup(cfg)
     repo: dict[str, Any] = {"repo1-path": b.path, "repo1-retention-full": b.retention_full,
                             "repo1-retention-diff": b.retention_diff, "start-fast": "y"}
     if b.repository == "s3":
@@ -244,10 +260,11 @@ def render_pgbackrest_db_conf(cfg: ClusterConfig, host: Host, secrets: Mapping[s
     paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
     tls = _tls_files(paths)
     glob = _pgbackrest_common(cfg, host, paths)
-    if cfg.backup.repository == "host":
+    backup = _backup(cfg)
+    if backup.repository == "host":
         # repo1-path too: pgBackRest sends it to the repository host's server with each command.
-        glob.update({"repo1-host": cfg.backup_host.address, "repo1-host-type": "tls", "repo1-path": cfg.backup.path,
-                     "repo1-host-port": cfg.backup.tls_port, "repo1-host-ca-file": tls["ca"],
+        glob.update({"repo1-host": _repository_host(cfg).address, "repo1-host-type": "tls", "repo1-path": backup.path,
+                     "repo1-host-port": backup.tls_port, "repo1-host-ca-file": tls["ca"],
                      "repo1-host-cert-file": tls["cert"], "repo1-host-key-file": tls["key"]})
     else:
         glob.update(_repository(cfg, secrets))
@@ -260,13 +277,13 @@ def render_pgbackrest_repo_conf(cfg: ClusterConfig, paths: Optional[PatroniPaths
     """pgbackrest.conf of the repository host: the repository, and every database host over TLS (pure).
     `db_paths`: each database host's paths by name (the lab's per-host directories), Debian's by default."""
     paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
-    host = cfg.backup_host
+    host = _repository_host(cfg)
     tls = _tls_files(paths)
     glob = {**_pgbackrest_common(cfg, host, paths), **_repository(cfg, {})}
     stanza: dict[str, Any] = {}
     for i, h in enumerate(cfg.postgres_hosts, start=1):
         hp = (db_paths or {}).get(h.name, PatroniPaths(pg_version=cfg.postgres.version))
-        stanza.update({f"pg{i}-host": h.address, f"pg{i}-host-type": "tls", f"pg{i}-host-port": cfg.backup.tls_port,
+        stanza.update({f"pg{i}-host": h.address, f"pg{i}-host-type": "tls", f"pg{i}-host-port": _backup(cfg).tls_port,
                        f"pg{i}-host-ca-file": tls["ca"], f"pg{i}-host-cert-file": tls["cert"],
                        f"pg{i}-host-key-file": tls["key"], f"pg{i}-path": hp.data_dir,
                        f"pg{i}-port": cfg.postgres.port, f"pg{i}-socket-path": hp.socket_dir})
@@ -277,11 +294,11 @@ def render_backup_units(cfg: ClusterConfig, paths: Optional[PatroniPaths] = None
     """systemd units of the scheduled backups: {file name: content} (pure). On the repository host; with an S3
     repository on every database host, where only the current leader's run backs up (ExecCondition)."""
     paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
-    b = cfg.backup
+    b = _backup(cfg)
     units: dict[str, str] = {}
     for kind, schedule in (("full", b.full_schedule), ("diff", b.diff_schedule)):
         condition = ("" if b.repository == "host" else
-                     f"ExecCondition=/usr/bin/curl -sf -o /dev/null http://{{addr}}:{cfg.patroni.rest_api_port}"
+                     f"ExecCondition=/usr/bin/curl -sf -o /dev/null http://{{addr}}:{patroni_settings(cfg).rest_api_port}"
                      "/primary\n")
         units[f"pgbackrest-{kind}.service"] = (
             f"[Unit]\nDescription=pgBackRest {kind} backup of Harbor's database (harbor-ha)\n"
@@ -306,8 +323,9 @@ def _tls_specs(paths: PatroniPaths) -> list[FileSpec]:
 
 
 def _unit_specs(cfg: ClusterConfig, host: Host, paths: PatroniPaths) -> list[FileSpec]:
-    return [FileSpec(path=f"/etc/systemd/system/{name}", render=lambda _s, t=text: t.replace("{addr}", host.address))
-            for name, text in render_backup_units(cfg, paths).items()]
+    def unit(name: str, text: str) -> FileSpec:
+        return FileSpec(path=f"/etc/systemd/system/{name}", render=lambda _s: text.replace("{addr}", host.address))
+    return [unit(name, text) for name, text in render_backup_units(cfg, paths).items()]
 
 
 def patroni_files(cfg: ClusterConfig, host: Host, paths: PatroniPaths | None = None) -> list[FileSpec]:
@@ -333,7 +351,7 @@ def patroni_files(cfg: ClusterConfig, host: Host, paths: PatroniPaths | None = N
         specs += _unit_specs(cfg, host, paths) if s3 else _tls_specs(paths)
     env = {"PG_VERSION": str(cfg.postgres.version), "CONFIG": paths.config, "DYNAMIC": paths.dynamic,
            "DATA_DIR": paths.data_dir, "ROLE_SQL": paths.role_sql, "SOCKET_DIR": paths.socket_dir,
-           "API": f"http://{host.address}:{cfg.patroni.rest_api_port}",
+           "API": f"http://{host.address}:{patroni_settings(cfg).rest_api_port}",
            "BACKUP": "" if not cfg.backup else cfg.backup.repository}
     return [*specs, role_env("patroni", env)]
 
@@ -343,9 +361,9 @@ def pgbackrest_repo_files(cfg: ClusterConfig, paths: PatroniPaths | None = None,
     paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
     return [FileSpec(path=paths.pgbackrest_conf, render=lambda _s: render_pgbackrest_repo_conf(cfg, paths, db_paths),
                      mode=0o640, owner="postgres", group="postgres"),
-            *_tls_specs(paths), *_unit_specs(cfg, cfg.backup_host, paths),
+            *_tls_specs(paths), *_unit_specs(cfg, _repository_host(cfg), paths),
             role_env("pgbackrest-repo", {"CONFIG": paths.pgbackrest_conf, "STANZA": STANZA,
-                                         "REPO_PATH": cfg.backup.path})]
+                                         "REPO_PATH": _backup(cfg).path})]
 
 
 class PostgresClusterArgs(RoleArgs):
@@ -373,9 +391,9 @@ class PostgresCluster(pulumi.ComponentResource):
             for h in others]
         self.repository = None
         if cfg.backup and cfg.backup.repository == "host":
-            self.repository = deploy_role(self, f"{name}-repo", cfg.backup_host, REPO_SCRIPT,
+            self.repository = deploy_role(self, f"{name}-repo", _repository_host(cfg), REPO_SCRIPT,
                                           pgbackrest_repo_files(cfg), args, after=[*args.after, *self.members])
-        self.endpoint = f"{cfg.patroni.vip}:{cfg.postgres.port}"
+        self.endpoint = f"{patroni_settings(cfg).vip}:{cfg.postgres.port}"
         self.database, self.username = cfg.postgres.database, cfg.postgres.user
         self.register_outputs({"endpoint": self.endpoint, "database": self.database, "username": self.username})
 

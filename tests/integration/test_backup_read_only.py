@@ -46,9 +46,8 @@ def test_read_only_is_set_for_the_block_and_cleared_after(emulator, api):
 
 
 def test_read_only_is_cleared_when_the_capture_fails(emulator, api):
-    with pytest.raises(RuntimeError, match="disk full"):
-        with harbor_read_only(api):
-            raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError, match="disk full"), harbor_read_only(api):
+        raise RuntimeError("disk full")
     assert not emulator.configurations["read_only"]
 
 

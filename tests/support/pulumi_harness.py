@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import hashlib
 import io
 import json
@@ -225,15 +224,9 @@ def stack_config(stack: str) -> tuple[dict[str, Any], list[str]]:
 
 
 def patroni_values() -> dict[str, Any]:
-    """The prod example moved to Patroni on three database hosts (strict synchronous), with a backup host."""
-    values = copy.deepcopy(stack_config("prod")[0])
-    values["hosts"] += [{"name": "db2", "address": "10.20.0.12"}, {"name": "db3", "address": "10.20.0.13"},
-                        {"name": "backup1", "address": "10.20.0.51"}]
-    values["roles"].update(postgres=["db1", "db2", "db3"], backup="backup1")
-    values["postgres"].update(mode="patroni", vip={"address": "10.20.0.50", "interface": "ens3"},
-                              synchronous="strict")
-    values["backup"] = {"resticRepository": "sftp:backup1:/srv/restic"}
-    return values
+    """docs/examples/patroni.yaml: the prod example moved to Patroni on three database hosts (strict synchronous),
+    with a backup host (a fresh copy on each call)."""
+    return load_stack_file(str(ROOT / "docs" / "examples" / "patroni.yaml"))[0]
 
 
 def run_program(values: dict[str, Any], secrets: dict[str, str] | None = None, *,
