@@ -338,7 +338,8 @@ def test_patroni_stack_deploys_etcd_then_patroni_members_then_the_repository_and
         etcd = apply_commands(regs, "etcd")
         assert all(depends_transitively(regs, leader, e) for e in etcd)
         assert all(depends_transitively(regs, r, leader) for r in replicas)
-        assert all(depends_transitively(regs, apply_commands(regs, "pgbackrest-repo")[0], m) for m in [leader, *replicas])
+        repository = apply_commands(regs, "pgbackrest-repo")[0]
+        assert all(depends_transitively(regs, repository, m) for m in [leader, *replicas])
         assert all(depends_transitively(regs, n, leader) for n in apply_commands(regs, "harbor-node"))
         return regs
 
