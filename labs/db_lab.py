@@ -546,7 +546,16 @@ class DbLab:
         os.chmod(data, 0o700)
         run([f"{p.bin_dir}/initdb", "-D", str(data), "--auth-local=peer", "--auth-host=scram-sha-256"],
             user="postgres")
-        (data / "harbor-ha.conf").write_text(render_postgresql_conf(single) + f"unix_socket_directories = '{sock}'\n")
+        # Single mode serves TLS only (docs/security.md): a throwaway certificate for the server's address.
+        _ca, cert, key = lab_certs.ca_and_server("old1", [HOSTS["old1"]])
+        tls = (data / "server.crt", data / "server.key")
+        tls[0].write_bytes(cert)
+        tls[1].write_bytes(key)
+        for f in tls:
+            shutil.chown(f, "postgres", "postgres")
+            os.chmod(f, 0o600)
+        (data / "harbor-ha.conf").write_text(render_postgresql_conf(single, tls=(str(tls[0]), str(tls[1])))
+                                             + f"unix_socket_directories = '{sock}'\n")
         with open(data / "postgresql.conf", "a") as conf:
             conf.write("include 'harbor-ha.conf'\n")
         # The move's one addition to the single server's pg_hba: the first Patroni member copies it.
