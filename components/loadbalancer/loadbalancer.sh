@@ -7,8 +7,12 @@ ROLE=loadbalancer
 . "${HARBOR_HA_LIB:-$(dirname "${BASH_SOURCE[0]}")/lib.sh}"
 
 # nginx binds the VIP on both hosts: the sysctl must be in force before nginx -t binds the listen sockets.
+# A warning is a failure too (it printed, e.g. worker_connections over the open-file limit, and was ignored).
 nginx_config_ok() {
-  sysctl -q -p /etc/sysctl.d/60-harbor-ha-lb.conf && nginx -t -q
+  local out rc=0
+  sysctl -q -p /etc/sysctl.d/60-harbor-ha-lb.conf || return 1
+  out=$(nginx -t -q 2>&1) || rc=$?
+  if [ "$rc" -ne 0 ] || [ -n "$out" ]; then log "nginx -t: $out"; return 1; fi
 }
 
 role_apply() {

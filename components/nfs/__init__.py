@@ -24,7 +24,7 @@ def render_exports(cfg: ClusterConfig) -> str:
     10000; with root squashed to nobody that chown fails and `prepare` aborts. Exporting to the nodes' addresses
     only is what keeps this safe.
     """
-    clients = " ".join(f"{n.address}(rw,sync,no_subtree_check,no_root_squash)" for n in cfg.harbor_nodes)
+    clients = " ".join(f"{n.address}(rw,sync,no_subtree_check,no_root_squash)" for n in cfg.data_clients)
     return ("# Rendered by harbor-ha (components/nfs/); pulumi up overwrites edits.\n"
             f"{cfg.nfs.export_path} {clients}\n")
 

@@ -12,7 +12,7 @@ role_apply() {
   apt_install nfs-kernel-server
   install_manifest "$stage" >/dev/null
   # Harbor's containers run as 10000:10000.
-  install -d -m 0755 -o "$HARBOR_UID" -g "$HARBOR_UID" "$EXPORT_PATH"
+  ensure_dir 0755 "$EXPORT_PATH" "$HARBOR_UID" "$HARBOR_UID"
   ensure_service nfs-server "" restart
   exportfs -ra
   log "exported $EXPORT_PATH"

@@ -29,7 +29,7 @@ def render_postgresql_conf(cfg: ClusterConfig) -> str:
 
 def render_pg_hba(cfg: ClusterConfig) -> str:
     """pg_hba.conf: Harbor's user may reach Harbor's database from the Harbor nodes only (pure)."""
-    return render_template("postgres/pg_hba.conf.j2", pg=cfg.postgres, nodes=cfg.harbor_nodes)
+    return render_template("postgres/pg_hba.conf.j2", pg=cfg.postgres, nodes=cfg.data_clients)
 
 
 def sql_literal(value: str) -> str:
