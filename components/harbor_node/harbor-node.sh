@@ -161,8 +161,8 @@ desired_configuration() {
   echo "trivy=$WITH_TRIVY"
 }
 
-# A version change recreates every container: stop Harbor's proxy first so the load balancer's next request
-# fails to connect and goes to another node, and give requests in flight DRAIN_SECONDS to finish.
+# Before `prepare` and a recreate (new version, new harbor.yml): stop Harbor's proxy first so the load balancer's
+# next request fails to connect and goes to another node, and give requests in flight DRAIN_SECONDS to finish.
 drain() {
   if [ -f "$INSTALL_DIR/docker-compose.yml" ] && [ -n "$(cd "$INSTALL_DIR" && compose ps -q proxy)" ]; then
     log "draining: Harbor's proxy stopped, waiting ${DRAIN_SECONDS}s for requests in flight"
@@ -172,17 +172,16 @@ drain() {
 }
 
 role_apply() {
-  local stage=$1 changed desired trivy=() old_version=""
+  local stage=$1 changed desired trivy=()
   ensure_packages
   ensure_mount "$stage"
   changed=$(install_manifest "$stage")
   if grep -q '^/etc/systemd/' <<<"$changed"; then systemctl daemon-reload; fi
-  if [ -f "$(marker)" ]; then old_version=$(cat "$(marker)"); fi
   if ! installer_current; then ensure_installer; fi
   if [ "$WITH_TRIVY" = 1 ]; then trivy=(--with-trivy); fi
   desired=$(desired_configuration)
   if [ "$(cat "$(configured)" 2>/dev/null)" != "$desired" ] || [ ! -f "$INSTALL_DIR/docker-compose.yml" ]; then
-    if [ -n "$old_version" ] && [ "$old_version" != "$HARBOR_VERSION" ]; then drain; fi
+    drain
     rm -f "$(configured)"
     (cd "$INSTALL_DIR" && ./prepare "${trivy[@]}")
   fi

@@ -64,7 +64,7 @@ write_once() {
     tmp="$path.harbor-ha.$$"
     install -m "$mode" -o "$owner" -g "$group" "$staged" "$tmp"
     # link(2) never replaces: of two nodes racing here one wins, the other compares below.
-    if ln "$tmp" "$path" 2>/dev/null; then rm -f "$tmp"; echo "$path"; return 0; fi
+    if ln "$tmp" "$path" 2>/dev/null; then rm -f "$tmp"; log "installed $path"; echo "$path"; return 0; fi
     rm -f "$tmp"
   fi
   cmp -s "$staged" "$path" ||
@@ -98,6 +98,8 @@ install_manifest() {
     install -m "$mode" -o "$owner" -g "$group" "$stage/$name" "$path.harbor-ha.tmp"
     mv -f "$path.harbor-ha.tmp" "$path"
     echo "$name $digest" >> "$PENDING"
+    # The operator (and the host lab's idempotency check) sees what an apply changed.
+    log "installed $path"
     echo "$path"
   done < "$stage/MANIFEST"
 }
