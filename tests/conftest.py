@@ -19,6 +19,7 @@ TIERS = {
     "unit": ("unit",),
     "integration": ("integration",),
     "lab": ("integration", "lab", "root"),
+    "hosts": ("hosts", "root"),
 }
 
 

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from labs import certs as lab_certs  # noqa: E402
 from labs.hosts import standin_installer  # noqa: E402
 from labs.hosts.replay import COMMAND, Replay, SshRunner, UpResult  # noqa: E402
+from scripts import drills  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEBHOSTS = HERE / "debhosts.sh"
@@ -80,9 +81,9 @@ CLIENT = r"""
 import json, os, ssl, sys, time, urllib.request
 url, stop, interval = sys.argv[1], sys.argv[2], float(sys.argv[3])
 ctx = ssl.create_default_context(cafile=sys.argv[4])
-total, failed, failures, t0 = 0, 0, [], time.monotonic()
+total, failed, failures, t0, requests = 0, 0, [], time.monotonic(), []
 while not os.path.exists(stop) and time.monotonic() - t0 < 900:
-    t = time.monotonic()
+    t, start = time.monotonic(), time.time()
     why = "unhealthy answer"
     try:
         with urllib.request.urlopen(url, timeout=5, context=ctx) as r:
@@ -90,11 +91,12 @@ while not os.path.exists(stop) and time.monotonic() - t0 < 900:
     except Exception as e:
         ok, why = False, repr(e)[:120]
     total += 1
+    requests.append({"start": start, "ms": round((time.monotonic() - t) * 1000, 1), "ok": ok})
     if not ok:
         failed += 1
         failures.append([round(t - t0, 2), why])
     time.sleep(max(0.0, interval - (time.monotonic() - t)))
-print(json.dumps({"total": total, "failed": failed, "failures": failures[:20]}))
+print(json.dumps({"total": total, "failed": failed, "failures": failures[:20], "requests": requests}))
 """
 
 
@@ -294,18 +296,40 @@ class HostLab:
             time.sleep(2)
 
     # ----------------------------------------------------------------------------------------------- client
-    def start_client(self, machine: str) -> subprocess.Popen:
+    def start_client(self, machine: str, interval: float = 0.1) -> subprocess.Popen:
+        """The client on a lab host: GET https://VIP/api/v2.0/health every `interval` s until stopped."""
         ssh(machine, "rm -f /tmp/hostlab-client.stop; cat > /tmp/hostlab-ca.pem", input=self.ca)
-        return subprocess.Popen(["ssh", "-F", str(ROOT / "ssh_config"), machine, "python3", "-", f"https://{self.vip}/api/v2.0/health",
-                                 "/tmp/hostlab-client.stop", "0.1", "/tmp/hostlab-ca.pem"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ssh(machine, "cat > /tmp/hostlab-client.py", input=CLIENT)
+        return subprocess.Popen(["ssh", "-F", str(ROOT / "ssh_config"), machine, "python3", "/tmp/hostlab-client.py",
+                                 f"https://{self.vip}/api/v2.0/health", "/tmp/hostlab-client.stop", str(interval),
+                                 "/tmp/hostlab-ca.pem"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def vip_holder(self, lbs: list[str]) -> list[str]:
+        return [h for h in lbs if f" {self.vip}/" in ssh(MACHINES[h], "ip -o -4 addr show").stdout]
+
+    def nginx_death(self, shape: Shape, client_host: str) -> dict:
+        """SIGKILL of every nginx process on the VIP holder while the client requests every 50 ms: systemd's
+        Restart= (components/loadbalancer drop-in) brings it back; keepalived's 1 s check may move the VIP first."""
+        lbs = shape.roles["loadBalancers"]
+        holder = self.vip_holder(lbs)
+        proc = self.start_client(client_host, interval=0.05)
+        time.sleep(2)
+        t_fault = float(ssh(MACHINES[holder[0]], "date +%s.%N; pkill -KILL -x nginx").stdout.split()[0])
+        time.sleep(8)
+        stats = self._finish(client_host, proc)
+        after = self.vip_holder(lbs)
+        window = [r for r in stats["requests"] if r["start"] >= t_fault - 2][:200]
+        result = {"failed": sum(1 for r in window if not r["ok"]), "total": len(window),
+                  "recovered_ms": drills.recovered_ms(window, t_fault), "vip_moved": after != holder,
+                  "nginx_after": self.unit_state(MACHINES[holder[0]], ["nginx"])["nginx"][0]}
+        log(f"nginx death on {holder}: {result}; failures {stats.get('failures')}")
+        return result
 
     def day2(self, name: str, client_host: str, values: dict, *, limit: Optional[int], settle: float = 3.0,
              steps: Optional[list[dict]] = None, rotated: frozenset[str] = frozenset()) -> dict:
         """Run one day-2 change (one or more `pulumi up`s) while the client requests through the VIP."""
         proc = self.start_client(client_host)
-        proc.stdin.write(CLIENT)
-        proc.stdin.close()
         time.sleep(settle)
         teardowns, deleted, ok, seconds = 0, [], True, 0.0
         for v in (steps or [values]):
@@ -379,6 +403,7 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
             "db_password_rotation", client, lab.values(shape, **current), limit=1,
             rotated=frozenset({"harbor-secrets-db-password"}))
         values = lab.values(shape, **current)
+    report.setdefault("ha", {})[f"nginx_death ({shape.name})"] = lab.nginx_death(shape, client)
 
     reboot_s = lab.reboot(shape)
     bad_after_reboot = lab.wait_active(120)
