@@ -155,7 +155,8 @@ DEV = Shape("dev", ["data1", "node1", "node2"], {
 PROD = Shape("prod", ["data1", "node1", "node2", "redis1", "redis2", "redis3", "lb1", "lb2"], {
     "nfs": "data1", "postgres": "data1", "redis": ["redis1", "redis2", "redis3"],
     "sentinels": ["redis1", "redis2", "redis3"], "harborNodes": ["node1", "node2"], "loadBalancers": ["lb1", "lb2"]},
-    {"redis": {"mode": "sentinel"}})
+    # vrrp_track_process needs the kernel's process events, which only the machine's first network namespace gets.
+    {"redis": {"mode": "sentinel"}, "keepalived": {"trackProcess": False}})
 
 
 class HostLab:
@@ -254,8 +255,12 @@ class HostLab:
         return snap
 
     def inactive(self) -> dict[str, list[str]]:
-        """role -> the `unit@host` (or container) that is not running."""
+        """role -> the `unit@host` (or container, or the VIP) that is not running."""
         bad: dict[str, list[str]] = {}
+        lbs = sorted({host for role, host in self.placements() if role == "keepalived"})
+        if lbs and len(self.vip_holder(lbs)) != 1:
+            # keepalived can be active in FAULT state (e.g. a tracked process it cannot watch): no VIP anywhere.
+            bad["keepalived"] = [f"the VIP is on {self.vip_holder(lbs) or 'no host'}"]
         for role, host in self.placements():
             for unit, (state, _inv) in self.unit_state(MACHINES[host], UNITS[role]).items():
                 if state != "active":
@@ -313,6 +318,8 @@ class HostLab:
         Restart= (components/loadbalancer drop-in) brings it back; keepalived's 1 s check may move the VIP first."""
         lbs = shape.roles["loadBalancers"]
         holder = self.vip_holder(lbs)
+        if len(holder) != 1:
+            return {"failed": None, "total": 0, "recovered_ms": None, "error": f"VIP on {holder or 'no host'}"}
         proc = self.start_client(client_host, interval=0.05)
         time.sleep(2)
         t_fault = float(ssh(MACHINES[holder[0]], "date +%s.%N; pkill -KILL -x nginx").stdout.split()[0])
