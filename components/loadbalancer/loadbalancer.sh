@@ -18,9 +18,15 @@ nginx_config_ok() {
 role_apply() {
   apt_install nginx curl
   checked_service_apply "$1" nginx reload nginx_config_ok
+  # nginx.service requires it already; enabled too, so `systemctl status` shows what holds the VIP's ports.
+  systemctl enable --quiet nginx.socket
 }
 
-role_delete() { packaged_service_delete "$1" nginx; }
+role_delete() {
+  # First: a connection on a listening nginx.socket would start nginx again.
+  systemctl disable --now nginx.socket || true
+  packaged_service_delete "$1" nginx
+}
 
 # Sourced by the tests for its functions; run by the program.
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

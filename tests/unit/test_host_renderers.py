@@ -6,7 +6,7 @@ import yaml
 
 from components.config import parse_cluster_config
 from components.harbor_node import harbor_node_files, render_docker_dropin, render_harbor_yml
-from components.loadbalancer import render_nginx_conf, render_nginx_dropin
+from components.loadbalancer import render_nginx_conf, render_nginx_dropin, render_nginx_socket
 from components.nfs import render_exports
 from components.postgres import render_pg_hba
 from tests.unit.test_config import _with, dev_values, prod_values
@@ -34,6 +34,15 @@ def test_nginx_open_file_limit_covers_two_descriptors_per_connection_in_conf_and
     assert "worker_rlimit_nofile 8256;" in render_nginx_conf(cfg, cfg.lb_hosts[0])
     dropin = render_nginx_dropin(cfg)
     assert "LimitNOFILE=8256\n" in dropin and "Restart=always\n" in dropin
+
+
+def test_nginx_socket_holds_the_vip_ports_in_the_order_the_dropin_hands_them_over():
+    cfg = parse_cluster_config(dev_values())
+    socket, dropin = render_nginx_socket(cfg), render_nginx_dropin(cfg)
+    assert f"ListenStream={cfg.vip}:80\nListenStream={cfg.vip}:443\nFreeBind=yes\n" in socket
+    assert "Environment=NGINX=3;4;\n" in dropin and "Type=exec\n" in dropin
+    # the check before a start gets no inherited fds
+    assert "ExecStartPre=\nExecStartPre=/usr/bin/env -u NGINX /usr/sbin/nginx -t" in dropin
 
 
 def test_trivy_and_proxy_settings_reach_harbor_yml():
