@@ -132,6 +132,11 @@ class HarborSettings:
     data_volume: str  #: Harbor's data_volume: the NFS mount point
     install_dir: str  #: where the installer is unpacked on each node
     trivy: bool  #: install the Trivy scanner
+    trivy_skip_update: bool  #: Trivy never downloads its vulnerability database (air-gapped: put it in place)
+    trivy_offline_scan: bool  #: Trivy scans without internet access (no Java DB download, no online lookups)
+    http_proxy: Optional[str]  #: proxy Harbor's core, jobservice and Trivy use for http (None: direct)
+    https_proxy: Optional[str]  #: the same for https
+    no_proxy: Optional[str]  #: hosts reached directly (Harbor adds its own components)
     metrics_port: int  #: Prometheus metrics port (metric.enabled is always on)
     health_timeout: int  #: seconds to wait for /api/v2.0/health to report every component healthy
     db_max_open_conns: int  #: max_open_conns of each Harbor component's PostgreSQL pool, on every node
@@ -253,6 +258,7 @@ class ClusterConfig:
     redis_hosts: tuple[Host, ...]  #: redis-server hosts; the first is the initial master
     sentinel_hosts: tuple[Host, ...]  #: redis-sentinel hosts (sentinel mode only)
     harbor_nodes: tuple[Host, ...]  #: Harbor nodes; the first installs alone (it runs the DB migrations)
+    retiring_nodes: tuple[Host, ...]  #: nodes being removed: Harbor stops on them while PostgreSQL and NFS admit them
     lb_hosts: tuple[Host, Host]  #: the keepalived/nginx pair; the first is the initial VRRP master
     lb_on_harbor_nodes: bool  #: the LB hosts are Harbor nodes too (Harbor's nginx moves off 80; no process tracking)
     vip: str  #: the virtual IP Harbor is reached on
@@ -289,6 +295,13 @@ class ClusterConfig:
             return value
 
         return dataclasses.replace(self, **{f.name: swap(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+    @property
+    def data_clients(self) -> tuple[Host, ...]:
+        """Hosts PostgreSQL and the NFS export admit: the Harbor nodes and the retiring ones. The engine runs a
+        removed node's delete after every update, so a node is first retired (its Harbor stops while it still has
+        access), then dropped from the config (its access ends)."""
+        return self.harbor_nodes + self.retiring_nodes
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
@@ -374,6 +387,10 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
              dict: "a mapping"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _proxy_url(value: str) -> Optional[str]:
+    return None if re.match(r"^https?://[^\s/]+(:[0-9]+)?/?$", value) else f"{value!r} is not a proxy URL like http://proxy:3128"
 
 
 def _in_range(low: float, high: float) -> Callable[[Any], Optional[str]]:
@@ -543,8 +560,13 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     redis_hosts = role_hosts("redis")
     sentinel_hosts = role_hosts("sentinels", required=False)
     harbor_nodes = role_hosts("harborNodes")
+    retiring_nodes = role_hosts("retiringNodes", required=False)
     lb_hosts = role_hosts("loadBalancers")
     roles.finish()
+    for i, h in enumerate(retiring_nodes):
+        if h in harbor_nodes:
+            roles.fail(f"host {h.name!r} is in harborNodes too; a retiring node is out of harborNodes",
+                       f"retiringNodes[{i}]")
 
     if roles_checkable and roles.data.get("harborNodes") is not None and len(harbor_nodes) < 2 and not any(
             p.startswith(f"{NAMESPACE}:roles.harborNodes") for p in problems):
@@ -667,6 +689,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         installer_url = HARBOR_RELEASE_URL.format(version=version)
     default_http_port = 8080 if lb_on_harbor_nodes else 80
     default_https_port = 8443 if lb_on_harbor_nodes else 443
+    proxy_r = _Reader(hb.get("proxy", dict, {}), f"{NAMESPACE}:harbor.proxy", problems)
     harbor = HarborSettings(
         version=version,
         installer_url=installer_url,
@@ -680,6 +703,12 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         data_volume=hb.get("dataVolume", str, "/data", check=_matches(_PATH, "an absolute path")),
         install_dir=hb.get("installDir", str, "/opt/harbor", check=_matches(_PATH, "an absolute path")),
         trivy=hb.get("trivy", bool, True),
+        # Off: Trivy updates its database from the internet (through the proxy when set), Harbor's default.
+        trivy_skip_update=hb.get("trivySkipUpdate", bool, False),
+        trivy_offline_scan=hb.get("trivyOfflineScan", bool, False),
+        http_proxy=proxy_r.get("http", str, None, check=_proxy_url),
+        https_proxy=proxy_r.get("https", str, None, check=_proxy_url),
+        no_proxy=proxy_r.get("noProxy", str, None),
         metrics_port=hb.get("metricsPort", int, 9090, check=_in_range(1, 65535)),
         # 600 s: the first node runs every DB migration and loads ~2 GB of images before it turns healthy.
         health_timeout=hb.get("healthTimeout", int, 600, check=_in_range(30, 7200)),
@@ -688,6 +717,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         # adding a node does not rewrite (and restart) every other node.
         db_max_open_conns=hb.get("dbMaxOpenConns", int, 25, check=_in_range(2, 1000)),
     )
+    proxy_r.finish()
     hb.finish()
     if harbor.http_port in (lb.http_port, lb.https_port) and lb_on_harbor_nodes:
         hb.fail(f"{harbor.http_port} is taken by the load balancer on the shared hosts; pick another port",
@@ -847,6 +877,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         redis_hosts=tuple(redis_hosts),
         sentinel_hosts=tuple(sentinel_hosts) if mode == "sentinel" else (),
         harbor_nodes=tuple(harbor_nodes),
+        retiring_nodes=tuple(retiring_nodes),
         lb_hosts=(lb_hosts[0], lb_hosts[1]),
         lb_on_harbor_nodes=lb_on_harbor_nodes,
         vip=vip,

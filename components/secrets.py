@@ -120,6 +120,10 @@ class ClusterSecrets(pulumi.ComponentResource):
             "harbor_secretkey": password("harbor-secretkey", 16, keep),
             # The length Harbor's prepare uses for the CSRF key it generates.
             "harbor_csrf_key": password("harbor-csrf-key", 32),
+            # Harbor's prepare makes a random 8-character prefix for the scanner's robot accounts, per run and
+            # node; scans started through one node and checked on another need the same one.
+            "harbor_scanner_prefix": random.RandomString(f"{name}-harbor-scanner-prefix", length=8, special=False,
+                                                         upper=False, opts=child).result,
             "core_private_key": core_key.private_key_pem,
             "registry_root_cert": root_cert.cert_pem,
             "tls_certificate": tls_cert,

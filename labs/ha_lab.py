@@ -708,14 +708,15 @@ def bench(state_dir: Path, json_path: Path) -> dict:
             for scenario in ha_drills.LB_SCENARIOS:
                 r = lab.drill(scenario)
                 results.setdefault(variant, {})[scenario] = {k: r[k] for k in ("vip_move_ms", "failed", "total",
-                                                                               "max_ms")}
+                                                                               "max_ms", "recovered_ms")}
                 print(f"{variant:<8} {scenario:<16} VIP move {r['vip_move_ms']} ms, failed {r['failed']} of "
-                      f"{r['total']}, slowest request {r['max_ms']} ms", flush=True)
+                      f"{r['total']}, recovered {r['recovered_ms']} ms, slowest request {r['max_ms']} ms",
+                      flush=True)
         finally:
             problems = lab.down()
             if problems:
                 raise SystemExit("down left things behind:\n  " + "\n  ".join(problems))
-    shape = {v: {s: {k: r[k] for k in ("vip_move_ms", "failed", "total")} for s, r in per.items()}
+    shape = {v: {s: {k: r[k] for k in ("vip_move_ms", "failed", "total", "recovered_ms")} for s, r in per.items()}
              for v, per in results.items()}
     json_path.write_text(json.dumps(shape, indent=2) + "\n")
     return results

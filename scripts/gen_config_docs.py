@@ -50,6 +50,7 @@ COMPUTED_DEFAULTS = {
 # Role keys land in ClusterConfig fields of other names.
 ROLE_FIELDS = {"nfs": "nfs_host", "postgres": "postgres_hosts", "etcd": "etcd_hosts", "backup": "backup_host",
                "redis": "redis_hosts", "sentinels": "sentinel_hosts", "harborNodes": "harbor_nodes",
+               "retiringNodes": "retiring_nodes",
                "loadBalancers": "lb_hosts"}
 
 
@@ -143,7 +144,8 @@ def field_docs() -> dict[str, dict[str, str]]:
 SECTION_CLASSES = {"hosts[]": ["Host"], "network": ["ClusterConfig"], "roles": ["ClusterConfig"],
                    "vip": ["VrrpSettings", "ClusterConfig"], "keepalived": ["VrrpSettings"],
                    "loadBalancer": ["LoadBalancerSettings"], "harbor": ["HarborSettings"],
-                   "harbor.installer": ["HarborSettings"], "tls": ["TlsSettings"],
+                   "harbor.installer": ["HarborSettings"], "harbor.proxy": ["HarborSettings"],
+                   "tls": ["TlsSettings"],
                    "postgres": ["PostgresSettings", "PatroniSettings"],
                    "postgres.patroni": ["PatroniSettings"], "postgres.vip": ["PatroniSettings"],
                    "postgres.etcd": ["PatroniSettings"], "backup": ["BackupSettings"], "backup.s3": ["BackupSettings"],
@@ -158,7 +160,8 @@ def what_it_is(docs: dict[str, dict[str, str]], section: str, name: str) -> str:
     else:
         last = section.split(".")[-1]
         # vip.address and postgres.vip.address fill a field named after the VIP itself.
-        candidates = [snake(name), f"{snake(last)}_{snake(name)}", "vip" if (last, name) == ("vip", "address") else ""]
+        candidates = [snake(name), f"{snake(last)}_{snake(name)}", f"{snake(name)}_{snake(last)}",
+                      "vip" if (last, name) == ("vip", "address") else ""]
     for cls in SECTION_CLASSES.get(section, []):
         for field in candidates:
             if field and field in docs.get(cls, {}):

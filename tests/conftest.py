@@ -21,6 +21,7 @@ TIERS = {
     "integration": ("integration",),
     "lab": ("integration", "lab", "root"),
     "sandbox": ("integration", "sandbox", "root"),
+    "hosts": ("hosts", "root"),
 }
 
 

@@ -72,7 +72,8 @@ def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
             openings.append(Opening("harbor-metrics", "tcp", cfg.harbor.metrics_port, fw.metrics_sources,
                                     "Prometheus scrapers (firewall.metricsSources)", published=True))
     if host == cfg.postgres_host and not cfg.patroni:
-        openings.append(Opening("postgres", "tcp", cfg.postgres.port, _cidrs(nodes, host), "Harbor's database pools"))
+        openings.append(Opening("postgres", "tcp", cfg.postgres.port, _cidrs(cfg.data_clients, host),
+                                "Harbor's database pools (and a retiring node's until its delete ran)"))
     if cfg.patroni:
         openings += _patroni_openings(cfg, host)
     redis_peers = _cidrs([*nodes, *cfg.redis_hosts, *cfg.sentinel_hosts], host)
@@ -83,12 +84,14 @@ def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
         openings.append(Opening("sentinel", "tcp", cfg.redis.sentinel_port, redis_peers,
                                 "Harbor asks the sentinels for the master; sentinels talk to each other"))
     if host == cfg.nfs_host:
-        openings.append(Opening("nfs", "tcp", 2049, _cidrs(nodes, host), "the nodes' data_volume mount"))
+        openings.append(Opening("nfs", "tcp", 2049, _cidrs(cfg.data_clients, host),
+                                "the nodes' data_volume mount (and a retiring node's until its delete ran)"))
         if cfg.nfs.version == "3":
             for service, port in (("rpcbind", RPCBIND_PORT), ("mountd", MOUNTD_PORT), ("statd", STATD_PORT),
                                   ("lockd", LOCKD_PORT)):
                 for proto in ("tcp", "udp"):
-                    openings.append(Opening(service, proto, port, _cidrs(nodes, host), "NFSv3 mounts and locks"))
+                    openings.append(Opening(service, proto, port, _cidrs(cfg.data_clients, host),
+                                            "NFSv3 mounts and locks"))
     # A peer list that is only the host itself: nothing to open (its own traffic comes over loopback).
     return [o for o in openings if o.sources != ()]
 
@@ -101,7 +104,7 @@ def _patroni_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
     openings = []
     if host in members:
         openings += [
-            Opening("postgres", "tcp", cfg.postgres.port, _cidrs([*cfg.harbor_nodes, *members, *backup], host),
+            Opening("postgres", "tcp", cfg.postgres.port, _cidrs([*cfg.data_clients, *members, *backup], host),
                     "Harbor's pools through the database VIP (on the leader), replication and pg_rewind between "
                     "members, pgBackRest"),
             Opening("patroni-api", "tcp", cfg.patroni.rest_api_port, _cidrs(members, host),

@@ -12,15 +12,23 @@ import yaml
 
 from components.config import ClusterConfig, Host
 from components.host.files import FileSpec, role_env
-from components.host.remote import UPLOAD_DIR, HostRole, RoleArgs, deploy_role
+from components.host.remote import HostRole, RoleArgs, deploy_role
 from components.nfs import HARBOR_UID, nfs_client_files
 from components.redis import harbor_redis_host
 
 SCRIPT = Path(__file__).with_name("harbor-node.sh")  #: the role script shipped to each Harbor node
 
-# The name of an uploaded installer in UPLOAD_DIR/harbor-node/; harbor-node.sh looks for it there first.
-INSTALLER_UPLOAD_NAME = "harbor-offline-installer.tgz"
 CSRF_KEY_PATH = "/etc/harbor-ha/harbor/csrf_key"
+SCANNER_PREFIX_PATH = "/etc/harbor-ha/harbor/robot_scanner_name_prefix"
+# Trivy's database cache and reports, on each node's own disk (harbor-node.sh points the compose file there).
+TRIVY_LOCAL_DIR = "/var/lib/harbor-ha/trivy-adapter"
+# Seconds a draining node waits, its proxy stopped, for requests in flight before its containers are recreated.
+DRAIN_SECONDS = 5
+
+
+def installer_name(version: str) -> str:
+    """The offline installer's file name, as Harbor releases it; versioned, so an upgrade never reuses the old one."""
+    return f"harbor-offline-installer-v{version}.tgz"
 
 # The name the LB checks on the nodes' certificate (proxy_ssl_name). RFC 2606 reserves .invalid: it never resolves,
 # so the name means nothing outside this check; the certificate also carries every node's address.
@@ -76,8 +84,8 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
         # append to their system CA bundle at start (make/photon/common/install_cert.sh): the one harbor.yml key
         # that makes Harbor 2.15's Go clients trust a private CA (docs/security.md).
         "storage_service": {"ca_bundle": CLUSTER_CA_PATH},
-        "trivy": {"ignore_unfixed": False, "skip_update": False, "offline_scan": False, "insecure": False,
-                  "timeout": "5m0s"},
+        "trivy": {"ignore_unfixed": False, "skip_update": h.trivy_skip_update, "offline_scan": h.trivy_offline_scan,
+                  "insecure": False, "timeout": "5m0s"},
         "jobservice": {"max_job_workers": 10, "job_loggers": ["STD_OUTPUT", "FILE"], "logger_sweeper_duration": 1},
         "notification": {"webhook_job_max_retry": 3, "webhook_job_http_client_timeout": 3},
         "log": {"level": "info", "local": {"rotate_count": 50, "rotate_size": "200M",
@@ -85,7 +93,7 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
         "metric": {"enabled": True, "port": h.metrics_port, "path": "/metrics"},
         "upload_purging": {"enabled": True, "age": "168h", "interval": "24h", "dryrun": False},
         "cache": {"enabled": False, "expire_hours": 24},
-        "proxy": {"http_proxy": None, "https_proxy": None, "no_proxy": None,
+        "proxy": {"http_proxy": h.http_proxy, "https_proxy": h.https_proxy, "no_proxy": h.no_proxy,
                   "components": ["core", "jobservice", "trivy"]},
         # The installer's config schema version: x.y.0 for every x.y.z release.
         "_version": f"{major}.{minor}.0",
@@ -115,9 +123,19 @@ def node_env(cfg: ClusterConfig) -> FileSpec:
         "DATA_MOUNT": "nfs" if cfg.nfs_host else "shared",
         "WITH_TRIVY": "1" if h.trivy else "0",
         "HEALTH_TIMEOUT": str(h.health_timeout),
-        "INSTALLER_UPLOAD": f"{UPLOAD_DIR}/harbor-node/{INSTALLER_UPLOAD_NAME}" if h.installer_path else "",
         "CSRF_KEY_FILE": CSRF_KEY_PATH,
+        "SCANNER_PREFIX_FILE": SCANNER_PREFIX_PATH,
+        "TRIVY_LOCAL_DIR": TRIVY_LOCAL_DIR,
+        "HARBOR_UID": str(HARBOR_UID),
+        "DRAIN_SECONDS": str(DRAIN_SECONDS),
     })
+
+
+def render_docker_dropin(cfg: ClusterConfig) -> str:
+    """docker.service drop-in: at boot Docker waits for the data volume (pure). Without it a Docker that wins the
+    race starts Harbor on an empty local folder, and the containers with file mounts fail for good."""
+    return ("# Rendered by harbor-ha (components/harbor_node/).\n"
+            f"[Unit]\nRequiresMountsFor={cfg.harbor.data_volume}\n")
 
 
 # The keys every node must share: tokens signed on one node are checked on another after a VIP move, and
@@ -145,10 +163,15 @@ def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
         # prepare refuses a ca_bundle that is neither owned by 10000 nor world-readable (utils/configs.py).
         FileSpec(path=CLUSTER_CA_PATH, render=lambda s: s["cluster_ca_certificate"],
                  needs=("cluster_ca_certificate",)),
+        FileSpec(path=SCANNER_PREFIX_PATH, render=lambda s: s["harbor_scanner_prefix"] + "\n",
+                 needs=("harbor_scanner_prefix",), mode=0o600),
+        FileSpec(path="/etc/systemd/system/docker.service.d/harbor-ha-data-volume.conf",
+                 render=lambda _s: render_docker_dropin(cfg)),
     ]
     for rel, secret in SHARED_KEYS:
         files.append(FileSpec(path=f"{cfg.harbor.data_volume}/{rel}", render=itemgetter(secret),
-                              needs=(secret,), mode=0o600, owner=str(HARBOR_UID), group=str(HARBOR_UID)))
+                              needs=(secret,), mode=0o600, owner=str(HARBOR_UID), group=str(HARBOR_UID),
+                              write_once=True))
     return files
 
 
@@ -170,7 +193,8 @@ class HarborNode(pulumi.ComponentResource):
         super().__init__("harbor-ha:harbor_node:HarborNode", name, None, opts)
         cfg, host = args.cfg, args.host
         # Air-gapped sites upload their copy of the installer; otherwise the node downloads INSTALLER_URL.
-        uploads = {INSTALLER_UPLOAD_NAME: cfg.harbor.installer_path} if cfg.harbor.installer_path else {}
+        uploads = ({installer_name(cfg.harbor.version): cfg.harbor.installer_path}
+                   if cfg.harbor.installer_path else {})
         self.role = deploy_role(self, name, host, SCRIPT, harbor_node_files(cfg), args, uploads=uploads)
         self.address = host.address
         self.health_url = f"https://{host.address}:{cfg.harbor.https_port}/api/v2.0/health"

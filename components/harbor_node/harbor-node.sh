@@ -35,9 +35,8 @@ fstab_drop() {
   mv -f "$FSTAB.harbor-ha.tmp" "$FSTAB"
 }
 
-# fstab_put LINE: LINE becomes the only entry of its mount point; fails when it was there already.
+# fstab_put LINE: LINE becomes the only entry of its mount point.
 fstab_put() {
-  grep -qxF "$1" "$FSTAB" && return 1
   fstab_drop "$(awk '{print $2}' <<<"$1")"
   printf '%s\n' "$1" >> "$FSTAB"
 }
@@ -52,12 +51,15 @@ ensure_mount() {
   fi
   line=$(cat "$(staged "$1" /etc/harbor-ha/nfs/fstab-line)")
   mountpoint=$(awk '{print $2}' <<<"$line")
-  if fstab_put "$line" && mountpoint -q "$mountpoint"; then
-    # Another NFS server or options: Harbor must let go of the old mount first.
-    harbor_down
-    umount "$mountpoint"
+  if ! grep -qxF "$line" "$FSTAB"; then
+    fstab_put "$line"
+    if mountpoint -q "$mountpoint"; then
+      # Another NFS server or options: Harbor must let go of the old mount first.
+      harbor_down
+      umount "$mountpoint"
+    fi
   fi
-  install -d -m 0755 "$mountpoint"
+  ensure_dir 0755 "$mountpoint"
   mountpoint -q "$mountpoint" || mount "$mountpoint"
 }
 
@@ -68,45 +70,144 @@ remove_mount() {
   fstab_drop "$DATA_VOLUME"
 }
 
-# Unpack the installer of HARBOR_VERSION and load its images; returns 1 when that version is already in place.
-ensure_installer() {
-  local stage=$1 tgz marker="$INSTALL_DIR/.harbor-ha-version"
-  if [ -x "$INSTALL_DIR/prepare" ] && [ "$(cat "$marker" 2>/dev/null)" = "$HARBOR_VERSION" ]; then
-    return 1
-  fi
-  tgz=$INSTALLER_UPLOAD
-  if [ -z "$tgz" ]; then
-    # Downloaded into the stage, which every apply replaces: never an older version's tarball.
-    tgz="$stage/harbor-offline-installer-v$HARBOR_VERSION.tgz"
-    [ -n "$INSTALLER_URL" ] || die "no uploaded installer and no INSTALLER_URL"
-    log "downloading $INSTALLER_URL"
-    curl -fsSL --retry 5 --retry-delay 5 -o "$tgz.part" "$INSTALLER_URL"
-    mv -f "$tgz.part" "$tgz"
-  fi
-  if [ -n "$INSTALLER_SHA256" ]; then
-    echo "$INSTALLER_SHA256  $tgz" | sha256sum -c --quiet - || die "installer checksum mismatch: $tgz"
-  fi
-  install -d -m 0755 "$INSTALL_DIR"
-  # The tarball's top folder is harbor/; our harbor.yml is not in it, so it survives.
-  tar -xzf "$tgz" -C "$INSTALL_DIR" --strip-components=1
-  docker load -q -i "$(find "$INSTALL_DIR" -maxdepth 1 -name 'harbor.v*.tar.gz' | head -n 1)"
-  echo "$HARBOR_VERSION" > "$marker"
-  return 0
+# The Harbor version whose images are loaded, written after `docker load` worked.
+marker() { echo "$INSTALL_DIR/.harbor-ha-version"; }
+# What the running containers were prepared from; written only once Harbor is healthy on it.
+configured() { echo "$INSTALL_DIR/.harbor-ha-configured"; }
+
+installer_current() { [ -x "$INSTALL_DIR/prepare" ] && [ "$(cat "$(marker)" 2>/dev/null)" = "$HARBOR_VERSION" ]; }
+
+# The installer tarball of HARBOR_VERSION: uploaded by the program, else downloaded under its versioned name (a
+# fixed name would be reused forever and an upgrade would silently keep the old images).
+installer_file() {
+  local name="harbor-offline-installer-v$HARBOR_VERSION.tgz" f
+  f="$HARBOR_HA_STATE/uploads/$ROLE/$name"
+  if [ -f "$f" ]; then echo "$f"; return 0; fi
+  [ -n "$INSTALLER_URL" ] || die "no uploaded $name and no INSTALLER_URL"
+  ensure_dir 0700 "$HARBOR_HA_STATE/uploads/$ROLE"
+  log "downloading $INSTALLER_URL"
+  curl -fsSL --retry 5 --retry-delay 5 -o "$f.part" "$INSTALLER_URL"
+  mv -f "$f.part" "$f"
+  echo "$f"
 }
 
-# Put the cluster's CSRF key in core's env, in place of the one `prepare` just generated (bash builtins only:
-# the key never appears in a command line).
-set_shared_csrf_key() {
-  local env_file="$INSTALL_DIR/common/config/core/env" key line found=0
+# Unpack the installer of HARBOR_VERSION and load its images; the version marker is written after both worked.
+ensure_installer() {
+  local tgz images="$INSTALL_DIR/harbor.v$HARBOR_VERSION.tar.gz"
+  tgz=$(installer_file)
+  if [ -n "$INSTALLER_SHA256" ] && ! echo "$INSTALLER_SHA256  $tgz" | sha256sum -c --quiet - >/dev/null 2>&1; then
+    # A download is fetched again by the next apply; an upload is replaced by the next `pulumi up`.
+    rm -f "$HARBOR_HA_STATE/uploads/$ROLE/${tgz##*/}"
+    die "installer checksum mismatch: $tgz"
+  fi
+  ensure_dir 0755 "$INSTALL_DIR"
+  rm -f "$(marker)"
+  # The tarball's top folder is harbor/; our harbor.yml is not in it, so it survives.
+  tar -xzf "$tgz" -C "$INSTALL_DIR" --strip-components=1
+  [ -f "$images" ] || die "the installer of $HARBOR_VERSION has no ${images##*/}"
+  docker load -q -i "$images"
+  echo "$HARBOR_VERSION" > "$(marker)"
+  log "Harbor $HARBOR_VERSION images loaded"
+}
+
+# env_value_is FILE NAME VALUE_FILE: FILE has the line NAME=<the first line of VALUE_FILE>.
+env_value_is() {
+  local value
+  read -r value < "$3"
+  [ -f "$1" ] && grep -qxF "$2=$value" "$1"
+}
+
+# set_env_value FILE NAME VALUE_FILE: NAME=<the first line of VALUE_FILE> in FILE, in place of the line `prepare`
+# wrote (bash builtins only: the value never appears in a command line).
+set_env_value() {
+  local env_file=$1 name=$2 value line found=0
   [ -f "$env_file" ] || die "$env_file missing after prepare"
-  read -r key < "$CSRF_KEY_FILE"
+  read -r value < "$3"
   while IFS= read -r line || [ -n "$line" ]; do
-    if [[ $line == CSRF_KEY=* ]]; then printf 'CSRF_KEY=%s\n' "$key"; found=1; else printf '%s\n' "$line"; fi
+    if [[ $line == "$name="* ]]; then printf '%s=%s\n' "$name" "$value"; found=1; else printf '%s\n' "$line"; fi
   done < "$env_file" > "$env_file.harbor-ha.tmp"
-  if [ "$found" = 0 ]; then printf 'CSRF_KEY=%s\n' "$key" >> "$env_file.harbor-ha.tmp"; fi
+  if [ "$found" = 0 ]; then printf '%s=%s\n' "$name" "$value" >> "$env_file.harbor-ha.tmp"; fi
   chown --reference="$env_file" "$env_file.harbor-ha.tmp"
   chmod --reference="$env_file" "$env_file.harbor-ha.tmp"
   mv -f "$env_file.harbor-ha.tmp" "$env_file"
+}
+
+# The cluster-wide values `prepare` regenerates at random on every run (also a manual `./prepare`): a CSRF token
+# from one node must pass on another, and scanner robot accounts must carry one prefix on every node.
+SHARED_ENV=(CSRF_KEY ROBOT_SCANNER_NAME_PREFIX)
+shared_env_file() { case $1 in CSRF_KEY) echo "$CSRF_KEY_FILE" ;; *) echo "$SCANNER_PREFIX_FILE" ;; esac; }
+
+shared_env_in_place() {
+  local name
+  for name in "${SHARED_ENV[@]}"; do
+    env_value_is "$INSTALL_DIR/common/config/core/env" "$name" "$(shared_env_file "$name")" || return 1
+  done
+}
+
+put_shared_env() {
+  local name
+  for name in "${SHARED_ENV[@]}"; do
+    set_env_value "$INSTALL_DIR/common/config/core/env" "$name" "$(shared_env_file "$name")"
+  done
+}
+
+# Trivy's database cache and reports on this node's disk, not on the shared volume: every node's Trivy updates
+# its database on its own schedule, and concurrent updates of one shared copy corrupt it.
+trivy_local() { ! grep -qF "$DATA_VOLUME/trivy-adapter/" "$INSTALL_DIR/docker-compose.yml"; }
+
+localize_trivy() {
+  ensure_dir 0755 "$TRIVY_LOCAL_DIR" "$HARBOR_UID" "$HARBOR_UID"
+  ensure_dir 0755 "$TRIVY_LOCAL_DIR/trivy" "$HARBOR_UID" "$HARBOR_UID"
+  ensure_dir 0755 "$TRIVY_LOCAL_DIR/reports" "$HARBOR_UID" "$HARBOR_UID"
+  sed -i "s#$DATA_VOLUME/trivy-adapter/#$TRIVY_LOCAL_DIR/#g" "$INSTALL_DIR/docker-compose.yml"
+}
+
+# What this node's containers must be prepared from: a change means `prepare` and a recreate.
+desired_configuration() {
+  cat "$INSTALL_DIR/harbor.yml" "$(marker)" | sha256sum | cut -d' ' -f1
+  echo "trivy=$WITH_TRIVY"
+}
+
+# Before `prepare` and a recreate (new version, new harbor.yml): stop Harbor's proxy first so the load balancer's
+# next request fails to connect and goes to another node, and give requests in flight DRAIN_SECONDS to finish.
+drain() {
+  if [ -f "$INSTALL_DIR/docker-compose.yml" ] && [ -n "$(cd "$INSTALL_DIR" && compose ps -q proxy)" ]; then
+    log "draining: Harbor's proxy stopped, waiting ${DRAIN_SECONDS}s for requests in flight"
+    (cd "$INSTALL_DIR" && compose stop proxy)
+    sleep "$DRAIN_SECONDS"
+  fi
+}
+
+role_apply() {
+  local stage=$1 changed desired trivy=()
+  ensure_packages
+  ensure_mount "$stage"
+  changed=$(install_manifest "$stage")
+  if grep -q '^/etc/systemd/' <<<"$changed"; then systemctl daemon-reload; fi
+  if ! installer_current; then ensure_installer; fi
+  if [ "$WITH_TRIVY" = 1 ]; then trivy=(--with-trivy); fi
+  desired=$(desired_configuration)
+  if [ "$(cat "$(configured)" 2>/dev/null)" != "$desired" ] || [ ! -f "$INSTALL_DIR/docker-compose.yml" ]; then
+    drain
+    rm -f "$(configured)"
+    (cd "$INSTALL_DIR" && ./prepare "${trivy[@]}")
+  fi
+  # Checked on every apply, not only after our own prepare: a manual ./prepare rewrites both.
+  if ! shared_env_in_place; then put_shared_env; fi
+  if ! trivy_local; then localize_trivy; fi
+  # Recreates only the containers whose image or configuration changed.
+  (cd "$INSTALL_DIR" && compose up -d --remove-orphans)
+  wait_healthy
+  echo "$desired" > "$(configured)"
+}
+
+role_delete() {
+  harbor_down
+  remove_mount
+  # Only this node's files: the write-once shared keys on the data volume serve the other nodes.
+  remove_manifest "$1"
+  rm -f "$(configured)"
+  log "Harbor stopped on this node; the shared data volume is untouched"
 }
 
 wait_healthy() {
@@ -127,34 +228,6 @@ sys.exit(0 if h.get("status") == "healthy" and h.get("components") and not bad e
     sleep 5
   done
   die "Harbor not healthy after ${HEALTH_TIMEOUT}s; last answer: ${body:-none}"
-}
-
-role_apply() {
-  local stage=$1 changed new_version=0 trivy=()
-  ensure_packages
-  ensure_mount "$stage"
-  changed=$(install_manifest "$stage")
-  if ensure_installer "$stage"; then new_version=1; fi
-  if [ "$WITH_TRIVY" = 1 ]; then trivy=(--with-trivy); fi
-  cd "$INSTALL_DIR" || die "no $INSTALL_DIR"
-  if [ "$new_version" = 1 ] || [ -n "$changed" ] || [ ! -f docker-compose.yml ]; then
-    ./prepare "${trivy[@]}"
-    set_shared_csrf_key
-  fi
-  # Recreates only the containers whose image or configuration changed.
-  compose up -d
-  wait_healthy
-}
-
-role_delete() {
-  local stage=$1
-  harbor_down
-  remove_mount
-  # Only this node's files: the shared keys under the data volume serve the other nodes.
-  grep -v " $DATA_VOLUME/" "$stage/MANIFEST" > "$stage/MANIFEST.local" || true
-  mv -f "$stage/MANIFEST.local" "$stage/MANIFEST"
-  remove_manifest "$stage"
-  log "Harbor stopped on this node; the shared data volume is untouched"
 }
 
 # Sourced by the tests for its functions; run by the program.

@@ -27,6 +27,7 @@ SECRET_VALUES = {
     "vrrp_auth_pass": "VRRPv2 PASS authentication, 8 characters (generated; VRRPv3 has none)",
     "harbor_secretkey": "Harbor's secret/keys/secretkey, shared by every node (generated)",
     "harbor_csrf_key": "Harbor core's CSRF_KEY, shared by every node (generated)",
+    "harbor_scanner_prefix": "Harbor core's ROBOT_SCANNER_NAME_PREFIX, shared by every node (generated)",
     "core_private_key": "Harbor core's token signing key, secret/core/private_key.pem (generated)",
     "registry_root_cert": "certificate of that key, secret/registry/root.crt (generated)",
     "tls_certificate": "the LB's TLS certificate chain (tlsCertificate or self-signed)",
@@ -76,6 +77,8 @@ class FileSpec:
     mode: int = 0o644  #: file mode on the host
     owner: str = "root"  #: owning user on the host
     group: str = "root"  #: owning group on the host
+    #: on storage every node shares: created when absent, never replaced; different content stops the apply
+    write_once: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.needs) - set(SECRET_VALUES)
@@ -95,7 +98,8 @@ class FileSpec:
         return self.path.strip("/").replace("/", "__")
 
     def manifest_line(self) -> str:
-        return f"{self.stage_name} {self.path} {self.mode:04o} {self.owner} {self.group}"
+        once = " once" if self.write_once else ""
+        return f"{self.stage_name} {self.path} {self.mode:04o} {self.owner} {self.group}{once}"
 
 
 def render_env(values: Mapping[str, str]) -> str:
@@ -115,7 +119,7 @@ def placeholders(names: tuple[str, ...] | list[str]) -> dict[str, str]:
 
 
 def manifest_text(specs: list[FileSpec]) -> str:
-    """What components/host/lib.sh installs staged files from: `stage-name path mode owner group` per line."""
+    """What components/host/lib.sh installs staged files from: `stage-name path mode owner group [once]` per line."""
     return "".join(s.manifest_line() + "\n" for s in specs)
 
 

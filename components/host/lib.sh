@@ -2,14 +2,20 @@
 # Shared helpers of the role scripts (sourced). Every role script: `<role>.sh apply|delete STAGE_DIR`.
 # Supported hosts: Debian 12, Ubuntu 22.04 and 24.04.
 set -euo pipefail
+# Without it, `changed=$(install_manifest ...)` runs its body with errexit off: a failed install is swallowed and
+# recorded as applied.
+shopt -s inherit_errexit
 
 # Overridable so the tests can run these functions against a temporary root.
 HARBOR_HA_STATE=${HARBOR_HA_STATE:-/var/lib/harbor-ha}
 # The sha256 of each managed file as last installed: a file is re-installed only when its rendering changed since,
 # so state that a service rewrote on its own (sentinel's config, a promoted replica's redis.conf) is left alone.
 APPLIED_DIR="$HARBOR_HA_STATE/applied"
-# The files the last install_manifest replaced, until the role's check accepts the new ones (manifest_rollback).
-PREVIOUS_DIR="$HARBOR_HA_STATE/previous"
+# Per role (roles of one host run in parallel): the files the last install_manifest replaced, until the role's
+# check accepts the new ones (manifest_rollback), and the digests it installed, recorded in APPLIED_DIR only once the
+# whole apply succeeded (manifest_commit): a run that dies before its restart re-installs and restarts next time.
+PREVIOUS_DIR="$HARBOR_HA_STATE/previous/${ROLE:-unknown}"
+PENDING="$PREVIOUS_DIR/applied.pending"
 
 log() { printf '[harbor-ha %s] %s\n' "${ROLE:-?}" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -49,28 +55,73 @@ sysctl_apply() {
 
 sha256_of() { sha256sum < "$1" | cut -d' ' -f1; }
 
+# ensure_dir MODE DIR [OWNER GROUP]: create DIR (and missing parents, 0755) when absent; an existing folder keeps its
+# mode and owner (`install -d -m` would reset /etc/redis from the package's 2770 to 2755).
+ensure_dir() {
+  local mode=$1 dir=$2 owner=${3:-root} group=${4:-root}
+  [ -d "$dir" ] && return 0
+  mkdir -p "$(dirname "$dir")"
+  install -d -m "$mode" -o "$owner" -g "$group" "$dir"
+}
+
+# write_once STAGED PATH MODE OWNER GROUP: a file on storage every node shares (Harbor's keys on the data volume) is
+# created once and never replaced: core bind-mounts the single file, and over NFS a replaced inode goes stale in the
+# containers of every other node. An existing file with other content stops the apply. Prints PATH when it created it.
+write_once() {
+  local staged=$1 path=$2 mode=$3 owner=$4 group=$5 tmp
+  if [ ! -e "$path" ]; then
+    ensure_dir 0755 "$(dirname "$path")"
+    tmp="$path.harbor-ha.$$"
+    install -m "$mode" -o "$owner" -g "$group" "$staged" "$tmp"
+    # link(2) never replaces: of two nodes racing here one wins, the other compares below.
+    if ln "$tmp" "$path" 2>/dev/null; then rm -f "$tmp"; log "installed $path"; echo "$path"; return 0; fi
+    rm -f "$tmp"
+  fi
+  cmp -s "$staged" "$path" ||
+    die "$path exists with a different content than the cluster's key: it was made by another installation" \
+      "or by hand. Move it away only if no node uses it (every node must read the same key), then apply again."
+}
+
 # install_manifest STAGE_DIR: install every staged file listed in STAGE_DIR/MANIFEST
-# (`stage-name path mode owner group` per line). Prints the paths it changed, one per line.
+# (`stage-name path mode owner group [once]` per line; `once`: shared storage, see write_once). Prints the paths it
+# changed, one per line. Their digests become applied with manifest_commit (main does it after a successful apply).
 install_manifest() {
-  local stage=$1 name path mode owner group digest
+  local stage=$1 name path mode owner group flags digest
   [ -f "$stage/MANIFEST" ] || die "no MANIFEST in $stage"
-  install -d -m 0700 "$APPLIED_DIR"
+  ensure_dir 0700 "$APPLIED_DIR"
   rm -rf "$PREVIOUS_DIR"
-  install -d -m 0700 "$PREVIOUS_DIR"
-  while read -r name path mode owner group; do
+  ensure_dir 0700 "$PREVIOUS_DIR"
+  : > "$PENDING"
+  while read -r name path mode owner group flags; do
     [ -n "$name" ] || continue
     [ -f "$stage/$name" ] || die "staged file $stage/$name is missing"
+    if [ "$flags" = once ]; then
+      write_once "$stage/$name" "$path" "$mode" "$owner" "$group"
+      continue
+    fi
     digest=$(sha256_of "$stage/$name")
     if [ -f "$path" ] && [ "$(cat "$APPLIED_DIR/$name" 2>/dev/null)" = "$digest" ]; then
       continue
     fi
     if [ -f "$path" ]; then cp -p "$path" "$PREVIOUS_DIR/$name"; fi
-    install -d -m 0755 "$(dirname "$path")"
+    ensure_dir 0755 "$(dirname "$path")"
     install -m "$mode" -o "$owner" -g "$group" "$stage/$name" "$path.harbor-ha.tmp"
     mv -f "$path.harbor-ha.tmp" "$path"
-    echo "$digest" > "$APPLIED_DIR/$name"
+    echo "$name $digest" >> "$PENDING"
+    # The operator (and the host lab's idempotency check) sees what an apply changed.
+    log "installed $path"
     echo "$path"
   done < "$stage/MANIFEST"
+}
+
+# manifest_commit: the files of the last install_manifest are applied (their service runs them).
+manifest_commit() {
+  local name digest
+  [ -f "$PENDING" ] || return 0
+  while read -r name digest; do
+    echo "$digest" > "$APPLIED_DIR/$name"
+  done < "$PENDING"
+  rm -rf "$PREVIOUS_DIR"
 }
 
 # manifest_rollback STAGE_DIR: put back what the last install_manifest replaced (a service refused the new files);
@@ -79,7 +130,6 @@ manifest_rollback() {
   local stage=$1 name path _rest
   while read -r name path _rest; do
     [ -n "$name" ] || continue
-    [ -f "$APPLIED_DIR/$name" ] || continue
     if [ -f "$PREVIOUS_DIR/$name" ]; then
       cp -p "$PREVIOUS_DIR/$name" "$path"
       rm -f "$APPLIED_DIR/$name"
@@ -88,12 +138,14 @@ manifest_rollback() {
   rm -rf "$PREVIOUS_DIR"
 }
 
-# remove_manifest STAGE_DIR: delete the files this role installed (data directories are never touched).
+# remove_manifest STAGE_DIR: delete the files this role installed (data directories are never touched, nor the
+# write-once files on shared storage: they serve the other nodes).
 remove_manifest() {
-  local stage=$1 name path _rest
+  local stage=$1 name path _mode _owner _group flags
   [ -f "$stage/MANIFEST" ] || return 0
-  while read -r name path _rest; do
+  while read -r name path _mode _owner _group flags; do
     [ -n "$name" ] || continue
+    [ "$flags" = once ] && continue
     rm -f "$path" "$APPLIED_DIR/$name"
   done < "$stage/MANIFEST"
 }
@@ -118,6 +170,8 @@ checked_service_apply() {
     manifest_rollback "$stage"
     die "$unit rejected the new configuration; the previous files are back in place"
   fi
+  # A changed unit drop-in (limits, restart policy) applies to a new main process only.
+  if grep -q '^/etc/systemd/' <<<"$changed"; then systemctl daemon-reload; on_change=restart; fi
   ensure_service "$unit" "$changed" "$on_change"
   log "$unit ready"
 }
@@ -155,13 +209,13 @@ main() {
   local action=${1:-} stage=${2:-} env_file
   [ -n "$stage" ] || die "usage: $0 apply|delete STAGE_DIR"
   require_root
-  install -d -m 0755 "$HARBOR_HA_STATE"
+  ensure_dir 0755 "$HARBOR_HA_STATE"
   # The role's parameters (components/host/files.py role_env), as staged by this run.
   env_file=$(staged "$stage" "/etc/harbor-ha/env/$ROLE.env")
   # shellcheck source=/dev/null
   if [ -f "$env_file" ]; then . "$env_file"; fi
   case "$action" in
-    apply) role_apply "$stage" ;;
+    apply) role_apply "$stage"; manifest_commit ;;
     # The staged files hold the role's secrets: gone with the role.
     delete) role_delete "$stage"; rm -rf "$stage" ;;
     *) die "unknown action '$action' (apply or delete)" ;;

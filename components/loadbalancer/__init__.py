@@ -21,6 +21,38 @@ SYSCTL_PATH = "/etc/sysctl.d/60-harbor-ha-lb.conf"
 # nginx listens on the VIP on both hosts, also where the VIP is not (yet) assigned.
 SYSCTLS = {"net.ipv4.ip_nonlocal_bind": "1"}
 
+DROPIN_PATH = "/etc/systemd/system/nginx.service.d/harbor-ha.conf"
+SOCKET_PATH = "/etc/systemd/system/nginx.socket"
+# After a crash systemd starts nginx again at once; the listening sockets stay open meanwhile (nginx.socket).
+RESTART_SEC = "100ms"
+
+
+def render_nginx_socket(cfg: ClusterConfig) -> str:
+    """nginx.socket (pure): systemd holds nginx's listening sockets on the VIP, so a client connecting while nginx
+    restarts after a crash waits in the kernel's accept queue (~0.3 s) instead of being refused.
+
+    FreeBind: the VIP is bound on both LB hosts, also on the one that does not hold it. Backlog: nginx's default.
+    """
+    listens = "".join(f"ListenStream={cfg.vip}:{port}\n" for port in (cfg.lb.http_port, cfg.lb.https_port))
+    return ("# Rendered by harbor-ha (components/loadbalancer/).\n"
+            "[Unit]\nDescription=nginx's listening sockets on the VIP, kept while nginx restarts\n\n"
+            f"[Socket]\n{listens}FreeBind=yes\nBacklog=511\n\n[Install]\nWantedBy=sockets.target\n")
+
+
+def render_nginx_dropin(cfg: ClusterConfig) -> str:
+    """nginx.service drop-in (pure): the open-file limit worker_rlimit_nofile asks for, a fast restart policy, and
+    the sockets of nginx.socket handed over as fds 3 and 4 in the order of its ListenStream lines.
+
+    nginx takes inherited sockets from the NGINX variable (as in its binary upgrade) and then does not daemonize:
+    Type=exec. Its config check before a start must not inherit them (it gets no fds): `env -u NGINX`. The burst
+    limit stops a crash loop after 100 restarts in 30 s rather than never.
+    """
+    return ("# Rendered by harbor-ha (components/loadbalancer/).\n"
+            "[Unit]\nRequires=nginx.socket\nAfter=nginx.socket\nStartLimitIntervalSec=30\nStartLimitBurst=100\n\n"
+            f"[Service]\nLimitNOFILE={cfg.lb.worker_connections * 2 + 64}\nRestart=always\nRestartSec={RESTART_SEC}\n"
+            "Type=exec\nSockets=nginx.socket\nEnvironment=NGINX=3;4;\nExecStartPre=\n"
+            "ExecStartPre=/usr/bin/env -u NGINX /usr/sbin/nginx -t -q -g 'daemon on; master_process on;'\n")
+
 
 @dataclass(frozen=True)
 class NginxPaths:
@@ -49,6 +81,8 @@ def loadbalancer_files(cfg: ClusterConfig, host: Host, paths: NginxPaths = Nginx
         FileSpec(path=paths.conf, render=lambda _s: render_nginx_conf(cfg, host, paths)),
         # nginx binds the VIP on both hosts, also on the one that does not hold it.
         FileSpec(path=SYSCTL_PATH, render=lambda _s: "".join(f"{k} = {v}\n" for k, v in SYSCTLS.items())),
+        FileSpec(path=DROPIN_PATH, render=lambda _s: render_nginx_dropin(cfg)),
+        FileSpec(path=SOCKET_PATH, render=lambda _s: render_nginx_socket(cfg)),
         FileSpec(path=f"{paths.tls_dir}/harbor.crt", render=lambda s: s["tls_certificate"],
                  needs=("tls_certificate",)),
         FileSpec(path=f"{paths.tls_dir}/harbor.key", render=lambda s: s["tls_private_key"],

@@ -7,8 +7,13 @@ ROLE=loadbalancer
 . "${HARBOR_HA_LIB:-$(dirname "${BASH_SOURCE[0]}")/lib.sh}"
 
 # nginx binds the VIP on both hosts: the sysctl must be in force before nginx -t binds the listen sockets.
+# A warning is a failure too (it printed, e.g. worker_connections over the open-file limit, and was ignored).
 nginx_config_ok() {
-  sysctl_apply /etc/sysctl.d/60-harbor-ha-lb.conf && nginx -t -q
+  local out rc=0
+  # Only the values that differ are written (in a container /proc/sys is read-only and already set).
+  sysctl_apply /etc/sysctl.d/60-harbor-ha-lb.conf || return 1
+  out=$(nginx -t -q 2>&1) || rc=$?
+  if [ "$rc" -ne 0 ] || [ -n "$out" ]; then log "nginx -t: $out"; return 1; fi
 }
 
 role_apply() {
@@ -22,9 +27,15 @@ role_apply() {
     curl -fsS -o /dev/null --max-time 2 --retry 3 --retry-connrefused --retry-delay 1 "$HEALTH_URL" \
       || die "nginx does not answer on $HEALTH_URL after a restart"
   fi
+  # nginx.service requires it already; enabled too, so `systemctl status` shows what holds the VIP's ports.
+  systemctl enable --quiet nginx.socket
 }
 
-role_delete() { packaged_service_delete "$1" nginx; }
+role_delete() {
+  # First: a connection on a listening nginx.socket would start nginx again.
+  systemctl disable --now nginx.socket || true
+  packaged_service_delete "$1" nginx
+}
 
 # Sourced by the tests for its functions; run by the program.
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

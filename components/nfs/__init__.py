@@ -27,7 +27,7 @@ def render_exports(cfg: ClusterConfig) -> str:
     Harbor's user on the export, never as the NFS server's root (no setuid-root files, no root-owned files).
     """
     options = f"rw,sync,no_subtree_check,root_squash,anonuid={HARBOR_UID},anongid={HARBOR_UID}"
-    clients = " ".join(f"{n.address}({options})" for n in cfg.harbor_nodes)
+    clients = " ".join(f"{n.address}({options})" for n in cfg.data_clients)
     return ("# Rendered by harbor-ha (components/nfs/); pulumi up overwrites edits.\n"
             f"{cfg.nfs.export_path} {clients}\n")
 

@@ -13,7 +13,7 @@ role_apply() {
   if [ -n "$RESTIC_REPOSITORY" ]; then apt_install restic; fi
   install_manifest "$stage" >/dev/null
   # Harbor's containers run as 10000:10000.
-  install -d -m 0755 -o "$HARBOR_UID" -g "$HARBOR_UID" "$EXPORT_PATH"
+  ensure_dir 0755 "$EXPORT_PATH" "$HARBOR_UID" "$HARBOR_UID"
   # The export squashes the nodes' root to 10000: what an earlier no_root_squash export let them create as root
   # (the shared keys' folders) must belong to 10000, or the squashed root can no longer write there.
   find "$EXPORT_PATH" -xdev -uid 0 -exec chown -h "$HARBOR_UID:$HARBOR_UID" {} +

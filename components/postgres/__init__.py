@@ -35,8 +35,9 @@ def render_postgresql_conf(cfg: ClusterConfig, tls: tuple[str, str] | None = Non
 
 
 def render_pg_hba(cfg: ClusterConfig) -> str:
-    """pg_hba.conf: Harbor's user may reach Harbor's database from the Harbor nodes only, over TLS only (pure)."""
-    return render_template("postgres/pg_hba.conf.j2", pg=cfg.postgres, nodes=cfg.harbor_nodes)
+    """pg_hba.conf: Harbor's user may reach Harbor's database from the Harbor nodes (and retiring ones) only, over TLS
+    only (pure)."""
+    return render_template("postgres/pg_hba.conf.j2", pg=cfg.postgres, nodes=cfg.data_clients)
 
 
 def sql_literal(value: str) -> str:

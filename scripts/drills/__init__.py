@@ -134,9 +134,20 @@ class StreamResult:
     total: int  #: requests sent
     max_ms: Optional[float]  #: slowest request (the stall a client saw)
     failures: list  #: the failed requests (time after the fault, path, error)
+    #: fault to the end of the first good request started after it and after the last failed one (None: never)
+    recovered_ms: Optional[float] = None
 
     def summary(self) -> dict:
-        return {"vip_move_ms": self.vip_move_ms, "failed": self.failed, "total": self.total}
+        return {"vip_move_ms": self.vip_move_ms, "failed": self.failed, "total": self.total,
+                "recovered_ms": self.recovered_ms}
+
+
+def recovered_ms(requests: Sequence[dict], t_fault: float) -> Optional[float]:
+    """Kill to first good request: the end of the first successful request that started after the fault and after
+    every failed one, in ms after the fault."""
+    last_bad = max((r["start"] for r in requests if not r["ok"]), default=t_fault)
+    good = [r["start"] + r["ms"] / 1000 for r in requests if r["ok"] and r["start"] >= max(last_bad, t_fault)]
+    return round((min(good) - t_fault) * 1000, 1) if good else None
 
 
 def stream_drill(site: Site, fault: Callable[[], float], blob: str, *, expect_move: bool,
@@ -168,7 +179,8 @@ def stream_drill(site: Site, fault: Callable[[], float], blob: str, *, expect_mo
     failures = [{"after_fault_ms": round((r["start"] - t_fault) * 1000), "path": r["path"], "error": r["error"]}
                 for r in result["requests"] if not r["ok"]]
     return StreamResult(vip_move_ms=None if moved is None else round((moved - t_fault) * 1000, 1),
-                        failed=result["failed"], total=result["total"], max_ms=result["max_ms"], failures=failures)
+                        failed=result["failed"], total=result["total"], max_ms=result["max_ms"], failures=failures,
+                        recovered_ms=recovered_ms(result["requests"], t_fault))
 
 
 def redis_drill(site: Site, sentinels: Sequence[str], master_set: str, old_master: str, password: str,

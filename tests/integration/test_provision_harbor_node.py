@@ -21,7 +21,7 @@ def run_node(tmp_path: Path, call: str, check: bool = True, **env: str) -> subpr
     return result
 
 
-def test_shared_csrf_key_replaces_the_one_prepare_generated_and_keeps_the_rest(tmp_path):
+def test_set_env_value_replaces_the_csrf_key_prepare_generated_and_keeps_the_rest(tmp_path):
     env_dir = tmp_path / "harbor" / "common" / "config" / "core"
     env_dir.mkdir(parents=True)
     env_file = env_dir / "env"
@@ -29,21 +29,19 @@ def test_shared_csrf_key_replaces_the_one_prepare_generated_and_keeps_the_rest(t
     env_file.chmod(0o640)
     key_file = tmp_path / "csrf_key"
     key_file.write_text("SharedClusterKey0123456789abcdef\n")
-    result = run_node(tmp_path, "set_shared_csrf_key", INSTALL_DIR=str(tmp_path / "harbor"),
-                      CSRF_KEY_FILE=str(key_file))
+    result = run_node(tmp_path, f'set_env_value "{env_file}" CSRF_KEY "{key_file}"')
     assert env_file.read_text() == ("CONFIG_PATH=/etc/core/app.conf\nCSRF_KEY=SharedClusterKey0123456789abcdef\n"
                                     "EXT=1\n")
     assert oct(env_file.stat().st_mode & 0o777) == "0o640"
     assert "SharedClusterKey" not in result.stdout + result.stderr
 
 
-def test_shared_csrf_key_is_added_when_prepare_wrote_none(tmp_path):
+def test_set_env_value_adds_the_line_when_prepare_wrote_none(tmp_path):
     env_dir = tmp_path / "harbor" / "common" / "config" / "core"
     env_dir.mkdir(parents=True)
     (env_dir / "env").write_text("A=1\n")
     (tmp_path / "csrf_key").write_text("K" * 32 + "\n")
-    run_node(tmp_path, "set_shared_csrf_key", INSTALL_DIR=str(tmp_path / "harbor"),
-             CSRF_KEY_FILE=str(tmp_path / "csrf_key"))
+    run_node(tmp_path, f'set_env_value "{env_dir / "env"}" CSRF_KEY "{tmp_path / "csrf_key"}"')
     assert (env_dir / "env").read_text() == "A=1\nCSRF_KEY=" + "K" * 32 + "\n"
 
 
@@ -52,12 +50,10 @@ def test_fstab_put_replaces_the_entry_of_the_mount_point_once_and_drop_removes_i
     fstab.write_text("UUID=abc / ext4 defaults 0 1\n#198.18.0.9:/old /data nfs defaults 0 0\n"
                      "198.18.0.9:/srv/harbor /data nfs vers=4.1,hard 0 0\n")
     line = "198.18.0.10:/srv/harbor /data nfs vers=4.2,hard,noatime,_netdev 0 0"
-    run_node(tmp_path, f'fstab_put "{line}"', FSTAB=str(fstab))
-    assert fstab.read_text() == ("UUID=abc / ext4 defaults 0 1\n#198.18.0.9:/old /data nfs defaults 0 0\n"
-                                 f"{line}\n")
-    again = subprocess.run(["bash", "-c", f'. "{SCRIPT}"; fstab_put "{line}"'], capture_output=True, text=True,
-                           timeout=30, env={**os.environ, **LIB_ENV, "FSTAB": str(fstab)})
-    assert again.returncode == 1  # already there: nothing to remount
+    for _ in range(2):
+        run_node(tmp_path, f'fstab_put "{line}"', FSTAB=str(fstab))
+        assert fstab.read_text() == ("UUID=abc / ext4 defaults 0 1\n#198.18.0.9:/old /data nfs defaults 0 0\n"
+                                     f"{line}\n")
     run_node(tmp_path, "fstab_drop /data", FSTAB=str(fstab))
     assert fstab.read_text() == "UUID=abc / ext4 defaults 0 1\n#198.18.0.9:/old /data nfs defaults 0 0\n"
 
@@ -72,3 +68,98 @@ def test_shared_data_volume_is_checked_never_mounted_nor_put_in_fstab(tmp_path):
     (tmp_path / "data").mkdir()
     missing = run_node(tmp_path, "ensure_mount unused-stage", check=False, DATA_VOLUME=str(tmp_path / "data"), **env)
     assert missing.returncode != 0 and "the shared data volume is missing" in missing.stderr, missing.stderr
+
+def fake_docker(tmp_path: Path) -> dict[str, str]:
+    """A `docker` on PATH that records `load -i FILE` and fails when FILE is not a gzip stream."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    (bindir / "docker").write_text('#!/bin/sh\nf=$4\necho "$f" >> "$(dirname "$0")/loaded"\ngzip -t "$f"\n')
+    (bindir / "docker").chmod(0o755)
+    return {"PATH": f"{bindir}:{os.environ['PATH']}"}
+
+
+def installer(tmp_path: Path, version: str, images: dict[str, bytes]) -> Path:
+    """harbor-offline-installer-v<version>.tgz with harbor/prepare and the given image tarballs."""
+    import io
+    import tarfile
+    tgz = tmp_path / "uploads" / "harbor-node" / f"harbor-offline-installer-v{version}.tgz"
+    tgz.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tgz, "w:gz") as tar:
+        for name, data in {"prepare": b"#!/bin/sh\n", **images}.items():
+            info = tarfile.TarInfo(f"harbor/{name}")
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return tgz
+
+
+def node_env(tmp_path: Path, version: str) -> dict[str, str]:
+    return {"HARBOR_VERSION": version, "INSTALL_DIR": str(tmp_path / "harbor"), "INSTALLER_URL": "",
+            "INSTALLER_SHA256": "", "HARBOR_HA_STATE": str(tmp_path), **fake_docker(tmp_path)}
+
+
+def gz(data: bytes) -> bytes:
+    import gzip
+    return gzip.compress(data)
+
+
+def test_an_upgrade_loads_exactly_the_new_versions_image_tarball(tmp_path):
+    # `find ... | head -n 1` could pick the old version's tarball left in the install folder.
+    installer(tmp_path, "2.15.2", {"harbor.v2.15.2.tar.gz": gz(b"old")})
+    installer(tmp_path, "2.15.3", {"harbor.v2.15.3.tar.gz": gz(b"new")})
+    run_node(tmp_path, "ensure_installer", **node_env(tmp_path, "2.15.2"))
+    run_node(tmp_path, "ensure_installer", **node_env(tmp_path, "2.15.3"))
+    loaded = (tmp_path / "bin" / "loaded").read_text().split()
+    assert [Path(p).name for p in loaded] == ["harbor.v2.15.2.tar.gz", "harbor.v2.15.3.tar.gz"]
+    assert (tmp_path / "harbor" / ".harbor-ha-version").read_text() == "2.15.3\n"
+
+
+def test_a_bad_image_tarball_fails_the_apply_writes_no_marker_and_the_next_apply_retries(tmp_path):
+    tgz = installer(tmp_path, "2.15.2", {"harbor.v2.15.2.tar.gz": b"not gzip"})
+    env = {**os.environ, **LIB_ENV, **node_env(tmp_path, "2.15.2")}
+    # the role_apply sequence up to the installer, as the real one runs it (no if around it)
+    call = f'. "{SCRIPT}"; if ! installer_current; then ensure_installer; fi; echo reached'
+    failed = subprocess.run(["bash", "-c", call], capture_output=True, text=True, timeout=30, env=env)
+    assert failed.returncode != 0 and "reached" not in failed.stdout
+    assert not (tmp_path / "harbor" / ".harbor-ha-version").exists()
+    tgz.unlink()
+    installer(tmp_path, "2.15.2", {"harbor.v2.15.2.tar.gz": gz(b"good")})
+    retried = subprocess.run(["bash", "-c", call], capture_output=True, text=True, timeout=30, env=env)
+    assert retried.returncode == 0, retried.stderr
+    assert (tmp_path / "harbor" / ".harbor-ha-version").read_text() == "2.15.2\n"
+
+
+def test_an_installer_without_the_versions_image_tarball_is_refused(tmp_path):
+    installer(tmp_path, "2.15.3", {"harbor.v2.15.2.tar.gz": gz(b"old")})
+    result = subprocess.run(["bash", "-c", f'. "{SCRIPT}"; ensure_installer'],
+                            capture_output=True, text=True, timeout=30,
+                            env={**os.environ, **LIB_ENV, **node_env(tmp_path, "2.15.3")})
+    assert result.returncode != 0 and "has no harbor.v2.15.3.tar.gz" in result.stderr
+    assert not (tmp_path / "harbor" / ".harbor-ha-version").exists()
+
+
+def test_shared_env_values_are_detected_missing_after_a_manual_prepare_and_put_back(tmp_path):
+    core = tmp_path / "harbor" / "common" / "config" / "core"
+    core.mkdir(parents=True)
+    (core / "env").write_text("CSRF_KEY=fromPrepare\nROBOT_SCANNER_NAME_PREFIX=abcd1234\nX=1\n")
+    (tmp_path / "csrf").write_text("ClusterCsrf\n")
+    (tmp_path / "prefix").write_text("clusterp\n")
+    env = {"INSTALL_DIR": str(tmp_path / "harbor"), "CSRF_KEY_FILE": str(tmp_path / "csrf"),
+           "SCANNER_PREFIX_FILE": str(tmp_path / "prefix")}
+    check = subprocess.run(["bash", "-c", f'. "{SCRIPT}"; shared_env_in_place'], capture_output=True, timeout=30,
+                           env={**os.environ, **LIB_ENV, **env})
+    assert check.returncode == 1
+    run_node(tmp_path, "put_shared_env; shared_env_in_place", **env)
+    assert (core / "env").read_text() == "CSRF_KEY=ClusterCsrf\nROBOT_SCANNER_NAME_PREFIX=clusterp\nX=1\n"
+
+
+def test_trivy_cache_and_reports_move_to_the_nodes_own_disk(tmp_path):
+    (tmp_path / "harbor").mkdir()
+    compose = tmp_path / "harbor" / "docker-compose.yml"
+    compose.write_text("      - type: bind\n        source: /data/trivy-adapter/trivy\n"
+                       "      - type: bind\n        source: /data/trivy-adapter/reports\n"
+                       "      - type: bind\n        source: /data/registry\n")
+    env = {"INSTALL_DIR": str(tmp_path / "harbor"), "DATA_VOLUME": "/data",
+           "TRIVY_LOCAL_DIR": str(tmp_path / "trivy"), "HARBOR_UID": str(os.getuid())}
+    run_node(tmp_path, "if ! trivy_local; then localize_trivy; fi; trivy_local", **env)
+    assert compose.read_text().count(str(tmp_path / "trivy")) == 2 and "/data/registry" in compose.read_text()
+    assert (tmp_path / "trivy" / "trivy").is_dir() and (tmp_path / "trivy" / "reports").is_dir()

@@ -21,9 +21,14 @@ def run_lib(state: Path, call: str) -> str:
     return result.stdout
 
 
+def applied(stage_dir: Path) -> str:
+    """What main does for a role whose apply succeeds: install the files, then record them as applied."""
+    return f'install_manifest "{stage_dir}"; manifest_commit'
+
+
 def stage(tmp_path: Path, files: dict[str, str], mode: int = 0o640) -> tuple[Path, list[FileSpec]]:
     stage_dir = tmp_path / "stage"
-    stage_dir.mkdir(exist_ok=True)
+    stage_dir.mkdir(parents=True, exist_ok=True)
     specs = [FileSpec(path=str(tmp_path / "root" / rel), render=lambda _s, c=content: c, mode=mode,
                       owner="nobody", group="nogroup")
              for rel, content in files.items()]
@@ -35,43 +40,43 @@ def stage(tmp_path: Path, files: dict[str, str], mode: int = 0o640) -> tuple[Pat
 
 def test_install_manifest_installs_with_mode_and_owner_then_changes_nothing_on_a_second_run(tmp_path):
     stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n", "etc/other/b.conf": "b=1\n"})
-    first = run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"').split()
+    first = run_lib(tmp_path / "state", applied(stage_dir)).split()
     assert first == [s.path for s in specs]
     for spec in specs:
         st = os.stat(spec.path)
         assert oct(st.st_mode & 0o777) == "0o640"
         assert st.st_uid == int(subprocess.check_output(["id", "-u", "nobody"]))
         assert Path(spec.path).read_text() == spec.render({})
-    assert run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"') == ""
+    assert run_lib(tmp_path / "state", applied(stage_dir)) == ""
 
 
 def test_install_manifest_reinstalls_only_what_the_rendering_changed(tmp_path):
     stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n", "etc/app/b.conf": "b=1\n"})
-    run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"')
+    run_lib(tmp_path / "state", applied(stage_dir))
     (stage_dir / specs[1].stage_name).write_text("b=2\n")
-    assert run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"').split() == [specs[1].path]
+    assert run_lib(tmp_path / "state", applied(stage_dir)).split() == [specs[1].path]
     assert Path(specs[1].path).read_text() == "b=2\n"
 
 
 def test_a_file_the_service_rewrote_is_left_alone_while_its_rendering_is_unchanged(tmp_path):
     # Sentinel rewrites sentinel.conf, a promoted replica loses its replicaof: re-applying must not revert that.
     stage_dir, specs = stage(tmp_path, {"etc/redis/sentinel.conf": "sentinel monitor m 198.18.0.1 6379 2\n"})
-    run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"')
+    run_lib(tmp_path / "state", applied(stage_dir))
     Path(specs[0].path).write_text("sentinel monitor m 198.18.0.2 6379 2\n# learned\n")
-    assert run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"') == ""
+    assert run_lib(tmp_path / "state", applied(stage_dir)) == ""
     assert "198.18.0.2" in Path(specs[0].path).read_text()
 
 
 def test_a_deleted_file_is_installed_again(tmp_path):
     stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n"})
-    run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"')
+    run_lib(tmp_path / "state", applied(stage_dir))
     os.unlink(specs[0].path)
-    assert run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"').split() == [specs[0].path]
+    assert run_lib(tmp_path / "state", applied(stage_dir)).split() == [specs[0].path]
 
 
 def test_remove_manifest_removes_the_installed_files_only(tmp_path):
     stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n"})
-    run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"')
+    run_lib(tmp_path / "state", applied(stage_dir))
     neighbour = Path(specs[0].path).parent / "keep.conf"
     neighbour.write_text("x")
     run_lib(tmp_path / "state", f'remove_manifest "{stage_dir}"')
@@ -80,18 +85,18 @@ def test_remove_manifest_removes_the_installed_files_only(tmp_path):
 
 def test_rollback_puts_back_exactly_what_the_last_install_replaced(tmp_path):
     stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n", "etc/app/b.conf": "b=1\n"})
-    run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"')
+    run_lib(tmp_path / "state", applied(stage_dir))
     (stage_dir / specs[0].stage_name).write_text("a=broken\n")
     assert run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"').split() == [specs[0].path]
     run_lib(tmp_path / "state", f'manifest_rollback "{stage_dir}"')
     assert Path(specs[0].path).read_text() == "a=1\n" and Path(specs[1].path).read_text() == "b=1\n"
     # Not recorded as applied: the next run installs the staged file again.
-    assert run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"').split() == [specs[0].path]
+    assert run_lib(tmp_path / "state", applied(stage_dir)).split() == [specs[0].path]
 
 
 def test_applied_state_keeps_digests_not_copies_of_the_files(tmp_path):
     stage_dir, specs = stage(tmp_path, {"etc/app/secret.conf": "password=Sup3rSecretValue\n"})
-    run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"')
+    run_lib(tmp_path / "state", applied(stage_dir))
     for f in (tmp_path / "state").rglob("*"):
         assert not f.is_file() or "Sup3rSecretValue" not in f.read_text(errors="replace"), f
 
@@ -159,7 +164,7 @@ def test_redis_scripts_find_todays_master_through_a_real_sentinel_and_follow_it(
 
 def test_checked_apply_rolls_back_files_the_check_rejects_and_fails(tmp_path):
     stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n"})
-    run_lib(tmp_path / "state", f'install_manifest "{stage_dir}"')
+    run_lib(tmp_path / "state", applied(stage_dir))
     (stage_dir / specs[0].stage_name).write_text("a=broken\n")
     # The check reads the installed file, as nginx -t does; no systemd is reached when it fails.
     result = subprocess.run(
@@ -188,3 +193,93 @@ def test_sysctl_apply_writes_only_the_values_that_differ(tmp_path):
                             timeout=30, env={**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}"})
     assert result.returncode == 0, result.stderr
     assert writes.read_text() == "-q -w net.ipv4.ip_forward=1\n"
+
+def test_files_are_recorded_as_applied_only_after_the_role_apply_succeeded(tmp_path):
+    # A run that dies between installing and restarting must install (and so restart) again next time.
+    stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n"})
+    role = tmp_path / "role.sh"
+    role.write_text(f'ROLE=test\n. "{LIB}"\nrole_apply() {{ install_manifest "$1"; [ -z "${{FAIL:-}}" ]; }}\n'
+                    'role_delete() { :; }\nmain "$@"\n')
+    env = {**os.environ, "HARBOR_HA_STATE": str(tmp_path / "state")}
+    failed = subprocess.run(["bash", str(role), "apply", str(stage_dir)], capture_output=True, text=True,
+                            timeout=30, env={**env, "FAIL": "1"})
+    assert failed.returncode != 0 and failed.stdout.split() == [specs[0].path]
+    again = subprocess.run(["bash", str(role), "apply", str(stage_dir)], capture_output=True, text=True,
+                           timeout=30, env=env)
+    assert again.returncode == 0 and again.stdout.split() == [specs[0].path]
+    third = subprocess.run(["bash", str(role), "apply", str(stage_dir)], capture_output=True, text=True,
+                           timeout=30, env=env)
+    assert third.returncode == 0 and third.stdout == ""
+
+
+def test_a_failed_install_inside_a_command_substitution_fails_the_apply_and_is_not_recorded(tmp_path):
+    # `changed=$(install_manifest ...)`: without inherit_errexit bash runs the body with errexit off.
+    stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n"})
+    (stage_dir / "MANIFEST").write_text((stage_dir / "MANIFEST").read_text().replace(" nobody ", " no-such-user "))
+    result = subprocess.run(["bash", "-c", f'. "{LIB}"; changed=$(install_manifest "{stage_dir}"); manifest_commit; '
+                             'echo "reached: $changed"'], capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "HARBOR_HA_STATE": str(tmp_path / "state")})
+    assert result.returncode != 0 and "reached" not in result.stdout
+    assert not list((tmp_path / "state" / "applied").glob("*"))
+
+
+def test_install_keeps_the_mode_of_an_existing_folder(tmp_path):
+    # /etc/redis is 2770 from the package; `install -d -m 0755` made it 2755.
+    stage_dir, specs = stage(tmp_path, {"etc/redis/redis.conf": "port 6379\n"})
+    folder = Path(specs[0].path).parent
+    folder.mkdir(parents=True)
+    folder.chmod(0o2770)
+    run_lib(tmp_path / "state", applied(stage_dir))
+    assert oct(folder.stat().st_mode & 0o7777) == "0o2770"
+
+
+def test_roles_of_one_host_keep_their_rollback_copies_apart(tmp_path):
+    # Roles of one host run in parallel: one role's install must not wipe what another would roll back to.
+    state = tmp_path / "state"
+    stage_a, specs_a = stage(tmp_path / "a", {"etc/a.conf": "a=1\n"})
+    stage_b, _ = stage(tmp_path / "b", {"etc/b.conf": "b=1\n"})
+    run_lib(state, f"ROLE=a; . \"{LIB}\"; {applied(stage_a)}")
+    (stage_a / specs_a[0].stage_name).write_text("a=broken\n")
+    run_lib(state, f'ROLE=a; . "{LIB}"; install_manifest "{stage_a}"')
+    run_lib(state, f"ROLE=b; . \"{LIB}\"; {applied(stage_b)}")
+    run_lib(state, f'ROLE=a; . "{LIB}"; manifest_rollback "{stage_a}"')
+    assert Path(specs_a[0].path).read_text() == "a=1\n"
+
+
+def shared_stage(tmp_path: Path, content: str) -> tuple[Path, Path]:
+    """A stage with one write-once file (a shared key on the data volume)."""
+    spec = FileSpec(path=str(tmp_path / "data" / "secret" / "keys" / "secretkey"), render=lambda _s: content,
+                    mode=0o600, owner="nobody", group="nogroup", write_once=True)
+    stage_dir = tmp_path / f"stage-{content}"
+    stage_dir.mkdir()
+    (stage_dir / spec.stage_name).write_text(content)
+    (stage_dir / "MANIFEST").write_text(manifest_text([spec]))
+    return stage_dir, Path(spec.path)
+
+
+def test_a_shared_key_is_written_once_and_never_replaced(tmp_path):
+    # Node k+1 must not swap the inode core's bind mount on node k holds.
+    stage_dir, key = shared_stage(tmp_path, "k1")
+    assert run_lib(tmp_path / "node1", applied(stage_dir)).split() == [str(key)]
+    inode = key.stat().st_ino
+    assert run_lib(tmp_path / "node2", applied(stage_dir)) == ""
+    assert key.stat().st_ino == inode and key.read_text() == "k1"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_different_existing_shared_key_stops_the_apply_with_a_clear_error(tmp_path):
+    first, key = shared_stage(tmp_path, "k1")
+    run_lib(tmp_path / "node1", applied(first))
+    other, _ = shared_stage(tmp_path, "k2")
+    result = subprocess.run(["bash", "-c", f'. "{LIB}"; {applied(other)}'], capture_output=True, text=True,
+                            timeout=30, env={**os.environ, "HARBOR_HA_STATE": str(tmp_path / "node2")})
+    assert result.returncode != 0
+    assert f"{key} exists with a different content than the cluster's key" in result.stderr
+    assert key.read_text() == "k1"
+
+
+def test_remove_manifest_keeps_the_shared_keys(tmp_path):
+    stage_dir, key = shared_stage(tmp_path, "k1")
+    run_lib(tmp_path / "node1", applied(stage_dir))
+    run_lib(tmp_path / "node1", f'remove_manifest "{stage_dir}"')
+    assert key.read_text() == "k1"

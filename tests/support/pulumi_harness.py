@@ -131,7 +131,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if self.preview:
             # What a provider returns on a preview create: its inputs; the SDK makes every missing output unknown.
             return ["", outputs]
-        if args.typ == "random:index/randomPassword:RandomPassword":
+        if args.typ in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
             length = int(args.inputs["length"])
             outputs["result"] = self.generated[args.name] = (fake_secret("pw", self._seed(args.name)) * 4)[-length:]
         elif args.typ == "tls:index/privateKey:PrivateKey" and args.inputs.get("algorithm") == "ED25519":

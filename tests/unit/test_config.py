@@ -90,6 +90,12 @@ def _with(values: dict, path: str, value) -> dict:
     (lambda v: _with(v, "keepalived.trackProcess", True),
      "harbor-ha:keepalived.trackProcess: cannot track nginx on LB hosts that are Harbor nodes too"),
     (lambda v: {**v, "sshPrivateKey": "-----BEGIN"}, "harbor-ha:sshPrivateKey: must be set as a secret"),
+    (lambda v: _with(v, "harbor.proxy", {"http": "proxy:3128"}),
+     "harbor-ha:harbor.proxy.http: 'proxy:3128' is not a proxy URL"),
+    (lambda v: _with(v, "harbor.proxy", {"htps": "http://p:3128"}), "harbor-ha:harbor.proxy.htps: unknown key"),
+    (lambda v: _with(v, "harbor.trivySkipUpdate", "yes"), "harbor-ha:harbor.trivySkipUpdate: must be true or false"),
+    (lambda v: _with(v, "roles.retiringNodes", ["harbor2"]),
+     "harbor-ha:roles.retiringNodes[0]: host 'harbor2' is in harborNodes too"),
 ])
 def test_bad_dev_config_names_the_key(change, expected):
     problems = problems_of(change(dev_values()))

@@ -200,3 +200,14 @@ def test_drill_client_verifies_the_certificate_unless_told_insecure(tls_server):
         assert ha_client.request("127.0.0.1", "GET", "/v2/", timeout=5)[0] == 200
     finally:
         ha_client._TLS.update(port=443, context=None, server_name=None)
+
+
+def test_recovered_ms_is_the_end_of_the_first_good_request_after_the_last_failure():
+    from scripts.drills import recovered_ms
+    t = 1000.0
+    requests = [{"start": t - 0.1, "ms": 20, "ok": True}, {"start": t + 0.05, "ms": 5000, "ok": False},
+                {"start": t + 0.1, "ms": 30, "ok": True}, {"start": t + 0.2, "ms": 100, "ok": False},
+                {"start": t + 0.3, "ms": 50, "ok": True}, {"start": t + 0.4, "ms": 10, "ok": True}]
+    assert recovered_ms(requests, t) == 350.0
+    assert recovered_ms([{"start": t + 0.2, "ms": 10, "ok": True}], t) == 210.0
+    assert recovered_ms([{"start": t + 0.2, "ms": 10, "ok": False}], t) is None

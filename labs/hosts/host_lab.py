@@ -1,0 +1,509 @@
+"""The roles applied to real Debian 12 hosts over SSH, then day-2 changes under a client's requests through the VIP.
+
+    sudo python3 labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both] [--keep]
+    sudo python3 labs/hosts/host_lab.py down
+
+Hosts: labs/hosts/debhosts.sh (systemd-nspawn machines: systemd as PID 1, sshd with pinned host keys, apt through a
+caching proxy, Docker inside), environment HHA_ROOT, HHA_BRIDGE, HHA_NET as that script takes them.
+What runs for real: apt installs, the role scripts, systemd units, PostgreSQL, Redis and Sentinel, nginx, keepalived
+(VRRP between two hosts), Docker and docker-compose with Harbor's compose layout, reboots.
+What is a stand-in, and why:
+- Harbor: the stand-in offline installer of labs/hosts/standin_installer.py (Harbor's images cannot be had here).
+- NFS: this kernel has no NFS server or client. The machine's folder HHA_ROOT/nfs-standin is bind-mounted at
+  /srv/nfs-standin in every host (HHA_BIND of the lab's debhosts.sh); on Harbor nodes /sbin/mount.nfs is diverted
+  (dpkg-divert) to a script that bind-mounts that folder, so the role's own fstab line, `mount /data` and the boot
+  mount unit run unchanged; on the NFS host nfs-server.service is a oneshot stand-in unit (`exportfs -ra` is real).
+- `pulumi up`: labs/hosts/replay.py replays the program's registered remote commands in the engine's plan order
+  (until the locally built CLI is available), sequentially instead of in parallel.
+- Reboot: `systemctl reboot` in the host ends its systemd-nspawn (no systemd on this machine restarts it, as
+  systemd-nspawn@.service would); the lab starts it again on the same root filesystem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from labs import certs as lab_certs  # noqa: E402
+from labs.hosts import standin_installer  # noqa: E402
+from labs.hosts.replay import COMMAND, Replay, SshRunner, UpResult  # noqa: E402
+from scripts import drills  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+DEBHOSTS = HERE / "debhosts.sh"
+ROOT = Path(os.environ.get("HHA_ROOT", "/var/lib/harbor-ha-host-lab"))
+BRIDGE = os.environ.get("HHA_BRIDGE", "hha-hl0")
+NET = os.environ.get("HHA_NET", "198.19.220")
+NFS_STANDIN = ROOT / "nfs-standin"
+HOSTNAME = "harbor.hostlab.internal"
+VERSIONS = ("2.15.2", "2.15.3")  #: the stand-in installer's version, and the one of the upgrade scenario
+# Which debhosts machine plays which host; prod-like reuses the data host and the nodes of dev.
+MACHINES = {"data1": "h1", "node1": "h2", "node2": "h3", "node3": "h4",
+            "redis1": "h5", "redis2": "h6", "redis3": "h7", "lb1": "h8", "lb2": "h9"}
+# systemd units of each role: every one must be active after an apply and after a reboot.
+UNITS = {"nfs-server": ["nfs-server"], "postgres": ["postgresql@15-main"], "redis": ["redis-server"],
+         "sentinel": ["redis-sentinel"], "harbor-node": ["docker"], "loadbalancer": ["nginx"],
+         "keepalived": ["keepalived"]}
+# What a role's delete must have done, where it does not stop its unit: the NFS server may export other folders
+# (only Harbor's export goes), PostgreSQL may hold other databases (only Harbor's access goes).
+UNDONE = {"nfs-server": "! test -e /etc/exports.d/harbor-ha.exports",
+          "postgres": "! grep -q '^host' /etc/postgresql/15/main/pg_hba.conf",
+          "harbor-node": "! mountpoint -q /data && [ -z \"$(docker ps -q)\" ]"}
+# Where each role keeps the data its delete must leave behind.
+DATA = {"postgres": "/var/lib/postgresql/15/main/PG_VERSION", "redis": "/var/lib/redis",
+        "harbor-node": "/srv/nfs-standin/secret/keys/secretkey", "nfs-server": "/srv/nfs-standin"}
+MOUNT_NFS_STANDIN = """#!/bin/sh
+# Stand-in for mount.nfs (harbor-ha host lab): this kernel has no NFS client. Bind-mounts the folder every lab host
+# shares instead of SERVER:EXPORT; the real helper is diverted to /sbin/mount.nfs.distrib.
+exec mount --bind /srv/nfs-standin "$2"
+"""
+NFS_SERVER_STANDIN = """[Unit]
+Description=Stand-in for the NFS server (harbor-ha host lab: this kernel has no nfsd)
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/true
+[Install]
+WantedBy=multi-user.target
+"""
+CLIENT = r"""
+import json, os, ssl, sys, time, urllib.request
+url, stop, interval = sys.argv[1], sys.argv[2], float(sys.argv[3])
+ctx = ssl.create_default_context(cafile=sys.argv[4])
+total, failed, failures, t0, requests = 0, 0, [], time.monotonic(), []
+while not os.path.exists(stop) and time.monotonic() - t0 < 900:
+    t, start = time.monotonic(), time.time()
+    why = "unhealthy answer"
+    try:
+        with urllib.request.urlopen(url, timeout=5, context=ctx) as r:
+            ok = r.status == 200 and b"healthy" in r.read()
+    except Exception as e:
+        ok, why = False, repr(e)[:120]
+    total += 1
+    requests.append({"start": start, "ms": round((time.monotonic() - t) * 1000, 1), "ok": ok})
+    if not ok:
+        failed += 1
+        failures.append([round(t - t0, 2), why])
+    time.sleep(max(0.0, interval - (time.monotonic() - t)))
+print(json.dumps({"total": total, "failed": failed, "failures": failures[:20], "requests": requests}))
+"""
+
+
+def log(message: str) -> None:
+    print(f"[host-lab {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def debhosts(*args: str, timeout: float = 600) -> str:
+    env = {**os.environ, "HHA_ROOT": str(ROOT), "HHA_BRIDGE": BRIDGE, "HHA_NET": NET,
+           "HHA_BIND": f"{NFS_STANDIN}:/srv/nfs-standin"}
+    done = subprocess.run(["bash", str(DEBHOSTS), *args], capture_output=True, text=True, timeout=timeout, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"debhosts.sh {' '.join(args)}: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def address(machine: str) -> str:
+    return f"{NET}.{10 + int(machine[1:])}"
+
+
+def ssh(machine: str, command: str, *, input: Optional[str] = None, timeout: float = 300,
+        check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(["ssh", "-F", str(ROOT / "ssh_config"), machine, command], input=input,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{machine}: {command[:80]}: exit {done.returncode}: {done.stderr[-1500:]}")
+    return done
+
+
+def host_keys() -> dict[str, str]:
+    """machine -> its ed25519 public key (`type base64`), from the known_hosts debhosts.sh wrote."""
+    keys = {}
+    for line in (ROOT / "known_hosts").read_text().splitlines():
+        names, kind, key = line.split()[:3]
+        keys[names.split(",")[0]] = f"{kind} {key}"
+    return keys
+
+
+@dataclass
+class Shape:
+    """One topology: which lab hosts carry which roles."""
+
+    name: str
+    hosts: list[str]  #: lab host names (keys of MACHINES)
+    roles: dict[str, Any]  #: the stack's `roles` section
+    extra: dict[str, Any] = field(default_factory=dict)  #: further stack sections
+
+    @property
+    def machines(self) -> list[str]:
+        return [MACHINES[h] for h in self.hosts]
+
+
+DEV = Shape("dev", ["data1", "node1", "node2"], {
+    "nfs": "data1", "postgres": "data1", "redis": ["data1"], "harborNodes": ["node1", "node2"],
+    "loadBalancers": ["node1", "node2"]})
+PROD = Shape("prod", ["data1", "node1", "node2", "redis1", "redis2", "redis3", "lb1", "lb2"], {
+    "nfs": "data1", "postgres": "data1", "redis": ["redis1", "redis2", "redis3"],
+    "sentinels": ["redis1", "redis2", "redis3"], "harborNodes": ["node1", "node2"], "loadBalancers": ["lb1", "lb2"]},
+    # vrrp_track_process needs the kernel's process events, which only the machine's first network namespace gets.
+    {"redis": {"mode": "sentinel"}, "keepalived": {"trackProcess": False}})
+
+
+class HostLab:
+    def __init__(self, work: Path):
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+        self.replay = Replay(SshRunner(ROOT / "id_ed25519"))
+        self.installers = {v: standin_installer.build(v, work / "installers") for v in VERSIONS}
+        ca, cert, key = lab_certs.ca_and_server(HOSTNAME, [HOSTNAME, self.vip], days=2)
+        self.ca, self.tls = ca.decode(), {"tlsCertificate": cert.decode(), "tlsPrivateKey": key.decode()}
+
+    vip = f"{NET}.100"
+
+    # ------------------------------------------------------------------------------------------------ hosts
+    booted = 0  #: hosts h1..h<booted> are up
+
+    def boot(self, count: int) -> None:
+        self.booted = count
+        subprocess.run(["ip", "route", "replace", "blackhole", "198.18.0.0/15"], check=True)
+        NFS_STANDIN.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        debhosts("up", str(count))
+        log(f"{count} hosts up in {time.monotonic() - t0:.1f} s")
+
+    def prepare_standins(self, shape: Shape) -> None:
+        """The lab's NFS stand-ins, put in place before the first apply (see the module docstring)."""
+        nfs_host = MACHINES[shape.roles["nfs"]]
+        ssh(nfs_host, "test -f /etc/systemd/system/nfs-server.service || { cat > /etc/systemd/system/nfs-server.service"
+                      " && systemctl daemon-reload; }", input=NFS_SERVER_STANDIN)
+        for node in [*shape.roles["harborNodes"], *(["node3"] if self.booted >= 4 else [])]:
+            ssh(MACHINES[node], "set -e; if [ ! -f /sbin/mount.nfs.distrib ]; then "
+                "dpkg-divert --quiet --local --rename --divert /sbin/mount.nfs.distrib --add /sbin/mount.nfs; fi; "
+                "cat > /sbin/mount.nfs && chmod 0755 /sbin/mount.nfs", input=MOUNT_NFS_STANDIN)
+
+    def values(self, shape: Shape, *, version: str = VERSIONS[0], extra_nodes: tuple[str, ...] = (),
+               retiring: tuple[str, ...] = (), lb: Optional[dict] = None) -> dict[str, Any]:
+        keys = host_keys()
+        names = [*shape.hosts, *[n for n in [*extra_nodes, *retiring] if n not in shape.hosts]]
+        roles = {**shape.roles, "harborNodes": [*shape.roles["harborNodes"], *extra_nodes]}
+        if retiring:
+            roles["retiringNodes"] = list(retiring)
+        values = {
+            "hosts": [{"name": n, "address": address(MACHINES[n]), "user": "root", "hostKey": keys[MACHINES[n]]}
+                      for n in names],
+            "roles": roles,
+            "vip": {"address": self.vip, "interface": "host0", "virtualRouterId": 208},
+            "harbor": {"hostname": HOSTNAME, "version": version, "healthTimeout": 120,
+                       "installer": {"path": str(self.installers[version])}},
+            **shape.extra,
+        }
+        if lb:
+            values["loadBalancer"] = lb
+        # components/config.py's default: Harbor moves off 80 where the LB shares the node
+        self.http_port = 8080 if set(roles["harborNodes"]) & set(roles["loadBalancers"]) else 80
+        return values
+
+    http_port = 80
+
+    def up(self, values: dict[str, Any], *, rotated: frozenset[str] = frozenset(),
+           force_apply: bool = False) -> UpResult:
+        regs = self.replay.program(values, self.tls, rotated)
+        result = self.replay.up(regs, force_apply=force_apply)
+        for r in result.ran:
+            if r.rc != 0:
+                log(f"FAILED {r.name} ({r.op}) on {r.host}: " + " | ".join(r.lines[-8:]))
+        return result
+
+    # ----------------------------------------------------------------------------------------------- checks
+    def placements(self) -> list[tuple[str, str]]:
+        """(role, lab host) of every apply command in the current state."""
+        out = []
+        by_address = {address(m): h for h, m in MACHINES.items()}
+        for r in self.replay.state:
+            match = re.search(r"/stage/([a-z-]+) ", str(r.inputs.get("create", "")))
+            if r.typ == COMMAND and r.name.endswith("-apply") and match:
+                out.append((match.group(1), by_address[str(r.inputs["connection"]["host"])]))
+        return out
+
+    def unit_state(self, machine: str, units: list[str]) -> dict[str, tuple[str, str]]:
+        """unit -> (ActiveState, InvocationID)."""
+        out = ssh(machine, "for u in " + " ".join(units) + "; do systemctl show -p ActiveState -p InvocationID "
+                  "--value $u | paste -sd' '; done").stdout.splitlines()
+        return {u: tuple(line.split(" ", 1)) if " " in line else (line, "") for u, line in zip(units, out, strict=True)}
+
+    def containers(self, machine: str) -> dict[str, str]:
+        """container name -> start time (running ones), on a Harbor node."""
+        out = ssh(machine, "docker ps -q | xargs -r docker inspect -f '{{.Name}} {{.State.StartedAt}}'").stdout
+        return dict(line.lstrip("/").split(" ", 1) for line in out.splitlines() if line)
+
+    def snapshot(self) -> dict[str, Any]:
+        snap: dict[str, Any] = {}
+        for role, host in self.placements():
+            snap[f"{role}@{host}"] = self.unit_state(MACHINES[host], UNITS[role])
+            if role == "harbor-node":
+                snap[f"containers@{host}"] = self.containers(MACHINES[host])
+        return snap
+
+    def inactive(self) -> dict[str, list[str]]:
+        """role -> the `unit@host` (or container, or the VIP) that is not running."""
+        bad: dict[str, list[str]] = {}
+        lbs = sorted({host for role, host in self.placements() if role == "keepalived"})
+        if lbs and len(self.vip_holder(lbs)) != 1:
+            # keepalived can be active in FAULT state (e.g. a tracked process it cannot watch): no VIP anywhere.
+            bad["keepalived"] = [f"the VIP is on {self.vip_holder(lbs) or 'no host'}"]
+        for role, host in self.placements():
+            for unit, (state, _inv) in self.unit_state(MACHINES[host], UNITS[role]).items():
+                if state != "active":
+                    bad.setdefault(role, []).append(f"{unit}@{host}: {state}")
+            if role == "harbor-node":
+                health = ssh(MACHINES[host], f"curl -fsS --max-time 5 http://127.0.0.1:{self.http_port}/api/v2.0/health",
+                             check=False)
+                if '"status":"healthy"' not in health.stdout:
+                    bad.setdefault(role, []).append(f"harbor health@{host}: {health.stdout or health.stderr}"[:200])
+        return bad
+
+    def docker_after_mount(self, host: str) -> bool:
+        """On a node after boot: data.mount was active before docker.service started."""
+        out = ssh(MACHINES[host], "systemctl show -p ActiveEnterTimestampMonotonic --value data.mount; "
+                  "systemctl show -p ExecMainStartTimestampMonotonic --value docker").stdout.split()
+        return len(out) == 2 and 0 < int(out[0]) <= int(out[1])
+
+    def reboot(self, shape: Shape) -> float:
+        """Reboot every host of the shape at once; seconds until all are back (systemd running/degraded)."""
+        t0 = time.monotonic()
+        for m in shape.machines:
+            ssh(m, "systemctl reboot", check=False, timeout=30)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            status = debhosts("status")
+            if not any(re.search(rf"^{m}\s+\S+\s+\d+", status, re.M) for m in shape.machines):
+                break
+            time.sleep(0.5)
+        debhosts("up", str(max(int(m[1:]) for m in shape.machines)))
+        return time.monotonic() - t0
+
+    def wait_active(self, timeout: float) -> dict[str, list[str]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            bad = self.inactive()
+            if not bad or time.monotonic() > deadline:
+                return bad
+            time.sleep(2)
+
+    # ----------------------------------------------------------------------------------------------- client
+    def start_client(self, machine: str, interval: float = 0.1) -> subprocess.Popen:
+        """The client on a lab host: GET https://VIP/api/v2.0/health every `interval` s until stopped."""
+        ssh(machine, "rm -f /tmp/hostlab-client.stop; cat > /tmp/hostlab-ca.pem", input=self.ca)
+        ssh(machine, "cat > /tmp/hostlab-client.py", input=CLIENT)
+        return subprocess.Popen(["ssh", "-F", str(ROOT / "ssh_config"), machine, "python3", "/tmp/hostlab-client.py",
+                                 f"https://{self.vip}/api/v2.0/health", "/tmp/hostlab-client.stop", str(interval),
+                                 "/tmp/hostlab-ca.pem"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def vip_holder(self, lbs: list[str]) -> list[str]:
+        return [h for h in lbs if f" {self.vip}/" in ssh(MACHINES[h], "ip -o -4 addr show").stdout]
+
+    def nginx_death(self, shape: Shape, client_host: str) -> dict:
+        """SIGKILL of every nginx process on the VIP holder while the client requests every 50 ms: systemd's
+        Restart= (components/loadbalancer drop-in) brings it back; keepalived's 1 s check may move the VIP first."""
+        lbs = shape.roles["loadBalancers"]
+        holder = self.vip_holder(lbs)
+        if len(holder) != 1:
+            return {"failed": None, "total": 0, "recovered_ms": None, "error": f"VIP on {holder or 'no host'}"}
+        proc = self.start_client(client_host, interval=0.05)
+        time.sleep(2)
+        t_fault = float(ssh(MACHINES[holder[0]], "date +%s.%N; pkill -KILL -x nginx").stdout.split()[0])
+        time.sleep(8)
+        stats = self._finish(client_host, proc)
+        after = self.vip_holder(lbs)
+        window = [r for r in stats["requests"] if r["start"] >= t_fault - 2][:200]
+        result = {"failed": sum(1 for r in window if not r["ok"]), "total": len(window),
+                  "recovered_ms": drills.recovered_ms(window, t_fault), "vip_moved": after != holder,
+                  "nginx_after": self.unit_state(MACHINES[holder[0]], ["nginx"])["nginx"][0]}
+        log(f"nginx death on {holder}: {result}; failures {stats.get('failures')}")
+        return result
+
+    def day2(self, name: str, client_host: str, values: dict, *, limit: Optional[int], settle: float = 3.0,
+             steps: Optional[list[dict]] = None, rotated: frozenset[str] = frozenset()) -> dict:
+        """Run one day-2 change (one or more `pulumi up`s) while the client requests through the VIP."""
+        proc = self.start_client(client_host)
+        time.sleep(settle)
+        teardowns, deleted, ok, seconds = 0, [], True, 0.0
+        for v in (steps or [values]):
+            result = self.up(v, rotated=rotated)
+            teardowns += len(result.teardowns)
+            deleted += result.deleted
+            ok = ok and result.ok
+            seconds += result.seconds
+        time.sleep(settle)
+        stats = self._finish(client_host, proc)
+        bad = self.wait_active(30)
+        passed = ok and teardowns == 0 and not bad and (limit is None or stats["failed"] <= limit)
+        log(f"day-2 {name}: ok={passed} teardowns={teardowns} failed {stats['failed']}/{stats['total']} "
+            f"in {seconds:.1f} s" + (f"; inactive: {bad}" if bad else "") +
+            (f"; failures {stats.get('failures')}" if stats["failed"] else ""))
+        return {"ok": passed, "teardowns": teardowns, "failed_requests": stats["failed"],
+                "total_requests": stats["total"], "apply_seconds": round(seconds, 1), "deleted_roles": deleted}
+
+    def _finish(self, machine: str, proc: subprocess.Popen) -> dict:
+        ssh(machine, "touch /tmp/hostlab-client.stop")
+        out, err = proc.communicate(timeout=60)
+        return json.loads(out) if out.strip() else {"total": 0, "failed": 1, "error": err[-300:]}
+
+
+def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> None:
+    t0 = time.monotonic()
+    lab.prepare_standins(shape)
+    values = lab.values(shape)
+    first = lab.up(values)
+    log(f"{shape.name}: first apply ok={first.ok} in {first.seconds:.1f} s ({len(first.ran)} steps)")
+    if not first.ok:
+        report["roles"][f"first apply ({shape.name})"] = {"applied": False, "second_apply_changed": -1,
+                                                          "active_after_reboot": False}
+        return
+    applied: dict[str, bool] = {}
+    for role, _host in lab.placements():
+        applied[role] = first.ok
+    bad = lab.wait_active(60) if first.ok else {"all": ["first apply failed"]}
+    log(f"{shape.name}: inactive after apply: {bad or 'none'}")
+
+    before = lab.snapshot()
+    engine_second = lab.up(values)  # what the engine runs: nothing changed, so nothing runs
+    forced = lab.up(values, force_apply=True)  # every role's apply command again
+    after = lab.snapshot()
+    changed: dict[str, int] = {}
+    for line in forced.changed_files():
+        role = line.split("]")[0].split()[-1]
+        changed[role] = changed.get(role, 0) + 1
+    for key, state in before.items():
+        role = key.split("@")[0]
+        if after.get(key) != state:
+            log(f"{shape.name}: restarted by the second apply: {key}: {state} -> {after.get(key)}")
+            changed["harbor-node" if role == "containers" else role] = changed.get(role, 0) + 1
+    log(f"{shape.name}: second apply: engine ran {len(engine_second.ran)} steps; forced re-apply of "
+        f"{len(forced.ran)} roles changed {changed or 'nothing'} in {forced.seconds:.1f} s")
+
+    day2_results: dict[str, dict] = {}
+    client = shape.machines[0]
+    if day2 and shape.name == "dev":
+        day2_results["lb_setting"] = lab.day2("lb_setting", client, lab.values(shape, lb={"readTimeout": 901}),
+                                              limit=0)
+        day2_results["harbor_version_bump"] = lab.day2(
+            "harbor_version_bump", client, lab.values(shape, version=VERSIONS[1], lb={"readTimeout": 901}), limit=1)
+        current = dict(version=VERSIONS[1], lb={"readTimeout": 901})
+        day2_results["added_node"] = lab.day2("added_node", client, lab.values(shape, extra_nodes=("node3",),
+                                                                                **current), limit=0)
+        day2_results["removed_node"] = lab.day2(
+            "removed_node", client, {}, limit=1,
+            steps=[lab.values(shape, retiring=("node3",), **current), lab.values(shape, **current)])
+        day2_results["db_password_rotation"] = lab.day2(
+            "db_password_rotation", client, lab.values(shape, **current), limit=1,
+            rotated=frozenset({"harbor-secrets-db-password"}))
+        values = lab.values(shape, **current)
+    report.setdefault("ha", {})[f"nginx_death ({shape.name})"] = lab.nginx_death(shape, client)
+
+    reboot_s = lab.reboot(shape)
+    bad_after_reboot = lab.wait_active(120)
+    nodes = shape.roles["harborNodes"]
+    docker_order = {n: lab.docker_after_mount(n) for n in nodes}
+    log(f"{shape.name}: reboot of {len(shape.machines)} hosts: back in {reboot_s:.1f} s; inactive "
+        f"{bad_after_reboot or 'none'}; docker after the data mount: {docker_order}")
+
+    deleted = delete_all(lab, shape)
+    for role in applied:
+        report["roles"][f"{role}" if shape.name == "dev" else f"{role} ({shape.name})"] = {
+            "applied": applied[role], "second_apply_changed": changed.get(role, 0),
+            "active_after_reboot": (role not in bad_after_reboot
+                                    and (role != "harbor-node" or all(docker_order.values()))),
+            "delete_stops_keeps_data": deleted.get(role, False)}
+    for name, result in day2_results.items():
+        report["day2"][name] = result
+    report.setdefault("timings_s", {})[shape.name] = {"total": round(time.monotonic() - t0, 1),
+                                                      "first_apply": round(first.seconds, 1),
+                                                      "reboot": round(reboot_s, 1)}
+
+
+def delete_all(lab: HostLab, shape: Shape) -> dict[str, bool]:
+    """`pulumi destroy` of the roles (every delete command, dependents first); role -> units stopped, data kept."""
+    placements = lab.placements()
+    result = lab.replay.up([])
+    ok: dict[str, bool] = {}
+    for role, host in placements:
+        states = lab.unit_state(MACHINES[host], UNITS[role])
+        if role in UNDONE:
+            stopped = ssh(MACHINES[host], UNDONE[role], check=False).returncode == 0
+        else:
+            stopped = all(s != "active" for s, _ in states.values())
+        data = DATA.get(role)
+        kept = data is None or ssh(MACHINES[host], f"test -e {shlex.quote(data)}", check=False).returncode == 0
+        ok[role] = ok.get(role, True) and result.ok and stopped and kept
+        if not (stopped and kept):
+            log(f"{shape.name}: delete of {role}@{host}: stopped={stopped} data kept={kept} {states}")
+    return ok
+
+
+def print_table(report: dict) -> None:
+    print(f"{'role':<24} {'applied':>8} {'2nd apply changed':>18} {'active after reboot':>20} {'delete ok':>10}")
+    for role, r in report["roles"].items():
+        print(f"{role:<24} {str(r['applied']):>8} {r['second_apply_changed']:>18} "
+              f"{str(r['active_after_reboot']):>20} {str(r.get('delete_stops_keeps_data')):>10}")
+    print(f"\n{'day-2 scenario':<24} {'ok':>6} {'teardowns':>10} {'failed':>8} {'total':>7} {'apply s':>8}")
+    for name, r in report["day2"].items():
+        print(f"{name:<24} {str(r['ok']):>6} {r['teardowns']:>10} {r['failed_requests']:>8} "
+              f"{r['total_requests']:>7} {r['apply_seconds']:>8}")
+
+
+def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: bool = False) -> dict:
+    t0 = time.monotonic()
+    lab = HostLab(ROOT / "lab")
+    report: dict = {"roles": {}, "day2": {}, "apply": "replay of the program's registered commands (labs/hosts/"
+                    "replay.py), not the pulumi CLI", "standins": ["Harbor installer", "NFS (bind mount)"]}
+    try:
+        # node3 (h4) is the added node of the day-2 scenarios; prod-like needs h1..h9.
+        lab.boot(9 if PROD in shapes else 4 if day2 else 3)
+        for shape in shapes:
+            verify_shape(lab, shape, report, day2=day2)
+    finally:
+        report.setdefault("timings_s", {})["total"] = round(time.monotonic() - t0, 1)
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        if not keep:
+            debhosts("down")
+    print_table(report)
+    return report
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("verify", help="boot hosts, apply every role, check, day-2 scenarios, reboot, delete")
+    v.add_argument("--json", type=Path, required=True)
+    v.add_argument("--shape", choices=("dev", "prod", "both"), default="both")
+    v.add_argument("--no-day2", action="store_true", help="skip the day-2 scenarios")
+    v.add_argument("--keep", action="store_true", help="leave the hosts running")
+    sub.add_parser("down", help="stop and remove the lab's hosts")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        parser.error("must run as root (systemd-nspawn hosts, bridge, routes)")
+    if args.cmd == "down":
+        debhosts("down")
+        return 0
+    shapes = {"dev": [DEV], "prod": [PROD], "both": [DEV, PROD]}[args.shape]
+    report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep)
+    good = (all(r["applied"] and r["second_apply_changed"] == 0 and r["active_after_reboot"]
+                and r.get("delete_stops_keeps_data") for r in report["roles"].values())
+            and all(d["ok"] for d in report["day2"].values()))
+    return 0 if good else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Applies what the program registers to real hosts over SSH, in the engine's order: a stand-in for `pulumi up`.
+
+Used while the locally built Pulumi CLI is not available. The program runs under mocks (tests/support/
+pulumi_harness.py: generated secrets get fixed fake values), and every `command:remote:*` resource it registers is
+carried out with exactly its inputs: a Command's create/update/delete text and stdin (the role's tar bundle), a
+CopyToRemote's file and remote path, each over `ssh` to the connection's host, user and port with the connection's
+pinned `hostKey` as the only known host key. Which of them run is decided by tests/support/engine_plan.py, the model
+of the engine's plan between the previous run and this one: `same` runs nothing, `update` the update command,
+`replace` the create then (at the end) the old resource's delete, a resource gone from the program its delete.
+
+Differences from the engine, on purpose: steps run one after the other in registration order (a topological order
+of the dependencies), not in parallel; resources other than remote commands (random, tls, Harbor's API objects)
+only exist in the mock run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from tests.support import engine_plan
+from tests.support.pulumi_harness import Registered, registrations
+
+COMMAND = "command:remote:Command"
+COPY = "command:remote:CopyToRemote"
+
+
+@dataclass
+class Ran:
+    """One step carried out on a host."""
+
+    name: str  #: the resource's name
+    op: str  #: create, update, replace, delete (the old resource's delete of a replace: delete-replaced)
+    host: str  #: address it ran on
+    rc: int
+    seconds: float
+    lines: list[str]  #: the `[harbor-ha ...]` lines it printed
+
+
+@dataclass
+class UpResult:
+    """What one replayed `pulumi up` did."""
+
+    ran: list[Ran] = field(default_factory=list)
+    ops: dict[str, str] = field(default_factory=dict)  #: resource name -> planned op (remote resources only)
+    #: role commands whose delete runs although the role stays (a replace): a teardown on a day-2 change
+    teardowns: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  #: role commands deleted because they left the program
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.rc == 0 for r in self.ran)
+
+    def changed_files(self) -> list[str]:
+        """The files the role scripts said they installed (`[harbor-ha ROLE] installed PATH`)."""
+        return [line for r in self.ran for line in r.lines if "] installed /" in line]
+
+
+class SshRunner:
+    """Runs a command on a host over ssh with the program's connection inputs and our private key."""
+
+    def __init__(self, key_file: Path, timeout: float = 900):
+        self.key_file = key_file
+        self.timeout = timeout
+
+    def _ssh(self, conn: dict[str, Any], known_hosts: Path) -> list[str]:
+        return ["ssh", "-i", str(self.key_file), "-p", str(int(conn.get("port") or 22)),
+                "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+                "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+                "-o", "LogLevel=ERROR", f"{conn.get('user') or 'root'}@{conn['host']}"]
+
+    def run(self, conn: dict[str, Any], command: str, stdin: bytes = b"") -> tuple[int, str]:
+        """(exit code, stderr) of `command` run by the host's login shell, as pulumi-command's session.Run does."""
+        with tempfile.TemporaryDirectory() as tmp:
+            known = Path(tmp) / "known_hosts"
+            host_key = conn.get("hostKey")
+            if not host_key:
+                raise ValueError(f"{conn['host']}: no hostKey in the connection; the lab pins every host key")
+            known.write_text(f"{conn['host']} {host_key}\n")
+            done = subprocess.run([*self._ssh(conn, known), "--", command], input=stdin, capture_output=True,
+                                  timeout=self.timeout)
+        return done.returncode, done.stderr.decode(errors="replace")
+
+
+def _comparable(value: Any) -> Any:
+    """Inputs as the engine compares them: an asset by its content's sha256 (the SDK sends the hash), not by the
+    Python object, which is new in every run."""
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    path, text = getattr(value, "path", None), getattr(value, "text", None)
+    if path is not None:
+        return {"asset": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    if text is not None:
+        return {"asset": hashlib.sha256(str(text).encode()).hexdigest()}
+    return value
+
+
+def _planned(r: Registered) -> engine_plan.Res:
+    res = r.as_planned()
+    res.inputs = _comparable(res.inputs)
+    return res
+
+
+def _ordered(regs: list[Registered]) -> list[Registered]:
+    return [r for r in regs if r.typ in (COMMAND, COPY)]
+
+
+class Replay:
+    """The stack's state between replayed runs: the registrations of the last successful run."""
+
+    def __init__(self, runner: SshRunner):
+        self.runner = runner
+        self.state: list[Registered] = []
+
+    def program(self, values: dict[str, Any], secrets: dict[str, str], rotated: frozenset[str] = frozenset()
+                ) -> list[Registered]:
+        return registrations(values, secrets, rotated=rotated)
+
+    def up(self, regs: list[Registered], *, force_apply: bool = False) -> UpResult:
+        """Carry out the plan from the last state to `regs`. force_apply: also run every unchanged Command's
+        update again (not what the engine does: the lab's check that a re-run of each role changes nothing)."""
+        started = time.monotonic()
+        plan = engine_plan.plan([_planned(r) for r in self.state], [_planned(r) for r in regs])
+        result = UpResult()
+        old = {r.urn: r for r in self.state}
+        replaced: list[Registered] = []
+        for r in _ordered(regs):
+            step = plan.steps[r.urn]
+            result.ops[r.name] = step.op
+            if step.op == "same" and not (force_apply and r.typ == COMMAND and r.inputs.get("update")):
+                continue
+            if step.op == "replace" and r.urn in old:
+                replaced.append(old[r.urn])
+            ran = self._carry_out(r, "update" if step.op in ("same", "update") else "create")
+            result.ran.append(ran)
+            if ran.rc != 0:
+                result.seconds = time.monotonic() - started
+                self._keep(regs, result)
+                return result
+        result.teardowns = [old[u].name for u in plan.teardowns()
+                            if u in old and old[u].typ == COMMAND and plan.steps[u].op == "replace"]
+        deleted = [old[u] for u in plan.by_op("delete") if u in old]
+        result.deleted = [d.name for d in deleted if d.typ == COMMAND and d.inputs.get("delete")]
+        for r in [*replaced, *[d for d in deleted if d.typ in (COMMAND, COPY)]]:
+            if r.typ == COMMAND and r.inputs.get("delete"):
+                result.ran.append(self._run(r, "delete", r.inputs["delete"], b""))
+        result.seconds = time.monotonic() - started
+        self._keep(regs, result)
+        return result
+
+    def _keep(self, regs: list[Registered], result: UpResult) -> None:
+        # A failed run keeps the old state for what did not run, as the engine's partial update does (roughly: the
+        # next run re-plans from the registrations of the last fully successful one).
+        if result.ok:
+            self.state = regs
+
+    def _carry_out(self, r: Registered, op: str) -> Ran:
+        if r.typ == COPY:
+            source = r.inputs["source"]
+            path = getattr(source, "path", None)
+            data = Path(path).read_bytes() if path else str(getattr(source, "text", "")).encode()
+            target = shlex.quote(str(r.inputs["remotePath"]))
+            return self._run(r, op, f"cat > {target}.part && mv -f {target}.part {target}", data)
+        command = r.inputs.get(op) or r.inputs.get("create") or ""
+        return self._run(r, op, command, str(r.inputs.get("stdin") or "").encode())
+
+    def _run(self, r: Registered, op: str, command: str, stdin: bytes) -> Ran:
+        conn = r.inputs["connection"]
+        t0 = time.monotonic()
+        rc, err = self.runner.run(conn, command, stdin)
+        lines = [line for line in err.splitlines() if line.startswith("[harbor-ha")]
+        if rc != 0:
+            lines += [f"exit {rc}: {line}" for line in err.splitlines()[-5:] if not line.startswith("[harbor-ha")]
+        return Ran(name=r.name, op=op, host=str(conn["host"]), rc=rc, seconds=time.monotonic() - t0, lines=lines)
+
+
+def role_of(name: str) -> Optional[str]:
+    """`harbor-node-node1-apply` -> the component-host prefix of an apply command, None for other resources."""
+    return name[: -len("-apply")] if name.endswith("-apply") else None
