@@ -17,10 +17,8 @@ import fnmatch
 import glob
 import ipaddress
 import os
-import secrets as pysecrets
 import shlex
 import shutil
-import string
 import subprocess
 import tempfile
 from contextlib import contextmanager
@@ -30,7 +28,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from components.config import ClusterConfig, parse_cluster_config
 from components.host.files import SECRET_VALUES, FileSpec
@@ -42,7 +40,9 @@ from components.postgres import postgres_files, render_postgresql_conf
 from components.redis import RedisPaths, initial_master, redis_files, sentinel_files
 from tests.support.harbor_template import check_against_template, parse_template, uncomment
 from tests.support.netlab import Lab, wait_until
+from tests.support.secret_values import make_secret_values, password, pem_key
 # The module, not its functions: a test function imported here would be collected (and run) twice.
+from tests.hosts import test_host_lab as host_tests
 from tests.lab import test_firewall as firewall_tests
 
 from labs import certs as lab_certs
@@ -100,57 +100,6 @@ STACKS: dict[str, ClusterConfig] = {
     "prod-nopreempt-multicast": parse_cluster_config(prod_like(nopreempt=True, unicast=False),
                                                      secrets_present=["tlsCertificate", "tlsPrivateKey"]),
 }
-
-
-def _password(length: int) -> str:
-    alphabet = string.ascii_letters + string.digits
-    return "".join(pysecrets.choice(alphabet) for _ in range(length))
-
-
-def _self_signed(key, common_name: str) -> str:
-    return lab_certs.cert_pem(lab_certs.issue(common_name, key, names=[common_name], days=2)).decode()
-
-
-def _pem_key(key, fmt: serialization.PrivateFormat) -> str:
-    return lab_certs.key_pem(key, fmt).decode()
-
-
-def make_secret_values(cfg: ClusterConfig) -> dict[str, str]:
-    """Real values for every SECRET_VALUES name, shaped like the ones components/secrets.py generates (PEM as
-    pulumi-tls writes it; a 2048-bit core key instead of 4096 to keep the tests fast)."""
-    hostname = cfg.harbor.hostname
-    cluster = {k: v.decode() for k, v in lab_certs.cluster_tls(cfg, days=2).items()}
-    core_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    tls_key = ec.generate_private_key(ec.SECP256R1())
-    values = {
-        "admin_password": _password(24),
-        "db_password": _password(32),
-        "redis_password": _password(32),
-        "vrrp_auth_pass": _password(8),
-        "harbor_secretkey": _password(16),
-        "harbor_csrf_key": _password(32),
-        "core_private_key": _pem_key(core_key, serialization.PrivateFormat.TraditionalOpenSSL),
-        "registry_root_cert": _self_signed(core_key, "harbor-token-issuer"),
-        "tls_certificate": _self_signed(tls_key, hostname),
-        "tls_private_key": _pem_key(tls_key, serialization.PrivateFormat.TraditionalOpenSSL),
-        "cluster_ca_certificate": cluster["ca"],
-        "node_tls_certificate": cluster["node_cert"],
-        "node_tls_private_key": cluster["node_key"],
-        "postgres_tls_certificate": cluster["postgres_cert"],
-        "postgres_tls_private_key": cluster["postgres_key"],
-        # postgres.mode patroni (labs/db_lab.py starts the real programs on those files).
-        "pg_superuser_password": _password(32),
-        "pg_replication_password": _password(32),
-        "pg_rewind_password": _password(32),
-        "patroni_api_password": _password(32),
-        "restic_password": _password(32),
-        "backup_s3_access_key": _password(20),
-        "backup_s3_secret_key": _password(40),
-    }
-    values["pgbackrest_ca_cert"], values["pgbackrest_cert"], values["pgbackrest_key"] = (
-        pem.decode() for pem in lab_certs.ca_and_server("harbor-ha-pgbackrest", ["127.0.0.1"]))
-    assert set(values) == set(SECRET_VALUES)
-    return values
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +191,7 @@ def test_nginx_check_fails_on_a_broken_config(values, tmp_root):
 
     conf.write_text(good)
     other_key = ec.generate_private_key(ec.SECP256R1())
-    (tmp_root / "tls" / "harbor.key").write_text(_pem_key(other_key, serialization.PrivateFormat.PKCS8))
+    (tmp_root / "tls" / "harbor.key").write_text(pem_key(other_key, serialization.PrivateFormat.PKCS8))
     result = nginx_check(conf, sysctl_conf)
     assert result.returncode != 0 and "key values mismatch" in result.stderr, result.stderr
 
@@ -363,7 +312,7 @@ def test_redis_sentinel_mode_starts_replicates_and_sentinels_agree(values, tmp_r
     sentinel configs (prod-like stack), each in the netns of its host; checks AUTH, replication, and that every
     sentinel Harbor's rendered external_redis names reports the master and knows the replicas and the others."""
     cfg = STACKS["prod"]
-    password = values["redis_password"]
+    auth = values["redis_password"]
     master = initial_master(cfg)
     replicas = [h for h in cfg.redis_hosts if h != master]
     with Lab(cfg.prefix_length) as lab:
@@ -374,16 +323,16 @@ def test_redis_sentinel_mode_starts_replicates_and_sentinels_agree(values, tmp_r
         for host in cfg.redis_hosts:
             assert_auth_required(lab, client, host.address, port)
 
-        probe = _password(24)
-        assert redis_cli(lab, client, master.address, port, "SET", "hha-probe", probe, password=password) == "OK"
+        probe = password(24)
+        assert redis_cli(lab, client, master.address, port, "SET", "hha-probe", probe, password=auth) == "OK"
         for replica in replicas:
             def linked(replica=replica):
-                info = redis_cli(lab, client, replica.address, port, "INFO", "replication", password=password)
+                info = redis_cli(lab, client, replica.address, port, "INFO", "replication", password=auth)
                 return info if "master_link_status:up" in info else None
             info = wait_until(linked, what=f"{replica.name} replicating from {master.name}")
             assert f"master_host:{master.address}" in info and "role:slave" in info, info
             wait_until(lambda: redis_cli(lab, client, replica.address, port, "GET", "hha-probe",
-                                         password=password) == probe, what=f"the probe key on {replica.name}")
+                                         password=auth) == probe, what=f"the probe key on {replica.name}")
 
         for host in cfg.sentinel_hosts:
             paths = redis_paths(tmp_root, host.name)
@@ -556,7 +505,7 @@ def test_postgres_starts_with_rendered_config_and_admits_harbor_nodes_only(value
             assert refused.returncode != 0, f"non-node address {outsider} logged in: {refused.stdout}"
             assert f'no pg_hba.conf entry for host "{outsider}", user "{pg.user}", database "{pg.database}"' \
                 in refused.stderr, refused.stderr
-            wrong = harbor_login(lab, first_node, db, _password(32), ca)
+            wrong = harbor_login(lab, first_node, db, password(32), ca)
             assert wrong.returncode != 0, f"a wrong password logged in: {wrong.stdout}"
             assert f'password authentication failed for user "{pg.user}"' in wrong.stderr, wrong.stderr
 
@@ -756,6 +705,14 @@ CHECKED_BY = {
     "/etc/harbor-ha/postgres/harbor-role.sql": _POSTGRES,
     "/opt/harbor/harbor.yml": test_rendered_harbor_yml_keys_exist_in_harbor_template,
     "/etc/harbor-ha/env/*.env": test_node_env_reads_back_in_bash_with_shell_metacharacters,
+    # Read by systemd on real Debian hosts (tests/hosts: root, debhosts): Docker after the data mount at boot,
+    # nginx restarted under its socket unit.
+    "/etc/systemd/system/docker.service.d/harbor-ha-data-volume.conf":
+        host_tests.test_every_role_is_active_again_after_a_reboot_with_docker_after_the_data_mount,
+    "/etc/systemd/system/nginx.service.d/harbor-ha.conf":
+        host_tests.test_nginx_killed_on_the_vip_holder_costs_at_most_one_request,
+    "/etc/systemd/system/nginx.socket":
+        host_tests.test_nginx_killed_on_the_vip_holder_costs_at_most_one_request,
 }
 # Files whose reader cannot run here (docs/architecture.md, "What cannot be verified without real hosts").
 NOT_VERIFIABLE_HERE = {
@@ -766,6 +723,7 @@ NOT_VERIFIABLE_HERE = {
     "/data/secret/core/private_key.pem": "read by Harbor's containers only",
     "/data/secret/registry/root.crt": "read by Harbor's containers only",
     "/etc/harbor-ha/harbor/csrf_key": "copied into Harbor core's env by harbor-node.sh after Harbor's prepare",
+    "/etc/harbor-ha/harbor/robot_scanner_name_prefix": "copied into Harbor core's env by harbor-node.sh after prepare",
 }
 
 

@@ -22,7 +22,7 @@ from components.config import parse_cluster_config
 from components.host.files import manifest_text
 from components.host.remote import LIB_SH
 from components.plan import role_files
-from tests.lab.test_rendered_real import make_secret_values
+from tests.support.secret_values import make_secret_values
 from tests.support import ROOT
 from tests.support import sandbox as sb
 from tests.support.pulumi_harness import registered_resources, stack_config
@@ -152,7 +152,7 @@ def stage_bundle(role: str, specs, values: dict[str, str]) -> bytes:
 def test_roles_apply_into_the_containers_and_the_vip_moves(stack, ssh, hosts):
     values, _program, _regs = stack
     cfg = parse_cluster_config(values)
-    secrets = make_secret_values(cfg.harbor.hostname)
+    secrets = make_secret_values(cfg)
     plan = role_files(cfg)
     for role in OFFLINE_ROLES:
         for host, roles in plan.items():
