@@ -94,12 +94,15 @@ role_apply() {
   # Loaded on every apply, changed or not: a table edited by hand is put back too.
   load_with_rollback "$RULESET_FILE"
   systemctl daemon-reload
-  systemctl enable --quiet harbor-ha-firewall.service
+  # Started too (its `nft -f` loads the same file once more; a no-op when it is already active): else the unit says
+  # inactive until the next boot while the table is loaded, and `systemctl is-active` misreports the firewall.
+  systemctl enable --now --quiet harbor-ha-firewall.service
 }
 
 role_delete() {
   local stage=$1
-  systemctl disable --quiet harbor-ha-firewall.service >/dev/null 2>&1 || true
+  # Stopped too: a oneshot unit with RemainAfterExit would say active while its table is gone.
+  systemctl disable --now --quiet harbor-ha-firewall.service >/dev/null 2>&1 || true
   if nft list table inet "$TABLE" >/dev/null 2>&1; then nft delete table inet "$TABLE"; fi
   remove_manifest "$stage"
   systemctl daemon-reload

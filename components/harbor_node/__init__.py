@@ -128,6 +128,8 @@ def node_env(cfg: ClusterConfig) -> FileSpec:
         "TRIVY_LOCAL_DIR": TRIVY_LOCAL_DIR,
         "HARBOR_UID": str(HARBOR_UID),
         "DRAIN_SECONDS": str(DRAIN_SECONDS),
+        # A drained node waits this long once healthy before the next node's apply drains (harbor-node.sh).
+        "LB_FAIL_TIMEOUT": str(cfg.lb.fail_timeout),
     })
 
 

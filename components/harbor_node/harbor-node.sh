@@ -170,12 +170,22 @@ desired_configuration() {
 
 # Before `prepare` and a recreate (new version, new harbor.yml): stop Harbor's proxy first so the load balancer's
 # next request fails to connect and goes to another node, and give requests in flight DRAIN_SECONDS to finish.
+DRAINED=0
 drain() {
   if [ -f "$INSTALL_DIR/docker-compose.yml" ] && [ -n "$(cd "$INSTALL_DIR" && compose ps -q proxy)" ]; then
     log "draining: Harbor's proxy stopped, waiting ${DRAIN_SECONDS}s for requests in flight"
     (cd "$INSTALL_DIR" && compose stop proxy)
+    DRAINED=1
     sleep "$DRAIN_SECONDS"
   fi
+}
+
+# After a drained node is healthy again: the load balancers counted its refused connections while it restarted and
+# keep it out of rotation for LB_FAIL_TIMEOUT after the last one (nginx max_fails/fail_timeout). The next node's
+# apply (nodes go one after the other) must not drain before this one is back, or no node serves (502).
+back_in_rotation() {
+  log "waiting $((LB_FAIL_TIMEOUT + 1))s: the load balancers send to this node again after their fail_timeout"
+  sleep "$((LB_FAIL_TIMEOUT + 1))"
 }
 
 role_apply() {
@@ -198,6 +208,7 @@ role_apply() {
   # Recreates only the containers whose image or configuration changed.
   (cd "$INSTALL_DIR" && compose up -d --remove-orphans)
   wait_healthy
+  if [ "$DRAINED" = 1 ]; then back_in_rotation; fi
   echo "$desired" > "$(configured)"
 }
 

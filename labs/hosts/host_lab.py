@@ -5,8 +5,9 @@
 
 Hosts: labs/hosts/debhosts.sh (systemd-nspawn machines: systemd as PID 1, sshd with pinned host keys, apt through a
 caching proxy, Docker inside), environment HHA_ROOT, HHA_BRIDGE, HHA_NET as that script takes them.
-What runs for real: apt installs, the role scripts, systemd units, PostgreSQL, Redis and Sentinel, nginx, keepalived
-(VRRP between two hosts), Docker and docker-compose with Harbor's compose layout, reboots.
+What runs for real: apt installs, the role scripts, systemd units, the nftables host firewall, PostgreSQL (TLS only),
+Redis and Sentinel, nginx (verifying the nodes' TLS against the cluster CA), keepalived (VRRP between two hosts),
+Docker and docker-compose with Harbor's compose layout, reboots. Keys and certificates are real (replay.RealTlsMocks).
 What is a stand-in, and why:
 - Harbor: the stand-in offline installer of labs/hosts/standin_installer.py (Harbor's images cannot be had here).
 - NFS: this kernel has no NFS server or client. The machine's folder HHA_ROOT/nfs-standin is bind-mounted at
@@ -26,6 +27,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +37,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from components.harbor_node import CLUSTER_CA_PATH, NODE_TLS_NAME  # noqa: E402
 from labs import certs as lab_certs  # noqa: E402
 from labs.hosts import standin_installer  # noqa: E402
 from labs.hosts.replay import COMMAND, Replay, SshRunner, UpResult  # noqa: E402
@@ -52,12 +55,15 @@ VERSIONS = ("2.15.2", "2.15.3")  #: the stand-in installer's version, and the on
 MACHINES = {"data1": "h1", "node1": "h2", "node2": "h3", "node3": "h4",
             "redis1": "h5", "redis2": "h6", "redis3": "h7", "lb1": "h8", "lb2": "h9"}
 # systemd units of each role: every one must be active after an apply and after a reboot.
-UNITS = {"nfs-server": ["nfs-server"], "postgres": ["postgresql@15-main"], "redis": ["redis-server"],
+UNITS = {"firewall": ["harbor-ha-firewall"],
+         "nfs-server": ["nfs-server"], "postgres": ["postgresql@15-main"], "redis": ["redis-server"],
          "sentinel": ["redis-sentinel"], "harbor-node": ["docker"], "loadbalancer": ["nginx"],
          "keepalived": ["keepalived"]}
 # What a role's delete must have done, where it does not stop its unit: the NFS server may export other folders
-# (only Harbor's export goes), PostgreSQL may hold other databases (only Harbor's access goes).
-UNDONE = {"nfs-server": "! test -e /etc/exports.d/harbor-ha.exports",
+# (only Harbor's export goes), PostgreSQL may hold other databases (only Harbor's access goes); the firewall's
+# table must be gone, not only its unit stopped.
+UNDONE = {"firewall": "! nft list table inet harbor_ha >/dev/null 2>&1 && ! systemctl -q is-active harbor-ha-firewall",
+          "nfs-server": "! test -e /etc/exports.d/harbor-ha.exports",
           "postgres": "! grep -q '^host' /etc/postgresql/15/main/pg_hba.conf",
           "harbor-node": "! mountpoint -q /data && [ -z \"$(docker ps -q)\" ]"}
 # Where each role keeps the data its delete must leave behind.
@@ -176,6 +182,9 @@ class HostLab:
     def boot(self, count: int) -> None:
         self.booted = count
         subprocess.run(["ip", "route", "replace", "blackhole", "198.18.0.0/15"], check=True)
+        # A new cluster, a new data volume: the shared keys of an earlier run (other generated keys) would stop the
+        # apply, as they would on a real share (components/host/lib.sh write_once).
+        shutil.rmtree(NFS_STANDIN, ignore_errors=True)
         NFS_STANDIN.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         debhosts("up", str(count))
@@ -209,11 +218,11 @@ class HostLab:
         }
         if lb:
             values["loadBalancer"] = lb
-        # components/config.py's default: Harbor moves off 80 where the LB shares the node
-        self.http_port = 8080 if set(roles["harborNodes"]) & set(roles["loadBalancers"]) else 80
+        # components/config.py's default: Harbor's https port moves off 443 where the LB shares the node
+        self.https_port = 8443 if set(roles["harborNodes"]) & set(roles["loadBalancers"]) else 443
         return values
 
-    http_port = 80
+    https_port = 443
 
     def up(self, values: dict[str, Any], *, rotated: frozenset[str] = frozenset(),
            force_apply: bool = False) -> UpResult:
@@ -266,8 +275,10 @@ class HostLab:
                 if state != "active":
                     bad.setdefault(role, []).append(f"{unit}@{host}: {state}")
             if role == "harbor-node":
-                health = ssh(MACHINES[host], f"curl -fsS --max-time 5 http://127.0.0.1:{self.http_port}/api/v2.0/health",
-                             check=False)
+                # Over the TLS port the LB proxies to, verified against the cluster CA (as the role's health gate).
+                health = ssh(MACHINES[host], f"curl -fsS --max-time 5 --cacert {CLUSTER_CA_PATH} --resolve "
+                             f"{NODE_TLS_NAME}:{self.https_port}:127.0.0.1 "
+                             f"https://{NODE_TLS_NAME}:{self.https_port}/api/v2.0/health", check=False)
                 if '"status":"healthy"' not in health.stdout:
                     bad.setdefault(role, []).append(f"harbor health@{host}: {health.stdout or health.stderr}"[:200])
         return bad

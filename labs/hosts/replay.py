@@ -10,12 +10,16 @@ of the engine's plan between the previous run and this one: `same` runs nothing,
 
 Differences from the engine, on purpose: steps run one after the other in registration order (a topological order
 of the dependencies), not in parallel; resources other than remote commands (random, tls, Harbor's API objects)
-only exist in the mock run.
+only exist in the mock run. pulumi-tls resources get real keys and certificates there (RealTlsMocks: hosts verify
+them: Harbor's TLS port, PostgreSQL's verify-full), kept per resource and inputs like the engine keeps them in state.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import ipaddress
+import json
 import shlex
 import subprocess
 import tempfile
@@ -23,9 +27,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+from unittest import mock
 
-from tests.support import engine_plan
-from tests.support.pulumi_harness import Registered, registrations
+import pulumi
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.support import engine_plan, pulumi_harness
+from tests.support.pulumi_harness import Registered, RecordingMocks, registrations, unwrap_secrets
 
 COMMAND = "command:remote:Command"
 COPY = "command:remote:CopyToRemote"
@@ -89,18 +100,99 @@ class SshRunner:
         return done.returncode, done.stderr.decode(errors="replace")
 
 
+class RealTlsMocks(RecordingMocks):
+    """The harness's mocks with real pulumi-tls outputs: the hosts load and verify the cluster CA's certificates
+    (Harbor's https port, PostgreSQL's hostssl with verify-full), which the harness's fake PEM text cannot pass.
+
+    Each output is kept per (type, name, inputs), as the engine keeps a resource's outputs in its state: the same
+    inputs in a later run give the same key or certificate (no change, no re-apply); new inputs (an added node's
+    address) or a rotated name give a new one, as the engine's replace does."""
+
+    kept: dict[tuple[str, str, str], dict[str, str]] = {}  #: across runs, like the stack's state
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        if self.preview or not args.typ.startswith("tls:index/") or args.inputs.get("algorithm") == "ED25519":
+            return super().new_resource(args)
+        inputs = unwrap_secrets(args.inputs)
+        slot = (args.typ, self._seed(args.name), json.dumps(inputs, sort_keys=True, default=str))
+        if slot not in self.kept:
+            self.kept[slot] = _tls_outputs(args.typ, inputs)
+        outputs = {**args.inputs, **self.kept[slot]}
+        if "private_key_pem" in outputs:
+            self.generated[args.name] = outputs["private_key_pem"]
+        return [f"{args.name}-id", outputs]
+
+
+def _name(subject: dict[str, Any]) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject.get("commonName") or "harbor-ha"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, subject.get("organization") or "harbor-ha")])
+
+
+def _certificate(subject: x509.Name, public_key: Any, issuer: x509.Name, signing_key: Any, inputs: dict[str, Any],
+                 sans: list[x509.GeneralName]) -> str:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+               .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(hours=float(inputs.get("validityPeriodHours") or 24))))
+    if inputs.get("isCaCertificate"):
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    if "server_auth" in (inputs.get("allowedUses") or []):
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(signing_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _tls_outputs(typ: str, inputs: dict[str, Any]) -> dict[str, str]:
+    """What pulumi-tls computes for one resource, for real (PEM text)."""
+    if typ == "tls:index/privateKey:PrivateKey":
+        key = (rsa.generate_private_key(65537, int(float(inputs.get("rsaBits") or 2048)))
+               if inputs.get("algorithm") == "RSA" else ec.generate_private_key(ec.SECP256R1()))
+        return {"private_key_pem": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()).decode(),
+                "public_key_pem": key.public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()}
+    sans = [*(x509.DNSName(n) for n in inputs.get("dnsNames") or []),
+            *(x509.IPAddress(ipaddress.ip_address(a)) for a in inputs.get("ipAddresses") or [])]
+    if typ == "tls:index/selfSignedCert:SelfSignedCert":
+        key = serialization.load_pem_private_key(inputs["privateKeyPem"].encode(), None)
+        name = _name(inputs.get("subject") or {})
+        return {"cert_pem": _certificate(name, key.public_key(), name, key, inputs, sans)}
+    if typ == "tls:index/certRequest:CertRequest":
+        key = serialization.load_pem_private_key(inputs["privateKeyPem"].encode(), None)
+        builder = x509.CertificateSigningRequestBuilder().subject_name(_name(inputs.get("subject") or {}))
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return {"cert_request_pem": builder.sign(key, hashes.SHA256()).public_bytes(
+            serialization.Encoding.PEM).decode()}
+    if typ == "tls:index/locallySignedCert:LocallySignedCert":
+        request = x509.load_pem_x509_csr(inputs["certRequestPem"].encode())
+        ca = x509.load_pem_x509_certificate(inputs["caCertPem"].encode())
+        ca_key = serialization.load_pem_private_key(inputs["caPrivateKeyPem"].encode(), None)
+        try:
+            sans = list(request.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+        except x509.ExtensionNotFound:
+            sans = []
+        return {"cert_pem": _certificate(request.subject, request.public_key(), ca.subject, ca_key, inputs, sans)}
+    raise ValueError(f"RealTlsMocks: no real outputs for {typ}")
+
+
+def _asset_bytes(asset: Any) -> bytes:
+    """The content of an asset as the harness records it: `{"asset": <a FileAsset's path or a StringAsset's text>}`
+    (tests/support/pulumi_harness.py unwrap_secrets)."""
+    value = str(asset["asset"])
+    return Path(value).read_bytes() if value.startswith("/") and Path(value).is_file() else value.encode()
+
+
 def _comparable(value: Any) -> Any:
-    """Inputs as the engine compares them: an asset by its content's sha256 (the SDK sends the hash), not by the
-    Python object, which is new in every run."""
+    """Inputs as the engine compares them: an asset by its content's sha256 (the SDK sends the hash), not by its
+    path."""
+    if isinstance(value, dict) and set(value) == {"asset"}:
+        return {"asset": hashlib.sha256(_asset_bytes(value)).hexdigest()}
     if isinstance(value, dict):
         return {k: _comparable(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_comparable(v) for v in value]
-    path, text = getattr(value, "path", None), getattr(value, "text", None)
-    if path is not None:
-        return {"asset": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
-    if text is not None:
-        return {"asset": hashlib.sha256(str(text).encode()).hexdigest()}
     return value
 
 
@@ -123,7 +215,9 @@ class Replay:
 
     def program(self, values: dict[str, Any], secrets: dict[str, str], rotated: frozenset[str] = frozenset()
                 ) -> list[Registered]:
-        return registrations(values, secrets, rotated=rotated)
+        # The harness takes no mocks argument: its RecordingMocks is swapped for this run only.
+        with mock.patch.object(pulumi_harness, "RecordingMocks", RealTlsMocks):
+            return registrations(values, secrets, rotated=rotated)
 
     def up(self, regs: list[Registered], *, force_apply: bool = False) -> UpResult:
         """Carry out the plan from the last state to `regs`. force_apply: also run every unchanged Command's
@@ -165,9 +259,7 @@ class Replay:
 
     def _carry_out(self, r: Registered, op: str) -> Ran:
         if r.typ == COPY:
-            source = r.inputs["source"]
-            path = getattr(source, "path", None)
-            data = Path(path).read_bytes() if path else str(getattr(source, "text", "")).encode()
+            data = _asset_bytes(r.inputs["source"])
             target = shlex.quote(str(r.inputs["remotePath"]))
             return self._run(r, op, f"cat > {target}.part && mv -f {target}.part {target}", data)
         command = r.inputs.get(op) or r.inputs.get("create") or ""

@@ -7,12 +7,16 @@ for real: `docker load`, `prepare`, `compose up`, the health gate, the shared ke
 What is a stand-in and what is like Harbor:
 - The images are one busybox-static root filesystem (the machine's /bin/busybox), written in `docker save` format
   (what `docker import` of that tree then `docker save` gives), tagged with Harbor's image names and the version.
-  Each service is `busybox nc -ll -e` running a small shell HTTP handler, not Harbor's programs.
+  Each service is `busybox nc -ll -e` running a small shell HTTP handler, not Harbor's programs. busybox has no TLS
+  server: the proxy's https port is served by standin-tls (labs/hosts/standin_tls/main.go, Go stdlib only, built
+  static here and cached by its source digest), which terminates TLS and forwards to the proxy's plain handler.
 - `prepare` (bash, run on the node; Harbor's runs its prepare image) writes what Harbor's writes and the script
   depends on: `common/config/core/env` with a new random `CSRF_KEY` (32 characters) and `ROBOT_SCANNER_NAME_PREFIX`
-  (8 characters) on every run, the data_volume secrets only when missing, and `docker-compose.yml` with Harbor's
-  service names (proxy publishes http.port to 8080, core, registry, trivy-adapter with --with-trivy) and Harbor's
-  bind mounts of the single key files under data_volume/secret/ and of Trivy's cache and reports.
+  (8 characters) on every run, the data_volume secrets only when missing, https.certificate and https.private_key
+  copied to data_volume/secret/cert/server.{crt,key}, and `docker-compose.yml` with Harbor's service names (proxy
+  publishes http.port to 8080 and https.port to 8443 with the cert folder mounted at /etc/cert, core, registry,
+  trivy-adapter with --with-trivy) and Harbor's bind mounts of the single key files under data_volume/secret/ and
+  of Trivy's cache and reports.
 - `/api/v2.0/health` answers through the proxy container from core: core is healthy when its bind-mounted keys
   can be read and its env has a CSRF key, registry when the registry container answers. `/api/v2.0/standin` (not
   Harbor's) reports the version and sha256 digests of the key, CSRF key and scanner prefix this node's core sees.
@@ -26,6 +30,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,6 +38,7 @@ import tarfile
 from pathlib import Path
 
 BUSYBOX = Path("/bin/busybox")  #: from busybox-static (statically linked: no libraries in the image)
+TLS_SOURCE = Path(__file__).resolve().with_name("standin_tls")  #: the Go source of standin-tls (main.go, go.mod)
 # Harbor's image names for the services the stand-in runs.
 IMAGES = {"proxy": "goharbor/nginx-photon", "core": "goharbor/harbor-core", "registry": "goharbor/registry-photon",
           "trivy-adapter": "goharbor/trivy-adapter-photon"}
@@ -76,8 +82,20 @@ trivy=0
 for arg in "$@"; do case $arg in --with-trivy) trivy=1 ;; *) echo "prepare: unknown option $arg" >&2; exit 1 ;; esac; done
 [ -f harbor.yml ] || { echo "prepare: no harbor.yml" >&2; exit 1; }
 data_volume=$(awk '$1 == "data_volume:" {print $2}' harbor.yml)
-http_port=$(awk '/^http:/ {h = 1; next} h && $1 == "port:" {print $2; exit} /^[^ ]/ {h = 0}' harbor.yml)
+# section_key SECTION KEY: the value of `SECTION:` -> `  KEY:` in harbor.yml (the block style harbor-ha writes).
+section_key() { awk -v s="$1:" -v k="$2:" '$0 == s {h = 1; next} h && $1 == k {print $2; exit} /^[^ ]/ {h = 0}' harbor.yml; }
+http_port=$(section_key http port)
+https_port=$(section_key https port)
+certificate=$(section_key https certificate)
+private_key=$(section_key https private_key)
 [ -n "$data_volume" ] && [ -n "$http_port" ] || { echo "prepare: data_volume or http.port missing" >&2; exit 1; }
+if [ -n "$https_port" ]; then
+  # Like Harbor's prepare: the certificate and key go to data_volume/secret/cert, which the proxy mounts.
+  [ -r "$certificate" ] && [ -r "$private_key" ] || { echo "prepare: https.certificate or private_key unreadable" >&2; exit 1; }
+  mkdir -p "$data_volume/secret/cert"
+  install -m 0644 "$certificate" "$data_volume/secret/cert/server.crt"
+  install -m 0600 "$private_key" "$data_volume/secret/cert/server.key"
+fi
 random() { tr -dc "$1" < /dev/urandom | head -c "$2" || true; }
 for f in secret/keys/secretkey secret/core/private_key.pem secret/registry/root.crt; do
   if [ ! -f "$data_volume/$f" ]; then
@@ -93,7 +111,8 @@ umask 077
   echo "HARBOR_STANDIN=1"; } > common/config/core/env
 umask 022
 @IMAGES@
-service() {  # service NAME ROLE
+service() {  # service NAME ROLE [COMMAND]: COMMAND in compose's list form, default the plain handler
+  local command=${3:-'["/bin/nc", "-ll", "-p", "'"${port[$2]}"'", "-e", "/standin/handler.sh"]'}
   cat <<EOF
   $1:
     image: ${image[$2]}:v@VERSION@
@@ -101,7 +120,7 @@ service() {  # service NAME ROLE
     restart: always
     environment:
       - ROLE=$2
-    command: ["/bin/nc", "-ll", "-p", "${port[$2]}", "-e", "/standin/handler.sh"]
+    command: $command
     networks: [harbor]
 EOF
 }
@@ -127,10 +146,26 @@ EOF
         target: /etc/core/key
     depends_on: [registry]
 EOF
-  service proxy proxy
+  if [ -n "$https_port" ]; then
+    # Harbor's nginx listens on 8080 and 8443; here the plain handler and standin-tls in front of it. standin-tls is
+    # the container's main process: the container (and its https port) stops as a whole, as in the drain.
+    service proxy proxy '["/bin/sh", "-c", "/bin/nc -ll -p 8080 -e /standin/handler.sh & exec /standin/standin-tls :8443 /etc/cert/server.crt /etc/cert/server.key 127.0.0.1:8080"]'
+    cat <<EOF
+    volumes:
+      - type: bind
+        source: $data_volume/secret/cert
+        target: /etc/cert
+        read_only: true
+EOF
+  else
+    service proxy proxy
+  fi
   cat <<EOF
     ports:
       - $http_port:8080
+EOF
+  if [ -n "$https_port" ]; then echo "      - $https_port:8443"; fi
+  cat <<EOF
     depends_on: [core]
 EOF
   if [ "$trivy" = 1 ]; then
@@ -168,12 +203,31 @@ def _dir(tar: tarfile.TarFile, name: str) -> None:
     tar.addfile(info)
 
 
-def rootfs_layer(version: str) -> bytes:
-    """The image's one layer: busybox-static with a link per applet, the handler, the version."""
+def tls_forwarder(cache_dir: Path) -> Path:
+    """standin-tls built from labs/hosts/standin_tls (static, stdlib only), cached under cache_dir by the digest of
+    its source files: rebuilt only when they change."""
+    sources = sorted(p for p in TLS_SOURCE.iterdir() if p.suffix in (".go", ".mod"))
+    digest = hashlib.sha256(b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in sources)).hexdigest()[:16]
+    binary = cache_dir / f"standin-tls-{digest}"
+    if binary.is_file():
+        return binary
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = binary.with_suffix(".tmp")
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    done = subprocess.run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(tmp), "."], cwd=TLS_SOURCE,
+                          env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"go build of {TLS_SOURCE}: {done.stderr[-2000:]}")
+    tmp.replace(binary)
+    return binary
+
+
+def rootfs_layer(version: str, forwarder: Path) -> bytes:
+    """The image's one layer: busybox-static with a link per applet, the handler, standin-tls, the version."""
     applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True, check=True).stdout.split()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for d in ("bin", "etc", "tmp", "standin", "etc/core", "etc/registry"):
+        for d in ("bin", "etc", "tmp", "standin", "etc/core", "etc/registry", "etc/cert"):
             _dir(tar, d)
         _add(tar, "bin/busybox", BUSYBOX.read_bytes(), 0o755)
         for applet in applets:
@@ -182,14 +236,15 @@ def rootfs_layer(version: str) -> bytes:
                 info.type, info.linkname, info.mode, info.mtime = tarfile.SYMTYPE, "busybox", 0o777, 0
                 tar.addfile(info)
         _add(tar, "standin/handler.sh", HANDLER.encode(), 0o755)
+        _add(tar, "standin/standin-tls", forwarder.read_bytes(), 0o755)
         _add(tar, "standin/VERSION", f"{version}\n".encode())
         _add(tar, "etc/passwd", b"root:x:0:0:root:/:/bin/sh\n")
     return buf.getvalue()
 
 
-def image_tarball(version: str) -> bytes:
+def image_tarball(version: str, forwarder: Path) -> bytes:
     """`docker save` format (gzip): one config and one layer, tagged with every stand-in image name."""
-    layer = rootfs_layer(version)
+    layer = rootfs_layer(version, forwarder)
     layer_id = hashlib.sha256(layer).hexdigest()
     config = json.dumps({
         "architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z",
@@ -223,7 +278,7 @@ def build(version: str, out_dir: Path) -> Path:
     tmp = path.with_suffix(".tmp")
     with tarfile.open(tmp, "w:gz") as tar:
         _dir(tar, "harbor")
-        _add(tar, f"harbor/harbor.v{version}.tar.gz", image_tarball(version))
+        _add(tar, f"harbor/harbor.v{version}.tar.gz", image_tarball(version, tls_forwarder(out_dir / "cache")))
         _add(tar, "harbor/prepare", prepare_script(version).encode(), 0o755)
         _add(tar, "harbor/install.sh", b"#!/bin/sh\necho 'stand-in installer: harbor-ha runs prepare itself' >&2\n"
                                        b"exit 1\n", 0o755)

@@ -1,0 +1,3 @@
+module harbor-ha/labs/hosts/standin_tls
+
+go 1.26
