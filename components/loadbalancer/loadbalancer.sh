@@ -11,7 +11,7 @@ ROLE=loadbalancer
 nginx_config_ok() {
   local out rc=0
   # Only the values that differ are written (in a container /proc/sys is read-only and already set).
-  sysctl_apply /etc/sysctl.d/60-harbor-ha-lb.conf || return 1
+  sysctl_apply "${SYSCTL_FILE:-/etc/sysctl.d/60-harbor-ha-lb.conf}" || return 1
   out=$(nginx -t -q 2>&1) || rc=$?
   if [ "$rc" -ne 0 ] || [ -n "$out" ]; then log "nginx -t: $out"; return 1; fi
 }

@@ -1,4 +1,5 @@
-"""components/loadbalancer/loadbalancer.sh's config check run in bash with `nginx` and `sysctl` stubs on PATH."""
+"""components/loadbalancer/loadbalancer.sh's config check run in bash with `nginx` and `sysctl` stubs on PATH
+(the rendered sysctl file given by SYSCTL_FILE)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,11 @@ def check_with(tmp_path: Path, nginx_output: str, nginx_rc: int) -> subprocess.C
     (bindir / "nginx").write_text(f"#!/bin/sh\nprintf '%s' '{nginx_output}' >&2\nexit {nginx_rc}\n")
     for tool in ("sysctl", "nginx"):
         (bindir / tool).chmod(0o755)
+    sysctl_file = tmp_path / "60-harbor-ha-lb.conf"
+    sysctl_file.write_text("net.ipv4.ip_nonlocal_bind = 1\n")
     return subprocess.run(["bash", "-c", f'. "{SCRIPT}"; nginx_config_ok'], capture_output=True, text=True,
-                          timeout=30, env={**os.environ, **LIB_ENV, "PATH": f"{bindir}:{os.environ['PATH']}"})
+                          timeout=30, env={**os.environ, **LIB_ENV, "PATH": f"{bindir}:{os.environ['PATH']}",
+                                           "SYSCTL_FILE": str(sysctl_file)})
 
 
 @pytest.mark.parametrize("output, rc, ok", [
