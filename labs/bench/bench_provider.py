@@ -21,23 +21,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a file: import from the repository root
 
 from harbor_provider.client import ClientSettings, Credentials, HarborClient  # noqa: E402
-from harbor_provider.resources import (  # noqa: E402
-    ProjectProvider,
-    RegistryProvider,
-    ReplicationPolicyProvider,
-    ReplicationRunProvider,
-    RobotAccountProvider,
-)
-from harbor_provider.access import LocalUserProvider, ProjectMemberProvider, UserGroupProvider  # noqa: E402
-from harbor_provider.configuration import ConfigurationProvider  # noqa: E402
-from harbor_provider.labels import LabelProvider  # noqa: E402
-from harbor_provider.retention import ImmutableTagRuleProvider, RetentionPolicyProvider  # noqa: E402
-from harbor_provider.schedules import (  # noqa: E402
-    AuditLogPurgeScheduleProvider,
-    GcScheduleProvider,
-    ScanAllScheduleProvider,
-)
-from harbor_provider.webhooks import WebhookProvider  # noqa: E402
 from labs.fakes.harbor_emulator.server import HarborEmulator  # noqa: E402
 
 SETTINGS = ClientSettings(read_timeout=10.0)
@@ -72,6 +55,21 @@ def measure(emu: HarborEmulator, provider, props: dict, change: dict) -> dict:
 
 
 def run() -> dict:
+    # Imported here, not at the top: they import pulumi, and `--help` should answer at once.
+    from harbor_provider.access import LocalUserProvider, ProjectMemberProvider, UserGroupProvider
+    from harbor_provider.configuration import ConfigurationProvider
+    from harbor_provider.labels import LabelProvider
+    from harbor_provider.resources import (
+        ProjectProvider,
+        RegistryProvider,
+        ReplicationPolicyProvider,
+        ReplicationRunProvider,
+        RobotAccountProvider,
+    )
+    from harbor_provider.retention import ImmutableTagRuleProvider, RetentionPolicyProvider
+    from harbor_provider.schedules import AuditLogPurgeScheduleProvider, GcScheduleProvider, ScanAllScheduleProvider
+    from harbor_provider.webhooks import WebhookProvider
+
     results: dict = {}
     with HarborEmulator() as emu:
         conn = {"harbor_url": emu.url, "harbor_username": emu.username, "harbor_password": emu.password}
