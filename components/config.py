@@ -22,12 +22,15 @@ NAMESPACE = "harbor-ha"
 # Every top-level key this program reads; anything else in the namespace is a typo and an error.
 KNOWN_KEYS = (
     "hosts", "network", "roles", "vip", "keepalived", "loadBalancer", "harbor", "tls", "postgres", "redis", "nfs",
+    "backup",
     # Secret keys: only their presence is validated here, their values stay Outputs (see components/secrets.py).
-    "sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword",
+    "sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword", "backupS3AccessKey",
+    "backupS3SecretKey",
     # Sections owned by the Harbor API provider and the migration (harbor_provider/); passed through untouched.
     "harborApi", "migration",
 )
-SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword")
+SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword", "backupS3AccessKey",
+               "backupS3SecretKey")
 
 HARBOR_DEFAULT_VERSION = "2.15.2"
 # Harbor components that pool PostgreSQL connections on each node (core, jobservice, exporter), and the
@@ -134,6 +137,42 @@ class PostgresSettings:
     user: str  #: Harbor's database user (password generated)
     max_connections: int  #: max_connections; Harbor opens up to max_open_conns per node
     shared_buffers: str  #: shared_buffers
+    mode: str  #: "single" (one server, the dev default) or "patroni" (Patroni + etcd, failover)
+
+
+@dataclass(frozen=True)
+class PatroniSettings:
+    """Patroni's timing and replication settings (postgres.mode: patroni); see docs/database-ha.md for the bounds."""
+
+    scope: str  #: Patroni's cluster name (etcd key prefix /service/<scope>/)
+    ttl: int  #: seconds the leader key lives without a refresh: a dead leader is replaced after at most this
+    loop_wait: int  #: seconds between Patroni's HA loop runs
+    retry_timeout: int  #: seconds Patroni retries etcd and PostgreSQL before demoting itself
+    synchronous: str  #: "off" (async), "on" (synchronous_mode) or "strict" (synchronous_mode_strict)
+    rest_api_port: int  #: Patroni's REST API port (health checks, switchover, member probes)
+    vip: str  #: the database VIP Harbor connects to, held by vip-manager on the leader's host
+    vip_interface: str  #: interface that carries the database VIP
+    vip_interval_ms: int  #: how often vip-manager reads the leader key from etcd
+    etcd_client_port: int  #: etcd client port
+    etcd_peer_port: int  #: etcd peer port
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """pgBackRest (database, WAL archive) and restic (Harbor's data volume)."""
+
+    repository: str  #: "host" (pgBackRest on roles.backup, reached over TLS) or "s3"
+    s3_endpoint: Optional[str]  #: S3-compatible endpoint host (repository s3)
+    s3_bucket: Optional[str]  #: bucket (repository s3)
+    s3_region: str  #: region (repository s3)
+    s3_uri_style: str  #: "host" or "path" (most self-hosted S3 servers need path)
+    path: str  #: repository path (on the backup host, or the prefix in the bucket)
+    retention_full: int  #: full backups kept (older ones and their WAL are expired)
+    retention_diff: int  #: differential backups kept
+    full_schedule: str  #: systemd OnCalendar of the full backup
+    diff_schedule: str  #: systemd OnCalendar of the differential backup
+    tls_port: int  #: port of `pgbackrest server` on the backup and database hosts (repository host)
+    restic_repository: Optional[str]  #: restic repository of the data volume (None: data volume not backed up)
 
 
 @dataclass(frozen=True)
@@ -166,7 +205,10 @@ class ClusterConfig:
     hosts: tuple[Host, ...]  #: every host, in stack file order
     prefix_length: int  #: prefix length of the hosts' subnet (the VIP must be inside it)
     nfs_host: Host  #: host of the NFS server
-    postgres_host: Host  #: host of PostgreSQL
+    postgres_host: Host  #: host of PostgreSQL (patroni mode: the first of postgres_hosts, bootstrap leader)
+    postgres_hosts: tuple[Host, ...]  #: every PostgreSQL host (one in single mode)
+    etcd_hosts: tuple[Host, ...]  #: etcd members (patroni mode only)
+    backup_host: Optional[Host]  #: pgBackRest repository host (backup.repository: host)
     redis_hosts: tuple[Host, ...]  #: redis-server hosts; the first is the initial master
     sentinel_hosts: tuple[Host, ...]  #: redis-sentinel hosts (sentinel mode only)
     harbor_nodes: tuple[Host, ...]  #: Harbor nodes; the first installs alone (it runs the DB migrations)
@@ -180,10 +222,17 @@ class ClusterConfig:
     postgres: PostgresSettings  #: PostgreSQL settings
     redis: RedisSettings  #: Redis settings
     nfs: NfsSettings  #: NFS settings
+    patroni: Optional[PatroniSettings]  #: Patroni settings (patroni mode only)
+    backup: Optional[BackupSettings]  #: backup settings (None: no backup section)
     passthrough: Mapping[str, Any] = field(default_factory=dict)  #: harborApi/migration sections, raw
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
+
+    @property
+    def db_endpoint(self) -> str:
+        """The address Harbor's external_database points at: the server, or the VIP that follows the leader."""
+        return self.patroni.vip if self.patroni else self.postgres_host.address
 
     @property
     def external_url(self) -> str:
@@ -301,6 +350,20 @@ def _ipv4_check(value: str) -> Optional[str]:
     return None
 
 
+def _check_vip_placement(r: _Reader, what: str, vip: str, hosts: Sequence[Host], holders: Sequence[Host],
+                         prefix_length: int) -> None:
+    """`<r.key>.address`: a VIP is nobody's address and lies in the subnet of every host that may hold it."""
+    for h in hosts:
+        if h.address == vip:
+            r.fail(f"{vip} is the address of host {h.name!r}; {what} must be an unused address", "address")
+    for h in holders:
+        if h.address and ipaddress.IPv4Address(vip) not in ipaddress.IPv4Network(
+                f"{h.address}/{prefix_length}", strict=False):
+            r.fail(f"{vip} is outside the subnet of host {h.name!r} ({h.address}/{prefix_length}); "
+                   "a VIP can only move between hosts of one subnet", "address")
+            break
+
+
 def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence[str] = (),
                          check_files: bool = False) -> ClusterConfig:
     """Parse and validate the `harbor-ha:*` config values of a stack.
@@ -337,7 +400,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
             return []
         found: list[Host] = []
         for i, n in enumerate(names):
-            sub = role if single else f"{role}[{i}]"
+            sub = role if isinstance(raw, str) else f"{role}[{i}]"
             if not isinstance(n, str) or n not in by_name:
                 roles.fail(f"unknown host {n!r} (hosts: {', '.join(by_name) or 'none'})", sub)
             elif by_name[n] in found:
@@ -347,7 +410,9 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         return found
 
     nfs_hosts = role_hosts("nfs", single=True)
-    pg_hosts = role_hosts("postgres", single=True)
+    pg_hosts = role_hosts("postgres")
+    etcd_hosts = role_hosts("etcd", required=False)
+    backup_hosts = role_hosts("backup", single=True, required=False)
     redis_hosts = role_hosts("redis")
     sentinel_hosts = role_hosts("sentinels", required=False)
     harbor_nodes = role_hosts("harborNodes")
@@ -370,16 +435,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     vrid = vip_r.get("virtualRouterId", int, 51, check=_in_range(1, 255))
     vip_r.finish()
     if vip and hosts:
-        for h in hosts:
-            if h.address == vip:
-                vip_r.fail(f"{vip} is the address of host {h.name!r}; the VIP must be an unused address", "address")
-        subnet_hosts = [h for h in lb_hosts] or hosts
-        for h in subnet_hosts:
-            if h.address and ipaddress.IPv4Address(vip) not in ipaddress.IPv4Network(
-                    f"{h.address}/{prefix_length}", strict=False):
-                vip_r.fail(f"{vip} is outside the subnet of host {h.name!r} ({h.address}/{prefix_length}); "
-                           "a VIP can only move between hosts of one subnet", "address")
-                break
+        _check_vip_placement(vip_r, "the VIP", vip, hosts, list(lb_hosts) or hosts, prefix_length)
 
     lb_on_harbor_nodes = bool(set(lb_hosts) & set(harbor_nodes))
 
@@ -521,6 +577,9 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
 
     # --- PostgreSQL (defaults follow geerlingguy/ansible-role-postgresql where it has one) -------------------
     pg_r = _Reader(values.get("postgres"), f"{NAMESPACE}:postgres", problems)
+    # single: one server, the dev default (nothing to fail over to). patroni: see docs/database-ha.md.
+    pg_mode = pg_r.get("mode", str, "single",
+                       check=lambda v: None if v in ("single", "patroni") else "must be single or patroni")
     postgres = PostgresSettings(
         # 15: Debian 12's postgresql package; Ubuntu 22.04 ships 14, Ubuntu 24.04 ships 16.
         version=pg_r.get("version", int, 15, check=_in_range(12, 17)),
@@ -533,8 +592,26 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         # Harbor's core, jobservice and exporter each pool connections per node; 300 covers 3 nodes.
         max_connections=pg_r.get("maxConnections", int, 300, check=_in_range(20, 10000)),
         shared_buffers=pg_r.get("sharedBuffers", str, "256MB", check=_matches(_SIZE, "a size like 256MB")),
+        mode=pg_mode,
     )
+    patroni = _parse_patroni(pg_r, pg_mode, pg_hosts, etcd_hosts, hosts, vip, prefix_length, postgres.port, roles) \
+        if pg_mode == "patroni" else None
+    if pg_mode == "single":
+        for key in ("patroni", "vip", "synchronous", "etcd"):
+            if pg_r.data.get(key) is not None:
+                pg_r.fail("only used with postgres.mode: patroni", key)
+            pg_r.used.add(key)
+        if len(pg_hosts) > 1:
+            roles.fail(f"single mode takes one host, got {len(pg_hosts)}; set postgres.mode: patroni for several",
+                       "postgres")
+        if etcd_hosts:
+            roles.fail("etcd is only used with postgres.mode: patroni", "etcd")
     pg_r.finish()
+    backup = _parse_backup(values.get("backup"), pg_mode, backup_hosts, pg_hosts, roles, problems)
+    if backup and backup.repository == "s3":
+        for key in ("backupS3AccessKey", "backupS3SecretKey"):
+            if key not in secrets_present:
+                problems.append(f"{NAMESPACE}:{key}: backup.repository s3 needs it (pulumi config set --secret)")
     pooled = len(harbor_nodes) * DB_POOLS_PER_NODE * harbor.db_max_open_conns
     if pooled > postgres.max_connections - DB_RESERVED_CONNECTIONS:
         hb.fail(f"{len(harbor_nodes)} nodes x {DB_POOLS_PER_NODE} pools x {harbor.db_max_open_conns} = {pooled} "
@@ -596,6 +673,9 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         prefix_length=prefix_length,
         nfs_host=nfs_hosts[0],
         postgres_host=pg_hosts[0],
+        postgres_hosts=tuple(pg_hosts),
+        etcd_hosts=tuple(etcd_hosts or pg_hosts) if patroni else (),
+        backup_host=backup_hosts[0] if backup_hosts and backup else None,
         redis_hosts=tuple(redis_hosts),
         sentinel_hosts=tuple(sentinel_hosts) if mode == "sentinel" else (),
         harbor_nodes=tuple(harbor_nodes),
@@ -609,8 +689,127 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         postgres=postgres,
         redis=redis,
         nfs=nfs,
+        patroni=patroni,
+        backup=backup,
         passthrough={k: values[k] for k in ("harborApi", "migration") if k in values},
     )
+
+
+_SCOPE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_ONCALENDAR = re.compile(r"^[A-Za-z0-9*.,:/ -]+$")
+
+
+def _parse_patroni(pg_r: _Reader, mode: str, pg_hosts: list[Host], etcd_hosts: list[Host], hosts: list[Host],
+                   harbor_vip: str, prefix_length: int, pg_port: int, roles: _Reader) -> PatroniSettings:
+    """postgres.patroni / vip / synchronous / etcd: the settings of postgres.mode: patroni."""
+    problems = pg_r.problems
+    pa = _Reader(pg_r.get("patroni", dict, {}), f"{pg_r.key}.patroni", problems)
+    # ttl 20 / loop_wait 2 / retry_timeout 9: ttl 20 is the minimum Patroni's config validation accepts, and
+    # loop_wait + 2 x retry_timeout <= ttl is the rule Patroni documents (2 + 18 = 20). Failover then takes
+    # ttl + ~3 s (member probe, VIP move, reconnect): 21-23 s measured, against 24.6-30.5 s with the defaults
+    # 30/10/10 (docs/database-ha.md has the figures and how to reproduce them).
+    ttl = pa.get("ttl", int, 20, check=_in_range(20, 3600))
+    loop_wait = pa.get("loopWait", int, 2, check=_in_range(1, 600))
+    retry_timeout = pa.get("retryTimeout", int, 9, check=_in_range(3, 600))
+    scope = pa.get("scope", str, "harbor", check=_matches(_SCOPE, "a name (a-z, 0-9, -)"))
+    # 8008: Patroni's default REST API port.
+    rest_api_port = pa.get("restApiPort", int, 8008, check=_in_range(1, 65535))
+    pa.finish()
+    if loop_wait + 2 * retry_timeout > ttl:
+        pa.fail(f"loopWait {loop_wait} + 2 x retryTimeout {retry_timeout} exceeds ttl {ttl}: a leader that retries "
+                "etcd for retryTimeout could lose its key while still writing (Patroni's documented rule "
+                "loop_wait + 2*retry_timeout <= ttl)", "ttl")
+
+    vr = _Reader(pg_r.get("vip", dict, {}, required=True), f"{pg_r.key}.vip", problems)
+    vip = vr.get("address", str, "", required=True, check=_ipv4_check)
+    vip_interface = vr.get("interface", str, "eth0", check=_matches(_IFACE, "an interface name"))
+    # 1000 ms: vip-manager's own default; the VIP follows the leader key within a second of its change.
+    vip_interval = vr.get("intervalMs", int, 1000, check=_in_range(100, 60000))
+    vr.finish()
+    if vip:
+        _check_vip_placement(vr, "the database VIP", vip, hosts, pg_hosts, prefix_length)
+        if vip == harbor_vip:
+            vr.fail(f"{vip} is also vip.address (Harbor's VIP); the database VIP must differ", "address")
+
+    synchronous = pg_r.get("synchronous", str, "off",
+                           check=lambda v: None if v in ("off", "on", "strict") else "must be off, on or strict")
+    et = _Reader(pg_r.get("etcd", dict, {}), f"{pg_r.key}.etcd", problems)
+    # 2379/2380: etcd's registered client and peer ports.
+    etcd_client_port = et.get("clientPort", int, 2379, check=_in_range(1, 65535))
+    etcd_peer_port = et.get("peerPort", int, 2380, check=_in_range(1, 65535))
+    et.finish()
+    if etcd_client_port == etcd_peer_port:
+        et.fail("must differ from clientPort", "peerPort")
+    ports = {"port": pg_port, "patroni.restApiPort": rest_api_port, "etcd.clientPort": etcd_client_port,
+             "etcd.peerPort": etcd_peer_port}
+    seen: dict[int, str] = {}
+    for key, port in ports.items():
+        if port in seen:
+            pg_r.fail(f"{port} is already postgres.{seen[port]}; the ports must differ", key)
+        seen.setdefault(port, key)
+
+    if pg_hosts and len(pg_hosts) < 3:
+        roles.fail(f"postgres.mode patroni needs at least 3 hosts (a leader and two replicas, so one can fail "
+                   f"while a copy remains), got {len(pg_hosts)}", "postgres")
+    if synchronous != "off" and len(pg_hosts) - 1 < 2:
+        pg_r.fail(f"synchronous {synchronous} with {max(len(pg_hosts) - 1, 0)} replica(s): the one synchronous "
+                  "standby failing would stop (strict) or unprotect (on) every commit; needs 2 replicas",
+                  "synchronous")
+    members = etcd_hosts or pg_hosts
+    if members and (len(members) % 2 == 0 or len(members) < 3):
+        roles.fail(f"etcd needs an odd number of members, at least 3, got {len(members)}: an even number "
+                   "tolerates no more failures than one member fewer", "etcd")
+    return PatroniSettings(
+        scope=scope, ttl=ttl, loop_wait=loop_wait, retry_timeout=retry_timeout, synchronous=synchronous,
+        rest_api_port=rest_api_port, vip=vip, vip_interface=vip_interface, vip_interval_ms=vip_interval,
+        etcd_client_port=etcd_client_port, etcd_peer_port=etcd_peer_port)
+
+
+def _parse_backup(raw: Any, pg_mode: str, backup_hosts: list[Host], pg_hosts: list[Host], roles: _Reader,
+                  problems: list[str]) -> Optional[BackupSettings]:
+    """backup: pgBackRest's repository and schedules, restic's repository (None without the section)."""
+    if raw is None:
+        if backup_hosts:
+            roles.fail("a backup host needs the harbor-ha:backup section", "backup")
+        return None
+    br = _Reader(raw, f"{NAMESPACE}:backup", problems)
+    repository = br.get("repository", str, "host",
+                        check=lambda v: None if v in ("host", "s3") else "must be host or s3")
+    s3 = _Reader(br.get("s3", dict, {}, required=repository == "s3"), f"{NAMESPACE}:backup.s3", problems)
+    backup = BackupSettings(
+        repository=repository,
+        s3_endpoint=s3.get("endpoint", str, None, required=repository == "s3", check=_matches(_DNS_NAME, "a host")),
+        s3_bucket=s3.get("bucket", str, None, required=repository == "s3"),
+        s3_region=s3.get("region", str, "us-east-1"),
+        # path: MinIO, Ceph RGW and Garage serve path-style requests without wildcard DNS.
+        s3_uri_style=s3.get("uriStyle", str, "path", check=lambda v: None if v in ("host", "path")
+                            else "must be host or path"),
+        path=br.get("path", str, "/var/lib/pgbackrest", check=_matches(_PATH, "an absolute path")),
+        # 2 full backups (with their WAL): a point in time restore can reach back one to two full periods.
+        retention_full=br.get("retentionFull", int, 2, check=_in_range(1, 9999)),
+        retention_diff=br.get("retentionDiff", int, 6, check=_in_range(1, 9999)),
+        # Weekly full on Sunday night, differential the other nights: the schedule pgBackRest's user guide uses.
+        full_schedule=br.get("fullSchedule", str, "Sun *-*-* 01:00:00",
+                             check=_matches(_ONCALENDAR, "a systemd OnCalendar expression")),
+        diff_schedule=br.get("diffSchedule", str, "Mon..Sat *-*-* 01:00:00",
+                             check=_matches(_ONCALENDAR, "a systemd OnCalendar expression")),
+        # 8432: pgBackRest's documented default tls-server-port.
+        tls_port=br.get("tlsPort", int, 8432, check=_in_range(1, 65535)),
+        restic_repository=br.get("resticRepository", str, None,
+                                 check=lambda v: None if v.startswith(("/", "sftp:", "s3:", "rest:"))
+                                 else f"{v!r} is not a restic repository (/path, sftp:, s3: or rest:)"),
+    )
+    s3.finish()
+    br.finish()
+    if pg_mode != "patroni":
+        br.fail("backups are built for postgres.mode: patroni (docs/database-ha.md moves a single server there)")
+    if repository == "host":
+        if not backup_hosts:
+            roles.fail("backup.repository host needs roles.backup: the host that keeps the repository", "backup")
+        elif backup_hosts[0] in pg_hosts:
+            roles.fail(f"{backup_hosts[0].name!r} is a database host; the repository must survive losing it",
+                       "backup")
+    return backup
 
 
 def load_stack_file(path: str) -> tuple[dict[str, Any], list[str]]:

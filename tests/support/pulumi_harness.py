@@ -6,6 +6,8 @@ values (`FAKE_SECRETS_PREFIX...`) so the tests can look for them in places they 
 
 from __future__ import annotations
 
+import copy
+
 import hashlib
 import json
 import runpy
@@ -120,6 +122,18 @@ class Program:
 
 def stack_config(stack: str) -> tuple[dict[str, Any], list[str]]:
     return load_stack_file(str(ROOT / f"Pulumi.{stack}.yaml"))
+
+
+def patroni_values() -> dict[str, Any]:
+    """The prod example moved to Patroni on three database hosts (strict synchronous), with a backup host."""
+    values = copy.deepcopy(stack_config("prod")[0])
+    values["hosts"] += [{"name": "db2", "address": "10.20.0.12"}, {"name": "db3", "address": "10.20.0.13"},
+                        {"name": "backup1", "address": "10.20.0.51"}]
+    values["roles"].update(postgres=["db1", "db2", "db3"], backup="backup1")
+    values["postgres"].update(mode="patroni", vip={"address": "10.20.0.50", "interface": "ens3"},
+                              synchronous="strict")
+    values["backup"] = {"resticRepository": "sftp:backup1:/srv/restic"}
+    return values
 
 
 def run_program(values: dict[str, Any], secrets: dict[str, str] | None = None) -> Program:
