@@ -19,6 +19,8 @@ cluster = HarborCluster("harbor", HarborClusterArgs(
     admin_password=secret_config.get_secret("harborAdminPassword"),
     tls_certificate=secret_config.get_secret("tlsCertificate"),
     tls_private_key=secret_config.get_secret("tlsPrivateKey"),
+    backup_s3_access_key=secret_config.get_secret("backupS3AccessKey"),
+    backup_s3_secret_key=secret_config.get_secret("backupS3SecretKey"),
 ))
 
 # Harbor's registries, projects, robots and replication policies: on this cluster once it is up and healthy,

@@ -1,7 +1,7 @@
 """HarborCluster: every role of the HA Harbor cluster, composed in dependency order.
 
 Order (each arrow is a dependency; everything else runs in parallel):
-    NFS server, PostgreSQL, Redis (+ sentinels)  ->  Harbor node 1 (alone: it runs the DB migrations)
+    NFS server, PostgreSQL (or etcd -> PostgresCluster), Redis (+ sentinels)  ->  Harbor node 1 (alone: it runs the DB migrations)
     ->  Harbor node 2  ->  ...  ->  LoadBalancer (nginx on both LB hosts)  ->  KeepalivedPair (VIP)
 Nodes are deployed one after the other, each gated on Harbor's health, so an upgrade is rolling too.
 """
@@ -14,10 +14,12 @@ from typing import Optional
 import pulumi
 
 from components.config import ClusterConfig
+from components.etcd import Etcd, EtcdArgs
 from components.harbor_node import HarborNode, HarborNodeArgs
 from components.keepalived import KeepalivedPair, KeepalivedPairArgs
 from components.loadbalancer import LoadBalancer, LoadBalancerArgs
 from components.nfs import NfsServer, NfsServerArgs
+from components.patroni import PostgresCluster, PostgresClusterArgs
 from components.postgres import PostgresServer, PostgresServerArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import ClusterSecrets, ClusterSecretsArgs
@@ -32,6 +34,8 @@ class HarborClusterArgs:
     admin_password: Optional[pulumi.Input[str]] = None  #: Harbor admin password (else generated)
     tls_certificate: Optional[pulumi.Input[str]] = None  #: LB certificate chain (else self-signed)
     tls_private_key: Optional[pulumi.Input[str]] = None  #: LB private key
+    backup_s3_access_key: Optional[pulumi.Input[str]] = None  #: backupS3AccessKey (backup.repository s3)
+    backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (backup.repository s3)
 
 
 class HarborCluster(pulumi.ComponentResource):
@@ -52,11 +56,17 @@ class HarborCluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         secrets = ClusterSecrets(f"{name}-secrets", ClusterSecretsArgs(
             cfg=cfg, admin_password=args.admin_password, tls_certificate=args.tls_certificate,
-            tls_private_key=args.tls_private_key), child)
+            tls_private_key=args.tls_private_key, backup_s3_access_key=args.backup_s3_access_key,
+            backup_s3_secret_key=args.backup_s3_secret_key), child)
         common = dict(cfg=cfg, secrets=secrets.values, private_key=args.ssh_private_key)
 
         nfs = NfsServer(f"{name}-nfs", NfsServerArgs(**common), child)
-        postgres = PostgresServer(f"{name}-postgres", PostgresServerArgs(**common), child)
+        postgres: pulumi.ComponentResource
+        if cfg.patroni:
+            etcd = Etcd(f"{name}-etcd", EtcdArgs(**common), child)
+            postgres = PostgresCluster(f"{name}-patroni", PostgresClusterArgs(**common, after=[etcd]), child)
+        else:
+            postgres = PostgresServer(f"{name}-postgres", PostgresServerArgs(**common), child)
         redis = Redis(f"{name}-redis", RedisArgs(**common), child)
 
         self.nodes = []

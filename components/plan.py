@@ -9,19 +9,29 @@ from components.host.files import FileSpec, placeholders
 from components.harbor_node import harbor_node_files
 from components.keepalived import keepalived_files, vrrp_roles
 from components.loadbalancer import loadbalancer_files
+from components.etcd import etcd_files
 from components.nfs import nfs_server_files
+from components.patroni import patroni_files, pgbackrest_repo_files
 from components.postgres import postgres_files
 from components.redis import redis_files, sentinel_files
 
 # Roles in provisioning order on one host; each has its `<role>.sh` beside its component.
-ROLES = ("nfs-server", "postgres", "redis", "sentinel", "harbor-node", "loadbalancer", "keepalived")
+ROLES = ("nfs-server", "etcd", "postgres", "patroni", "pgbackrest-repo", "redis", "sentinel", "harbor-node", "loadbalancer", "keepalived")
 
 
 def role_files(cfg: ClusterConfig) -> dict[str, dict[str, list[FileSpec]]]:
     """{host name: {role: [FileSpec, ...]}} for the whole cluster, roles in ROLES order."""
     plan: dict[str, dict[str, list[FileSpec]]] = {h.name: {} for h in cfg.hosts}
     plan[cfg.nfs_host.name]["nfs-server"] = nfs_server_files(cfg)
-    plan[cfg.postgres_host.name]["postgres"] = postgres_files(cfg)
+    if cfg.patroni:
+        for h in cfg.etcd_hosts:
+            plan[h.name]["etcd"] = etcd_files(cfg, h)
+        for h in cfg.postgres_hosts:
+            plan[h.name]["patroni"] = patroni_files(cfg, h)
+        if cfg.backup_host:
+            plan[cfg.backup_host.name]["pgbackrest-repo"] = pgbackrest_repo_files(cfg)
+    else:
+        plan[cfg.postgres_host.name]["postgres"] = postgres_files(cfg)
     for h in cfg.redis_hosts:
         plan[h.name]["redis"] = redis_files(cfg, h)
     for h in cfg.sentinel_hosts:

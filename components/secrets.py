@@ -14,6 +14,7 @@ import pulumi_random as random
 import pulumi_tls as tls
 
 from components.config import ClusterConfig
+from components.patroni import PGBACKREST_CLIENT_CN
 from components.host.files import PUBLIC_VALUES
 
 
@@ -25,12 +26,14 @@ class ClusterSecretsArgs:
     admin_password: Optional[pulumi.Input[str]] = None  #: harborAdminPassword from config (else generated)
     tls_certificate: Optional[pulumi.Input[str]] = None  #: tlsCertificate from config (else self-signed)
     tls_private_key: Optional[pulumi.Input[str]] = None  #: tlsPrivateKey from config (else generated)
+    backup_s3_access_key: Optional[pulumi.Input[str]] = None  #: backupS3AccessKey (backup.repository s3)
+    backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (backup.repository s3)
 
 
 class ClusterSecrets(pulumi.ComponentResource):
     """Generated passwords, Harbor's shared keys and the LB's TLS material."""
 
-    values: dict[str, pulumi.Output[str]]  #: every name of files.SECRET_VALUES -> secret Output
+    values: dict[str, pulumi.Output[str]]  #: files.SECRET_VALUES name -> secret Output (Patroni's in patroni mode)
     admin_password: pulumi.Output[str]  #: Harbor's admin password
     self_signed_certificate: Optional[pulumi.Output[str]]  #: the generated LB certificate (None with a user one)
 
@@ -82,7 +85,41 @@ class ClusterSecrets(pulumi.ComponentResource):
             "tls_certificate": tls_cert,
             "tls_private_key": tls_key,
         }
+        if cfg.patroni:
+            values.update(self._patroni_values(name, cfg, password, child))
+            if cfg.backup and cfg.backup.repository == "s3":
+                values.update(backup_s3_access_key=args.backup_s3_access_key,
+                              backup_s3_secret_key=args.backup_s3_secret_key)
         self.values = {k: pulumi.Output.from_input(v) if k in PUBLIC_VALUES else pulumi.Output.secret(v)
                        for k, v in values.items()}
         self.admin_password = self.values["admin_password"]
         self.register_outputs({"admin_password": self.admin_password})
+
+    @staticmethod
+    def _patroni_values(name: str, cfg: ClusterConfig, password, child: pulumi.ResourceOptions) -> dict:
+        """Patroni's users, and one TLS identity for pgBackRest: server and client on every database host and on
+        the backup host (they all trust each other; `tls-server-auth` admits this certificate's CN only)."""
+        ca_key = tls.PrivateKey(f"{name}-pgbackrest-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        ca = tls.SelfSignedCert(
+            f"{name}-pgbackrest-ca", private_key_pem=ca_key.private_key_pem, is_ca_certificate=True,
+            subject=tls.SelfSignedCertSubjectArgs(common_name="harbor-ha pgBackRest CA", organization="harbor-ha"),
+            validity_period_hours=10 * 365 * 24, allowed_uses=["cert_signing", "crl_signing"], opts=child)
+        key = tls.PrivateKey(f"{name}-pgbackrest-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        hosts = [*cfg.postgres_hosts, *([cfg.backup_host] if cfg.backup_host else [])]
+        request = tls.CertRequest(
+            f"{name}-pgbackrest-csr", private_key_pem=key.private_key_pem,
+            subject=tls.CertRequestSubjectArgs(common_name=PGBACKREST_CLIENT_CN, organization="harbor-ha"),
+            ip_addresses=[h.address for h in hosts], opts=child)
+        cert = tls.LocallySignedCert(
+            f"{name}-pgbackrest-cert", cert_request_pem=request.cert_request_pem, ca_private_key_pem=ca_key.private_key_pem,
+            ca_cert_pem=ca.cert_pem, validity_period_hours=10 * 365 * 24,
+            allowed_uses=["digital_signature", "key_encipherment", "server_auth", "client_auth"], opts=child)
+        return {
+            "pg_superuser_password": password("pg-superuser-password", 32),
+            "pg_replication_password": password("pg-replication-password", 32),
+            "patroni_api_password": password("patroni-api-password", 32),
+            "restic_password": password("restic-password", 32),
+            "pgbackrest_ca_cert": ca.cert_pem,
+            "pgbackrest_cert": cert.cert_pem,
+            "pgbackrest_key": key.private_key_pem,
+        }

@@ -45,12 +45,13 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
         "harbor_admin_password": secrets["admin_password"],
         "data_volume": h.data_volume,
         "external_database": {"harbor": {
-            "host": cfg.postgres_host.address,
+            "host": cfg.db_endpoint,
             "port": cfg.postgres.port,
             "db_name": cfg.postgres.database,
             "username": cfg.postgres.user,
             "password": secrets["db_password"],
-            # The database is on the private network, reachable from the Harbor nodes only (pg_hba).
+            # The server, or the database VIP that follows the Patroni leader (docs/database-ha.md); on the private
+            # network, reachable from the Harbor nodes only (pg_hba).
             "ssl_mode": "disable",
             "max_idle_conns": min(10, h.db_max_open_conns),
             "max_open_conns": h.db_max_open_conns,

@@ -31,9 +31,18 @@ SECRET_VALUES = {
     "registry_root_cert": "certificate of that key, secret/registry/root.crt (generated)",
     "tls_certificate": "the LB's TLS certificate chain (tlsCertificate or self-signed)",
     "tls_private_key": "the LB's TLS private key (tlsPrivateKey or generated)",
+    "pg_superuser_password": "PostgreSQL's postgres user under Patroni (generated)",
+    "pg_replication_password": "Patroni's replication user (generated)",
+    "patroni_api_password": "Patroni's REST API user for switchover/restart (generated)",
+    "pgbackrest_ca_cert": "CA of the pgBackRest TLS server and client certificate (generated)",
+    "pgbackrest_cert": "pgBackRest's TLS certificate, server and client, every database and backup host (generated)",
+    "pgbackrest_key": "its private key (generated)",
+    "restic_password": "password of the restic repository of the data volume (generated)",
+    "backup_s3_access_key": "S3 access key of the pgBackRest repository (backupS3AccessKey)",
+    "backup_s3_secret_key": "S3 secret key of the pgBackRest repository (backupS3SecretKey)",
 }
 # Values that are Outputs but not confidential: files that need only these are not shipped as secrets.
-PUBLIC_VALUES = frozenset({"registry_root_cert", "tls_certificate"})
+PUBLIC_VALUES = frozenset({"registry_root_cert", "tls_certificate", "pgbackrest_ca_cert", "pgbackrest_cert"})
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).resolve().parent.parent)),  # "<role>/<name>.j2"

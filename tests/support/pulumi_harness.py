@@ -72,7 +72,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif args.typ == "tls:index/privateKey:PrivateKey":
             outputs["private_key_pem"] = self.generated[args.name] = (
                 f"-----BEGIN PRIVATE KEY-----\n{fake_secret('key', args.name)}\n-----END PRIVATE KEY-----\n")
-        elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
+        elif args.typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
             outputs["cert_pem"] = (f"-----BEGIN CERTIFICATE-----\n{fake_secret('cert', args.name)}\n"
                                    "-----END CERTIFICATE-----\n")
         # Harbor's objects have numeric ids (the provider parses them); everything else gets a readable one.

@@ -11,7 +11,7 @@ from components.config import ConfigError
 from components.plan import role_files
 from components.config import parse_cluster_config
 from tests.support import pulumi_harness
-from tests.support.pulumi_harness import Registered, run_program, stack_config
+from tests.support.pulumi_harness import Registered, patroni_values, run_program, stack_config
 
 COMMAND = "command:remote:Command"
 COPY = "command:remote:CopyToRemote"
@@ -302,5 +302,25 @@ def test_roles_holding_the_data_are_protected_from_deletion():
         assert protected == ["harbor-nfs-nfs1-apply", "harbor-postgres-db1-apply"]
         assert len(applied) == 15  # 1 NFS, 1 PostgreSQL, 3 Redis, 3 sentinels, 3 nodes, 2 nginx, 2 keepalived
         return True
+
+    return program.all_registered().apply(check)
+
+
+@pulumi.runtime.test
+def test_patroni_stack_deploys_etcd_then_patroni_members_then_the_repository_and_points_harbor_at_the_vip():
+    program = run_program(patroni_values())
+
+    def check(regs):
+        found = {role: len(apply_commands(regs, role)) for role in ("etcd", "patroni", "pgbackrest-repo", "postgres")}
+        assert found == {"etcd": 3, "patroni": 3, "pgbackrest-repo": 1, "postgres": 0}
+        types = Counter(r.typ for r in regs)
+        assert types["harbor-ha:etcd:Etcd"] == 1 and types["harbor-ha:patroni:PostgresCluster"] == 1
+        leader, *replicas = apply_commands(regs, "patroni")
+        etcd = apply_commands(regs, "etcd")
+        assert all(depends_transitively(regs, leader, e) for e in etcd)
+        assert all(depends_transitively(regs, r, leader) for r in replicas)
+        assert all(depends_transitively(regs, apply_commands(regs, "pgbackrest-repo")[0], m) for m in [leader, *replicas])
+        assert all(depends_transitively(regs, n, leader) for n in apply_commands(regs, "harbor-node"))
+        return regs
 
     return program.all_registered().apply(check)

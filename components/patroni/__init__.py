@@ -1,0 +1,351 @@
+"""PostgresCluster: PostgreSQL under Patroni on the `roles.postgres` hosts (postgres.mode: patroni).
+
+Each database host runs Patroni (which runs PostgreSQL), vip-manager (which holds the database VIP while etcd's
+leader key names this host) and `pgbackrest server` (TLS, for the repository host). The repository host keeps
+pgBackRest's repository and runs the full/differential backup timers. docs/database-ha.md explains the guarantees.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import pulumi
+import yaml
+
+from components.config import ClusterConfig, Host
+from components.etcd import etcd_client_urls
+from components.host.files import FileSpec, render_env, role_env
+from components.host.remote import HostRole, RoleArgs, deploy_role
+from components.postgres import render_harbor_role_sql
+
+SCRIPT = Path(__file__).with_name("patroni.sh")  #: the role script of a database host
+REPO_SCRIPT = Path(__file__).with_name("pgbackrest-repo.sh")  #: the role script of the repository host
+STANZA = "harbor"  #: pgBackRest's name for the cluster
+PGBACKREST_CLIENT_CN = "harbor-ha-pgbackrest"  #: CN of the one certificate tls-server-auth admits
+REPLICATION_USER = "replicator"
+API_USER = "patroni"
+
+
+@dataclass(frozen=True)
+class PatroniPaths:
+    """Where the files of a database or repository host live (Debian's layout; the database lab uses temp dirs)."""
+
+    root: str = ""  #: prefix of every path below (the lab's per-host directory); "" on a real host
+    pg_version: int = 15  #: PostgreSQL major version, in the Debian paths
+
+    def _p(self, path: str) -> str:
+        return f"{self.root}{path}"
+
+    config = property(lambda self: self._p("/etc/patroni/config.yml"))  #: Patroni's config (Debian's unit reads it)
+    dynamic = property(lambda self: self._p("/etc/patroni/dynamic.yml"))  #: the DCS settings, applied each run
+    data_dir = property(lambda self: self._p(f"/var/lib/postgresql/{self.pg_version}/patroni"))  #: PGDATA
+    bin_dir = property(lambda self: f"/usr/lib/postgresql/{self.pg_version}/bin")  #: PostgreSQL's programs
+    socket_dir = property(lambda self: self._p("/var/run/postgresql"))  #: unix socket directory
+    pgpass = property(lambda self: self._p("/var/lib/postgresql/.pgpass.patroni"))  #: Patroni writes it
+    vip_env = property(lambda self: self._p("/etc/default/vip-manager"))  #: Debian's vip-manager.service env
+    pgbackrest_conf = property(lambda self: self._p("/etc/pgbackrest.conf"))  #: Debian's pgbackrest config
+    tls_dir = property(lambda self: self._p("/etc/pgbackrest/tls"))  #: pgBackRest's CA, certificate, key
+    pgbackrest_log = property(lambda self: self._p("/var/log/pgbackrest"))  #: pgBackRest's log files
+    pgbackrest_lock = property(lambda self: self._p("/tmp/pgbackrest"))  #: pgBackRest's lock files
+    role_sql = property(lambda self: self._p("/etc/harbor-ha/patroni/harbor-role.sql"))  #: Harbor's role, database
+
+
+def _yaml(doc: Mapping[str, Any], what: str) -> str:
+    return f"# {what}: rendered by harbor-ha (components/patroni/); pulumi up overwrites edits.\n" + yaml.safe_dump(
+        doc, sort_keys=False, default_flow_style=False)
+
+
+def dynamic_settings(cfg: ClusterConfig, paths: PatroniPaths = PatroniPaths()) -> dict[str, Any]:
+    """Patroni's cluster-wide (DCS) settings: bootstrap.dcs, and `patronictl edit-config --replace` on each apply."""
+    p, pg = cfg.patroni, cfg.postgres
+    parameters: dict[str, Any] = {
+        "max_connections": pg.max_connections,
+        "shared_buffers": pg.shared_buffers,
+        "password_encryption": "scram-sha-256",
+        "wal_level": "replica",
+        "hot_standby": "on",
+        # pg_rewind needs hint bits in WAL (initdb also turns data checksums on): a crashed leader rejoins as a
+        # replica instead of needing a full copy.
+        "wal_log_hints": "on",
+        "max_wal_senders": 10,
+        "max_replication_slots": 10,
+        "wal_keep_size": "1GB",
+        "tcp_keepalives_idle": 60,
+        "tcp_keepalives_interval": 10,
+        "tcp_keepalives_count": 6,
+    }
+    if cfg.backup:
+        archive = f"pgbackrest --config={paths.pgbackrest_conf} --stanza={STANZA}"
+        # 60 s: the WAL of a quiet cluster still reaches the repository within a minute (the restore's RPO).
+        parameters.update(archive_mode="on", archive_timeout=60, archive_command=f"{archive} archive-push %p")
+    settings: dict[str, Any] = {
+        "ttl": p.ttl,
+        "loop_wait": p.loop_wait,
+        "retry_timeout": p.retry_timeout,
+        # 1 MiB: a replica further behind than that is not promoted (async mode's bound on lost data).
+        "maximum_lag_on_failover": 1048576,
+        "synchronous_mode": p.synchronous != "off",
+        # strict: with no synchronous standby left, commits wait rather than being acknowledged without a copy.
+        # Patroni promotes with synchronous_standby_names='*' in this mode, which closes the window in which
+        # non-strict mode acknowledges commits on a fresh leader before it names a new standby.
+        "synchronous_mode_strict": p.synchronous == "strict",
+        "postgresql": {"use_pg_rewind": True, "use_slots": True, "parameters": parameters},
+    }
+    if cfg.backup:
+        settings["postgresql"]["recovery_conf"] = {"restore_command": f"{archive} archive-get %f \"%p\""}
+    return settings
+
+
+def render_pg_hba(cfg: ClusterConfig) -> list[str]:
+    """pg_hba lines: replication among the database hosts, Harbor's user from the Harbor nodes only."""
+    pg = cfg.postgres
+    lines = ["local all postgres peer",
+             "local all all scram-sha-256",
+             "local replication all scram-sha-256",
+             # Patroni's replicas also open a replication connection to the local server.
+             f"host replication {REPLICATION_USER} 127.0.0.1/32 scram-sha-256",
+             "host all all 127.0.0.1/32 scram-sha-256"]
+    for h in cfg.postgres_hosts:
+        lines += [f"host replication {REPLICATION_USER} {h.address}/32 scram-sha-256",
+                  # pg_rewind of a returning leader connects to the new one as the superuser.
+                  f"host all postgres {h.address}/32 scram-sha-256"]
+    lines += [f"host {pg.database} {pg.user} {n.address}/32 scram-sha-256" for n in cfg.harbor_nodes]
+    return lines
+
+
+def render_patroni_yml(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str],
+                       paths: PatroniPaths = PatroniPaths()) -> str:
+    """/etc/patroni/config.yml of one database host (pure)."""
+    p, pg = cfg.patroni, cfg.postgres
+    doc = {
+        "scope": p.scope,
+        "namespace": "/service/",
+        "name": host.name,
+        "restapi": {
+            "listen": f"{host.address}:{p.rest_api_port}",
+            "connect_address": f"{host.address}:{p.rest_api_port}",
+            # Unsafe endpoints (switchover, restart, reinitialize) need these; patronictl reads them from here.
+            "authentication": {"username": API_USER, "password": secrets["patroni_api_password"]},
+        },
+        "etcd": {"hosts": etcd_client_urls(cfg)},
+        "bootstrap": {
+            "dcs": dynamic_settings(cfg, paths),
+            "initdb": [{"encoding": "UTF8"}, "data-checksums"],
+        },
+        "postgresql": {
+            # The VIP too (bound before it arrives: the role script allows non-local binds), so Harbor's
+            # connections to it reach the leader without listening on every interface.
+            "listen": f"127.0.0.1,{host.address},{p.vip}:{pg.port}",
+            "connect_address": f"{host.address}:{pg.port}",
+            "use_unix_socket": True,
+            "data_dir": paths.data_dir,
+            "bin_dir": paths.bin_dir,
+            "pgpass": paths.pgpass,
+            "authentication": {
+                "superuser": {"username": "postgres", "password": secrets["pg_superuser_password"]},
+                "replication": {"username": REPLICATION_USER, "password": secrets["pg_replication_password"]},
+            },
+            "parameters": {"unix_socket_directories": paths.socket_dir},
+            "pg_hba": render_pg_hba(cfg),
+            # A fast checkpoint: a new or re-cloned replica starts copying at once.
+            "basebackup": [{"checkpoint": "fast"}],
+        },
+        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
+    }
+    return _yaml(doc, "Patroni")
+
+
+def render_dynamic_yml(cfg: ClusterConfig, paths: PatroniPaths = PatroniPaths()) -> str:
+    """The DCS settings as a file for `patronictl edit-config --replace` (pure)."""
+    return _yaml(dynamic_settings(cfg, paths), "Patroni's dynamic configuration")
+
+
+def render_vip_manager_env(cfg: ClusterConfig, host: Host) -> str:
+    """/etc/default/vip-manager: hold postgres.vip while etcd's leader key names this host (pure)."""
+    p = cfg.patroni
+    mask = str(ipaddress.IPv4Network(f"0.0.0.0/{cfg.prefix_length}").netmask)
+    values = {
+        "VIP_IP": p.vip, "VIP_MASK": str(cfg.prefix_length), "VIP_NETMASK": mask, "VIP_IFACE": p.vip_interface,
+        "VIP_KEY": f"/service/{p.scope}/leader", "VIP_TRIGGER_KEY": f"/service/{p.scope}/leader",
+        "VIP_HOST": host.name, "VIP_TRIGGER_VALUE": host.name, "VIP_TYPE": "etcd", "VIP_DCS_TYPE": "etcd",
+        "VIP_ENDPOINT": ",".join(f"http://{u}" for u in etcd_client_urls(cfg)),
+        "VIP_DCS_ENDPOINTS": ",".join(f"http://{u}" for u in etcd_client_urls(cfg)),
+        "VIP_INTERVAL": str(p.vip_interval_ms),
+    }
+    return "# Rendered by harbor-ha (components/patroni/); pulumi up overwrites edits.\n" + render_env(values)
+
+
+def _ini(sections: Mapping[str, Mapping[str, Any]]) -> str:
+    out = ["# Rendered by harbor-ha (components/patroni/); pulumi up overwrites edits."]
+    for name, options in sections.items():
+        out.append(f"\n[{name}]")
+        out += [f"{k}={v}" for k, v in options.items()]
+    return "\n".join(out) + "\n"
+
+
+def _tls_files(paths: PatroniPaths) -> dict[str, str]:
+    return {"ca": f"{paths.tls_dir}/ca.crt", "cert": f"{paths.tls_dir}/pgbackrest.crt",
+            "key": f"{paths.tls_dir}/pgbackrest.key"}
+
+
+def _pgbackrest_common(cfg: ClusterConfig, host: Host, paths: PatroniPaths) -> dict[str, Any]:
+    tls = _tls_files(paths)
+    common: dict[str, Any] = {"log-path": paths.pgbackrest_log, "lock-path": paths.pgbackrest_lock,
+                              "log-level-console": "warn", "log-level-file": "info"}
+    if cfg.backup.repository == "host":
+        common.update({"tls-server-address": host.address, "tls-server-port": cfg.backup.tls_port,
+                       "tls-server-ca-file": tls["ca"], "tls-server-cert-file": tls["cert"],
+                       "tls-server-key-file": tls["key"], "tls-server-auth": f"{PGBACKREST_CLIENT_CN}={STANZA}"})
+    return common
+
+
+def _repository(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict[str, Any]:
+    b = cfg.backup
+    repo: dict[str, Any] = {"repo1-path": b.path, "repo1-retention-full": b.retention_full,
+                            "repo1-retention-diff": b.retention_diff, "start-fast": "y"}
+    if b.repository == "s3":
+        repo.update({"repo1-type": "s3", "repo1-s3-endpoint": b.s3_endpoint, "repo1-s3-bucket": b.s3_bucket,
+                     "repo1-s3-region": b.s3_region, "repo1-s3-uri-style": b.s3_uri_style,
+                     "repo1-s3-key": secrets["backup_s3_access_key"],
+                     "repo1-s3-key-secret": secrets["backup_s3_secret_key"]})
+    return repo
+
+
+def render_pgbackrest_db_conf(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str],
+                              paths: PatroniPaths = PatroniPaths()) -> str:
+    """pgbackrest.conf of a database host: archive-push/-get to the repository host (TLS) or the bucket (pure)."""
+    tls = _tls_files(paths)
+    glob = _pgbackrest_common(cfg, host, paths)
+    if cfg.backup.repository == "host":
+        glob.update({"repo1-host": cfg.backup_host.address, "repo1-host-type": "tls",
+                     "repo1-host-port": cfg.backup.tls_port, "repo1-host-ca-file": tls["ca"],
+                     "repo1-host-cert-file": tls["cert"], "repo1-host-key-file": tls["key"]})
+    else:
+        glob.update(_repository(cfg, secrets))
+    stanza = {"pg1-path": paths.data_dir, "pg1-port": cfg.postgres.port, "pg1-socket-path": paths.socket_dir}
+    return _ini({"global": glob, STANZA: stanza})
+
+
+def render_pgbackrest_repo_conf(cfg: ClusterConfig, paths: PatroniPaths = PatroniPaths(),
+                                db_paths: Mapping[str, PatroniPaths] | None = None) -> str:
+    """pgbackrest.conf of the repository host: the repository, and every database host over TLS (pure).
+    `db_paths`: each database host's paths by name (the lab's per-host directories), Debian's by default."""
+    host = cfg.backup_host
+    tls = _tls_files(paths)
+    glob = {**_pgbackrest_common(cfg, host, paths), **_repository(cfg, {})}
+    stanza: dict[str, Any] = {}
+    for i, h in enumerate(cfg.postgres_hosts, start=1):
+        hp = (db_paths or {}).get(h.name, PatroniPaths(pg_version=cfg.postgres.version))
+        stanza.update({f"pg{i}-host": h.address, f"pg{i}-host-type": "tls", f"pg{i}-host-port": cfg.backup.tls_port,
+                       f"pg{i}-host-ca-file": tls["ca"], f"pg{i}-host-cert-file": tls["cert"],
+                       f"pg{i}-host-key-file": tls["key"], f"pg{i}-path": hp.data_dir,
+                       f"pg{i}-port": cfg.postgres.port, f"pg{i}-socket-path": hp.socket_dir})
+    return _ini({"global": glob, STANZA: stanza})
+
+
+def render_backup_units(cfg: ClusterConfig, paths: PatroniPaths = PatroniPaths()) -> dict[str, str]:
+    """systemd units of the scheduled backups: {file name: content} (pure). On the repository host; with an S3
+    repository on every database host, where only the current leader's run backs up (ExecCondition)."""
+    b = cfg.backup
+    units: dict[str, str] = {}
+    for kind, schedule in (("full", b.full_schedule), ("diff", b.diff_schedule)):
+        condition = ("" if b.repository == "host" else
+                     f"ExecCondition=/usr/bin/curl -sf -o /dev/null http://{{addr}}:{cfg.patroni.rest_api_port}"
+                     "/primary\n")
+        units[f"pgbackrest-{kind}.service"] = (
+            f"[Unit]\nDescription=pgBackRest {kind} backup of Harbor's database (harbor-ha)\n"
+            "After=network-online.target\nWants=network-online.target\n\n"
+            f"[Service]\nType=oneshot\nUser=postgres\nGroup=postgres\n{condition}"
+            f"ExecStart=/usr/bin/pgbackrest --config={paths.pgbackrest_conf} --stanza={STANZA} --type={kind} backup\n")
+        units[f"pgbackrest-{kind}.timer"] = (
+            f"[Unit]\nDescription=pgBackRest {kind} backup schedule (harbor-ha)\n\n"
+            f"[Timer]\nOnCalendar={schedule}\n# A run missed while the host was down starts at boot.\nPersistent=true\n"
+            "RandomizedDelaySec=300\n\n[Install]\nWantedBy=timers.target\n")
+    return units
+
+
+def _tls_specs(paths: PatroniPaths) -> list[FileSpec]:
+    tls = _tls_files(paths)
+    return [FileSpec(path=tls["ca"], render=lambda s: s["pgbackrest_ca_cert"], needs=("pgbackrest_ca_cert",),
+                     owner="postgres", group="postgres"),
+            FileSpec(path=tls["cert"], render=lambda s: s["pgbackrest_cert"], needs=("pgbackrest_cert",),
+                     owner="postgres", group="postgres"),
+            FileSpec(path=tls["key"], render=lambda s: s["pgbackrest_key"], needs=("pgbackrest_key",), mode=0o600,
+                     owner="postgres", group="postgres")]
+
+
+def _unit_specs(cfg: ClusterConfig, host: Host, paths: PatroniPaths) -> list[FileSpec]:
+    return [FileSpec(path=f"/etc/systemd/system/{name}", render=lambda _s, t=text: t.replace("{addr}", host.address))
+            for name, text in render_backup_units(cfg, paths).items()]
+
+
+def patroni_files(cfg: ClusterConfig, host: Host, paths: PatroniPaths | None = None) -> list[FileSpec]:
+    paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
+    needs = ("patroni_api_password", "pg_superuser_password", "pg_replication_password")
+    specs = [
+        FileSpec(path=paths.config, render=lambda s: render_patroni_yml(cfg, host, s, paths), needs=needs,
+                 mode=0o600, owner="postgres", group="postgres"),
+        FileSpec(path=paths.dynamic, render=lambda _s: render_dynamic_yml(cfg, paths), owner="postgres",
+                 group="postgres"),
+        FileSpec(path=paths.vip_env, render=lambda _s: render_vip_manager_env(cfg, host)),
+        FileSpec(path=paths.role_sql, render=lambda s: render_harbor_role_sql(cfg, s["db_password"]),
+                 needs=("db_password",), mode=0o600, owner="postgres", group="postgres"),
+        # The database VIP is in `listen` before it is on this host.
+        FileSpec(path="/etc/sysctl.d/60-harbor-ha-patroni.conf", render=lambda _s: "net.ipv4.ip_nonlocal_bind = 1\n"),
+    ]
+    s3 = cfg.backup is not None and cfg.backup.repository == "s3"
+    if cfg.backup:
+        specs.append(FileSpec(path=paths.pgbackrest_conf,
+                              render=lambda s: render_pgbackrest_db_conf(cfg, host, s, paths),
+                              needs=("backup_s3_access_key", "backup_s3_secret_key") if s3 else (),
+                              mode=0o640, owner="postgres", group="postgres"))
+        specs += _unit_specs(cfg, host, paths) if s3 else _tls_specs(paths)
+    env = {"PG_VERSION": str(cfg.postgres.version), "CONFIG": paths.config, "DYNAMIC": paths.dynamic,
+           "DATA_DIR": paths.data_dir, "ROLE_SQL": paths.role_sql, "SOCKET_DIR": paths.socket_dir,
+           "API": f"http://{host.address}:{cfg.patroni.rest_api_port}",
+           "BACKUP": "" if not cfg.backup else cfg.backup.repository}
+    return [*specs, role_env("patroni", env)]
+
+
+def pgbackrest_repo_files(cfg: ClusterConfig, paths: PatroniPaths | None = None) -> list[FileSpec]:
+    paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
+    return [FileSpec(path=paths.pgbackrest_conf, render=lambda _s: render_pgbackrest_repo_conf(cfg, paths),
+                     mode=0o640, owner="postgres", group="postgres"),
+            *_tls_specs(paths), *_unit_specs(cfg, cfg.backup_host, paths),
+            role_env("pgbackrest-repo", {"CONFIG": paths.pgbackrest_conf, "STANZA": STANZA,
+                                         "REPO_PATH": cfg.backup.path})]
+
+
+class PostgresClusterArgs(RoleArgs):
+    """Inputs of PostgresCluster (the common role inputs; `after` should hold the Etcd component)."""
+
+
+class PostgresCluster(pulumi.ComponentResource):
+    """Patroni + vip-manager + pgBackRest on every database host, and the pgBackRest repository host."""
+
+    endpoint: str  #: `vip:port`: Harbor's external_database
+    database: str  #: Harbor's database
+    username: str  #: Harbor's user
+    members: list[HostRole]  #: the deployment on each database host (the first bootstraps the cluster)
+    repository: Optional[HostRole]  #: the repository host's deployment (backup.repository host)
+
+    def __init__(self, name: str, args: PostgresClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("harbor-ha:patroni:PostgresCluster", name, None, opts)
+        cfg = args.cfg
+        first, *others = cfg.postgres_hosts
+        # Protected like the single server: removing a member from config must not wipe it unasked.
+        leader = deploy_role(self, name, first, SCRIPT, patroni_files(cfg, first), args, protect=True)
+        # Replicas after the bootstrap leader, so they clone it instead of racing to initialize.
+        self.members = [leader] + [
+            deploy_role(self, name, h, SCRIPT, patroni_files(cfg, h), args, after=[*args.after, leader], protect=True)
+            for h in others]
+        self.repository = None
+        if cfg.backup and cfg.backup.repository == "host":
+            self.repository = deploy_role(self, f"{name}-repo", cfg.backup_host, REPO_SCRIPT,
+                                          pgbackrest_repo_files(cfg), args, after=[*args.after, *self.members])
+        self.endpoint = f"{cfg.patroni.vip}:{cfg.postgres.port}"
+        self.database, self.username = cfg.postgres.database, cfg.postgres.user
+        self.register_outputs({"endpoint": self.endpoint, "database": self.database, "username": self.username})

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# A Patroni member: Debian's patroni runs PostgreSQL from the rendered config.yml; vip-manager holds the database
+# VIP while this member leads; `pgbackrest server` answers the repository host. The distribution's own
+# postgresql@<v>-main cluster is stopped (its data is kept: docs/database-ha.md moves it into Patroni).
+ROLE=patroni
+# lib.sh is shipped beside this script; in the repository it is components/host/lib.sh (HARBOR_HA_LIB in tests).
+# shellcheck source=../host/lib.sh
+. "${HARBOR_HA_LIB:-$(dirname "${BASH_SOURCE[0]}")/lib.sh}"
+
+role_apply() {
+  local stage=$1 changed
+  apt_install "postgresql-$PG_VERSION" patroni python3-etcd python3-psycopg2 vip-manager pgbackrest curl
+  systemctl disable --now "postgresql@$PG_VERSION-main" 2>/dev/null || true
+  changed=$(install_manifest "$stage")
+  sysctl -q -p /etc/sysctl.d/60-harbor-ha-patroni.conf
+  install -d -m 0700 -o postgres -g postgres "$DATA_DIR"
+  install -d -m 2775 -o postgres -g postgres "$SOCKET_DIR"
+  patroni --validate-config "$CONFIG" >/dev/null || die "Patroni rejected $CONFIG"
+  if [ -n "$BACKUP" ]; then install -d -m 0770 -o postgres -g postgres /var/log/pgbackrest; fi
+  if [ "$BACKUP" = host ]; then ensure_service pgbackrest "$changed" restart; fi
+  systemctl daemon-reload
+  # Patroni reloads its config on SIGHUP; the DCS part is applied below for the whole cluster.
+  ensure_service patroni "$changed" reload
+  ensure_service vip-manager "$changed" restart
+  wait_member_running
+  runuser -u postgres -- patronictl -c "$CONFIG" edit-config --force --quiet --replace "$DYNAMIC" >/dev/null
+  if curl -sf -o /dev/null "$API/primary"; then
+    runuser -u postgres -- psql -X -q -h "$SOCKET_DIR" -v ON_ERROR_STOP=1 -f "$ROLE_SQL"
+  fi
+  log "Patroni member ready ($(curl -s "$API/patroni" | head -c 200))"
+}
+
+# wait_member_running: up to 600 s for PostgreSQL to run under Patroni (a new replica copies the leader first).
+wait_member_running() {
+  for _ in $(seq 1 300); do
+    if curl -sf -o /dev/null "$API/health"; then return 0; fi
+    sleep 2
+  done
+  die "Patroni member at $API not running after 600 s (try: journalctl -u patroni)"
+}
+
+role_delete() {
+  remove_manifest "$1"
+  systemctl disable --now vip-manager patroni pgbackrest 2>/dev/null || true
+  log "Patroni stopped; the data directory $DATA_DIR is kept"
+}
+
+# Sourced by the tests for its functions; run by the program.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi
