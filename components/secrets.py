@@ -109,7 +109,9 @@ class ClusterSecrets(pulumi.ComponentResource):
         request = tls.CertRequest(
             f"{name}-pgbackrest-csr", private_key_pem=key.private_key_pem,
             subject=tls.CertRequestSubjectArgs(common_name=PGBACKREST_CLIENT_CN, organization="harbor-ha"),
-            ip_addresses=[h.address for h in hosts], opts=child)
+            # Addresses as DNS entries too: pgBackRest 2.45 (Debian 12) matches the host it dials against DNS entries
+            # only (pgbackrest/pgbackrest#1977, fixed in 2.46).
+            ip_addresses=[h.address for h in hosts], dns_names=[h.address for h in hosts], opts=child)
         cert = tls.LocallySignedCert(
             f"{name}-pgbackrest-cert", cert_request_pem=request.cert_request_pem, ca_private_key_pem=ca_key.private_key_pem,
             ca_cert_pem=ca.cert_pem, validity_period_hours=10 * 365 * 24,
@@ -117,6 +119,7 @@ class ClusterSecrets(pulumi.ComponentResource):
         return {
             "pg_superuser_password": password("pg-superuser-password", 32),
             "pg_replication_password": password("pg-replication-password", 32),
+            "pg_rewind_password": password("pg-rewind-password", 32),
             "patroni_api_password": password("patroni-api-password", 32),
             "restic_password": password("restic-password", 32),
             "pgbackrest_ca_cert": ca.cert_pem,

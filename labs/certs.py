@@ -28,9 +28,11 @@ def _san(name: str) -> x509.GeneralName:
 
 
 def issue(common_name: str, key, *, names: Sequence[str] = (), issuer: Optional[tuple] = None, ca: bool = False,
-          days: int = 1) -> x509.Certificate:
+          days: int = 1, dns_literal: Sequence[str] = ()) -> x509.Certificate:
     """A certificate for `key`: self-signed, or signed by `issuer` = (CA certificate, CA key). `names`: the DNS
-    names and IP addresses of its subjectAltName; `ca`: a CA certificate (basicConstraints CA:TRUE)."""
+    names and IP addresses of its subjectAltName; `dns_literal`: more names taken as DNS names even when they are
+    addresses (pgBackRest before 2.46 matches addresses against DNS entries only: pgbackrest/pgbackrest#1977);
+    `ca`: a CA certificate (basicConstraints CA:TRUE)."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     issuer_cert, signing_key = issuer if issuer else (None, key)
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -40,8 +42,9 @@ def issue(common_name: str, key, *, names: Sequence[str] = (), issuer: Optional[
                .not_valid_after(now + datetime.timedelta(days=days)))
     if ca:
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-    if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
+    if names or dns_literal:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [_san(n) for n in names] + [x509.DNSName(n) for n in dns_literal]), critical=False)
     return builder.sign(signing_key, hashes.SHA256())
 
 

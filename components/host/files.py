@@ -33,6 +33,7 @@ SECRET_VALUES = {
     "tls_private_key": "the LB's TLS private key (tlsPrivateKey or generated)",
     "pg_superuser_password": "PostgreSQL's postgres user under Patroni (generated)",
     "pg_replication_password": "Patroni's replication user (generated)",
+    "pg_rewind_password": "Patroni's pg_rewind user (generated)",
     "patroni_api_password": "Patroni's REST API user for switchover/restart (generated)",
     "pgbackrest_ca_cert": "CA of the pgBackRest TLS server and client certificate (generated)",
     "pgbackrest_cert": "pgBackRest's TLS certificate, server and client, every database and backup host (generated)",

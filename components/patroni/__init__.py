@@ -26,6 +26,7 @@ REPO_SCRIPT = Path(__file__).with_name("pgbackrest-repo.sh")  #: the role script
 STANZA = "harbor"  #: pgBackRest's name for the cluster
 PGBACKREST_CLIENT_CN = "harbor-ha-pgbackrest"  #: CN of the one certificate tls-server-auth admits
 REPLICATION_USER = "replicator"
+REWIND_USER = "rewind_user"
 API_USER = "patroni"
 
 
@@ -76,11 +77,14 @@ def dynamic_settings(cfg: ClusterConfig, paths: PatroniPaths = PatroniPaths()) -
         "tcp_keepalives_idle": 60,
         "tcp_keepalives_interval": 10,
         "tcp_keepalives_count": 6,
+        # A replica whose leader died retries its WAL stream every second instead of every 5 s (PostgreSQL's
+        # default): with synchronous mode, the new leader's commits wait for that stream.
+        "wal_retrieve_retry_interval": "1s",
     }
     if cfg.backup:
-        archive = f"pgbackrest --config={paths.pgbackrest_conf} --stanza={STANZA}"
         # 60 s: the WAL of a quiet cluster still reaches the repository within a minute (the restore's RPO).
-        parameters.update(archive_mode="on", archive_timeout=60, archive_command=f"{archive} archive-push %p")
+        # The commands themselves are per host (render_patroni_yml): they name the host's own pgbackrest.conf.
+        parameters.update(archive_mode="on", archive_timeout=60)
     settings: dict[str, Any] = {
         "ttl": p.ttl,
         "loop_wait": p.loop_wait,
@@ -94,9 +98,11 @@ def dynamic_settings(cfg: ClusterConfig, paths: PatroniPaths = PatroniPaths()) -
         "synchronous_mode_strict": p.synchronous == "strict",
         "postgresql": {"use_pg_rewind": True, "use_slots": True, "parameters": parameters},
     }
-    if cfg.backup:
-        settings["postgresql"]["recovery_conf"] = {"restore_command": f"{archive} archive-get %f \"%p\""}
     return settings
+
+
+def _pgbackrest_cmd(paths: PatroniPaths) -> str:
+    return f"pgbackrest --config={paths.pgbackrest_conf} --stanza={STANZA}"
 
 
 def render_pg_hba(cfg: ClusterConfig) -> list[str]:
@@ -110,8 +116,8 @@ def render_pg_hba(cfg: ClusterConfig) -> list[str]:
              "host all all 127.0.0.1/32 scram-sha-256"]
     for h in cfg.postgres_hosts:
         lines += [f"host replication {REPLICATION_USER} {h.address}/32 scram-sha-256",
-                  # pg_rewind of a returning leader connects to the new one as the superuser.
-                  f"host all postgres {h.address}/32 scram-sha-256"]
+                  # pg_rewind of a returning leader connects to the new one.
+                  f"host all {REWIND_USER} {h.address}/32 scram-sha-256"]
     lines += [f"host {pg.database} {pg.user} {n.address}/32 scram-sha-256" for n in cfg.harbor_nodes]
     return lines
 
@@ -134,6 +140,8 @@ def render_patroni_yml(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str
         "bootstrap": {
             "dcs": dynamic_settings(cfg, paths),
             "initdb": [{"encoding": "UTF8"}, "data-checksums"],
+            # While the first member bootstraps (Patroni's validation wants it set; the same lines as later).
+            "pg_hba": render_pg_hba(cfg),
         },
         "postgresql": {
             # The VIP too (bound before it arrives: the role script allows non-local binds), so Harbor's
@@ -147,8 +155,14 @@ def render_patroni_yml(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str
             "authentication": {
                 "superuser": {"username": "postgres", "password": secrets["pg_superuser_password"]},
                 "replication": {"username": REPLICATION_USER, "password": secrets["pg_replication_password"]},
+                # pg_rewind of a returning leader: Patroni creates this user with only the functions it needs.
+                "rewind": {"username": REWIND_USER, "password": secrets["pg_rewind_password"]},
             },
-            "parameters": {"unix_socket_directories": paths.socket_dir},
+            "parameters": {"unix_socket_directories": paths.socket_dir,
+                           **({"archive_command": f"{_pgbackrest_cmd(paths)} archive-push %p"} if cfg.backup else {})},
+            # A replica that fell behind the leader's WAL fetches the missing segments from the repository.
+            **({"recovery_conf": {"restore_command": f"{_pgbackrest_cmd(paths)} archive-get %f \"%p\""}}
+               if cfg.backup else {}),
             "pg_hba": render_pg_hba(cfg),
             # A fast checkpoint: a new or re-cloned replica starts copying at once.
             "basebackup": [{"checkpoint": "fast"}],
@@ -220,7 +234,8 @@ def render_pgbackrest_db_conf(cfg: ClusterConfig, host: Host, secrets: Mapping[s
     tls = _tls_files(paths)
     glob = _pgbackrest_common(cfg, host, paths)
     if cfg.backup.repository == "host":
-        glob.update({"repo1-host": cfg.backup_host.address, "repo1-host-type": "tls",
+        # repo1-path too: pgBackRest sends it to the repository host's server with each command.
+        glob.update({"repo1-host": cfg.backup_host.address, "repo1-host-type": "tls", "repo1-path": cfg.backup.path,
                      "repo1-host-port": cfg.backup.tls_port, "repo1-host-ca-file": tls["ca"],
                      "repo1-host-cert-file": tls["cert"], "repo1-host-key-file": tls["key"]})
     else:
@@ -284,7 +299,7 @@ def _unit_specs(cfg: ClusterConfig, host: Host, paths: PatroniPaths) -> list[Fil
 
 def patroni_files(cfg: ClusterConfig, host: Host, paths: PatroniPaths | None = None) -> list[FileSpec]:
     paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
-    needs = ("patroni_api_password", "pg_superuser_password", "pg_replication_password")
+    needs = ("patroni_api_password", "pg_superuser_password", "pg_replication_password", "pg_rewind_password")
     specs = [
         FileSpec(path=paths.config, render=lambda s: render_patroni_yml(cfg, host, s, paths), needs=needs,
                  mode=0o600, owner="postgres", group="postgres"),
@@ -310,9 +325,10 @@ def patroni_files(cfg: ClusterConfig, host: Host, paths: PatroniPaths | None = N
     return [*specs, role_env("patroni", env)]
 
 
-def pgbackrest_repo_files(cfg: ClusterConfig, paths: PatroniPaths | None = None) -> list[FileSpec]:
+def pgbackrest_repo_files(cfg: ClusterConfig, paths: PatroniPaths | None = None,
+                          db_paths: Mapping[str, PatroniPaths] | None = None) -> list[FileSpec]:
     paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
-    return [FileSpec(path=paths.pgbackrest_conf, render=lambda _s: render_pgbackrest_repo_conf(cfg, paths),
+    return [FileSpec(path=paths.pgbackrest_conf, render=lambda _s: render_pgbackrest_repo_conf(cfg, paths, db_paths),
                      mode=0o640, owner="postgres", group="postgres"),
             *_tls_specs(paths), *_unit_specs(cfg, cfg.backup_host, paths),
             role_env("pgbackrest-repo", {"CONFIG": paths.pgbackrest_conf, "STANZA": STANZA,

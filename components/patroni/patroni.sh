@@ -15,7 +15,7 @@ role_apply() {
   sysctl -q -p /etc/sysctl.d/60-harbor-ha-patroni.conf
   install -d -m 0700 -o postgres -g postgres "$DATA_DIR"
   install -d -m 2775 -o postgres -g postgres "$SOCKET_DIR"
-  patroni --validate-config "$CONFIG" >/dev/null || die "Patroni rejected $CONFIG"
+  check_config
   if [ -n "$BACKUP" ]; then install -d -m 0770 -o postgres -g postgres /var/log/pgbackrest; fi
   if [ "$BACKUP" = host ]; then ensure_service pgbackrest "$changed" restart; fi
   systemctl daemon-reload
@@ -28,6 +28,15 @@ role_apply() {
     runuser -u postgres -- psql -X -q -h "$SOCKET_DIR" -v ON_ERROR_STOP=1 -f "$ROLE_SQL"
   fi
   log "Patroni member ready ($(curl -s "$API/patroni" | head -c 200))"
+}
+
+# check_config: Patroni's own validation of $CONFIG (it also checks that etcd answers).
+check_config() {
+  local out
+  out=$(patroni --validate-config "$CONFIG" 2>&1) && return 0
+  # A running Patroni holds its own ports: that is not an error of the new file.
+  if systemctl is-active --quiet patroni; then out=$(grep -v "is already in use" <<<"$out" || true); fi
+  [ -z "$out" ] || die "Patroni rejected $CONFIG: $out"
 }
 
 # wait_member_running: up to 600 s for PostgreSQL to run under Patroni (a new replica copies the leader first).
