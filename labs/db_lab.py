@@ -46,7 +46,7 @@ from components.config import ClusterConfig, Host, parse_cluster_config  # noqa:
 from components.etcd import EtcdPaths, etcd_files  # noqa: E402
 from components.host.files import FileSpec  # noqa: E402
 from components.patroni import (PGBACKREST_CLIENT_CN, STANZA, PatroniPaths, patroni_files,  # noqa: E402
-                                pgbackrest_repo_files, render_dynamic_yml)
+                                pgbackrest_repo_files, render_dynamic_yml, render_restore_script)
 from labs import certs as lab_certs  # noqa: E402
 from labs import netns as netns_lab  # noqa: E402
 
@@ -503,20 +503,11 @@ class DbLab:
 
 
 def restore_to(lab: DbLab, host: str, target: str) -> None:
-    """pgBackRest point-in-time restore into the empty data directory of `host`, recovered and promoted by a
-    PostgreSQL started by hand, then stopped for Patroni (which takes a non-empty data directory over as leader
-    when the DCS holds no cluster). scripts/restore.py runs the same steps on real hosts."""
-    p = lab.paths[host]
-    lab.pgbackrest("--type=time", f"--target={target}", "--target-action=promote", "restore", host=host)
-    run([f"{p.bin_dir}/pg_ctl", "-D", p.data_dir, "-w", "-t", "300", "-l", str(lab.root / f"restore-{host}.log"),
-         "start"], host=host, user="postgres", timeout=320)
-    wait_until(lambda: lab.superuser_sql(host, "SELECT pg_is_in_recovery()", check=False).stdout.strip() == "f",
-               "recovery reaches the target and promotes")
-    # pgBackRest's recovery settings are for this recovery only; Patroni manages the replicas' own.
-    lab.superuser_sql(host, "ALTER SYSTEM RESET restore_command")
-    lab.superuser_sql(host, "ALTER SYSTEM RESET recovery_target_time")
-    lab.superuser_sql(host, "ALTER SYSTEM RESET recovery_target_action")
-    run([f"{p.bin_dir}/pg_ctl", "-D", p.data_dir, "-w", "-m", "fast", "stop"], host=host, user="postgres")
+    """The restore script scripts/restore.py runs (components/patroni render_restore_script), in `host`'s namespace."""
+    script = lab.root / f"restore-{host}.sh"
+    script.write_text(render_restore_script(lab.cfg, lab.paths[host], target))
+    os.chmod(script, 0o644)
+    run(["bash", str(script)], host=host, user="postgres", timeout=3700)
 
 
 def down() -> list[str]:

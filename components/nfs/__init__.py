@@ -35,9 +35,19 @@ def render_fstab_line(cfg: ClusterConfig) -> str:
             f"vers={cfg.nfs.version},{cfg.nfs.mount_options} 0 0\n")
 
 
+RESTIC_PASSWORD_FILE = "/etc/harbor-ha/restic/password"  #: scripts/backup.py's restic reads it on the NFS host
+
+
 def nfs_server_files(cfg: ClusterConfig) -> list[FileSpec]:
-    return [FileSpec(path="/etc/exports.d/harbor-ha.exports", render=lambda _s: render_exports(cfg)),
-            role_env("nfs-server", {"EXPORT_PATH": cfg.nfs.export_path, "HARBOR_UID": str(HARBOR_UID)})]
+    repository = cfg.backup.restic_repository if cfg.backup else None
+    # backup.resticRepository: the data volume is backed up where it lives, by scripts/backup.py.
+    restic = [FileSpec(path=RESTIC_PASSWORD_FILE, render=lambda s: s["restic_password"] + "\n",
+                       needs=("restic_password",), mode=0o600)] if repository else []
+    return [FileSpec(path="/etc/exports.d/harbor-ha.exports",
+                     render=lambda _s: render_exports(cfg)),
+            *restic,
+            role_env("nfs-server", {"EXPORT_PATH": cfg.nfs.export_path, "HARBOR_UID": str(HARBOR_UID),
+                                    "RESTIC_REPOSITORY": repository or ""})]
 
 
 def nfs_client_files(cfg: ClusterConfig) -> list[FileSpec]:

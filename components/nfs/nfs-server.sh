@@ -10,6 +10,7 @@ ROLE=nfs-server
 role_apply() {
   local stage=$1
   apt_install nfs-kernel-server
+  if [ -n "$RESTIC_REPOSITORY" ]; then apt_install restic; fi
   install_manifest "$stage" >/dev/null
   # Harbor's containers run as 10000:10000.
   install -d -m 0755 -o "$HARBOR_UID" -g "$HARBOR_UID" "$EXPORT_PATH"

@@ -8,6 +8,7 @@ pgBackRest's repository and runs the full/differential backup timers. docs/datab
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -365,3 +366,28 @@ class PostgresCluster(pulumi.ComponentResource):
         self.endpoint = f"{cfg.patroni.vip}:{cfg.postgres.port}"
         self.database, self.username = cfg.postgres.database, cfg.postgres.user
         self.register_outputs({"endpoint": self.endpoint, "database": self.database, "username": self.username})
+
+
+def render_restore_script(cfg: ClusterConfig, paths: PatroniPaths, target: Optional[str]) -> str:
+    """The restore of the cluster's first member, run as postgres into its empty data directory while Patroni is
+    stopped everywhere and the DCS holds no cluster (pure). pgBackRest restores the latest backup before `target`
+    (an ISO time; None: replay all archived WAL), a PostgreSQL started by hand replays and promotes, its one-off
+    recovery settings are reset, and it stops again for Patroni, which takes a non-empty data directory over as
+    leader. scripts/restore.py runs it over SSH, labs/db_lab.py in a namespace."""
+    pitr = f"--type=time --target={shlex.quote(target)} --target-action=promote " if target else ""
+    psql = f"psql -X -At -h {shlex.quote(paths.socket_dir)} -p {cfg.postgres.port}"
+    log = f"{paths.pgbackrest_log}/restore-postgres.log"
+    return f"""set -euo pipefail
+{_pgbackrest_cmd(paths)} {pitr}restore
+{paths.bin_dir}/pg_ctl -D {shlex.quote(paths.data_dir)} -w -t 3600 -l {shlex.quote(log)} start
+# Replay until the target (or the archive's end) and the promotion: at most an hour.
+for _ in $(seq 1 3600); do
+  [ "$({psql} -c 'SELECT pg_is_in_recovery()')" = f ] && break
+  sleep 1
+done
+[ "$({psql} -c 'SELECT pg_is_in_recovery()')" = f ] || {{ echo "still recovering after an hour" >&2; exit 1; }}
+# pgBackRest's recovery settings were for this recovery only; Patroni sets the replicas' own.
+{psql} -c 'ALTER SYSTEM RESET restore_command' -c 'ALTER SYSTEM RESET recovery_target_time' \\
+  -c 'ALTER SYSTEM RESET recovery_target_action'
+{paths.bin_dir}/pg_ctl -D {shlex.quote(paths.data_dir)} -w -m fast stop
+"""

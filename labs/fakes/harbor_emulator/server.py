@@ -100,6 +100,7 @@ class HarborEmulator:
         self.quotas: dict[int, dict] = {}
         self.robots: dict[int, dict] = {}
         self.executions: dict[int, dict] = {}
+        self.read_only = False  #: Harbor's system read_only switch (PUT /configurations {"read_only": ...})
         self._ids = itertools.count(1)
         self._server: Optional[ThreadingHTTPServer] = None
         self._scheme = "http"
@@ -492,6 +493,17 @@ class HarborEmulator:
         if query.get("status"):
             tasks = [t for t in tasks if t["status"] == query["status"]]
         return self._page(tasks, query, f"/replication/executions/{ex['id']}/tasks")
+
+    # -- system configuration: only read_only, the switch consistent backups use -----------------------------
+    def op_getConfigurations(self, params, query, body):
+        return 200, {"read_only": {"value": self.read_only, "editable": True}}, {}
+
+    def op_updateConfigurations(self, params, query, body):
+        unknown = set(body) - {"read_only"}
+        if unknown:
+            raise ApiError(501, f"emulator does not implement configuration items {sorted(unknown)}")
+        self.read_only = bool(body["read_only"])
+        return 200, None, {}
 
     def op_getPing(self, params, query, body):
         return 200, "Pong", {}

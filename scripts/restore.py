@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Restore Harbor's database (and optionally its data volume) from the backups scripts/backup.py and the timers made.
+
+    HARBOR_PASSWORD=... python3 scripts/restore.py --stack Pulumi.prod.yaml [--to '2026-12-01 15:20:01+00']
+        [--data SNAPSHOT] --yes [--dry-run]
+
+Destructive: every member's data directory is moved aside (DATA.pre-restore-<time>, kept) and the cluster's
+state in etcd is removed. Over SSH, in order (labs/db_lab.py runs the same restore script in its drill):
+1. Harbor read-only (best effort: a broken database may have taken Harbor's API down with it), put back at the end;
+2. `systemctl stop patroni` on every database host; `patronictl remove <scope>`;
+3. on the first database host: pgBackRest restores the latest backup before --to (default: everything archived),
+   PostgreSQL replays to --to and promotes (components/patroni render_restore_script);
+4. Patroni started there (it takes the restored data directory over as leader), then on the others, which copy it;
+5. with --data: `restic restore SNAPSHOT` of the data volume on the NFS host (pick the snapshot whose `db:` tag is
+   at or before --to: `restic snapshots --tag harbor-ha`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a file: import the program from the repository root
+
+from components.config import ClusterConfig  # noqa: E402
+from components.patroni import PatroniPaths, render_restore_script  # noqa: E402
+from scripts.backup import (HarborApi, Ssh, as_postgres, common_arguments, connect_api,  # noqa: E402
+                            harbor_read_only, load, restic)
+
+
+def restore(cfg: ClusterConfig, api: Optional[HarborApi], ssh: Ssh, target: Optional[str],
+            snapshot: Optional[str]) -> None:
+    paths = PatroniPaths(pg_version=cfg.postgres.version)
+    first, *others = cfg.postgres_hosts
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    with contextlib.ExitStack() as done:
+        if api is not None:
+            try:
+                done.enter_context(harbor_read_only(api))
+            except OSError as err:
+                print(f"Harbor's API did not answer ({err}); restoring without setting it read-only",
+                      file=sys.stderr)
+        for h in cfg.postgres_hosts:
+            ssh.run(h, "systemctl stop patroni")
+        scope = cfg.patroni.scope
+        ssh.run(first, f"patronictl -c {paths.config} remove {scope}", stdin=f"{scope}\nYes I am aware\n")
+        data = shlex.quote(paths.data_dir)
+        for h in cfg.postgres_hosts:
+            ssh.run(h, f"mv {data} {data}.pre-restore-{stamp} && install -d -m 0700 -o postgres -g postgres {data}")
+        ssh.run(first, as_postgres("bash -s"), stdin=render_restore_script(cfg, paths, target))
+        ssh.run(first, "systemctl start patroni")
+        ssh.run(first, "for _ in $(seq 1 300); do curl -sf -o /dev/null "
+                       f"http://{first.address}:{cfg.patroni.rest_api_port}/primary && exit 0; sleep 2; done; exit 1")
+        for h in others:
+            ssh.run(h, "systemctl start patroni")
+        if snapshot:
+            ssh.run(cfg.nfs_host, restic(cfg, f"restore {shlex.quote(snapshot)} --target /"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    common_arguments(parser)
+    parser.add_argument("--to", help="restore to this time (PostgreSQL timestamp with zone); default: the latest")
+    parser.add_argument("--data", metavar="SNAPSHOT", help="also restore this restic snapshot of the data volume")
+    parser.add_argument("--yes", action="store_true", help="confirm: the current database is replaced")
+    args = parser.parse_args()
+    if not args.yes and not args.dry_run:
+        parser.error("this replaces the current database: pass --yes (or --dry-run to see the commands)")
+    cfg = load(args.stack)
+    restore(cfg, connect_api(cfg, args), Ssh(args.dry_run), args.to, args.data)
+    print("restored" + (f" to {args.to}" if args.to else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""scripts/backup.py and restore.py against the Harbor API emulator (a real HTTP server on 127.0.0.1): Harbor is
+read-only exactly while the data volume is captured, and read_only goes back to what it was, also on failure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.config import parse_cluster_config
+from scripts.backup import HarborApi, Ssh, backup, harbor_read_only
+from scripts.restore import restore
+from tests.support.pulumi_harness import patroni_values
+
+
+@pytest.fixture
+def api(emulator) -> HarborApi:
+    return HarborApi(emulator.url, emulator.username, emulator.password)
+
+
+class RecordingSsh(Ssh):
+    """Answers like the hosts would and records (host, command, Harbor's read_only at that moment)."""
+
+    def __init__(self, emulator, fail_on: str = ""):
+        super().__init__(dry_run=False)
+        self.emulator, self.fail_on, self.seen = emulator, fail_on, []
+
+    def run(self, host, command, *, stdin=None, timeout=7200):
+        self.seen.append((host.name, command, self.emulator.read_only))
+        if self.fail_on and self.fail_on in command:
+            raise RuntimeError(f"{host.name}: {command}: exit 1")
+        if "patronictl" in command and "list" in command:
+            return json.dumps([{"Member": "db2", "Role": "Leader"}, {"Member": "db1", "Role": "Replica"}])
+        if "SELECT now()" in command:
+            return "2026-12-01 15:20:01.5+00\n"
+        if "restic" in command and " backup " in command:
+            return '{"message_type":"summary","snapshot_id":"5f1a"}\n'
+        return ""
+
+
+def test_read_only_is_set_for_the_block_and_cleared_after(emulator, api):
+    with harbor_read_only(api):
+        assert emulator.read_only and api.read_only()
+    assert not emulator.read_only
+
+
+def test_read_only_is_cleared_when_the_capture_fails(emulator, api):
+    with pytest.raises(RuntimeError, match="disk full"):
+        with harbor_read_only(api):
+            raise RuntimeError("disk full")
+    assert not emulator.read_only
+
+
+def test_a_read_only_window_the_operator_opened_stays_open(emulator, api):
+    api.set_read_only(True)
+    with harbor_read_only(api):
+        pass
+    assert emulator.read_only
+
+
+def test_backup_takes_the_database_then_snapshots_the_volume_while_harbor_is_read_only(emulator, api):
+    cfg = parse_cluster_config(patroni_values())
+    ssh = RecordingSsh(emulator)
+    result = backup(cfg, api, ssh, "full")
+    assert result == {"database_backup": "full", "data_snapshot": "5f1a", "database_time": "2026-12-01 15:20:01.5+00"}
+    first_host, first_command, first_read_only = ssh.seen[0]
+    assert first_host == "backup1" and "--type=full backup" in first_command and not first_read_only
+    captured = [(h, c) for h, c, ro in ssh.seen if "restic" in c and " backup " in c]
+    assert captured and all(ro for _, c, ro in ssh.seen if "restic" in c or "SELECT now()" in c)
+    assert "db:2026-12-01 15:20:01.5+00" in captured[0][1] and captured[0][0] == "nfs1"
+    assert not emulator.read_only
+
+
+def test_backup_clears_read_only_when_restic_fails(emulator, api):
+    cfg = parse_cluster_config(patroni_values())
+    with pytest.raises(RuntimeError, match="restic"):
+        backup(cfg, api, RecordingSsh(emulator, fail_on=" backup --json"), "diff")
+    assert not emulator.read_only
+
+
+def test_restore_restores_the_first_member_before_starting_the_others_and_clears_read_only(emulator, api):
+    cfg = parse_cluster_config(patroni_values())
+    ssh = RecordingSsh(emulator)
+    restore(cfg, api, ssh, "2026-12-01 15:20:01.5+00", "5f1a")
+    steps = [(h, c.split()[0]) for h, c, _ in ssh.seen]
+    assert steps[:3] == [("db1", "systemctl"), ("db2", "systemctl"), ("db3", "systemctl")]
+    restored = next(i for i, (h, c, _) in enumerate(ssh.seen) if "bash -s" in c)
+    started = [i for i, (h, c, _) in enumerate(ssh.seen) if c == "systemctl start patroni"]
+    assert ssh.seen[restored][0] == "db1" and all(i > restored for i in started)
+    assert all(ro for _, _, ro in ssh.seen) and not emulator.read_only
