@@ -8,7 +8,7 @@ Hosts (namespaces on one bridge in 198.18.14.0/24; a blackhole route for 198.18.
 while the lab exists): db1..db3 run etcd, Patroni (PostgreSQL 15), vip-manager and `pgbackrest server`; backup1
 keeps the pgBackRest repository; harbor1 is where Harbor's writes come from (labs/db_writer.py through the
 database VIP). Every daemon reads the files components/etcd and components/patroni render for a lab stack
-(`postgres.synchronous: strict`, Patroni's ttl 20 / loop_wait 2 / retry_timeout 9), in a per-host directory.
+(`postgres.synchronous: strict`, Patroni's ttl 20 / loop_wait 1 / retry_timeout 9: the defaults), in a per-host directory.
 
 Drills, in order:
 - postgres_primary_death (strict synchronous, then asynchronous): the client commits an artifact+tag transaction
@@ -21,6 +21,9 @@ Drills, in order:
 - restore: full pgBackRest backup to backup1, more commits, a target time, commits after it; every data directory
   and the DCS state are destroyed; restore to the target time; per-table checksums compared with those taken at
   the target; seconds = destroy to the restored leader serving Harbor's user through the VIP.
+- migrate_from_single: old1 runs PostgreSQL as `postgres.mode: single` deploys it, with Harbor-like data; the
+  cluster is emptied, db1 is copied from old1 (pg_basebackup) and Patroni takes the copy over; per-table
+  checksums compared; seconds = from emptying the cluster to Harbor's user reading through the VIP.
 """
 
 from __future__ import annotations
@@ -45,8 +48,10 @@ sys.path.insert(0, str(ROOT))  # run as a file: import the program and labs from
 from components.config import ClusterConfig, Host, parse_cluster_config  # noqa: E402
 from components.etcd import EtcdPaths, etcd_files  # noqa: E402
 from components.host.files import FileSpec  # noqa: E402
-from components.patroni import (PGBACKREST_CLIENT_CN, STANZA, PatroniPaths, patroni_files,  # noqa: E402
-                                pgbackrest_repo_files, render_dynamic_yml, render_restore_script)
+from components.patroni import (PGBACKREST_CLIENT_CN, REPLICATION_USER, STANZA, PatroniPaths,  # noqa: E402
+                                patroni_files, pgbackrest_repo_files, render_dynamic_yml, render_migration_script,
+                                render_migration_sql, render_restore_script)
+from components.postgres import render_harbor_role_sql, render_pg_hba, render_postgresql_conf  # noqa: E402
 from labs import certs as lab_certs  # noqa: E402
 from labs import netns as netns_lab  # noqa: E402
 
@@ -55,13 +60,25 @@ NS_PREFIX = "dbha-"
 BRIDGE_NS = "dbha-br"
 BLACKHOLE_METRIC = "1814"
 HOSTS = {"db1": f"{NET}.11", "db2": f"{NET}.12", "db3": f"{NET}.13", "backup1": f"{NET}.21",
-         "harbor1": f"{NET}.31", "harbor2": f"{NET}.32"}
+         "harbor1": f"{NET}.31", "harbor2": f"{NET}.32", "old1": f"{NET}.41"}
 DB_HOSTS = ("db1", "db2", "db3")
 CLIENT = "harbor1"
 DB_VIP = f"{NET}.50"
 PY = "/usr/bin/python3"  # Debian's interpreter: it has psycopg2 (a pyenv python3 first on PATH may not)
 STALL_S = 1.0  # WAL senders frozen before the kill: commits in this window have no replica copy in async mode
 WAIT_S = 120  # bound of every wait for the cluster
+
+
+def single_values() -> dict:
+    """The stack before the move: the same hosts, PostgreSQL as one server on old1 (postgres.mode single)."""
+    return {
+        "hosts": [{"name": n, "address": a} for n, a in HOSTS.items()],
+        "roles": {"nfs": "harbor1", "postgres": "old1", "redis": ["harbor1"], "harborNodes": ["harbor1", "harbor2"],
+                  "loadBalancers": ["harbor1", "harbor2"]},
+        "vip": {"address": f"{NET}.100", "interface": "eth0"},
+        "harbor": {"hostname": "harbor.lab.test"},
+        "postgres": {"maxConnections": 200, "sharedBuffers": "32MB"},
+    }
 
 
 def lab_values(root: Path, synchronous: str = "strict") -> dict:
@@ -245,7 +262,11 @@ class DbLab:
         proc = self.procs.pop(name, None)
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(sig)
+        # The daemon itself, not runuser around it: runuser answers SIGTERM by killing its child after a moment,
+        # which would cut Patroni's shutdown short (its leader key would stay in etcd).
+        children = [int(p) for p in run(["pgrep", "-P", str(proc.pid)], check=False).stdout.split()]
+        for pid in children or [proc.pid]:
+            os.kill(pid, sig)
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
@@ -314,11 +335,11 @@ class DbLab:
         return run(["psql", "-X", "-At", "-h", self.paths[host].socket_dir, "-c", sql], host=host, user="postgres",
                    check=check)
 
-    def harbor_sql(self, sql: str) -> str:
-        """SQL as Harbor's user through the database VIP, from the Harbor node."""
+    def harbor_sql(self, sql: str, server: str = DB_VIP) -> str:
+        """SQL as Harbor's user through the database VIP (or another server), from the Harbor node."""
         pg = self.cfg.postgres
         r = run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql,
-                 f"host={DB_VIP} port={pg.port} dbname={pg.database} user={pg.user} connect_timeout=5"],
+                 f"host={server} port={pg.port} dbname={pg.database} user={pg.user} connect_timeout=5"],
                 host=CLIENT, env={**os.environ, "PGPASSWORD": self.pg_password})
         return r.stdout.strip()
 
@@ -408,6 +429,9 @@ class DbLab:
                      [n for n, r in roles.items() if r == "Replica"])[0]
         out = self.start_writer()
         time.sleep(1)
+        # A planned switchover starts with a checkpoint (docs/database-ha.md): the leader's shutdown checkpoint,
+        # during which no commit is acknowledged, then has little left to write.
+        self.superuser_sql(old, "CHECKPOINT")
         t0 = time.monotonic()
         self.patronictl("switchover", "--leader", old, "--candidate", candidate, "--force")
         wait_until(lambda: self.leader() == candidate, f"{candidate} leads")
@@ -431,7 +455,7 @@ class DbLab:
 
     TABLES = ("project", "repository", "artifact", "tag", "audit_log")
 
-    def _load(self, first: int, count: int) -> None:
+    def _load(self, first: int, count: int, server: str = DB_VIP) -> None:
         self.harbor_sql(
             "CREATE TABLE IF NOT EXISTS project (id int PRIMARY KEY, name text, created timestamptz DEFAULT now());"
             "CREATE TABLE IF NOT EXISTS repository (id int PRIMARY KEY, project_id int REFERENCES project(id), name text);"
@@ -442,17 +466,18 @@ class DbLab:
             f"INSERT INTO project SELECT g, 'project-' || g FROM generate_series({first}, {first + count // 100 - 1}) g;"
             f"INSERT INTO repository SELECT g, {first} + g % {count // 100}, 'repo-' || g "
             f"FROM generate_series({first}, {first + count // 10 - 1}) g;"
-            f"INSERT INTO artifact SELECT g, {first} + g % {count // 10}, md5(g::text), g * 1024 "
+            f"INSERT INTO artifact SELECT g, {first} + g % {count // 10}, md5(g::text), g::bigint * 1024 "
             f"FROM generate_series({first}, {first + count - 1}) g;"
             f"INSERT INTO tag SELECT g, g, 'v' || g FROM generate_series({first}, {first + count - 1}) g;"
             f"INSERT INTO audit_log SELECT g, 'push', 'artifact/' || g, now() "
-            f"FROM generate_series({first}, {first + count - 1}) g;")
+            f"FROM generate_series({first}, {first + count - 1}) g;", server)
 
-    def checksums(self) -> dict[str, tuple[int, str]]:
+    def checksums(self, server: str = DB_VIP) -> dict[str, tuple[int, str]]:
         sums = {}
         for table in self.TABLES:
             rows, digest = self.harbor_sql(
-                f"SELECT count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY id), '')) FROM {table} t").split("|")
+                f"SELECT count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY id), '')) FROM {table} t",
+                server).split("|")
             sums[table] = (int(rows), digest)
         return sums
 
@@ -469,15 +494,7 @@ class DbLab:
         size = self.harbor_sql(f"SELECT pg_database_size('{self.cfg.postgres.database}')")
 
         t0 = time.monotonic()
-        for host in DB_HOSTS:  # destroy: every member stopped, every data directory and the DCS state gone
-            self.stop(f"patroni-{host}")
-        for host in DB_HOSTS:
-            data = Path(self.paths[host].data_dir)
-            shutil.rmtree(data)
-            data.mkdir(mode=0o700)
-            shutil.chown(data, "postgres", "postgres")
-        self.patronictl("remove", self.cfg.patroni.scope, host="db1",
-                        input=f"{self.cfg.patroni.scope}\nYes I am aware\n")
+        self.destroy_cluster()
         restore_to(self, "db1", target)
         self.start_member("db1")
         wait_until(lambda: self.leader() == "db1", "the restored db1 leads")
@@ -488,6 +505,75 @@ class DbLab:
         self.wait_healthy(replicas=2)
         return {"seconds": round(seconds, 1), "identical": got == expected, "rows": sum(r for r, _ in got.values()),
                 "database_bytes": int(size), "target": target}
+
+    def destroy_cluster(self) -> None:
+        """Every member stopped, every data directory emptied, the cluster's state removed from etcd."""
+        leader = self.leader() or ""
+        for host in DB_HOSTS:
+            self.stop(f"patroni-{host}")
+        for host in DB_HOSTS:
+            data = Path(self.paths[host].data_dir)
+            shutil.rmtree(data)
+            data.mkdir(mode=0o700)
+            shutil.chown(data, "postgres", "postgres")
+        # patronictl asks for the leader's name too while a leader key exists.
+        self.patronictl("remove", self.cfg.patroni.scope, host="db1",
+                        input=f"{self.cfg.patroni.scope}\nYes I am aware\n{leader}\n")
+
+    def start_single_server(self) -> None:
+        """old1: PostgreSQL as postgres.mode single deploys it (components/postgres rendered files)."""
+        single = parse_cluster_config(single_values())
+        p = PatroniPaths(root=str(self.root / "old1"), pg_version=single.postgres.version)
+        data, sock = Path(p.data_dir), Path(p.socket_dir)
+        for d in (data, sock):
+            d.mkdir(parents=True, exist_ok=True)
+            shutil.chown(d, "postgres", "postgres")
+        os.chmod(data, 0o700)
+        run([f"{p.bin_dir}/initdb", "-D", str(data), "--auth-local=peer", "--auth-host=scram-sha-256"],
+            user="postgres")
+        (data / "harbor-ha.conf").write_text(render_postgresql_conf(single) + f"unix_socket_directories = '{sock}'\n")
+        with open(data / "postgresql.conf", "a") as conf:
+            conf.write("include 'harbor-ha.conf'\n")
+        # The move's one addition to the single server's pg_hba: the first Patroni member copies it.
+        (data / "pg_hba.conf").write_text(render_pg_hba(single) +
+                                          f"host replication {REPLICATION_USER} {HOSTS['db1']}/32 scram-sha-256\n")
+        for f in ("harbor-ha.conf", "pg_hba.conf"):
+            shutil.chown(data / f, "postgres", "postgres")
+        self.spawn("postgres-old1", "old1", [f"{p.bin_dir}/postgres", "-D", str(data)], user="postgres")
+        wait_until(lambda: run([f"{p.bin_dir}/pg_isready", "-h", str(sock)], host="old1", check=False).returncode == 0,
+                   "the single server accepts connections")
+        sql = self.root / "old1" / "harbor-role.sql"
+        sql.write_text(render_harbor_role_sql(single, self.values["db_password"]))
+        run(["psql", "-X", "-q", "-h", str(sock), "-v", "ON_ERROR_STOP=1", "-f", str(sql)], host="old1", user="postgres")
+        self.old_socket = str(sock)
+
+    def migrate_from_single(self, rows: int = 20_000) -> dict:
+        """The move of docs/database-ha.md: a single server's data becomes the Patroni cluster's, nothing lost."""
+        self.start_single_server()
+        old = HOSTS["old1"]
+        self._load(1, rows, server=old)
+        expected = self.checksums(server=old)
+        sql = self.root / "old1" / "migration.sql"
+        sql.write_text(render_migration_sql(self.cfg, self.values))
+        run(["psql", "-X", "-q", "-h", self.old_socket, "-v", "ON_ERROR_STOP=1", "-f", str(sql)], host="old1",
+            user="postgres")
+        t0 = time.monotonic()
+        self.destroy_cluster()
+        script = self.root / "migrate-db1.sh"
+        script.write_text(render_migration_script(self.cfg, old, self.paths["db1"]))
+        run(["bash", str(script)], host="db1", user="postgres",
+            env={**os.environ, "PGPASSWORD": self.values["pg_replication_password"]}, timeout=600)
+        self.stop("postgres-old1")  # Harbor's writes stopped before the copy; now nothing may write there again
+        self.start_member("db1")
+        wait_until(lambda: self.leader() == "db1", "db1 leads the migrated data")
+        got = wait_until(lambda: self._try_checksums(), "Harbor's user reads the migrated database")
+        seconds = time.monotonic() - t0
+        for host in DB_HOSTS[1:]:
+            self.start_member(host)
+        self.wait_healthy(replicas=2)
+        rejoin = self.superuser_sql("db1", "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+        return {"seconds": round(seconds, 1), "identical": got == expected, "rows": sum(r for r, _ in got.values()),
+                "replicas_streaming": int(rejoin.stdout.strip())}
 
     def _try_checksums(self):
         try:
@@ -542,14 +628,18 @@ def drills(workdir: Path, log: Callable[[str], None] = print) -> dict:
         log(f"postgres_primary_death (asynchronous): {async_}")
         restored = lab.restore()
         log(f"restore: {restored}")
+        migrated = lab.migrate_from_single()
+        log(f"migrate_from_single: {migrated}")
         return {
             "db_failover": {k: sync[k] for k in ("failover_ms", "lost_commits", "rejoined")},
             "db_failover_async": {k: async_[k] for k in ("failover_ms", "lost_commits", "rejoined")},
             "db_switchover": {"write_gap_ms": switch["write_gap_ms"]},
             "restore": {k: restored[k] for k in ("seconds", "identical", "rows")},
+            "migration": {k: migrated[k] for k in ("seconds", "identical", "rows")},
             "details": {"settings": {"ttl": lab.cfg.patroni.ttl, "loop_wait": lab.cfg.patroni.loop_wait,
                                      "retry_timeout": lab.cfg.patroni.retry_timeout},
                         "failover_strict": sync, "failover_async": async_, "switchover": switch, "restore": restored,
+                        "migration": migrated,
                         "total_seconds": round(time.monotonic() - t0, 1)},
         }
     finally:
@@ -566,6 +656,8 @@ def main() -> int:
     args = parser.parse_args()
     if os.geteuid() != 0:
         parser.error("needs root (network namespaces)")
+    # A stopped run (timeout, kill) still tears the lab down: SystemExit runs drills()' finally.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.command == "down":
         print("removed:", " ".join(down()) or "nothing")
         return 0

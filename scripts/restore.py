@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))  # run as a file: import the program from the repo
 from components.config import ClusterConfig  # noqa: E402
 from components.patroni import PatroniPaths, render_restore_script  # noqa: E402
 from scripts.backup import (HarborApi, Ssh, as_postgres, common_arguments, connect_api,  # noqa: E402
-                            harbor_read_only, load, restic)
+                            harbor_read_only, leader, load, restic)
 
 
 def restore(cfg: ClusterConfig, api: Optional[HarborApi], ssh: Ssh, target: Optional[str],
@@ -46,10 +46,15 @@ def restore(cfg: ClusterConfig, api: Optional[HarborApi], ssh: Ssh, target: Opti
             except OSError as err:
                 print(f"Harbor's API did not answer ({err}); restoring without setting it read-only",
                       file=sys.stderr)
+        try:
+            current = leader(cfg, ssh).name
+        except RuntimeError:
+            current = ""  # no leader: the database is down, which may be why we restore
         for h in cfg.postgres_hosts:
             ssh.run(h, "systemctl stop patroni")
         scope = cfg.patroni.scope
-        ssh.run(first, f"patronictl -c {paths.config} remove {scope}", stdin=f"{scope}\nYes I am aware\n")
+        # patronictl also asks for the leader's name while its key is in etcd (a member killed, not stopped).
+        ssh.run(first, f"patronictl -c {paths.config} remove {scope}", stdin=f"{scope}\nYes I am aware\n{current}\n")
         data = shlex.quote(paths.data_dir)
         for h in cfg.postgres_hosts:
             ssh.run(h, f"mv {data} {data}.pre-restore-{stamp} && install -d -m 0700 -o postgres -g postgres {data}")

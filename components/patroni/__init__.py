@@ -20,7 +20,7 @@ from components.config import ClusterConfig, Host
 from components.etcd import etcd_client_urls
 from components.host.files import FileSpec, render_env, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
-from components.postgres import render_harbor_role_sql
+from components.postgres import render_harbor_role_sql, sql_literal
 
 SCRIPT = Path(__file__).with_name("patroni.sh")  #: the role script of a database host
 REPO_SCRIPT = Path(__file__).with_name("pgbackrest-repo.sh")  #: the role script of the repository host
@@ -48,7 +48,9 @@ class PatroniPaths:
     socket_dir = property(lambda self: self._p("/var/run/postgresql"))  #: unix socket directory
     pgpass = property(lambda self: self._p("/var/lib/postgresql/.pgpass.patroni"))  #: Patroni writes it
     vip_env = property(lambda self: self._p("/etc/default/vip-manager"))  #: Debian's vip-manager.service env
-    pgbackrest_conf = property(lambda self: self._p("/etc/pgbackrest.conf"))  #: Debian's pgbackrest config
+    #: pgBackRest's default config file (`pgbackrest server` of Debian's unit reads it; /etc/pgbackrest.conf, which
+    #: the package ships, is only read when this one does not exist)
+    pgbackrest_conf = property(lambda self: self._p("/etc/pgbackrest/pgbackrest.conf"))
     tls_dir = property(lambda self: self._p("/etc/pgbackrest/tls"))  #: pgBackRest's CA, certificate, key
     pgbackrest_log = property(lambda self: self._p("/var/log/pgbackrest"))  #: pgBackRest's log files
     pgbackrest_lock = property(lambda self: self._p("/tmp/pgbackrest"))  #: pgBackRest's lock files
@@ -78,9 +80,9 @@ def dynamic_settings(cfg: ClusterConfig, paths: PatroniPaths = PatroniPaths()) -
         "tcp_keepalives_idle": 60,
         "tcp_keepalives_interval": 10,
         "tcp_keepalives_count": 6,
-        # A replica whose leader died retries its WAL stream every second instead of every 5 s (PostgreSQL's
-        # default): with synchronous mode, the new leader's commits wait for that stream.
-        "wal_retrieve_retry_interval": "1s",
+        # A replica whose leader changed retries its WAL stream (and the new timeline's history) every 0.5 s
+        # instead of every 5 s (PostgreSQL's default): in synchronous mode the new leader's commits wait for it.
+        "wal_retrieve_retry_interval": "500ms",
     }
     if cfg.backup:
         # 60 s: the WAL of a quiet cluster still reaches the repository within a minute (the restore's RPO).
@@ -97,7 +99,11 @@ def dynamic_settings(cfg: ClusterConfig, paths: PatroniPaths = PatroniPaths()) -
         # Patroni promotes with synchronous_standby_names='*' in this mode, which closes the window in which
         # non-strict mode acknowledges commits on a fresh leader before it names a new standby.
         "synchronous_mode_strict": p.synchronous == "strict",
-        "postgresql": {"use_pg_rewind": True, "use_slots": True, "parameters": parameters},
+        # No replication slots when the WAL archive exists: a replica that falls behind wal_keep_size fetches the
+        # rest from the repository (restore_command), and a new leader needs no slot before its replicas stream.
+        # The lab measured that wait: 2-3 s of blocked synchronous commits after each switchover or failover, while
+        # Patroni 3.0.2 created the members' slots on the new leader. Without an archive, slots keep the WAL.
+        "postgresql": {"use_pg_rewind": True, "use_slots": cfg.backup is None, "parameters": parameters},
     }
     return settings
 
@@ -391,3 +397,28 @@ done
   -c 'ALTER SYSTEM RESET recovery_target_action'
 {paths.bin_dir}/pg_ctl -D {shlex.quote(paths.data_dir)} -w -m fast stop
 """
+
+
+def render_migration_sql(cfg: ClusterConfig, secrets: Mapping[str, str]) -> str:
+    """Run on the single server before the move (pure): Patroni's users exist with Patroni's passwords in the copy
+    that becomes the first member (Patroni creates them only when it initializes a new cluster itself)."""
+    lines = ["-- Rendered by harbor-ha (components/patroni/): the single server, before pg_basebackup."]
+    for user, secret, attributes in ((REPLICATION_USER, "pg_replication_password", "LOGIN REPLICATION"),
+                                     (REWIND_USER, "pg_rewind_password", "LOGIN")):
+        lines += [f"SELECT 'CREATE ROLE {user}' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+                  f"'{user}')\\gexec",
+                  f"ALTER ROLE {user} WITH {attributes} PASSWORD {sql_literal(secrets[secret])};"]
+    lines.append(f"ALTER ROLE postgres WITH PASSWORD {sql_literal(secrets['pg_superuser_password'])};")
+    # What pg_rewind needs of a non-superuser (Patroni grants the same when it bootstraps).
+    lines += [f"GRANT EXECUTE ON function pg_catalog.{f} TO {REWIND_USER};" for f in (
+        "pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)", "pg_read_binary_file(text)",
+        "pg_read_binary_file(text, bigint, bigint, boolean)")]
+    return "\n".join(lines) + "\n"
+
+
+def render_migration_script(cfg: ClusterConfig, source: str, paths: PatroniPaths) -> str:
+    """Run as postgres on the first Patroni member, Patroni stopped and its data directory empty (pure): a copy of
+    the single server at `source` becomes the data directory Patroni then takes over as leader."""
+    return (f"set -euo pipefail\n"
+            f"{paths.bin_dir}/pg_basebackup -h {shlex.quote(source)} -p {cfg.postgres.port} -U {REPLICATION_USER} "
+            f"-D {shlex.quote(paths.data_dir)} -X stream -c fast --no-password\n")

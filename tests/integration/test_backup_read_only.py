@@ -82,9 +82,12 @@ def test_restore_restores_the_first_member_before_starting_the_others_and_clears
     cfg = parse_cluster_config(patroni_values())
     ssh = RecordingSsh(emulator)
     restore(cfg, api, ssh, "2026-12-01 15:20:01.5+00", "5f1a")
-    steps = [(h, c.split()[0]) for h, c, _ in ssh.seen]
-    assert steps[:3] == [("db1", "systemctl"), ("db2", "systemctl"), ("db3", "systemctl")]
+    stops = [i for i, (h, c, _) in enumerate(ssh.seen) if c == "systemctl stop patroni"]
+    assert [ssh.seen[i][0] for i in stops] == ["db1", "db2", "db3"]
+    removed = next(c for h, c, _ in ssh.seen if " remove harbor" in c)
+    assert removed and ssh.seen[stops[-1] + 1][1] == removed
     restored = next(i for i, (h, c, _) in enumerate(ssh.seen) if "bash -s" in c)
+    assert restored > stops[-1]
     started = [i for i, (h, c, _) in enumerate(ssh.seen) if c == "systemctl start patroni"]
     assert ssh.seen[restored][0] == "db1" and all(i > restored for i in started)
     assert all(ro for _, _, ro in ssh.seen) and not emulator.read_only

@@ -21,7 +21,7 @@ def test_patroni_stack_parses_with_documented_safe_defaults_and_the_vip_as_endpo
     assert [h.name for h in cfg.postgres_hosts] == ["db1", "db2", "db3"]
     assert cfg.etcd_hosts == cfg.postgres_hosts  # etcd defaults to the database hosts
     p = cfg.patroni
-    assert (p.ttl, p.loop_wait, p.retry_timeout) == (20, 2, 9)
+    assert (p.ttl, p.loop_wait, p.retry_timeout) == (20, 1, 9)
     assert p.loop_wait + 2 * p.retry_timeout <= p.ttl
     assert p.synchronous == "strict" and cfg.db_endpoint == "10.20.0.50"
     assert cfg.backup.repository == "host" and cfg.backup_host.name == "backup1"
@@ -59,7 +59,7 @@ def _set(values: dict, path: str, value) -> dict:
     (lambda v: _set(v, "postgres.synchronous", "yes"), "harbor-ha:postgres.synchronous: must be off, on or strict"),
     (lambda v: _set(v, "postgres.patroni.ttl", 10), "harbor-ha:postgres.patroni.ttl: must be between 20"),
     (lambda v: _set(v, "postgres.patroni.retryTimeout", 10),
-     "harbor-ha:postgres.patroni.ttl: loopWait 2 + 2 x retryTimeout 10 exceeds ttl 20"),
+     "harbor-ha:postgres.patroni.ttl: loopWait 1 + 2 x retryTimeout 10 exceeds ttl 20"),
     (lambda v: _set(v, "postgres.etcd.clientPort", 8008),
      "harbor-ha:postgres.etcd.clientPort: 8008 is already postgres.patroni.restApiPort"),
     (lambda v: _set(v, "roles.backup", "db2"), "harbor-ha:roles.backup: 'db2' is a database host"),

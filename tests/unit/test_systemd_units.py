@@ -78,3 +78,51 @@ def test_keepalived_unit_reads_the_shipped_config_and_reloads_with_sighup():
     assert "-f " not in settings["ExecStart"][0]  # keepalived's default file, the one we ship
     assert settings["ConditionFileNotEmpty"] == [KEEPALIVED_CONF]
     assert any("HUP" in r for r in settings["ExecReload"])
+
+
+def test_patroni_etcd_vip_manager_and_pgbackrest_units_read_the_files_we_render():
+    from components.config import parse_cluster_config as parse
+    from components.etcd import EtcdPaths
+    from components.patroni import PatroniPaths, render_vip_manager_env
+    from tests.support.pulumi_harness import patroni_values
+
+    assert settings_start("patroni.service") == f"/usr/bin/patroni {PatroniPaths().config}"
+    assert "-/etc/default/%p" in unit_settings("etcd.service")["EnvironmentFile"]
+    assert EtcdPaths().env_file == "/etc/default/etcd"
+    vip = unit_settings("vip-manager.service")
+    assert vip["EnvironmentFile"] == [f"-{PatroniPaths().vip_env}"]
+    cfg = parse(patroni_values())
+    rendered = render_vip_manager_env(cfg, cfg.postgres_hosts[0])
+    # Every variable the unit's command line expands is set by the rendered file.
+    for name in ("VIP_IP", "VIP_IFACE", "VIP_KEY", "VIP_HOST", "VIP_TYPE", "VIP_ENDPOINT", "VIP_MASK"):
+        assert f"${{{name}}}" in vip["ExecStart"][0] and f"\n{name}=" in rendered, name
+    # `pgbackrest server` without --config reads pgBackRest's default file: ours.
+    assert settings_start("pgbackrest.service") == "/usr/bin/pgbackrest server"
+    assert PatroniPaths().pgbackrest_conf == "/etc/pgbackrest/pgbackrest.conf"
+
+
+def settings_start(unit: str) -> str:
+    return unit_settings(unit)["ExecStart"][0]
+
+
+def test_rendered_backup_units_pass_systemd_analyze_verify(tmp_path):
+    import shutil
+    import subprocess
+
+    from components.config import parse_cluster_config as parse
+    from components.patroni import render_backup_units
+    from tests.support.pulumi_harness import patroni_values
+
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze missing (Debian's systemd package)")
+    for repository in ("host", "s3"):
+        values = patroni_values()
+        values["backup"].update(repository=repository, s3={"endpoint": "s3.example.internal", "bucket": "b"})
+        units = render_backup_units(parse(values, secrets_present=("backupS3AccessKey", "backupS3SecretKey")))
+        paths = []
+        for name, text in units.items():
+            (tmp_path / name).write_text(text.replace("{addr}", "10.20.0.11"))
+            paths.append(str(tmp_path / name))
+        r = subprocess.run(["systemd-analyze", "verify", *paths], capture_output=True, text=True, timeout=60)
+        problems = [line for line in r.stderr.splitlines() if str(tmp_path) in line]
+        assert not problems, (repository, problems)
