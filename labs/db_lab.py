@@ -16,8 +16,8 @@ Drills, in order:
   would exist), then every process of the leader host is SIGKILLed and its link cut. failover_ms = kill to the
   first acknowledged commit; lost_commits = acknowledged commits missing afterwards; rejoined = the old leader,
   restarted, streams from the new one as a replica (pg_rewind).
-- postgres_switchover: `patronictl switchover` under the same load; write_gap_ms = the longest pause between
-  acknowledged commits.
+- postgres_switchover (strict synchronous): CHECKPOINT, then `patronictl switchover` to the synchronous standby
+  under the same load; write_gap_ms = the longest pause between acknowledged commits.
 - restore: full pgBackRest backup to backup1, more commits, a target time, commits after it; every data directory
   and the DCS state are destroyed; restore to the target time; per-table checksums compared with those taken at
   the target; seconds = destroy to the restored leader serving Harbor's user through the VIP.
@@ -443,7 +443,7 @@ class DbLab:
         self.wait_healthy(replicas=2)
         return {"write_gap_ms": round(gap * 1000), "old_leader": old, "new_leader": candidate}
 
-    def set_synchronous(self, mode: str) -> None:
+    def set_synchronous(self, mode: str, wait: bool = True) -> None:
         """Change postgres.synchronous the way a re-applied stack does: `patronictl edit-config --replace`."""
         cfg = parse_cluster_config(lab_values(self.root, mode))
         via = self.leader()
@@ -451,7 +451,8 @@ class DbLab:
         dynamic.write_text(render_dynamic_yml(cfg, self.paths[via]))
         self.patronictl("edit-config", "--force", "--quiet", "--replace", str(dynamic), host=via)
         self.cfg = cfg
-        self.wait_healthy(replicas=2)
+        if wait:
+            self.wait_healthy(replicas=2)
 
     TABLES = ("project", "repository", "artifact", "tag", "audit_log")
 
@@ -496,15 +497,22 @@ class DbLab:
         t0 = time.monotonic()
         self.destroy_cluster()
         restore_to(self, "db1", target)
+        return {**self._lead_from_db1(t0, expected), "database_bytes": int(size), "target": target}
+
+    def _lead_from_db1(self, t0: float, expected: dict) -> dict:
+        """Patroni started on db1's prepared data directory (it takes it over as leader), the data compared with
+        `expected` through the VIP, then the other members started (they clone db1)."""
         self.start_member("db1")
-        wait_until(lambda: self.leader() == "db1", "the restored db1 leads")
-        got = wait_until(lambda: self._try_checksums(), "Harbor's user reads the restored database")
+        wait_until(lambda: self.leader() == "db1", "db1 leads the prepared data")
+        # A cluster Patroni takes over starts from bootstrap.dcs: the stack's current settings go back the way
+        # scripts/restore.py and the role script put them.
+        self.set_synchronous(self.cfg.patroni.synchronous, wait=False)
+        got = wait_until(lambda: self._try_checksums(), "Harbor's user reads the database through the VIP")
         seconds = time.monotonic() - t0
         for host in DB_HOSTS[1:]:
             self.start_member(host)
         self.wait_healthy(replicas=2)
-        return {"seconds": round(seconds, 1), "identical": got == expected, "rows": sum(r for r, _ in got.values()),
-                "database_bytes": int(size), "target": target}
+        return {"seconds": round(seconds, 1), "identical": got == expected, "rows": sum(r for r, _ in got.values())}
 
     def destroy_cluster(self) -> None:
         """Every member stopped, every data directory emptied, the cluster's state removed from etcd."""
@@ -564,16 +572,9 @@ class DbLab:
         run(["bash", str(script)], host="db1", user="postgres",
             env={**os.environ, "PGPASSWORD": self.values["pg_replication_password"]}, timeout=600)
         self.stop("postgres-old1")  # Harbor's writes stopped before the copy; now nothing may write there again
-        self.start_member("db1")
-        wait_until(lambda: self.leader() == "db1", "db1 leads the migrated data")
-        got = wait_until(lambda: self._try_checksums(), "Harbor's user reads the migrated database")
-        seconds = time.monotonic() - t0
-        for host in DB_HOSTS[1:]:
-            self.start_member(host)
-        self.wait_healthy(replicas=2)
+        result = self._lead_from_db1(t0, expected)
         rejoin = self.superuser_sql("db1", "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
-        return {"seconds": round(seconds, 1), "identical": got == expected, "rows": sum(r for r, _ in got.values()),
-                "replicas_streaming": int(rejoin.stdout.strip())}
+        return {**result, "replicas_streaming": int(rejoin.stdout.strip())}
 
     def _try_checksums(self):
         try:
@@ -622,7 +623,7 @@ def drills(workdir: Path, log: Callable[[str], None] = print) -> dict:
         sync = lab.primary_death()
         log(f"postgres_primary_death (strict synchronous): {sync}")
         switch = lab.switchover()
-        log(f"postgres_switchover: {switch}")
+        log(f"postgres_switchover (strict synchronous): {switch}")
         lab.set_synchronous("off")
         async_ = lab.primary_death()
         log(f"postgres_primary_death (asynchronous): {async_}")

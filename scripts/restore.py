@@ -10,7 +10,8 @@ state in etcd is removed. Over SSH, in order (labs/db_lab.py runs the same resto
 2. `systemctl stop patroni` on every database host; `patronictl remove <scope>`;
 3. on the first database host: pgBackRest restores the latest backup before --to (default: everything archived),
    PostgreSQL replays to --to and promotes (components/patroni render_restore_script);
-4. Patroni started there (it takes the restored data directory over as leader), then on the others, which copy it;
+4. Patroni started there (it takes the restored data directory over as leader), the stack's dynamic settings
+   applied again (`patronictl edit-config --replace`), then Patroni on the others, which copy the leader;
 5. with --data: `restic restore SNAPSHOT` of the data volume on the NFS host (pick the snapshot whose `db:` tag is
    at or before --to: `restic snapshots --tag harbor-ha`).
 """
@@ -62,6 +63,9 @@ def restore(cfg: ClusterConfig, api: Optional[HarborApi], ssh: Ssh, target: Opti
         ssh.run(first, "systemctl start patroni")
         ssh.run(first, "for _ in $(seq 1 300); do curl -sf -o /dev/null "
                        f"http://{first.address}:{cfg.patroni.rest_api_port}/primary && exit 0; sleep 2; done; exit 1")
+        # Patroni took the restored data over with its bootstrap settings: the stack's current ones go back.
+        ssh.run(first, f"runuser -u postgres -- patronictl -c {paths.config} edit-config --force --quiet "
+                       f"--replace {paths.dynamic}")
         for h in others:
             ssh.run(h, "systemctl start patroni")
         if snapshot:

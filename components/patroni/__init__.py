@@ -383,9 +383,18 @@ def render_restore_script(cfg: ClusterConfig, paths: PatroniPaths, target: Optio
     pitr = f"--type=time --target={shlex.quote(target)} --target-action=promote " if target else ""
     psql = f"psql -X -At -h {shlex.quote(paths.socket_dir)} -p {cfg.postgres.port}"
     log = f"{paths.pgbackrest_log}/restore-postgres.log"
+    # The restored postgresql.conf is the one Patroni wrote on the member the backup came from: its addresses
+    # and files are that member's. Loopback only (no client writes during the recovery), this member's files,
+    # and WAL of the new timeline archived with this member's pgBackRest config.
+    options = " ".join([
+        "-c listen_addresses=127.0.0.1", f"-c port={cfg.postgres.port}",
+        f"-c unix_socket_directories={paths.socket_dir}", f"-c hba_file={paths.data_dir}/pg_hba.conf",
+        f"-c ident_file={paths.data_dir}/pg_ident.conf",
+        f"-c archive_command='{_pgbackrest_cmd(paths)} archive-push %p'"])
     return f"""set -euo pipefail
 {_pgbackrest_cmd(paths)} {pitr}restore
-{paths.bin_dir}/pg_ctl -D {shlex.quote(paths.data_dir)} -w -t 3600 -l {shlex.quote(log)} start
+{paths.bin_dir}/pg_ctl -D {shlex.quote(paths.data_dir)} -o {shlex.quote(options)} -w -t 3600 -l {shlex.quote(log)} \\
+  start
 # Replay until the target (or the archive's end) and the promotion: at most an hour.
 for _ in $(seq 1 3600); do
   [ "$({psql} -c 'SELECT pg_is_in_recovery()')" = f ] && break

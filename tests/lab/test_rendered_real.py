@@ -130,7 +130,17 @@ def make_secret_values(hostname: str) -> dict[str, str]:
         "registry_root_cert": _self_signed(core_key, "harbor-token-issuer"),
         "tls_certificate": _self_signed(tls_key, hostname),
         "tls_private_key": _pem_key(tls_key, serialization.PrivateFormat.TraditionalOpenSSL),
+        # postgres.mode patroni (labs/db_lab.py starts the real programs on those files).
+        "pg_superuser_password": _password(32),
+        "pg_replication_password": _password(32),
+        "pg_rewind_password": _password(32),
+        "patroni_api_password": _password(32),
+        "restic_password": _password(32),
+        "backup_s3_access_key": _password(20),
+        "backup_s3_secret_key": _password(40),
     }
+    values["pgbackrest_ca_cert"], values["pgbackrest_cert"], values["pgbackrest_key"] = (
+        pem.decode() for pem in lab_certs.ca_and_server("harbor-ha-pgbackrest", ["127.0.0.1"]))
     assert set(values) == set(SECRET_VALUES)
     return values
 
