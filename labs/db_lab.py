@@ -449,7 +449,10 @@ class DbLab:
         via = self.leader()
         dynamic = Path(self.paths[via].dynamic)
         dynamic.write_text(render_dynamic_yml(cfg, self.paths[via]))
-        self.patronictl("edit-config", "--force", "--quiet", "--replace", str(dynamic), host=via)
+        # Right after a takeover the leader may not have written the cluster's config key yet.
+        wait_until(lambda: run(["patronictl", "-c", self.paths[via].config, "edit-config", "--force", "--quiet",
+                                "--replace", str(dynamic)], host=via, check=False).returncode == 0,
+                   "patronictl edit-config", timeout=60, interval=1)
         self.cfg = cfg
         if wait:
             self.wait_healthy(replicas=2)

@@ -64,8 +64,9 @@ def restore(cfg: ClusterConfig, api: Optional[HarborApi], ssh: Ssh, target: Opti
         ssh.run(first, "for _ in $(seq 1 300); do curl -sf -o /dev/null "
                        f"http://{first.address}:{cfg.patroni.rest_api_port}/primary && exit 0; sleep 2; done; exit 1")
         # Patroni took the restored data over with its bootstrap settings: the stack's current ones go back.
-        ssh.run(first, f"runuser -u postgres -- patronictl -c {paths.config} edit-config --force --quiet "
-                       f"--replace {paths.dynamic}")
+        # (Retried: right after the takeover the leader may not have written the cluster's config key yet.)
+        ssh.run(first, f"for _ in $(seq 1 30); do runuser -u postgres -- patronictl -c {paths.config} edit-config "
+                       f"--force --quiet --replace {paths.dynamic} && exit 0; sleep 2; done; exit 1")
         for h in others:
             ssh.run(h, "systemctl start patroni")
         if snapshot:
