@@ -10,6 +10,11 @@ ROLE=patroni
 role_apply() {
   local stage=$1 changed
   apt_install "postgresql-$PG_VERSION" patroni python3-etcd python3-psycopg2 vip-manager pgbackrest curl
+  # The package's own cluster would take port 5432; postgresql-common's generator starts every cluster whose
+  # start.conf says auto at boot, so `manual` is what keeps it down (its data stays).
+  if [ -f "/etc/postgresql/$PG_VERSION/main/start.conf" ]; then
+    echo manual > "/etc/postgresql/$PG_VERSION/main/start.conf"
+  fi
   systemctl disable --now "postgresql@$PG_VERSION-main" 2>/dev/null || true
   changed=$(install_manifest "$stage")
   sysctl -q -p /etc/sysctl.d/60-harbor-ha-patroni.conf
