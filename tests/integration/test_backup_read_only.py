@@ -4,6 +4,7 @@ read-only exactly while the data volume is captured, and read_only goes back to 
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -91,3 +92,38 @@ def test_restore_restores_the_first_member_before_starting_the_others_and_clears
     started = [i for i, (h, c, _) in enumerate(ssh.seen) if c == "systemctl start patroni"]
     assert ssh.seen[restored][0] == "db1" and all(i > restored for i in started)
     assert all(ro for _, _, ro in ssh.seen) and not emulator.read_only
+
+
+def test_backup_commands_drive_the_real_restic(emulator, api, tmp_path):
+    """The restic command lines backup.py sends run for real (Debian's restic, a local repository): the repository
+    is initialized once, the data volume snapshotted with the database-time tag, the summary's snapshot id read;
+    a second backup reuses the repository."""
+    volume = tmp_path / "srv-harbor"
+    (volume / "docker/registry/v2/blobs").mkdir(parents=True)
+    (volume / "docker/registry/v2/blobs/data").write_bytes(b"layer" * 1000)
+    password = tmp_path / "restic-password"
+    password.write_text("correct horse\n")
+    values = patroni_values()
+    values["nfs"] = {"exportPath": str(volume)}
+    values["backup"]["resticRepository"] = str(tmp_path / "repo")
+    cfg = parse_cluster_config(values)
+
+    class LocalRestic(RecordingSsh):
+        def run(self, host, command, *, stdin=None, timeout=7200):
+            if "restic" not in command:
+                return super().run(host, command, stdin=stdin, timeout=timeout)
+            self.seen.append((host.name, command, self.emulator.read_only))
+            from components.nfs import RESTIC_PASSWORD_FILE
+            r = subprocess.run(["bash", "-c", command.replace(RESTIC_PASSWORD_FILE, str(password))],
+                               capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stderr
+            return r.stdout
+
+    first = backup(cfg, api, LocalRestic(emulator), "full")
+    second = backup(cfg, api, LocalRestic(emulator), "incr")
+    assert first["data_snapshot"] and second["data_snapshot"] and first["data_snapshot"] != second["data_snapshot"]
+    listed = subprocess.run(["restic", "-r", str(tmp_path / "repo"), "--password-file", str(password), "snapshots",
+                             "--json"], capture_output=True, text=True, timeout=60, check=True)
+    snapshots = json.loads(listed.stdout)
+    assert len(snapshots) == 2 and all("db:2026-12-01 15:20:01.5+00" in s["tags"] for s in snapshots)
+    assert not emulator.read_only
