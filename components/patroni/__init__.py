@@ -62,8 +62,9 @@ def _yaml(doc: Mapping[str, Any], what: str) -> str:
         doc, sort_keys=False, default_flow_style=False)
 
 
-def dynamic_settings(cfg: ClusterConfig, paths: PatroniPaths = PatroniPaths()) -> dict[str, Any]:
+def dynamic_settings(cfg: ClusterConfig, paths: Optional[PatroniPaths] = None) -> dict[str, Any]:
     """Patroni's cluster-wide (DCS) settings: bootstrap.dcs, and `patronictl edit-config --replace` on each apply."""
+    paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
     p, pg = cfg.patroni, cfg.postgres
     parameters: dict[str, Any] = {
         "max_connections": pg.max_connections,
@@ -130,8 +131,9 @@ def render_pg_hba(cfg: ClusterConfig) -> list[str]:
 
 
 def render_patroni_yml(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str],
-                       paths: PatroniPaths = PatroniPaths()) -> str:
+                       paths: Optional[PatroniPaths] = None) -> str:
     """/etc/patroni/config.yml of one database host (pure)."""
+    paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
     p, pg = cfg.patroni, cfg.postgres
     doc = {
         "scope": p.scope,
@@ -179,8 +181,9 @@ def render_patroni_yml(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str
     return _yaml(doc, "Patroni")
 
 
-def render_dynamic_yml(cfg: ClusterConfig, paths: PatroniPaths = PatroniPaths()) -> str:
+def render_dynamic_yml(cfg: ClusterConfig, paths: Optional[PatroniPaths] = None) -> str:
     """The DCS settings as a file for `patronictl edit-config --replace` (pure)."""
+    paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
     return _yaml(dynamic_settings(cfg, paths), "Patroni's dynamic configuration")
 
 
@@ -236,8 +239,9 @@ def _repository(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict[str, Any
 
 
 def render_pgbackrest_db_conf(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str],
-                              paths: PatroniPaths = PatroniPaths()) -> str:
+                              paths: Optional[PatroniPaths] = None) -> str:
     """pgbackrest.conf of a database host: archive-push/-get to the repository host (TLS) or the bucket (pure)."""
+    paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
     tls = _tls_files(paths)
     glob = _pgbackrest_common(cfg, host, paths)
     if cfg.backup.repository == "host":
@@ -251,10 +255,11 @@ def render_pgbackrest_db_conf(cfg: ClusterConfig, host: Host, secrets: Mapping[s
     return _ini({"global": glob, STANZA: stanza})
 
 
-def render_pgbackrest_repo_conf(cfg: ClusterConfig, paths: PatroniPaths = PatroniPaths(),
+def render_pgbackrest_repo_conf(cfg: ClusterConfig, paths: Optional[PatroniPaths] = None,
                                 db_paths: Mapping[str, PatroniPaths] | None = None) -> str:
     """pgbackrest.conf of the repository host: the repository, and every database host over TLS (pure).
     `db_paths`: each database host's paths by name (the lab's per-host directories), Debian's by default."""
+    paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
     host = cfg.backup_host
     tls = _tls_files(paths)
     glob = {**_pgbackrest_common(cfg, host, paths), **_repository(cfg, {})}
@@ -268,9 +273,10 @@ def render_pgbackrest_repo_conf(cfg: ClusterConfig, paths: PatroniPaths = Patron
     return _ini({"global": glob, STANZA: stanza})
 
 
-def render_backup_units(cfg: ClusterConfig, paths: PatroniPaths = PatroniPaths()) -> dict[str, str]:
+def render_backup_units(cfg: ClusterConfig, paths: Optional[PatroniPaths] = None) -> dict[str, str]:
     """systemd units of the scheduled backups: {file name: content} (pure). On the repository host; with an S3
     repository on every database host, where only the current leader's run backs up (ExecCondition)."""
+    paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
     b = cfg.backup
     units: dict[str, str] = {}
     for kind, schedule in (("full", b.full_schedule), ("diff", b.diff_schedule)):
