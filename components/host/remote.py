@@ -5,7 +5,7 @@ tar (base64) of `lib.sh`, the role script, its `MANIFEST` and every rendered fil
 then a secret Output). Its create and update commands are the same: unpack into `/var/lib/harbor-ha/stage/<role>/`
 and run `<role>.sh apply`. Its delete command runs `<role>.sh delete` on what is staged there.
 
-Why one command, and no `triggers` (pulumi-command 1.2.1, read in its source, see tests/support/engine_plan.py):
+Why one command, and no `triggers` (pulumi-command 1.2.1, read in its source, see labs/engine/engine_plan.py):
 - the Python SDK registers `replace_on_changes=["triggers[*]"]` on every Command and CopyToRemote, and a replace
   runs the OLD resource's delete command: with a content hash in `triggers`, every file change tore the role down.
   A changed stdin is an update: the engine runs the update command (= apply) with the new stdin, never the delete.

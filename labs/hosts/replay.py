@@ -4,7 +4,7 @@ Used while the locally built Pulumi CLI is not available. The program runs under
 pulumi_harness.py: generated secrets get fixed fake values), and every `command:remote:*` resource it registers is
 carried out with exactly its inputs: a Command's create/update/delete text and stdin (the role's tar bundle), a
 CopyToRemote's file and remote path, each over `ssh` to the connection's host, user and port with the connection's
-pinned `hostKey` as the only known host key. Which of them run is decided by tests/support/engine_plan.py, the model
+pinned `hostKey` as the only known host key. Which of them run is decided by labs/engine/engine_plan.py, the model
 of the engine's plan between the previous run and this one: `same` runs nothing, `update` the update command,
 `replace` the create then (at the end) the old resource's delete, a resource gone from the program its delete.
 
@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.support import engine_plan, pulumi_harness
-from tests.support.pulumi_harness import Registered, RecordingMocks, registrations, unwrap_secrets
+from labs.engine import engine_plan, pulumi_harness
+from labs.engine.pulumi_harness import Registered, RecordingMocks, registrations, unwrap_secrets
 
 COMMAND = "command:remote:Command"
 COPY = "command:remote:CopyToRemote"
@@ -179,7 +179,7 @@ def _tls_outputs(typ: str, inputs: dict[str, Any]) -> dict[str, str]:
 
 def _asset_bytes(asset: Any) -> bytes:
     """The content of an asset as the harness records it: `{"asset": <a FileAsset's path or a StringAsset's text>}`
-    (tests/support/pulumi_harness.py unwrap_secrets)."""
+    (labs/engine/pulumi_harness.py unwrap_secrets)."""
     value = str(asset["asset"])
     return Path(value).read_bytes() if value.startswith("/") and Path(value).is_file() else value.encode()
 

@@ -11,7 +11,7 @@ import pytest
 from components.config import parse_cluster_config
 from scripts.backup import HarborApi, Ssh, backup, harbor_read_only
 from scripts.restore import restore
-from tests.support.pulumi_harness import patroni_values
+from labs.engine.pulumi_harness import patroni_values
 
 
 @pytest.fixture

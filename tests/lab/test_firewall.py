@@ -15,7 +15,7 @@ from components.config import parse_cluster_config
 from components.plan import render_all
 from components.firewall import RULESET_PATH, render_ruleset, render_unit
 from tests.support import ROOT
-from tests.support.pulumi_harness import stack_config
+from labs.engine.pulumi_harness import stack_config
 
 
 def stacks():

@@ -25,7 +25,7 @@ from components.plan import role_files
 from tests.support.secret_values import make_secret_values
 from tests.support import ROOT
 from tests.support import sandbox as sb
-from tests.support.pulumi_harness import registered_resources, stack_config
+from labs.engine.pulumi_harness import registered_resources, stack_config
 
 CONTAINER = "docker:index/container:Container"
 # The roles that run without the internet; harbor-node needs Harbor's installer (the workflow runs it).

@@ -8,7 +8,7 @@ import pytest
 
 from components.config import ConfigError, parse_cluster_config
 from components.keepalived import vrrp_roles
-from tests.support.pulumi_harness import stack_config
+from labs.engine.pulumi_harness import stack_config
 
 
 def dev_values() -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.config import ConfigError, parse_cluster_config
-from tests.support.pulumi_harness import patroni_values, stack_config
+from labs.engine.pulumi_harness import patroni_values, stack_config
 
 
 def problems_of(values: dict, secrets: tuple[str, ...] = ()) -> list[str]:

@@ -1,5 +1,5 @@
 """What a second `pulumi up` does, for each day-2 change: the program under mocks twice (old config, new config) and
-the engine's plan between the two runs, computed by tests/support/engine_plan.py from the engine's own rules.
+the engine's plan between the two runs, computed by labs/engine/engine_plan.py from the engine's own rules.
 
 The rule every scenario checks: a change re-applies the roles it touches (an update), and only a role or host that
 left the config is torn down (its delete command runs). A teardown is a Command replaced or deleted while its old
@@ -15,8 +15,8 @@ from collections.abc import Callable
 import pytest
 
 from components.host import remote
-from tests.support import engine_plan
-from tests.support.pulumi_harness import Registered, depends_transitively, registrations, stack_config
+from labs.engine import engine_plan
+from labs.engine.pulumi_harness import Registered, depends_transitively, registrations, stack_config
 
 COMMAND = "command:remote:Command"
 ROLES = ("firewall", "nfs-server", "postgres", "redis", "sentinel", "harbor-node", "loadbalancer", "keepalived")

@@ -1,10 +1,10 @@
-"""The engine-plan model (tests/support/engine_plan.py) on small synthetic registrations, one rule per test."""
+"""The engine-plan model (labs/engine/engine_plan.py) on small synthetic registrations, one rule per test."""
 
 from types import SimpleNamespace
 
 import pytest
 
-from tests.support.engine_plan import (DELETE_PROTECTED, REPLACE_PROTECTED, UNKNOWN, UNKNOWN_SECRET, Res, plan,
+from labs.engine.engine_plan import (DELETE_PROTECTED, REPLACE_PROTECTED, UNKNOWN, UNKNOWN_SECRET, Res, plan,
                                        preview_rejections, provider_replace_keys)
 
 STACK = "urn:pulumi:dev::harbor-ha::"

@@ -8,7 +8,7 @@ import pytest
 
 from components.config import ConfigError, parse_cluster_config
 from components.firewall import host_openings, render_ruleset
-from tests.support.pulumi_harness import stack_config
+from labs.engine.pulumi_harness import stack_config
 
 
 def values(stack: str, **sections) -> dict:

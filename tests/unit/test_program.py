@@ -10,8 +10,8 @@ import pytest
 from components.config import ConfigError
 from components.plan import role_files
 from components.config import parse_cluster_config
-from tests.support import pulumi_harness
-from tests.support.pulumi_harness import (Registered, depends_transitively, patroni_values, run_program,
+from labs.engine import pulumi_harness
+from labs.engine.pulumi_harness import (Registered, depends_transitively, patroni_values, run_program,
                                          stack_config, staged_files)
 
 COMMAND = "command:remote:Command"

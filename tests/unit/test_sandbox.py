@@ -9,7 +9,7 @@ import pytest
 
 from components.config import ConfigError, parse_cluster_config
 from components.sandbox import AUTHORIZED_KEYS_PATH, HOST_KEY_PATH, NESTED_DOCKER_PATH
-from tests.support.pulumi_harness import Registered, run_program, stack_config
+from labs.engine.pulumi_harness import Registered, run_program, stack_config
 from tests.unit.test_program import apply_commands, by_type
 
 CONTAINER = "docker:index/container:Container"

@@ -15,7 +15,7 @@ from components.config import parse_cluster_config
 from components.keepalived import CONF_PATH as KEEPALIVED_CONF
 from components.loadbalancer import NginxPaths
 from components.redis import RedisPaths
-from tests.support.pulumi_harness import stack_config
+from labs.engine.pulumi_harness import stack_config
 
 UNITS = Path("/lib/systemd/system")
 
@@ -84,7 +84,7 @@ def test_patroni_etcd_vip_manager_and_pgbackrest_units_read_the_files_we_render(
     from components.config import parse_cluster_config as parse
     from components.etcd import EtcdPaths
     from components.patroni import PatroniPaths, render_vip_manager_env
-    from tests.support.pulumi_harness import patroni_values
+    from labs.engine.pulumi_harness import patroni_values
 
     assert settings_start("patroni.service") == f"/usr/bin/patroni {PatroniPaths().config}"
     assert "-/etc/default/%p" in unit_settings("etcd.service")["EnvironmentFile"]
@@ -111,7 +111,7 @@ def test_rendered_backup_units_pass_systemd_analyze_verify(tmp_path):
 
     from components.config import parse_cluster_config as parse
     from components.patroni import render_backup_units
-    from tests.support.pulumi_harness import patroni_values
+    from labs.engine.pulumi_harness import patroni_values
 
     if shutil.which("systemd-analyze") is None:
         pytest.fail("systemd-analyze missing (Debian's systemd package)")

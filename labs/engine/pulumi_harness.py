@@ -14,6 +14,7 @@ import json
 import runpy
 import tarfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -26,9 +27,9 @@ from pulumi.runtime.rpc import _special_secret_sig as rpc_secret_sig
 from pulumi.runtime.rpc import _special_sig_key as rpc_sig_key
 
 from components.config import NAMESPACE, load_stack_file
-from tests.support import engine_plan
+from labs.engine import engine_plan
 
-from tests.support import ROOT
+ROOT = Path(__file__).resolve().parents[2]  #: the repository root (the program and its stack files)
 FAKE_SECRET_MARK = "FakeSecret"
 
 
@@ -187,7 +188,7 @@ class RecordingMonitor(MockMonitor):
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         # The engine's URN carries the parent's whole type chain (pulumi/pulumi sdk/go/common/resource/urn.go NewURN
         # with the parent's QualifiedType); the SDK's mock keeps only the parent's own type. Inherited child aliases
-        # (tests/support/engine_plan.py) need the engine's form.
+        # (labs/engine/engine_plan.py) need the engine's form.
         if parent and parent.split("::")[2] != "pulumi:pulumi:Stack":  # the stack itself is left out of the chain
             type_ = parent.split("::")[2] + "$" + type_
         return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
@@ -266,5 +267,5 @@ def registered_resources(values: dict[str, Any], secrets: dict[str, str] | None 
 
 
 def registrations(values: dict[str, Any], secrets: dict[str, str] | None = None, **kw: Any) -> list[Registered]:
-    """Every registration of a whole run, for plans of two runs (tests/support/engine_plan.py)."""
+    """Every registration of a whole run, for plans of two runs (labs/engine/engine_plan.py)."""
     return registered_resources(values, secrets, **kw)[1]
