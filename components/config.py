@@ -943,13 +943,15 @@ def _parse_patroni(pg_r: _Reader, mode: str, pg_hosts: list[Host], etcd_hosts: l
     """postgres.patroni / vip / synchronous / etcd: the settings of postgres.mode: patroni."""
     problems = pg_r.problems
     pa = _Reader(pg_r.get("patroni", dict, {}), f"{pg_r.key}.patroni", problems)
-    # ttl 20 / loop_wait 1 / retry_timeout 9: ttl 20 is the minimum Patroni's config validation accepts,
-    # loop_wait 1 its minimum, and loop_wait + 2 x retry_timeout <= ttl is the rule Patroni documents
-    # (1 + 18 = 19). A dead leader is replaced after ttl + ~3 s (member probe, VIP move, reconnect); loop_wait 1
-    # lets the replicas follow a new leader within a second, which a synchronous leader's commits wait for.
+    # ttl 20 / loop_wait 2 / retry_timeout 9: ttl 20 is the minimum Patroni's config validation accepts, and
+    # loop_wait + 2 x retry_timeout <= ttl is the rule Patroni documents (2 + 18 = 20). loop_wait 2, not 1: a
+    # replica watches the leader key in etcd only when its nap is at least 1 s (patroni/dcs/etcd.py `watch`,
+    # `while timeout >= 1`), so with loop_wait 1 it never watches and notices a released or expired key only at
+    # its next loop; with 2 it wakes on the change (a switchover's candidate takes the key within milliseconds).
+    # A dead leader is replaced after ttl + ~3 s (member probe, VIP move, reconnect).
     # docs/database-ha.md has the measured figures, against Patroni's defaults 30/10/10.
     ttl = pa.get("ttl", int, 20, check=_in_range(20, 3600))
-    loop_wait = pa.get("loopWait", int, 1, check=_in_range(1, 600))
+    loop_wait = pa.get("loopWait", int, 2, check=_in_range(1, 600))
     retry_timeout = pa.get("retryTimeout", int, 9, check=_in_range(3, 600))
     scope = pa.get("scope", str, "harbor", check=_matches(_SCOPE, "a name (a-z, 0-9, -)"))
     # 8008: Patroni's default REST API port.

@@ -198,6 +198,8 @@ class DbLab:
             sysctl = self.rendered[(host, "/etc/sysctl.d/60-harbor-ha-patroni.conf")]
             for line in sysctl.splitlines():
                 run(["sysctl", "-q", "-w", line.replace(" ", "")], host=host)
+            # What harbor-ha-db-vip.service loads at boot: VIP connections reaching a non-holder are refused.
+            run(["nft", "-f", self.paths[host].db_vip_nft], host=host)
         # The repository host's pgbackrest.conf names each database host's paths: the lab's per-host ones.
         self._install("backup1", pgbackrest_repo_files(self.cfg, self.paths["backup1"],
                                                        {h: self.paths[h] for h in DB_HOSTS}), self.root / "backup1")

@@ -19,7 +19,7 @@ import yaml
 
 from components.config import BackupSettings, ClusterConfig, Host
 from components.etcd import etcd_client_urls, patroni_settings
-from components.host.files import FileSpec, render_env, role_env
+from components.host.files import FileSpec, render_env, render_template, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
 from components.postgres import render_harbor_role_sql, sql_literal
 
@@ -30,6 +30,8 @@ PGBACKREST_CLIENT_CN = "harbor-ha-pgbackrest"  #: CN of the one certificate tls-
 REPLICATION_USER = "replicator"
 REWIND_USER = "rewind_user"
 API_USER = "patroni"
+DB_VIP_TABLE = "harbor_ha_db_vip"  #: nftables table that refuses VIP connections on a member not holding it
+DB_VIP_UNIT = "harbor-ha-db-vip.service"  #: loads it at boot, before vip-manager and Patroni
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class PatroniPaths:
     pgbackrest_log = property(lambda self: self._p("/var/log/pgbackrest"))  #: pgBackRest's log files
     pgbackrest_lock = property(lambda self: self._p("/tmp/pgbackrest"))  #: pgBackRest's lock files
     role_sql = property(lambda self: self._p("/etc/harbor-ha/patroni/harbor-role.sql"))  #: Harbor's role, database
+    db_vip_nft = property(lambda self: self._p("/etc/harbor-ha/patroni/db-vip.nft"))  #: the VIP's nftables table
 
 
 def _backup(cfg: ClusterConfig) -> BackupSettings:
@@ -145,6 +148,18 @@ def render_pg_hba(cfg: ClusterConfig) -> list[str]:
     return lines
 
 
+def render_restore_command(paths: PatroniPaths) -> str:
+    """PostgreSQL's restore_command on the members (pure): WAL from the repository; a timeline history file that
+    is already in pg_wal is taken from there first. PostgreSQL asks the archive before pg_wal for every history
+    file (src/backend/access/transam/timeline.c: existsTimeLineHistory, writeTimeLineHistory), and each pgBackRest
+    call costs 0.1-0.4 s here: a promotion and a replica following it made four or five such calls while a strict
+    synchronous leader's commits waited. A history file never changes once written (one per timeline), so the local
+    copy, which the WAL receiver fetched from the leader, is the archived one. WAL segments still come from the
+    archive first (a local one may be partial)."""
+    return ('case "%f" in *.history) [ -f "pg_wal/%f" ] && exec cp "pg_wal/%f" "%p";; esac; '
+            f'exec {_pgbackrest_cmd(paths)} archive-get "%f" "%p"')
+
+
 def render_patroni_yml(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str],
                        paths: Optional[PatroniPaths] = None) -> str:
     """/etc/patroni/config.yml of one database host (pure)."""
@@ -171,7 +186,14 @@ def render_patroni_yml(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str
             # The VIP too (bound before it arrives: the role script allows non-local binds), so Harbor's
             # connections to it reach the leader without listening on every interface.
             "listen": f"127.0.0.1,{host.address},{p.vip}:{pg.port}",
-            "connect_address": f"{host.address}:{pg.port}",
+            # Every member advertises the VIP as its PostgreSQL address, so a replica's primary_conninfo names the
+            # VIP, not a host: when the leader changes, its WAL receiver reaches the new leader through the VIP on
+            # its own (retrying every wal_retrieve_retry_interval). Re-pointed by its Patroni instead, a replica
+            # that is not a switchover's candidate first sleeps a fixed 2 s (patroni/ha.py
+            # process_unhealthy_cluster, "Give a time to somebody to take the leader lock", 3.0.2 to 4.1), and a
+            # strict synchronous leader's first commit waits for a replica. pg_rewind and clones also reach the
+            # leader this way; Patroni talks to each member through its REST address above.
+            "connect_address": f"{p.vip}:{pg.port}",
             "use_unix_socket": True,
             "data_dir": paths.data_dir,
             "bin_dir": paths.bin_dir,
@@ -185,8 +207,7 @@ def render_patroni_yml(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str
             "parameters": {"unix_socket_directories": paths.socket_dir,
                            **({"archive_command": f"{_pgbackrest_cmd(paths)} archive-push %p"} if cfg.backup else {})},
             # A replica that fell behind the leader's WAL fetches the missing segments from the repository.
-            **({"recovery_conf": {"restore_command": f"{_pgbackrest_cmd(paths)} archive-get %f \"%p\""}}
-               if cfg.backup else {}),
+            **({"recovery_conf": {"restore_command": render_restore_command(paths)}} if cfg.backup else {}),
             "pg_hba": render_pg_hba(cfg),
             # A fast checkpoint: a new or re-cloned replica starts copying at once.
             "basebackup": [{"checkpoint": "fast"}],
@@ -215,6 +236,12 @@ def render_vip_manager_env(cfg: ClusterConfig, host: Host) -> str:
         "VIP_INTERVAL": str(p.vip_interval_ms),
     }
     return "# Rendered by harbor-ha (components/patroni/); pulumi up overwrites edits.\n" + render_env(values)
+
+
+def render_db_vip_nft(cfg: ClusterConfig, host: Host) -> str:
+    """The nftables table of a member that refuses connections to the database VIP while it is elsewhere (pure)."""
+    return render_template("patroni/db-vip.nft.j2", host=host, table=DB_VIP_TABLE, vip=patroni_settings(cfg).vip,
+                           port=cfg.postgres.port)
 
 
 def _ini(sections: Mapping[str, Mapping[str, Any]]) -> str:
@@ -341,6 +368,10 @@ def patroni_files(cfg: ClusterConfig, host: Host, paths: PatroniPaths | None = N
                  needs=("db_password",), mode=0o600, owner="postgres", group="postgres"),
         # The database VIP is in `listen` before it is on this host.
         FileSpec(path="/etc/sysctl.d/60-harbor-ha-patroni.conf", render=lambda _s: "net.ipv4.ip_nonlocal_bind = 1\n"),
+        FileSpec(path=paths.db_vip_nft, render=lambda _s: render_db_vip_nft(cfg, host)),
+        FileSpec(path=f"/etc/systemd/system/{DB_VIP_UNIT}",
+                 render=lambda _s: render_template("patroni/harbor-ha-db-vip.service.j2", ruleset=paths.db_vip_nft,
+                                                   table=DB_VIP_TABLE)),
     ]
     s3 = cfg.backup is not None and cfg.backup.repository == "s3"
     if cfg.backup:
@@ -350,6 +381,7 @@ def patroni_files(cfg: ClusterConfig, host: Host, paths: PatroniPaths | None = N
                               mode=0o640, owner="postgres", group="postgres"))
         specs += _unit_specs(cfg, host, paths) if s3 else _tls_specs(paths)
     env = {"PG_VERSION": str(cfg.postgres.version), "CONFIG": paths.config, "DYNAMIC": paths.dynamic,
+           "DB_VIP_NFT": paths.db_vip_nft, "DB_VIP_UNIT": DB_VIP_UNIT,
            "DATA_DIR": paths.data_dir, "ROLE_SQL": paths.role_sql, "SOCKET_DIR": paths.socket_dir,
            "API": f"http://{host.address}:{patroni_settings(cfg).rest_api_port}",
            "BACKUP": "" if not cfg.backup else cfg.backup.repository}

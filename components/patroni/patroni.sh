@@ -9,7 +9,7 @@ ROLE=patroni
 
 role_apply() {
   local stage=$1 changed
-  apt_install "postgresql-$PG_VERSION" patroni python3-etcd python3-psycopg2 vip-manager pgbackrest curl
+  apt_install "postgresql-$PG_VERSION" patroni python3-etcd python3-psycopg2 vip-manager pgbackrest curl nftables
   # The package's own cluster would take port 5432; postgresql-common's generator starts every cluster whose
   # start.conf says auto at boot, so `manual` is what keeps it down (its data stays).
   if [ -f "/etc/postgresql/$PG_VERSION/main/start.conf" ]; then
@@ -21,9 +21,11 @@ role_apply() {
   install -d -m 0700 -o postgres -g postgres "$DATA_DIR"
   install -d -m 2775 -o postgres -g postgres "$SOCKET_DIR"
   check_config
+  nft -c -f "$DB_VIP_NFT" || die "nft rejected $DB_VIP_NFT (reject before routing needs Linux >= 5.9)"
   if [ -n "$BACKUP" ]; then install -d -m 0770 -o postgres -g postgres /var/log/pgbackrest; fi
   if [ "$BACKUP" = host ]; then ensure_service pgbackrest "$changed" restart; fi
   systemctl daemon-reload
+  ensure_service "$DB_VIP_UNIT" "$changed" restart
   # Patroni reloads its config on SIGHUP; the DCS part is applied below for the whole cluster.
   ensure_service patroni "$changed" reload
   ensure_service vip-manager "$changed" restart
@@ -54,8 +56,9 @@ wait_member_running() {
 }
 
 role_delete() {
+  # Stopped before their files go: the VIP table's unit deletes the table when it stops.
+  systemctl disable --now vip-manager patroni pgbackrest "$DB_VIP_UNIT" 2>/dev/null || true
   remove_manifest "$1"
-  systemctl disable --now vip-manager patroni pgbackrest 2>/dev/null || true
   log "Patroni stopped; the data directory $DATA_DIR is kept"
 }
 

@@ -19,7 +19,7 @@ def test_patroni_stack_parses_with_documented_safe_defaults_and_the_vip_as_endpo
     assert [h.name for h in cfg.postgres_hosts] == ["db1", "db2", "db3"]
     assert cfg.etcd_hosts == cfg.postgres_hosts  # etcd defaults to the database hosts
     p = cfg.patroni
-    assert (p.ttl, p.loop_wait, p.retry_timeout) == (20, 1, 9)
+    assert (p.ttl, p.loop_wait, p.retry_timeout) == (20, 2, 9)
     assert p.loop_wait + 2 * p.retry_timeout <= p.ttl
     assert p.synchronous == "strict" and cfg.db_endpoint == "10.20.0.50"
     assert cfg.backup.repository == "host" and cfg.backup_host.name == "backup1"
@@ -57,7 +57,7 @@ def _set(values: dict, path: str, value) -> dict:
     (lambda v: _set(v, "postgres.synchronous", "yes"), "harbor-ha:postgres.synchronous: must be off, on or strict"),
     (lambda v: _set(v, "postgres.patroni.ttl", 10), "harbor-ha:postgres.patroni.ttl: must be between 20"),
     (lambda v: _set(v, "postgres.patroni.retryTimeout", 10),
-     "harbor-ha:postgres.patroni.ttl: loopWait 1 + 2 x retryTimeout 10 exceeds ttl 20"),
+     "harbor-ha:postgres.patroni.ttl: loopWait 2 + 2 x retryTimeout 10 exceeds ttl 20"),
     (lambda v: _set(v, "postgres.etcd.clientPort", 8008),
      "harbor-ha:postgres.etcd.clientPort: 8008 is already postgres.patroni.restApiPort"),
     (lambda v: _set(v, "roles.backup", "db2"), "harbor-ha:roles.backup: 'db2' is a database host"),
@@ -105,3 +105,54 @@ def test_pg_hba_admits_harbor_from_its_nodes_and_replication_from_the_members_on
     assert "host replication replicator 10.20.0.13/32 scram-sha-256" in lines
     assert not any("0.0.0.0" in line or "trust" in line for line in lines)
     assert not any(line.startswith("host replication") and "10.20.0.31" in line for line in lines)
+
+
+def test_members_advertise_the_vip_for_postgresql_so_replicas_stream_from_whoever_holds_it():
+    import yaml
+
+    from components.patroni import render_patroni_yml
+    from tests.support.secret_values import make_secret_values
+
+    cfg = parse_cluster_config(patroni_values())
+    secrets = make_secret_values(cfg)
+    for host in cfg.postgres_hosts:
+        doc = yaml.safe_load(render_patroni_yml(cfg, host, secrets))
+        # primary_conninfo, pg_rewind and clones take the leader's postgresql.connect_address: the VIP follows it.
+        assert doc["postgresql"]["connect_address"] == "10.20.0.50:5432"
+        # Patroni reaches each member through its own REST address (member checks, switchover candidates).
+        assert doc["restapi"]["connect_address"] == f"{host.address}:8008"
+        assert doc["bootstrap"]["dcs"]["loop_wait"] == 2
+
+
+@pytest.mark.parametrize(("wanted", "in_pg_wal", "archive_called"), [
+    ("00000002.history", True, False),   # fetched from the leader already: no pgBackRest call
+    ("00000003.history", False, True),   # a probe for a timeline that may exist elsewhere: the archive decides
+    ("000000020000000000000007", True, True),  # a segment in pg_wal may be partial: always the archive first
+])
+def test_restore_command_takes_history_files_from_pg_wal_and_everything_else_from_the_archive(
+        tmp_path, wanted, in_pg_wal, archive_called):
+    """Runs the rendered restore_command with /bin/sh, as PostgreSQL does (its %f/%p substituted, in PGDATA), with a
+    stand-in `pgbackrest` first on PATH that records its arguments and fails like a missing file."""
+    import os
+    import subprocess
+
+    from components.patroni import PatroniPaths, render_restore_command
+
+    data = tmp_path / "data"
+    (data / "pg_wal").mkdir(parents=True)
+    if in_pg_wal:
+        (data / "pg_wal" / wanted).write_text("1\t0/60000A0\tno recovery target specified\n")
+    stub = tmp_path / "bin" / "pgbackrest"
+    stub.parent.mkdir()
+    stub.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/called\nexit 1\n')
+    stub.chmod(0o755)
+    command = render_restore_command(PatroniPaths()).replace("%f", wanted).replace("%p", "pg_wal/RECOVERYXLOG")
+    env = {**os.environ, "PATH": f"{stub.parent}:/usr/bin:/bin"}
+    result = subprocess.run(["/bin/sh", "-c", command], cwd=data, env=env)
+    assert (tmp_path / "called").exists() == archive_called
+    if archive_called:
+        assert f'archive-get {wanted} pg_wal/RECOVERYXLOG' in (tmp_path / "called").read_text()
+        assert result.returncode == 1
+    else:
+        assert result.returncode == 0
+        assert (data / "pg_wal" / "RECOVERYXLOG").read_text() == (data / "pg_wal" / wanted).read_text()

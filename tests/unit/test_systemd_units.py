@@ -105,24 +105,42 @@ def settings_start(unit: str) -> str:
     return unit_settings(unit)["ExecStart"][0]
 
 
-def test_rendered_backup_units_pass_systemd_analyze_verify(tmp_path):
+def _systemd_analyze_verify(directory, units: dict[str, str]) -> list[str]:
+    """`systemd-analyze verify` of the units {file name: content}; the problems it reports about them."""
     import shutil
     import subprocess
 
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze missing (Debian's systemd package)")
+    paths = []
+    for name, text in units.items():
+        (directory / name).write_text(text)
+        paths.append(str(directory / name))
+    r = subprocess.run(["systemd-analyze", "verify", *paths], capture_output=True, text=True, timeout=60)
+    return [line for line in r.stderr.splitlines() if str(directory) in line]
+
+
+def test_rendered_backup_units_pass_systemd_analyze_verify(tmp_path):
     from components.config import parse_cluster_config as parse
     from components.patroni import render_backup_units
     from labs.engine.pulumi_harness import patroni_values
 
-    if shutil.which("systemd-analyze") is None:
-        pytest.fail("systemd-analyze missing (Debian's systemd package)")
     for repository in ("host", "s3"):
         values = patroni_values()
         values["backup"].update(repository=repository, s3={"endpoint": "s3.example.internal", "bucket": "b"})
         units = render_backup_units(parse(values, secrets_present=("backupS3AccessKey", "backupS3SecretKey")))
-        paths = []
-        for name, text in units.items():
-            (tmp_path / name).write_text(text.replace("{addr}", "10.20.0.11"))
-            paths.append(str(tmp_path / name))
-        r = subprocess.run(["systemd-analyze", "verify", *paths], capture_output=True, text=True, timeout=60)
-        problems = [line for line in r.stderr.splitlines() if str(tmp_path) in line]
+        problems = _systemd_analyze_verify(tmp_path, {n: t.replace("{addr}", "10.20.0.11") for n, t in units.items()})
         assert not problems, (repository, problems)
+
+
+def test_the_database_vip_table_unit_passes_systemd_analyze_verify_and_loads_the_rendered_table(tmp_path):
+    from components.config import parse_cluster_config as parse
+    from components.patroni import DB_VIP_UNIT, PatroniPaths, patroni_files
+    from labs.engine.pulumi_harness import patroni_values
+
+    cfg = parse(patroni_values())
+    files = {f.path: f for f in patroni_files(cfg, cfg.postgres_hosts[0])}
+    unit = files[f"/etc/systemd/system/{DB_VIP_UNIT}"].render({})
+    assert f"ExecStart=/usr/sbin/nft -f {PatroniPaths().db_vip_nft}\n" in unit
+    assert PatroniPaths().db_vip_nft in files
+    assert not _systemd_analyze_verify(tmp_path, {DB_VIP_UNIT: unit})
