@@ -31,7 +31,15 @@ role_apply() {
   runuser -u postgres -- patronictl -c "$CONFIG" edit-config --force --quiet --replace "$DYNAMIC" >/dev/null
   if curl -sf -o /dev/null "$API/primary"; then
     runuser -u postgres -- psql -X -q -h "$SOCKET_DIR" -v ON_ERROR_STOP=1 -f "$ROLE_SQL"
+    # An S3 repository has no repository host to create the stanza: the leader does (idempotent), and `check`
+    # proves WAL reaches the bucket (until the stanza exists, archive_command fails and WAL piles up in pg_wal).
+    if [ "$BACKUP" = s3 ]; then
+      runuser -u postgres -- pgbackrest --config="$PGBACKREST_CONF" --stanza="$STANZA" stanza-create
+      runuser -u postgres -- pgbackrest --config="$PGBACKREST_CONF" --stanza="$STANZA" check
+    fi
   fi
+  # With an S3 repository every member has the timers; only the leader's runs back up (their ExecCondition).
+  if [ "$BACKUP" = s3 ]; then systemctl enable --now pgbackrest-full.timer pgbackrest-diff.timer; fi
   log "Patroni member ready ($(curl -s "$API/patroni" | head -c 200))"
 }
 
@@ -55,7 +63,8 @@ wait_member_running() {
 
 role_delete() {
   remove_manifest "$1"
-  systemctl disable --now vip-manager patroni pgbackrest 2>/dev/null || true
+  systemctl disable --now vip-manager patroni pgbackrest pgbackrest-full.timer pgbackrest-diff.timer 2>/dev/null \
+    || true
   log "Patroni stopped; the data directory $DATA_DIR is kept"
 }
 
