@@ -388,6 +388,8 @@ def test_pgbackrest_and_restic_back_up_to_s3_and_restore_a_point_in_time_without
     assert watch.samples > 0 and watch.seen == []
     logs = [p for at in (paths, fresh) for p in [*Path(at.pgbackrest_log).iterdir(), Path(at.root) / "pg.log"]]
     assert len(logs) >= 4, logs
+    # pgBackRest logs each command's options: the key options appear, redacted (the logs were worth reading).
+    assert any("--repo1-s3-key-secret=<redacted>" in p.read_text(errors="replace") for p in logs)
     leaks = [str(p) for p in logs if any(k in p.read_text(errors="replace") for k in keys)]
     leaks += [out[:300] for out in netns.outputs if any(k in out for k in keys)]
     assert leaks == []
