@@ -31,15 +31,8 @@ role_apply() {
   runuser -u postgres -- patronictl -c "$CONFIG" edit-config --force --quiet --replace "$DYNAMIC" >/dev/null
   if curl -sf -o /dev/null "$API/primary"; then
     runuser -u postgres -- psql -X -q -h "$SOCKET_DIR" -v ON_ERROR_STOP=1 -f "$ROLE_SQL"
-    # An S3 repository has no repository host to create the stanza: the leader does (idempotent), and `check`
-    # proves WAL reaches the bucket (until the stanza exists, archive_command fails and WAL piles up in pg_wal).
-    if [ "$BACKUP" = s3 ]; then
-      runuser -u postgres -- pgbackrest --config="$PGBACKREST_CONF" --stanza="$STANZA" stanza-create
-      runuser -u postgres -- pgbackrest --config="$PGBACKREST_CONF" --stanza="$STANZA" check
-    fi
   fi
-  # With an S3 repository every member has the timers; only the leader's runs back up (their ExecCondition).
-  if [ "$BACKUP" = s3 ]; then systemctl enable --now pgbackrest-full.timer pgbackrest-diff.timer; fi
+  if [ "$BACKUP" = s3 ]; then s3_backups_ready; fi
   log "Patroni member ready ($(curl -s "$API/patroni" | head -c 200))"
 }
 
@@ -50,6 +43,17 @@ check_config() {
   # A running Patroni holds its own ports: that is not an error of the new file.
   if systemctl is-active --quiet patroni; then out=$(grep -v "is already in use" <<<"$out" || true); fi
   [ -z "$out" ] || die "Patroni rejected $CONFIG: $out"
+}
+
+# s3_backups_ready: an S3 repository has no repository host, so the leader creates the stanza (idempotent) and
+# checks that WAL reaches the bucket (until the stanza exists, archive_command fails and WAL piles up in pg_wal);
+# every member enables the backup timers, whose ExecCondition lets only the leader's runs back up.
+s3_backups_ready() {
+  if curl -sf -o /dev/null "$API/primary"; then
+    runuser -u postgres -- pgbackrest --config="$PGBACKREST_CONF" --stanza="$STANZA" stanza-create
+    runuser -u postgres -- pgbackrest --config="$PGBACKREST_CONF" --stanza="$STANZA" check
+  fi
+  systemctl enable --now pgbackrest-full.timer pgbackrest-diff.timer
 }
 
 # wait_member_running: up to 600 s for PostgreSQL to run under Patroni (a new replica copies the leader first).
