@@ -1,12 +1,12 @@
 """backup.repository s3 and an `s3:` resticRepository against a real S3 server, in one network namespace (about
-30 s): moto_server (moto[server]) serves S3 over TLS with a certificate of a test CA and checks every request's
-SigV4 signature against an IAM user's keys; Debian's PostgreSQL 15 runs with the parameters Patroni would set from
-the rendered config (archive_command included), Debian's pgBackRest and restic read the rendered pgbackrest.conf
-and restic files (CA from backup.s3.caCertificate). scripts/backup.py's backup() takes the full backup and the
-data-volume snapshot, the rendered timer unit's ExecCondition/ExecStart take a differential one on the leader only
-(a stand-in for Patroni's REST API answers /primary), and the restore script scripts/restore.py runs recovers a
-point in time into a fresh data directory; restic restores the snapshot. The S3 keys must never appear on a
-command line (every process's cmdline is sampled throughout) nor in a log or an output."""
+40 s): moto_server (moto[server]) behind nginx, which serves TLS with a certificate of a test CA; moto checks every
+request's SigV4 signature against an IAM user's keys. Debian's PostgreSQL 15 runs with the parameters Patroni would
+set from the rendered config (archive_command included); Debian's pgBackRest and restic read the rendered
+pgbackrest.conf and restic files (CA from backup.s3.caCertificate). scripts/backup.py's backup() takes the full
+backup and the data-volume snapshot, the rendered timer unit's ExecCondition/ExecStart take a differential one on
+the leader only (a stand-in for Patroni's REST API answers /primary), and the restore script scripts/restore.py
+runs recovers a point in time into a fresh data directory; restic restores the snapshot. The S3 keys must never
+appear on a command line (every process's cmdline is sampled throughout) nor in a log or an output."""
 
 from __future__ import annotations
 
@@ -356,6 +356,7 @@ def test_pgbackrest_and_restic_back_up_to_s3_and_restore_a_point_in_time_without
                        "-o", f"-c unix_socket_directories={fresh.socket_dir} -c listen_addresses=''", "start"],
                       user="postgres")
             restored = table_checksums(netns, fresh.socket_dir)
+            netns.run([f"{PG_BIN}/pg_ctl", "-D", fresh.data_dir, "-w", "-m", "fast", "stop"], user="postgres")
 
             # The data volume: gone, then back from the snapshot scripts/restore.py --data restores.
             shutil.rmtree(volume)
