@@ -36,8 +36,8 @@ class HarborClusterArgs:
     admin_password: Optional[pulumi.Input[str]] = None  #: Harbor admin password (else generated)
     tls_certificate: Optional[pulumi.Input[str]] = None  #: LB certificate chain (else self-signed)
     tls_private_key: Optional[pulumi.Input[str]] = None  #: LB private key
-    backup_s3_access_key: Optional[pulumi.Input[str]] = None  #: backupS3AccessKey (backup.repository s3)
-    backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (backup.repository s3)
+    backup_s3_access_key: Optional[pulumi.Input[str]] = None  #: backupS3AccessKey (S3 repositories)
+    backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (S3 repositories)
 
 
 class HarborCluster(pulumi.ComponentResource):

@@ -192,6 +192,8 @@ class BackupSettings:
     s3_bucket: Optional[str]  #: bucket (repository s3)
     s3_region: str  #: region (repository s3)
     s3_uri_style: str  #: "host" or "path" (most self-hosted S3 servers need path)
+    s3_port: int  #: the endpoint's HTTPS port (repository s3)
+    s3_ca_certificate: Optional[str]  #: PEM of the CA that signed the endpoint's certificate (default: system CAs)
     path: str  #: repository path (on the backup host, or the prefix in the bucket)
     retention_full: int  #: full backups kept (older ones and their WAL are expired)
     retention_diff: int  #: differential backups kept
@@ -199,6 +201,18 @@ class BackupSettings:
     diff_schedule: str  #: systemd OnCalendar of the differential backup
     tls_port: int  #: port of `pgbackrest server` on the backup and database hosts (repository host)
     restic_repository: Optional[str]  #: restic repository of the data volume (None: data volume not backed up)
+
+    @property
+    def restic_s3(self) -> bool:
+        """restic keeps the data volume in an S3 bucket: it signs with the backup S3 keys, trusts s3_ca_certificate."""
+        return (self.restic_repository or "").startswith("s3:")
+
+    @property
+    def s3_keys_needed_by(self) -> Optional[str]:
+        """The setting that needs backupS3AccessKey/backupS3SecretKey (None: neither uses S3)."""
+        if self.repository == "s3":
+            return "backup.repository s3"
+        return "backup.resticRepository s3:" if self.restic_s3 else None
 
 
 @dataclass(frozen=True)
@@ -330,6 +344,7 @@ _REDIS_SIZE = re.compile(r"^\d+([kmg]b?)?$", re.IGNORECASE)
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
+_PEM_CERTS = re.compile(r"^(\s*-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----)+\s*$")
 
 
 class _Reader:
@@ -787,10 +802,10 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
             roles.fail("etcd is only used with postgres.mode: patroni", "etcd")
     pg_r.finish()
     backup = _parse_backup(values.get("backup"), pg_mode, backup_hosts, pg_hosts, roles, problems)
-    if backup and backup.repository == "s3":
+    if backup and backup.s3_keys_needed_by:
         for key in ("backupS3AccessKey", "backupS3SecretKey"):
             if key not in secrets_present:
-                problems.append(f"{NAMESPACE}:{key}: backup.repository s3 needs it (pulumi config set --secret)")
+                problems.append(f"{NAMESPACE}:{key}: {backup.s3_keys_needed_by} needs it (pulumi config set --secret)")
     pooled = len(harbor_nodes) * DB_POOLS_PER_NODE * harbor.db_max_open_conns
     if pooled > postgres.max_connections - DB_RESERVED_CONNECTIONS:
         hb.fail(f"{len(harbor_nodes)} nodes x {DB_POOLS_PER_NODE} pools x {harbor.db_max_open_conns} = {pooled} "
@@ -1027,6 +1042,13 @@ def _parse_backup(raw: Any, pg_mode: str, backup_hosts: list[Host], pg_hosts: li
         # path: MinIO, Ceph RGW and Garage serve path-style requests without wildcard DNS.
         s3_uri_style=s3.get("uriStyle", str, "path", check=lambda v: None if v in ("host", "path")
                             else "must be host or path"),
+        # 443: HTTPS, which pgBackRest always speaks to S3 (MinIO's own default is 9000).
+        s3_port=s3.get("port", int, 443, check=_in_range(1, 65535)),
+        # A private CA (on-premises MinIO, Ceph RGW): pgBackRest and restic verify the endpoint's certificate
+        # against it; they never skip the verification.
+        s3_ca_certificate=s3.get("caCertificate", str, None,
+                                 check=lambda v: None if _PEM_CERTS.match(v) else
+                                 "is not one or more PEM certificates (-----BEGIN CERTIFICATE-----...)"),
         path=br.get("path", str, "/var/lib/pgbackrest", check=_matches(_PATH, "an absolute path")),
         # 2 full backups (with their WAL): a point in time restore can reach back one to two full periods.
         retention_full=br.get("retentionFull", int, 2, check=_in_range(1, 9999)),

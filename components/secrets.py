@@ -27,8 +27,8 @@ class ClusterSecretsArgs:
     admin_password: Optional[pulumi.Input[str]] = None  #: harborAdminPassword from config (else generated)
     tls_certificate: Optional[pulumi.Input[str]] = None  #: tlsCertificate from config (else self-signed)
     tls_private_key: Optional[pulumi.Input[str]] = None  #: tlsPrivateKey from config (else generated)
-    backup_s3_access_key: Optional[pulumi.Input[str]] = None  #: backupS3AccessKey (backup.repository s3)
-    backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (backup.repository s3)
+    backup_s3_access_key: Optional[pulumi.Input[str]] = None  #: backupS3AccessKey (S3 repositories)
+    backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (S3 repositories)
 
 
 class ClusterSecrets(pulumi.ComponentResource):
@@ -136,12 +136,12 @@ class ClusterSecrets(pulumi.ComponentResource):
         }
         if cfg.patroni:
             values.update(self._patroni_values(name, cfg, password, child))
-            if cfg.backup and cfg.backup.repository == "s3":
+            if cfg.backup and cfg.backup.s3_keys_needed_by:
                 s3_key, s3_secret = args.backup_s3_access_key, args.backup_s3_secret_key
-                # parse_cluster_config requires both secrets with backup.repository s3: never None from the program.
+                # parse_cluster_config requires both secrets for an S3 repository: never None from the program.
                 if s3_key is None or s3_secret is None:
-                    raise ValueError("backup.repository s3 needs backup_s3_access_key and backup_s3_secret_key "
-                                     "(harbor-ha:backupS3AccessKey, harbor-ha:backupS3SecretKey)")
+                    raise ValueError(f"{cfg.backup.s3_keys_needed_by} needs backup_s3_access_key and "
+                                     "backup_s3_secret_key (harbor-ha:backupS3AccessKey, harbor-ha:backupS3SecretKey)")
                 values.update(backup_s3_access_key=s3_key, backup_s3_secret_key=s3_secret)
         self.values = {k: pulumi.Output.from_input(v) if k in PUBLIC_VALUES else pulumi.Output.secret(v)
                        for k, v in values.items()}

@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -128,6 +128,28 @@ def wait_until(check: Callable[[], object], what: str, timeout: float = WAIT_S, 
         time.sleep(interval)
 
 
+def install(specs: Sequence[FileSpec], values: Mapping[str, str], root: Path, *,
+            relocate: bool = False) -> dict[str, str]:
+    """Render each file with the secret `values` it needs and write it (mode, owner) where a lab host whose files
+    live under `root` keeps it: at its own path when that is inside `root` (files rendered for a PatroniPaths(root=)),
+    at root + its path with `relocate` (files rendered for Debian's paths); others are only rendered.
+    Returns {the file's path: content} for all of them."""
+    rendered = {}
+    for spec in specs:
+        content = rendered[spec.path] = spec.render({n: values[n] for n in spec.needs})
+        if relocate:
+            path = Path(f"{root}{spec.path}")
+        elif spec.path.startswith(str(root)):
+            path = Path(spec.path)
+        else:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        os.chmod(path, spec.mode)
+        shutil.chown(path, spec.owner, spec.group)
+    return rendered
+
+
 def env_file_values(text: str) -> dict[str, str]:
     """NAME=value lines of a rendered env file, unquoted as systemd's EnvironmentFile= reads them."""
     out = {}
@@ -171,16 +193,8 @@ class DbLab:
 
     def _install(self, host: str, specs: Sequence[FileSpec], root: Path) -> None:
         """Write each rendered file under the host's directory (files outside it are read from `rendered`)."""
-        for spec in specs:
-            content = spec.render({n: self.values[n] for n in spec.needs})
-            self.rendered[(host, spec.path)] = content
-            if not spec.path.startswith(str(root)):
-                continue
-            path = Path(spec.path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
-            os.chmod(path, spec.mode)
-            shutil.chown(path, spec.owner, spec.group)
+        for path, content in install(specs, self.values, root).items():
+            self.rendered[(host, path)] = content
 
     def build(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a file: import the program from the repository root
 
 from components.config import ClusterConfig, Host, load_stack_file, parse_cluster_config  # noqa: E402
-from components.nfs import RESTIC_PASSWORD_FILE  # noqa: E402
+from components.nfs import restic_command as restic  # noqa: E402
 from components.patroni import STANZA, PatroniPaths  # noqa: E402
 
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
@@ -122,11 +122,6 @@ def leader(cfg: ClusterConfig, ssh: Ssh) -> Host:
         if name:
             return cfg.host(name)
     raise RuntimeError("no Patroni member names a leader")
-
-
-def restic(cfg: ClusterConfig, args: str) -> str:
-    return (f"RESTIC_PASSWORD_FILE={RESTIC_PASSWORD_FILE} restic -r {shlex.quote(cfg.backup.restic_repository)} "
-            f"{args}")
 
 
 def backup(cfg: ClusterConfig, api: Optional[HarborApi], ssh: Ssh, kind: str) -> dict:

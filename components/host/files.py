@@ -45,8 +45,8 @@ SECRET_VALUES = {
     "pgbackrest_cert": "pgBackRest's TLS certificate, server and client, every database and backup host (generated)",
     "pgbackrest_key": "its private key (generated)",
     "restic_password": "password of the restic repository of the data volume (generated)",
-    "backup_s3_access_key": "S3 access key of the pgBackRest repository (backupS3AccessKey)",
-    "backup_s3_secret_key": "S3 secret key of the pgBackRest repository (backupS3SecretKey)",
+    "backup_s3_access_key": "S3 access key of the pgBackRest and/or restic S3 repository (backupS3AccessKey)",
+    "backup_s3_secret_key": "S3 secret key of the pgBackRest and/or restic S3 repository (backupS3SecretKey)",
 }
 # Values that are Outputs but not confidential: files that need only these are not shipped as secrets.
 PUBLIC_VALUES = frozenset({"registry_root_cert", "tls_certificate", "cluster_ca_certificate", "node_tls_certificate",

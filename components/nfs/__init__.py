@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional
 
@@ -46,13 +48,47 @@ def render_nfs_ports() -> str:
 
 
 RESTIC_PASSWORD_FILE = "/etc/harbor-ha/restic/password"  #: scripts/backup.py's restic reads it on the NFS host
+#: The backup S3 keys in the AWS credentials format, which restic reads through AWS_SHARED_CREDENTIALS_FILE: the keys
+#: stay off restic's command line (an `s3:` resticRepository)
+RESTIC_S3_CREDENTIALS = "/etc/harbor-ha/restic/s3-credentials"
+RESTIC_S3_CA = "/etc/harbor-ha/restic/s3-ca.crt"  #: backup.s3.caCertificate, restic's --cacert
+
+
+def render_restic_s3_credentials(secrets: Mapping[str, str]) -> str:
+    """RESTIC_S3_CREDENTIALS: the backup S3 keys as the AWS credentials file's default profile (pure)."""
+    return (f"[default]\naws_access_key_id = {secrets['backup_s3_access_key']}\n"
+            f"aws_secret_access_key = {secrets['backup_s3_secret_key']}\n")
+
+
+def restic_command(cfg: ClusterConfig, args: str) -> str:
+    """The shell command of `restic ARGS` on the NFS host against backup.resticRepository (pure): the password and
+    (an `s3:` repository) the S3 keys are read from the files nfs_server_files ships, never from this line."""
+    b = cfg.backup
+    if b is None or not b.restic_repository:
+        raise ValueError("backup.resticRepository is not set")
+    env, options = [f"RESTIC_PASSWORD_FILE={RESTIC_PASSWORD_FILE}"], []
+    if b.restic_s3:
+        # The bucket of the data volume is reached like pgBackRest's: the backup.s3 region, URI style and CA.
+        env.append(f"AWS_SHARED_CREDENTIALS_FILE={RESTIC_S3_CREDENTIALS}")
+        options += ["-o", f"s3.region={b.s3_region}", "-o",
+                    f"s3.bucket-lookup={'path' if b.s3_uri_style == 'path' else 'dns'}"]
+        if b.s3_ca_certificate:
+            options += ["--cacert", RESTIC_S3_CA]
+    return " ".join([*env, "restic", "-r", shlex.quote(b.restic_repository), *map(shlex.quote, options), args])
 
 
 def nfs_server_files(cfg: ClusterConfig) -> list[FileSpec]:
-    repository = cfg.backup.restic_repository if cfg.backup else None
+    backup = cfg.backup
+    repository = backup.restic_repository if backup else None
     # backup.resticRepository: the data volume is backed up where it lives, by scripts/backup.py.
     restic = [FileSpec(path=RESTIC_PASSWORD_FILE, render=lambda s: s["restic_password"] + "\n",
                        needs=("restic_password",), mode=0o600)] if repository else []
+    if backup and backup.restic_s3:
+        restic.append(FileSpec(path=RESTIC_S3_CREDENTIALS, render=render_restic_s3_credentials,
+                               needs=("backup_s3_access_key", "backup_s3_secret_key"), mode=0o600))
+        ca = backup.s3_ca_certificate
+        if ca:
+            restic.append(FileSpec(path=RESTIC_S3_CA, render=lambda _s: ca))
     return [FileSpec(path="/etc/exports.d/harbor-ha.exports", render=lambda _s: render_exports(cfg)),
             FileSpec(path="/etc/nfs.conf.d/harbor-ha.conf", render=lambda _s: render_nfs_ports()),
             *restic,

@@ -55,6 +55,7 @@ class PatroniPaths:
     #: the package ships, is only read when this one does not exist)
     pgbackrest_conf = property(lambda self: self._p("/etc/pgbackrest/pgbackrest.conf"))
     tls_dir = property(lambda self: self._p("/etc/pgbackrest/tls"))  #: pgBackRest's CA, certificate, key
+    s3_ca = property(lambda self: self._p("/etc/pgbackrest/s3-ca.crt"))  #: backup.s3.caCertificate (repository s3)
     pgbackrest_log = property(lambda self: self._p("/var/log/pgbackrest"))  #: pgBackRest's log files
     pgbackrest_lock = property(lambda self: self._p("/tmp/pgbackrest"))  #: pgBackRest's lock files
     role_sql = property(lambda self: self._p("/etc/harbor-ha/patroni/harbor-role.sql"))  #: Harbor's role, database
@@ -269,13 +270,18 @@ def _pgbackrest_common(cfg: ClusterConfig, host: Host, paths: PatroniPaths) -> d
     return common
 
 
-def _repository(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict[str, Any]:
+def _repository(cfg: ClusterConfig, secrets: Mapping[str, str], paths: PatroniPaths) -> dict[str, Any]:
     b = _backup(cfg)
     repo: dict[str, Any] = {"repo1-path": b.path, "repo1-retention-full": b.retention_full,
                             "repo1-retention-diff": b.retention_diff, "start-fast": "y"}
     if b.repository == "s3":
-        repo.update({"repo1-type": "s3", "repo1-s3-endpoint": b.s3_endpoint, "repo1-s3-bucket": b.s3_bucket,
-                     "repo1-s3-region": b.s3_region, "repo1-s3-uri-style": b.s3_uri_style,
+        # pgBackRest speaks HTTPS to S3 and verifies the endpoint's certificate (repo1-storage-verify-tls=y).
+        repo.update({"repo1-type": "s3", "repo1-s3-endpoint": b.s3_endpoint, "repo1-storage-port": b.s3_port,
+                     "repo1-s3-bucket": b.s3_bucket, "repo1-s3-region": b.s3_region,
+                     "repo1-s3-uri-style": b.s3_uri_style,
+                     **({"repo1-storage-ca-file": paths.s3_ca} if b.s3_ca_certificate else {}),
+                     # pgBackRest treats these as secure options: never accepted on a command line, never passed
+                     # to its own subprocesses on one, shown as <redacted> in its logs.
                      "repo1-s3-key": secrets["backup_s3_access_key"],
                      "repo1-s3-key-secret": secrets["backup_s3_secret_key"]})
     return repo
@@ -294,7 +300,7 @@ def render_pgbackrest_db_conf(cfg: ClusterConfig, host: Host, secrets: Mapping[s
                      "repo1-host-port": backup.tls_port, "repo1-host-ca-file": tls["ca"],
                      "repo1-host-cert-file": tls["cert"], "repo1-host-key-file": tls["key"]})
     else:
-        glob.update(_repository(cfg, secrets))
+        glob.update(_repository(cfg, secrets, paths))
     stanza = {"pg1-path": paths.data_dir, "pg1-port": cfg.postgres.port, "pg1-socket-path": paths.socket_dir}
     return _ini({"global": glob, STANZA: stanza})
 
@@ -306,7 +312,7 @@ def render_pgbackrest_repo_conf(cfg: ClusterConfig, paths: Optional[PatroniPaths
     paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
     host = _repository_host(cfg)
     tls = _tls_files(paths)
-    glob = {**_pgbackrest_common(cfg, host, paths), **_repository(cfg, {})}
+    glob = {**_pgbackrest_common(cfg, host, paths), **_repository(cfg, {}, paths)}
     stanza: dict[str, Any] = {}
     for i, h in enumerate(cfg.postgres_hosts, start=1):
         hp = (db_paths or {}).get(h.name, PatroniPaths(pg_version=cfg.postgres.version))
@@ -380,11 +386,15 @@ def patroni_files(cfg: ClusterConfig, host: Host, paths: PatroniPaths | None = N
                               needs=("backup_s3_access_key", "backup_s3_secret_key") if s3 else (),
                               mode=0o640, owner="postgres", group="postgres"))
         specs += _unit_specs(cfg, host, paths) if s3 else _tls_specs(paths)
+        ca = cfg.backup.s3_ca_certificate
+        if s3 and ca:
+            specs.append(FileSpec(path=paths.s3_ca, render=lambda _s: ca, owner="postgres", group="postgres"))
     env = {"PG_VERSION": str(cfg.postgres.version), "CONFIG": paths.config, "DYNAMIC": paths.dynamic,
            "DB_VIP_NFT": paths.db_vip_nft, "DB_VIP_UNIT": DB_VIP_UNIT,
            "DATA_DIR": paths.data_dir, "ROLE_SQL": paths.role_sql, "SOCKET_DIR": paths.socket_dir,
            "API": f"http://{host.address}:{patroni_settings(cfg).rest_api_port}",
-           "BACKUP": "" if not cfg.backup else cfg.backup.repository}
+           "BACKUP": "" if not cfg.backup else cfg.backup.repository, "PGBACKREST_CONF": paths.pgbackrest_conf,
+           "STANZA": STANZA}
     return [*specs, role_env("patroni", env)]
 
 

@@ -34,6 +34,7 @@ role_apply() {
   if curl -sf -o /dev/null "$API/primary"; then
     runuser -u postgres -- psql -X -q -h "$SOCKET_DIR" -v ON_ERROR_STOP=1 -f "$ROLE_SQL"
   fi
+  if [ "$BACKUP" = s3 ]; then s3_backups_ready; fi
   log "Patroni member ready ($(curl -s "$API/patroni" | head -c 200))"
 }
 
@@ -46,6 +47,17 @@ check_config() {
   [ -z "$out" ] || die "Patroni rejected $CONFIG: $out"
 }
 
+# s3_backups_ready: an S3 repository has no repository host, so the leader creates the stanza (idempotent) and
+# checks that WAL reaches the bucket (until the stanza exists, archive_command fails and WAL piles up in pg_wal);
+# every member enables the backup timers, whose ExecCondition lets only the leader's runs back up.
+s3_backups_ready() {
+  if curl -sf -o /dev/null "$API/primary"; then
+    runuser -u postgres -- pgbackrest --config="$PGBACKREST_CONF" --stanza="$STANZA" stanza-create
+    runuser -u postgres -- pgbackrest --config="$PGBACKREST_CONF" --stanza="$STANZA" check
+  fi
+  systemctl enable --now pgbackrest-full.timer pgbackrest-diff.timer
+}
+
 # wait_member_running: up to 600 s for PostgreSQL to run under Patroni (a new replica copies the leader first).
 wait_member_running() {
   for _ in $(seq 1 300); do
@@ -56,8 +68,12 @@ wait_member_running() {
 }
 
 role_delete() {
-  # Stopped before their files go: the VIP table's unit deletes the table when it stops.
-  systemctl disable --now vip-manager patroni pgbackrest "$DB_VIP_UNIT" 2>/dev/null || true
+  local unit
+  # Stopped before their files go (the VIP table's unit deletes the table when it stops), one at a time: systemctl
+  # refuses a whole list when one unit does not exist (the S3 timers exist only with backup.repository s3).
+  for unit in vip-manager patroni pgbackrest "$DB_VIP_UNIT" pgbackrest-full.timer pgbackrest-diff.timer; do
+    systemctl disable --now "$unit" 2>/dev/null || true
+  done
   remove_manifest "$1"
   log "Patroni stopped; the data directory $DATA_DIR is kept"
 }

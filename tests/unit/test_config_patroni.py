@@ -86,6 +86,50 @@ def test_s3_repository_needs_its_credentials_as_secrets():
     assert (cfg.backup.s3_endpoint, cfg.backup.s3_uri_style) == ("s3.example.internal", "path")
 
 
+S3_KEYS = ("backupS3AccessKey", "backupS3SecretKey")
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+
+
+def s3_values(**s3) -> dict:
+    values = _set(patroni_values(), "backup.repository", "s3")
+    values["backup"]["s3"] = {"endpoint": "s3.example.internal", "bucket": "harbor-pg", **s3}
+    values["backup"]["resticRepository"] = "s3:https://s3.example.internal:9000/harbor-data/restic"
+    return values
+
+
+def test_a_private_s3_endpoint_reaches_pgbackrest_and_restic_with_its_port_and_ca_file():
+    from components.host.files import SECRET_VALUES, placeholders
+    from components.nfs import RESTIC_S3_CA, RESTIC_S3_CREDENTIALS, nfs_server_files, restic_command
+    from components.patroni import PatroniPaths, patroni_files, render_pgbackrest_db_conf
+
+    cfg = parse_cluster_config(s3_values(port=9000, caCertificate=CA_PEM), secrets_present=S3_KEYS)
+    secrets = placeholders(list(SECRET_VALUES))
+    conf = render_pgbackrest_db_conf(cfg, cfg.postgres_hosts[0], secrets)
+    assert "repo1-storage-port=9000\n" in conf and f"repo1-storage-ca-file={PatroniPaths().s3_ca}\n" in conf
+    db_files = {f.path: f for f in patroni_files(cfg, cfg.postgres_hosts[0])}
+    assert db_files[PatroniPaths().s3_ca].render({}) == CA_PEM
+    nfs_files = {f.path: f for f in nfs_server_files(cfg)}
+    credentials = nfs_files[RESTIC_S3_CREDENTIALS]
+    assert credentials.mode == 0o600 and credentials.sensitive and nfs_files[RESTIC_S3_CA].render({}) == CA_PEM
+    assert secrets["backup_s3_secret_key"] in credentials.render(secrets)
+    command = restic_command(cfg, "snapshots")
+    assert f"AWS_SHARED_CREDENTIALS_FILE={RESTIC_S3_CREDENTIALS} " in command and f"--cacert {RESTIC_S3_CA}" in command
+    # Without a CA the system's CAs apply: no ca-file option, no CA file shipped.
+    plain = parse_cluster_config(s3_values(), secrets_present=S3_KEYS)
+    assert "ca-file" not in render_pgbackrest_db_conf(plain, plain.postgres_hosts[0], secrets)
+    assert "--cacert" not in restic_command(plain, "snapshots") and "repo1-storage-port=443\n" in \
+        render_pgbackrest_db_conf(plain, plain.postgres_hosts[0], secrets)
+
+
+def test_s3_ca_certificate_must_be_pem_and_an_s3_restic_repository_needs_the_s3_keys():
+    assert problems_of(s3_values(caCertificate="/etc/ssl/minio-ca.pem"), S3_KEYS) == [
+        "harbor-ha:backup.s3.caCertificate: is not one or more PEM certificates (-----BEGIN CERTIFICATE-----...)"]
+    values = _set(patroni_values(), "backup.resticRepository", "s3:https://s3.example.internal/harbor-data")
+    assert problems_of(values) == [
+        "harbor-ha:backupS3AccessKey: backup.resticRepository s3: needs it (pulumi config set --secret)",
+        "harbor-ha:backupS3SecretKey: backup.resticRepository s3: needs it (pulumi config set --secret)"]
+
+
 def test_harbor_reaches_the_database_through_the_vip_in_patroni_mode_and_the_server_in_single_mode():
     from components.harbor_node import harbor_yml_data
     from components.host.files import SECRET_VALUES, placeholders

@@ -325,6 +325,33 @@ def test_ca_certificate_is_exported_only_when_self_signed(monkeypatch, user_cert
     assert {"url", "vip", "adminUsername", "adminPassword"} <= set(exported)
 
 
+@pytest.mark.parametrize("repository", ["s3", "host"])
+@pulumi.runtime.test
+def test_s3_backup_keys_and_ca_reach_the_database_hosts_and_the_nfs_host_from_the_secret_config(repository):
+    values = patroni_values()
+    ca = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+    if repository == "s3":
+        values["roles"].pop("backup")
+    # With repository host only restic's data-volume repository is in S3: it still needs the keys and the CA.
+    values["backup"].update(repository=repository, resticRepository="s3:https://s3.example.internal/harbor-data",
+                            s3={"endpoint": "s3.example.internal", "bucket": "harbor-pg", "caCertificate": ca})
+    program = run_program(values, {"backupS3AccessKey": "AKIAEXAMPLEKEY", "backupS3SecretKey": "example-secret-key"})
+
+    def check(regs):
+        assert len(apply_commands(regs, "pgbackrest-repo")) == (repository == "host")
+        for member in apply_commands(regs, "patroni"):
+            files = rendered_files(member)
+            assert ("etc__pgbackrest__s3-ca.crt" in files) == (repository == "s3")
+            assert ("repo1-s3-key-secret=example-secret-key\n" in files["etc__pgbackrest__pgbackrest.conf"]) == \
+                (repository == "s3")
+        nfs = rendered_files(apply_commands(regs, "nfs-server")[0])
+        assert "aws_secret_access_key = example-secret-key\n" in nfs["etc__harbor-ha__restic__s3-credentials"]
+        assert nfs["etc__harbor-ha__restic__s3-ca.crt"] == ca
+        return regs
+
+    return program.all_registered().apply(check)
+
+
 @pulumi.runtime.test
 def test_patroni_stack_deploys_etcd_then_patroni_members_then_the_repository_and_points_harbor_at_the_vip():
     program = run_program(patroni_values())
