@@ -592,7 +592,7 @@ class DbLab:
             conf.write("include 'harbor-ha.conf'\n")
         # The move's one addition to the single server's pg_hba: the first Patroni member copies it.
         (data / "pg_hba.conf").write_text(render_pg_hba(single) +
-                                          f"host replication {REPLICATION_USER} {HOSTS['db1']}/32 scram-sha-256\n")
+                                          f"hostssl replication {REPLICATION_USER} {HOSTS['db1']}/32 scram-sha-256\n")
         for f in ("harbor-ha.conf", "pg_hba.conf"):
             shutil.chown(data / f, "postgres", "postgres")
         self.spawn("postgres-old1", "old1", [f"{p.bin_dir}/postgres", "-D", str(data)], user="postgres")
