@@ -16,6 +16,7 @@ import pulumi_tls as tls
 from components.config import ClusterConfig
 from components.harbor_node import NODE_TLS_NAME
 from components.patroni import PGBACKREST_CLIENT_CN
+from components.postgres import server_tls_names
 from components.host.files import PUBLIC_VALUES
 
 
@@ -108,7 +109,12 @@ class ClusterSecrets(pulumi.ComponentResource):
         # Only the name nginx verifies (proxy_ssl_name), no node address: adding or removing a node must not
         # re-issue the certificate every node serves (a SAN change replaces the request and the certificate).
         node_cert, node_key = signed("node-tls", [NODE_TLS_NAME], [])
-        pg_cert, pg_key = signed("postgres-tls", [], [cfg.postgres_host.address])
+        # PostgreSQL's certificate names what Harbor, the replicas and pg_rewind verify (server_tls_names). In patroni
+        # mode one certificate serves every member: each must carry the database VIP, since any member may lead and
+        # answer on it, so a key per member would not confine the one name Harbor trusts; one certificate keeps one
+        # secret pair and the single server's files. Adding or removing a database host changes its names, which
+        # re-issues it and re-applies every member (a reload: open connections stay).
+        pg_cert, pg_key = signed("postgres-tls", *server_tls_names(cfg))
 
         values: dict[str, pulumi.Input[str]] = {
             "admin_password": admin,

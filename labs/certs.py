@@ -59,21 +59,29 @@ def key_pem(key, fmt: serialization.PrivateFormat = serialization.PrivateFormat.
 
 def ca_and_server(common_name: str, names: Sequence[str], days: int = 1) -> tuple[bytes, bytes, bytes]:
     """A fresh CA and a server certificate it signs for `names`: (CA PEM, certificate PEM, key PEM)."""
-    ca_key, key = new_key(), new_key()
-    ca = issue(f"{common_name} test CA", ca_key, ca=True, days=days)
-    cert = issue(common_name, key, names=names, issuer=(ca, ca_key), days=days)
-    return cert_pem(ca), cert_pem(cert), key_pem(key)
+    ca, key = new_ca(f"{common_name} test CA", days), new_key()
+    cert = issue(common_name, key, names=names, issuer=ca, days=days)
+    return cert_pem(ca[0]), cert_pem(cert), key_pem(key)
 
 
-def cluster_tls(cfg, days: int = 1) -> dict[str, bytes]:
-    """The cluster CA and the certificates components/secrets.py has it sign, shaped the same (SANs included):
-    {"ca", "node_cert", "node_key", "postgres_cert", "postgres_key"} as PEM."""
+def new_ca(common_name: str = "harbor-ha cluster CA (lab)", days: int = 1) -> tuple[x509.Certificate, object]:
+    """A CA: (certificate, key), to hand to `cluster_tls` when several stacks share it."""
+    key = new_key()
+    return issue(common_name, key, ca=True, days=days), key
+
+
+def cluster_tls(cfg, days: int = 1, ca: Optional[tuple] = None) -> dict[str, bytes]:
+    """The cluster CA (`ca` = (certificate, key), default a new one) and the certificates components/secrets.py has
+    it sign, shaped the same (SANs included): {"ca", "node_cert", "node_key", "postgres_cert", "postgres_key"} as
+    PEM."""
     from components.harbor_node import NODE_TLS_NAME
+    from components.postgres import server_tls_names
 
-    ca_key, node_key, pg_key = new_key(), new_key(), new_key()
-    ca = issue("harbor-ha cluster CA (lab)", ca_key, ca=True, days=days)
+    ca = ca or new_ca(days=days)
+    node_key, pg_key = new_key(), new_key()
     node = issue(NODE_TLS_NAME, node_key, names=[NODE_TLS_NAME, *(h.address for h in cfg.harbor_nodes)],
-                 issuer=(ca, ca_key), days=days)
-    pg = issue(cfg.postgres_host.address, pg_key, names=[cfg.postgres_host.address], issuer=(ca, ca_key), days=days)
-    return {"ca": cert_pem(ca), "node_cert": cert_pem(node), "node_key": key_pem(node_key),
+                 issuer=ca, days=days)
+    dns_names, addresses = server_tls_names(cfg)
+    pg = issue([*dns_names, *addresses][0], pg_key, names=[*dns_names, *addresses], issuer=ca, days=days)
+    return {"ca": cert_pem(ca[0]), "node_cert": cert_pem(node), "node_key": key_pem(node_key),
             "postgres_cert": cert_pem(pg), "postgres_key": key_pem(pg_key)}

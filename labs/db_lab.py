@@ -173,8 +173,11 @@ class DbLab:
                                         data_dir=str(workdir / h / "var/lib/etcd")) for h in DB_HOSTS}
         self.procs: dict[str, subprocess.Popen] = {}
         self.rendered: dict[tuple[str, str], str] = {}  # (host, path) -> content
+        self.ca = lab_certs.new_ca("dbha lab cluster CA")  # signs PostgreSQL's certificates, old1's too
         self.values = self._secret_values()
         self.pg_password = self.values["db_password"]
+        # Where the Harbor node keeps the cluster CA it verifies the database with (sslrootcert).
+        self.client_ca = workdir / CLIENT / "cluster-ca.crt"
         self._seq = 0
 
     # --- building ---------------------------------------------------------------------------------------------
@@ -189,6 +192,9 @@ class DbLab:
             "patroni_api_password", "restic_password")}
         values.update(pgbackrest_ca_cert=lab_certs.cert_pem(ca).decode(),
                       pgbackrest_cert=lab_certs.cert_pem(cert).decode(), pgbackrest_key=lab_certs.key_pem(key).decode())
+        cluster = lab_certs.cluster_tls(self.cfg, ca=self.ca)
+        values.update(cluster_ca_certificate=cluster["ca"].decode(), postgres_tls_certificate=cluster["postgres_cert"]
+                      .decode(), postgres_tls_private_key=cluster["postgres_key"].decode())
         return values
 
     def _install(self, host: str, specs: Sequence[FileSpec], root: Path) -> None:
@@ -205,6 +211,8 @@ class DbLab:
             netns_lab.add_host(BRIDGE_NS, ns(host), f"p{i}", address, self.cfg.prefix_length)
         for host in (*DB_HOSTS, "backup1"):
             self._prepare_dirs(host)
+        self.client_ca.parent.mkdir(parents=True, exist_ok=True)
+        self.client_ca.write_text(self.values["cluster_ca_certificate"])
         for host in DB_HOSTS:
             h = self.cfg.host(host)
             self._install(host, etcd_files(self.cfg, h, self.etcd_paths[host]), self.root / host)
@@ -353,13 +361,36 @@ class DbLab:
         return run(["psql", "-X", "-At", "-h", self.paths[host].socket_dir, "-c", sql], host=host, user="postgres",
                    check=check)
 
-    def harbor_sql(self, sql: str, server: str = DB_VIP) -> str:
-        """SQL as Harbor's user through the database VIP (or another server), from the Harbor node."""
+    def harbor_dsn(self, server: str = DB_VIP, sslmode: str = "verify-full") -> str:
+        """Harbor's connection (harbor.yml's external_database: ssl_mode verify-full, the cluster CA trusted)."""
         pg = self.cfg.postgres
-        r = run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql,
-                 f"host={server} port={pg.port} dbname={pg.database} user={pg.user} connect_timeout=5"],
-                host=CLIENT, env={**os.environ, "PGPASSWORD": self.pg_password})
-        return r.stdout.strip()
+        return (f"host={server} port={pg.port} dbname={pg.database} user={pg.user} sslmode={sslmode} "
+                f"sslrootcert={self.client_ca}")
+
+    def harbor_psql(self, sql: str, server: str = DB_VIP, sslmode: str = "verify-full",
+                    check: bool = True) -> subprocess.CompletedProcess:
+        """psql as Harbor's user through the database VIP (or another server), from the Harbor node."""
+        return run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql,
+                    f"{self.harbor_dsn(server, sslmode)} connect_timeout=5"],
+                   host=CLIENT, env={**os.environ, "PGPASSWORD": self.pg_password}, check=check)
+
+    def harbor_sql(self, sql: str, server: str = DB_VIP) -> str:
+        """SQL as Harbor's user (verify-full) through the database VIP (or another server); its output."""
+        return self.harbor_psql(sql, server).stdout.strip()
+
+    def tls_check(self) -> dict:
+        """What patroni mode encrypts: Harbor's user reaches the leader through the VIP with verify-full (the VIP's
+        holder presents a certificate for it), is refused in plaintext (pg_hba has hostssl lines only), and every
+        replica streams over TLS (pg_stat_replication joined with pg_stat_ssl on the leader)."""
+        leader = self.leader()
+        verified = self.harbor_sql("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == "t"
+        plain = self.harbor_psql("SELECT 1", sslmode="disable", check=False)
+        walsenders = self.superuser_sql(leader, "SELECT s.ssl, s.version FROM pg_stat_replication r "
+                                                "JOIN pg_stat_ssl s USING (pid)").stdout.split()
+        return {"leader": leader, "harbor_verify_full": verified,
+                "plaintext_refused": plain.returncode != 0 and "no pg_hba.conf entry" in plain.stderr,
+                "walsenders": len(walsenders),
+                "walsenders_tls": sorted(w.split("|")[1] for w in walsenders if w.startswith("t|"))}
 
     def pgbackrest(self, *command: str, host: str = "backup1", timeout: float = 300) -> subprocess.CompletedProcess:
         return run(["pgbackrest", f"--config={self.paths[host].pgbackrest_conf}", f"--stanza={STANZA}", *command],
@@ -372,11 +403,10 @@ class DbLab:
     # --- the write load --------------------------------------------------------------------------------------
     def start_writer(self) -> Path:
         out = self.root / f"writer-{self._seq}.out"
-        pg = self.cfg.postgres
         with open(out, "wb") as logf:
             self.procs["writer"] = subprocess.Popen(
                 ["ip", "netns", "exec", ns(CLIENT), PY, str(ROOT / "labs" / "db_writer.py"),
-                 "--dsn", f"host={DB_VIP} port={pg.port} dbname={pg.database} user={pg.user}",
+                 "--dsn", self.harbor_dsn(),
                  "--start", str(self._seq * 1_000_000)],
                 stdout=logf, stderr=subprocess.DEVNULL, env={**os.environ, "PGPASSWORD": self.pg_password})
         self._seq += 1
@@ -562,8 +592,10 @@ class DbLab:
         os.chmod(data, 0o700)
         run([f"{p.bin_dir}/initdb", "-D", str(data), "--auth-local=peer", "--auth-host=scram-sha-256"],
             user="postgres")
-        # Single mode serves TLS only (docs/security.md): a throwaway certificate for the server's address.
-        _ca, cert, key = lab_certs.ca_and_server("old1", [HOSTS["old1"]])
+        # Single mode serves TLS only (docs/security.md): the lab CA's certificate, shaped as components/secrets.py
+        # issues it for single mode.
+        tls_values = lab_certs.cluster_tls(single, ca=self.ca)
+        cert, key = tls_values["postgres_cert"], tls_values["postgres_key"]
         tls = (data / "server.crt", data / "server.key")
         tls[0].write_bytes(cert)
         tls[1].write_bytes(key)
@@ -576,7 +608,7 @@ class DbLab:
             conf.write("include 'harbor-ha.conf'\n")
         # The move's one addition to the single server's pg_hba: the first Patroni member copies it.
         (data / "pg_hba.conf").write_text(render_pg_hba(single) +
-                                          f"host replication {REPLICATION_USER} {HOSTS['db1']}/32 scram-sha-256\n")
+                                          f"hostssl replication {REPLICATION_USER} {HOSTS['db1']}/32 scram-sha-256\n")
         for f in ("harbor-ha.conf", "pg_hba.conf"):
             shutil.chown(data / f, "postgres", "postgres")
         self.spawn("postgres-old1", "old1", [f"{p.bin_dir}/postgres", "-D", str(data)], user="postgres")
@@ -651,10 +683,13 @@ def drills(workdir: Path, log: Callable[[str], None] = print) -> dict:
         t0 = time.monotonic()
         lab.build()
         log(f"cluster built in {time.monotonic() - t0:.1f} s; leader {lab.leader()}")
+        tls = {"built": lab.tls_check()}
         sync = lab.primary_death()
         log(f"postgres_primary_death (strict synchronous): {sync}")
         switch = lab.switchover()
         log(f"postgres_switchover (strict synchronous): {switch}")
+        tls["after_failover_and_switchover"] = lab.tls_check()
+        log(f"TLS: {tls}")
         lab.set_synchronous("off")
         async_ = lab.primary_death()
         log(f"postgres_primary_death (asynchronous): {async_}")
@@ -671,7 +706,7 @@ def drills(workdir: Path, log: Callable[[str], None] = print) -> dict:
             "details": {"settings": {"ttl": lab.cfg.patroni.ttl, "loop_wait": lab.cfg.patroni.loop_wait,
                                      "retry_timeout": lab.cfg.patroni.retry_timeout},
                         "failover_strict": sync, "failover_async": async_, "switchover": switch, "restore": restored,
-                        "migration": migrated,
+                        "migration": migrated, "tls": tls,
                         "total_seconds": round(time.monotonic() - t0, 1)},
         }
     finally:

@@ -71,10 +71,9 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
             "username": cfg.postgres.user,
             "password": secrets["db_password"],
             # Passed to pgx as sslmode (src/common/dao/pgsql.go); verify-full checks the server's certificate and
-            # address against the trusted CAs, where storage_service.ca_bundle below puts the cluster CA. Patroni
-            # mode does not serve TLS yet (docs/security.md): its database VIP is reached in clear on the private
-            # network, from the Harbor nodes only (pg_hba, the firewall).
-            "ssl_mode": "disable" if cfg.patroni else "verify-full",
+            # address against the trusted CAs, where storage_service.ca_bundle below puts the cluster CA. In patroni
+            # mode the address is the database VIP, which every member's certificate carries.
+            "ssl_mode": "verify-full",
             "max_idle_conns": min(10, h.db_max_open_conns),
             "max_open_conns": h.db_max_open_conns,
         }},

@@ -21,7 +21,7 @@ from components.config import BackupSettings, ClusterConfig, Host
 from components.etcd import etcd_client_urls, patroni_settings
 from components.host.files import FileSpec, render_env, render_template, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
-from components.postgres import render_harbor_role_sql, sql_literal
+from components.postgres import render_harbor_role_sql, server_tls_settings, server_tls_specs, sql_literal
 
 SCRIPT = Path(__file__).with_name("patroni.sh")  #: the role script of a database host
 REPO_SCRIPT = Path(__file__).with_name("pgbackrest-repo.sh")  #: the role script of the repository host
@@ -60,6 +60,11 @@ class PatroniPaths:
     pgbackrest_lock = property(lambda self: self._p("/tmp/pgbackrest"))  #: pgBackRest's lock files
     role_sql = property(lambda self: self._p("/etc/harbor-ha/patroni/harbor-role.sql"))  #: Harbor's role, database
     db_vip_nft = property(lambda self: self._p("/etc/harbor-ha/patroni/db-vip.nft"))  #: the VIP's nftables table
+    #: PostgreSQL's certificate and key (the cluster CA's, components/secrets.py) and the cluster CA, which
+    #: replicas and pg_rewind check the leader against
+    server_cert = property(lambda self: self._p("/etc/patroni/tls/server.crt"))
+    server_key = property(lambda self: self._p("/etc/patroni/tls/server.key"))
+    cluster_ca = property(lambda self: self._p("/etc/patroni/tls/cluster-ca.crt"))
 
 
 def _backup(cfg: ClusterConfig) -> BackupSettings:
@@ -133,19 +138,20 @@ def _pgbackrest_cmd(paths: PatroniPaths) -> str:
 
 
 def render_pg_hba(cfg: ClusterConfig) -> list[str]:
-    """pg_hba lines: replication among the database hosts, Harbor's user from the Harbor nodes only."""
+    """pg_hba lines: replication among the database hosts, Harbor's user from the Harbor nodes only; every TCP
+    connection over TLS only (`hostssl`: a plaintext one finds no line and is refused)."""
     pg = cfg.postgres
     lines = ["local all postgres peer",
              "local all all scram-sha-256",
+             # Patroni's replicas also open a replication connection to the local server: over the unix socket
+             # (use_unix_socket_repl), where the replication user's sslmode does not apply.
              "local replication all scram-sha-256",
-             # Patroni's replicas also open a replication connection to the local server.
-             f"host replication {REPLICATION_USER} 127.0.0.1/32 scram-sha-256",
-             "host all all 127.0.0.1/32 scram-sha-256"]
+             "hostssl all all 127.0.0.1/32 scram-sha-256"]
     for h in cfg.postgres_hosts:
-        lines += [f"host replication {REPLICATION_USER} {h.address}/32 scram-sha-256",
+        lines += [f"hostssl replication {REPLICATION_USER} {h.address}/32 scram-sha-256",
                   # pg_rewind of a returning leader connects to the new one.
-                  f"host all {REWIND_USER} {h.address}/32 scram-sha-256"]
-    lines += [f"host {pg.database} {pg.user} {n.address}/32 scram-sha-256" for n in cfg.harbor_nodes]
+                  f"hostssl all {REWIND_USER} {h.address}/32 scram-sha-256"]
+    lines += [f"hostssl {pg.database} {pg.user} {n.address}/32 scram-sha-256" for n in cfg.harbor_nodes]
     return lines
 
 
@@ -166,6 +172,9 @@ def render_patroni_yml(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str
     """/etc/patroni/config.yml of one database host (pure)."""
     paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
     p, pg = patroni_settings(cfg), cfg.postgres
+    # Replication (pg_basebackup, the WAL stream) and pg_rewind connect to the leader's connect_address (the VIP):
+    # checked against the cluster CA, and the address against the certificate (server_tls_names names the VIP).
+    member_tls = {"sslmode": "verify-full", "sslrootcert": paths.cluster_ca}
     doc = {
         "scope": p.scope,
         "namespace": "/service/",
@@ -196,16 +205,22 @@ def render_patroni_yml(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str
             # leader this way; Patroni talks to each member through its REST address above.
             "connect_address": f"{p.vip}:{pg.port}",
             "use_unix_socket": True,
+            # The replica's own timeline check (IDENTIFY_SYSTEM on the local server): over the unix socket, since
+            # verify-full to `localhost` would fail (the certificate names the member's address, not localhost).
+            "use_unix_socket_repl": True,
             "data_dir": paths.data_dir,
             "bin_dir": paths.bin_dir,
             "pgpass": paths.pgpass,
             "authentication": {
                 "superuser": {"username": "postgres", "password": secrets["pg_superuser_password"]},
-                "replication": {"username": REPLICATION_USER, "password": secrets["pg_replication_password"]},
+                "replication": {"username": REPLICATION_USER, "password": secrets["pg_replication_password"],
+                                **member_tls},
                 # pg_rewind of a returning leader: Patroni creates this user with only the functions it needs.
-                "rewind": {"username": REWIND_USER, "password": secrets["pg_rewind_password"]},
+                "rewind": {"username": REWIND_USER, "password": secrets["pg_rewind_password"], **member_tls},
             },
+            # Per host, not in the DCS settings: the files are this host's.
             "parameters": {"unix_socket_directories": paths.socket_dir,
+                           **server_tls_settings(paths.server_cert, paths.server_key),
                            **({"archive_command": f"{_pgbackrest_cmd(paths)} archive-push %p"} if cfg.backup else {})},
             # A replica that fell behind the leader's WAL fetches the missing segments from the repository.
             **({"recovery_conf": {"restore_command": render_restore_command(paths)}} if cfg.backup else {}),
@@ -370,6 +385,11 @@ def patroni_files(cfg: ClusterConfig, host: Host, paths: PatroniPaths | None = N
         FileSpec(path=paths.dynamic, render=lambda _s: render_dynamic_yml(cfg, paths), owner="postgres",
                  group="postgres"),
         FileSpec(path=paths.vip_env, render=lambda _s: render_vip_manager_env(cfg, host)),
+        # One certificate for every member (components/secrets.py says why), a reload of Patroni makes PostgreSQL
+        # re-read it.
+        *server_tls_specs(paths.server_cert, paths.server_key),
+        FileSpec(path=paths.cluster_ca, render=lambda s: s["cluster_ca_certificate"],
+                 needs=("cluster_ca_certificate",), owner="postgres", group="postgres"),
         FileSpec(path=paths.role_sql, render=lambda s: render_harbor_role_sql(cfg, s["db_password"]),
                  needs=("db_password",), mode=0o600, owner="postgres", group="postgres"),
         # The database VIP is in `listen` before it is on this host.

@@ -27,11 +27,37 @@ def tls_paths(cfg: ClusterConfig) -> tuple[str, str]:
     return f"{conf_dir(cfg)}/harbor-ha-server.crt", f"{conf_dir(cfg)}/harbor-ha-server.key"
 
 
+def server_tls_settings(cert: str, key: str) -> dict[str, str]:
+    """PostgreSQL's TLS settings, the single server's and every Patroni member's (pure): TLS 1.2 or newer with the
+    cluster CA's certificate at `cert` and its key at `key`. PostgreSQL re-reads both files on a reload."""
+    return {"ssl": "on", "ssl_cert_file": cert, "ssl_key_file": key, "ssl_min_protocol_version": "TLSv1.2"}
+
+
+def server_tls_names(cfg: ClusterConfig) -> tuple[list[str], list[str]]:
+    """(DNS names, IP addresses) of the database certificate (pure). Harbor checks `cfg.db_endpoint` with
+    verify-full: the single server's address, or in patroni mode the database VIP, which every member may come to
+    hold. Patroni's replicas and pg_rewind check the member they connect to (its address) the same way."""
+    if cfg.patroni:
+        return ([h.name for h in cfg.postgres_hosts],
+                [*(h.address for h in cfg.postgres_hosts), cfg.patroni.vip])
+    return [], [cfg.postgres_host.address]
+
+
+def server_tls_specs(cert: str, key: str) -> list[FileSpec]:
+    """The database certificate and its key, as files the postgres user reads (the single server, each member)."""
+    return [
+        FileSpec(path=cert, render=lambda s: s["postgres_tls_certificate"], needs=("postgres_tls_certificate",),
+                 owner="postgres", group="postgres"),
+        # PostgreSQL refuses a key file that others can read.
+        FileSpec(path=key, render=lambda s: s["postgres_tls_private_key"], needs=("postgres_tls_private_key",),
+                 mode=0o600, owner="postgres", group="postgres"),
+    ]
+
+
 def render_postgresql_conf(cfg: ClusterConfig, tls: tuple[str, str] | None = None) -> str:
     """The conf.d drop-in with Harbor's settings (pure); `tls` = (certificate, key) paths, default `tls_paths`."""
-    cert, key = tls or tls_paths(cfg)
     return render_template("postgres/postgresql-harbor.conf.j2", host=cfg.postgres_host, pg=cfg.postgres,
-                           cert=cert, key=key)
+                           tls=server_tls_settings(*(tls or tls_paths(cfg))))
 
 
 def render_pg_hba(cfg: ClusterConfig) -> str:
@@ -70,11 +96,7 @@ def postgres_files(cfg: ClusterConfig) -> list[FileSpec]:
                  owner="postgres", group="postgres"),
         FileSpec(path=f"{d}/pg_hba.conf", render=lambda _s: render_pg_hba(cfg), mode=0o640,
                  owner="postgres", group="postgres"),
-        FileSpec(path=cert, render=lambda s: s["postgres_tls_certificate"], needs=("postgres_tls_certificate",),
-                 owner="postgres", group="postgres"),
-        # PostgreSQL refuses a key file that others can read.
-        FileSpec(path=key, render=lambda s: s["postgres_tls_private_key"], needs=("postgres_tls_private_key",),
-                 mode=0o600, owner="postgres", group="postgres"),
+        *server_tls_specs(cert, key),
         FileSpec(path=ROLE_SQL_PATH, render=lambda s: render_harbor_role_sql(cfg, s["db_password"]),
                  needs=("db_password",), mode=0o600, owner="postgres", group="postgres"),
         role_env("postgres", {"PG_VERSION": str(cfg.postgres.version), "SETTINGS_FILE": f"{d}/conf.d/harbor-ha.conf",

@@ -130,7 +130,7 @@ def test_s3_ca_certificate_must_be_pem_and_an_s3_restic_repository_needs_the_s3_
         "harbor-ha:backupS3SecretKey: backup.resticRepository s3: needs it (pulumi config set --secret)"]
 
 
-def test_harbor_reaches_the_database_through_the_vip_in_patroni_mode_and_the_server_in_single_mode():
+def test_harbor_reaches_the_database_through_the_vip_in_patroni_mode_and_the_server_in_single_mode_verified():
     from components.harbor_node import harbor_yml_data
     from components.host.files import SECRET_VALUES, placeholders
 
@@ -139,16 +139,18 @@ def test_harbor_reaches_the_database_through_the_vip_in_patroni_mode_and_the_ser
     single = harbor_yml_data(parse_cluster_config(stack_config("prod")[0]), secrets)["external_database"]["harbor"]
     assert (patroni["host"], patroni["port"]) == ("10.20.0.50", 5432)
     assert single["host"] == "10.20.0.11"  # db1, the single server
+    # Both with verify-full against the cluster CA (storage_service.ca_bundle, the same in both modes).
+    assert patroni["ssl_mode"] == single["ssl_mode"] == "verify-full"
 
 
 def test_pg_hba_admits_harbor_from_its_nodes_and_replication_from_the_members_only():
     from components.patroni import render_pg_hba
 
     lines = render_pg_hba(parse_cluster_config(patroni_values()))
-    assert "host registry harbor 10.20.0.31/32 scram-sha-256" in lines
-    assert "host replication replicator 10.20.0.13/32 scram-sha-256" in lines
+    assert "hostssl registry harbor 10.20.0.31/32 scram-sha-256" in lines
+    assert "hostssl replication replicator 10.20.0.13/32 scram-sha-256" in lines
     assert not any("0.0.0.0" in line or "trust" in line for line in lines)
-    assert not any(line.startswith("host replication") and "10.20.0.31" in line for line in lines)
+    assert not any(" replication " in line and "10.20.0.31" in line for line in lines)
 
 
 def test_members_advertise_the_vip_for_postgresql_so_replicas_stream_from_whoever_holds_it():
