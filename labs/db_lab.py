@@ -17,7 +17,8 @@ Drills, in order:
   would exist), then every process of the leader host is SIGKILLed and its link cut. failover_ms = kill to the
   first acknowledged commit; lost_commits = acknowledged commits missing afterwards; rejoined = the old leader,
   restarted, streams from the new one as a replica (pg_rewind).
-- postgres_switchover (strict synchronous): CHECKPOINT, then `patronictl switchover` to the synchronous standby
+- postgres_switchover (strict synchronous, `SWITCHOVERS` times in a row, each to the synchronous standby of the
+  moment): CHECKPOINT, then `patronictl switchover` to the synchronous standby
   under the same load; write_gap_ms = the longest pause between acknowledged commits.
 - restore: full pgBackRest backup to backup1, more commits, a target time, commits after it; every data directory
   and the DCS state are destroyed; restore to the target time; per-table checksums compared with those taken at
@@ -71,6 +72,7 @@ DB_VIP = f"{NET}.50"
 PY = "/usr/bin/python3"  # Debian's interpreter: it has psycopg2 (a pyenv python3 first on PATH may not)
 STALL_S = 1.0  # WAL senders frozen before the kill: commits in this window have no replica copy in async mode
 WAIT_S = 120  # bound of every wait for the cluster
+SWITCHOVERS = 3  # one switchover is one sample of a figure that varies with the machine's load; the worst counts
 
 
 def single_values() -> dict:
@@ -686,8 +688,9 @@ def drills(workdir: Path, log: Callable[[str], None] = print) -> dict:
         tls = {"built": lab.tls_check()}
         sync = lab.primary_death()
         log(f"postgres_primary_death (strict synchronous): {sync}")
-        switch = lab.switchover()
-        log(f"postgres_switchover (strict synchronous): {switch}")
+        switches = [lab.switchover() for _ in range(SWITCHOVERS)]
+        log(f"postgres_switchover (strict synchronous): {switches}")
+        switch = max(switches, key=lambda r: r["write_gap_ms"])
         tls["after_failover_and_switchover"] = lab.tls_check()
         log(f"TLS: {tls}")
         lab.set_synchronous("off")
@@ -700,13 +703,14 @@ def drills(workdir: Path, log: Callable[[str], None] = print) -> dict:
         return {
             "db_failover": {k: sync[k] for k in ("failover_ms", "lost_commits", "rejoined")},
             "db_failover_async": {k: async_[k] for k in ("failover_ms", "lost_commits", "rejoined")},
-            "db_switchover": {"write_gap_ms": switch["write_gap_ms"]},
+            "db_switchover": {"write_gap_ms": switch["write_gap_ms"],
+                              "samples_ms": [r["write_gap_ms"] for r in switches]},
             "restore": {k: restored[k] for k in ("seconds", "identical", "rows")},
             "migration": {k: migrated[k] for k in ("seconds", "identical", "rows")},
             "details": {"settings": {"ttl": lab.cfg.patroni.ttl, "loop_wait": lab.cfg.patroni.loop_wait,
                                      "retry_timeout": lab.cfg.patroni.retry_timeout},
-                        "failover_strict": sync, "failover_async": async_, "switchover": switch, "restore": restored,
-                        "migration": migrated, "tls": tls,
+                        "failover_strict": sync, "failover_async": async_, "switchover": switch,
+                        "switchovers": switches, "restore": restored, "migration": migrated, "tls": tls,
                         "total_seconds": round(time.monotonic() - t0, 1)},
         }
     finally:
