@@ -351,7 +351,7 @@ def patroni_files(cfg: ClusterConfig, host: Host, paths: PatroniPaths | None = N
         specs += _unit_specs(cfg, host, paths) if s3 else _tls_specs(paths)
     env = {"PG_VERSION": str(cfg.postgres.version), "CONFIG": paths.config, "DYNAMIC": paths.dynamic,
            "DATA_DIR": paths.data_dir, "ROLE_SQL": paths.role_sql, "SOCKET_DIR": paths.socket_dir,
-           "API": f"http://{host.address}:{patroni_settings(cfg).rest_api_port}",
+           "API": f"http://{host.address}:{patroni_settings(cfg).rest_api_port}", "VIP": patroni_settings(cfg).vip,
            "BACKUP": "" if not cfg.backup else cfg.backup.repository}
     return [*specs, role_env("patroni", env)]
 
