@@ -30,6 +30,11 @@ PGBACKREST_CLIENT_CN = "harbor-ha-pgbackrest"  #: CN of the one certificate tls-
 REPLICATION_USER = "replicator"
 REWIND_USER = "rewind_user"
 API_USER = "patroni"
+#: seconds pgBackRest's archive-get waits for the repository (it tries twice). A standby asks the archive first for
+#: every WAL file it replays, the local pg_wal and the stream only after that: with pgBackRest's default (60) each
+#: file cost 2 minutes while the repository was unreachable (found on real hosts: a new replica, cloned before the
+#: repository host was set up, took minutes per segment to become consistent). 10 s still covers a slow repository.
+RESTORE_IO_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
@@ -185,8 +190,8 @@ def render_patroni_yml(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str
             "parameters": {"unix_socket_directories": paths.socket_dir,
                            **({"archive_command": f"{_pgbackrest_cmd(paths)} archive-push %p"} if cfg.backup else {})},
             # A replica that fell behind the leader's WAL fetches the missing segments from the repository.
-            **({"recovery_conf": {"restore_command": f"{_pgbackrest_cmd(paths)} archive-get %f \"%p\""}}
-               if cfg.backup else {}),
+            **({"recovery_conf": {"restore_command": f"{_pgbackrest_cmd(paths)} --io-timeout={RESTORE_IO_TIMEOUT} "
+                                                     "archive-get %f \"%p\""}} if cfg.backup else {}),
             "pg_hba": render_pg_hba(cfg),
             # A fast checkpoint: a new or re-cloned replica starts copying at once.
             "basebackup": [{"checkpoint": "fast"}],
