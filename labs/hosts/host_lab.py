@@ -368,20 +368,38 @@ class HostLab:
 
     # ---------------------------------------------------------------------------------------------- patroni
     def members(self, dbs: list[str]) -> list[dict]:
-        """`patronictl list` as JSON, asked on the first of `dbs` that answers."""
+        """`patronictl list` as JSON, asked on the first of `dbs` that answers; each replica with its `Replication`
+        as the leader's pg_stat_replication shows it (`streaming sync`; Patroni 3.0.2 says only `running`)."""
         for host in dbs:
             out = ssh(MACHINES[host], f"{PATRONICTL} list -f json", check=False, timeout=30)
             if out.returncode == 0:
-                return json.loads(out.stdout)
-        return []
+                members = json.loads(out.stdout)
+                break
+        else:
+            return []
+        leaders = [m["Member"] for m in members if m["Role"] == "Leader"]
+        if len(leaders) == 1:
+            query = "SELECT application_name, state, sync_state FROM pg_stat_replication"
+            rows = ssh(MACHINES[leaders[0]], f"cd / && runuser -u postgres -- psql -h {PatroniPaths().socket_dir} "
+                       f"-XAtc {shlex.quote(query)}", check=False).stdout
+            streams = {name: f"{state} {sync}" for name, state, sync in
+                       (line.split("|") for line in rows.splitlines() if line.count("|") == 2)}
+            for m in members:
+                if m["Role"] != "Leader":
+                    m["Replication"] = streams.get(m["Member"], "not streaming")
+        return members
+
+    @staticmethod
+    def describe(members: list[dict]) -> list[str]:
+        return [f"{m['Member']} {m['Role']} {m['State']} {m.get('Replication', '')}".strip() for m in members]
 
     @staticmethod
     def cluster_ok(members: list[dict], size: int) -> bool:
-        """One running leader, every other member a streaming replica, at least one of them the sync standby."""
+        """One running leader, every other member running and streaming from it, one of them synchronously."""
         roles = sorted(m["Role"] for m in members)
-        return (len(members) == size and roles.count("Leader") == 1
-                and all(m["State"] == ("running" if m["Role"] == "Leader" else "streaming") for m in members)
-                and "Sync Standby" in roles)
+        return (len(members) == size and roles.count("Leader") == 1 and all(m["State"] == "running" for m in members)
+                and all(m.get("Replication", "").startswith("streaming") for m in members if m["Role"] != "Leader")
+                and "Sync Standby" in roles and any(m.get("Replication") == "streaming sync" for m in members))
 
     def wait_cluster(self, dbs: list[str], timeout: float) -> list[dict]:
         deadline = time.monotonic() + timeout
@@ -442,14 +460,12 @@ class HostLab:
         old = next(m for m in members if m["Role"] == "Leader")
         old_host = old["Member"]
         survivors = [d for d in dbs if d != old_host]
+        ssh(MACHINES[node], "cat > /tmp/hostlab-vip-wait.sh", input=VIP_WAIT)
         t_kill = time.time()
         debhosts("kill", MACHINES[old_host])
-        waiter = subprocess.Popen(["ssh", "-F", str(ROOT / "ssh_config"), MACHINES[node], "bash", "-s", "--",
-                                   old["Host"], shlex.quote(dsn)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-        assert waiter.stdin
-        waiter.stdin.write(VIP_WAIT)
-        waiter.stdin.close()
+        waiter = subprocess.Popen(["ssh", "-F", str(ROOT / "ssh_config"), MACHINES[node], "bash",
+                                   "/tmp/hostlab-vip-wait.sh", old["Host"], shlex.quote(dsn)],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         new_leader, t_leader = None, None
         deadline = time.monotonic() + 180
         while new_leader is None and time.monotonic() < deadline:
@@ -470,8 +486,8 @@ class HostLab:
                   "vip_answers_s": round(vip_at - t_kill, 1) if vip_at else None,
                   "vip_answered_by": out.split(None, 1)[1].strip() if vip_at else None,
                   "rejoined_s": round(time.time() - t_boot, 1) if self.cluster_ok(rejoined, len(dbs)) else None,
-                  "old_leader_now": f"{back.get('Role')} {back.get('State')}",
-                  "members_after": [f"{m['Member']} {m['Role']} {m['State']}" for m in rejoined]}
+                  "old_leader_now": self.describe([back])[0] if back else None,
+                  "members_after": self.describe(rejoined)}
         log(f"failover (power cut of {old_host}): {result}")
         return result
 
@@ -493,7 +509,7 @@ class HostLab:
         info = ssh(repo, f"{PGBACKREST} info --output=json", check=False).stdout
         backups = json.loads(info)[0].get("backup", []) if info.strip().startswith("[") else []
         result = {
-            "members": [f"{m['Member']} {m['Role']} {m['State']}" for m in members],
+            "members": self.describe(members),
             "cluster_ok": self.cluster_ok(members, len(dbs)),
             "synchronous_mode_strict": bool(strict.get("synchronous_mode") and strict.get("synchronous_mode_strict")),
             "vip_answer": answer.stdout.strip() or answer.stderr.strip()[-300:],
@@ -635,7 +651,7 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
         dbs, dsn = shape.roles["postgres"], report["patroni"]["dsn"]
         members = lab.wait_cluster(dbs, 180)
         answer = lab.vip_query(shape.roles["harborNodes"][0], dsn, "select pg_is_in_recovery()::text")
-        report["patroni"]["after_reboot"] = {"members": [f"{m['Member']} {m['Role']} {m['State']}" for m in members],
+        report["patroni"]["after_reboot"] = {"members": lab.describe(members),
                                              "cluster_ok": lab.cluster_ok(members, len(dbs)),
                                              "vip_ok": answer.stdout.strip() == "false"}
         log(f"{shape.name}: after the reboot: {report['patroni']['after_reboot']}")

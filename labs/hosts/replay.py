@@ -139,8 +139,12 @@ def _certificate(subject: x509.Name, public_key: Any, issuer: x509.Name, signing
                .not_valid_after(now + datetime.timedelta(hours=float(inputs.get("validityPeriodHours") or 24))))
     if inputs.get("isCaCertificate"):
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-    if "server_auth" in (inputs.get("allowedUses") or []):
-        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    # pulumi-tls writes the extended key usages the resource allows: pgBackRest's one identity is server and client.
+    usages = [oid for use, oid in (("server_auth", ExtendedKeyUsageOID.SERVER_AUTH),
+                                   ("client_auth", ExtendedKeyUsageOID.CLIENT_AUTH))
+              if use in (inputs.get("allowedUses") or [])]
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return builder.sign(signing_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
