@@ -46,6 +46,7 @@ from components.firewall import host_openings  # noqa: E402
 from components.harbor_node import CLUSTER_CA_PATH, NODE_TLS_NAME  # noqa: E402
 from components.patroni import STANZA, PatroniPaths  # noqa: E402
 from labs import certs as lab_certs  # noqa: E402
+from labs import netns as netns_lab  # noqa: E402
 from labs.hosts import standin_installer  # noqa: E402
 from labs.hosts.replay import COMMAND, Replay, SshRunner, UpResult  # noqa: E402
 from scripts import drills  # noqa: E402
@@ -56,6 +57,9 @@ ROOT = Path(os.environ.get("HHA_ROOT", "/var/lib/harbor-ha-host-lab"))
 BRIDGE = os.environ.get("HHA_BRIDGE", "hha-hl0")
 NET = os.environ.get("HHA_NET", "198.19.220")
 NFS_STANDIN = ROOT / "nfs-standin"
+# The lab's own blackhole route for the test range while its hosts run: a metric of its own, so that `down` removes
+# exactly it and leaves the other labs' routes.
+BLACKHOLE = netns_lab.blackhole(220)
 HOSTNAME = "harbor.hostlab.internal"
 VERSIONS = ("2.15.2", "2.15.3")  #: the stand-in installer's version, and the one of the upgrade scenario
 # Which debhosts machine plays which host; prod-like reuses the data host and the nodes of dev.
@@ -153,6 +157,12 @@ def log(message: str) -> None:
     print(f"[host-lab {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def down() -> None:
+    """The hosts, their bridge and proxy (debhosts.sh down), then the lab's blackhole route."""
+    debhosts("down")
+    netns_lab.ip("route", "del", *BLACKHOLE, check=False)
+
+
 def debhosts(*args: str, timeout: float = 600) -> str:
     env = {**os.environ, "HHA_ROOT": str(ROOT), "HHA_BRIDGE": BRIDGE, "HHA_NET": NET,
            "HHA_BIND": f"{NFS_STANDIN}:/srv/nfs-standin"}
@@ -232,7 +242,7 @@ class HostLab:
 
     def boot(self, count: int) -> None:
         self.booted = count
-        subprocess.run(["ip", "route", "replace", "blackhole", "198.18.0.0/15"], check=True)
+        netns_lab.ip("route", "replace", *BLACKHOLE)
         # A new cluster, a new data volume: the shared keys of an earlier run (other generated keys) would stop the
         # apply, as they would on a real share (components/host/lib.sh write_once).
         shutil.rmtree(NFS_STANDIN, ignore_errors=True)
@@ -727,7 +737,7 @@ def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: boo
         report.setdefault("timings_s", {})["total"] = round(time.monotonic() - t0, 1)
         json_path.write_text(json.dumps(report, indent=2) + "\n")
         if not keep:
-            debhosts("down")
+            down()
     print_table(report)
     return report
 
@@ -748,7 +758,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if os.geteuid() != 0:
         parser.error("must run as root (systemd-nspawn hosts, bridge, routes)")
     if args.cmd == "down":
-        debhosts("down")
+        down()
         return 0
     shapes = SHAPES[args.shape]
     report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep)
