@@ -55,6 +55,15 @@ sysctl_apply() {
 
 sha256_of() { sha256sum < "$1" | cut -d' ' -f1; }
 
+# run_sql FILE [PSQL_ARGS...]: FILE through psql as postgres, stopping at the first error. The file holds passwords
+# under /etc/harbor-ha (0700 root), so psql reads it on stdin (found on real hosts: `-f FILE` as postgres is refused);
+# from / because postgres cannot enter root's home.
+run_sql() {
+  local file=$1
+  shift
+  (cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 "$@" -f - < "$file")
+}
+
 # ensure_dir MODE DIR [OWNER GROUP]: create DIR (and missing parents, 0755) when absent; an existing folder keeps its
 # mode and owner (`install -d -m` would reset /etc/redis from the package's 2770 to 2755).
 ensure_dir() {

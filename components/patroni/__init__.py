@@ -32,6 +32,11 @@ REWIND_USER = "rewind_user"
 API_USER = "patroni"
 DB_VIP_TABLE = "harbor_ha_db_vip"  #: nftables table that refuses VIP connections on a member not holding it
 DB_VIP_UNIT = "harbor-ha-db-vip.service"  #: loads it at boot, before vip-manager and Patroni
+#: seconds pgBackRest's archive-get waits for the repository (it tries twice). A standby asks the archive first for
+#: every WAL file it replays, the local pg_wal and the stream only after that: with pgBackRest's default (60) each
+#: file cost 2 minutes while the repository was unreachable (found on real hosts: a new replica, cloned before the
+#: repository host was set up, took minutes per segment to become consistent). 10 s still covers a slow repository.
+RESTORE_IO_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
@@ -164,7 +169,7 @@ def render_restore_command(paths: PatroniPaths) -> str:
     copy, which the WAL receiver fetched from the leader, is the archived one. WAL segments still come from the
     archive first (a local one may be partial)."""
     return ('case "%f" in *.history) [ -f "pg_wal/%f" ] && exec cp "pg_wal/%f" "%p";; esac; '
-            f'exec {_pgbackrest_cmd(paths)} archive-get "%f" "%p"')
+            f'exec {_pgbackrest_cmd(paths)} --io-timeout={RESTORE_IO_TIMEOUT} archive-get "%f" "%p"')
 
 
 def render_patroni_yml(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str],
@@ -412,7 +417,7 @@ def patroni_files(cfg: ClusterConfig, host: Host, paths: PatroniPaths | None = N
     env = {"PG_VERSION": str(cfg.postgres.version), "CONFIG": paths.config, "DYNAMIC": paths.dynamic,
            "DB_VIP_NFT": paths.db_vip_nft, "DB_VIP_UNIT": DB_VIP_UNIT,
            "DATA_DIR": paths.data_dir, "ROLE_SQL": paths.role_sql, "SOCKET_DIR": paths.socket_dir,
-           "API": f"http://{host.address}:{patroni_settings(cfg).rest_api_port}",
+           "API": f"http://{host.address}:{patroni_settings(cfg).rest_api_port}", "VIP": patroni_settings(cfg).vip,
            "BACKUP": "" if not cfg.backup else cfg.backup.repository, "PGBACKREST_CONF": paths.pgbackrest_conf,
            "STANZA": STANZA}
     return [*specs, role_env("patroni", env)]

@@ -32,16 +32,29 @@ role_apply() {
   wait_member_running
   runuser -u postgres -- patronictl -c "$CONFIG" edit-config --force --quiet --replace "$DYNAMIC" >/dev/null
   if curl -sf -o /dev/null "$API/primary"; then
-    runuser -u postgres -- psql -X -q -h "$SOCKET_DIR" -v ON_ERROR_STOP=1 -f "$ROLE_SQL"
+    apply_harbor_role
   fi
   if [ "$BACKUP" = s3 ]; then s3_backups_ready; fi
   log "Patroni member ready ($(curl -s "$API/patroni" | head -c 200))"
 }
 
-# check_config: Patroni's own validation of $CONFIG (it also checks that etcd answers).
+# apply_harbor_role: Harbor's role and database, on the leader. Strict synchronous mode makes every commit wait for
+# a streaming replica, and the first member's first apply runs before any replica exists (found on real hosts: it
+# waited forever). They need no replica's copy before the apply goes on: they are applied again on every run and
+# reach the replicas with the WAL.
+apply_harbor_role() {
+  PGOPTIONS="-c synchronous_commit=local" run_sql "$ROLE_SQL" -h "$SOCKET_DIR"
+}
+
+# check_config: Patroni's own validation of $CONFIG (it also checks that etcd answers). Patroni checks that nothing
+# answers on postgresql.listen by connecting to each address, the database VIP too, which the leader holds (found on
+# real hosts: every other member's first apply failed): a copy without the VIP is validated.
 check_config() {
-  local out
-  out=$(patroni --validate-config "$CONFIG" 2>&1) && return 0
+  local out copy
+  copy=$(mktemp)  # 0600: the copy holds the passwords
+  sed "/^  listen: /s/,${VIP//./\\.}:/:/" "$CONFIG" > "$copy"
+  out=$(patroni --validate-config "$copy" 2>&1) && { rm -f "$copy"; return 0; }
+  rm -f "$copy"
   # A running Patroni holds its own ports: that is not an error of the new file.
   if systemctl is-active --quiet patroni; then out=$(grep -v "is already in use" <<<"$out" || true); fi
   [ -z "$out" ] || die "Patroni rejected $CONFIG: $out"

@@ -19,9 +19,7 @@ role_apply() {
   else
     ensure_service "$unit" "$changed" reload
   fi
-  # The SQL holds the password: 0600 root, so psql reads it on stdin (found on a real host: `-f` as postgres is
-  # refused); run from / as postgres cannot enter root's home.
-  (cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -f - < "$ROLE_SQL")
+  run_sql "$ROLE_SQL"
   log "PostgreSQL $PG_VERSION ready"
 }
 

@@ -11,6 +11,7 @@
 #   debhosts.sh up N       boot h1..hN (idempotent: running hosts are left as they are); prints name/address table
 #   debhosts.sh down       stop and remove every host, the proxy, the bridge, the guard rules and cgroups
 #   debhosts.sh status     hosts, their PIDs, systemd state and memory (PSS of all their processes)
+#   debhosts.sh kill hN    power cut: every process of hN killed at once (no shutdown); `up N` boots it again
 #   debhosts.sh ssh hN [command...]
 #   debhosts.sh purge      down, then remove the base, the SSH key and the apt cache too
 #
@@ -455,6 +456,18 @@ cmd_down() {
 
 pss_kb() { local p s=0 v; for p in "$@"; do v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0); s=$((s + ${v:-0})); done; echo "$s"; }
 
+# A power cut: the host's whole cgroup is killed at once (nothing in it shuts down or says goodbye), then its
+# link and lock are cleaned up as after a stop.
+cmd_kill() {
+  local h=${1:-} cg
+  [[ $h =~ ^h[0-9]+$ ]] || die "usage: kill hN"
+  cg=$CG2/$CG_SUB/$h
+  [ -d "$cg" ] && [ -n "$(cg_pids "$cg")" ] || die "$h is not running"
+  echo 1 > "$cg/cgroup.kill"
+  stop_host "$h"
+  log "$h: killed"
+}
+
 cmd_status() {
   local h pid pids st
   printf '%-4s %-13s %-8s %-10s %6s %9s\n' host address nspawn systemd procs pss_mib
@@ -482,6 +495,7 @@ case "${1:-}" in
   up) shift; cmd_up "$@" ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  kill) shift; cmd_kill "$@" ;;
   ssh) shift; [ $# -ge 1 ] || die "usage: ssh hN [command...]"; exec 9>&-; host_ssh "$@" ;;
   purge) cmd_purge ;;
   *) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 2 ;;

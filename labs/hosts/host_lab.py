@@ -1,6 +1,6 @@
 """The roles applied to real Debian 12 hosts over SSH, then day-2 changes under a client's requests through the VIP.
 
-    sudo python3 labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both] [--keep]
+    sudo python3 labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|all] [--keep]
     sudo python3 labs/hosts/host_lab.py down
 
 Hosts: labs/hosts/debhosts.sh (systemd-nspawn machines: systemd as PID 1, sshd with pinned host keys, apt through a
@@ -8,6 +8,8 @@ caching proxy, Docker inside), environment HHA_ROOT, HHA_BRIDGE, HHA_NET as that
 What runs for real: apt installs, the role scripts, systemd units, the nftables host firewall, PostgreSQL (TLS only),
 Redis and Sentinel, nginx (verifying the nodes' TLS against the cluster CA), keepalived (VRRP between two hosts),
 Docker and docker-compose with Harbor's compose layout, reboots. Keys and certificates are real (replay.RealTlsMocks).
+The patroni shape (postgres.mode patroni): etcd, Patroni with PostgreSQL 15 in strict synchronous mode, vip-manager
+holding the database VIP, pgBackRest's TLS servers and the repository host, a power cut of the leader's host.
 What is a stand-in, and why:
 - Harbor: the stand-in offline installer of labs/hosts/standin_installer.py (Harbor's images cannot be had here).
 - NFS: this kernel has no NFS server or client. The machine's folder HHA_ROOT/nfs-standin is bind-mounted at
@@ -15,7 +17,8 @@ What is a stand-in, and why:
   (dpkg-divert) to a script that bind-mounts that folder, so the role's own fstab line, `mount /data` and the boot
   mount unit run unchanged; on the NFS host nfs-server.service is a oneshot stand-in unit (`exportfs -ra` is real).
 - `pulumi up`: labs/hosts/replay.py replays the program's registered remote commands in the engine's plan order
-  (until the locally built CLI is available), sequentially instead of in parallel.
+  (until the locally built CLI is available), sequentially instead of in parallel (the patroni shape runs
+  independent steps at once: the members of a new etcd cluster each wait for the others).
 - Reboot: `systemctl reboot` in the host ends its systemd-nspawn (no systemd on this machine restarts it, as
   systemd-nspawn@.service would); the lab starts it again on the same root filesystem.
 """
@@ -31,14 +34,19 @@ import shutil
 import subprocess
 import sys
 import time
+import yaml
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from components.config import ClusterConfig, parse_cluster_config  # noqa: E402
+from components.firewall import host_openings  # noqa: E402
 from components.harbor_node import CLUSTER_CA_PATH, NODE_TLS_NAME  # noqa: E402
+from components.patroni import STANZA, PatroniPaths  # noqa: E402
 from labs import certs as lab_certs  # noqa: E402
+from labs import netns as netns_lab  # noqa: E402
 from labs.hosts import standin_installer  # noqa: E402
 from labs.hosts.replay import COMMAND, Replay, SshRunner, UpResult  # noqa: E402
 from scripts import drills  # noqa: E402
@@ -49,16 +57,22 @@ ROOT = Path(os.environ.get("HHA_ROOT", "/var/lib/harbor-ha-host-lab"))
 BRIDGE = os.environ.get("HHA_BRIDGE", "hha-hl0")
 NET = os.environ.get("HHA_NET", "198.19.220")
 NFS_STANDIN = ROOT / "nfs-standin"
+# The lab's own blackhole route for the test range while its hosts run: a metric of its own, so that `down` removes
+# exactly it and leaves the other labs' routes.
+BLACKHOLE = netns_lab.blackhole(220)
 HOSTNAME = "harbor.hostlab.internal"
 VERSIONS = ("2.15.2", "2.15.3")  #: the stand-in installer's version, and the one of the upgrade scenario
 # Which debhosts machine plays which host; prod-like reuses the data host and the nodes of dev.
 MACHINES = {"data1": "h1", "node1": "h2", "node2": "h3", "node3": "h4",
-            "redis1": "h5", "redis2": "h6", "redis3": "h7", "lb1": "h8", "lb2": "h9"}
+            "redis1": "h5", "redis2": "h6", "redis3": "h7", "lb1": "h8", "lb2": "h9",
+            "db1": "h10", "db2": "h11", "db3": "h12"}
 # systemd units of each role: every one must be active after an apply and after a reboot.
 UNITS = {"firewall": ["harbor-ha-firewall"],
          "nfs-server": ["nfs-server"], "postgres": ["postgresql@15-main"], "redis": ["redis-server"],
          "sentinel": ["redis-sentinel"], "harbor-node": ["docker"], "loadbalancer": ["nginx"],
-         "keepalived": ["keepalived"]}
+         "keepalived": ["keepalived"], "etcd": ["etcd"], "patroni": ["patroni", "vip-manager", "pgbackrest"],
+         "pgbackrest-repo": ["pgbackrest", "pgbackrest-full.timer", "pgbackrest-diff.timer"]}
+PATRONI_ROLES = ("etcd", "patroni", "pgbackrest-repo")  #: the roles only the patroni shape has
 # What a role's delete must have done, where it does not stop its unit: the NFS server may export other folders
 # (only Harbor's export goes), PostgreSQL may hold other databases (only Harbor's access goes); the firewall's
 # table must be gone, not only its unit stopped.
@@ -68,7 +82,40 @@ UNDONE = {"firewall": "! nft list table inet harbor_ha >/dev/null 2>&1 && ! syst
           "harbor-node": "! mountpoint -q /data && [ -z \"$(docker ps -q)\" ]"}
 # Where each role keeps the data its delete must leave behind.
 DATA = {"postgres": "/var/lib/postgresql/15/main/PG_VERSION", "redis": "/var/lib/redis",
-        "harbor-node": "/srv/nfs-standin/secret/keys/secretkey", "nfs-server": "/srv/nfs-standin"}
+        "harbor-node": "/srv/nfs-standin/secret/keys/secretkey", "nfs-server": "/srv/nfs-standin",
+        "etcd": "/var/lib/etcd/harbor-ha/member", "patroni": f"{PatroniPaths().data_dir}/PG_VERSION",
+        "pgbackrest-repo": f"/var/lib/pgbackrest/backup/{STANZA}"}
+PATRONICTL = f"runuser -u postgres -- patronictl -c {PatroniPaths().config}"
+PGBACKREST = f"runuser -u postgres -- pgbackrest --config={PatroniPaths().pgbackrest_conf} --stanza={STANZA}"
+# Probes every (address, port) of argv[1] (JSON) with a TCP connect: open, refused (the firewall let it through,
+# nothing listens) or timeout (dropped: the firewall's policy is drop, not reject).
+PROBE = r"""
+import json, socket, sys
+from concurrent.futures import ThreadPoolExecutor
+def probe(target):
+    try:
+        socket.create_connection(tuple(target), timeout=2).close()
+        return "open"
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError:
+        return "timeout"
+targets = json.loads(sys.argv[1])
+with ThreadPoolExecutor(32) as pool:
+    print(json.dumps(list(pool.map(probe, targets))))
+"""
+# From a Harbor node: every 0.2 s a query through the database VIP as Harbor's user until a server that is not
+# in recovery and does not listen on $1 (the old leader's address) answers; prints the time of that answer.
+VIP_WAIT = r"""
+old=$1 dsn=$2
+for _ in $(seq 1 900); do
+  out=$(psql "$dsn" -XAtc "select pg_is_in_recovery()::text || ' ' || current_setting('listen_addresses')" \
+        2>/dev/null || true)
+  case "$out" in "false "*) case ",${out#false }," in *",$old,"*) ;; *) date +%s.%N; echo "$out"; exit 0 ;; esac ;; esac
+  sleep 0.2
+done
+exit 1
+"""
 MOUNT_NFS_STANDIN = """#!/bin/sh
 # Stand-in for mount.nfs (harbor-ha host lab): this kernel has no NFS client. Bind-mounts the folder every lab host
 # shares instead of SERVER:EXPORT; the real helper is diverted to /sbin/mount.nfs.distrib.
@@ -110,6 +157,12 @@ def log(message: str) -> None:
     print(f"[host-lab {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def down() -> None:
+    """The hosts, their bridge and proxy (debhosts.sh down), then the lab's blackhole route."""
+    debhosts("down")
+    netns_lab.ip("route", "del", *BLACKHOLE, check=False)
+
+
 def debhosts(*args: str, timeout: float = 600) -> str:
     env = {**os.environ, "HHA_ROOT": str(ROOT), "HHA_BRIDGE": BRIDGE, "HHA_NET": NET,
            "HHA_BIND": f"{NFS_STANDIN}:/srv/nfs-standin"}
@@ -149,6 +202,7 @@ class Shape:
     hosts: list[str]  #: lab host names (keys of MACHINES)
     roles: dict[str, Any]  #: the stack's `roles` section
     extra: dict[str, Any] = field(default_factory=dict)  #: further stack sections
+    parallel: bool = False  #: independent steps of an apply run at once (replay.Replay's parallel)
 
     @property
     def machines(self) -> list[str]:
@@ -163,6 +217,13 @@ PROD = Shape("prod", ["data1", "node1", "node2", "redis1", "redis2", "redis3", "
     "sentinels": ["redis1", "redis2", "redis3"], "harborNodes": ["node1", "node2"], "loadBalancers": ["lb1", "lb2"]},
     # vrrp_track_process needs the kernel's process events, which only the machine's first network namespace gets.
     {"redis": {"mode": "sentinel"}, "keepalived": {"trackProcess": False}})
+# As small as the program allows in patroni mode: three members (a leader and two replicas, config.py's minimum; etcd
+# on the same hosts), the repository on a host that is no member (the data host), dev's two nodes and LBs.
+PATRONI = Shape("patroni", ["data1", "node1", "node2", "db1", "db2", "db3"], {
+    "nfs": "data1", "postgres": ["db1", "db2", "db3"], "redis": ["data1"], "backup": "data1",
+    "harborNodes": ["node1", "node2"], "loadBalancers": ["node1", "node2"]},
+    {"postgres": {"mode": "patroni", "vip": {"address": f"{NET}.101", "interface": "host0"}, "synchronous": "strict"},
+     "backup": {"repository": "host"}}, parallel=True)
 
 
 class HostLab:
@@ -181,7 +242,7 @@ class HostLab:
 
     def boot(self, count: int) -> None:
         self.booted = count
-        subprocess.run(["ip", "route", "replace", "blackhole", "198.18.0.0/15"], check=True)
+        netns_lab.ip("route", "replace", *BLACKHOLE)
         # A new cluster, a new data volume: the shared keys of an earlier run (other generated keys) would stop the
         # apply, as they would on a real share (components/host/lib.sh write_once).
         shutil.rmtree(NFS_STANDIN, ignore_errors=True)
@@ -199,6 +260,10 @@ class HostLab:
             ssh(MACHINES[node], "set -e; if [ ! -f /sbin/mount.nfs.distrib ]; then "
                 "dpkg-divert --quiet --local --rename --divert /sbin/mount.nfs.distrib --add /sbin/mount.nfs; fi; "
                 "cat > /sbin/mount.nfs && chmod 0755 /sbin/mount.nfs", input=MOUNT_NFS_STANDIN)
+        if "postgres" in shape.extra:
+            # The lab's client of the database VIP on the first node (Harbor's containers are stand-ins).
+            ssh(MACHINES[shape.roles["harborNodes"][0]], "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                "apt-get install -y -qq postgresql-client-15 >/dev/null")
 
     def values(self, shape: Shape, *, version: str = VERSIONS[0], extra_nodes: tuple[str, ...] = (),
                retiring: tuple[str, ...] = (), lb: Optional[dict] = None) -> dict[str, Any]:
@@ -311,6 +376,164 @@ class HostLab:
                 return bad
             time.sleep(2)
 
+    # ---------------------------------------------------------------------------------------------- patroni
+    def members(self, dbs: list[str]) -> list[dict]:
+        """`patronictl list` as JSON, asked on the first of `dbs` that answers; each replica with its `Replication`
+        as the leader's pg_stat_replication shows it (`streaming sync`; Patroni 3.0.2 says only `running`)."""
+        for host in dbs:
+            out = ssh(MACHINES[host], f"{PATRONICTL} list -f json", check=False, timeout=30)
+            if out.returncode == 0:
+                members = json.loads(out.stdout)
+                break
+        else:
+            return []
+        leaders = [m["Member"] for m in members if m["Role"] == "Leader"]
+        if len(leaders) == 1:
+            query = "SELECT application_name, state, sync_state FROM pg_stat_replication"
+            rows = ssh(MACHINES[leaders[0]], f"cd / && runuser -u postgres -- psql -h {PatroniPaths().socket_dir} "
+                       f"-XAtc {shlex.quote(query)}", check=False).stdout
+            streams = {name: f"{state} {sync}" for name, state, sync in
+                       (line.split("|") for line in rows.splitlines() if line.count("|") == 2)}
+            for m in members:
+                if m["Role"] != "Leader":
+                    m["Replication"] = streams.get(m["Member"], "not streaming")
+        return members
+
+    @staticmethod
+    def describe(members: list[dict]) -> list[str]:
+        return [f"{m['Member']} {m['Role']} {m['State']} {m.get('Replication', '')}".strip() for m in members]
+
+    @staticmethod
+    def cluster_ok(members: list[dict], size: int) -> bool:
+        """One running leader, every other member running and streaming from it, one of them synchronously."""
+        roles = sorted(m["Role"] for m in members)
+        return (len(members) == size and roles.count("Leader") == 1 and all(m["State"] == "running" for m in members)
+                and all(m.get("Replication", "").startswith("streaming") for m in members if m["Role"] != "Leader")
+                and "Sync Standby" in roles and any(m.get("Replication") == "streaming sync" for m in members))
+
+    def wait_cluster(self, dbs: list[str], timeout: float) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while True:
+            members = self.members(dbs)
+            if self.cluster_ok(members, len(dbs)) or time.monotonic() > deadline:
+                return members
+            time.sleep(2)
+
+    def harbor_dsn(self, cfg: ClusterConfig, node: str) -> str:
+        """The libpq connection string of Harbor's external_database, read from the node's harbor.yml; its
+        password goes to the node's ~/.pgpass (never on a command line)."""
+        db = yaml.safe_load(ssh(MACHINES[node], f"cat {cfg.harbor.install_dir}/harbor.yml").stdout)[
+            "external_database"]["harbor"]
+        ssh(MACHINES[node], "umask 077; cat > /root/.pgpass",
+            input=f"{db['host']}:{db['port']}:{db['db_name']}:{db['username']}:{db['password']}\n")
+        return (f"host={db['host']} port={db['port']} dbname={db['db_name']} user={db['username']} "
+                f"sslmode={db['ssl_mode']} connect_timeout=2")
+
+    def vip_query(self, node: str, dsn: str, sql: str) -> subprocess.CompletedProcess:
+        return ssh(MACHINES[node], f"psql {shlex.quote(dsn)} -XAtc {shlex.quote(sql)}", check=False, timeout=30)
+
+    def flows(self, cfg: ClusterConfig, shape: Shape) -> dict:
+        """Every host to every other one (and to the database VIP) on the ports of patroni mode, probed for real and
+        compared with components/firewall's host_openings: admitted (open or refused) exactly where it opens."""
+        assert cfg.patroni and cfg.backup
+        p = cfg.patroni
+        ports = {"etcd-client": p.etcd_client_port, "etcd-peer": p.etcd_peer_port, "patroni-api": p.rest_api_port,
+                 "postgres": cfg.postgres.port, "pgbackrest": cfg.backup.tls_port}
+        hosts = {h.name: h for h in cfg.hosts}
+        mismatches, counts = [], {"open": 0, "refused": 0, "timeout": 0}
+        for src in shape.hosts:
+            targets = [(dst, service, port) for dst in shape.hosts if dst != src for service, port in ports.items()]
+            targets.append(("db-vip", "postgres", cfg.postgres.port))
+            addresses = [[p.vip if dst == "db-vip" else hosts[dst].address, port] for dst, _s, port in targets]
+            got = json.loads(ssh(MACHINES[src], f"python3 -c {shlex.quote(PROBE)} "
+                                 f"{shlex.quote(json.dumps(addresses))}", timeout=60).stdout)
+            for (dst, service, port), result in zip(targets, got, strict=True):
+                counts[result] += 1
+                # The VIP: as any member other than the source opens it (a member reaches its own over loopback).
+                openings = host_openings(cfg, hosts[dst]) if dst != "db-vip" else [
+                    o for m in cfg.postgres_hosts if m.name != src for o in host_openings(cfg, m)
+                    if o.service == "postgres"][:1]
+                expected = any(o.port == port and o.proto == "tcp" and
+                               (o.sources is None or f"{hosts[src].address}/32" in o.sources) for o in openings)
+                # Admitted flows must also reach their service: every port of this list has a listener.
+                if (result == "open") != expected:
+                    mismatches.append(f"{src}->{dst}:{port} ({service}): {result}, expected "
+                                      f"{'open' if expected else 'dropped'}")
+        return {"probes": sum(counts.values()), **counts, "mismatches": mismatches}
+
+    def failover(self, shape: Shape, dsn: str) -> dict:
+        """Power cut of the leader's host (its whole cgroup killed): seconds until a new leader, until the database
+        VIP answers on it (as Harbor's user, from a node), and until the old host rejoins as a streaming replica
+        once it is booted again. Printed, not asserted."""
+        dbs, node = shape.roles["postgres"], shape.roles["harborNodes"][0]
+        members = self.members(dbs)
+        old = next(m for m in members if m["Role"] == "Leader")
+        old_host = old["Member"]
+        survivors = [d for d in dbs if d != old_host]
+        ssh(MACHINES[node], "cat > /tmp/hostlab-vip-wait.sh", input=VIP_WAIT)
+        t_kill = time.time()
+        debhosts("kill", MACHINES[old_host])
+        waiter = subprocess.Popen(["ssh", "-F", str(ROOT / "ssh_config"), MACHINES[node], "bash",
+                                   "/tmp/hostlab-vip-wait.sh", old["Host"], shlex.quote(dsn)],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        new_leader, t_leader = None, None
+        deadline = time.monotonic() + 180
+        while new_leader is None and time.monotonic() < deadline:
+            leaders = [m["Member"] for m in self.members(survivors)
+                       if m["Role"] == "Leader" and m["State"] == "running"]
+            if leaders and leaders[0] != old_host:
+                new_leader, t_leader = leaders[0], time.time()
+            else:
+                time.sleep(0.5)
+        out, _err = waiter.communicate(timeout=240)
+        vip_at = float(out.split()[0]) if waiter.returncode == 0 and out.strip() else None
+        t_boot = time.time()
+        debhosts("up", str(max(int(m[1:]) for m in shape.machines)))
+        rejoined = self.wait_cluster(dbs, 300)
+        back = next((m for m in rejoined if m["Member"] == old_host), {})
+        result = {"old_leader": old_host, "new_leader": new_leader,
+                  "new_leader_s": round(t_leader - t_kill, 1) if t_leader else None,
+                  "vip_answers_s": round(vip_at - t_kill, 1) if vip_at else None,
+                  "vip_answered_by": out.split(None, 1)[1].strip() if vip_at else None,
+                  "rejoined_s": round(time.time() - t_boot, 1) if self.cluster_ok(rejoined, len(dbs)) else None,
+                  "old_leader_now": self.describe([back])[0] if back else None,
+                  "members_after": self.describe(rejoined)}
+        log(f"failover (power cut of {old_host}): {result}")
+        return result
+
+    def patroni_checks(self, shape: Shape, values: dict[str, Any]) -> dict:
+        """The database cluster on real hosts: members, the VIP as Harbor's user, pgBackRest, the firewall."""
+        cfg = parse_cluster_config(values)
+        dbs, node = shape.roles["postgres"], shape.roles["harborNodes"][0]
+        members = self.wait_cluster(dbs, 120)
+        strict = yaml.safe_load(ssh(MACHINES[dbs[0]], f"{PATRONICTL} show-config").stdout) or {}
+        dsn = self.harbor_dsn(cfg, node)
+        answer = self.vip_query(node, dsn, "select current_user || ' ' || current_database() || ' ' || "
+                                "pg_is_in_recovery()::text")
+        repo = MACHINES[shape.roles["backup"]]
+        t0 = time.monotonic()
+        check = ssh(repo, f"{PGBACKREST} check", check=False, timeout=300)
+        t1 = time.monotonic()
+        backup = ssh(repo, f"{PGBACKREST} --type=full backup", check=False, timeout=900)
+        t2 = time.monotonic()
+        info = ssh(repo, f"{PGBACKREST} info --output=json", check=False).stdout
+        backups = json.loads(info)[0].get("backup", []) if info.strip().startswith("[") else []
+        result = {
+            "members": self.describe(members),
+            "cluster_ok": self.cluster_ok(members, len(dbs)),
+            "synchronous_mode_strict": bool(strict.get("synchronous_mode") and strict.get("synchronous_mode_strict")),
+            "vip_answer": answer.stdout.strip() or answer.stderr.strip()[-300:],
+            "vip_ok": answer.returncode == 0 and answer.stdout.split() == [cfg.postgres.user, cfg.postgres.database,
+                                                                           "false"],
+            "pgbackrest_check_ok": check.returncode == 0, "pgbackrest_check_s": round(t1 - t0, 1),
+            "full_backup_ok": backup.returncode == 0 and any(b.get("type") == "full" for b in backups),
+            "full_backup_s": round(t2 - t1, 1),
+            "pgbackrest_errors": (check.stderr + backup.stderr)[-600:],
+            "flows": self.flows(cfg, shape),
+        }
+        log(f"patroni checks: {result}")
+        return {**result, "dsn": dsn}
+
     # ----------------------------------------------------------------------------------------------- client
     def start_client(self, machine: str, interval: float = 0.1) -> subprocess.Popen:
         """The client on a lab host: GET https://VIP/api/v2.0/health every `interval` s until stopped."""
@@ -374,6 +597,7 @@ class HostLab:
 
 def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> None:
     t0 = time.monotonic()
+    lab.replay.parallel = shape.parallel
     lab.prepare_standins(shape)
     values = lab.values(shape)
     first = lab.up(values)
@@ -404,6 +628,9 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
     log(f"{shape.name}: second apply: engine ran {len(engine_second.ran)} steps; forced re-apply of "
         f"{len(forced.ran)} roles changed {changed or 'nothing'} in {forced.seconds:.1f} s")
 
+    patroni = shape is PATRONI
+    if patroni:
+        report["patroni"] = lab.patroni_checks(shape, values)
     day2_results: dict[str, dict] = {}
     client = shape.machines[0]
     if day2 and shape.name == "dev":
@@ -421,7 +648,8 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
             "db_password_rotation", client, lab.values(shape, **current), limit=1,
             rotated=frozenset({"harbor-secrets-db-password"}))
         values = lab.values(shape, **current)
-    report.setdefault("ha", {})[f"nginx_death ({shape.name})"] = lab.nginx_death(shape, client)
+    if not patroni:
+        report.setdefault("ha", {})[f"nginx_death ({shape.name})"] = lab.nginx_death(shape, client)
 
     reboot_s = lab.reboot(shape)
     bad_after_reboot = lab.wait_active(120)
@@ -429,6 +657,15 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
     docker_order = {n: lab.docker_after_mount(n) for n in nodes}
     log(f"{shape.name}: reboot of {len(shape.machines)} hosts: back in {reboot_s:.1f} s; inactive "
         f"{bad_after_reboot or 'none'}; docker after the data mount: {docker_order}")
+    if patroni:
+        dbs, dsn = shape.roles["postgres"], report["patroni"]["dsn"]
+        members = lab.wait_cluster(dbs, 180)
+        answer = lab.vip_query(shape.roles["harborNodes"][0], dsn, "select pg_is_in_recovery()::text")
+        report["patroni"]["after_reboot"] = {"members": lab.describe(members),
+                                             "cluster_ok": lab.cluster_ok(members, len(dbs)),
+                                             "vip_ok": answer.stdout.strip() == "false"}
+        log(f"{shape.name}: after the reboot: {report['patroni']['after_reboot']}")
+        report["patroni"]["failover"] = lab.failover(shape, dsn)
 
     deleted = delete_all(lab, shape)
     for role in applied:
@@ -463,6 +700,18 @@ def delete_all(lab: HostLab, shape: Shape) -> dict[str, bool]:
     return ok
 
 
+def patroni_ok(result: Optional[dict]) -> bool:
+    """The patroni shape's checks passed (True without that shape); the failover's figures are not judged."""
+    if result is None:
+        return True
+    failover = result.get("failover", {})
+    return bool(result["cluster_ok"] and result["synchronous_mode_strict"] and result["vip_ok"]
+                and result["pgbackrest_check_ok"] and result["full_backup_ok"] and not result["flows"]["mismatches"]
+                and result.get("after_reboot", {}).get("cluster_ok") and result["after_reboot"]["vip_ok"]
+                and failover.get("new_leader") and failover.get("vip_answers_s") is not None
+                and failover.get("rejoined_s") is not None)
+
+
 def print_table(report: dict) -> None:
     print(f"{'role':<24} {'applied':>8} {'2nd apply changed':>18} {'active after reboot':>20} {'delete ok':>10}")
     for role, r in report["roles"].items():
@@ -481,16 +730,19 @@ def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: boo
                     "replay.py), not the pulumi CLI", "standins": ["Harbor installer", "NFS (bind mount)"]}
     try:
         # node3 (h4) is the added node of the day-2 scenarios; prod-like needs h1..h9.
-        lab.boot(9 if PROD in shapes else 4 if day2 else 3)
+        lab.boot(12 if PATRONI in shapes else 9 if PROD in shapes else 4 if day2 else 3)
         for shape in shapes:
             verify_shape(lab, shape, report, day2=day2)
     finally:
         report.setdefault("timings_s", {})["total"] = round(time.monotonic() - t0, 1)
         json_path.write_text(json.dumps(report, indent=2) + "\n")
         if not keep:
-            debhosts("down")
+            down()
     print_table(report)
     return report
+
+
+SHAPES = {"dev": [DEV], "prod": [PROD], "both": [DEV, PROD], "patroni": [PATRONI], "all": [DEV, PROD, PATRONI]}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -498,7 +750,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("verify", help="boot hosts, apply every role, check, day-2 scenarios, reboot, delete")
     v.add_argument("--json", type=Path, required=True)
-    v.add_argument("--shape", choices=("dev", "prod", "both"), default="both")
+    v.add_argument("--shape", choices=tuple(SHAPES), default="both")
     v.add_argument("--no-day2", action="store_true", help="skip the day-2 scenarios")
     v.add_argument("--keep", action="store_true", help="leave the hosts running")
     sub.add_parser("down", help="stop and remove the lab's hosts")
@@ -506,13 +758,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     if os.geteuid() != 0:
         parser.error("must run as root (systemd-nspawn hosts, bridge, routes)")
     if args.cmd == "down":
-        debhosts("down")
+        down()
         return 0
-    shapes = {"dev": [DEV], "prod": [PROD], "both": [DEV, PROD]}[args.shape]
+    shapes = SHAPES[args.shape]
     report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep)
     good = (all(r["applied"] and r["second_apply_changed"] == 0 and r["active_after_reboot"]
                 and r.get("delete_stops_keeps_data") for r in report["roles"].values())
-            and all(d["ok"] for d in report["day2"].values()))
+            and all(d["ok"] for d in report["day2"].values()) and patroni_ok(report.get("patroni")))
     return 0 if good else 1
 
 

@@ -9,7 +9,9 @@ of the engine's plan between the previous run and this one: `same` runs nothing,
 `replace` the create then (at the end) the old resource's delete, a resource gone from the program its delete.
 
 Differences from the engine, on purpose: steps run one after the other in registration order (a topological order
-of the dependencies), not in parallel; resources other than remote commands (random, tls, Harbor's API objects)
+of the dependencies), not in parallel, unless `Replay(parallel=True)`: then each run of consecutive steps of which
+none depends on another runs at once, as the engine would (members of a new etcd cluster each wait for a quorum, so
+one after the other the first never returns); resources other than remote commands (random, tls, Harbor's API objects)
 only exist in the mock run. pulumi-tls resources get real keys and certificates there (RealTlsMocks: hosts verify
 them: Harbor's TLS port, PostgreSQL's verify-full), kept per resource and inputs like the engine keeps them in state.
 """
@@ -24,6 +26,7 @@ import shlex
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -136,8 +139,12 @@ def _certificate(subject: x509.Name, public_key: Any, issuer: x509.Name, signing
                .not_valid_after(now + datetime.timedelta(hours=float(inputs.get("validityPeriodHours") or 24))))
     if inputs.get("isCaCertificate"):
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-    if "server_auth" in (inputs.get("allowedUses") or []):
-        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    # pulumi-tls writes the extended key usages the resource allows: pgBackRest's one identity is server and client.
+    usages = [oid for use, oid in (("server_auth", ExtendedKeyUsageOID.SERVER_AUTH),
+                                   ("client_auth", ExtendedKeyUsageOID.CLIENT_AUTH))
+              if use in (inputs.get("allowedUses") or [])]
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return builder.sign(signing_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
@@ -206,11 +213,27 @@ def _ordered(regs: list[Registered]) -> list[Registered]:
     return [r for r in regs if r.typ in (COMMAND, COPY)]
 
 
+def _needs(regs: list[Registered]) -> dict[str, set[str]]:
+    """urn -> every resource it depends on, a component dependency standing for all the component's descendants."""
+    children: dict[str, list[str]] = {}
+    for r in regs:
+        children.setdefault(r.parent, []).append(r.urn)
+
+    def expand(urn: str) -> set[str]:
+        out = {urn}
+        for child in children.get(urn, []):
+            out |= expand(child)
+        return out
+
+    return {r.urn: set().union(*(expand(d) for d in r.dependencies)) for r in regs}
+
+
 class Replay:
     """The stack's state between replayed runs: the registrations of the last successful run."""
 
-    def __init__(self, runner: SshRunner):
+    def __init__(self, runner: SshRunner, parallel: bool = False):
         self.runner = runner
+        self.parallel = parallel  #: run independent consecutive steps at once (see the module docstring)
         self.state: list[Registered] = []
 
     def program(self, values: dict[str, Any], secrets: dict[str, str], rotated: frozenset[str] = frozenset()
@@ -227,6 +250,7 @@ class Replay:
         result = UpResult()
         old = {r.urn: r for r in self.state}
         replaced: list[Registered] = []
+        todo: list[tuple[Registered, str]] = []
         for r in _ordered(regs):
             step = plan.steps[r.urn]
             result.ops[r.name] = step.op
@@ -234,9 +258,11 @@ class Replay:
                 continue
             if step.op == "replace" and r.urn in old:
                 replaced.append(old[r.urn])
-            ran = self._carry_out(r, "update" if step.op in ("same", "update") else "create")
-            result.ran.append(ran)
-            if ran.rc != 0:
+            todo.append((r, "update" if step.op in ("same", "update") else "create"))
+        for batch in self._batches(todo, regs):
+            with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+                result.ran += list(pool.map(lambda job: self._carry_out(*job), batch))
+            if not result.ok:
                 result.seconds = time.monotonic() - started
                 self._keep(regs, result)
                 return result
@@ -250,6 +276,19 @@ class Replay:
         result.seconds = time.monotonic() - started
         self._keep(regs, result)
         return result
+
+    def _batches(self, todo: list[tuple[Registered, str]], regs: list[Registered]
+                 ) -> list[list[tuple[Registered, str]]]:
+        """The steps in order, grouped into runs of which none depends on another (one step each unless parallel)."""
+        needs = _needs(regs)
+        batches: list[list[tuple[Registered, str]]] = []
+        for job in todo:
+            last = batches[-1] if batches else []
+            if self.parallel and last and not needs[job[0].urn] & {r.urn for r, _op in last}:
+                last.append(job)
+            else:
+                batches.append([job])
+        return batches
 
     def _keep(self, regs: list[Registered], result: UpResult) -> None:
         # A failed run keeps the old state for what did not run, as the engine's partial update does (roughly: the

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from tests.support import ROOT
@@ -283,3 +285,29 @@ def test_remove_manifest_keeps_the_shared_keys(tmp_path):
     run_lib(tmp_path / "node1", applied(stage_dir))
     run_lib(tmp_path / "node1", f'remove_manifest "{stage_dir}"')
     assert key.read_text() == "k1"
+
+
+def test_run_sql_hands_a_root_only_sql_file_to_psql_running_as_postgres(tmp_path):
+    # Found on real hosts (postgres.sh, then patroni.sh): `psql -f FILE` as postgres cannot open the SQL file under
+    # /etc/harbor-ha (0700 root). Stand-ins: runuser drops to nobody for real (setpriv), psql reads `-f` like psql.
+    secret_dir = tmp_path / "etc-harbor-ha"
+    secret_dir.mkdir(mode=0o700)
+    sql = secret_dir / "role.sql"
+    sql.write_text("ALTER ROLE harbor PASSWORD 'x';\n")
+    sql.chmod(0o600)
+    bin_dir = Path(tempfile.mkdtemp(prefix="run-sql-bin-"))
+    try:
+        bin_dir.chmod(0o755)
+        (bin_dir / "runuser").write_text('#!/bin/sh\n# runuser -u USER -- CMD...\nshift 3\n'
+                                         'exec setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"\n')
+        (bin_dir / "psql").write_text('#!/bin/sh -e\nwhile [ $# -gt 0 ]; do [ "$1" = -f ] && f=$2; shift; done\n'
+                                      'if [ "$f" = - ]; then cat; else cat "$f"; fi\necho "cwd $(pwd)"\n')
+        for stub in ("runuser", "psql"):
+            (bin_dir / stub).chmod(0o755)
+        result = subprocess.run(["bash", "-c", f'. "{LIB}"; cd "{tmp_path}"; run_sql "{sql}" -h /run/postgresql'],
+                                capture_output=True, text=True, timeout=30,
+                                env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    finally:
+        shutil.rmtree(bin_dir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "ALTER ROLE harbor PASSWORD 'x';\ncwd /\n"
