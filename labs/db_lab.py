@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Harbor's database under Patroni, built from the program's rendered files in network namespaces, and its drills.
 
-    sudo python3 labs/db_lab.py drills --json FILE     build, run every drill, tear down; write the figures
-    sudo python3 labs/db_lab.py down                   remove what a crashed run left (namespaces, processes)
+    sudo venv/bin/python labs/db_lab.py drills --json FILE     build, run every drill, tear down; write the figures
+    sudo venv/bin/python labs/db_lab.py down                   remove what a crashed run left (namespaces, processes)
 
 Hosts (namespaces on one bridge in 198.18.14.0/24; a blackhole route for 198.18.0.0/15 sits in the root namespace
 while the lab exists): db1..db3 run etcd, Patroni (PostgreSQL 15), vip-manager and `pgbackrest server`; backup1

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Watch the HA design work on one Linux machine: the rendered cluster in network namespaces (root required).
 
-    sudo python3 labs/ha_lab.py up [--classic]      build the lab and start every service
-    sudo python3 labs/ha_lab.py drill lb_crash      run one scenario (the lab must be up), print its figures
-    sudo python3 labs/ha_lab.py down                stop everything, delete the namespaces (also after a crash)
-    sudo python3 labs/ha_lab.py bench --json F      scenarios 1-4 with the classic recipe, then with our defaults
+    sudo venv/bin/python labs/ha_lab.py up [--classic]    build the lab and start every service
+    sudo venv/bin/python labs/ha_lab.py drill lb_crash    run one scenario (the lab must be up), print its figures
+    sudo venv/bin/python labs/ha_lab.py down              stop everything, delete the namespaces (also after a crash)
+    sudo venv/bin/python labs/ha_lab.py bench --json F    scenarios 1-4 with the classic recipe, then our defaults
 
 Hosts are network namespaces on one bridge, addressed in 198.18.0.0/15 (a blackhole route for that range sits in
 the root namespace while the lab runs, so nothing addressed to it can leave the machine). Every service runs on

@@ -2,7 +2,7 @@
 """The program under the real Pulumi engine, on this machine: the CLI and language host built from Go modules
 (labs/engine/build_toolchain.sh), a local file backend, nothing downloaded.
 
-    sudo python3 labs/engine/engine_lab.py verify --json FILE   # toolchain, then a real preview of new stacks
+    sudo venv/bin/python labs/engine/engine_lab.py verify --json FILE   # toolchain, then a real preview of new stacks
 
 What it runs depends on the resource plugins installed in .toolchain/pulumi-home: the Go module proxy refuses the
 provider modules (labs/engine/toolchain/README.md), so a plugin is there only when it was built another way. The

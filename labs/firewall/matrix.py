@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The connection matrix: the rendered host firewalls, loaded for real, let in exactly what the model says.
 
-    sudo python3 labs/firewall/matrix.py --json FILE
+    sudo venv/bin/python labs/firewall/matrix.py --json FILE
 
 For each topology (dev: LB on the Harbor nodes, standalone Redis; prod: dedicated LB pair, Redis with sentinels)
 it builds one network namespace per host plus an outside client on a bridge (addresses in 198.18.15.0/24, a

@@ -1,7 +1,7 @@
 """The roles applied to real Debian 12 hosts over SSH, then day-2 changes under a client's requests through the VIP.
 
-    sudo python3 labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|all] [--keep]
-    sudo python3 labs/hosts/host_lab.py down
+    sudo venv/bin/python labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|all] [--keep]
+    sudo venv/bin/python labs/hosts/host_lab.py down
 
 Hosts: labs/hosts/debhosts.sh (systemd-nspawn machines: systemd as PID 1, sshd with pinned host keys, apt through a
 caching proxy, Docker inside), environment HHA_ROOT, HHA_BRIDGE, HHA_NET as that script takes them.
@@ -426,8 +426,9 @@ class HostLab:
             "external_database"]["harbor"]
         ssh(MACHINES[node], "umask 077; cat > /root/.pgpass",
             input=f"{db['host']}:{db['port']}:{db['db_name']}:{db['username']}:{db['password']}\n")
+        # The cluster CA the node ships for Harbor's containers (storage_service.ca_bundle), as pgx checks it.
         return (f"host={db['host']} port={db['port']} dbname={db['db_name']} user={db['username']} "
-                f"sslmode={db['ssl_mode']} connect_timeout=2")
+                f"sslmode={db['ssl_mode']} sslrootcert={CLUSTER_CA_PATH} connect_timeout=2")
 
     def vip_query(self, node: str, dsn: str, sql: str) -> subprocess.CompletedProcess:
         return ssh(MACHINES[node], f"psql {shlex.quote(dsn)} -XAtc {shlex.quote(sql)}", check=False, timeout=30)
@@ -474,7 +475,9 @@ class HostLab:
         t_kill = time.time()
         debhosts("kill", MACHINES[old_host])
         waiter = subprocess.Popen(["ssh", "-F", str(ROOT / "ssh_config"), MACHINES[node], "bash",
-                                   "/tmp/hostlab-vip-wait.sh", old["Host"], shlex.quote(dsn)],
+                                   # The host's own address: patronictl's Host column is the VIP for every
+                                   # member (postgresql.connect_address, components/patroni).
+                                   "/tmp/hostlab-vip-wait.sh", address(MACHINES[old_host]), shlex.quote(dsn)],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         new_leader, t_leader = None, None
         deadline = time.monotonic() + 180
