@@ -36,7 +36,8 @@ def server_tls_settings(cert: str, key: str) -> dict[str, str]:
 def server_tls_names(cfg: ClusterConfig) -> tuple[list[str], list[str]]:
     """(DNS names, IP addresses) of the database certificate (pure). Harbor checks `cfg.db_endpoint` with
     verify-full: the single server's address, or in patroni mode the database VIP, which every member may come to
-    hold. Patroni's replicas and pg_rewind check the member they connect to (its address) the same way."""
+    hold. Patroni's replicas and pg_rewind connect to the VIP too (every member's connect_address) and check it the
+    same way; the members' own names and addresses are there for a connection to one member (psql, pgBackRest)."""
     if cfg.patroni:
         return ([h.name for h in cfg.postgres_hosts],
                 [*(h.address for h in cfg.postgres_hosts), cfg.patroni.vip])
