@@ -17,7 +17,7 @@
 #
 # Connect with: ssh -F $HHA_ROOT/ssh_config h1   (or -i $HHA_ROOT/id_ed25519 root@198.19.213.11; host keys are
 # in $HHA_ROOT/known_hosts). Environment: HHA_ROOT (/var/lib/harbor-ha-hosts), HHA_BRIDGE (hha-br0), HHA_NET
-# (198.19.213, a /24, inside 198.18.0.0/15), HHA_PRIVILEGED (1: all capabilities and the keyring/bpf syscalls, which Docker inside a host
+# (198.19.213, a /24, inside 198.18.0.0/15), HHA_BASE ($HHA_ROOT/base: the base rootfs, shareable between labs), HHA_PRIVILEGED (1: all capabilities and the keyring/bpf syscalls, which Docker inside a host
 # needs; 0: nspawn's default, safer set), HHA_BOOT_TIMEOUT (180 s), HHA_BIND (harbor-ha's copy only: "SRC:DST" bind-mounts
 # the machine's folder SRC at DST in every host; the host lab's stand-in for the NFS-shared data volume).
 # This machine has no systemd as PID 1: nspawn runs with --register=no (no machined, so `machinectl` cannot list
@@ -27,7 +27,7 @@
 set -euo pipefail
 
 ROOT=${HHA_ROOT:-/var/lib/harbor-ha-hosts}
-BASE=$ROOT/base
+BASE=${HHA_BASE:-$ROOT/base}  # HHA_BASE: a base rootfs shared by several labs (built once)
 HOSTS_DIR=$ROOT/hosts
 RUN=$ROOT/run
 KEY=$ROOT/id_ed25519
@@ -42,9 +42,10 @@ PRIVILEGED=${HHA_PRIVILEGED:-1}
 BOOT_TIMEOUT=${HHA_BOOT_TIMEOUT:-180}
 BIND=${HHA_BIND:-}
 SUITE=bookworm
-MACHINE_PREFIX=hha-             # nspawn machine hha-h1, host-side veth vb-hha-h1
-CG_SUB=harbor-ha-hosts          # our cgroup subtree, in the cgroup2 and the name=systemd hierarchies
-GUARD=HHA-GUARD                 # our iptables chain (INPUT from the bridge)
+# Names derived from the bridge, so that labs on different bridges (HHA_BRIDGE, HHA_NET, HHA_ROOT) run side by side.
+MACHINE_PREFIX=$BRIDGE-         # nspawn machine hha-br0-h1, host-side veth vb-hha-br0-h1
+CG_SUB=harbor-ha-$BRIDGE        # our cgroup subtree, in the cgroup2 and the name=systemd hierarchies
+GUARD=HHA-$BRIDGE               # our iptables chain (INPUT from the bridge)
 BASE_PKGS=systemd,systemd-sysv,dbus,libpam-systemd,openssh-server,iproute2,iputils-ping,procps,less,netbase,ca-certificates,curl,python3,sudo,kmod
 
 log() { echo "debhosts: $*" >&2; }
@@ -74,8 +75,11 @@ mirror_urls() {
 }
 MIRROR=$(mirror_urls | grep -E '/debian$' | head -1 || true)
 SECURITY=$(mirror_urls | grep -E '/debian-security$' | head -1 || true)
-[ -n "$MIRROR" ] || MIRROR=http://deb.debian.org/debian
-[ -n "$SECURITY" ] || SECURITY=${MIRROR%/debian}/debian-security
+# No fallback host: the base and the hosts' apt use the machine's own configuration, or nothing (down/status need none).
+need_mirror() {
+  [ -n "$MIRROR" ] || die "no Debian mirror in apt's sources (/etc/apt/sources.list, /etc/apt/sources.list.d/*): configure apt first"
+}
+[ -n "$SECURITY" ] || [ -z "$MIRROR" ] || SECURITY=${MIRROR%/debian}/debian-security
 host_of() { local u=${1#*://}; echo "${u%%/*}"; }
 
 need_tools() {
@@ -125,7 +129,8 @@ EOF
 }
 
 cmd_base() {
-  if [ -f "$ROOT/base.ok" ] && [ -d "$BASE" ]; then log "base rootfs cached at $BASE"; return 0; fi
+  if [ -f "$BASE.ok" ] && [ -d "$BASE" ]; then log "base rootfs cached at $BASE"; return 0; fi
+  need_mirror
   need_tools
   ensure_key
   rm -rf "$BASE.tmp" "$BASE"
@@ -135,7 +140,7 @@ cmd_base() {
     > "$ROOT/debootstrap.log" 2>&1 || { tail -20 "$ROOT/debootstrap.log" >&2; die "debootstrap failed (log: $ROOT/debootstrap.log)"; }
   configure_base "$BASE.tmp"
   mv "$BASE.tmp" "$BASE"
-  touch "$ROOT/base.ok"
+  touch "$BASE.ok"
   log "base rootfs built in $(since "$t0")s ($(du -sh "$BASE" | cut -f1))"
 }
 
@@ -290,6 +295,7 @@ ensure_proxy() {
   local pid
   pid=$(cat "$RUN/aptproxy.pid" 2>/dev/null || true)
   if pid_alive_as "$pid" "$ROOT/aptproxy.py"; then return 0; fi
+  need_mirror
   write_proxy
   mkdir -p "$CACHE"
   (cd / && exec setsid /usr/bin/python3 "$ROOT/aptproxy.py" "$GW" "$PROXY_PORT" "$CACHE" \
@@ -483,7 +489,7 @@ cmd_status() {
 
 cmd_purge() {
   cmd_down
-  rm -rf "$BASE" "$BASE.tmp" "$ROOT/base.ok" "$CACHE" "$KEY" "$KEY.pub" "$ROOT/debootstrap.log" "$ROOT/.lock"
+  rm -rf "$BASE" "$BASE.tmp" "$BASE.ok" "$CACHE" "$KEY" "$KEY.pub" "$ROOT/debootstrap.log" "$ROOT/.lock"
   rmdir "$ROOT" 2>/dev/null || true
 }
 
