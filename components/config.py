@@ -39,6 +39,8 @@ KNOWN_KEYS = (
 )
 SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword", "backupS3AccessKey",
                "backupS3SecretKey")
+# Sections parsed by harbor_provider/stack_config.py, whose secret settings are set with `--secret --path`.
+PASSTHROUGH_KEYS = ("harborApi", "migration")
 
 HARBOR_DEFAULT_VERSION = "2.15.2"
 # Harbor components that pool PostgreSQL connections on each node (core, jobservice, exporter), and the
@@ -515,16 +517,44 @@ def _check_vip_placement(r: _Reader, what: str, vip: str, hosts: Sequence[Host],
             break
 
 
+def _secure_paths(value: Any, where: str) -> list[str]:
+    """The key paths of the `{secure: ...}` values (a secret, as the stack file holds it) in `value`."""
+    if isinstance(value, Mapping):
+        if set(value) == {"secure"}:
+            return [where]
+        return [p for k, v in value.items() for p in _secure_paths(v, f"{where}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _secure_paths(v, f"{where}[{i}]")]
+    return []
+
+
+def _without_secure(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return None if set(value) == {"secure"} else {k: _without_secure(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_secure(v) for v in value]
+    return value
+
+
 def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence[str] = (),
-                         check_files: bool = False) -> ClusterConfig:
+                         secret_sections: Sequence[str] = (), check_files: bool = False) -> ClusterConfig:
     """Parse and validate the `harbor-ha:*` config values of a stack.
 
     `values` maps a key without namespace (`hosts`, `vip`, ...) to its plain value (secret keys excluded);
     `secrets_present` names the secret keys that are set (their values never reach this function);
+    `secret_sections`: other keys the engine marked secret (one of their values set with `--secret --path`);
     `check_files`: local files the program uploads must exist (off for scripts/render.py, which uploads nothing).
     Raises ConfigError naming every offending key.
     """
-    problems: list[str] = []
+    # No cluster setting outside SECRET_KEYS is a secret: such a value would reach hosts' files and the state in
+    # clear. Each is named (the stack file's `{secure: ...}`, or under the engine the key marked secret) and read as
+    # absent, so that it is not reported twice.
+    stray = [path for key, value in values.items() if key not in PASSTHROUGH_KEYS
+             for path in _secure_paths(value, f"{NAMESPACE}:{key}")]
+    stray += [f"{NAMESPACE}:{key}" for key in secret_sections if key not in PASSTHROUGH_KEYS]
+    values = {k: v if k in PASSTHROUGH_KEYS else _without_secure(v) for k, v in values.items()}
+    problems: list[str] = [f"{path}: set with --secret, but this setting is not a secret (the program keeps it in "
+                           "clear): set it without --secret" for path in stray]
     for unknown in sorted(set(values) - set(KNOWN_KEYS)):
         problems.append(f"{NAMESPACE}:{unknown}: unknown key{did_you_mean(unknown, KNOWN_KEYS)} "
                         f"(known: {', '.join(KNOWN_KEYS)})")
@@ -880,7 +910,8 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
                         "its containers accept")
 
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems[:len(stray)] + [p for p in problems[len(stray):]
+                                                   if p.partition(": ")[0] not in stray])
     return ClusterConfig(
         hosts=tuple(hosts),
         prefix_length=prefix_length,
@@ -907,7 +938,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         patroni=patroni,
         backup=backup,
         sandbox=sandbox,
-        passthrough={k: values[k] for k in ("harborApi", "migration") if k in values},
+        passthrough={k: values[k] for k in PASSTHROUGH_KEYS if k in values},
     )
 
 
@@ -1183,6 +1214,7 @@ def from_pulumi_config() -> ClusterConfig:
                if k.startswith(f"{NAMESPACE}:")}
     values: dict[str, Any] = {}
     secrets_present = []
+    secret_sections = []
     for key in sorted(present):
         if key in SECRET_KEYS:
             if pulumi.runtime.is_config_secret(f"{NAMESPACE}:{key}"):
@@ -1190,9 +1222,17 @@ def from_pulumi_config() -> ClusterConfig:
             else:
                 values[key] = "<plain>"  # reported by parse_cluster_config: must be set with --secret
         elif pulumi.runtime.is_config_secret(f"{NAMESPACE}:{key}"):
-            # harborApi/migration hold nested secrets (`config set --secret --path`): the Harbor resources mark
-            # those fields secret again in their inputs; get_object would only warn about reading a secret.
-            values[key] = json.loads(runtime_config.get_config(f"{NAMESPACE}:{key}"))
+            # A key holding a value set with `config set --secret --path`: the CLI passes the whole key decrypted
+            # (as JSON) and marks it secret (Map.Decrypt, Map.SecureKeys in the Go SDK's resource/config). In
+            # harborApi/migration the Harbor resources mark those fields secret again in their inputs;
+            # parse_cluster_config refuses one anywhere else.
+            text = runtime_config.get_config(f"{NAMESPACE}:{key}")
+            try:
+                values[key] = json.loads(text)
+            except ValueError:  # a whole key set with --secret as a plain string
+                values[key] = text
+            secret_sections.append(key)
         else:
             values[key] = cfg.get_object(key)
-    return parse_cluster_config(values, secrets_present=secrets_present, check_files=True)
+    return parse_cluster_config(values, secrets_present=secrets_present, secret_sections=secret_sections,
+                                check_files=True)

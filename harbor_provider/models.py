@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .typed import is_unknown
+from .typed import SECRET, ConfigSecret, is_unknown
 
 # Every adapter type registered by Harbor 2.15 (src/pkg/reg/adapter/*, GET /replication/adapters).
 REGISTRY_TYPES = (
@@ -108,7 +108,7 @@ class RegistryArgs:
     """Registry URL; Harbor strips a trailing slash and assumes `http://` when no scheme is given."""
     access_key: Optional[str] = None
     """User name / access key ID of the credential (None: anonymous)."""
-    access_secret: Optional[str] = None
+    access_secret: Optional[str] = field(default=None, metadata=SECRET)
     """Password / secret access key (a secret); Harbor never returns it, rotation is detected by a salted hash."""
     insecure: bool = False
     """Skip TLS verification of the remote registry."""
@@ -292,7 +292,7 @@ class RobotAccountArgs:
     """Lifetime in days; -1 never expires."""
     disabled: bool = False
     """A disabled robot cannot log in."""
-    secret: Optional[str] = None
+    secret: Optional[str] = field(default=None, metadata=SECRET)
     """Set the robot's secret (a secret; 8-128 chars with upper, lower case and a digit); None: Harbor generates
     one. Changing it rotates the secret."""
     adopt: bool = False
@@ -601,6 +601,8 @@ _ILLEGAL_NAME_CHARS = ',"~#%$'
 
 def password_problem(secret: str) -> Optional[str]:
     """handler/user.go requireValidSecret (also the robot secret rule, pkg/robot IsValidSec)."""
+    if isinstance(secret, ConfigSecret):
+        return None  # read offline, still encrypted: checked under the engine, where it arrives decrypted
     if 8 <= len(secret) <= 128 and all(re.search(p, secret) for p in ("[a-z]", "[A-Z]", "[0-9]")):
         return None
     return "Harbor wants 8-128 characters with a lower case letter, an upper case letter and a digit"
@@ -614,7 +616,7 @@ class LocalUserArgs:
     """Login name (1-255 characters, none of , " ~ # % $); cannot change in place."""
     email: str
     """E-mail address (Harbor requires one)."""
-    password: str
+    password: str = field(metadata=SECRET)
     """Password (a secret; 8-128 characters with upper and lower case and a digit). Changing it sets it."""
     realname: str = ""
     """Full name (empty: the username)."""
@@ -689,7 +691,7 @@ class ConfigurationArgs:
 
     settings: dict[str, Any] = field(default_factory=dict)
     """Managed keys with their values, by Harbor's names (`auth_mode`, `oidc_endpoint`, `read_only`, ...)."""
-    secrets: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict, metadata=SECRET)
     """Managed secret keys (ldap_search_password, oidc_client_secret, uaa_client_secret): Harbor never shows them;
     the state keeps their salted hashes."""
 
@@ -770,7 +772,7 @@ class WebhookSettings:
     """http or slack."""
     payload_format: Optional[str] = None
     """Default or CloudEvents (http only; Harbor's default: Default)."""
-    auth_header: Optional[str] = None
+    auth_header: Optional[str] = field(default=None, metadata=SECRET)
     """Value of the Authorization header Harbor sends (a secret; kept as a hash in the state)."""
     skip_cert_verify: bool = False
     """Do not verify the endpoint's TLS certificate."""

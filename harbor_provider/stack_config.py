@@ -44,7 +44,7 @@ from .configuration import Configuration
 from .labels import Label
 from .retention import ImmutableTagRule, RetentionPolicy
 from .schedules import AuditLogPurgeSchedule, GcSchedule, ScanAllSchedule
-from .typed import ConfigError, camel, parse_into
+from .typed import SECRET, ConfigError, camel, offline_secrets, parse_into
 from .webhooks import Webhook
 
 
@@ -201,7 +201,7 @@ class HarborSection:
     """An existing Harbor to configure instead of the cluster's (with harborUsername/harborPassword)."""
     harbor_username: Optional[str] = None
     """User for harborUrl (default admin)."""
-    harbor_password: Optional[str] = None
+    harbor_password: Optional[str] = field(default=None, metadata=SECRET)
     """Password for harborUrl (`pulumi config set --secret`)."""
     harbor_ca_certificate: Optional[str] = None
     """PEM of the CA of harborUrl's certificate, when it is not publicly trusted."""
@@ -267,7 +267,7 @@ class MigrationSection:
     """Adapter type of the source (docker-registry for a registry:2)."""
     username: Optional[str] = None
     """Source registry user (None: anonymous)."""
-    password: Optional[str] = None
+    password: Optional[str] = field(default=None, metadata=SECRET)
     """Source registry password (`pulumi config set --secret`)."""
     insecure: bool = False
     """Skip TLS verification of the source."""
@@ -339,7 +339,7 @@ def _unique(items: Sequence[Any], where: str, problems: list[str], name_key: str
 def parse_harbor_section(raw: Optional[dict], key: str = "harbor-ha:harborApi") -> HarborSection:
     """Parse and validate the section (None or empty: nothing to declare). Raises ConfigError."""
     problems: list[str] = []
-    section = parse_into(HarborSection, raw or {}, key, True, problems) or HarborSection()
+    section = parse_into(HarborSection, offline_secrets(raw or {}, key), key, True, problems) or HarborSection()
     if problems:
         raise ConfigError(problems)
     validate_section(section, key, problems)
@@ -396,7 +396,7 @@ def parse_migration_section(raw: Optional[dict], key: str = "harbor-ha:migration
     if not raw:
         return None
     problems: list[str] = []
-    migration = parse_into(MigrationSection, raw, key, True, problems)
+    migration = parse_into(MigrationSection, offline_secrets(raw, key), key, True, problems)
     if problems:
         raise ConfigError(problems)
     section = migration.to_section()

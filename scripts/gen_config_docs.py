@@ -243,6 +243,33 @@ def dataclass_table(cls: type) -> list[str]:
     return rows
 
 
+def secret_settings(cls: type, where: str) -> list[str]:
+    """The settings of a harbor_provider section dataclass declared to take a secret (`metadata=SECRET`), as key
+    paths (`harborApi.users[].password`)."""
+    import types
+    import typing
+
+    from harbor_provider.typed import camel
+
+    found = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        key = f"{where}.{camel(f.name)}"
+        if f.metadata.get("secret"):
+            found.append(key)
+            continue
+        tp = hints[f.name]
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        if typing.get_origin(tp) is list:
+            tp, key = typing.get_args(tp)[0], key + "[]"
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            found += secret_settings(tp, key)
+    return found
+
+
 def generate() -> str:
     from components.config import NAMESPACE, SECRET_KEYS
     from components.host.files import SECRET_VALUES
@@ -272,6 +299,11 @@ def generate() -> str:
                    "backupS3AccessKey": SECRET_VALUES["backup_s3_access_key"],
                    "backupS3SecretKey": SECRET_VALUES["backup_s3_secret_key"]}
     lines += [f"| `{NAMESPACE}:{key}` | {_cell(secret_docs[key])} |" for key in SECRET_KEYS]
+    nested = secret_settings(HarborSection, "harborApi") + secret_settings(MigrationSection, "migration")
+    lines += ["", "Inside `harborApi` and `migration`, with `pulumi config set --secret --path 'migration.password'` "
+              "(the stack file holds them as `{secure: ...}`; `render.py` shows them as `<secret:KEY>`): "
+              + ", ".join(f"`{key}`" for key in nested) + ". A secret in any other setting is refused: the program "
+              "would keep it in clear."]
     lines += ["", "## The cluster", ""]
     lines += cluster_tables()
     lines += ["## `harbor-ha:harborApi`: Harbor's own objects", "",

@@ -25,6 +25,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.rpc import _special_secret_sig as rpc_secret_sig
 from pulumi.runtime.rpc import _special_sig_key as rpc_sig_key
+from pulumi.runtime.settings import get_root_resource
 
 from components.config import NAMESPACE, load_stack_file
 from labs.engine import engine_plan
@@ -52,6 +53,7 @@ class Registered:
     aliases: list[str] = field(default_factory=list)  #: alias URNs, from the registered alias specs
     secret_inputs: frozenset[str] = frozenset()  #: top-level inputs the engine received as secrets
     sent: dict[str, Any] = field(default_factory=dict)  #: the inputs sent; unknowns as engine_plan.UNKNOWN
+    clear: dict[str, Any] = field(default_factory=dict)  #: the inputs sent, each secret (at any depth) as REDACTED
 
     def as_planned(self) -> engine_plan.Res:
         """This registration as the engine-plan model takes it."""
@@ -71,6 +73,20 @@ def staged_files(r: Registered) -> dict[str, str]:
 
 def _secret_keys(value: dict) -> frozenset[str]:
     return frozenset(k for k, v in value.items() if isinstance(v, dict) and v.get(rpc_sig_key) == rpc_secret_sig)
+
+
+REDACTED = "<redacted secret>"
+
+
+def redact_secrets(value: Any) -> Any:
+    """Values as the engine keeps them in clear: every secret (at any depth) replaced by REDACTED."""
+    if isinstance(value, dict):
+        if value.get(rpc_sig_key) == rpc_secret_sig:
+            return REDACTED
+        return {k: redact_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_secrets(v) for v in value]
+    return unwrap_secrets(value)
 
 
 def unwrap_secrets(value: Any) -> Any:
@@ -182,7 +198,7 @@ class RecordingMonitor(MockMonitor):
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 ignore_changes=list(request.ignoreChanges),
                 aliases=[self._alias_urn(request, a) for a in request.aliases],
-                secret_inputs=_secret_keys(sent), sent=unwrap_secrets(sent))
+                secret_inputs=_secret_keys(sent), sent=unwrap_secrets(sent), clear=redact_secrets(sent))
         return response
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
@@ -213,6 +229,7 @@ class Program:
     namespace: dict[str, Any]
     monitor: RecordingMonitor
     resources: list[pulumi.Resource] = field(default_factory=list)
+    exports: dict[str, Any] = field(default_factory=dict)  #: what the program passed to pulumi.export, by name
 
     def all_registered(self) -> pulumi.Output[list[Registered]]:
         """Resolves once every resource of the run is registered, with what the engine saw."""
@@ -230,19 +247,21 @@ def patroni_values() -> dict[str, Any]:
     return load_stack_file(str(ROOT / "docs" / "examples" / "patroni.yaml"))[0]
 
 
-def run_program(values: dict[str, Any], secrets: dict[str, str] | None = None, *,
+def run_program(values: dict[str, Any], secrets: dict[str, Any] | None = None, *,
                 rotated: frozenset[str] = frozenset(), preview: bool = False) -> Program:
-    """Run __main__.py with these plain `harbor-ha:*` values and secret config values (with an sshPrivateKey,
-    except for a sandbox stack: it generates its key); `rotated` generated secrets get new values, `preview` runs it
-    as `pulumi preview` of a new stack sees it (computed outputs unknown)."""
+    """Run __main__.py with these plain `harbor-ha:*` values and secret config values (with an sshPrivateKey, except
+    for a sandbox stack: it generates its key; a key holding a value set with `--secret --path` is given whole,
+    decrypted); `rotated` generated secrets get new values, `preview` runs it as `pulumi preview` of a new stack sees
+    it (computed outputs unknown)."""
     given_key = {} if "sandbox" in values else {"sshPrivateKey": fake_secret("ssh", "key")}
     secrets = {**given_key, **(secrets or {})}
     global last_program
     mocks = RecordingMocks(rotated, preview)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="harbor-ha", stack="test", preview=preview, monitor=monitor)
-    config = {f"{NAMESPACE}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
-    config.update({f"{NAMESPACE}:{k}": v for k, v in secrets.items()})
+    # As the CLI passes config to the program: a structured value as JSON text, also one holding a secret (decrypted,
+    # its key marked secret: Map.Decrypt and Map.SecureKeys of the Go SDK's resource/config).
+    config = {f"{NAMESPACE}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in {**values, **secrets}.items()}
     pulumi.runtime.set_all_config(config, secret_keys=[f"{NAMESPACE}:{k}" for k in secrets])
 
     program = last_program = Program(namespace={}, monitor=monitor)
@@ -253,7 +272,12 @@ def run_program(values: dict[str, Any], secrets: dict[str, str] | None = None, *
         return None
 
     pulumi.runtime.register_stack_transformation(record)
+    # The mocks' root stack registers its outputs before the program runs and lives on across runs: this run's
+    # exports are read off it here.
+    root = get_root_resource()
+    root.outputs = {}
     program.namespace = runpy.run_path(str(ROOT / "__main__.py"), run_name="__pulumi_test__")
+    program.exports = dict(root.outputs)
     return program
 
 
