@@ -44,6 +44,7 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTREAM = Path(os.environ.get("HHA_UPSTREAM", REPO.parent / "shared" / "upstream"))
@@ -54,10 +55,11 @@ SWAGGER_VERSION = "v0.33.1"  #: Harbor's Makefile SWAGGER_VERSION
 SUITE = "bookworm"
 # Debian names of what Harbor's Dockerfile.base files install on photon (tzdata, shadow, nginx, cronie, rsyslog,
 # logrotate, sudo, python3 with PyYAML/jinja2 and the prepare Pipfile's click/packaging, htpasswd), plus curl for the
-# health checks, net-tools for the log image's netstat check and ca-certificates for the CA bundle.
+# health checks, net-tools for the log image's netstat check, ca-certificates for the CA bundle and distutils
+# (prepare's utils/configs.py imports it; Debian ships it apart from python3.11).
 BASE_PACKAGES = ("ca-certificates", "curl", "tzdata", "procps", "net-tools", "nginx", "rsyslog", "logrotate", "cron",
-                 "sudo", "gzip", "python3", "python3-jinja2", "python3-yaml", "python3-click", "python3-packaging",
-                 "openssl", "apache2-utils")
+                 "sudo", "gzip", "python3", "python3-distutils", "python3-jinja2", "python3-yaml", "python3-click",
+                 "python3-packaging", "openssl", "apache2-utils")
 HARBOR_UID = 10000
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CA_BUNDLE = "etc/pki/tls/certs/ca-bundle.crt"
@@ -385,72 +387,59 @@ def harbor_images(src: Source, binaries: Path, registry: Path, base: Path) -> li
                 f"TRIVY_VERSION: none\nTRIVY_ADAPTER_VERSION: none\n").encode()  # the Makefile's versions_prepare
     images = []
 
-    def harbor_layer(home: str = "/home/harbor") -> Layer:
+    def harbor_image(repo: str, files: dict[str, Path], dirs: tuple[str, ...], **cfg: Any) -> Image:
+        """A Harbor service image: user harbor (10000) owns its files (`chown -R harbor:harbor` in the Dockerfiles),
+        every file executable as the Dockerfiles' `chmod u+x` make them."""
         layer = Layer()
         photon_conventions(layer, base)
-        account_files(layer, base, "harbor", home)
-        return layer
+        account_files(layer, base, "harbor", "/home/harbor")
+        for d in dirs:
+            layer.dir(d, owner=HARBOR_UID)
+        for target, source in files.items():
+            layer.copy(target, source, 0o755, HARBOR_UID)
+        for target, tree in cfg.pop("trees", {}).items():
+            layer.tree(target, tree, HARBOR_UID)
+        for target, data in cfg.pop("data", {}).items():
+            layer.file(target, data, 0o644, HARBOR_UID)
+        return Image(repo, layer.bytes(), config(user="harbor", **cfg))
 
-    # core (make/photon/core/Dockerfile)
-    layer = harbor_layer()
-    layer.dir("harbor", owner=HARBOR_UID)
-    layer.copy("harbor/install_cert.sh", common_cert, 0o755, HARBOR_UID)
-    layer.copy("harbor/entrypoint.sh", photon / "core" / "entrypoint.sh", 0o755, HARBOR_UID)
-    layer.copy("harbor/harbor_core", binaries / "harbor_core", 0o755, HARBOR_UID)
-    layer.tree("harbor/views", src.tree / "src" / "core" / "views", HARBOR_UID)
-    layer.tree("harbor/migrations", src.tree / "make" / "migrations", HARBOR_UID)
-    layer.file("harbor/versions", versions, 0o644, HARBOR_UID)
-    images.append(Image("goharbor/harbor-core", layer.bytes(), config(
-        entrypoint=["/harbor/entrypoint.sh"], user="harbor", workdir="/harbor/",
+    registry_files = {"usr/bin/registry_DO_NOT_USE_GC": registry}
+    images.append(harbor_image(
+        "goharbor/harbor-core", {"harbor/install_cert.sh": common_cert,
+                                 "harbor/entrypoint.sh": photon / "core" / "entrypoint.sh",
+                                 "harbor/harbor_core": binaries / "harbor_core"}, ("harbor",),
+        trees={"harbor/views": src.tree / "src" / "core" / "views",
+               "harbor/migrations": src.tree / "make" / "migrations"},
+        data={"harbor/versions": versions}, entrypoint=["/harbor/entrypoint.sh"], workdir="/harbor/",
         health="curl --fail -s http://localhost:8080/api/v2.0/ping || "
-               "curl -k --fail -s https://localhost:8443/api/v2.0/ping || exit 1")))
-
-    # jobservice
-    layer = harbor_layer()
-    layer.dir("harbor", owner=HARBOR_UID)
-    layer.copy("harbor/install_cert.sh", common_cert, 0o755, HARBOR_UID)
-    layer.copy("harbor/entrypoint.sh", photon / "jobservice" / "entrypoint.sh", 0o755, HARBOR_UID)
-    layer.copy("harbor/harbor_jobservice", binaries / "harbor_jobservice", 0o755, HARBOR_UID)
-    layer.dir("var/log/jobs", owner=HARBOR_UID)
-    images.append(Image("goharbor/harbor-jobservice", layer.bytes(), config(
-        entrypoint=["/harbor/entrypoint.sh"], user="harbor", workdir="/harbor/", volumes=("/var/log/jobs/",),
+               "curl -k --fail -s https://localhost:8443/api/v2.0/ping || exit 1"))
+    images.append(harbor_image(
+        "goharbor/harbor-jobservice", {"harbor/install_cert.sh": common_cert,
+                                       "harbor/entrypoint.sh": photon / "jobservice" / "entrypoint.sh",
+                                       "harbor/harbor_jobservice": binaries / "harbor_jobservice"},
+        ("harbor", "var/log/jobs"), entrypoint=["/harbor/entrypoint.sh"], workdir="/harbor/",
+        volumes=("/var/log/jobs/",),
         health="curl --fail -s http://localhost:8080/api/v1/stats || curl -sk --fail --key "
                "/etc/harbor/ssl/job_service.key --cert /etc/harbor/ssl/job_service.crt "
-               "https://localhost:8443/api/v1/stats || exit 1")))
-
-    # registryctl
-    layer = harbor_layer()
-    layer.dir("etc/registry")
-    layer.copy("home/harbor/install_cert.sh", common_cert, 0o755, HARBOR_UID)
-    layer.copy("usr/bin/registry_DO_NOT_USE_GC", registry, 0o755, HARBOR_UID)
-    layer.copy("home/harbor/start.sh", photon / "registryctl" / "start.sh", 0o755, HARBOR_UID)
-    layer.copy("home/harbor/harbor_registryctl", binaries / "harbor_registryctl", 0o755, HARBOR_UID)
-    layer.dir("var/lib/registry", owner=HARBOR_UID)
-    images.append(Image("goharbor/harbor-registryctl", layer.bytes(), config(
-        entrypoint=["/home/harbor/start.sh"], user="harbor", volumes=("/var/lib/registry",),
+               "https://localhost:8443/api/v1/stats || exit 1"))
+    images.append(harbor_image(
+        "goharbor/harbor-registryctl", {"home/harbor/install_cert.sh": common_cert, **registry_files,
+                                        "home/harbor/start.sh": photon / "registryctl" / "start.sh",
+                                        "home/harbor/harbor_registryctl": binaries / "harbor_registryctl"},
+        ("etc/registry", "var/lib/registry"), entrypoint=["/home/harbor/start.sh"], volumes=("/var/lib/registry",),
         health="curl --fail -s http://localhost:8080/api/health || curl -sk --fail --key "
                "/etc/harbor/ssl/registryctl.key --cert /etc/harbor/ssl/registryctl.crt "
-               "https://localhost:8443/api/health || exit 1")))
-
-    # registry
-    layer = harbor_layer()
-    layer.dir("etc/registry")
-    layer.copy("home/harbor/install_cert.sh", common_cert, 0o755, HARBOR_UID)
-    layer.copy("home/harbor/entrypoint.sh", photon / "registry" / "entrypoint.sh", 0o755, HARBOR_UID)
-    layer.copy("usr/bin/registry_DO_NOT_USE_GC", registry, 0o755, HARBOR_UID)
-    layer.dir("storage", owner=HARBOR_UID)
-    images.append(Image("goharbor/registry-photon", layer.bytes(), config(
-        entrypoint=["/home/harbor/entrypoint.sh"], user="harbor", volumes=("/storage",),
-        health="curl --fail -s http://localhost:5000 || curl -k --fail -s https://localhost:5443 || exit 1")))
-
-    # exporter (make/photon/exporter/Dockerfile)
-    layer = harbor_layer()
-    layer.dir("harbor", owner=HARBOR_UID)
-    layer.copy("harbor/harbor_exporter", binaries / "harbor_exporter", 0o755, HARBOR_UID)
-    layer.copy("harbor/entrypoint.sh", photon / "exporter" / "entrypoint.sh", 0o755, HARBOR_UID)
-    layer.copy("harbor/install_cert.sh", common_cert, 0o755, HARBOR_UID)
-    images.append(Image("goharbor/harbor-exporter", layer.bytes(), config(
-        entrypoint=["/harbor/entrypoint.sh"], user="harbor", workdir="/harbor")))
+               "https://localhost:8443/api/health || exit 1"))
+    images.append(harbor_image(
+        "goharbor/registry-photon", {"home/harbor/install_cert.sh": common_cert, **registry_files,
+                                     "home/harbor/entrypoint.sh": photon / "registry" / "entrypoint.sh"},
+        ("etc/registry", "storage"), entrypoint=["/home/harbor/entrypoint.sh"], volumes=("/storage",),
+        health="curl --fail -s http://localhost:5000 || curl -k --fail -s https://localhost:5443 || exit 1"))
+    images.append(harbor_image(
+        "goharbor/harbor-exporter", {"harbor/harbor_exporter": binaries / "harbor_exporter",
+                                     "harbor/entrypoint.sh": photon / "exporter" / "entrypoint.sh",
+                                     "harbor/install_cert.sh": common_cert}, ("harbor",),
+        entrypoint=["/harbor/entrypoint.sh"], workdir="/harbor"))
 
     # nginx and the portal placeholder (make/photon/{nginx,portal}/Dockerfile.base): nginx as user nginx, 10000.
     def nginx_layer() -> Layer:
