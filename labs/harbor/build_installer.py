@@ -285,7 +285,13 @@ class Layer:
         self.tar = tarfile.open(fileobj=self.buf, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115 (bytes())
         self.dirs: set[str] = set()
 
+    # Debian 12 has merged /usr: these are symlinks into usr/ in the base, and an entry below them here would
+    # replace the link with a directory holding only that entry.
+    MERGED_USR = ("bin", "sbin", "lib", "lib64")
+
     def _info(self, name: str, mode: int, owner: int) -> tarfile.TarInfo:
+        if name.strip("/").split("/")[0] in self.MERGED_USR:
+            raise ValueError(f"{name}: below a merged-/usr link of the base; write usr/{name.strip('/')}")
         info = tarfile.TarInfo(name.strip("/"))
         info.mode, info.mtime, info.uid, info.gid = mode, 0, owner, owner
         return info
@@ -357,7 +363,7 @@ def account_files(layer: Layer, base: Path, user: str, home: str, replace: str |
 
 def photon_conventions(layer: Layer, base: Path) -> None:
     """What Harbor's unmodified scripts expect of their photon base (see the module docstring)."""
-    layer.symlink("bin/sh", "bash")
+    layer.symlink("usr/bin/sh", "bash")
     layer.file("etc/lsb-release", b'DISTRIB_ID="Debian"\nDISTRIB_RELEASE="12"\n'
                b'DISTRIB_DESCRIPTION="Debian GNU/Linux 12 in the Photon layout (harbor-ha build_installer)"\n')
     layer.file(CA_BUNDLE, base_file(base, "etc/ssl/certs/ca-certificates.crt"), 0o644, HARBOR_UID)

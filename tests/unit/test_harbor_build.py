@@ -140,7 +140,7 @@ def test_install_cert_sh_finds_the_photon_layout_it_checks_for(built):
     entry = _entry(built, "goharbor/harbor-core")
     layer = _layer(built, entry)
     assert b"Photon" in layer.extractfile("etc/lsb-release").read()
-    assert layer.getmember("bin/sh").linkname == "bash"
+    assert layer.getmember("usr/bin/sh").linkname == "bash"
     bundle = layer.getmember("etc/pki/tls/certs/ca-bundle.crt")
     assert bundle.uid == 10000 and layer.extractfile(bundle).read() == b"CA BUNDLE\n"
     assert f"SSL_CERT_FILE=/{bi.CA_BUNDLE}" in _config(built, entry)["config"]["Env"]
@@ -169,6 +169,22 @@ def test_log_image_deletes_the_daily_logrotate_and_names_debians_cron_crond(buil
     names = layer.getnames()
     assert "etc/cron.daily/.wh.logrotate" in names and "etc/cron.hourly/logrotate" in names
     assert layer.getmember("usr/sbin/crond").linkname == "cron"
+
+
+def test_a_layer_refuses_entries_below_the_merged_usr_links_of_the_base():
+    """/bin, /sbin, /lib are links into usr/ in Debian 12: a `bin/` entry in a top layer would hide /usr/bin."""
+    layer = bi.Layer()
+    with pytest.raises(ValueError, match="merged-/usr"):
+        layer.symlink("bin/sh", "bash")
+    with pytest.raises(ValueError, match="merged-/usr"):
+        layer.file("sbin/x", b"")
+
+
+@needs_archive
+def test_no_image_layer_writes_below_the_merged_usr_links(built):
+    for entry in built["manifest"]:
+        names = _layer(built, entry).getnames()
+        assert [n for n in names if n.split("/")[0] in bi.Layer.MERGED_USR] == [], entry["RepoTags"]
 
 
 def test_debian_mirror_comes_from_apts_sources_deb822_or_one_line(tmp_path):
