@@ -312,7 +312,9 @@ class HostLab:
             "vip": {"address": self.vip, "interface": "host0", "virtualRouterId": 208},
             # Real Harbor's first start migrates the database schema: minutes on a loaded machine.
             "harbor": {"hostname": HOSTNAME, "version": version, "healthTimeout": 900 if self.harbor == "real" else 120,
-                       "installer": {"path": str(self.installers[version])}},
+                       "installer": {"path": str(self.installers[version])},
+                       # The installer built from source has no Trivy adapter yet (docs/real-hosts.md).
+                       **({"trivy": False} if self.harbor == "real" else {})},
             **shape.extra,
         }
         if lb:
@@ -590,14 +592,16 @@ class HostLab:
         return health.get("status") == "healthy" and bool(components) and all(
             c.get("status") == "healthy" for c in components)
 
-    def docker_client(self, machine: str, registries: list[str]) -> None:
-        """A Docker client on `machine` trusting the VIP's certificate (HOSTNAME) and the nodes' (cluster CA)."""
-        ssh(machine, f"grep -q ' {HOSTNAME}$' /etc/hosts || echo '{self.vip} {HOSTNAME}' >> /etc/hosts")
+    def docker_client(self, machine: str, node_address: str) -> None:
+        """A Docker client on `machine` trusting the VIP's certificate (HOSTNAME) and the nodes' (the cluster CA, for
+        NODE_TLS_NAME, the one name the node certificate carries), NODE_TLS_NAME resolving to `node_address`."""
+        hosts = f"{self.vip} {HOSTNAME}\n{node_address} {NODE_TLS_NAME}\n"
+        ssh(machine, f"grep -v -e ' {HOSTNAME}$' -e ' {NODE_TLS_NAME}$' /etc/hosts > /etc/hosts.lab; "
+            "cat >> /etc/hosts.lab && cat /etc/hosts.lab > /etc/hosts && rm /etc/hosts.lab", input=hosts)
         ssh(machine, f"mkdir -p /etc/docker/certs.d/{HOSTNAME} && cat > /etc/docker/certs.d/{HOSTNAME}/ca.crt",
             input=self.ca)
-        for registry in registries:
-            ssh(machine, f"mkdir -p /etc/docker/certs.d/{registry} && "
-                f"cp {CLUSTER_CA_PATH} /etc/docker/certs.d/{registry}/ca.crt")
+        node = f"{NODE_TLS_NAME}:{self.https_port}"
+        ssh(machine, f"mkdir -p /etc/docker/certs.d/{node} && cp {CLUSTER_CA_PATH} /etc/docker/certs.d/{node}/ca.crt")
 
     def login(self, machine: str, registry: str, user: str, password: str) -> None:
         ssh(machine, f"docker login -u {shlex.quote(user)} --password-stdin {registry}", input=password)
@@ -618,11 +622,12 @@ class HostLab:
         return repo_digest.rsplit("@", 1)[-1]
 
     def api(self, machine: str, method: str, url: str, user: str, password: str, *, body: Optional[dict] = None,
-            cacert: Optional[str] = None) -> tuple[int, str]:
+            cacert: Optional[str] = None, resolve: Optional[str] = None) -> tuple[int, str]:
         """One request to Harbor's API from `machine`; the credentials go through curl's config on stdin."""
         config = f'user = "{user}:{password}"\n'
         data = f" -H 'Content-Type: application/json' --data-binary {shlex.quote(json.dumps(body))}" if body else ""
         out = ssh(machine, f"curl -sS --max-time 30 -K - -X {method} --cacert {cacert or '/tmp/hostlab-ca.pem'}"
+                  + (f" --resolve {resolve}" if resolve else "") +
                   f" -o /tmp/hostlab-api.out -w '%{{http_code}}'{data} {shlex.quote(url)}; echo; "
                   "cat /tmp/hostlab-api.out", input=config, check=False)
         code, _, text = out.stdout.partition("\n")
@@ -634,7 +639,9 @@ class HostLab:
         a registry token issued by one node accepted by the other; a robot account pulls."""
         nodes = shape.roles["harborNodes"]
         first, second = MACHINES[nodes[0]], MACHINES[nodes[1]]
-        direct = {n: f"{address(MACHINES[n])}:{self.https_port}" for n in nodes}
+        # Each client reaches "its" node by the name of the node certificate: node1 from the first, node2 from the
+        # second (docker_client).
+        direct = f"{NODE_TLS_NAME}:{self.https_port}"
         health = {n: self.node_health(n) for n in nodes}
         result: dict[str, Any] = {
             "version": f"v{REAL_VERSION}", "built_from_source": True, "portal": "placeholder",
@@ -643,7 +650,7 @@ class HostLab:
             "health": {n: {c["name"]: c["status"] for c in h.get("components", [])} or h for n, h in health.items()}}
         password = self.admin_password
         for machine in (first, second):
-            self.docker_client(machine, list(direct.values()))
+            self.docker_client(machine, address(machine))
             ssh(machine, "cat > /tmp/hostlab-ca.pem", input=self.ca)
         try:
             t0 = time.monotonic()
@@ -656,30 +663,32 @@ class HostLab:
         except RuntimeError as e:
             result["push_pull_via_vip"] = {"ok": False, "digest_equal": False, "error": str(e)[-500:]}
         try:
-            self.login(first, direct[nodes[0]], "admin", password)
-            self.login(second, direct[nodes[1]], "admin", password)
-            pushed = self.push(first, f"{direct[nodes[0]]}/library/hostlab-probe:node")
-            pulled = self.pulled_digest(second, f"{direct[nodes[1]]}/library/hostlab-probe:node")
+            self.login(first, direct, "admin", password)
+            self.login(second, direct, "admin", password)
+            pushed = self.push(first, f"{direct}/library/hostlab-probe:node")
+            pulled = self.pulled_digest(second, f"{direct}/library/hostlab-probe:node")
             result["push_pull_per_node"] = {"ok": True, "digest_equal": pushed == pulled}
         except RuntimeError as e:
             result["push_pull_per_node"] = {"ok": False, "digest_equal": False, "error": str(e)[-500:]}
-        result["cross_node_token"] = self.cross_node_token(first, direct[nodes[0]], direct[nodes[1]], password)
+        result["cross_node_token"] = self.cross_node_token(first, address(first), address(second), password)
         result["robot_pull"] = self.robot_pull(second, password)
         log(f"real Harbor: {result}")
         return result
 
     def cross_node_token(self, machine: str, issuer: str, other: str, password: str) -> bool:
-        """A pull token from the first node's token service (/service/token) opens a manifest on the second."""
+        """A pull token from the token service of the node at `issuer` opens a manifest on the node at `other`."""
         scope = "repository:library/hostlab-probe:pull"
-        code, text = self.api(machine, "GET", f"https://{issuer}/service/token?service=harbor-registry&scope={scope}",
-                              "admin", password, cacert=CLUSTER_CA_PATH)
+        node = f"{NODE_TLS_NAME}:{self.https_port}"
+        code, text = self.api(machine, "GET", f"https://{node}/service/token?service=harbor-registry&scope={scope}",
+                              "admin", password, cacert=CLUSTER_CA_PATH,
+                              resolve=f"{node}:{issuer}")
         if code != 200:
             log(f"token from {issuer}: {code} {text[:200]}")
             return False
         token = json.loads(text)["token"]
         out = ssh(machine, f"curl -sS -o /dev/null -w '%{{http_code}}' --cacert {CLUSTER_CA_PATH} -K - "
-                  "-H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "
-                  f"https://{other}/v2/library/hostlab-probe/manifests/vip",
+                  f"--resolve {node}:{other} -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "
+                  f"https://{node}/v2/library/hostlab-probe/manifests/vip",
                   input=f'header = "Authorization: Bearer {token}"\n', check=False)
         log(f"token of {issuer} on {other}: {out.stdout}")
         return out.stdout.strip() == "200"

@@ -56,3 +56,12 @@ def test_the_replay_reads_the_admin_password_from_the_stacks_outputs():
     assert isinstance(password, str) and len(password) == 24
     with pytest.raises(KeyError, match="exported no"):
         stack_output("noSuchOutput")
+
+
+@pytest.mark.parametrize(("algorithm", "preamble"), [("RSA", "RSA PRIVATE KEY"), ("ECDSA", "EC PRIVATE KEY")])
+def test_private_key_pem_has_the_preamble_pulumi_tls_gives(algorithm, preamble):
+    """terraform-provider-tls marshals RSA keys as PKCS#1 and ECDSA keys as SEC1 in private_key_pem (PKCS#8 only in
+    private_key_pem_pkcs8); Harbor's core refuses a PKCS#8 token key ("unable to get PrivateKey from PEM type")."""
+    out = _tls_outputs("tls:index/privateKey:PrivateKey", {"algorithm": algorithm, "rsaBits": 2048})
+    assert out["private_key_pem"].startswith(f"-----BEGIN {preamble}-----")
+    assert out["private_key_pem_pkcs8"].startswith("-----BEGIN PRIVATE KEY-----")
