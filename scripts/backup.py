@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Back up Harbor: the database with pgBackRest, then the data volume with restic while Harbor is read-only.
 
-    HARBOR_PASSWORD=... python3 scripts/backup.py --stack Pulumi.prod.yaml [--type full|diff|incr] [--dry-run]
+    HARBOR_PASSWORD=... scripts/backup.py --stack prod [--type full|diff|incr] [--dry-run]
 
 Needs `postgres.mode: patroni` and the `backup` section (docs/database-ha.md). Over SSH, with the hosts, users and
 paths of the stack file:
@@ -36,9 +36,14 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a file: import the program from the repository root
 
+from scripts.convention import use_clone_venv  # noqa: E402
+
+use_clone_venv()  # started by a python3 without the program's packages: re-run under the clone's venv/
+
 from components.config import ClusterConfig, Host, load_stack_file, parse_cluster_config  # noqa: E402
 from components.nfs import restic_command as restic  # noqa: E402
 from components.patroni import STANZA, PatroniPaths  # noqa: E402
+from scripts.convention import add_stack_argument, stack_file  # noqa: E402
 
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
 
@@ -155,7 +160,7 @@ def connect_api(cfg: ClusterConfig, args: argparse.Namespace) -> Optional[Harbor
 
 
 def load(stack: str) -> ClusterConfig:
-    values, secrets = load_stack_file(stack)
+    values, secrets = load_stack_file(str(stack_file(stack)))
     cfg = parse_cluster_config(values, secrets_present=secrets)
     if not cfg.patroni or not cfg.backup:
         raise SystemExit(f"{stack}: backups need postgres.mode: patroni and the backup section (docs/database-ha.md)")
@@ -163,7 +168,7 @@ def load(stack: str) -> ClusterConfig:
 
 
 def common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stack", required=True, help="the stack file, e.g. Pulumi.prod.yaml")
+    add_stack_argument(parser)
     parser.add_argument("--harbor-url", help="Harbor's URL (default: the stack's external URL)")
     parser.add_argument("--ca-file", help="PEM of the CA that signed Harbor's certificate")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run none, leave Harbor alone")

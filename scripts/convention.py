@@ -8,7 +8,9 @@ each CLI imports the program (and through it pulumi) only after parsing its argu
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -43,3 +45,18 @@ def write_json(target: str | None, document: object) -> None:
         sys.stdout.write(text + "\n")
     else:
         Path(target).write_text(text + "\n", encoding="utf-8")
+
+
+def use_clone_venv() -> None:
+    """Run under the clone's virtualenv (venv/, the README's set-up) when the python that started the script lacks
+    the program's packages: `scripts/NAME.py` then works as written, also as `sudo scripts/NAME.py`."""
+    venv_python = ROOT / "venv" / "bin" / "python"
+    if importlib.util.find_spec("pulumi") is not None:
+        return
+    if venv_python.is_file() and Path(sys.prefix).resolve() != (ROOT / "venv").resolve():
+        os.execv(str(venv_python), [str(venv_python), sys.argv[0], *sys.argv[1:]])
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        return  # the scripts whose help needs only the standard library answer it
+    print(f"{Path(sys.argv[0]).name}: {sys.executable} lacks the program's packages and there is no {venv_python}: "
+          f"python3 -m venv venv && venv/bin/pip install -r requirements.txt (README)", file=sys.stderr)
+    sys.exit(COULD_NOT_RUN)

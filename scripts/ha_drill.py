@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Run the HA lab's drills against a real cluster over SSH (destructive: it kills services; use a test window).
 
-    python3 scripts/ha_drill.py --stack Pulumi.prod.yaml --client ops@10.0.0.50 lb_crash [--json out.json]
-    python3 scripts/ha_drill.py --stack Pulumi.prod.yaml --client ops@10.0.0.50 --dry-run data_path
+    scripts/ha_drill.py --stack prod --client ops@10.0.0.50 lb_crash [--json out.json]
+    scripts/ha_drill.py --stack prod --client ops@10.0.0.50 --dry-run data_path
 
 Host addresses, SSH users/ports, the VIP and the service settings come from the stack file (load_stack_file +
 parse_cluster_config). The client host (any machine that reaches the VIP, with python3) runs
@@ -35,6 +35,10 @@ from collections.abc import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a file: import the program, scripts and labs from the repository root
+
+from scripts.convention import use_clone_venv  # noqa: E402
+
+use_clone_venv()  # started by a python3 without the program's packages: re-run under the clone's venv/
 
 from components.config import ClusterConfig, ConfigError, Host, describe_problems  # noqa: E402
 from components.config import load_stack_file, parse_cluster_config  # noqa: E402

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Collect the SSH host keys of a stack's hosts, to pin them as `hosts[].hostKey`.
 
-    python3 scripts/hostkeys.py --stack dev            # prints the `hosts:` list with a hostKey per host
-    python3 scripts/hostkeys.py --stack dev --json -   # {host name: key}
+    scripts/hostkeys.py --stack dev            # prints the `hosts:` list with a hostKey per host
+    scripts/hostkeys.py --stack dev --json -   # {host name: key}
 
 It runs `ssh-keyscan -t ed25519` against each host's address and port. Compare each key with what the host itself
 shows (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its console, or your cloud's console output) before
@@ -19,6 +19,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file: import from the repository root
+
+from scripts.convention import use_clone_venv  # noqa: E402
+
+use_clone_venv()  # started by a python3 without the program's packages: re-run under the clone's venv/
 
 
 def scan(address: str, port: int, timeout: int = 5) -> str | None:

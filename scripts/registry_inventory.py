@@ -11,6 +11,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: import from the repository root
 
+from scripts.convention import use_clone_venv  # noqa: E402
+
+use_clone_venv()  # started by a python3 without the program's packages: re-run under the clone's venv/
+
 from scripts.registry_tools.cli import add_common_arguments, add_registry_arguments, emit, registry_client  # noqa: E402
 from scripts.registry_tools.client import RegistryError  # noqa: E402
 from scripts.registry_tools.common import repositories  # noqa: E402

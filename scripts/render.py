@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write every file each host of a stack would receive, offline, without the Pulumi CLI (like `helm template`).
 
-    python3 scripts/render.py --stack dev --out out/
+    scripts/render.py --stack dev --out out/
 
 writes `out/<host-name>/<absolute path on the host>` and `out/MANIFEST.tsv` (host, path, owner, mode, role and how
 the change takes effect); secret values appear as `<secret:NAME>` placeholders. It reads `Pulumi.<stack>.yaml` and
@@ -21,6 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: import from the repository root
+
+from scripts.convention import use_clone_venv  # noqa: E402
+
+use_clone_venv()  # started by a python3 without the program's packages: re-run under the clone's venv/
 
 from scripts.convention import (  # noqa: E402
     COULD_NOT_RUN, MET, NOT_MET, add_json_argument, add_stack_argument, stack_file, write_json)

