@@ -302,6 +302,7 @@ class MonitoringSettings:
     certificate_warning_days: int  #: the certificate alert fires this many days before expiry
     backup_max_age_hours: int  #: the backup alert fires when the newest backup is older than this
     replication_lag_bytes: int  #: a replica this far behind the leader's WAL fires the lag alert (patroni mode)
+    vip_ca_certificate: Optional[str]  #: PEM of the CA that signed a user VIP certificate (None: the system's CAs)
     webhook: Optional[WebhookReceiver]  #: the webhook receiver (None: not used)
     email: Optional[EmailReceiver]  #: the e-mail receiver (None: not used)
     slack: Optional[SlackReceiver]  #: the Slack receiver (None: not used)
@@ -1177,6 +1178,9 @@ def _parse_monitoring(raw: Any, monitoring_hosts: list[Host], harbor_nodes: list
     backup_hours = mo.get("backupMaxAgeHours", int, 26, check=_in_range(1, 24 * 60))
     # 16 MiB: one WAL segment; a replica further behind than a segment is not keeping up.
     lag_bytes = mo.get("replicationLagBytes", int, 16 * 1024 * 1024, check=_in_range(1024, 1 << 40))
+    # Unset: a user certificate chains to the system's CAs; a self-signed one is trusted as it is.
+    vip_ca = mo.get("vipCaCertificate", str, None, check=lambda v: None if _PEM_CERTS.match(v) else
+                    "is not one or more PEM certificates (-----BEGIN CERTIFICATE-----...)")
     rc = _Reader(mo.get("receivers", dict, {}), f"{NAMESPACE}:monitoring.receivers", problems)
     webhook = email = slack = None
     wh = _Reader(rc.get("webhook", dict, {}), f"{NAMESPACE}:monitoring.receivers.webhook", problems)
@@ -1236,7 +1240,7 @@ def _parse_monitoring(raw: Any, monitoring_hosts: list[Host], harbor_nodes: list
         prometheus_port=prometheus_port, alertmanager_port=alertmanager_port, query_sources=query_sources,
         retention=retention, retention_size=retention_size, storage_path=storage_path,
         scrape_interval=scrape_interval, certificate_warning_days=cert_days, backup_max_age_hours=backup_hours,
-        replication_lag_bytes=lag_bytes, webhook=webhook, email=email, slack=slack)
+        replication_lag_bytes=lag_bytes, vip_ca_certificate=vip_ca, webhook=webhook, email=email, slack=slack)
 
 
 def load_stack_file(path: str) -> tuple[dict[str, Any], list[str]]:

@@ -185,3 +185,21 @@ def test_program_deploys_monitoring_last_and_only_when_configured():
         keepalived = [r for n, r in applies.items() if "-keepalived-" in n]
         assert all(depends_transitively(regs, exporters[0], k) for k in keepalived)
         assert all(depends_transitively(regs, servers[0], e) for e in exporters)
+
+
+def test_vip_probe_trusts_the_self_signed_certificate_the_given_ca_or_the_system():
+    from components.monitoring import VIP_CA, render_blackbox_yml
+
+    def vip_tls(values, secrets=()):
+        cfg = parse_cluster_config(values, secrets_present=secrets)
+        files = {s.path for s in monitoring_files(cfg, cfg.host("nfs1"))}
+        tls = yaml.safe_load(render_blackbox_yml(cfg))["modules"]["harbor_vip"]["http"]["tls_config"]
+        return tls.get("ca_file"), VIP_CA in files
+
+    assert vip_tls(monitored(prod_values())) == (VIP_CA, True)
+    user = ("tlsCertificate", "tlsPrivateKey")
+    assert vip_tls(monitored(prod_values()), user) == (None, False)
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    assert vip_tls(monitored(prod_values(), section={**WEBHOOK, "vipCaCertificate": pem}), user) == (VIP_CA, True)
+    assert "harbor-ha:monitoring.vipCaCertificate: is not one or more PEM certificates" in problems_of(
+        monitored(prod_values(), section={**WEBHOOK, "vipCaCertificate": "nope"}))[0]
