@@ -23,6 +23,7 @@ import pulumi
 import yaml
 
 from components.config import ClusterConfig, Host, MonitoringSettings
+from components.monitoring.dashboards import render_cluster_dashboard, render_harbor_dashboard
 from components.harbor_node import NODE_TLS_NAME
 from components.host.files import FileSpec, render_template, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
@@ -48,6 +49,7 @@ ALERTMANAGER_YML = "/etc/prometheus/alertmanager.yml"
 BLACKBOX_YML = "/etc/prometheus/blackbox.yml"
 VIP_CA = "/etc/prometheus/harbor-ha/vip-ca.crt"
 CLUSTER_CA = "/etc/prometheus/harbor-ha/cluster-ca.crt"
+DASHBOARD_DIR = "/usr/share/harbor-ha/grafana"  #: the dashboards' JSON, for a Grafana's file provisioning
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  #: Debian's node exporter reads *.prom files here
 TEXTFILE_BIN = "/usr/local/lib/harbor-ha/textfile-metrics.sh"
 TEXTFILE_UNIT = "/etc/systemd/system/harbor-ha-textfile-metrics.service"
@@ -292,6 +294,8 @@ def monitoring_files(cfg: ClusterConfig, host: Host) -> list[FileSpec]:
             "prometheus-blackbox-exporter",
             _args(f"--config.file={BLACKBOX_YML}", f"--web.listen-address=127.0.0.1:{BLACKBOX_PORT}"))),
         FileSpec(path=CLUSTER_CA, render=lambda s: s["cluster_ca_certificate"], needs=("cluster_ca_certificate",)),
+        FileSpec(path=f"{DASHBOARD_DIR}/harbor-ha-cluster.json", render=lambda _s: render_cluster_dashboard(cfg)),
+        FileSpec(path=f"{DASHBOARD_DIR}/harbor-ha-harbor.json", render=lambda _s: render_harbor_dashboard()),
         role_env("monitoring", {"STORAGE_PATH": mo.storage_path, "PROMETHEUS_YML": PROMETHEUS_YML,
                                 "RULES_YML": RULES_YML, "ALERTMANAGER_YML": ALERTMANAGER_YML,
                                 "BLACKBOX_YML": BLACKBOX_YML, "CLUSTER_CA": CLUSTER_CA, "VIP_CA": VIP_CA}),

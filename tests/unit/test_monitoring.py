@@ -203,3 +203,20 @@ def test_vip_probe_trusts_the_self_signed_certificate_the_given_ca_or_the_system
     assert vip_tls(monitored(prod_values(), section={**WEBHOOK, "vipCaCertificate": pem}), user) == (VIP_CA, True)
     assert "harbor-ha:monitoring.vipCaCertificate: is not one or more PEM certificates" in problems_of(
         monitored(prod_values(), section={**WEBHOOK, "vipCaCertificate": "nope"}))[0]
+
+
+def test_dashboards_read_what_the_stack_scrapes_or_records():
+    from components.monitoring import render_rules
+    from components.monitoring.dashboards import metrics_of, render_cluster_dashboard, render_harbor_dashboard
+
+    dev = parse_cluster_config(monitored(prod_values()))
+    patroni = parse_cluster_config(monitored(patroni_values()))
+    assert "patroni_primary" not in metrics_of(render_cluster_dashboard(dev))
+    assert {"patroni_primary", "harbor_ha_backup_last_success_timestamp_seconds"} <= metrics_of(
+        render_cluster_dashboard(patroni))
+    recorded = {r["record"] for g in yaml.safe_load(render_rules(dev))["groups"] for r in g["rules"] if "record" in r}
+    used = {m for m in metrics_of(render_harbor_dashboard()) if ":" in m}
+    assert used and used <= recorded
+    specs = {s.path for s in monitoring_files(dev, dev.host("nfs1"))}
+    assert {"/usr/share/harbor-ha/grafana/harbor-ha-cluster.json",
+            "/usr/share/harbor-ha/grafana/harbor-ha-harbor.json"} <= specs
