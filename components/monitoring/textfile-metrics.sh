@@ -8,6 +8,13 @@ shopt -s inherit_errexit
 # shellcheck source=/dev/null
 . /etc/harbor-ha/env/textfile-metrics.env
 
+# The newest backup's stop time: numeric "stop" fields are backup timestamps (LSNs are strings).
+newest_backup() {
+  # shellcheck disable=SC2086  # BACKUP_INFO is a command line of fixed words
+  (cd / && runuser -u postgres -- $BACKUP_INFO) 2>/dev/null | grep -o '"stop":[0-9]\+' | cut -d: -f2 | sort -n \
+    | tail -n 1
+}
+
 out="$TEXTFILE_DIR/harbor_ha.prom"
 tmp="$out.$$"
 trap 'rm -f "$tmp"' EXIT
@@ -20,10 +27,8 @@ trap 'rm -f "$tmp"' EXIT
     echo "harbor_ha_vip_held{vip=\"$VIP\"} $held"
   fi
   if [ -n "$BACKUP_INFO" ]; then
-    # The newest backup's stop time: numeric "stop" fields are backup timestamps (LSNs are strings).
-    # shellcheck disable=SC2086  # BACKUP_INFO is a command line of fixed words
-    last=$(cd / && runuser -u postgres -- $BACKUP_INFO 2>/dev/null | grep -o '"stop":[0-9]\+' | cut -d: -f2 \
-      | sort -n | tail -n 1 || true)
+    # 0 when the repository cannot be read or holds no backup: the backup alert fires, as it should.
+    last=$(newest_backup) || last=0
     echo "# HELP harbor_ha_backup_last_success_timestamp_seconds Stop time of the newest pgBackRest backup."
     echo "# TYPE harbor_ha_backup_last_success_timestamp_seconds gauge"
     echo "harbor_ha_backup_last_success_timestamp_seconds ${last:-0}"
