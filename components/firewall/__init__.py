@@ -119,6 +119,10 @@ def _monitoring_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
         harbor = exporter.job.startswith("harbor-")
         openings.append(Opening("harbor-metrics-scrape" if harbor else f"{exporter.job}-metrics", "tcp",
                                 exporter.port, sources, why, published=harbor))
+    if host in cfg.harbor_nodes:
+        openings.append(Opening("harbor-https-probe", "tcp", cfg.harbor.https_port, scrapers,
+                                "the monitoring hosts' probe of Harbor's health, as the load balancers reach it",
+                                published=True))
     if host == cfg.nfs_host:
         openings.append(Opening("nfs-probe", "tcp", 2049, scrapers, "the monitoring hosts' TCP probe of the export"))
     if host in cfg.monitoring_hosts:

@@ -1,6 +1,7 @@
 """The roles applied to real Debian 12 hosts over SSH, then day-2 changes under a client's requests through the VIP.
 
     sudo venv/bin/python labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|all] [--keep]
+    sudo venv/bin/python labs/hosts/host_lab.py observe --json FILE [--quiet-minutes 10] [--keep]  (observe.py)
     sudo venv/bin/python labs/hosts/host_lab.py down
 
 Hosts: labs/hosts/debhosts.sh (systemd-nspawn machines: systemd as PID 1, sshd with pinned host keys, apt through a
@@ -756,6 +757,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     v.add_argument("--shape", choices=tuple(SHAPES), default="both")
     v.add_argument("--no-day2", action="store_true", help="skip the day-2 scenarios")
     v.add_argument("--keep", action="store_true", help="leave the hosts running")
+    o = sub.add_parser("observe", help="the monitoring role on the dev shape: quiet cluster, drills, their alerts")
+    o.add_argument("--json", type=Path, required=True)
+    o.add_argument("--quiet-minutes", type=float, default=10.0, help="minutes a healthy cluster must stay quiet")
+    o.add_argument("--keep", action="store_true", help="leave the hosts running")
+    o.add_argument("--reuse", action="store_true", help="the hosts of an earlier observe --keep (no new boot)")
     sub.add_parser("down", help="stop and remove the lab's hosts")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -763,6 +769,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.cmd == "down":
         down()
         return 0
+    if args.cmd == "observe":
+        # Imported here: labs/hosts/observe.py builds on this module.
+        from labs.hosts import observe
+        result = observe.observe(args.json, quiet_minutes=args.quiet_minutes, keep=args.keep, reuse=args.reuse)
+        return 0 if observe.passed(result) else 1
     shapes = SHAPES[args.shape]
     report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep)
     good = (all(r["applied"] and r["second_apply_changed"] == 0 and r["active_after_reboot"]

@@ -171,6 +171,9 @@ def test_firewall_opens_each_exporter_to_the_monitoring_hosts_only():
         assert scrape and all(o.sources == (monitor,) for o in scrape), host.name
     node = {o.service: o for o in host_openings(cfg, cfg.host("harbor1"))}
     assert node["harbor-metrics-scrape"].published and node["harbor-metrics-scrape"].port == 9090
+    # The node probe reaches Harbor's https port as the LBs do (found missing on the real hosts: probes timed out).
+    probe = node["harbor-https-probe"]
+    assert probe.published and probe.port == cfg.harbor.https_port and probe.sources == (monitor,)
 
 
 def test_program_deploys_monitoring_last_and_only_when_configured():
