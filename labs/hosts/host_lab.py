@@ -2,6 +2,7 @@
 
     sudo venv/bin/python labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|all] [--keep]
     sudo venv/bin/python labs/hosts/host_lab.py verify --harbor real --json FILE
+    sudo venv/bin/python labs/hosts/host_lab.py observe --json FILE [--quiet-minutes 10] [--keep]  (observe.py)
     sudo venv/bin/python labs/hosts/host_lab.py down
 
 Hosts: labs/hosts/debhosts.sh (systemd-nspawn machines: systemd as PID 1, sshd with pinned host keys, apt through a
@@ -948,6 +949,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     v.add_argument("--harbor", choices=("standin", "real"), default="standin",
                    help="real: Harbor built from source (labs/harbor/build_installer.py) on the dev shape, without "
                         "the day-2 scenarios; standin: the busybox stand-in installer (fast)")
+    o = sub.add_parser("observe", help="the monitoring role on the dev shape: quiet cluster, drills, their alerts")
+    o.add_argument("--json", type=Path, required=True)
+    o.add_argument("--quiet-minutes", type=float, default=10.0, help="minutes a healthy cluster must stay quiet")
+    o.add_argument("--keep", action="store_true", help="leave the hosts running")
+    o.add_argument("--reuse", action="store_true", help="the hosts of an earlier observe --keep (no new boot)")
     sub.add_parser("down", help="stop and remove the lab's hosts")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -955,6 +961,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.cmd == "down":
         down()
         return 0
+    if args.cmd == "observe":
+        # Imported here: labs/hosts/observe.py builds on this module.
+        from labs.hosts import observe
+        result = observe.observe(args.json, quiet_minutes=args.quiet_minutes, keep=args.keep, reuse=args.reuse)
+        return 0 if observe.passed(result) else 1
     shapes = [DEV] if args.harbor == "real" else SHAPES[args.shape]
     report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep, harbor=args.harbor)
     good = (harbor_ok(report.get("harbor"))
