@@ -38,6 +38,8 @@ class HarborClusterArgs:
     tls_private_key: Optional[pulumi.Input[str]] = None  #: LB private key
     backup_s3_access_key: Optional[pulumi.Input[str]] = None  #: backupS3AccessKey (S3 repositories)
     backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (S3 repositories)
+    storage_s3_access_key: Optional[pulumi.Input[str]] = None  #: storageS3AccessKey (storage.mode s3, own S3)
+    storage_s3_secret_key: Optional[pulumi.Input[str]] = None  #: storageS3SecretKey (storage.mode s3, own S3)
 
 
 class HarborCluster(pulumi.ComponentResource):
@@ -64,7 +66,8 @@ class HarborCluster(pulumi.ComponentResource):
         secrets = ClusterSecrets(f"{name}-secrets", ClusterSecretsArgs(
             cfg=cfg, admin_password=args.admin_password, tls_certificate=args.tls_certificate,
             tls_private_key=args.tls_private_key, backup_s3_access_key=args.backup_s3_access_key,
-            backup_s3_secret_key=args.backup_s3_secret_key), child)
+            backup_s3_secret_key=args.backup_s3_secret_key, storage_s3_access_key=args.storage_s3_access_key,
+            storage_s3_secret_key=args.storage_s3_secret_key), child)
         common: dict[str, Any] = dict(cfg=cfg, secrets=secrets.values, private_key=args.ssh_private_key)
 
         # First on every host: each service starts behind its host's firewall, never open to the whole network.
@@ -77,9 +80,13 @@ class HarborCluster(pulumi.ComponentResource):
             postgres = PostgresServer(f"{name}-postgres", PostgresServerArgs(**common, after=[firewall]), child)
         redis = Redis(f"{name}-redis", RedisArgs(**common, after=[firewall]), child)
         previous: list[pulumi.Resource] = [postgres, redis]
-        # No NFS server in the sandbox: its nodes share a Docker volume (components/sandbox/).
+        # No NFS server in the sandbox: its nodes share a Docker volume (components/sandbox/). With storage.mode s3
+        # an NFS host may remain (it keeps the data of before the move, and its role is protected), but no node
+        # mounts it.
         if cfg.nfs_host:
-            previous.append(NfsServer(f"{name}-nfs", NfsServerArgs(**common, after=[firewall]), child))
+            nfs = NfsServer(f"{name}-nfs", NfsServerArgs(**common, after=[firewall]), child)
+            if not cfg.storage.s3:
+                previous.append(nfs)
 
         self.nodes = []
         for host in cfg.harbor_nodes:

@@ -30,6 +30,8 @@ class ClusterSecretsArgs:
     tls_private_key: Optional[pulumi.Input[str]] = None  #: tlsPrivateKey from config (else generated)
     backup_s3_access_key: Optional[pulumi.Input[str]] = None  #: backupS3AccessKey (S3 repositories)
     backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (S3 repositories)
+    storage_s3_access_key: Optional[pulumi.Input[str]] = None  #: storageS3AccessKey (storage.mode s3, own S3)
+    storage_s3_secret_key: Optional[pulumi.Input[str]] = None  #: storageS3SecretKey (storage.mode s3, own S3)
 
 
 class ClusterSecrets(pulumi.ComponentResource):
@@ -149,10 +151,24 @@ class ClusterSecrets(pulumi.ComponentResource):
                     raise ValueError(f"{cfg.backup.s3_keys_needed_by} needs backup_s3_access_key and "
                                      "backup_s3_secret_key (harbor-ha:backupS3AccessKey, harbor-ha:backupS3SecretKey)")
                 values.update(backup_s3_access_key=s3_key, backup_s3_secret_key=s3_secret)
+        values.update(self._storage_values(name, cfg, args, password, child))
         self.values = {k: pulumi.Output.from_input(v) if k in PUBLIC_VALUES else pulumi.Output.secret(v)
                        for k, v in values.items()}
         self.admin_password = self.values["admin_password"]
         self.register_outputs({"admin_password": self.admin_password})
+
+    @staticmethod
+    def _storage_values(name: str, cfg: ClusterConfig, args: ClusterSecretsArgs, password,
+                        child: pulumi.ResourceOptions) -> dict:
+        """storage.mode s3: Harbor's S3 keys, from config for an S3 of the site's own (none in nfs mode)."""
+        if cfg.storage.s3 is None:
+            return {}
+        key, secret = args.storage_s3_access_key, args.storage_s3_secret_key
+        # parse_cluster_config requires both secrets for s3 without roles.objectStore: never None from the program.
+        if key is None or secret is None:
+            raise ValueError("storage.mode s3 needs storage_s3_access_key and storage_s3_secret_key "
+                             "(harbor-ha:storageS3AccessKey, harbor-ha:storageS3SecretKey)")
+        return {"storage_s3_access_key": key, "storage_s3_secret_key": secret}
 
     @staticmethod
     def _patroni_values(name: str, cfg: ClusterConfig, password, child: pulumi.ResourceOptions) -> dict:

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "configuration.md"
 # The stacks whose parsing is recorded: together they reach every key (the Patroni example the patroni-mode ones).
-EXAMPLE_STACKS = (ROOT / "Pulumi.dev.yaml", ROOT / "Pulumi.prod.yaml", ROOT / "docs" / "examples" / "patroni.yaml")
+EXAMPLE_STACKS = (ROOT / "Pulumi.dev.yaml", ROOT / "Pulumi.prod.yaml", ROOT / "docs" / "examples" / "patroni.yaml",
+                  ROOT / "docs" / "examples" / "s3.yaml")
 
 # Defaults computed from other keys: the recorded value is only the example's, so the rule is stated instead.
 # (test_config_docs fails when a default differs between the two example stacks and is not listed here.)
@@ -46,12 +47,14 @@ COMPUTED_DEFAULTS = {
     "backup.s3.bucket": "required with repository s3",
     "postgres.vip": "required with mode patroni",
     "postgres.vip.address": "required with mode patroni",
+    "roles.nfs": "required unless storage.mode is s3 (or the sandbox)",
+    "storage.garage.sha256": "required with roles.objectStore",
 }
 # Role keys land in ClusterConfig fields of other names.
 ROLE_FIELDS = {"nfs": "nfs_host", "postgres": "postgres_hosts", "etcd": "etcd_hosts", "backup": "backup_host",
                "redis": "redis_hosts", "sentinels": "sentinel_hosts", "harborNodes": "harbor_nodes",
                "retiringNodes": "retiring_nodes",
-               "loadBalancers": "lb_hosts"}
+               "loadBalancers": "lb_hosts", "objectStore": "object_store_hosts"}
 
 
 @dataclasses.dataclass
@@ -149,7 +152,8 @@ SECTION_CLASSES = {"hosts[]": ["Host"], "network": ["ClusterConfig"], "roles": [
                    "postgres": ["PostgresSettings", "PatroniSettings"],
                    "postgres.patroni": ["PatroniSettings"], "postgres.vip": ["PatroniSettings"],
                    "postgres.etcd": ["PatroniSettings"], "backup": ["BackupSettings"], "backup.s3": ["BackupSettings"],
-                   "redis": ["RedisSettings"], "nfs": ["NfsSettings"], "firewall": ["FirewallSettings"]}
+                   "redis": ["RedisSettings"], "nfs": ["NfsSettings"], "firewall": ["FirewallSettings"],
+                   "storage": ["StorageSettings"], "storage.s3": ["S3Settings"], "storage.garage": ["GarageSettings"]}
 
 
 def what_it_is(docs: dict[str, dict[str, str]], section: str, name: str) -> str:
@@ -270,7 +274,11 @@ def generate() -> str:
                    "tlsPrivateKey": SECRET_VALUES["tls_private_key"],
                    "harborAdminPassword": SECRET_VALUES["admin_password"],
                    "backupS3AccessKey": SECRET_VALUES["backup_s3_access_key"],
-                   "backupS3SecretKey": SECRET_VALUES["backup_s3_secret_key"]}
+                   "backupS3SecretKey": SECRET_VALUES["backup_s3_secret_key"],
+                   "storageS3AccessKey": SECRET_VALUES["storage_s3_access_key"] + "; storage.mode s3 without "
+                   "roles.objectStore",
+                   "storageS3SecretKey": SECRET_VALUES["storage_s3_secret_key"] + "; storage.mode s3 without "
+                   "roles.objectStore"}
     lines += [f"| `{NAMESPACE}:{key}` | {_cell(secret_docs[key])} |" for key in SECRET_KEYS]
     lines += ["", "## The cluster", ""]
     lines += cluster_tables()

@@ -59,6 +59,8 @@ def make_secret_values(cfg: ClusterConfig) -> dict[str, str]:
         "restic_password": password(32),
         "backup_s3_access_key": password(20),
         "backup_s3_secret_key": password(40),
+        "storage_s3_access_key": "GK" + password(24).lower(),
+        "storage_s3_secret_key": password(64),
     }
     values["pgbackrest_ca_cert"], values["pgbackrest_cert"], values["pgbackrest_key"] = (
         pem.decode() for pem in lab_certs.ca_and_server("harbor-ha-pgbackrest", ["127.0.0.1"]))
