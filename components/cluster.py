@@ -1,7 +1,8 @@
 """HarborCluster: every role of the HA Harbor cluster, composed in dependency order.
 
 Order (each arrow is a dependency; everything else runs in parallel):
-    host firewall (every host)  ->  NFS server, PostgreSQL (or etcd -> PostgresCluster), Redis (+ sentinels)
+    host firewall (every host)  ->  NFS server or the object store (Garage on every host, then layout, bucket and
+    key from the first), PostgreSQL (or etcd -> PostgresCluster), Redis (+ sentinels)
     ->  Harbor node 1 (alone: it runs the DB migrations)
     ->  Harbor node 2  ->  ...  ->  LoadBalancer (nginx on both LB hosts)  ->  KeepalivedPair (VIP)
 Nodes are deployed one after the other, each gated on Harbor's health, so an upgrade is rolling too.
@@ -21,6 +22,7 @@ from components.harbor_node import HarborNode, HarborNodeArgs
 from components.keepalived import KeepalivedPair, KeepalivedPairArgs
 from components.loadbalancer import LoadBalancer, LoadBalancerArgs
 from components.nfs import NfsServer, NfsServerArgs
+from components.object_store import ObjectStore, ObjectStoreArgs
 from components.patroni import PostgresCluster, PostgresClusterArgs
 from components.postgres import PostgresServer, PostgresServerArgs
 from components.redis import Redis, RedisArgs
@@ -87,6 +89,9 @@ class HarborCluster(pulumi.ComponentResource):
             nfs = NfsServer(f"{name}-nfs", NfsServerArgs(**common, after=[firewall]), child)
             if not cfg.storage.s3:
                 previous.append(nfs)
+        # Harbor's nodes start once the bucket and their key exist.
+        if cfg.object_store_hosts:
+            previous.append(ObjectStore(f"{name}-objstore", ObjectStoreArgs(**common, after=[firewall]), child))
 
         self.nodes = []
         for host in cfg.harbor_nodes:

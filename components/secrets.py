@@ -6,6 +6,7 @@ so a second `pulumi up` reuses them instead of rotating them, and every node get
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Optional
 
@@ -18,6 +19,7 @@ from components.harbor_node import NODE_TLS_NAME
 from components.patroni import PGBACKREST_CLIENT_CN
 from components.postgres import server_tls_names
 from components.host.files import PUBLIC_VALUES
+from components.object_store import S3_TLS_NAME, garage_node_identity
 
 
 @dataclass
@@ -152,6 +154,8 @@ class ClusterSecrets(pulumi.ComponentResource):
                                      "backup_s3_secret_key (harbor-ha:backupS3AccessKey, harbor-ha:backupS3SecretKey)")
                 values.update(backup_s3_access_key=s3_key, backup_s3_secret_key=s3_secret)
         values.update(self._storage_values(name, cfg, args, password, child))
+        if cfg.object_store_hosts:
+            values.update(self._garage_values(name, cfg, password, keep, child, signed))
         self.values = {k: pulumi.Output.from_input(v) if k in PUBLIC_VALUES else pulumi.Output.secret(v)
                        for k, v in values.items()}
         self.admin_password = self.values["admin_password"]
@@ -161,7 +165,7 @@ class ClusterSecrets(pulumi.ComponentResource):
     def _storage_values(name: str, cfg: ClusterConfig, args: ClusterSecretsArgs, password,
                         child: pulumi.ResourceOptions) -> dict:
         """storage.mode s3: Harbor's S3 keys, from config for an S3 of the site's own (none in nfs mode)."""
-        if cfg.storage.s3 is None:
+        if cfg.storage.s3 is None or cfg.object_store_hosts:
             return {}
         key, secret = args.storage_s3_access_key, args.storage_s3_secret_key
         # parse_cluster_config requires both secrets for s3 without roles.objectStore: never None from the program.
@@ -169,6 +173,34 @@ class ClusterSecrets(pulumi.ComponentResource):
             raise ValueError("storage.mode s3 needs storage_s3_access_key and storage_s3_secret_key "
                              "(harbor-ha:storageS3AccessKey, harbor-ha:storageS3SecretKey)")
         return {"storage_s3_access_key": key, "storage_s3_secret_key": secret}
+
+    @staticmethod
+    def _garage_values(name: str, cfg: ClusterConfig, password, keep: pulumi.ResourceOptions,
+                       child: pulumi.ResourceOptions, signed) -> dict:
+        """roles.objectStore: the Garage nodes' keys and RPC secret, the admin token, the S3 front's certificate and
+        Harbor's key, all generated. The node keys and the RPC secret are the cluster's identity: protected."""
+        identities = [
+            tls.PrivateKey(f"{name}-garage-node-key-{h.name}", algorithm="ED25519", opts=keep)
+            for h in cfg.object_store_hosts]
+        pairs = pulumi.Output.all(*[o for k in identities for o in (k.private_key_pem, k.public_key_pem)]).apply(
+            lambda pems: {h.name: garage_node_identity(pems[2 * i], pems[2 * i + 1])
+                          for i, h in enumerate(cfg.object_store_hosts)})
+        rpc_secret = random.RandomId(f"{name}-garage-rpc-secret", byte_length=32, opts=pulumi.ResourceOptions.merge(
+            keep, pulumi.ResourceOptions(additional_secret_outputs=["hex", "b64_std", "b64_url", "dec"]))).hex
+        cert, key = signed("object-store-tls", [S3_TLS_NAME], [])
+        # Access key ids are public in S3 terms, but this one is kept secret like the rest: nothing needs to see it.
+        key_id = random.RandomPassword(f"{name}-storage-s3-key-id", length=24, special=False, upper=False,
+                                       opts=child).result
+        return {
+            "garage_node_keys": pairs.apply(lambda p: json.dumps({h: v[0] for h, v in p.items()}, sort_keys=True)),
+            "garage_node_ids": pairs.apply(lambda p: json.dumps({h: v[1] for h, v in p.items()}, sort_keys=True)),
+            "garage_rpc_secret": rpc_secret,
+            "garage_admin_token": password("garage-admin-token", 32),
+            "object_store_tls_certificate": cert,
+            "object_store_tls_private_key": key,
+            "storage_s3_access_key": pulumi.Output.concat("GK", key_id),
+            "storage_s3_secret_key": password("storage-s3-secret-key", 64),
+        }
 
     @staticmethod
     def _patroni_values(name: str, cfg: ClusterConfig, password, child: pulumi.ResourceOptions) -> dict:

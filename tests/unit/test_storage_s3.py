@@ -3,6 +3,9 @@ harbor.yml's storage_service.s3 carries the bucket the way Harbor's prepare hand
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pulumi
 import pytest
 import yaml
@@ -11,7 +14,7 @@ from components.config import load_stack_file, parse_cluster_config
 from components.harbor_node import (CLUSTER_CA_PATH, STORAGE_CA_BUNDLE_PATH, harbor_node_files, node_env,
                                     render_harbor_yml)
 from components.host.files import SECRET_VALUES, placeholders
-from labs.engine.pulumi_harness import run_program
+from labs.engine.pulumi_harness import depends_transitively, run_program
 from tests.unit.test_config import problems_of, prod_values
 from tests.unit.test_program import apply_commands, rendered_files
 
@@ -151,6 +154,85 @@ def test_own_s3_keys_come_from_the_secret_config_and_stay_off_command_lines():
             harbor_yml = yaml.safe_load(rendered_files(node)["opt__harbor__harbor.yml"])
             assert harbor_yml["storage_service"]["s3"]["secretkey"] == "example-s3-secret-key"
             assert "example-s3-secret-key" not in str(node.inputs.get("create"))
+        return regs
+
+    return program.all_registered().apply(check)
+
+
+def test_garage_node_identity_is_the_libsodium_key_and_hex_public_key_of_the_ed25519_pair():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from components.object_store import garage_node_identity
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    node_key, node_id = garage_node_identity(private, public)
+    raw = base64.b64decode(node_key)
+    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    raw_public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    assert raw == seed + raw_public and node_id == raw_public.hex()
+    with pytest.raises(ValueError):
+        garage_node_identity(public, public)
+
+
+def test_object_store_hosts_open_rpc_to_each_other_and_tls_to_the_harbor_nodes_only():
+    from components.firewall import host_openings
+
+    cfg = parse_cluster_config(garage_values())
+    openings = {o.service: o for o in host_openings(cfg, cfg.host("s3a"))}
+    assert openings["garage-rpc"].port == 3901 and openings["garage-rpc"].sources == ("10.20.0.62/32", "10.20.0.63/32")
+    assert openings["s3-https"].port == 3943
+    assert openings["s3-https"].sources == ("10.20.0.31/32", "10.20.0.32/32", "10.20.0.33/32")
+    # Garage's S3 and admin APIs listen on loopback only: never opened.
+    assert not {3900, 3903} & {o.port for o in openings.values()}
+    assert "garage-rpc" not in {o.service for o in host_openings(cfg, cfg.host("harbor1"))}
+
+
+@pulumi.runtime.test
+def test_garage_role_runs_on_every_object_store_host_then_the_cluster_step_then_harbor():
+    program = run_program(garage_values())
+
+    def check(regs):
+        nodes, cluster = apply_commands(regs, "object-store"), apply_commands(regs, "object-store-cluster")
+        assert len(nodes) == 3 and len(cluster) == 1
+        assert cluster[0].inputs["connection"]["host"] == "10.20.0.61"
+        assert all(depends_transitively(regs, cluster[0], n) for n in nodes)
+        harbor = apply_commands(regs, "harbor-node")
+        assert harbor and all(depends_transitively(regs, h, cluster[0]) for h in harbor)
+        assert apply_commands(regs, "nfs-server") == []
+        # Every garage.toml names the two other nodes by the ids their generated keys give them.
+        ids = {}
+        for n in nodes:
+            files = rendered_files(n)
+            node_key = base64.b64decode(files["etc__harbor-ha__garage__node_key.b64"])
+            ids[n.inputs["connection"]["host"]] = (node_key[32:].hex(), files["etc__garage.toml"])
+        for address, (_own, toml) in ids.items():
+            peers = [f"{i}@{a}:3901" for a, (i, _t) in sorted(ids.items()) if a != address]  # in roles order
+            assert "bootstrap_peers = [" + ", ".join(f'"{p}"' for p in peers) + "]" in toml
+        # Harbor's registry signs with the very key the cluster step imports into Garage.
+        key = json.loads(rendered_files(cluster[0])["etc__harbor-ha__garage__harbor-key.json"])
+        s3 = yaml.safe_load(rendered_files(harbor[0])["opt__harbor__harbor.yml"])["storage_service"]["s3"]
+        assert (s3["accesskey"], s3["secretkey"]) == (key["accessKeyId"], key["secretAccessKey"])
+        assert s3["accesskey"].startswith("GK") and len(s3["secretkey"]) == 64
+        for r in [*nodes, *cluster, *harbor]:
+            assert key["secretAccessKey"] not in str(r.inputs.get("create")) + str(r.inputs.get("update"))
+        return regs
+
+    return program.all_registered().apply(check)
+
+
+@pulumi.runtime.test
+def test_garage_identities_are_protected_like_the_data_they_name():
+    program = run_program(garage_values())
+
+    def check(regs):
+        protected = {r.name for r in regs if r.protect}
+        assert {"harbor-secrets-garage-node-key-s3a", "harbor-secrets-garage-rpc-secret"} <= protected
+        assert {f"harbor-objstore-s3{x}-apply" for x in "abc"} <= protected
         return regs
 
     return program.all_registered().apply(check)
