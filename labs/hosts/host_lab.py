@@ -62,8 +62,8 @@ BRIDGE = os.environ.get("HHA_BRIDGE", "hha-hl0")
 NET = os.environ.get("HHA_NET", "198.19.220")
 NFS_STANDIN = ROOT / "nfs-standin"
 # The lab's own blackhole route for the test range while its hosts run: a metric of its own, so that `down` removes
-# exactly it and leaves the other labs' routes.
-BLACKHOLE = netns_lab.blackhole(220)
+# exactly it and leaves the other labs' routes (labs on other HHA_NETs run side by side: the metric follows it).
+BLACKHOLE = netns_lab.blackhole(int(NET.rsplit(".", 1)[1]))
 HOSTNAME = "harbor.hostlab.internal"
 VERSIONS = ("2.15.2", "2.15.3")  #: the stand-in installer's version, and the one of the upgrade scenario
 # Which debhosts machine plays which host; prod-like reuses the data host and the nodes of dev.
