@@ -37,9 +37,11 @@ CLUSTER_SCRIPT = Path(__file__).with_name("object-store-cluster.sh")  #: the fir
 # .invalid: it resolves only where harbor-node.sh writes it (the containers' /etc/hosts).
 S3_TLS_NAME = "s3.harbor-ha.invalid"
 GARAGE_CONFIG = "/etc/garage.toml"  #: the path the garage CLI reads by default
-SECRETS_DIR = "/etc/harbor-ha/garage"
-RPC_SECRET_PATH = f"{SECRETS_DIR}/rpc_secret"
-ADMIN_TOKEN_PATH = f"{SECRETS_DIR}/admin_token"
+SECRETS_DIR = "/etc/harbor-ha/garage"  #: root's: /etc/harbor-ha is 0700
+# The files the garage daemon reads itself (0600, its own), outside /etc/harbor-ha, which its user cannot enter.
+DAEMON_SECRETS_DIR = "/etc/garage"
+RPC_SECRET_PATH = f"{DAEMON_SECRETS_DIR}/rpc_secret"
+ADMIN_TOKEN_PATH = f"{DAEMON_SECRETS_DIR}/admin_token"
 NODE_KEY_PATH = f"{SECRETS_DIR}/node_key.b64"  #: the node's key, base64; the script writes Garage's binary file
 HARBOR_KEY_PATH = f"{SECRETS_DIR}/harbor-key.json"  #: Harbor's S3 key, as the admin API's ImportKey body
 LAYOUT_PATH = f"{SECRETS_DIR}/layout.json"  #: the layout the first host applies: node id, zone, capacity

@@ -9,7 +9,7 @@ ROLE=object-store
 
 GARAGE_LINK=/usr/local/bin/garage
 GARAGE_STORE=/usr/local/lib/harbor-ha/garage
-ADMIN_TOKEN_FILE=/etc/harbor-ha/garage/admin_token
+ADMIN_TOKEN_FILE=/etc/garage/admin_token
 
 # ensure_binary: /usr/local/bin/garage is the binary of GARAGE_SHA256, downloaded from GARAGE_URL when absent;
 # prints the link when it changed (the daemon restarts on it). A download with another digest stops the apply.
@@ -82,8 +82,12 @@ role_apply() {
   if [ "$LB_HOST" = 0 ] && systemctl is-enabled --quiet nginx 2>/dev/null; then systemctl disable --now --quiet nginx; fi
   ensure_user
   binary=$(ensure_binary)
+  # The parents first: the apply runs under umask 077, and the garage user must reach its folders.
+  ensure_dir 0755 "$(dirname "$METADATA_DIR")"
+  ensure_dir 0755 "$(dirname "$DATA_DIR")"
   ensure_dir 0750 "$METADATA_DIR" garage garage
   ensure_dir 0750 "$DATA_DIR" garage garage
+  ensure_dir 0750 /etc/garage root garage
   changed=$(install_manifest "$stage")
   if ! tls_front_check; then
     manifest_rollback "$stage"

@@ -239,7 +239,7 @@ PATRONI = Shape("patroni", ["data1", "node1", "node2", "db1", "db2", "db3"], {
 # to the object-store hosts by dist1, a lab host outside the stack (no firewall role), as a site's mirror would be.
 S3 = Shape("s3", ["data1", "node1", "node2", "s3a", "s3b", "s3c"], {
     "postgres": "data1", "redis": ["data1"], "harborNodes": ["node1", "node2"], "loadBalancers": ["node1", "node2"],
-    "objectStore": ["s3a", "s3b", "s3c"]}, {"storage": {"mode": "s3"}})
+    "objectStore": ["s3a", "s3b", "s3c"]}, {"storage": {"mode": "s3"}}, parallel=True)
 DIST_PORT = 8873  #: dist1's HTTP port for the Garage binary
 # Harbor's registry stand-in on each node of the s3 shape: Debian's docker-registry (CNCF distribution 2.8, the code
 # Harbor's registry fork is built from), on the S3 settings of the node's own rendered harbor.yml.
@@ -576,7 +576,11 @@ class HostLab:
         built = subprocess.run(["bash", str(BUILD_GARAGE)], capture_output=True, text=True, timeout=7200)
         if built.returncode != 0:
             raise RuntimeError(f"build_garage.sh: {built.stderr[-1500:]}")
-        binary, self.garage_sha256 = built.stdout.split()
+        binary, sha256 = built.stdout.split()
+        self.serve_binary(Path(binary), sha256)
+
+    def serve_binary(self, binary: Path, sha256: str) -> None:
+        self.garage_sha256 = sha256
         dist = NFS_STANDIN / "dist"
         dist.mkdir(parents=True, exist_ok=True)
         shutil.copy(binary, dist / "garage")
@@ -623,7 +627,7 @@ class HostLab:
     def garage_health(self, machine: str) -> dict:
         """GetClusterHealth of Garage's admin API on an object-store host (its token read there from its file)."""
         out = ssh(machine, "curl -fsS --max-time 5 -H @<(printf 'Authorization: Bearer %s\\n' "
-                           "\"$(cat /etc/harbor-ha/garage/admin_token)\") http://127.0.0.1:3903/v2/GetClusterHealth",
+                           "\"$(cat /etc/garage/admin_token)\") http://127.0.0.1:3903/v2/GetClusterHealth",
                   check=False)
         return json.loads(out.stdout) if out.returncode == 0 else {"status": f"no answer: {out.stderr[-200:]}"}
 
