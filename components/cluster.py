@@ -1,7 +1,8 @@
 """HarborCluster: every role of the HA Harbor cluster, composed in dependency order.
 
 Order (each arrow is a dependency; everything else runs in parallel):
-    host firewall (every host)  ->  NFS server, PostgreSQL (or etcd -> PostgresCluster), Redis (+ sentinels)
+    host firewall (every host)  ->  NFS server or the object store (Garage on every host, then layout, bucket and
+    key from the first), PostgreSQL (or etcd -> PostgresCluster), Redis (+ sentinels)
     ->  Harbor node 1 (alone: it runs the DB migrations)
     ->  Harbor node 2  ->  ...  ->  LoadBalancer (nginx on both LB hosts)  ->  KeepalivedPair (VIP)
     ->  Monitoring (exporters on every host, then Prometheus and Alertmanager on roles.monitoring)
@@ -23,6 +24,7 @@ from components.keepalived import KeepalivedPair, KeepalivedPairArgs
 from components.loadbalancer import LoadBalancer, LoadBalancerArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.nfs import NfsServer, NfsServerArgs
+from components.object_store import ObjectStore, ObjectStoreArgs
 from components.patroni import PostgresCluster, PostgresClusterArgs
 from components.postgres import PostgresServer, PostgresServerArgs
 from components.redis import Redis, RedisArgs
@@ -42,6 +44,8 @@ class HarborClusterArgs:
     backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (S3 repositories)
     #: Alertmanager's receiver secrets by SECRET_VALUES name (monitoringWebhookToken, ...; None where unset)
     monitoring_secrets: Optional[dict[str, Optional[pulumi.Input[str]]]] = None
+    storage_s3_access_key: Optional[pulumi.Input[str]] = None  #: storageS3AccessKey (storage.mode s3, own S3)
+    storage_s3_secret_key: Optional[pulumi.Input[str]] = None  #: storageS3SecretKey (storage.mode s3, own S3)
 
 
 class HarborCluster(pulumi.ComponentResource):
@@ -69,7 +73,8 @@ class HarborCluster(pulumi.ComponentResource):
         secrets = ClusterSecrets(f"{name}-secrets", ClusterSecretsArgs(
             cfg=cfg, admin_password=args.admin_password, tls_certificate=args.tls_certificate,
             tls_private_key=args.tls_private_key, backup_s3_access_key=args.backup_s3_access_key,
-            backup_s3_secret_key=args.backup_s3_secret_key, monitoring=args.monitoring_secrets), child)
+            backup_s3_secret_key=args.backup_s3_secret_key, monitoring=args.monitoring_secrets,
+            storage_s3_access_key=args.storage_s3_access_key, storage_s3_secret_key=args.storage_s3_secret_key), child)
         common: dict[str, Any] = dict(cfg=cfg, secrets=secrets.values, private_key=args.ssh_private_key)
 
         # First on every host: each service starts behind its host's firewall, never open to the whole network.
@@ -82,9 +87,16 @@ class HarborCluster(pulumi.ComponentResource):
             postgres = PostgresServer(f"{name}-postgres", PostgresServerArgs(**common, after=[firewall]), child)
         redis = Redis(f"{name}-redis", RedisArgs(**common, after=[firewall]), child)
         previous: list[pulumi.Resource] = [postgres, redis]
-        # No NFS server in the sandbox: its nodes share a Docker volume (components/sandbox/).
+        # No NFS server in the sandbox: its nodes share a Docker volume (components/sandbox/). With storage.mode s3
+        # an NFS host may remain (it keeps the data of before the move, and its role is protected), but no node
+        # mounts it.
         if cfg.nfs_host:
-            previous.append(NfsServer(f"{name}-nfs", NfsServerArgs(**common, after=[firewall]), child))
+            nfs = NfsServer(f"{name}-nfs", NfsServerArgs(**common, after=[firewall]), child)
+            if not cfg.storage.s3:
+                previous.append(nfs)
+        # Harbor's nodes start once the bucket and their key exist.
+        if cfg.object_store_hosts:
+            previous.append(ObjectStore(f"{name}-objstore", ObjectStoreArgs(**common, after=[firewall]), child))
 
         self.nodes = []
         for host in cfg.harbor_nodes:

@@ -38,9 +38,12 @@ KNOWN_KEYS = (
     "sandbox",
     # Prometheus and Alertmanager on roles.monitoring, exporters on every host (components/monitoring/).
     "monitoring", "monitoringSmtpPassword", "monitoringSlackApiUrl", "monitoringWebhookToken",
+    # Harbor's image storage on S3, and the Garage cluster of roles.objectStore (the storage section below).
+    "storage", "storageS3AccessKey", "storageS3SecretKey",
 )
 SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword", "backupS3AccessKey",
-               "backupS3SecretKey", "monitoringSmtpPassword", "monitoringSlackApiUrl", "monitoringWebhookToken")
+               "backupS3SecretKey", "monitoringSmtpPassword", "monitoringSlackApiUrl", "monitoringWebhookToken",
+               "storageS3AccessKey", "storageS3SecretKey")
 # Sections parsed by harbor_provider/stack_config.py, whose secret settings are set with `--secret --path`.
 PASSTHROUGH_KEYS = ("harborApi", "migration")
 
@@ -262,6 +265,63 @@ class SandboxSettings:
     publish_https: bool  #: publish 127.0.0.1:<loadBalancer.httpsPort> to the VIP (Docker Desktop: no route to it)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Storage: Harbor's images on S3, and the Garage cluster of roles.objectStore (issue 23)
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class S3Settings:
+    """The S3 bucket Harbor's registry keeps its images in (storage.mode: s3); storage_service.s3 of harbor.yml."""
+
+    endpoint: Optional[str]  #: the S3 endpoint URL (None: AWS itself, by region); with roles.objectStore, the role's
+    region: str  #: signing region (the registry's `region`; Garage's s3_region)
+    bucket: str  #: the bucket
+    path_style: bool  #: path-style requests (bucket in the path, not in the host name)
+    ca_certificate: Optional[str]  #: PEM of the CA that signed the endpoint's certificate (default: system CAs)
+    redirect: bool  #: the registry sends pulls to presigned S3 URLs instead of streaming the blobs itself
+    root_directory: Optional[str]  #: key prefix in the bucket (None: the bucket's root)
+    chunk_size: int  #: bytes per multipart upload part (the S3 minimum is 5 MiB)
+    multipart_copy_chunk_size: int  #: bytes per part when the registry moves a blob by multipart copy
+    multipart_copy_max_concurrency: int  #: parts copied at once in a multipart copy
+    multipart_copy_threshold_size: int  #: blobs above this size are moved by multipart copy, not one copy
+
+    @property
+    def secure(self) -> bool:
+        """HTTPS to the endpoint (AWS without an endpoint: always)."""
+        return self.endpoint is None or self.endpoint.startswith("https://")
+
+
+@dataclass(frozen=True)
+class GarageSettings:
+    """Garage on roles.objectStore (components/object_store/): one zone per host, every object on 3 of them."""
+
+    version: str  #: the Garage release installed
+    url: str  #: where each object-store host downloads the garage binary (a static build of `version`)
+    sha256: str  #: the binary's sha256, checked on the host before it is installed
+    capacity: str  #: capacity each host offers in the layout (Garage spreads partitions by it)
+    replication_factor: int  #: copies of every object, each in another zone (host)
+    consistency_mode: str  #: Garage's consistency_mode: consistent (quorum reads and writes)
+    https_port: int  #: TLS port of nginx in front of Garage's S3 API on each object-store host (what Harbor uses)
+    rpc_port: int  #: Garage's RPC port between the object-store hosts
+    s3_port: int  #: Garage's plain S3 API port, on loopback only (nginx proxies to it)
+    admin_port: int  #: Garage's admin API port, on loopback only (the program imports Harbor's key through it)
+    metadata_dir: str  #: Garage's metadata directory (LMDB) on each host
+    data_dir: str  #: Garage's data directory (the object blocks) on each host
+    metadata_snapshots: str  #: how often Garage snapshots its metadata (metadata_auto_snapshot_interval), the backup
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where Harbor's registry keeps images: the shared data volume (NFS) or an S3 bucket."""
+
+    mode: str  #: "nfs": the data volume every node mounts; "s3": a bucket (the data volume stays on each node)
+    s3: Optional[S3Settings] = None  #: the bucket (mode s3)
+    garage: Optional[GarageSettings] = None  #: the Garage cluster (roles.objectStore)
+
+
+NFS_STORAGE = StorageSettings(mode="nfs")
+
+
 @dataclass(frozen=True)
 class WebhookReceiver:
     """Alertmanager's webhook receiver (monitoring.receivers.webhook)."""
@@ -339,6 +399,8 @@ class ClusterConfig:
     patroni: Optional[PatroniSettings]  #: Patroni settings (patroni mode only)
     backup: Optional[BackupSettings]  #: backup settings (None: no backup section)
     sandbox: Optional[SandboxSettings] = None  #: set: the hosts are containers made by components/sandbox/
+    storage: StorageSettings = field(default_factory=lambda: NFS_STORAGE)  #: where Harbor's registry keeps images
+    object_store_hosts: tuple[Host, ...] = ()  #: the Garage cluster's hosts (roles.objectStore), one zone each
     passthrough: Mapping[str, Any] = field(default_factory=dict)  #: harborApi/migration sections, raw
     monitoring_hosts: tuple[Host, ...] = ()  #: Prometheus/Alertmanager hosts (empty: no monitoring)
     monitoring: Optional[MonitoringSettings] = None  #: monitoring settings (None: monitoring off)
@@ -646,8 +708,11 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         return found
 
     sandbox_given = values.get("sandbox") is not None
-    # The sandbox has no NFS server (containers cannot run the kernel's): its nodes share a Docker volume.
-    nfs_hosts = role_hosts("nfs", single=True, required=not sandbox_given)
+    raw_storage = values.get("storage")
+    s3_mode = isinstance(raw_storage, Mapping) and raw_storage.get("mode") == "s3"
+    # The sandbox has no NFS server (containers cannot run the kernel's): its nodes share a Docker volume. With
+    # storage.mode s3 the images are in a bucket: an NFS host may stay (the move from NFS keeps its data) or go.
+    nfs_hosts = role_hosts("nfs", single=True, required=not sandbox_given and not s3_mode)
     if sandbox_given and nfs_hosts:
         roles.fail("must not be set with sandbox: the sandbox's Harbor nodes share a Docker volume, containers "
                    "cannot serve NFS", "nfs")
@@ -660,6 +725,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     retiring_nodes = role_hosts("retiringNodes", required=False)
     lb_hosts = role_hosts("loadBalancers")
     monitoring_hosts = role_hosts("monitoring", required=False)
+    object_store_hosts = role_hosts("objectStore", required=False)
     roles.finish()
     for i, h in enumerate(retiring_nodes):
         if h in harbor_nodes:
@@ -942,6 +1008,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
                        else "must be 3, 4, 4.1 or 4.2"),
     )
     nf.finish()
+    storage = _parse_storage(raw_storage, object_store_hosts, secrets_present, sandbox_given, roles, problems)
 
     # --- firewall --------------------------------------------------------------------------------------------
     fw = _Reader(values.get("firewall"), f"{NAMESPACE}:firewall", problems)
@@ -993,6 +1060,8 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         patroni=patroni,
         backup=backup,
         sandbox=sandbox,
+        storage=storage,
+        object_store_hosts=tuple(object_store_hosts),
         passthrough={k: values[k] for k in PASSTHROUGH_KEYS if k in values},
         monitoring_hosts=tuple(monitoring_hosts) if monitoring else (),
         monitoring=monitoring,
@@ -1272,6 +1341,135 @@ def _parse_monitoring(raw: Any, monitoring_hosts: list[Host], harbor_nodes: list
         retention=retention, retention_size=retention_size, storage_path=storage_path,
         scrape_interval=scrape_interval, certificate_warning_days=cert_days, backup_max_age_hours=backup_hours,
         replication_lag_bytes=lag_bytes, vip_ca_certificate=vip_ca, webhook=webhook, email=email, slack=slack)
+# --- storage: Harbor's images on S3 and the Garage cluster of roles.objectStore (issue 23) -------------------
+
+GARAGE_DEFAULT_VERSION = "2.5.0"
+# Garage's published static builds (garagehq.deuxfleurs.fr/download); a site mirrors one and sets storage.garage.url.
+GARAGE_RELEASE_URL = "https://garagehq.deuxfleurs.fr/_releases/v{version}/x86_64-unknown-linux-musl/garage"
+MIB = 1 << 20
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_S3_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
+_CAPACITY = re.compile(r"^[1-9][0-9]*(K|M|G|T|P)B?$")
+_SNAPSHOT_INTERVAL = re.compile(r"^[1-9][0-9]*(s|m|h|d)$")
+
+
+def _not_one(check: Callable[[Any], Optional[str]]) -> Callable[[Any], Optional[str]]:
+    # Harbor's prepare writes each storage_service.s3 value with `value == True` -> `true` (make/photon/prepare/
+    # utils/registry.py get_storage_provider_info), so an integer 1 would reach the registry as a boolean.
+    return lambda v: "must not be 1: Harbor's prepare writes 1 as `true`" if v == 1 else check(v)
+
+
+def _parse_storage(raw: Any, object_store_hosts: list[Host], secrets_present: Sequence[str], sandbox: bool,
+                   roles: _Reader, problems: list[str]) -> StorageSettings:
+    """storage: where Harbor's registry keeps images (mode nfs or s3), the bucket, and the Garage cluster."""
+    st = _Reader(raw, f"{NAMESPACE}:storage", problems)
+    # nfs: the data volume every node mounts, as before this key existed; s3 keeps no image on any one host.
+    mode = st.get("mode", str, "nfs", check=lambda v: None if v in ("nfs", "s3") else "must be nfs or s3")
+    s3r = _Reader(st.get("s3", dict, {}), f"{NAMESPACE}:storage.s3", problems)
+    s3 = S3Settings(
+        # Unset with roles.objectStore: the role's TLS endpoint; unset without it: AWS S3 itself, by region.
+        endpoint=s3r.get("endpoint", str, None, check=_matches(_S3_URL, "an endpoint URL like https://s3.internal")),
+        # us-east-1: what S3-compatible stores accept when they have no regions; the role sets Garage's to it.
+        region=s3r.get("region", str, "us-east-1", check=_matches(re.compile(r"^[a-z0-9-]{1,32}$"), "a region")),
+        # harbor-registry: a name of its own, so the bucket is obviously Harbor's when listed with others.
+        bucket=s3r.get("bucket", str, "harbor-registry", check=_matches(_S3_BUCKET, "an S3 bucket name")),
+        # true: self-hosted stores (Garage, Ceph RGW, MinIO) serve path-style requests without wildcard DNS.
+        path_style=s3r.get("pathStyle", bool, True),
+        # A private CA: appended to the bundle Harbor's containers trust (storage_service.ca_bundle).
+        ca_certificate=s3r.get("caCertificate", str, None,
+                               check=lambda v: None if _PEM_CERTS.match(v) else
+                               "is not one or more PEM certificates (-----BEGIN CERTIFICATE-----...)"),
+        # false: clients are never sent to the S3 endpoint itself, which is internal and often unreachable for
+        # them, and whose presigned URLs break behind a proxy (goharbor/harbor#20588, #23050).
+        redirect=s3r.get("redirect", bool, False),
+        root_directory=s3r.get("rootDirectory", str, None, check=_matches(_PATH, "an absolute path")),
+        # 10 MiB: the registry's own default (twice the S3 minimum part size of 5 MiB).
+        chunk_size=s3r.get("chunkSize", int, 10 * MIB, check=_in_range(5 * MIB, 5 * 1024 * MIB)),
+        # 32 MiB, 100 and 32 MiB: the registry's own defaults for moving a finished upload to its blob path.
+        multipart_copy_chunk_size=s3r.get("multipartCopyChunkSize", int, 32 * MIB,
+                                          check=_in_range(5 * MIB, 5 * 1024 * MIB)),
+        multipart_copy_max_concurrency=s3r.get("multipartCopyMaxConcurrency", int, 100,
+                                               check=_not_one(_in_range(1, 1000))),
+        multipart_copy_threshold_size=s3r.get("multipartCopyThresholdSize", int, 32 * MIB,
+                                              check=_not_one(_in_range(0, 5 * 1024 * MIB))),
+    )
+    s3r.finish()
+
+    ga = _Reader(st.get("garage", dict, {}), f"{NAMESPACE}:storage.garage", problems)
+    version = ga.get("version", str, GARAGE_DEFAULT_VERSION, check=_matches(_VERSION, "a version like 2.5.0"))
+    garage = GarageSettings(
+        version=version,
+        # Garage's static musl build of `version`; air-gapped sites serve a copy and set the URL.
+        url=ga.get("url", str, GARAGE_RELEASE_URL.format(version=version),
+                   check=lambda v: None if v.startswith(("https://", "http://")) else f"{v!r} is not an http(s) URL"),
+        # Required: the host installs no binary it cannot check (sha256sum of the file at url).
+        sha256=ga.get("sha256", str, "", required=bool(object_store_hosts) and mode == "s3",
+                      check=_matches(_SHA256, "a lowercase hex sha256")),
+        # 100G: only the ratio between hosts matters to Garage; equal hosts need no setting.
+        capacity=ga.get("capacity", str, "100G", check=_matches(_CAPACITY, "a size like 100G or 2T")),
+        # 3: every object on three hosts in three zones; one host may fail and writes still reach a quorum of 2.
+        replication_factor=ga.get("replicationFactor", int, 3, check=lambda v: None if v in (3, 5)
+                                  else "must be 3 or 5 (an odd number of copies with a write quorum)"),
+        # consistent: read-after-write for the registry (a manifest written through one node is read by another).
+        consistency_mode=ga.get("consistencyMode", str, "consistent",
+                                check=lambda v: None if v == "consistent" else
+                                "must be consistent: the registry reads what another node has just written"),
+        # 3943: next to Garage's own 3900-3903, free on every other role's host.
+        https_port=ga.get("httpsPort", int, 3943, check=_in_range(1, 65535)),
+        # 3901, 3900, 3903: Garage's documented RPC, S3 and admin ports.
+        rpc_port=ga.get("rpcPort", int, 3901, check=_in_range(1, 65535)),
+        s3_port=ga.get("s3Port", int, 3900, check=_in_range(1, 65535)),
+        admin_port=ga.get("adminPort", int, 3903, check=_in_range(1, 65535)),
+        # Garage's documented layout: metadata and data apart, so metadata can live on a faster disk.
+        metadata_dir=ga.get("metadataDir", str, "/var/lib/garage/meta", check=_matches(_PATH, "an absolute path")),
+        data_dir=ga.get("dataDir", str, "/var/lib/garage/data", check=_matches(_PATH, "an absolute path")),
+        # 6h: a consistent copy of the metadata database on each host four times a day, what a restore starts from.
+        metadata_snapshots=ga.get("metadataSnapshots", str, "6h",
+                                  check=_matches(_SNAPSHOT_INTERVAL, "a duration like 6h")),
+    )
+    ga.finish()
+    st.finish()
+
+    ports = {"httpsPort": garage.https_port, "rpcPort": garage.rpc_port, "s3Port": garage.s3_port,
+             "adminPort": garage.admin_port}
+    seen: dict[int, str] = {}
+    for key, port in ports.items():
+        if port in seen:
+            ga.fail(f"{port} is already storage.garage.{seen[port]}; the ports must differ", key)
+        seen.setdefault(port, key)
+    if garage.data_dir == garage.metadata_dir:
+        ga.fail("must differ from metadataDir", "dataDir")
+
+    given = [k for k in ("storageS3AccessKey", "storageS3SecretKey") if k in secrets_present]
+    if object_store_hosts:
+        if len(object_store_hosts) < garage.replication_factor:
+            roles.fail(f"{len(object_store_hosts)} host(s) cannot hold storage.garage.replicationFactor "
+                       f"{garage.replication_factor} copies in separate zones", "objectStore")
+        if mode != "s3":
+            st.fail("roles.objectStore deploys Garage for Harbor's images: set storage.mode s3", "mode")
+        if s3.endpoint:
+            s3r.fail("must be unset with roles.objectStore: Harbor uses the role's own TLS endpoint", "endpoint")
+        for key in given:
+            problems.append(f"{NAMESPACE}:{key}: must not be set with roles.objectStore: the program creates "
+                            "Harbor's Garage key")
+    elif mode == "s3":
+        for key in ("storageS3AccessKey", "storageS3SecretKey"):
+            if key not in given:
+                problems.append(f"{NAMESPACE}:{key}: storage.mode s3 without roles.objectStore needs it "
+                                "(pulumi config set --secret)")
+    if mode == "s3" and sandbox:
+        st.fail("s3 is not built for the sandbox (its nodes share a Docker volume)", "mode")
+    if mode == "s3" and not s3.path_style and s3.endpoint:
+        s3r.fail("false needs AWS itself (no endpoint): Harbor's registry always sends path-style requests to a "
+                 "custom endpoint", "pathStyle")
+    if mode == "nfs":
+        for key in ("s3", "garage"):
+            if st.data.get(key) is not None:
+                st.fail("only used with storage.mode s3", key)
+        return StorageSettings(mode=mode)
+    if st.data.get("garage") is not None and not object_store_hosts:
+        st.fail("only used with roles.objectStore (the Garage cluster the program deploys)", "garage")
+    return StorageSettings(mode=mode, s3=s3, garage=garage if object_store_hosts else None)
 
 
 def load_stack_file(path: str) -> tuple[dict[str, Any], list[str]]:

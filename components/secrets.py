@@ -6,6 +6,7 @@ so a second `pulumi up` reuses them instead of rotating them, and every node get
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Optional
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from components.harbor_node import NODE_TLS_NAME
 from components.patroni import PGBACKREST_CLIENT_CN
 from components.postgres import server_tls_names
 from components.host.files import PUBLIC_VALUES
+from components.object_store import S3_TLS_NAME, garage_node_identity
 
 
 @dataclass
@@ -33,6 +35,8 @@ class ClusterSecretsArgs:
     backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (S3 repositories)
     #: monitoringWebhookToken, monitoringSmtpPassword, monitoringSlackApiUrl by SECRET_VALUES name (the receivers')
     monitoring: Optional[Mapping[str, Optional[pulumi.Input[str]]]] = None
+    storage_s3_access_key: Optional[pulumi.Input[str]] = None  #: storageS3AccessKey (storage.mode s3, own S3)
+    storage_s3_secret_key: Optional[pulumi.Input[str]] = None  #: storageS3SecretKey (storage.mode s3, own S3)
 
 
 class ClusterSecrets(pulumi.ComponentResource):
@@ -154,10 +158,54 @@ class ClusterSecrets(pulumi.ComponentResource):
                 values.update(backup_s3_access_key=s3_key, backup_s3_secret_key=s3_secret)
         # Alertmanager's receiver secrets: exactly those the config names (parse_cluster_config required them).
         values.update({k: v for k, v in (args.monitoring or {}).items() if v is not None})
+        values.update(self._storage_values(name, cfg, args, password, child))
+        if cfg.object_store_hosts:
+            values.update(self._garage_values(name, cfg, password, keep, child, signed))
         self.values = {k: pulumi.Output.from_input(v) if k in PUBLIC_VALUES else pulumi.Output.secret(v)
                        for k, v in values.items()}
         self.admin_password = self.values["admin_password"]
         self.register_outputs({"admin_password": self.admin_password})
+
+    @staticmethod
+    def _storage_values(name: str, cfg: ClusterConfig, args: ClusterSecretsArgs, password,
+                        child: pulumi.ResourceOptions) -> dict:
+        """storage.mode s3: Harbor's S3 keys, from config for an S3 of the site's own (none in nfs mode)."""
+        if cfg.storage.s3 is None or cfg.object_store_hosts:
+            return {}
+        key, secret = args.storage_s3_access_key, args.storage_s3_secret_key
+        # parse_cluster_config requires both secrets for s3 without roles.objectStore: never None from the program.
+        if key is None or secret is None:
+            raise ValueError("storage.mode s3 needs storage_s3_access_key and storage_s3_secret_key "
+                             "(harbor-ha:storageS3AccessKey, harbor-ha:storageS3SecretKey)")
+        return {"storage_s3_access_key": key, "storage_s3_secret_key": secret}
+
+    @staticmethod
+    def _garage_values(name: str, cfg: ClusterConfig, password, keep: pulumi.ResourceOptions,
+                       child: pulumi.ResourceOptions, signed) -> dict:
+        """roles.objectStore: the Garage nodes' keys and RPC secret, the admin token, the S3 front's certificate and
+        Harbor's key, all generated. The node keys and the RPC secret are the cluster's identity: protected."""
+        identities = [
+            tls.PrivateKey(f"{name}-garage-node-key-{h.name}", algorithm="ED25519", opts=keep)
+            for h in cfg.object_store_hosts]
+        pairs = pulumi.Output.all(*[o for k in identities for o in (k.private_key_pem, k.public_key_pem)]).apply(
+            lambda pems: {h.name: garage_node_identity(pems[2 * i], pems[2 * i + 1])
+                          for i, h in enumerate(cfg.object_store_hosts)})
+        rpc_secret = random.RandomId(f"{name}-garage-rpc-secret", byte_length=32, opts=pulumi.ResourceOptions.merge(
+            keep, pulumi.ResourceOptions(additional_secret_outputs=["hex", "b64_std", "b64_url", "dec"]))).hex
+        cert, key = signed("object-store-tls", [S3_TLS_NAME], [])
+        # Access key ids are public in S3 terms, but this one is kept secret like the rest: nothing needs to see it.
+        key_id = random.RandomPassword(f"{name}-storage-s3-key-id", length=24, special=False, upper=False,
+                                       opts=child).result
+        return {
+            "garage_node_keys": pairs.apply(lambda p: json.dumps({h: v[0] for h, v in p.items()}, sort_keys=True)),
+            "garage_node_ids": pairs.apply(lambda p: json.dumps({h: v[1] for h, v in p.items()}, sort_keys=True)),
+            "garage_rpc_secret": rpc_secret,
+            "garage_admin_token": password("garage-admin-token", 32),
+            "object_store_tls_certificate": cert,
+            "object_store_tls_private_key": key,
+            "storage_s3_access_key": pulumi.Output.concat("GK", key_id),
+            "storage_s3_secret_key": password("storage-s3-secret-key", 64),
+        }
 
     @staticmethod
     def _patroni_values(name: str, cfg: ClusterConfig, password, child: pulumi.ResourceOptions) -> dict:

@@ -94,6 +94,15 @@ def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
                                             "NFSv3 mounts and locks"))
     if cfg.monitoring:
         openings += _monitoring_openings(cfg, host)
+    if host in cfg.object_store_hosts and cfg.storage.garage:
+        garage = cfg.storage.garage
+        openings += [
+            Opening("garage-rpc", "tcp", garage.rpc_port, _cidrs(cfg.object_store_hosts, host),
+                    "Garage nodes replicate and route requests among themselves"),
+            Opening("s3-https", "tcp", garage.https_port, _cidrs(cfg.data_clients, host),
+                    "Harbor's registry reaches the bucket through the TLS front (and a retiring node's until its "
+                    "delete ran)"),
+        ]
     # A peer list that is only the host itself: nothing to open (its own traffic comes over loopback).
     return [o for o in openings if o.sources != ()]
 

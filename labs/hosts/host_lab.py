@@ -1,6 +1,6 @@
 """The roles applied to real Debian 12 hosts over SSH, then day-2 changes under a client's requests through the VIP.
 
-    sudo venv/bin/python labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|all] [--keep]
+    sudo venv/bin/python labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|all|s3] [--keep]
     sudo venv/bin/python labs/hosts/host_lab.py verify --harbor real --json FILE
     sudo venv/bin/python labs/hosts/host_lab.py observe --json FILE [--quiet-minutes 10] [--keep]  (observe.py)
     sudo venv/bin/python labs/hosts/host_lab.py down
@@ -30,6 +30,10 @@ What is a stand-in, and why:
 - `pulumi up`: labs/hosts/replay.py replays the program's registered remote commands in the engine's plan order
   (until the locally built CLI is available), sequentially instead of in parallel (the patroni shape runs
   independent steps at once: the members of a new etcd cluster each wait for the others).
+- The s3 shape (storage.mode s3, Garage on three object-store hosts): Harbor's registry is Debian's docker-registry
+  2.8.2 (CNCF distribution, the code Harbor's registry fork is built from) run on each node as a host service on the
+  S3 settings of the node's rendered harbor.yml, its endpoint name resolved as harbor-node.sh writes it for Harbor's
+  registry containers; Garage is the real one, built here from crates.io and served by a lab host (dist1).
 - Reboot: `systemctl reboot` in the host ends its systemd-nspawn (no systemd on this machine restarts it, as
   systemd-nspawn@.service would); the lab starts it again on the same root filesystem.
 """
@@ -71,22 +75,27 @@ BRIDGE = os.environ.get("HHA_BRIDGE", "hha-hl0")
 NET = os.environ.get("HHA_NET", "198.19.220")
 NFS_STANDIN = ROOT / "nfs-standin"
 # The lab's own blackhole route for the test range while its hosts run: a metric of its own, so that `down` removes
-# exactly it and leaves the other labs' routes.
-BLACKHOLE = netns_lab.blackhole(220)
+# exactly it and leaves the other labs' routes (labs on other HHA_NETs run side by side: the metric follows it).
+BLACKHOLE = netns_lab.blackhole(int(NET.rsplit(".", 1)[1]))
 HOSTNAME = "harbor.hostlab.internal"
 VERSIONS = ("2.15.2", "2.15.3")  #: the stand-in installer's version, and the one of the upgrade scenario
 REAL_VERSION = "2.15.2"  #: the version built from source for --harbor real
 # Which debhosts machine plays which host; prod-like reuses the data host and the nodes of dev.
 MACHINES = {"data1": "h1", "node1": "h2", "node2": "h3", "node3": "h4",
             "redis1": "h5", "redis2": "h6", "redis3": "h7", "lb1": "h8", "lb2": "h9",
-            "db1": "h10", "db2": "h11", "db3": "h12"}
+            "db1": "h10", "db2": "h11", "db3": "h12",
+            # The s3 shape's object-store hosts reuse h4..h6 (node3 and two redis hosts of the other shapes) and its
+            # Garage download server h7: that shape boots 7 hosts only.
+            "s3a": "h4", "s3b": "h5", "s3c": "h6", "dist1": "h7"}
 # systemd units of each role: every one must be active after an apply and after a reboot.
 UNITS = {"firewall": ["harbor-ha-firewall"],
          "nfs-server": ["nfs-server"], "postgres": ["postgresql@15-main"], "redis": ["redis-server"],
          "sentinel": ["redis-sentinel"], "harbor-node": ["docker"], "loadbalancer": ["nginx"],
          "keepalived": ["keepalived"], "etcd": ["etcd"], "patroni": ["patroni", "vip-manager", "pgbackrest"],
+         "object-store": ["garage", "harbor-ha-s3-tls"], "object-store-cluster": [],
          "pgbackrest-repo": ["pgbackrest", "pgbackrest-full.timer", "pgbackrest-diff.timer"]}
 PATRONI_ROLES = ("etcd", "patroni", "pgbackrest-repo")  #: the roles only the patroni shape has
+S3_ROLES = ("object-store", "object-store-cluster")  #: the roles only the s3 shape has
 # What a role's delete must have done, where it does not stop its unit: the NFS server may export other folders
 # (only Harbor's export goes), PostgreSQL may hold other databases (only Harbor's access goes); the firewall's
 # table must be gone, not only its unit stopped.
@@ -98,7 +107,7 @@ UNDONE = {"firewall": "! nft list table inet harbor_ha >/dev/null 2>&1 && ! syst
 DATA = {"postgres": "/var/lib/postgresql/15/main/PG_VERSION", "redis": "/var/lib/redis",
         "harbor-node": "/srv/nfs-standin/secret/keys/secretkey", "nfs-server": "/srv/nfs-standin",
         "etcd": "/var/lib/etcd/harbor-ha/member", "patroni": f"{PatroniPaths().data_dir}/PG_VERSION",
-        "pgbackrest-repo": f"/var/lib/pgbackrest/backup/{STANZA}"}
+        "pgbackrest-repo": f"/var/lib/pgbackrest/backup/{STANZA}", "object-store": "/var/lib/garage/meta/node_key"}
 PATRONICTL = f"runuser -u postgres -- patronictl -c {PatroniPaths().config}"
 PGBACKREST = f"runuser -u postgres -- pgbackrest --config={PatroniPaths().pgbackrest_conf} --stanza={STANZA}"
 # Probes every (address, port) of argv[1] (JSON) with a TCP connect: open, refused (the firewall let it through,
@@ -247,6 +256,19 @@ PATRONI = Shape("patroni", ["data1", "node1", "node2", "db1", "db2", "db3"], {
     {"postgres": {"mode": "patroni", "vip": {"address": f"{NET}.101", "interface": "host0"}, "synchronous": "strict"},
      "backup": {"repository": "host"}}, parallel=True)
 
+# Harbor's images in S3: Garage on three object-store hosts (one zone each, replication 3), no NFS; dev's data host
+# (PostgreSQL, Redis) and its two nodes that are the LBs. The Garage binary (labs/objstore/build_garage.sh) is served
+# to the object-store hosts by dist1, a lab host outside the stack (no firewall role), as a site's mirror would be.
+S3 = Shape("s3", ["data1", "node1", "node2", "s3a", "s3b", "s3c"], {
+    "postgres": "data1", "redis": ["data1"], "harborNodes": ["node1", "node2"], "loadBalancers": ["node1", "node2"],
+    "objectStore": ["s3a", "s3b", "s3c"]}, {"storage": {"mode": "s3"}}, parallel=True)
+DIST_PORT = 8873  #: dist1's HTTP port for the Garage binary
+# Harbor's registry stand-in on each node of the s3 shape: Debian's docker-registry (CNCF distribution 2.8, the code
+# Harbor's registry fork is built from), on the S3 settings of the node's own rendered harbor.yml.
+REGISTRY_PORT = 5000
+REGISTRY_CLIENT = Path(__file__).resolve().parents[1] / "objstore" / "registry_client.py"
+BUILD_GARAGE = Path(__file__).resolve().parents[1] / "objstore" / "build_garage.sh"
+
 
 class HostLab:
     def __init__(self, work: Path, harbor: str = "standin"):
@@ -280,7 +302,11 @@ class HostLab:
         log(f"{count} hosts up in {time.monotonic() - t0:.1f} s")
 
     def prepare_standins(self, shape: Shape) -> None:
-        """The lab's NFS stand-ins, put in place before the first apply (see the module docstring)."""
+        """The lab's NFS stand-ins, put in place before the first apply (see the module docstring); for the s3
+        shape, the Garage binary's download server on dist1."""
+        if shape is S3:
+            self.serve_garage()
+            return
         nfs_host = MACHINES[shape.roles["nfs"]]
         ssh(nfs_host, "test -f /etc/systemd/system/nfs-server.service || { cat > /etc/systemd/system/nfs-server.service"
                       " && systemctl daemon-reload; }", input=NFS_SERVER_STANDIN)
@@ -320,11 +346,17 @@ class HostLab:
         }
         if lb:
             values["loadBalancer"] = lb
+        if shape is S3:
+            values["storage"] = {"mode": "s3", "garage": {
+                "url": f"http://{address(MACHINES['dist1'])}:{DIST_PORT}/garage", "sha256": self.garage_sha256}}
+        self.shape_hosts = names
         # components/config.py's default: Harbor's https port moves off 443 where the LB shares the node
         self.https_port = 8443 if set(roles["harborNodes"]) & set(roles["loadBalancers"]) else 443
         return values
 
     https_port = 443
+    shape_hosts: list[str] = []  #: the lab hosts of the stack last rendered (values())
+    garage_sha256 = ""  #: sha256 of the Garage binary dist1 serves (the s3 shape)
 
     def up(self, values: dict[str, Any], *, rotated: frozenset[str] = frozenset(),
            force_apply: bool = False) -> UpResult:
@@ -341,7 +373,7 @@ class HostLab:
     def placements(self) -> list[tuple[str, str]]:
         """(role, lab host) of every apply command in the current state."""
         out = []
-        by_address = {address(m): h for h, m in MACHINES.items()}
+        by_address = {address(MACHINES[h]): h for h in self.shape_hosts}
         for r in self.replay.state:
             match = re.search(r"/stage/([a-z-]+) ", str(r.inputs.get("create", "")))
             if r.typ == COMMAND and r.name.endswith("-apply") and match:
@@ -711,6 +743,133 @@ class HostLab:
         except RuntimeError as e:
             log(f"robot pull: {e}")
             return False
+    # ------------------------------------------------------------------------------------------------- s3
+    def serve_garage(self) -> None:
+        """The Garage binary built here (labs/objstore/build_garage.sh, cached by version), served over HTTP by
+        dist1 from the folder every lab host shares: the storage.garage.url of the s3 shape."""
+        built = subprocess.run(["bash", str(BUILD_GARAGE)], capture_output=True, text=True, timeout=7200)
+        if built.returncode != 0:
+            raise RuntimeError(f"build_garage.sh: {built.stderr[-1500:]}")
+        binary, sha256 = built.stdout.split()
+        self.serve_binary(Path(binary), sha256)
+
+    def serve_binary(self, binary: Path, sha256: str) -> None:
+        self.garage_sha256 = sha256
+        dist = NFS_STANDIN / "dist"
+        dist.mkdir(parents=True, exist_ok=True)
+        shutil.copy(binary, dist / "garage")
+        m = MACHINES["dist1"]
+        ssh(m, "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-minimal "
+               ">/dev/null", timeout=600)
+        ssh(m, "systemctl is-active --quiet hostlab-dist || systemd-run --quiet --unit hostlab-dist "
+               f"--property=WorkingDirectory=/srv/nfs-standin/dist python3 -m http.server {DIST_PORT} "
+               f"--bind {address(m)}")
+        probe = (f"import urllib.request; urllib.request.urlopen('http://{address(m)}:{DIST_PORT}/garage', "
+                 "timeout=5).read(1)")
+        ssh(m, f"for i in $(seq 1 30); do python3 -c {shlex.quote(probe)} 2>/dev/null && exit 0; sleep 1; done; "
+               "exit 1")
+        log(f"garage binary served by dist1 (sha256 {self.garage_sha256[:12]}...)")
+
+    def start_registry(self, cfg: ClusterConfig, node: str) -> list[str]:
+        """The registry stand-in on a node, on the S3 settings of the node's own harbor.yml, its endpoint name
+        resolved as harbor-node.sh wrote it for Harbor's registry containers (compose extra_hosts), the cluster CA
+        trusted; its port opened to the lab hosts. Returns the addresses the name resolves to, in order."""
+        m = MACHINES[node]
+        harbor_yml = yaml.safe_load(ssh(m, f"cat {cfg.harbor.install_dir}/harbor.yml").stdout)
+        storage = harbor_yml["storage_service"]
+        compose = ssh(m, f"grep ' # harbor-ha s3$' {cfg.harbor.install_dir}/docker-compose.yml", check=False).stdout
+        entries = list(dict.fromkeys(re.findall(r'"([^":]+):([0-9.]+)"', compose)))
+        config = {"version": 0.1, "log": {"level": "info"},
+                  "storage": {"s3": storage["s3"], "redirect": storage["redirect"], "delete": {"enabled": True},
+                              "cache": {"blobdescriptor": "inmemory"},
+                              "maintenance": {"uploadpurging": {"enabled": False}}},
+                  # One secret for every registry behind one LB, as Harbor's template writes one.
+                  "http": {"addr": f":{REGISTRY_PORT}", "secret": "hostlab-registry-secret"}}
+        ssh(m, "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry ca-certificates >/dev/null; "
+               "sed -i '/ # hostlab s3$/d' /etc/hosts; cat >> /etc/hosts",
+            input="".join(f"{a} {n} # hostlab s3\n" for n, a in entries), timeout=600)
+        ssh(m, f"install -m 0644 {CLUSTER_CA_PATH} /usr/local/share/ca-certificates/harbor-ha-cluster-ca.crt && "
+               "update-ca-certificates >/dev/null 2>&1")
+        conf = "/etc/docker/registry/config.yml"
+        ssh(m, f"umask 027; cat > {conf} && chgrp docker-registry {conf} && systemctl restart docker-registry",
+            input=yaml.safe_dump(config))
+        ssh(m, f"nft insert rule inet harbor_ha input ip saddr {NET}.0/24 tcp dport {REGISTRY_PORT} accept")
+        ssh(m, f"for i in $(seq 1 30); do curl -fsS -o /dev/null http://127.0.0.1:{REGISTRY_PORT}/v2/ && exit 0; "
+               "sleep 1; done; journalctl -u docker-registry -n 20 --no-pager >&2; exit 1")
+        return [a for _n, a in entries]
+
+    def garage_health(self, machine: str) -> dict:
+        """GetClusterHealth of Garage's admin API on an object-store host (its token read there from its file)."""
+        out = ssh(machine, "curl -fsS --max-time 5 -H @<(printf 'Authorization: Bearer %s\\n' "
+                           "\"$(cat /etc/garage/admin_token)\") http://127.0.0.1:3903/v2/GetClusterHealth",
+                  check=False)
+        return json.loads(out.stdout) if out.returncode == 0 else {"status": f"no answer: {out.stderr[-200:]}"}
+
+    def registry_loop(self, machine: str, registries: str, seconds: float) -> subprocess.Popen:
+        ssh(machine, "rm -f /tmp/hostlab-registry.stop")
+        return subprocess.Popen(["ssh", "-F", str(ROOT / "ssh_config"), machine, "python3", "/tmp/registry_client.py",
+                                 "loop", registries, "/tmp/hostlab-registry.stop", str(seconds), str(4 << 20)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def registry_check(self, machine: str, registries: str, images: list[dict]) -> dict:
+        ssh(machine, "cat > /tmp/hostlab-images.json", input=json.dumps(images))
+        return json.loads(ssh(machine, f"python3 /tmp/registry_client.py check {registries} /tmp/hostlab-images.json",
+                              timeout=600).stdout)
+
+    def s3_checks(self, shape: Shape, values: dict[str, Any]) -> dict:
+        """Harbor's images on Garage: pushes and pulls across the nodes' registries with digest checks, then the
+        power cut of the object-store host every registry dials first, during a push/pull loop."""
+        cfg = parse_cluster_config(values)
+        nodes, stores = shape.roles["harborNodes"], shape.roles["objectStore"]
+        resolved = {n: self.start_registry(cfg, n) for n in nodes}
+        registries = ",".join(f"http://{address(MACHINES[n])}:{REGISTRY_PORT}" for n in nodes)
+        client = MACHINES["data1"]
+        ssh(client, "command -v python3 >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                    "apt-get install -y -qq python3-minimal >/dev/null; }; cat > /tmp/registry_client.py",
+            input=REGISTRY_CLIENT.read_text(), timeout=600)
+        health = self.garage_health(MACHINES[stores[1]])
+        out, err = self.registry_loop(client, registries, 20).communicate(timeout=300)
+        steady = json.loads(out) if out.strip() else {"ops": 0, "failed_ops": -1, "images": [], "error": err[-300:]}
+        checked = self.registry_check(client, registries, steady["images"])
+        push_pull = {"ok": steady["failed_ops"] == 0 and checked["images_lost"] == 0 and bool(steady["images"]),
+                     "digest_equal": checked["images_lost"] == 0 and bool(steady["images"]),
+                     "images": len(steady["images"]), "ops": steady["ops"], "failed_ops": steady["failed_ops"],
+                     "failures": steady.get("failures", [])[:5]}
+        log(f"s3 push/pull: {push_pull}")
+
+        # The power cut: the first address of the endpoint's name (every registry dials it first).
+        first = next(h for h in stores if address(MACHINES[h]) == resolved[nodes[0]][0]) if resolved[nodes[0]] \
+            else stores[0]
+        proc = self.registry_loop(client, registries, 120)
+        time.sleep(20)
+        t_cut = time.time()
+        debhosts("kill", MACHINES[first])
+        time.sleep(60)
+        ssh(client, "touch /tmp/hostlab-registry.stop")
+        out, err = proc.communicate(timeout=300)
+        loop = json.loads(out) if out.strip() else {"ops": 0, "failed_ops": -1, "images": [], "error": err[-300:]}
+        after = [o for o in loop.get("timeline", []) if o["start"] >= t_cut]
+        during = self.garage_health(MACHINES[stores[1]])
+        t_boot = time.time()
+        debhosts("up", str(self.booted))
+        back = self.garage_health(MACHINES[first])
+        deadline = time.monotonic() + 180
+        while back.get("status") != "healthy" and time.monotonic() < deadline:
+            time.sleep(2)
+            back = self.garage_health(MACHINES[first])
+        back_s = round(time.time() - t_boot, 1)
+        lost = self.registry_check(client, registries, steady["images"] + loop["images"])
+        cut = {"host": first, "failed_ops": loop["failed_ops"], "ops": loop["ops"],
+               "ops_after_cut": len(after), "failed_after_cut": sum(not o["ok"] for o in after),
+               "max_gap_ms": loop.get("max_gap_ms"), "images_lost": lost["images_lost"], "images": lost["images"],
+               "failures": loop.get("failures", [])[:5], "health_during": during.get("status"),
+               "healthy_again_s": back_s if back.get("status") == "healthy" else None}
+        log(f"s3 power cut of {first}: {cut}")
+        return {"backend": "garage", "nodes": len(stores), "replication": cfg.storage.garage.replication_factor
+                if cfg.storage.garage else None, "health": health.get("status"), "push_pull": push_pull,
+                "node_power_cut": cut, "endpoint_resolves_to": resolved,
+                "registry": "Debian docker-registry 2.8.2 (CNCF distribution, what Harbor's registry is built from) "
+                            "on each node, a stand-in for Harbor's registry container"}
 
     # ----------------------------------------------------------------------------------------------- client
     def start_client(self, machine: str, interval: float = 0.1) -> subprocess.Popen:
@@ -811,6 +970,8 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
         report["patroni"] = lab.patroni_checks(shape, values)
     if lab.harbor == "real":
         report["harbor"] = lab.harbor_checks(shape)
+    if shape is S3:
+        report["storage"] = lab.s3_checks(shape, values)
     day2_results: dict[str, dict] = {}
     client = shape.machines[0]
     if day2 and shape.name == "dev" and lab.harbor == "standin":
@@ -835,7 +996,8 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
     # Real Harbor's containers start again with Docker after a boot; core needs its database and Redis first.
     bad_after_reboot = lab.wait_active(600 if lab.harbor == "real" else 120)
     nodes = shape.roles["harborNodes"]
-    docker_order = {n: lab.docker_after_mount(n) for n in nodes}
+    # With storage.mode s3 the data volume is the node's own disk: no mount for Docker to wait for.
+    docker_order = {n: shape is S3 or lab.docker_after_mount(n) for n in nodes}
     log(f"{shape.name}: reboot of {len(shape.machines)} hosts: back in {reboot_s:.1f} s; inactive "
         f"{bad_after_reboot or 'none'}; docker after the data mount: {docker_order}")
     if patroni:
@@ -848,7 +1010,8 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
         log(f"{shape.name}: after the reboot: {report['patroni']['after_reboot']}")
         report["patroni"]["failover"] = lab.failover(shape, dsn)
 
-    deleted = delete_all(lab, shape)
+    deleted = delete_all(lab, shape, {"harbor-node": f"{values['harbor'].get('dataVolume', '/data')}/secret/keys/"
+                                                      "secretkey"} if shape is S3 else {})
     for role in applied:
         report["roles"][f"{role}" if shape.name == "dev" else f"{role} ({shape.name})"] = {
             "applied": applied[role], "second_apply_changed": changed.get(role, 0),
@@ -862,8 +1025,9 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
                                                       "reboot": round(reboot_s, 1)}
 
 
-def delete_all(lab: HostLab, shape: Shape) -> dict[str, bool]:
-    """`pulumi destroy` of the roles (every delete command, dependents first); role -> units stopped, data kept."""
+def delete_all(lab: HostLab, shape: Shape, data: Optional[dict[str, str]] = None) -> dict[str, bool]:
+    """`pulumi destroy` of the roles (every delete command, dependents first); role -> units stopped, data kept
+    (at DATA's path, or `data`'s for the shape)."""
     placements = lab.placements()
     result = lab.replay.up([])
     ok: dict[str, bool] = {}
@@ -873,8 +1037,8 @@ def delete_all(lab: HostLab, shape: Shape) -> dict[str, bool]:
             stopped = ssh(MACHINES[host], UNDONE[role], check=False).returncode == 0
         else:
             stopped = all(s != "active" for s, _ in states.values())
-        data = DATA.get(role)
-        kept = data is None or ssh(MACHINES[host], f"test -e {shlex.quote(data)}", check=False).returncode == 0
+        kept_at = (data or {}).get(role, DATA.get(role))
+        kept = kept_at is None or ssh(MACHINES[host], f"test -e {shlex.quote(kept_at)}", check=False).returncode == 0
         ok[role] = ok.get(role, True) and result.ok and stopped and kept
         if not (stopped and kept):
             log(f"{shape.name}: delete of {role}@{host}: stopped={stopped} data kept={kept} {states}")
@@ -900,6 +1064,14 @@ def harbor_ok(result: Optional[dict]) -> bool:
     return bool(result["nodes_healthy"] == len(result["health"]) and result["push_pull_via_vip"]["digest_equal"]
                 and result["push_pull_per_node"]["digest_equal"] and result["cross_node_token"]
                 and result["robot_pull"])
+def storage_ok(result: Optional[dict]) -> bool:
+    """The s3 shape's storage checks passed (True without that shape): pushes and pulls with equal digests, no image
+    lost to the power cut, the cut host healthy again. Failed operations and the longest gap are figures."""
+    if result is None:
+        return True
+    cut = result["node_power_cut"]
+    return bool(result["push_pull"]["ok"] and cut["images_lost"] == 0 and cut["images"] > 0
+                and cut["healthy_again_s"] is not None)
 
 
 def print_table(report: dict) -> None:
@@ -923,7 +1095,8 @@ def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: boo
                     "replay.py), not the pulumi CLI", "standins": [*standins, "NFS (bind mount)"]}
     try:
         # node3 (h4) is the added node of the day-2 scenarios; prod-like needs h1..h9.
-        lab.boot(12 if PATRONI in shapes else 9 if PROD in shapes else 4 if day2 and harbor == "standin" else 3)
+        lab.boot(12 if PATRONI in shapes else 9 if PROD in shapes else 7 if S3 in shapes
+                 else 4 if day2 and harbor == "standin" else 3)
         for shape in shapes:
             verify_shape(lab, shape, report, day2=day2)
     finally:
@@ -935,7 +1108,8 @@ def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: boo
     return report
 
 
-SHAPES = {"dev": [DEV], "prod": [PROD], "both": [DEV, PROD], "patroni": [PATRONI], "all": [DEV, PROD, PATRONI]}
+SHAPES = {"dev": [DEV], "prod": [PROD], "both": [DEV, PROD], "patroni": [PATRONI], "all": [DEV, PROD, PATRONI],
+          "s3": [S3]}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -971,7 +1145,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     good = (harbor_ok(report.get("harbor"))
             and all(r["applied"] and r["second_apply_changed"] == 0 and r["active_after_reboot"]
                 and r.get("delete_stops_keeps_data") for r in report["roles"].values())
-            and all(d["ok"] for d in report["day2"].values()) and patroni_ok(report.get("patroni")))
+            and all(d["ok"] for d in report["day2"].values()) and patroni_ok(report.get("patroni"))
+            and storage_ok(report.get("storage")))
     return 0 if good else 1
 
 
