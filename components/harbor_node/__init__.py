@@ -244,8 +244,6 @@ def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
                  needs=("cluster_ca_certificate",)),
         FileSpec(path=SCANNER_PREFIX_PATH, render=lambda s: s["harbor_scanner_prefix"] + "\n",
                  needs=("harbor_scanner_prefix",), mode=0o600),
-        FileSpec(path="/etc/systemd/system/docker.service.d/harbor-ha-data-volume.conf",
-                 render=lambda _s: render_docker_dropin(cfg)),
         FileSpec(path=f"/etc/systemd/system/{START_UNIT}", render=lambda _s: render_start_unit(cfg)),
     ]
     if not s3:

@@ -27,7 +27,7 @@ from typing import Optional
 import pulumi
 
 from components.config import ClusterConfig, GarageSettings, Host
-from components.host.files import FileSpec, role_env
+from components.host.files import FileSpec, placeholders, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
 
 SCRIPT = Path(__file__).with_name("object-store.sh")  #: each object-store host: Garage and its TLS front
@@ -202,21 +202,29 @@ def render_harbor_key(secrets: Mapping[str, str]) -> str:
                        "secretAccessKey": secrets["storage_s3_secret_key"], "name": HARBOR_KEY_NAME}) + "\n"
 
 
-def _node_ids(values: Mapping[str, str]) -> dict[str, str]:
-    return json.loads(values["garage_node_ids"])
+def _by_host(values: Mapping[str, str], name: str, cfg: ClusterConfig) -> dict[str, str]:
+    """A JSON-by-host secret value; offline (scripts/render.py) a visible placeholder for each host."""
+    raw = values[name]
+    if raw == placeholders((name,))[name]:
+        return {h.name: f"<secret:{name}[{h.name}]>" for h in cfg.object_store_hosts}
+    return json.loads(raw)
+
+
+def _node_ids(values: Mapping[str, str], cfg: ClusterConfig) -> dict[str, str]:
+    return _by_host(values, "garage_node_ids", cfg)
 
 
 def object_store_files(cfg: ClusterConfig, host: Host) -> list[FileSpec]:
     """What one object-store host receives."""
     g = garage_settings(cfg)
     return [
-        FileSpec(path=GARAGE_CONFIG, render=lambda v: render_garage_toml(cfg, host, _node_ids(v)),
+        FileSpec(path=GARAGE_CONFIG, render=lambda v: render_garage_toml(cfg, host, _node_ids(v, cfg)),
                  needs=("garage_node_ids",)),
         FileSpec(path=RPC_SECRET_PATH, render=lambda v: v["garage_rpc_secret"] + "\n", needs=("garage_rpc_secret",),
                  mode=0o600, owner="garage", group="garage"),
         FileSpec(path=ADMIN_TOKEN_PATH, render=lambda v: v["garage_admin_token"] + "\n",
                  needs=("garage_admin_token",), mode=0o600, owner="garage", group="garage"),
-        FileSpec(path=NODE_KEY_PATH, render=lambda v: json.loads(v["garage_node_keys"])[host.name] + "\n",
+        FileSpec(path=NODE_KEY_PATH, render=lambda v: _by_host(v, "garage_node_keys", cfg)[host.name] + "\n",
                  needs=("garage_node_keys",), mode=0o600),
         FileSpec(path=GARAGE_UNIT, render=lambda _v: render_garage_unit()),
         FileSpec(path=TLS_CONF_PATH, render=lambda _v: render_tls_front_conf(cfg, host)),
@@ -241,7 +249,7 @@ def cluster_files(cfg: ClusterConfig) -> list[FileSpec]:
     s3 = cfg.storage.s3
     assert s3 is not None
     return [
-        FileSpec(path=LAYOUT_PATH, render=lambda v: render_layout(cfg, _node_ids(v)), needs=("garage_node_ids",)),
+        FileSpec(path=LAYOUT_PATH, render=lambda v: render_layout(cfg, _node_ids(v, cfg)), needs=("garage_node_ids",)),
         FileSpec(path=HARBOR_KEY_PATH, render=render_harbor_key,
                  needs=("storage_s3_access_key", "storage_s3_secret_key"), mode=0o600),
         role_env("object-store-cluster", {
