@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Restore Harbor's database (and optionally its data volume) from the backups scripts/backup.py and the timers made.
 
-    HARBOR_PASSWORD=... python3 scripts/restore.py --stack Pulumi.prod.yaml [--to '2026-12-01 15:20:01+00']
-        [--data SNAPSHOT] --yes [--dry-run]
+    HARBOR_PASSWORD=... python3 scripts/restore.py --stack prod [--to '2026-12-01 15:20:01+00']
+        [--data SNAPSHOT] --yes [--json FILE|-] [--dry-run]
 
 Destructive: every member's data directory is moved aside (DATA.pre-restore-<time>, kept) and the cluster's
 state in etcd is removed. Over SSH, in order (labs/db_lab.py runs the same restore script in its drill):
@@ -14,6 +14,10 @@ state in etcd is removed. Over SSH, in order (labs/db_lab.py runs the same resto
    applied again (`patronictl edit-config --replace`), then Patroni on the others, which copy the leader;
 5. with --data: `restic restore SNAPSHOT` of the data volume on the NFS host (pick the snapshot whose `db:` tag is
    at or before --to: `restic snapshots --tag harbor-ha`).
+
+Exit status: 0 restored (or --dry-run), 1 a step failed on its host (the error names host and command; the data
+directories moved aside are kept), 2 could not run (no such stack, an invalid stack file, no backup section, no
+--yes, a host SSH could not reach).
 """
 
 from __future__ import annotations
@@ -24,19 +28,25 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a file: import the program from the repository root
 
-from components.config import ClusterConfig  # noqa: E402
-from components.patroni import PatroniPaths, render_restore_script  # noqa: E402
-from scripts.backup import (HarborApi, Ssh, as_postgres, common_arguments, connect_api,  # noqa: E402
-                            harbor_read_only, leader, load, restic)
+from scripts.backup import (EXIT_STATUS, CouldNotRun, HarborApi, Ssh, StepFailed, as_postgres,  # noqa: E402
+                            common_arguments, connect_api, harbor_read_only, leader, load, run_cli,
+                            ssh_for)
+from scripts.convention import COULD_NOT_RUN  # noqa: E402
+
+if TYPE_CHECKING:
+    from components.config import ClusterConfig
 
 
 def restore(cfg: ClusterConfig, api: Optional[HarborApi], ssh: Ssh, target: Optional[str],
-            snapshot: Optional[str]) -> None:
+            snapshot: Optional[str]) -> dict:
+    from components.nfs import restic_command as restic
+    from components.patroni import PatroniPaths, render_restore_script
+
     paths = PatroniPaths(pg_version=cfg.postgres.version)
     first, *others = cfg.postgres_hosts
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -49,7 +59,7 @@ def restore(cfg: ClusterConfig, api: Optional[HarborApi], ssh: Ssh, target: Opti
                       file=sys.stderr)
         try:
             current = leader(cfg, ssh).name
-        except RuntimeError:
+        except (StepFailed, CouldNotRun):
             current = ""  # no leader: the database is down, which may be why we restore
         for h in cfg.postgres_hosts:
             ssh.run(h, "systemctl stop patroni")
@@ -70,22 +80,26 @@ def restore(cfg: ClusterConfig, api: Optional[HarborApi], ssh: Ssh, target: Opti
         for h in others:
             ssh.run(h, "systemctl start patroni")
         if snapshot:
-            ssh.run(cfg.nfs_host, restic(cfg, f"restore {shlex.quote(snapshot)} --target /"))
+            ssh.run(cfg.nfs_server, restic(cfg, f"restore {shlex.quote(snapshot)} --target /"))
+    return {"restored_to": target or "latest", "data_snapshot": snapshot}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXIT_STATUS)
     common_arguments(parser)
     parser.add_argument("--to", help="restore to this time (PostgreSQL timestamp with zone); default: the latest")
     parser.add_argument("--data", metavar="SNAPSHOT", help="also restore this restic snapshot of the data volume")
     parser.add_argument("--yes", action="store_true", help="confirm: the current database is replaced")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.yes and not args.dry_run:
-        parser.error("this replaces the current database: pass --yes (or --dry-run to see the commands)")
-    cfg = load(args.stack)
-    restore(cfg, connect_api(cfg, args), Ssh(args.dry_run), args.to, args.data)
-    print("restored" + (f" to {args.to}" if args.to else ""))
-    return 0
+        print("this replaces the current database: pass --yes (or --dry-run to see the commands)", file=sys.stderr)
+        return COULD_NOT_RUN
+
+    def work() -> dict:
+        cfg = load(args.stack)
+        return restore(cfg, connect_api(cfg, args), ssh_for(args), args.to, args.data)
+
+    return run_cli(args, work)
 
 
 if __name__ == "__main__":
