@@ -3,12 +3,13 @@
 
     HARBOR_PASSWORD=... python3 scripts/backup.py --stack prod [--type full|diff|incr] [--json FILE|-] [--dry-run]
 
-Needs `postgres.mode: patroni` and the `backup` section (docs/database-ha.md). Over SSH, with the hosts, users and
-paths of the stack file:
-1. `pgbackrest backup` on the repository host (or, with an S3 repository, on the current leader): WAL archiving
-   makes any later moment restorable, so the database needs no pause.
-2. Harbor is set read-only through its API (PUT /api/v2.0/configurations {"read_only": true}); the database time
-   of that moment is taken from the leader, then restic snapshots the data volume on the NFS host, tagged with
+Needs the `backup` section, in either postgres.mode (docs/operations/backup-restore.md). Over SSH, with the hosts,
+users and paths of the stack file:
+1. `pgbackrest backup` on the repository host (or, with an S3 repository, on the single server or the current
+   Patroni leader): WAL archiving makes any later moment restorable, so the database needs no pause.
+2. With backup.resticRepository: Harbor is set read-only through its API (PUT /api/v2.0/configurations
+   {"read_only": true}); the database time of that moment is taken from the primary (the single server or the
+   leader), then restic snapshots the data volume on the NFS host, tagged with
    that time; Harbor's previous read_only value is put back afterwards, also when the snapshot fails. The
    snapshot and the database restored to the tagged time (scripts/restore.py --to) belong together: no blob
    referenced by the database is missing from the snapshot.
@@ -127,10 +128,15 @@ def as_postgres(command: str) -> str:
 
 
 def pgbackrest_host(cfg: ClusterConfig, ssh: Ssh) -> Host:
-    """Where backups run: the repository host, or (S3) the member Patroni names leader."""
+    """Where backups run: the repository host, or (S3) the primary."""
     if cfg.backup and cfg.backup.repository == "host" and cfg.backup_host:
         return cfg.backup_host
-    return leader(cfg, ssh)
+    return primary(cfg, ssh)
+
+
+def primary(cfg: ClusterConfig, ssh: Ssh) -> Host:
+    """The database host that takes the writes: the single server, or the current Patroni leader."""
+    return leader(cfg, ssh) if cfg.patroni else cfg.postgres_host
 
 
 def leader(cfg: ClusterConfig, ssh: Ssh) -> Host:
@@ -153,18 +159,18 @@ def leader(cfg: ClusterConfig, ssh: Ssh) -> Host:
 
 def backup(cfg: ClusterConfig, api: Optional[HarborApi], ssh: Ssh, kind: str) -> dict:
     from components.nfs import restic_command as restic
-    from components.patroni import STANZA, PatroniPaths
+    from components.pgbackrest import STANZA, db_paths
 
-    paths = PatroniPaths(pg_version=cfg.postgres.version)
+    paths = db_paths(cfg)
     ssh.run(pgbackrest_host(cfg, ssh),
             as_postgres(f"pgbackrest --config={paths.pgbackrest_conf} --stanza={STANZA} --type={kind} backup"))
     result: dict = {"database_backup": kind}
     if not cfg.backup or not cfg.backup.restic_repository:
         return result
-    lead = leader(cfg, ssh)
+    writer = primary(cfg, ssh)
     snapshot = contextlib.nullcontext() if api is None else harbor_read_only(api)
     with snapshot:
-        at = ssh.run(lead, as_postgres(f"psql -X -At -h {paths.socket_dir} -c 'SELECT now()'")).strip()
+        at = ssh.run(writer, as_postgres(f"psql -X -At -h {paths.socket_dir} -c 'SELECT now()'")).strip()
         nfs = cfg.nfs_server
         ssh.run(nfs, restic(cfg, "cat config >/dev/null 2>&1 || " + restic(cfg, "init")))
         out = ssh.run(nfs, restic(cfg, f"backup --json --tag harbor-ha --tag {shlex.quote('db:' + at)} "
@@ -199,9 +205,8 @@ def load(stack: str) -> ClusterConfig:
         raise CouldNotRun("\n".join(describe_problems(str(path), e.problems))) from e
     except OSError as e:
         raise CouldNotRun(f"{path}: {e.strerror or e}") from e
-    if not cfg.patroni or not cfg.backup:
-        raise CouldNotRun(f"{path.name}: backups need postgres.mode: patroni and the harbor-ha:backup section "
-                          "(docs/operations/backup-restore.md)")
+    if not cfg.backup:
+        raise CouldNotRun(f"{path.name}: backups need the harbor-ha:backup section (docs/operations/backup-restore.md)")
     return cfg
 
 

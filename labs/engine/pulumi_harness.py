@@ -230,6 +230,18 @@ def patroni_values() -> dict[str, Any]:
     return load_stack_file(str(ROOT / "docs" / "examples" / "patroni.yaml"))[0]
 
 
+def single_values(repository: str = "host") -> dict[str, Any]:
+    """Pulumi.prod.yaml (postgres.mode single) with a backup section: a repository host `backup1`, or a bucket."""
+    values = stack_config("prod")[0]
+    values["hosts"].append({"name": "backup1", "address": "10.20.0.51", "user": "ubuntu"})
+    values["backup"] = {"repository": repository, "resticRepository": "sftp:backup1:/srv/restic"}
+    if repository == "host":
+        values["roles"]["backup"] = "backup1"
+    else:
+        values["backup"]["s3"] = {"endpoint": "s3.example.internal", "bucket": "harbor-pg", "port": 9000}
+    return values
+
+
 def run_program(values: dict[str, Any], secrets: dict[str, str] | None = None, *,
                 rotated: frozenset[str] = frozenset(), preview: bool = False) -> Program:
     """Run __main__.py with these plain `harbor-ha:*` values and secret config values (with an sshPrivateKey,
