@@ -83,8 +83,11 @@ def pgbackrest_cmd(paths: DbPaths) -> str:
     return f"pgbackrest --config={paths.pgbackrest_conf} --stanza={STANZA}"
 
 
-def _ini(sections: Mapping[str, Mapping[str, Any]]) -> str:
-    out = ["# Rendered by harbor-ha (components/pgbackrest/); pulumi up overwrites edits."]
+def _ini(cfg: ClusterConfig, sections: Mapping[str, Mapping[str, Any]]) -> str:
+    # Named after the component that deploys it (the patroni one as before this module existed: a stack's files
+    # stay byte for byte the same, so an upgrade of harbor-ha runs no role's apply for them).
+    out = [f"# Rendered by harbor-ha (components/{'patroni' if cfg.patroni else 'postgres'}/); pulumi up overwrites "
+           "edits."]
     for name, options in sections.items():
         out.append(f"\n[{name}]")
         out += [f"{k}={v}" for k, v in options.items()]
@@ -140,7 +143,7 @@ def render_pgbackrest_db_conf(cfg: ClusterConfig, host: Host, secrets: Mapping[s
     else:
         glob.update(_repository(cfg, secrets, paths))
     stanza = {"pg1-path": paths.data_dir, "pg1-port": cfg.postgres.port, "pg1-socket-path": paths.socket_dir}
-    return _ini({"global": glob, STANZA: stanza})
+    return _ini(cfg, {"global": glob, STANZA: stanza})
 
 
 def render_pgbackrest_repo_conf(cfg: ClusterConfig, paths: Optional[DbPaths] = None,
@@ -158,7 +161,7 @@ def render_pgbackrest_repo_conf(cfg: ClusterConfig, paths: Optional[DbPaths] = N
                        f"pg{i}-host-ca-file": tls["ca"], f"pg{i}-host-cert-file": tls["cert"],
                        f"pg{i}-host-key-file": tls["key"], f"pg{i}-path": hp.data_dir,
                        f"pg{i}-port": cfg.postgres.port, f"pg{i}-socket-path": hp.socket_dir})
-    return _ini({"global": glob, STANZA: stanza})
+    return _ini(cfg, {"global": glob, STANZA: stanza})
 
 
 def render_backup_units(cfg: ClusterConfig, paths: Optional[DbPaths] = None) -> dict[str, str]:

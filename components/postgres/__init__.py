@@ -112,7 +112,9 @@ def postgres_files(cfg: ClusterConfig) -> list[FileSpec]:
                  needs=("db_password",), mode=0o600, owner="postgres", group="postgres"),
         *(db_host_backup_files(cfg, cfg.postgres_host, db_paths(cfg)) if cfg.backup else []),
         role_env("postgres", {"PG_VERSION": str(cfg.postgres.version), "SETTINGS_FILE": f"{d}/conf.d/harbor-ha.conf",
-                              "ROLE_SQL": ROLE_SQL_PATH, **db_host_backup_env(cfg, db_paths(cfg))}),
+                              "ROLE_SQL": ROLE_SQL_PATH,
+                              # Only with backups: the files of a stack without them stay as they were (no re-apply).
+                              **(db_host_backup_env(cfg, db_paths(cfg)) if cfg.backup else {})}),
     ]
 
 

@@ -14,12 +14,12 @@ role_apply() {
   [ -d "/etc/postgresql/$PG_VERSION/main" ] ||
     die "no cluster /etc/postgresql/$PG_VERSION/main: is postgres.version right for this distribution?"
   changed=$(install_manifest "$stage")
-  if [ -n "$BACKUP" ]; then
+  if [ -n "${BACKUP:-}" ]; then
     install -d -m 0770 -o postgres -g postgres /var/log/pgbackrest
     systemctl daemon-reload  # the S3 repository's backup timers
   fi
   # The repository host reaches this host's pgBackRest through its TLS server, which reads its files at start.
-  if [ "$BACKUP" = host ]; then
+  if [ "${BACKUP:-}" = host ]; then
     ensure_service pgbackrest "$(grep '^/etc/pgbackrest/' <<<"$changed" || true)" restart
   fi
   # listen_addresses, port and shared_buffers need a restart; pg_hba.conf (a node added) only a reload, which
@@ -30,7 +30,7 @@ role_apply() {
     ensure_service "$unit" "$changed" reload
   fi
   run_sql "$ROLE_SQL"
-  if [ "$BACKUP" = s3 ]; then s3_backups_ready; fi
+  if [ "${BACKUP:-}" = s3 ]; then s3_backups_ready; fi
   log "PostgreSQL $PG_VERSION ready"
 }
 

@@ -11,8 +11,10 @@ the NFS host. Only the roles a backup needs are applied: the firewall of data1 a
 archiving and `pgbackrest server`), the NFS server and the repository host (stanza, check, timers); Harbor's nodes,
 load balancers and Redis are not (Harbor is a stand-in in this lab anyway).
 The drill, each step by the operator's tools (scripts/backup.py and scripts/restore.py over SSH, as documented):
+0. every role applied a second time: no file changes, no service restarted;
 1. tables written in Harbor's database and files in the data volume; `backup.py --type full` (pgBackRest full
-   backup on the repository host, then restic's snapshot of the data volume while Harbor is read-only);
+   backup on the repository host, then restic's snapshot of the data volume while Harbor is read-only); the
+   differential backup's unit (what its timer starts) run on the repository host;
 2. more rows written; the checksums of every table and the database time T taken; the WAL past T archived;
 3. more writes after T (updates, deletes, a table dropped, one created) and files changed and added;
 4. `restore.py --to T --data SNAPSHOT --yes`: the single server stopped, restored to T, started; the snapshot back;
@@ -35,6 +37,7 @@ from typing import Any, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from components.config import parse_cluster_config  # noqa: E402
+from components.pgbackrest import STANZA  # noqa: E402
 from components.postgres import service_unit  # noqa: E402
 from labs.fakes.harbor_emulator.server import HarborEmulator  # noqa: E402
 from labs.hosts import host_lab  # noqa: E402
@@ -142,12 +145,20 @@ def drill(lab: HostLab, work: Path) -> dict[str, Any]:
     lab.prepare_standins(SHAPE)
     values = lab.values(SHAPE)
     t0 = time.monotonic()
-    first = lab.replay.up(applied_only(lab.replay.program(values, lab.tls)))
+    regs = applied_only(lab.replay.program(values, lab.tls))
+    first = lab.replay.up(regs)
     if not first.ok:
         failed = [f"{r.name}: {' | '.join(r.lines[-6:])}" for r in first.ran if r.rc]
         raise RuntimeError(f"apply failed: {failed}")
     report: dict[str, Any] = {"apply_s": round(time.monotonic() - t0, 1), "applied": sorted(APPLIED)}
     repo_host = MACHINES[SHAPE.roles["backup"]]
+    # Every role's apply again: no file changes, and PostgreSQL and both pgBackRest servers keep running unrestarted.
+    units = {data_host(): [service_unit(parse_cluster_config(values)), "pgbackrest"], repo_host: ["pgbackrest"]}
+    before = {m: lab.unit_state(m, u) for m, u in units.items()}
+    again = lab.replay.up(regs, force_apply=True)
+    report["second_apply"] = {"ok": again.ok, "changed_files": again.changed_files(),
+                              "restarted": [f"{u}@{m}" for m, u_s in before.items()
+                                            for u, s in lab.unit_state(m, list(u_s)).items() if s != u_s[u]]}
     report["timers"] = ssh(repo_host, "systemctl is-active pgbackrest-full.timer pgbackrest-diff.timer",
                            check=False).stdout.split()
     report["archive_mode"] = sql("SHOW archive_mode")
@@ -168,6 +179,11 @@ def drill(lab: HostLab, work: Path) -> dict[str, Any]:
                                                    emulator.url, emulator=emulator)
         report["backup"] = backup
         report["read_only_after_backup"] = emulator.configurations["read_only"]
+        # What the timer starts on Monday to Saturday nights: a differential backup (restored from below).
+        timer = ssh(repo_host, "systemctl start pgbackrest-diff.service", check=False, timeout=900)
+        info = ssh(repo_host, f"runuser -u postgres -- pgbackrest --stanza={STANZA} info --output=json").stdout
+        report["timer_diff_ok"] = timer.returncode == 0
+        report["repository_backups"] = [b["type"] for b in json.loads(info)[0]["backup"]]
         sql(WRITES[2])
         expected = table_checksums()
         target = sql("SELECT now()")
@@ -197,7 +213,10 @@ def drill(lab: HostLab, work: Path) -> dict[str, Any]:
 
 
 def passed(report: dict[str, Any]) -> bool:
-    return bool(report.get("tables_identical") and report.get("files_identical") and report.get("tables")
+    second = report.get("second_apply", {})
+    return bool(second.get("ok") and second.get("changed_files") == [] and second.get("restarted") == []
+                and report.get("timer_diff_ok") and report.get("repository_backups") == ["full", "diff"]
+                and report.get("tables_identical") and report.get("files_identical") and report.get("tables")
                 and report.get("changed_before_restore") and report.get("in_recovery") == "f"
                 and report.get("server_active") == "active" and report.get("timers") == ["active", "active"]
                 and report.get("read_only_after_backup") is False)
@@ -208,7 +227,9 @@ def print_figures(report: dict[str, Any]) -> None:
     after = report.get("tables_after_restore", {})
     print(f"apply (firewall, postgres, nfs, repository) {report.get('apply_s')} s; archive_mode "
           f"{report.get('archive_mode')}; repository timers {report.get('timers')}")
-    print(f"backup.py --type full {report.get('backup_s', 0):.1f} s: {report.get('backup')}")
+    print(f"second apply of every role: {report.get('second_apply')}")
+    print(f"backup.py --type full {report.get('backup_s', 0):.1f} s: {report.get('backup')}; then "
+          f"pgbackrest-diff.service ok {report.get('timer_diff_ok')}: repository {report.get('repository_backups')}")
     print(f"target time {report.get('target_time')}; WAL past it archived in {report.get('wal_archived_s')} s; "
           f"tables changed after the target: {report.get('changed_before_restore')}")
     print(f"restore.py --to TARGET --data SNAPSHOT {report.get('restore_s', 0):.1f} s: {report.get('restore')}")

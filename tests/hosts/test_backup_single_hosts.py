@@ -27,6 +27,14 @@ def test_single_server_archives_its_wal_and_the_repository_host_runs_the_backup_
     assert report["archive_mode"] == "on" and report["timers"] == ["active", "active"], report
 
 
+def test_a_second_apply_of_every_role_changes_no_file_and_restarts_nothing(report):
+    assert report["second_apply"] == {"ok": True, "changed_files": [], "restarted": []}
+
+
+def test_the_differential_backup_unit_of_the_timer_backs_up_on_the_repository_host(report):
+    assert report["timer_diff_ok"] and report["repository_backups"] == ["full", "diff"], report
+
+
 def test_backup_takes_a_full_backup_and_a_snapshot_and_leaves_harbor_writable(report):
     backup = report["backup"]
     print(f"backup.py --type full: {report['backup_s']:.1f} s, snapshot {backup['data_snapshot']}")

@@ -71,10 +71,13 @@ def test_single_server_archives_its_wal_with_pgbackrest_to_the_repository_host_o
     assert "pg2-host" not in repo[STANZA]
 
 
-def test_without_a_backup_section_the_single_server_does_not_archive():
+def test_without_a_backup_section_the_single_server_does_not_archive_and_its_files_are_as_before():
     cfg = parse_cluster_config(stack_config("prod")[0])
     assert "archive" not in render_postgresql_conf(cfg)
     assert not [s.path for s in postgres_files(cfg) if "pgbackrest" in s.path]
+    # An upgrade of harbor-ha re-runs no apply on a stack without backups: the role's environment is unchanged.
+    env = next(s for s in postgres_files(cfg) if s.path.endswith("/postgres.env")).render({})
+    assert "BACKUP" not in env and "STANZA" not in env
 
 
 def test_single_mode_with_a_repository_host_gives_each_host_its_pgbackrest_files_and_the_timers_to_the_repository():
