@@ -224,12 +224,6 @@ def stack_config(stack: str) -> tuple[dict[str, Any], list[str]]:
     return load_stack_file(str(ROOT / f"Pulumi.{stack}.yaml"))
 
 
-def patroni_values() -> dict[str, Any]:
-    """docs/examples/patroni.yaml: the prod example moved to Patroni on three database hosts (strict synchronous),
-    with a backup host (a fresh copy on each call)."""
-    return load_stack_file(str(ROOT / "docs" / "examples" / "patroni.yaml"))[0]
-
-
 def single_values(repository: str = "host") -> dict[str, Any]:
     """Pulumi.prod.yaml (postgres.mode single) with a backup section: a repository host `backup1`, or a bucket."""
     values = stack_config("prod")[0]
@@ -240,6 +234,12 @@ def single_values(repository: str = "host") -> dict[str, Any]:
     else:
         values["backup"]["s3"] = {"endpoint": "s3.example.internal", "bucket": "harbor-pg", "port": 9000}
     return values
+
+
+def patroni_values() -> dict[str, Any]:
+    """docs/examples/patroni.yaml: the prod example moved to Patroni on three database hosts (strict synchronous),
+    with a backup host (a fresh copy on each call)."""
+    return load_stack_file(str(ROOT / "docs" / "examples" / "patroni.yaml"))[0]
 
 
 def run_program(values: dict[str, Any], secrets: dict[str, str] | None = None, *,
