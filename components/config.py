@@ -204,7 +204,7 @@ class BackupSettings:
     path: str  #: repository path (on the backup host, or the prefix in the bucket)
     retention_full: int  #: full backups kept (older ones and their WAL are expired)
     retention_diff: int  #: differential backups kept
-    full_schedule: str  #: systemd OnCalendar of the full backup (repository host; s3: the leader's database host)
+    full_schedule: str  #: systemd OnCalendar of the full backup (repository host; s3: the database host, the leader)
     diff_schedule: str  #: systemd OnCalendar of the differential backup
     tls_port: int  #: port of `pgbackrest server` on the backup and database hosts (repository host)
     restic_repository: Optional[str]  #: restic repository of the data volume (None: data volume not backed up)
@@ -1223,8 +1223,10 @@ def _parse_backup(raw: Any, pg_mode: str, backup_hosts: list[Host], pg_hosts: li
     )
     s3.finish()
     br.finish()
-    if pg_mode != "patroni":
-        br.fail("backups are built for postgres.mode: patroni (docs/database-ha.md moves a single server there)")
+    # pgBackRest runs beside PostgreSQL: on the single server or on every Patroni member (a mode without a database
+    # host of ours has nowhere to run it).
+    if pg_mode not in ("single", "patroni"):
+        br.fail(f"backups need a database host of the cluster's own (postgres.mode single or patroni, not {pg_mode})")
     if repository == "host":
         if not backup_hosts:
             roles.fail("backup.repository host needs roles.backup: the host that keeps the repository", "backup")

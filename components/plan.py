@@ -14,7 +14,8 @@ from components.monitoring import exporter_files, monitoring_files
 from components.etcd import etcd_files
 from components.nfs import nfs_server_files
 from components.object_store import cluster_files, object_store_files
-from components.patroni import patroni_files, pgbackrest_repo_files
+from components.patroni import patroni_files
+from components.pgbackrest import pgbackrest_repo_files
 from components.postgres import postgres_files
 from components.redis import redis_files, sentinel_files
 
@@ -58,10 +59,10 @@ def role_files(cfg: ClusterConfig) -> dict[str, dict[str, list[FileSpec]]]:
             plan[h.name]["etcd"] = etcd_files(cfg, h)
         for h in cfg.postgres_hosts:
             plan[h.name]["patroni"] = patroni_files(cfg, h)
-        if cfg.backup_host:
-            plan[cfg.backup_host.name]["pgbackrest-repo"] = pgbackrest_repo_files(cfg)
     else:
         plan[cfg.postgres_host.name]["postgres"] = postgres_files(cfg)
+    if cfg.backup and cfg.backup_host:
+        plan[cfg.backup_host.name]["pgbackrest-repo"] = pgbackrest_repo_files(cfg)
     for h in cfg.redis_hosts:
         plan[h.name]["redis"] = redis_files(cfg, h)
     for h in cfg.sentinel_hosts:

@@ -17,7 +17,7 @@ import pulumi_tls as tls
 
 from components.config import ClusterConfig
 from components.harbor_node import NODE_TLS_NAME
-from components.patroni import PGBACKREST_CLIENT_CN
+from components.pgbackrest import PGBACKREST_CLIENT_CN
 from components.postgres import server_tls_names
 from components.host.files import PUBLIC_VALUES
 from components.object_store import S3_TLS_NAME, garage_node_identity
@@ -148,14 +148,17 @@ class ClusterSecrets(pulumi.ComponentResource):
             "postgres_tls_private_key": pg_key,
         }
         if cfg.patroni:
-            values.update(self._patroni_values(name, cfg, password, child))
-            if cfg.backup and cfg.backup.s3_keys_needed_by:
-                s3_key, s3_secret = args.backup_s3_access_key, args.backup_s3_secret_key
-                # parse_cluster_config requires both secrets for an S3 repository: never None from the program.
-                if s3_key is None or s3_secret is None:
-                    raise ValueError(f"{cfg.backup.s3_keys_needed_by} needs backup_s3_access_key and "
-                                     "backup_s3_secret_key (harbor-ha:backupS3AccessKey, harbor-ha:backupS3SecretKey)")
-                values.update(backup_s3_access_key=s3_key, backup_s3_secret_key=s3_secret)
+            values.update(self._patroni_values(password))
+        # Every patroni stack has had them since patroni mode came: kept there, with or without a backup section.
+        if cfg.patroni or cfg.backup:
+            values.update(self._backup_values(name, cfg, password, child))
+        if cfg.backup and cfg.backup.s3_keys_needed_by:
+            s3_key, s3_secret = args.backup_s3_access_key, args.backup_s3_secret_key
+            # parse_cluster_config requires both secrets for an S3 repository: never None from the program.
+            if s3_key is None or s3_secret is None:
+                raise ValueError(f"{cfg.backup.s3_keys_needed_by} needs backup_s3_access_key and "
+                                 "backup_s3_secret_key (harbor-ha:backupS3AccessKey, harbor-ha:backupS3SecretKey)")
+            values.update(backup_s3_access_key=s3_key, backup_s3_secret_key=s3_secret)
         # Alertmanager's receiver secrets: exactly those the config names (parse_cluster_config required them).
         values.update({k: v for k, v in (args.monitoring or {}).items() if v is not None})
         values.update(self._storage_values(name, cfg, args, password, child))
@@ -208,9 +211,20 @@ class ClusterSecrets(pulumi.ComponentResource):
         }
 
     @staticmethod
-    def _patroni_values(name: str, cfg: ClusterConfig, password, child: pulumi.ResourceOptions) -> dict:
-        """Patroni's users, and one TLS identity for pgBackRest: server and client on every database host and on
-        the backup host (they all trust each other; `tls-server-auth` admits this certificate's CN only)."""
+    def _patroni_values(password) -> dict:
+        """Patroni's users."""
+        return {
+            "pg_superuser_password": password("pg-superuser-password", 32),
+            "pg_replication_password": password("pg-replication-password", 32),
+            "pg_rewind_password": password("pg-rewind-password", 32),
+            "patroni_api_password": password("patroni-api-password", 32),
+        }
+
+    @staticmethod
+    def _backup_values(name: str, cfg: ClusterConfig, password, child: pulumi.ResourceOptions) -> dict:
+        """restic's repository password, and one TLS identity for pgBackRest: server and client on every database
+        host and on the backup host (they all trust each other; `tls-server-auth` admits this certificate's CN
+        only)."""
         ca_key = tls.PrivateKey(f"{name}-pgbackrest-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         ca = tls.SelfSignedCert(
             f"{name}-pgbackrest-ca", private_key_pem=ca_key.private_key_pem, is_ca_certificate=True,
@@ -229,10 +243,6 @@ class ClusterSecrets(pulumi.ComponentResource):
             ca_private_key_pem=ca_key.private_key_pem, ca_cert_pem=ca.cert_pem, validity_period_hours=10 * 365 * 24,
             allowed_uses=["digital_signature", "key_encipherment", "server_auth", "client_auth"], opts=child)
         return {
-            "pg_superuser_password": password("pg-superuser-password", 32),
-            "pg_replication_password": password("pg-replication-password", 32),
-            "pg_rewind_password": password("pg-rewind-password", 32),
-            "patroni_api_password": password("patroni-api-password", 32),
             "restic_password": password("restic-password", 32),
             "pgbackrest_ca_cert": ca.cert_pem,
             "pgbackrest_cert": cert.cert_pem,

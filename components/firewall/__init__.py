@@ -76,6 +76,10 @@ def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
                                 "Harbor's database pools (and a retiring node's until its delete ran)"))
     if cfg.patroni:
         openings += _patroni_openings(cfg, host)
+    backup = [cfg.backup_host] if cfg.backup and cfg.backup_host else []
+    if cfg.backup and backup and host in [*cfg.postgres_hosts, *backup]:
+        openings.append(Opening("pgbackrest", "tcp", cfg.backup.tls_port, _cidrs([*cfg.postgres_hosts, *backup], host),
+                                "pgBackRest's TLS server between the database hosts and the repository host"))
     redis_peers = _cidrs([*nodes, *cfg.redis_hosts, *cfg.sentinel_hosts], host)
     if host in cfg.redis_hosts:
         openings.append(Opening("redis", "tcp", cfg.redis.port, redis_peers,
@@ -142,7 +146,7 @@ def _monitoring_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
 
 
 def _patroni_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
-    """postgres.mode patroni: the database members, etcd and the pgBackRest repository (components/patroni/)."""
+    """postgres.mode patroni: the database members and etcd (components/patroni/)."""
     assert cfg.patroni is not None
     members, etcd = list(cfg.postgres_hosts), list(cfg.etcd_hosts)
     backup = [cfg.backup_host] if cfg.backup and cfg.backup_host else []
@@ -161,9 +165,6 @@ def _patroni_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
                     "Patroni and vip-manager keep and watch the leader key"),
             Opening("etcd-peer", "tcp", cfg.patroni.etcd_peer_port, _cidrs(etcd, host), "etcd members replicate"),
         ]
-    if cfg.backup and host in [*members, *backup] and backup:
-        openings.append(Opening("pgbackrest", "tcp", cfg.backup.tls_port, _cidrs([*members, *backup], host),
-                                "pgBackRest's TLS server between the database hosts and the repository host"))
     return openings
 
 

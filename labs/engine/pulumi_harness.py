@@ -253,6 +253,18 @@ def stack_config(stack: str) -> tuple[dict[str, Any], list[str]]:
     return load_stack_file(str(ROOT / f"Pulumi.{stack}.yaml"))
 
 
+def single_values(repository: str = "host") -> dict[str, Any]:
+    """Pulumi.prod.yaml (postgres.mode single) with a backup section: a repository host `backup1`, or a bucket."""
+    values = stack_config("prod")[0]
+    values["hosts"].append({"name": "backup1", "address": "10.20.0.51", "user": "ubuntu"})
+    values["backup"] = {"repository": repository, "resticRepository": "sftp:backup1:/srv/restic"}
+    if repository == "host":
+        values["roles"]["backup"] = "backup1"
+    else:
+        values["backup"]["s3"] = {"endpoint": "s3.example.internal", "bucket": "harbor-pg", "port": 9000}
+    return values
+
+
 def patroni_values() -> dict[str, Any]:
     """docs/examples/patroni.yaml: the prod example moved to Patroni on three database hosts (strict synchronous),
     with a backup host (a fresh copy on each call)."""

@@ -59,7 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from components.config import ClusterConfig, parse_cluster_config  # noqa: E402
 from components.firewall import host_openings  # noqa: E402
 from components.harbor_node import CLUSTER_CA_PATH, NODE_TLS_NAME  # noqa: E402
-from components.patroni import STANZA, PatroniPaths  # noqa: E402
+from components.patroni import PatroniPaths  # noqa: E402
+from components.pgbackrest import STANZA  # noqa: E402
 from labs import certs as lab_certs  # noqa: E402
 from labs import netns as netns_lab  # noqa: E402
 from labs.engine import pulumi_harness  # noqa: E402
