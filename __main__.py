@@ -28,6 +28,8 @@ cluster = HarborCluster("harbor", HarborClusterArgs(
     tls_private_key=secret_config.get_secret("tlsPrivateKey"),
     backup_s3_access_key=secret_config.get_secret("backupS3AccessKey"),
     backup_s3_secret_key=secret_config.get_secret("backupS3SecretKey"),
+    postgres_password=secret_config.get_secret("postgresPassword"),
+    redis_password=secret_config.get_secret("redisPassword"),
 ))
 
 # Harbor's registries, projects, robots and replication policies: on this cluster once it is up and healthy,

@@ -38,6 +38,8 @@ class HarborClusterArgs:
     tls_private_key: Optional[pulumi.Input[str]] = None  #: LB private key
     backup_s3_access_key: Optional[pulumi.Input[str]] = None  #: backupS3AccessKey (S3 repositories)
     backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (S3 repositories)
+    postgres_password: Optional[pulumi.Input[str]] = None  #: postgresPassword (postgres.mode external)
+    redis_password: Optional[pulumi.Input[str]] = None  #: redisPassword (redis.mode external)
 
 
 class HarborCluster(pulumi.ComponentResource):
@@ -64,22 +66,27 @@ class HarborCluster(pulumi.ComponentResource):
         secrets = ClusterSecrets(f"{name}-secrets", ClusterSecretsArgs(
             cfg=cfg, admin_password=args.admin_password, tls_certificate=args.tls_certificate,
             tls_private_key=args.tls_private_key, backup_s3_access_key=args.backup_s3_access_key,
-            backup_s3_secret_key=args.backup_s3_secret_key), child)
+            backup_s3_secret_key=args.backup_s3_secret_key, postgres_password=args.postgres_password,
+            redis_password=args.redis_password), child)
         common: dict[str, Any] = dict(cfg=cfg, secrets=secrets.values, private_key=args.ssh_private_key)
 
         # First on every host: each service starts behind its host's firewall, never open to the whole network.
         firewall = HostFirewall(f"{name}-firewall", HostFirewallArgs(**common), child)
-        postgres: pulumi.ComponentResource
+        # The services Harbor needs, each deployed here unless its mode is external (an existing service).
+        services: list[pulumi.Resource] = []
         if cfg.patroni:
             etcd = Etcd(f"{name}-etcd", EtcdArgs(**common, after=[firewall]), child)
-            postgres = PostgresCluster(f"{name}-patroni", PostgresClusterArgs(**common, after=[etcd]), child)
-        else:
-            postgres = PostgresServer(f"{name}-postgres", PostgresServerArgs(**common, after=[firewall]), child)
-        redis = Redis(f"{name}-redis", RedisArgs(**common, after=[firewall]), child)
-        previous: list[pulumi.Resource] = [postgres, redis]
-        # No NFS server in the sandbox: its nodes share a Docker volume (components/sandbox/).
+            services.append(PostgresCluster(f"{name}-patroni", PostgresClusterArgs(**common, after=[etcd]), child))
+        elif not cfg.postgres.external:
+            services.append(PostgresServer(f"{name}-postgres", PostgresServerArgs(**common, after=[firewall]), child))
+        if not cfg.redis.external:
+            services.append(Redis(f"{name}-redis", RedisArgs(**common, after=[firewall]), child))
+        # No NFS server in the sandbox (its nodes share a Docker volume, components/sandbox/) nor for an existing
+        # export (nfs.mode external).
         if cfg.nfs_host:
-            previous.append(NfsServer(f"{name}-nfs", NfsServerArgs(**common, after=[firewall]), child))
+            services.append(NfsServer(f"{name}-nfs", NfsServerArgs(**common, after=[firewall]), child))
+        # Every service external: the first node still starts behind its firewall.
+        previous: list[pulumi.Resource] = services or [firewall]
 
         self.nodes = []
         for host in cfg.harbor_nodes:

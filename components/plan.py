@@ -48,7 +48,7 @@ def role_files(cfg: ClusterConfig) -> dict[str, dict[str, list[FileSpec]]]:
             plan[h.name]["patroni"] = patroni_files(cfg, h)
         if cfg.backup_host:
             plan[cfg.backup_host.name]["pgbackrest-repo"] = pgbackrest_repo_files(cfg)
-    else:
+    elif not cfg.postgres.external:
         plan[cfg.postgres_host.name]["postgres"] = postgres_files(cfg)
     for h in cfg.redis_hosts:
         plan[h.name]["redis"] = redis_files(cfg, h)

@@ -30,6 +30,8 @@ class ClusterSecretsArgs:
     tls_private_key: Optional[pulumi.Input[str]] = None  #: tlsPrivateKey from config (else generated)
     backup_s3_access_key: Optional[pulumi.Input[str]] = None  #: backupS3AccessKey (S3 repositories)
     backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (S3 repositories)
+    postgres_password: Optional[pulumi.Input[str]] = None  #: postgresPassword (postgres.mode external)
+    redis_password: Optional[pulumi.Input[str]] = None  #: redisPassword (redis.mode external; None: no AUTH)
 
 
 class ClusterSecrets(pulumi.ComponentResource):
@@ -114,12 +116,20 @@ class ClusterSecrets(pulumi.ComponentResource):
         # answer on it, so a key per member would not confine the one name Harbor trusts; one certificate keeps one
         # secret pair and the single server's files. Adding or removing a database host changes its names, which
         # re-issues it and re-applies every member (a reload: open connections stay).
-        pg_cert, pg_key = signed("postgres-tls", *server_tls_names(cfg))
+        # An external database has its own certificate (postgres.caCertificate).
+        pg_tls = {} if cfg.postgres.external else dict(zip(
+            ("postgres_tls_certificate", "postgres_tls_private_key"), signed("postgres-tls", *server_tls_names(cfg)),
+            strict=True))
+        if cfg.postgres.external and args.postgres_password is None:
+            # parse_cluster_config requires postgresPassword in external mode: never None from the program.
+            raise ValueError("postgres.mode external needs postgres_password (harbor-ha:postgresPassword)")
 
         values: dict[str, pulumi.Input[str]] = {
             "admin_password": admin,
-            "db_password": password("db-password", 32),
-            "redis_password": password("redis-password", 32),
+            "db_password": args.postgres_password if cfg.postgres.external and args.postgres_password is not None
+            else password("db-password", 32),
+            # An external Redis without redisPassword: no AUTH (prepare leaves the password out of the URLs).
+            "redis_password": (args.redis_password or "") if cfg.redis.external else password("redis-password", 32),
             # PASS authentication takes at most 8 characters (VRRPv2 only; VRRPv3 has no authentication).
             "vrrp_auth_pass": password("vrrp-auth-pass", 8),
             # Harbor's secretkey is an AES key of exactly 16 bytes.
@@ -137,8 +147,7 @@ class ClusterSecrets(pulumi.ComponentResource):
             "cluster_ca_certificate": ca_cert.cert_pem,
             "node_tls_certificate": node_cert,
             "node_tls_private_key": node_key,
-            "postgres_tls_certificate": pg_cert,
-            "postgres_tls_private_key": pg_key,
+            **pg_tls,
         }
         if cfg.patroni:
             values.update(self._patroni_values(name, cfg, password, child))

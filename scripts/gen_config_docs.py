@@ -27,8 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "configuration.md"
-# The stacks whose parsing is recorded: together they reach every key (the Patroni example the patroni-mode ones).
-EXAMPLE_STACKS = (ROOT / "Pulumi.dev.yaml", ROOT / "Pulumi.prod.yaml", ROOT / "docs" / "examples" / "patroni.yaml")
+# The stacks whose parsing is recorded: together they reach every key (the Patroni example the patroni-mode ones,
+# the external one the existing services').
+EXAMPLE_STACKS = (ROOT / "Pulumi.dev.yaml", ROOT / "Pulumi.prod.yaml", ROOT / "docs" / "examples" / "patroni.yaml",
+                  ROOT / "docs" / "examples" / "external.yaml")
 
 # Defaults computed from other keys: the recorded value is only the example's, so the rule is stated instead.
 # (test_config_docs fails when a default differs between the two example stacks and is not listed here.)
@@ -46,6 +48,13 @@ COMPUTED_DEFAULTS = {
     "backup.s3.bucket": "required with repository s3",
     "postgres.vip": "required with mode patroni",
     "postgres.vip.address": "required with mode patroni",
+    "postgres.host": "required with mode external",
+    "roles.nfs": "required, except with nfs.mode external and in the sandbox",
+    "roles.postgres": "required, except with postgres.mode external",
+    "roles.redis": "required, except with redis.mode external",
+    "postgres.maxConnections": "`300`; required with mode external",
+    "nfs.server": "required with mode external",
+    "nfs.exportPath": "`/srv/harbor`; required with mode external",
 }
 # Role keys land in ClusterConfig fields of other names.
 ROLE_FIELDS = {"nfs": "nfs_host", "postgres": "postgres_hosts", "etcd": "etcd_hosts", "backup": "backup_host",
@@ -270,7 +279,10 @@ def generate() -> str:
                    "tlsPrivateKey": SECRET_VALUES["tls_private_key"],
                    "harborAdminPassword": SECRET_VALUES["admin_password"],
                    "backupS3AccessKey": SECRET_VALUES["backup_s3_access_key"],
-                   "backupS3SecretKey": SECRET_VALUES["backup_s3_secret_key"]}
+                   "backupS3SecretKey": SECRET_VALUES["backup_s3_secret_key"],
+                   "postgresPassword": "password of postgres.user on the existing server (postgres.mode external: "
+                                       "required)",
+                   "redisPassword": "password of the existing Redis (redis.mode external; unset: no AUTH)"}
     lines += [f"| `{NAMESPACE}:{key}` | {_cell(secret_docs[key])} |" for key in SECRET_KEYS]
     lines += ["", "## The cluster", ""]
     lines += cluster_tables()

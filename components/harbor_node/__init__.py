@@ -37,6 +37,11 @@ NODE_TLS_DIR = "/etc/harbor-ha/node-tls"
 NODE_CERT_PATH = f"{NODE_TLS_DIR}/node.crt"
 NODE_KEY_PATH = f"{NODE_TLS_DIR}/node.key"
 CLUSTER_CA_PATH = f"{NODE_TLS_DIR}/cluster-ca.crt"
+# postgres.mode external with a caCertificate: the cluster CA and the database's CA, Harbor's ca_bundle then.
+TRUSTED_CAS_PATH = f"{NODE_TLS_DIR}/trusted-cas.crt"
+# redis.mode external with tls and a caCertificate: prepare's tlsOptions.rootCA (it adds it to every component's
+# trusted CAs, as it does the ca_bundle).
+REDIS_CA_PATH = "/etc/harbor-ha/redis/ca.crt"
 
 
 def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
@@ -52,8 +57,15 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
         "trivy_db_index": 5,
         "idle_timeout_seconds": 30,
     }
-    if cfg.redis.mode == "sentinel":
+    if cfg.redis.mode == "sentinel" or cfg.redis.sentinels:
         redis["sentinel_master_set"] = cfg.redis.master_set
+    if cfg.redis.username:
+        redis["username"] = cfg.redis.username
+    if cfg.redis.tls:
+        # prepare switches the URLs to rediss:// (rediss+sentinel://: the sentinels too) and reads rootCA, which
+        # may be empty (the system CAs) but must be there (make/photon/prepare/utils/configs.py).
+        redis["tlsOptions"] = {"enable": True, "rootCA": REDIS_CA_PATH if cfg.redis.ca_certificate else None}
+    pg = cfg.postgres
     return {
         "hostname": h.hostname,
         # The LB re-encrypts to the nodes: Harbor's own nginx serves the cluster CA's node certificate (prepare
@@ -72,8 +84,9 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
             "password": secrets["db_password"],
             # Passed to pgx as sslmode (src/common/dao/pgsql.go); verify-full checks the server's certificate and
             # address against the trusted CAs, where storage_service.ca_bundle below puts the cluster CA. In patroni
-            # mode the address is the database VIP, which every member's certificate carries.
-            "ssl_mode": "verify-full",
+            # mode the address is the database VIP, which every member's certificate carries. An external server:
+            # postgres.sslMode, its CA in the ca_bundle (TRUSTED_CAS_PATH).
+            "ssl_mode": pg.ssl_mode if pg.external else "verify-full",
             "max_idle_conns": min(10, h.db_max_open_conns),
             "max_open_conns": h.db_max_open_conns,
         }},
@@ -82,7 +95,8 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
         # trust-certificates, which core, jobservice, exporter, registry and trivy mount as /harbor_cust_cert and
         # append to their system CA bundle at start (make/photon/common/install_cert.sh): the one harbor.yml key
         # that makes Harbor 2.15's Go clients trust a private CA (docs/security.md).
-        "storage_service": {"ca_bundle": CLUSTER_CA_PATH},
+        "storage_service": {"ca_bundle": TRUSTED_CAS_PATH if pg.external and pg.ca_certificate
+                            else CLUSTER_CA_PATH},
         "trivy": {"ignore_unfixed": False, "skip_update": h.trivy_skip_update, "offline_scan": h.trivy_offline_scan,
                   "insecure": False, "timeout": "5m0s"},
         "jobservice": {"max_job_workers": 10, "job_loggers": ["STD_OUTPUT", "FILE"], "logger_sweeper_duration": 1},
@@ -117,9 +131,9 @@ def node_env(cfg: ClusterConfig) -> FileSpec:
         "HTTPS_PORT": str(h.https_port),
         "NODE_TLS_NAME": NODE_TLS_NAME,
         "CLUSTER_CA": CLUSTER_CA_PATH,
-        # nfs: the node mounts the NFS export; shared: data_volume is already a mount every node shares (the
-        # sandbox's Docker volume), the node only checks it is there.
-        "DATA_MOUNT": "nfs" if cfg.nfs_host else "shared",
+        # nfs: the node mounts the NFS export (ours or an existing one); shared: data_volume is already a mount
+        # every node shares (the sandbox's Docker volume), the node only checks it is there.
+        "DATA_MOUNT": "nfs" if cfg.nfs_export else "shared",
         "WITH_TRIVY": "1" if h.trivy else "0",
         "HEALTH_TIMEOUT": str(h.health_timeout),
         "CSRF_KEY_FILE": CSRF_KEY_PATH,
@@ -148,9 +162,25 @@ SHARED_KEYS = (
 )
 
 
+def external_ca_files(cfg: ClusterConfig) -> list[FileSpec]:
+    """The CAs of an external database and Redis that a node trusts (none for the services deployed here)."""
+    files = []
+    pg_ca, redis_ca = cfg.postgres.ca_certificate, cfg.redis.ca_certificate
+    if cfg.postgres.external and pg_ca:
+        files.append(FileSpec(path=TRUSTED_CAS_PATH, render=lambda s: _pem_join(s["cluster_ca_certificate"], pg_ca),
+                              needs=("cluster_ca_certificate",)))
+    if cfg.redis.external and redis_ca:
+        files.append(FileSpec(path=REDIS_CA_PATH, render=lambda _s: _pem_join(redis_ca)))
+    return files
+
+
+def _pem_join(*pems: str) -> str:
+    return "".join(p.strip() + "\n" for p in pems)
+
+
 def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
     needs = ("admin_password", "db_password", "redis_password")
-    files = (nfs_client_files(cfg) if cfg.nfs_host else []) + [
+    files = (nfs_client_files(cfg) if cfg.nfs_export else []) + [*external_ca_files(cfg),
         FileSpec(path=f"{cfg.harbor.install_dir}/harbor.yml",
                  render=lambda s: render_harbor_yml(cfg, dict(s)), needs=needs, mode=0o600),
         node_env(cfg),
