@@ -25,6 +25,7 @@ from components.patroni import PostgresCluster, PostgresClusterArgs
 from components.postgres import PostgresServer, PostgresServerArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import ClusterSecrets, ClusterSecretsArgs
+from harbor_provider.admin import AdminPassword, AdminPasswordArgs
 
 
 @dataclass
@@ -49,7 +50,7 @@ class HarborCluster(pulumi.ComponentResource):
     vip: str  #: the virtual IP
     node_addresses: list[str]  #: addresses of the Harbor nodes
     admin_username: str  #: Harbor's admin user
-    admin_password: pulumi.Output[str]  #: Harbor's admin password (secret)
+    admin_password: pulumi.Output[str]  #: Harbor's admin password in force, once set through its API (secret)
     ca_certificate: Optional[pulumi.Output[str]]  #: what to trust for `url`: the self-signed cert, None with a user one
     nodes: list[HarborNode]  #: the Harbor nodes, in deployment order
     keepalived: KeepalivedPair  #: the VIP holders: once they are up, Harbor is reachable on `url`
@@ -101,8 +102,13 @@ class HarborCluster(pulumi.ComponentResource):
         self.vip = cfg.vip
         self.node_addresses = [h.address for h in cfg.harbor_nodes]
         self.admin_username = "admin"
-        self.admin_password = secrets.admin_password
         self.ca_certificate = secrets.self_signed_certificate
+        # Once Harbor answers on its URL: harborAdminPassword set or changed through Harbor's API. Whatever logs in
+        # with the output (the Harbor objects) runs after the change.
+        self.admin_password = AdminPassword(f"{name}-admin-password", AdminPasswordArgs(
+            url=self.url, username=self.admin_username, password=secrets.admin_password,
+            initial_password=secrets.initial_admin_password, ca_certificate=self.ca_certificate),
+            pulumi.ResourceOptions(parent=self, depends_on=[self.keepalived])).password
         self.register_outputs({
             "url": self.url, "vip": self.vip, "node_addresses": self.node_addresses,
             "admin_username": self.admin_username, "admin_password": self.admin_password,

@@ -38,7 +38,8 @@ class ClusterSecrets(pulumi.ComponentResource):
     """Generated passwords, Harbor's shared keys and the LB's TLS material."""
 
     values: dict[str, pulumi.Output[str]]  #: files.SECRET_VALUES name -> secret Output (Patroni's in patroni mode)
-    admin_password: pulumi.Output[str]  #: Harbor's admin password
+    admin_password: pulumi.Output[str]  #: the admin password the stack wants (harborAdminPassword, else generated)
+    initial_admin_password: pulumi.Output[str]  #: the generated one Harbor is installed with (harbor.yml)
     self_signed_certificate: Optional[pulumi.Output[str]]  #: the generated LB certificate (None with a user one)
 
     def __init__(self, name: str, args: ClusterSecretsArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -54,7 +55,10 @@ class ClusterSecrets(pulumi.ComponentResource):
             # Letters and digits only: nothing to quote in redis.conf, harbor.yml, SQL or a Redis URL.
             return random.RandomPassword(f"{name}-{role}", length=length, special=False, opts=opts).result
 
-        admin = args.admin_password if args.admin_password is not None else password("admin-password", 24)
+        # Harbor is installed with a generated password and never told another in harbor.yml: core takes that one
+        # only at the first start, so harborAdminPassword is set and changed through the API (harbor_provider/
+        # admin.py), and no node's files hold the password in force unless it is this generated one.
+        initial_admin = password("admin-password", 24)
 
         # Harbor core signs registry tokens with this key; the registry trusts the certificate.
         core_key = tls.PrivateKey(f"{name}-core-key", algorithm="RSA", rsa_bits=4096, opts=keep)
@@ -125,7 +129,7 @@ class ClusterSecrets(pulumi.ComponentResource):
             raise ValueError("postgres.mode external needs postgres_password (harbor-ha:postgresPassword)")
 
         values: dict[str, pulumi.Input[str]] = {
-            "admin_password": admin,
+            "admin_password": initial_admin,
             "db_password": args.postgres_password if cfg.postgres.external and args.postgres_password is not None
             else password("db-password", 32),
             # An external Redis without redisPassword: no AUTH (prepare leaves the password out of the URLs).
@@ -160,7 +164,9 @@ class ClusterSecrets(pulumi.ComponentResource):
                 values.update(backup_s3_access_key=s3_key, backup_s3_secret_key=s3_secret)
         self.values = {k: pulumi.Output.from_input(v) if k in PUBLIC_VALUES else pulumi.Output.secret(v)
                        for k, v in values.items()}
-        self.admin_password = self.values["admin_password"]
+        self.initial_admin_password = self.values["admin_password"]
+        self.admin_password = pulumi.Output.secret(args.admin_password) if args.admin_password is not None \
+            else self.initial_admin_password
         self.register_outputs({"admin_password": self.admin_password})
 
     @staticmethod

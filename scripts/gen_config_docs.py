@@ -277,7 +277,8 @@ def generate() -> str:
     secret_docs = {"sshPrivateKey": "the private key the program logs in with on every host (required)",
                    "tlsCertificate": SECRET_VALUES["tls_certificate"] + "; set with tlsPrivateKey, else self-signed",
                    "tlsPrivateKey": SECRET_VALUES["tls_private_key"],
-                   "harborAdminPassword": SECRET_VALUES["admin_password"],
+                   "harborAdminPassword": "Harbor's admin password (unset: generated); set and changed through "
+                                          "Harbor's API (operations/rotations.md)",
                    "backupS3AccessKey": SECRET_VALUES["backup_s3_access_key"],
                    "backupS3SecretKey": SECRET_VALUES["backup_s3_secret_key"],
                    "postgresPassword": "password of postgres.user on the existing server (postgres.mode external: "
