@@ -14,7 +14,9 @@ from components.firewall import host_openings
 from components.harbor_node import REDIS_CA_PATH, TRUSTED_CAS_PATH, harbor_yml_data
 from components.nfs import render_fstab_line
 from components.plan import role_files
-from labs.engine.pulumi_harness import depends_transitively, registered_resources, stack_config, staged_files
+from labs.engine import engine_plan
+from labs.engine.pulumi_harness import (depends_transitively, registered_resources, registrations, stack_config,
+                                         staged_files)
 from tests.support import ROOT
 
 EXAMPLE = ROOT / "docs" / "examples" / "external.yaml"
@@ -228,3 +230,12 @@ def test_external_redis_without_password_renders_no_auth():
     nodes = [r for r in regs if r.typ == "command:remote:Command"
              and "/harbor-node.sh apply" in str(r.inputs.get("create", ""))]
     assert nodes and all(_harbor_yml(n)["external_redis"]["password"] == "" for n in nodes)
+
+
+def test_a_new_postgres_password_re_applies_the_nodes_only():
+    # Changed on the server, then `pulumi config set --secret harbor-ha:postgresPassword`: each node's harbor.yml.
+    old = registrations(external_values(), {"postgresPassword": PG_PASSWORD, "redisPassword": REDIS_PASSWORD})
+    new = registrations(external_values(), {"postgresPassword": "Rotated-Pg-2", "redisPassword": REDIS_PASSWORD})
+    plan = engine_plan.plan([r.as_planned() for r in old], [r.as_planned() for r in new])
+    changed = {urn.rsplit("::", 1)[1]: op for urn, op in plan.ops().items() if op != "same"}
+    assert changed == {f"harbor-node-{n}-{n}-apply": "update" for n in ("harbor1", "harbor2", "harbor3")}
