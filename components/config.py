@@ -31,7 +31,7 @@ KNOWN_KEYS = (
     "backup",
     # Secret keys: only their presence is validated here, their values stay Outputs (see components/secrets.py).
     "sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword", "backupS3AccessKey",
-    "backupS3SecretKey",
+    "backupS3SecretKey", "postgresPassword", "redisPassword",
     # Sections owned by the Harbor API provider and the migration (harbor_provider/); passed through untouched.
     "harborApi", "migration",
     # The sandbox: every host a Docker container on this machine (components/sandbox/, docs/sandbox.md).
@@ -43,7 +43,7 @@ KNOWN_KEYS = (
 )
 SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword", "backupS3AccessKey",
                "backupS3SecretKey", "monitoringSmtpPassword", "monitoringSlackApiUrl", "monitoringWebhookToken",
-               "storageS3AccessKey", "storageS3SecretKey")
+               "storageS3AccessKey", "storageS3SecretKey", "postgresPassword", "redisPassword")
 # Sections parsed by harbor_provider/stack_config.py, whose secret settings are set with `--secret --path`.
 PASSTHROUGH_KEYS = ("harborApi", "migration")
 
@@ -170,7 +170,15 @@ class PostgresSettings:
     user: str  #: Harbor's database user (password generated)
     max_connections: int  #: max_connections; Harbor opens up to max_open_conns per node
     shared_buffers: str  #: shared_buffers
-    mode: str  #: "single" (one server, the dev default) or "patroni" (Patroni + etcd, failover)
+    mode: str  #: "single" (one server, the dev default), "patroni" (Patroni + etcd, failover) or "external"
+    host: Optional[str] = None  #: mode external: the server's DNS name or address (what its certificate names)
+    ssl_mode: str = "verify-full"  #: mode external: Harbor's sslmode (verify-full checks the certificate and name)
+    ca_certificate: Optional[str] = None  #: mode external: PEM of the server's CA (None: the nodes' system CAs)
+
+    @property
+    def external(self) -> bool:
+        """The database is an existing server: no database role, Harbor connects to `host`."""
+        return self.mode == "external"
 
 
 @dataclass(frozen=True)
@@ -226,7 +234,7 @@ class BackupSettings:
 class RedisSettings:
     """Redis as Harbor's external cache / job queue."""
 
-    mode: str  #: "standalone" or "sentinel"
+    mode: str  #: "standalone", "sentinel" or "external" (an existing Redis or sentinel set)
     port: int  #: redis-server port
     sentinel_port: int  #: redis-sentinel port
     master_set: str  #: sentinel master name (Harbor's sentinel_master_set)
@@ -234,6 +242,16 @@ class RedisSettings:
     down_after_ms: int  #: milliseconds without reply before a sentinel considers the master down
     failover_timeout_ms: int  #: sentinel failover-timeout
     maxmemory: str  #: maxmemory ("0" = no limit)
+    address: Optional[str] = None  #: mode external: `host:port` of the Redis server (without sentinels)
+    sentinels: tuple[str, ...] = ()  #: mode external: `host:port` of each sentinel (with masterSet)
+    username: Optional[str] = None  #: mode external: the ACL user (Redis 6+; None: the default user)
+    tls: bool = False  #: mode external: Harbor connects over TLS (server authentication only, no client cert)
+    ca_certificate: Optional[str] = None  #: mode external, tls: PEM of the server's CA (None: system CAs)
+
+    @property
+    def external(self) -> bool:
+        """Redis is an existing server or sentinel set: no Redis role."""
+        return self.mode == "external"
 
 
 @dataclass(frozen=True)
@@ -243,6 +261,13 @@ class NfsSettings:
     export_path: str  #: directory exported on the NFS host
     mount_options: str  #: client mount options on the Harbor nodes
     version: str  #: NFS version used by the clients (4.1 or 4.2, or 3)
+    mode: str = "server"  #: "server" (roles.nfs runs the kernel NFS server) or "external" (an existing export)
+    server: Optional[str] = None  #: mode external: the NFS server's DNS name or address
+
+    @property
+    def external(self) -> bool:
+        """The export exists already: no NFS role; the nodes mount `server:exportPath`."""
+        return self.mode == "external"
 
 
 @dataclass(frozen=True)
@@ -376,9 +401,8 @@ class ClusterConfig:
 
     hosts: tuple[Host, ...]  #: every host, in stack file order
     prefix_length: int  #: prefix length of the hosts' subnet (the VIP must be inside it)
-    nfs_host: Optional[Host]  #: host of the NFS server (None in the sandbox: a shared Docker volume instead)
-    postgres_host: Host  #: host of PostgreSQL (patroni mode: the first of postgres_hosts, bootstrap leader)
-    postgres_hosts: tuple[Host, ...]  #: every PostgreSQL host (one in single mode)
+    nfs_host: Optional[Host]  #: host of the NFS server (None in the sandbox and with nfs.mode external)
+    postgres_hosts: tuple[Host, ...]  #: every PostgreSQL host (one in single mode, none in external mode)
     etcd_hosts: tuple[Host, ...]  #: etcd members (patroni mode only)
     backup_host: Optional[Host]  #: pgBackRest repository host (backup.repository: host)
     redis_hosts: tuple[Host, ...]  #: redis-server hosts; the first is the initial master
@@ -404,6 +428,21 @@ class ClusterConfig:
     passthrough: Mapping[str, Any] = field(default_factory=dict)  #: harborApi/migration sections, raw
     monitoring_hosts: tuple[Host, ...] = ()  #: Prometheus/Alertmanager hosts (empty: no monitoring)
     monitoring: Optional[MonitoringSettings] = None  #: monitoring settings (None: monitoring off)
+
+    @property
+    def postgres_host(self) -> Host:
+        """The PostgreSQL host (patroni mode: the first of postgres_hosts, the bootstrap leader); none in external
+        mode, where the database is not deployed here."""
+        if not self.postgres_hosts:
+            raise ValueError("postgres.mode external: this stack deploys no database host")
+        return self.postgres_hosts[0]
+
+    @property
+    def nfs_export(self) -> Optional[str]:
+        """`server:/path` the Harbor nodes mount (None in the sandbox: its nodes share a Docker volume)."""
+        if self.nfs.external:
+            return f"{self.nfs.server}:{self.nfs.export_path}"
+        return f"{self.nfs_host.address}:{self.nfs.export_path}" if self.nfs_host else None
 
     @property
     def nfs_server(self) -> Host:
@@ -439,6 +478,9 @@ class ClusterConfig:
     @property
     def db_endpoint(self) -> str:
         """The address Harbor's external_database points at: the server, or the VIP that follows the leader."""
+        if self.postgres.external:
+            assert self.postgres.host is not None  # required by parse_cluster_config in external mode
+            return self.postgres.host
         return self.patroni.vip if self.patroni else self.postgres_host.address
 
     @property
@@ -710,16 +752,19 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     sandbox_given = values.get("sandbox") is not None
     raw_storage = values.get("storage")
     s3_mode = isinstance(raw_storage, Mapping) and raw_storage.get("mode") == "s3"
+    # An existing service (mode external) has no role here: its role key is refused, the others still required.
+    external = {section: _raw_mode(values, section) == "external" for section in ("postgres", "redis", "nfs")}
     # The sandbox has no NFS server (containers cannot run the kernel's): its nodes share a Docker volume. With
     # storage.mode s3 the images are in a bucket: an NFS host may stay (the move from NFS keeps its data) or go.
-    nfs_hosts = role_hosts("nfs", single=True, required=not sandbox_given and not s3_mode)
+    nfs_hosts = role_hosts("nfs", single=True, required=not sandbox_given and not external["nfs"]
+                           and not s3_mode)
     if sandbox_given and nfs_hosts:
         roles.fail("must not be set with sandbox: the sandbox's Harbor nodes share a Docker volume, containers "
                    "cannot serve NFS", "nfs")
-    pg_hosts = role_hosts("postgres")
+    pg_hosts = role_hosts("postgres", required=not external["postgres"])
     etcd_hosts = role_hosts("etcd", required=False)
     backup_hosts = role_hosts("backup", single=True, required=False)
-    redis_hosts = role_hosts("redis")
+    redis_hosts = role_hosts("redis", required=not external["redis"])
     sentinel_hosts = role_hosts("sentinels", required=False)
     harbor_nodes = role_hosts("harborNodes")
     retiring_nodes = role_hosts("retiringNodes", required=False)
@@ -727,6 +772,11 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     monitoring_hosts = role_hosts("monitoring", required=False)
     object_store_hosts = role_hosts("objectStore", required=False)
     roles.finish()
+    for role, section in (("postgres", "postgres"), ("etcd", "postgres"), ("backup", "postgres"), ("nfs", "nfs"),
+                          ("redis", "redis"), ("sentinels", "redis")):
+        if external[section] and roles.data.get(role) is not None:
+            roles.fail(f"must not be set with {section}.mode external: harbor-ha deploys no {role} role for an "
+                       "existing service", role)
     for i, h in enumerate(retiring_nodes):
         if h in harbor_nodes:
             roles.fail(f"host {h.name!r} is in harborNodes too; a retiring node is out of harborNodes",
@@ -921,8 +971,9 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     # --- PostgreSQL (defaults follow geerlingguy/ansible-role-postgresql where it has one) -------------------
     pg_r = _Reader(values.get("postgres"), f"{NAMESPACE}:postgres", problems)
     # single: one server, the dev default (nothing to fail over to). patroni: see docs/database-ha.md.
-    pg_mode = pg_r.get("mode", str, "single",
-                       check=lambda v: None if v in ("single", "patroni") else "must be single or patroni")
+    pg_mode = pg_r.get("mode", str, "single", check=lambda v: None if v in ("single", "patroni", "external")
+                       else "must be single, patroni or external")
+    pg_external = pg_mode == "external"
     postgres = PostgresSettings(
         # 15: Debian 12's postgresql package; Ubuntu 22.04 ships 14, Ubuntu 24.04 ships 16.
         version=pg_r.get("version", int, 15, check=_in_range(12, 17)),
@@ -930,25 +981,44 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         # "registry": the database name Harbor's own bundled PostgreSQL uses, so dumps move either way.
         database=pg_r.get("database", str, "registry", check=_matches(re.compile(r"^[a-z_][a-z0-9_]{0,62}$"),
                                                                           "a lowercase SQL identifier")),
-        user=pg_r.get("user", str, "harbor", check=_matches(re.compile(r"^[a-z_][a-z0-9_]{0,62}$"),
-                                                            "a lowercase SQL identifier")),
-        # Harbor's core, jobservice and exporter each pool connections per node; 300 covers 3 nodes.
-        max_connections=pg_r.get("maxConnections", int, 300, check=_in_range(20, 10000)),
+        user=pg_r.get("user", str, "harbor", check=_matches(_EXTERNAL_DB_USER if pg_external else _SQL_NAME,
+                                                            "a user name" if pg_external
+                                                            else "a lowercase SQL identifier")),
+        # Harbor's core, jobservice and exporter each pool connections per node; 300 covers 3 nodes. With an
+        # external server it is required: its own max_connections, so that the connection budget is checked.
+        max_connections=pg_r.get("maxConnections", int, 300, required=pg_external, check=_in_range(20, 10000)),
         shared_buffers=pg_r.get("sharedBuffers", str, "256MB", check=_matches(_SIZE, "a size like 256MB")),
         mode=pg_mode,
+        host=pg_r.get("host", str, None, required=pg_external, check=_server_name_check),
+        # verify-full: Harbor checks the server's certificate and that it names `host` (harbor-helm's default is
+        # disable; a database password crossing the network in clear is not a default).
+        # allow/prefer are not offered: they fall back to clear text.
+        ssl_mode=pg_r.get("sslMode", str, "verify-full",
+                          check=lambda v: None if v in ("disable", "require", "verify-ca", "verify-full")
+                          else "must be disable, require, verify-ca or verify-full"),
+        ca_certificate=pg_r.get("caCertificate", str, None, check=_pem_certs_check),
     )
     patroni = _parse_patroni(pg_r, pg_mode, pg_hosts, etcd_hosts, hosts, vip, prefix_length, postgres.port, roles) \
         if pg_mode == "patroni" else None
-    if pg_mode == "single":
+    if pg_mode != "patroni":
         for key in ("patroni", "vip", "synchronous", "etcd"):
             if pg_r.data.get(key) is not None:
                 pg_r.fail("only used with postgres.mode: patroni", key)
             pg_r.used.add(key)
-        if len(pg_hosts) > 1:
-            roles.fail(f"single mode takes one host, got {len(pg_hosts)}; set postgres.mode: patroni for several",
-                       "postgres")
-        if etcd_hosts:
+        if etcd_hosts and not pg_external:
             roles.fail("etcd is only used with postgres.mode: patroni", "etcd")
+    if pg_mode == "single" and len(pg_hosts) > 1:
+        roles.fail(f"single mode takes one host, got {len(pg_hosts)}; set postgres.mode: patroni for several",
+                   "postgres")
+    _refuse_mode_keys(pg_r, pg_external, external_only=("host", "sslMode", "caCertificate"),
+                      managed_only=("version", "sharedBuffers"))
+    if pg_external and postgres.ssl_mode in ("disable", "require") and postgres.ca_certificate:
+        pg_r.fail(f"sslMode {postgres.ssl_mode} does not check the certificate; use verify-ca or verify-full",
+                  "caCertificate")
+    if pg_external != ("postgresPassword" in secrets_present):
+        problems.append(f"{NAMESPACE}:postgresPassword: " + (
+            "postgres.mode external needs the password of postgres.user (pulumi config set --secret)" if pg_external
+            else "only used with postgres.mode external (the password of a deployed database is generated)"))
     pg_r.finish()
     backup = _parse_backup(values.get("backup"), pg_mode, backup_hosts, pg_hosts, roles, problems)
     if backup and backup.s3_keys_needed_by:
@@ -964,7 +1034,9 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     # --- Redis -----------------------------------------------------------------------------------------------
     rd = _Reader(values.get("redis"), f"{NAMESPACE}:redis", problems)
     mode = rd.get("mode", str, "sentinel" if len(redis_hosts) > 1 else "standalone",
-                  check=lambda v: None if v in ("standalone", "sentinel") else "must be standalone or sentinel")
+                  check=lambda v: None if v in ("standalone", "sentinel", "external")
+                  else "must be standalone, sentinel or external")
+    redis_external = mode == "external"
     n_sentinels = len(sentinel_hosts)
     redis = RedisSettings(
         mode=mode,
@@ -977,7 +1049,30 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         down_after_ms=rd.get("downAfterMs", int, 5000, check=_in_range(100, 600000)),
         failover_timeout_ms=rd.get("failoverTimeoutMs", int, 60000, check=_in_range(1000, 3600000)),
         maxmemory=rd.get("maxmemory", str, "0", check=_matches(_REDIS_SIZE, "a size like 512mb")),
+        address=rd.get("address", str, None, check=_endpoint_check),
+        sentinels=tuple(rd.get("sentinels", list, [], check=_endpoints_check)),
+        username=rd.get("username", str, None, check=_matches(re.compile(r"^[A-Za-z0-9._@-]{1,128}$"), "a user name")),
+        # Off: Harbor 2.15 speaks TLS to Redis only with server authentication (prepare's tlsOptions); a site
+        # whose Redis requires TLS turns it on.
+        tls=rd.get("tls", bool, False),
+        ca_certificate=rd.get("caCertificate", str, None, check=_pem_certs_check),
     )
+    _refuse_mode_keys(rd, redis_external, external_only=("address", "sentinels", "username", "tls", "caCertificate"),
+                      managed_only=("port", "sentinelPort", "quorum", "downAfterMs", "failoverTimeoutMs",
+                                    "maxmemory"))
+    if redis_external:
+        if bool(redis.address) == bool(redis.sentinels):
+            rd.fail("set either address (one Redis server) or sentinels (with masterSet), not both"
+                    if redis.address else "is required: `host:port` of the Redis server (or sentinels)", "address")
+        if redis.sentinels and rd.data.get("masterSet") is None:
+            rd.fail("is required with sentinels: the name the sentinels monitor", "masterSet")
+        if redis.ca_certificate and not redis.tls:
+            rd.fail("is only used with tls: true", "caCertificate")
+        if redis.username and "redisPassword" not in secrets_present:
+            rd.fail("needs redisPassword: Harbor authenticates a user with its password", "username")
+    elif "redisPassword" in secrets_present:
+        problems.append(f"{NAMESPACE}:redisPassword: only used with redis.mode external (the password of a deployed "
+                        "Redis is generated)")
     rd.finish()
     if mode == "sentinel" and roles_checkable:
         if len(redis_hosts) < 2:
@@ -998,8 +1093,16 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
 
     # --- NFS -------------------------------------------------------------------------------------------------
     nf = _Reader(values.get("nfs"), f"{NAMESPACE}:nfs", problems)
+    # server: roles.nfs runs the kernel's NFS server (the single host the README names); external: an existing
+    # export (a filer, a managed NFS service), which the nodes only mount.
+    nfs_mode = nf.get("mode", str, "server", check=lambda v: None if v in ("server", "external")
+                      else "must be server or external")
     nfs = NfsSettings(
-        export_path=nf.get("exportPath", str, "/srv/harbor", check=_matches(_PATH, "an absolute path")),
+        mode=nfs_mode,
+        server=nf.get("server", str, None, required=nfs_mode == "external", check=_server_name_check),
+        # With mode external it is required: the path the existing server exports.
+        export_path=nf.get("exportPath", str, "/srv/harbor", required=nfs_mode == "external",
+                           check=_matches(_PATH, "an absolute path")),
         # hard: I/O waits for the server instead of corrupting a layer; noatime: no write per read.
         mount_options=nf.get("mountOptions", str, "hard,noatime,_netdev",
                              check=_matches(re.compile(r"^[A-Za-z0-9_=,.]+$"), "a comma-separated option list")),
@@ -1007,6 +1110,12 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         version=nf.get("version", str, "4.1", check=lambda v: None if v in ("3", "4", "4.1", "4.2")
                        else "must be 3, 4, 4.1 or 4.2"),
     )
+    _refuse_mode_keys(nf, nfs.external, external_only=("server",), managed_only=())
+    if nfs.external and sandbox_given:
+        nf.fail("external cannot be used with sandbox: the sandbox's Harbor nodes share a Docker volume", "mode")
+    if nfs.external and backup and backup.restic_repository:
+        problems.append(f"{NAMESPACE}:backup.resticRepository: restic runs on the NFS host (roles.nfs); with "
+                        "nfs.mode external the export's own snapshots or backups keep the data volume")
     nf.finish()
     storage = _parse_storage(raw_storage, object_store_hosts, secrets_present, sandbox_given, roles, problems)
 
@@ -1038,7 +1147,6 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         hosts=tuple(hosts),
         prefix_length=prefix_length,
         nfs_host=nfs_hosts[0] if nfs_hosts else None,
-        postgres_host=pg_hosts[0],
         postgres_hosts=tuple(pg_hosts),
         etcd_hosts=tuple(etcd_hosts or pg_hosts) if patroni else (),
         backup_host=backup_hosts[0] if backup_hosts and backup else None,
@@ -1066,6 +1174,51 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         monitoring_hosts=tuple(monitoring_hosts) if monitoring else (),
         monitoring=monitoring,
     )
+
+
+_SQL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# An existing server's user may be named as its service wants (`harbor@myserver` on some managed services); no
+# space or quote: Harbor puts it into a `key=value` connection string unquoted (src/common/dao/pgsql.go).
+_EXTERNAL_DB_USER = re.compile(r"^[A-Za-z0-9_.@-]{1,63}$")
+
+
+def _raw_mode(values: Mapping[str, Any], section: str) -> Any:
+    """`<section>.mode` as written (parsed properly later): the roles are read before the sections."""
+    raw = values.get(section)
+    return raw.get("mode") if isinstance(raw, Mapping) else None
+
+
+def _server_name_check(value: str) -> Optional[str]:
+    return None if _DNS_NAME.match(value) else f"{value!r} is not a DNS name or IPv4 address"
+
+
+def _endpoint_check(value: str) -> Optional[str]:
+    host, colon, port = value.rpartition(":")
+    if not colon or not port.isdigit() or not 1 <= int(port) <= 65535 or _server_name_check(host):
+        return f"{value!r} is not `host:port` (a DNS name or IPv4 address, and a port)"
+    return None
+
+
+def _endpoints_check(value: list) -> Optional[str]:
+    if not value:
+        return "must list at least one `host:port`"
+    for i, item in enumerate(value):
+        problem = _endpoint_check(item) if isinstance(item, str) else f"{item!r} is not a string"
+        if problem:
+            return f"[{i}] {problem}"
+    return None
+
+
+def _pem_certs_check(value: str) -> Optional[str]:
+    return None if _PEM_CERTS.match(value) else "is not one or more PEM certificates (-----BEGIN CERTIFICATE-----...)"
+
+
+def _refuse_mode_keys(r: _Reader, external: bool, *, external_only: Sequence[str], managed_only: Sequence[str]) -> None:
+    """`<section>.mode external` takes only what reaches an existing service; the other modes none of that."""
+    for key in managed_only if external else external_only:
+        if r.data.get(key) is not None:
+            r.fail("only used without mode external (a setting of the service harbor-ha deploys)" if external
+                   else "only used with mode external", key)
 
 
 _DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")

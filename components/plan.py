@@ -59,7 +59,9 @@ def role_files(cfg: ClusterConfig) -> dict[str, dict[str, list[FileSpec]]]:
             plan[h.name]["etcd"] = etcd_files(cfg, h)
         for h in cfg.postgres_hosts:
             plan[h.name]["patroni"] = patroni_files(cfg, h)
-    else:
+        if cfg.backup_host:
+            plan[cfg.backup_host.name]["pgbackrest-repo"] = pgbackrest_repo_files(cfg)
+    elif not cfg.postgres.external:
         plan[cfg.postgres_host.name]["postgres"] = postgres_files(cfg)
     if cfg.backup and cfg.backup_host:
         plan[cfg.backup_host.name]["pgbackrest-repo"] = pgbackrest_repo_files(cfg)

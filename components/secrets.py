@@ -37,13 +37,16 @@ class ClusterSecretsArgs:
     monitoring: Optional[Mapping[str, Optional[pulumi.Input[str]]]] = None
     storage_s3_access_key: Optional[pulumi.Input[str]] = None  #: storageS3AccessKey (storage.mode s3, own S3)
     storage_s3_secret_key: Optional[pulumi.Input[str]] = None  #: storageS3SecretKey (storage.mode s3, own S3)
+    postgres_password: Optional[pulumi.Input[str]] = None  #: postgresPassword (postgres.mode external)
+    redis_password: Optional[pulumi.Input[str]] = None  #: redisPassword (redis.mode external; None: no AUTH)
 
 
 class ClusterSecrets(pulumi.ComponentResource):
     """Generated passwords, Harbor's shared keys and the LB's TLS material."""
 
     values: dict[str, pulumi.Output[str]]  #: files.SECRET_VALUES name -> secret Output (Patroni's in patroni mode)
-    admin_password: pulumi.Output[str]  #: Harbor's admin password
+    admin_password: pulumi.Output[str]  #: the admin password the stack wants (harborAdminPassword, else generated)
+    initial_admin_password: pulumi.Output[str]  #: the generated one Harbor is installed with (harbor.yml)
     self_signed_certificate: Optional[pulumi.Output[str]]  #: the generated LB certificate (None with a user one)
 
     def __init__(self, name: str, args: ClusterSecretsArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -59,7 +62,10 @@ class ClusterSecrets(pulumi.ComponentResource):
             # Letters and digits only: nothing to quote in redis.conf, harbor.yml, SQL or a Redis URL.
             return random.RandomPassword(f"{name}-{role}", length=length, special=False, opts=opts).result
 
-        admin = args.admin_password if args.admin_password is not None else password("admin-password", 24)
+        # Harbor is installed with a generated password and never told another in harbor.yml: core takes that one
+        # only at the first start, so harborAdminPassword is set and changed through the API (harbor_provider/
+        # admin.py), and no node's files hold the password in force unless it is this generated one.
+        initial_admin = password("admin-password", 24)
 
         # Harbor core signs registry tokens with this key; the registry trusts the certificate.
         core_key = tls.PrivateKey(f"{name}-core-key", algorithm="RSA", rsa_bits=4096, opts=keep)
@@ -121,12 +127,20 @@ class ClusterSecrets(pulumi.ComponentResource):
         # answer on it, so a key per member would not confine the one name Harbor trusts; one certificate keeps one
         # secret pair and the single server's files. Adding or removing a database host changes its names, which
         # re-issues it and re-applies every member (a reload: open connections stay).
-        pg_cert, pg_key = signed("postgres-tls", *server_tls_names(cfg))
+        # An external database has its own certificate (postgres.caCertificate).
+        pg_tls = {} if cfg.postgres.external else dict(zip(
+            ("postgres_tls_certificate", "postgres_tls_private_key"), signed("postgres-tls", *server_tls_names(cfg)),
+            strict=True))
+        if cfg.postgres.external and args.postgres_password is None:
+            # parse_cluster_config requires postgresPassword in external mode: never None from the program.
+            raise ValueError("postgres.mode external needs postgres_password (harbor-ha:postgresPassword)")
 
         values: dict[str, pulumi.Input[str]] = {
-            "admin_password": admin,
-            "db_password": password("db-password", 32),
-            "redis_password": password("redis-password", 32),
+            "admin_password": initial_admin,
+            "db_password": args.postgres_password if cfg.postgres.external and args.postgres_password is not None
+            else password("db-password", 32),
+            # An external Redis without redisPassword: no AUTH (prepare leaves the password out of the URLs).
+            "redis_password": (args.redis_password or "") if cfg.redis.external else password("redis-password", 32),
             # PASS authentication takes at most 8 characters (VRRPv2 only; VRRPv3 has no authentication).
             "vrrp_auth_pass": password("vrrp-auth-pass", 8),
             # Harbor's secretkey is an AES key of exactly 16 bytes.
@@ -144,8 +158,7 @@ class ClusterSecrets(pulumi.ComponentResource):
             "cluster_ca_certificate": ca_cert.cert_pem,
             "node_tls_certificate": node_cert,
             "node_tls_private_key": node_key,
-            "postgres_tls_certificate": pg_cert,
-            "postgres_tls_private_key": pg_key,
+            **pg_tls,
         }
         if cfg.patroni:
             values.update(self._patroni_values(password))
@@ -166,7 +179,9 @@ class ClusterSecrets(pulumi.ComponentResource):
             values.update(self._garage_values(name, cfg, password, keep, child, signed))
         self.values = {k: pulumi.Output.from_input(v) if k in PUBLIC_VALUES else pulumi.Output.secret(v)
                        for k, v in values.items()}
-        self.admin_password = self.values["admin_password"]
+        self.initial_admin_password = self.values["admin_password"]
+        self.admin_password = pulumi.Output.secret(args.admin_password) if args.admin_password is not None \
+            else self.initial_admin_password
         self.register_outputs({"admin_password": self.admin_password})
 
     @staticmethod

@@ -71,7 +71,7 @@ def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
         if fw.metrics_sources:
             openings.append(Opening("harbor-metrics", "tcp", cfg.harbor.metrics_port, fw.metrics_sources,
                                     "Prometheus scrapers (firewall.metricsSources)", published=True))
-    if host == cfg.postgres_host and not cfg.patroni:
+    if host in cfg.postgres_hosts and cfg.postgres.mode == "single":
         openings.append(Opening("postgres", "tcp", cfg.postgres.port, _cidrs(cfg.data_clients, host),
                                 "Harbor's database pools (and a retiring node's until its delete ran)"))
     if cfg.patroni:

@@ -39,9 +39,12 @@ NODE_TLS_DIR = "/etc/harbor-ha/node-tls"
 NODE_CERT_PATH = f"{NODE_TLS_DIR}/node.crt"
 NODE_KEY_PATH = f"{NODE_TLS_DIR}/node.key"
 CLUSTER_CA_PATH = f"{NODE_TLS_DIR}/cluster-ca.crt"
-# storage.s3.caCertificate with the cluster CA: what Harbor's containers trust when the bucket has a private CA.
-STORAGE_CA_BUNDLE_PATH = f"{NODE_TLS_DIR}/ca-bundle.crt"
 S3_KEYS = ("storage_s3_access_key", "storage_s3_secret_key")  #: the secret values harbor.yml needs in s3 mode
+# postgres.mode external with a caCertificate: the cluster CA and the database's CA, Harbor's ca_bundle then.
+TRUSTED_CAS_PATH = f"{NODE_TLS_DIR}/trusted-cas.crt"
+# redis.mode external with tls and a caCertificate: prepare's tlsOptions.rootCA (it adds it to every component's
+# trusted CAs, as it does the ca_bundle).
+REDIS_CA_PATH = "/etc/harbor-ha/redis/ca.crt"
 
 
 def registry_s3_parameters(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict:
@@ -76,9 +79,10 @@ def registry_s3_parameters(cfg: ClusterConfig, secrets: Mapping[str, str]) -> di
 def storage_service(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict:
     """storage_service of harbor.yml (pure): the trusted CA bundle, and in s3 mode the bucket and redirects."""
     s3 = cfg.storage.s3
+    ca_bundle = TRUSTED_CAS_PATH if extra_trusted_cas(cfg) else CLUSTER_CA_PATH
     if s3 is None:
-        return {"ca_bundle": CLUSTER_CA_PATH}
-    return {"ca_bundle": STORAGE_CA_BUNDLE_PATH if s3.ca_certificate else CLUSTER_CA_PATH,
+        return {"ca_bundle": ca_bundle}
+    return {"ca_bundle": ca_bundle,
             "s3": registry_s3_parameters(cfg, secrets),
             # prepare adds `redirect: disable: true` to the registry's storage only when this says so.
             "redirect": {"disable": not s3.redirect}}
@@ -97,8 +101,15 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict:
         "trivy_db_index": 5,
         "idle_timeout_seconds": 30,
     }
-    if cfg.redis.mode == "sentinel":
+    if cfg.redis.mode == "sentinel" or cfg.redis.sentinels:
         redis["sentinel_master_set"] = cfg.redis.master_set
+    if cfg.redis.username:
+        redis["username"] = cfg.redis.username
+    if cfg.redis.tls:
+        # prepare switches the URLs to rediss:// (rediss+sentinel://: the sentinels too) and reads rootCA, which
+        # may be empty (the system CAs) but must be there (make/photon/prepare/utils/configs.py).
+        redis["tlsOptions"] = {"enable": True, "rootCA": REDIS_CA_PATH if cfg.redis.ca_certificate else None}
+    pg = cfg.postgres
     return {
         "hostname": h.hostname,
         # The LB re-encrypts to the nodes: Harbor's own nginx serves the cluster CA's node certificate (prepare
@@ -117,8 +128,9 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict:
             "password": secrets["db_password"],
             # Passed to pgx as sslmode (src/common/dao/pgsql.go); verify-full checks the server's certificate and
             # address against the trusted CAs, where storage_service.ca_bundle below puts the cluster CA. In patroni
-            # mode the address is the database VIP, which every member's certificate carries.
-            "ssl_mode": "verify-full",
+            # mode the address is the database VIP, which every member's certificate carries. An external server:
+            # postgres.sslMode, its CA in the ca_bundle (TRUSTED_CAS_PATH).
+            "ssl_mode": pg.ssl_mode if pg.external else "verify-full",
             "max_idle_conns": min(10, h.db_max_open_conns),
             "max_open_conns": h.db_max_open_conns,
         }},
@@ -166,10 +178,10 @@ def node_env(cfg: ClusterConfig) -> FileSpec:
         "HTTPS_PORT": str(h.https_port),
         "NODE_TLS_NAME": NODE_TLS_NAME,
         "CLUSTER_CA": CLUSTER_CA_PATH,
-        # nfs: the node mounts the NFS export; shared: data_volume is already a mount every node shares (the
-        # sandbox's Docker volume), the node only checks it is there; local: storage.mode s3, the images are in the
-        # bucket and data_volume is a folder on the node's own disk.
-        "DATA_MOUNT": "local" if cfg.storage.s3 else "nfs" if cfg.nfs_host else "shared",
+        # nfs: the node mounts the NFS export (ours or an existing one); shared: data_volume is already a mount every
+        # node shares (the sandbox's Docker volume), the node only checks it is there; local: storage.mode s3, the
+        # images are in the bucket and data_volume is a folder on the node's own disk.
+        "DATA_MOUNT": "local" if cfg.storage.s3 else "nfs" if cfg.nfs_export else "shared",
         # storage.mode s3 with roles.objectStore: every object-store host's address, for the S3 endpoint's name.
         "S3_TLS_NAME": S3_TLS_NAME,
         "S3_HOSTS": " ".join(h.address for h in cfg.object_store_hosts),
@@ -224,11 +236,34 @@ SHARED_KEYS = (
 )
 
 
+def extra_trusted_cas(cfg: ClusterConfig) -> list[str]:
+    """The private CAs a node's Harbor trusts besides the cluster CA: the bucket's (storage.s3.caCertificate) and an
+    external database's (postgres.caCertificate). With any, ca_bundle is TRUSTED_CAS_PATH (the cluster CA and them)."""
+    s3, pg = cfg.storage.s3, cfg.postgres
+    return [ca for ca in (s3.ca_certificate if s3 else None, pg.ca_certificate if pg.external else None) if ca]
+
+
+def external_ca_files(cfg: ClusterConfig) -> list[FileSpec]:
+    """The bundle of trusted CAs when there is a private one beside the cluster CA, and an external Redis's CA."""
+    files = []
+    extra, redis_ca = extra_trusted_cas(cfg), cfg.redis.ca_certificate
+    if extra:
+        files.append(FileSpec(path=TRUSTED_CAS_PATH, render=lambda s: _pem_join(s["cluster_ca_certificate"], *extra),
+                              needs=("cluster_ca_certificate",)))
+    if cfg.redis.external and redis_ca:
+        files.append(FileSpec(path=REDIS_CA_PATH, render=lambda _s: _pem_join(redis_ca)))
+    return files
+
+
+def _pem_join(*pems: str) -> str:
+    return "".join(p.strip() + "\n" for p in pems)
+
+
 def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
     s3 = cfg.storage.s3
     needs = ("admin_password", "db_password", "redis_password", *(S3_KEYS if s3 else ()))
-    nfs = bool(cfg.nfs_host) and not s3
-    files = (nfs_client_files(cfg) if nfs else []) + [
+    nfs = bool(cfg.nfs_export) and not s3
+    files = (nfs_client_files(cfg) if nfs else []) + [*external_ca_files(cfg),
         FileSpec(path=f"{cfg.harbor.install_dir}/harbor.yml",
                  render=lambda s: render_harbor_yml(cfg, dict(s)), needs=needs, mode=0o600),
         node_env(cfg),
@@ -250,10 +285,6 @@ def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
         # With s3 the data volume is the node's own disk: nothing to wait for at boot.
         files.append(FileSpec(path="/etc/systemd/system/docker.service.d/harbor-ha-data-volume.conf",
                               render=lambda _s: render_docker_dropin(cfg)))
-    elif s3.ca_certificate:
-        ca = s3.ca_certificate
-        files.append(FileSpec(path=STORAGE_CA_BUNDLE_PATH, needs=("cluster_ca_certificate",),
-                              render=lambda v: v["cluster_ca_certificate"].rstrip("\n") + "\n" + ca.strip() + "\n"))
     for rel, secret in SHARED_KEYS:
         files.append(FileSpec(path=f"{cfg.harbor.data_volume}/{rel}", render=itemgetter(secret),
                               needs=(secret,), mode=0o600, owner=str(HARBOR_UID), group=str(HARBOR_UID),

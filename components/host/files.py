@@ -21,9 +21,9 @@ import jinja2
 
 # Every value that exists only as a Pulumi Output (generated or secret config), by the name FileSpecs use.
 SECRET_VALUES = {
-    "admin_password": "Harbor's initial admin password (harborAdminPassword or generated)",
-    "db_password": "password of Harbor's PostgreSQL user (generated)",
-    "redis_password": "Redis requirepass/masterauth (generated)",
+    "admin_password": "Harbor's initial admin password (generated; harborAdminPassword is set through Harbor's API)",
+    "db_password": "password of Harbor's PostgreSQL user (generated; postgresPassword with postgres.mode external)",
+    "redis_password": "Redis requirepass/masterauth (generated; redisPassword with redis.mode external)",
     "vrrp_auth_pass": "VRRPv2 PASS authentication, 8 characters (generated; VRRPv3 has none)",
     "harbor_secretkey": "Harbor's secret/keys/secretkey, shared by every node (generated)",
     "harbor_csrf_key": "Harbor core's CSRF_KEY, shared by every node (generated)",

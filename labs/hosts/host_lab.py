@@ -1,6 +1,7 @@
 """The roles applied to real Debian 12 hosts over SSH, then day-2 changes under a client's requests through the VIP.
 
-    sudo venv/bin/python labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|all|s3] [--keep]
+    sudo venv/bin/python labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|external|all|s3]
+        [--keep]
     sudo venv/bin/python labs/hosts/host_lab.py verify --harbor real --json FILE
     sudo venv/bin/python labs/hosts/host_lab.py observe --json FILE [--quiet-minutes 10] [--keep]  (observe.py)
     sudo venv/bin/python labs/hosts/host_lab.py down
@@ -16,6 +17,9 @@ With `--harbor real` the nodes install Harbor's offline installer built here fro
 (labs/harbor/build_installer.py: Harbor's own images, prepare and compose file; the portal a placeholder page), on
 the dev shape without the day-2 scenarios, then a client pushes and pulls through the VIP and through each node alone
 (docker over TLS), a token of one node is used on the other and a robot account pulls (the `harbor` figures).
+The external shape (postgres, redis and nfs `mode: external`): a PostgreSQL 15 and a Redis over TLS the lab starts
+by hand on the data host, which is not in the stack, and the NFS stand-in folder as an existing export; the stack
+has only the two nodes with the load balancers.
 What is a stand-in, and why:
 - Harbor (the default, fast tier): the stand-in offline installer of labs/hosts/standin_installer.py, busybox
   services in Harbor's installer layout.
@@ -44,6 +48,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -58,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from components.config import ClusterConfig, parse_cluster_config  # noqa: E402
 from components.firewall import host_openings  # noqa: E402
-from components.harbor_node import CLUSTER_CA_PATH, NODE_TLS_NAME  # noqa: E402
+from components.harbor_node import CLUSTER_CA_PATH, NODE_TLS_NAME, REDIS_CA_PATH, TRUSTED_CAS_PATH  # noqa: E402
 from components.patroni import PatroniPaths  # noqa: E402
 from components.pgbackrest import STANZA  # noqa: E402
 from labs import certs as lab_certs  # noqa: E402
@@ -271,6 +276,41 @@ REGISTRY_CLIENT = Path(__file__).resolve().parents[1] / "objstore" / "registry_c
 BUILD_GARAGE = Path(__file__).resolve().parents[1] / "objstore" / "build_garage.sh"
 
 
+# Bring your own services: no nfs, postgres or redis role; HostLab.external_sections points the stack at the
+# services HostLab.start_external_services starts by hand on EXTERNAL_HOST.
+EXTERNAL = Shape("external", ["node1", "node2"], {"harborNodes": ["node1", "node2"],
+                                                  "loadBalancers": ["node1", "node2"]})
+EXTERNAL_HOST = MACHINES["data1"]  #: h1: booted by the lab, in no stack of the external shape
+# The PostgreSQL and Redis an operator would have: TLS with their own CA, a password, Harbor's database and user.
+# Not the program's roles: apt, a config snippet each, the user and database made with psql.
+EXTERNAL_SERVICES = r"""
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq postgresql-15 redis-server >/dev/null
+cd /etc/lab-external
+# The server's certificate and key, and its CA, were written by the lab beside this script.
+chmod 0644 ca.crt
+install -m 0644 -o postgres -g postgres server.crt pg.crt
+install -m 0600 -o postgres -g postgres server.key pg.key
+install -m 0644 -o redis -g redis server.crt redis.crt
+install -m 0600 -o redis -g redis server.key redis.key
+chown redis:redis redis-pass.conf
+printf '%s\n' "listen_addresses = '*'" "ssl = on" "ssl_cert_file = '/etc/lab-external/pg.crt'" \
+  "ssl_key_file = '/etc/lab-external/pg.key'" "max_connections = 200" "password_encryption = scram-sha-256" \
+  > /etc/postgresql/15/main/conf.d/lab-external.conf
+grep -q '^hostssl registry harbor' /etc/postgresql/15/main/pg_hba.conf ||
+  echo "hostssl registry harbor $NET.0/24 scram-sha-256" >> /etc/postgresql/15/main/pg_hba.conf
+systemctl restart postgresql@15-main
+printf '%s\n' "bind 0.0.0.0" "port 0" "tls-port 6379" "tls-cert-file /etc/lab-external/redis.crt" \
+  "tls-key-file /etc/lab-external/redis.key" "tls-ca-cert-file /etc/lab-external/ca.crt" "tls-auth-clients no" \
+  "include /etc/lab-external/redis-pass.conf" > /etc/redis/lab-external.conf
+grep -qx 'include /etc/redis/lab-external.conf' /etc/redis/redis.conf ||
+  echo 'include /etc/redis/lab-external.conf' >> /etc/redis/redis.conf
+systemctl restart redis-server
+"""
+
+
 class HostLab:
     def __init__(self, work: Path, harbor: str = "standin"):
         self.work = work
@@ -285,6 +325,8 @@ class HostLab:
             self.installers = {v: standin_installer.build(v, work / "installers") for v in VERSIONS}
         ca, cert, key = lab_certs.ca_and_server(HOSTNAME, [HOSTNAME, self.vip], days=2)
         self.ca, self.tls = ca.decode(), {"tlsCertificate": cert.decode(), "tlsPrivateKey": key.decode()}
+        self.secrets: dict[str, str] = {}  #: further secret config (the external services' passwords)
+        self.external_ca = ""  #: PEM of the CA of the external services' certificate
 
     vip = f"{NET}.100"
 
@@ -308,9 +350,11 @@ class HostLab:
         if shape is S3:
             self.serve_garage()
             return
-        nfs_host = MACHINES[shape.roles["nfs"]]
-        ssh(nfs_host, "test -f /etc/systemd/system/nfs-server.service || { cat > /etc/systemd/system/nfs-server.service"
-                      " && systemctl daemon-reload; }", input=NFS_SERVER_STANDIN)
+        if "nfs" in shape.roles:
+            ssh(MACHINES[shape.roles["nfs"]], "test -f /etc/systemd/system/nfs-server.service || { cat > "
+                "/etc/systemd/system/nfs-server.service && systemctl daemon-reload; }", input=NFS_SERVER_STANDIN)
+        if shape is EXTERNAL:
+            self.start_external_services()
         for node in [*shape.roles["harborNodes"], *(["node3"] if self.booted >= 4 else [])]:
             ssh(MACHINES[node], "set -e; if [ ! -f /sbin/mount.nfs.distrib ]; then "
                 "dpkg-divert --quiet --local --rename --divert /sbin/mount.nfs.distrib --add /sbin/mount.nfs; fi; "
@@ -350,6 +394,8 @@ class HostLab:
         if shape is S3:
             values["storage"] = {"mode": "s3", "garage": {
                 "url": f"http://{address(MACHINES['dist1'])}:{DIST_PORT}/garage", "sha256": self.garage_sha256}}
+        if shape is EXTERNAL:
+            values.update(self.external_sections())
         self.shape_hosts = names
         # components/config.py's default: Harbor's https port moves off 443 where the LB shares the node
         self.https_port = 8443 if set(roles["harborNodes"]) & set(roles["loadBalancers"]) else 443
@@ -361,13 +407,94 @@ class HostLab:
 
     def up(self, values: dict[str, Any], *, rotated: frozenset[str] = frozenset(),
            force_apply: bool = False) -> UpResult:
-        regs = self.replay.program(values, self.tls, rotated)
+        regs = self.replay.program(values, {**self.tls, **self.secrets}, rotated)
         # The stack's adminPassword output, as `pulumi stack output adminPassword --show-secrets` gives it.
         self.admin_password = pulumi_harness.resolve(pulumi_harness.stack_output("adminPassword"))
         result = self.replay.up(regs, force_apply=force_apply)
         for r in result.ran:
             if r.rc != 0:
                 log(f"FAILED {r.name} ({r.op}) on {r.host}: " + " | ".join(r.lines[-8:]))
+        return result
+
+    # -------------------------------------------------------------------------------------- external services
+    def start_external_services(self) -> None:
+        """PostgreSQL 15 (TLS, scram-sha-256, Harbor's database and user) and Redis (TLS only, a password) on
+        EXTERNAL_HOST, set up by hand as a site's own would be: none of the program's roles runs there."""
+        t0 = time.monotonic()
+        server = address(EXTERNAL_HOST)
+        ca, cert, key = lab_certs.ca_and_server("external services (lab)", [server], days=2)
+        self.external_ca = ca.decode()
+        self.secrets = {"postgresPassword": "Pg" + secrets.token_hex(12), "redisPassword": secrets.token_hex(16)}
+        for name, content in (("ca.crt", ca.decode()), ("server.crt", cert.decode()), ("server.key", key.decode()),
+                              ("redis-pass.conf", f"requirepass {self.secrets['redisPassword']}\n")):
+            ssh(EXTERNAL_HOST, f"install -d -m 0755 /etc/lab-external && umask 077 && cat > /etc/lab-external/{name}",
+                input=content)
+        ssh(EXTERNAL_HOST, f"NET={NET} bash -s", input=EXTERNAL_SERVICES, timeout=600)
+        # The user's password on stdin, as an operator would type it (never on a command line). A new cluster, a
+        # new database: one of an earlier run (--keep) is dropped first.
+        ssh(EXTERNAL_HOST, "cd / && runuser -u postgres -- psql -v ON_ERROR_STOP=1 -Xq", input=(
+            "DROP DATABASE IF EXISTS registry;\nDROP ROLE IF EXISTS harbor;\n"
+            f"CREATE ROLE harbor LOGIN PASSWORD '{self.secrets['postgresPassword']}';\n"
+            "CREATE DATABASE registry OWNER harbor;\n"))
+        # The lab's clients on the first node (the stand-in Harbor has no PostgreSQL or Redis client).
+        ssh(MACHINES[EXTERNAL.roles["harborNodes"][0]], "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+            "apt-get install -y -qq postgresql-client-15 redis-tools >/dev/null", timeout=600)
+        log(f"external services on {EXTERNAL_HOST} ({server}) in {time.monotonic() - t0:.1f} s")
+
+    def external_sections(self) -> dict[str, Any]:
+        server = address(EXTERNAL_HOST)
+        return {"postgres": {"mode": "external", "host": server, "maxConnections": 200,
+                             "caCertificate": self.external_ca},
+                "redis": {"mode": "external", "address": f"{server}:6379", "tls": True,
+                          "caCertificate": self.external_ca},
+                # The stand-in mount.nfs bind-mounts the lab's shared folder whatever the server (module docstring).
+                "nfs": {"mode": "external", "server": server, "exportPath": "/srv/nfs-standin"}}
+
+    def external_checks(self, values: dict[str, Any]) -> dict:
+        """From the nodes, with what the program rendered: Harbor's database login (verify-full against the bundle
+        it ships; refused with the cluster CA alone), Redis over TLS with the password on Harbor's registry db, the
+        data volume mounted from the existing export on both nodes; the services' host untouched by the program."""
+        cfg = parse_cluster_config(values, secrets_present=list(self.secrets))
+        node, other = (MACHINES[n] for n in EXTERNAL.roles["harborNodes"])
+        harbor = yaml.safe_load(ssh(node, f"cat {cfg.harbor.install_dir}/harbor.yml").stdout)
+        db, redis = harbor["external_database"]["harbor"], harbor["external_redis"]
+        ssh(node, "umask 077; cat > /root/.pgpass",
+            input=f"{db['host']}:{db['port']}:{db['db_name']}:{db['username']}:{db['password']}\n")
+        ssh(node, "umask 077; cat > /root/.redis-auth", input=redis["password"])
+        dsn = (f"host={db['host']} port={db['port']} dbname={db['db_name']} user={db['username']} "
+               f"sslmode={db['ssl_mode']} connect_timeout=3 sslrootcert=")
+        sql = ("select current_user || ' ' || current_database() || ' ' || ssl::text from pg_stat_ssl "
+               "where pid = pg_backend_pid()")
+        login = ssh(node, f"psql {shlex.quote(dsn + TRUSTED_CAS_PATH)} -XAtc {shlex.quote(sql)}", check=False)
+        wrong_ca = ssh(node, f"psql {shlex.quote(dsn + CLUSTER_CA_PATH)} -XAtc 'select 1'", check=False)
+        host, port = redis["host"].rsplit(":", 1)
+        cli = (f"REDISCLI_AUTH=$(cat /root/.redis-auth) redis-cli --no-auth-warning --tls -h {host} -p {port} "
+               f"-n {redis['registry_db_index']} --cacert")
+        redis_set = ssh(node, f"{cli} {REDIS_CA_PATH} set harbor-ha-lab external", check=False)
+        redis_get = ssh(node, f"{cli} {REDIS_CA_PATH} get harbor-ha-lab", check=False)
+        redis_wrong_ca = ssh(node, f"{cli} {CLUSTER_CA_PATH} ping", check=False)
+        fstab = f"{cfg.nfs_export} {cfg.harbor.data_volume} nfs "
+        mounts = {m: ssh(m, f"mountpoint -q {cfg.harbor.data_volume} && grep -c '^{fstab}' /etc/fstab && "
+                         f"sha256sum {cfg.harbor.data_volume}/secret/keys/secretkey | cut -c1-64",
+                         check=False).stdout.split() for m in (node, other)}
+        untouched = ssh(EXTERNAL_HOST, "! nft list table inet harbor_ha >/dev/null 2>&1 && ! test -e /etc/harbor-ha",
+                        check=False).returncode == 0
+        result = {
+            "harbor_yml_database": f"{db['host']}:{db['port']}/{db['db_name']} as {db['username']}, "
+                                   f"sslmode {db['ssl_mode']}",
+            "database_login": login.stdout.strip() or login.stderr.strip()[-300:],
+            "database_ok": login.returncode == 0 and login.stdout.split() == ["harbor", "registry", "true"],
+            "database_refused_without_its_ca": wrong_ca.returncode != 0,
+            "redis_host": redis["host"], "redis_tls": bool(redis.get("tlsOptions", {}).get("enable")),
+            "redis_ok": redis_set.stdout.strip() == "OK" and redis_get.stdout.strip() == "external",
+            "redis_answer": (redis_set.stdout + redis_get.stdout + redis_set.stderr).strip()[-300:],
+            "redis_refused_without_its_ca": redis_wrong_ca.stdout.strip() != "PONG",
+            "mounts": mounts,
+            "mount_ok": all(len(v) == 2 and v[0] == "1" for v in mounts.values())
+            and len({v[-1] for v in mounts.values()}) == 1,
+            "services_host_untouched": untouched,
+        }
+        log(f"external checks: {result}")
         return result
 
     # ----------------------------------------------------------------------------------------------- checks
@@ -973,6 +1100,8 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
         report["harbor"] = lab.harbor_checks(shape)
     if shape is S3:
         report["storage"] = lab.s3_checks(shape, values)
+    if shape is EXTERNAL:
+        report["external"] = lab.external_checks(values)
     day2_results: dict[str, dict] = {}
     client = shape.machines[0]
     if day2 and shape.name == "dev" and lab.harbor == "standin":
@@ -1109,8 +1238,8 @@ def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: boo
     return report
 
 
-SHAPES = {"dev": [DEV], "prod": [PROD], "both": [DEV, PROD], "patroni": [PATRONI], "all": [DEV, PROD, PATRONI],
-          "s3": [S3]}
+SHAPES = {"dev": [DEV], "prod": [PROD], "both": [DEV, PROD], "patroni": [PATRONI], "external": [EXTERNAL],
+          "all": [DEV, PROD, PATRONI, EXTERNAL], "s3": [S3]}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

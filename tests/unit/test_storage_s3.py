@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from components.config import load_stack_file, parse_cluster_config
-from components.harbor_node import (CLUSTER_CA_PATH, STORAGE_CA_BUNDLE_PATH, harbor_node_files, node_env,
+from components.harbor_node import (CLUSTER_CA_PATH, TRUSTED_CAS_PATH, harbor_node_files, node_env,
                                     render_harbor_yml)
 from components.host.files import SECRET_VALUES, placeholders
 from labs.engine.pulumi_harness import depends_transitively, run_program
@@ -127,9 +127,9 @@ def test_with_s3_the_nodes_keep_their_data_volume_on_their_own_disk():
     assert "/etc/harbor-ha/nfs/fstab-line" not in files
     assert "/etc/systemd/system/docker.service.d/harbor-ha-data-volume.conf" not in files
     assert "DATA_MOUNT=local\n" in node_env(cfg).render({})
-    bundle = files[STORAGE_CA_BUNDLE_PATH].render({"cluster_ca_certificate": "CLUSTER-CA\n"})
+    bundle = files[TRUSTED_CAS_PATH].render({"cluster_ca_certificate": "CLUSTER-CA\n"})
     assert bundle == "CLUSTER-CA\n" + CA
-    assert yaml.safe_load(render_harbor_yml(cfg, SECRETS))["storage_service"]["ca_bundle"] == STORAGE_CA_BUNDLE_PATH
+    assert yaml.safe_load(render_harbor_yml(cfg, SECRETS))["storage_service"]["ca_bundle"] == TRUSTED_CAS_PATH
     # harbor.yml holds the S3 keys: it needs them, so it is shipped as a secret.
     harbor_yml = files[f"{cfg.harbor.install_dir}/harbor.yml"]
     assert {"storage_s3_access_key", "storage_s3_secret_key"} <= set(harbor_yml.needs) and harbor_yml.sensitive
