@@ -211,7 +211,7 @@ def rules_tested() -> dict:
     return {"rules_tested": len(fired), "promtool_failed": failed}
 
 
-def observe(json_path: Path, *, quiet_minutes: float, keep: bool, reuse: bool = False) -> dict:
+def observe(json_path: Path, *, quiet_minutes: float, keep: bool) -> dict:
     t0 = time.monotonic()
     report: dict[str, Any] = {**rules_tested(), "drills": {}, "quiet_minutes": quiet_minutes,
                               "apply": "replay of the program's registered commands (labs/hosts/replay.py)",
@@ -220,12 +220,7 @@ def observe(json_path: Path, *, quiet_minutes: float, keep: bool, reuse: bool = 
     lab = HostLab(host_lab.ROOT / "lab")
     obs = Observe(lab)
     try:
-        if reuse:
-            # The hosts of an earlier `observe --keep`: every role is applied again over what is there.
-            lab.booted = len(OBSERVE.machines)
-            host_lab.netns_lab.ip("route", "replace", *host_lab.BLACKHOLE)
-        else:
-            lab.boot(len(OBSERVE.machines))
+        lab.boot(len(OBSERVE.machines))
         lab.prepare_standins(OBSERVE)
         obs.start_receiver()
         values = obs.values()
