@@ -1257,7 +1257,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     o.add_argument("--json", type=Path, required=True)
     o.add_argument("--quiet-minutes", type=float, default=10.0, help="minutes a healthy cluster must stay quiet")
     o.add_argument("--keep", action="store_true", help="leave the hosts running")
-    o.add_argument("--reuse", action="store_true", help="the hosts of an earlier observe --keep (no new boot)")
     sub.add_parser("down", help="stop and remove the lab's hosts")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -1268,7 +1267,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.cmd == "observe":
         # Imported here: labs/hosts/observe.py builds on this module.
         from labs.hosts import observe
-        result = observe.observe(args.json, quiet_minutes=args.quiet_minutes, keep=args.keep, reuse=args.reuse)
+        result = observe.observe(args.json, quiet_minutes=args.quiet_minutes, keep=args.keep)
         return 0 if observe.passed(result) else 1
     shapes = [DEV] if args.harbor == "real" else SHAPES[args.shape]
     report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep, harbor=args.harbor)
