@@ -609,7 +609,7 @@ class HostLab:
     def push(self, machine: str, ref: str) -> str:
         """An image made here (one file, new content each run) pushed as `ref`; the digest the registry gave."""
         ssh(machine, "set -e; d=$(mktemp -d); date +%s.%N > $d/made-by-host-lab; "
-            f"tar -C $d -c . | docker import -q - {ref} >/dev/null; rm -rf $d")
+            f"tar -C $d -c . | docker import - {ref} >/dev/null; rm -rf $d")
         out = ssh(machine, f"docker push {ref}", timeout=600).stdout
         match = re.search(r"digest: (sha256:[0-9a-f]{64})", out)
         if not match:
