@@ -8,7 +8,8 @@ refuses). Go dependencies come from `go env GOPROXY`, Debian packages from apt's
 
 Steps, each cached under HHA_HARBOR_CACHE (/var/cache/harbor-ha/harbor-installer) by the digest of its inputs:
 1. Harbor's source unpacked; go.pinniped.dev replaced by the pkce archive as a local module in this build copy of
-   go.mod; the REST server code generated as Harbor's Makefile `gen_apis` does (go-swagger v0.33.1, its flags).
+   go.mod; the REST server code generated as Harbor's Makefile `gen_apis` does (the go-swagger version and flags it
+   names).
 2. core, jobservice, registryctl and exporter built with the Makefile's ldflags (version, commit from the archive's
    git-archive header); the registry from the distribution fork (GOPATH tree with vendor/, tags include_oss
    include_gcs, as Harbor's registry builder).
@@ -51,7 +52,6 @@ UPSTREAM = Path(os.environ.get("HHA_UPSTREAM", REPO.parent / "shared" / "upstrea
 CACHE = Path(os.environ.get("HHA_HARBOR_CACHE", "/var/cache/harbor-ha/harbor-installer"))
 DISTRIBUTION_ARCHIVE = "goharbor-distribution-release-2.8-ea065fef1275.tar.gz"
 PINNIPED_ARCHIVE = "pinniped-v0.37.0-pkce.tar.gz"
-SWAGGER_VERSION = "v0.33.1"  #: Harbor's Makefile SWAGGER_VERSION
 SUITE = "bookworm"
 # Debian names of what Harbor's Dockerfile.base files install on photon (tzdata, shadow, nginx, cronie, rsyslog,
 # logrotate, sudo, python3 with PyYAML/jinja2 and the prepare Pipfile's click/packaging, htpasswd), plus curl for the
@@ -150,12 +150,12 @@ def debian_mirror(files: list[Path] | None = None) -> str:
 
 # --- 1-2: Harbor's binaries -----------------------------------------------------------------------------------------
 
-def swagger() -> Path:
-    """go-swagger at Harbor's version, installed from the module proxy into the cache."""
-    gobin = CACHE / f"tools-{SWAGGER_VERSION}"
+def swagger(version: str) -> Path:
+    """go-swagger at the version Harbor's Makefile names, installed from the module proxy into the cache."""
+    gobin = CACHE / f"tools-{version}"
     if not cached(gobin):
         fresh_dir(gobin)
-        run(["go", "install", f"github.com/go-swagger/go-swagger/cmd/swagger@{SWAGGER_VERSION}"],
+        run(["go", "install", f"github.com/go-swagger/go-swagger/cmd/swagger@{version}"],
             env={**go_env(), "GOBIN": str(gobin)})
         mark(gobin)
     return gobin / "swagger"
@@ -178,9 +178,15 @@ class Source:
 def harbor_source(version: str) -> Source:
     tgz = archive(f"goharbor-harbor-v{version}.tar.gz")
     pkce = archive(PINNIPED_ARCHIVE)
-    key = digest_of(sha256_file(tgz), sha256_file(pkce), SWAGGER_VERSION)
     with tarfile.open(tgz) as t:
         commit = t.pax_headers.get("comment", "")  # git archive records the commit it was made from
+        makefile = t.extractfile("Makefile").read().decode()  # type: ignore[union-attr]
+    # Each release pins its go-swagger (v2.15: v0.33.1, v2.14: v0.31.0); the generated code must match its version.
+    match = re.search(r"^SWAGGER_VERSION=(v\S+)", makefile, re.M)
+    if not match:
+        raise SystemExit(f"build_installer: {tgz.name}'s Makefile names no SWAGGER_VERSION")
+    swagger_version = match.group(1)
+    key = digest_of(sha256_file(tgz), sha256_file(pkce), swagger_version)
     if not re.fullmatch(r"[0-9a-f]{40}", commit):
         raise SystemExit(f"build_installer: {tgz.name} carries no git-archive commit header")
     tree = CACHE / f"src-v{version}-{key}"
@@ -194,7 +200,8 @@ def harbor_source(version: str) -> Source:
         (mod / "go.mod").write_text("module go.pinniped.dev\n\ngo 1.24\n")
         run(["go", "mod", "edit", "-replace", "go.pinniped.dev=../pinniped"], cwd=tree / "src")
         # Harbor's Makefile gen_apis: swagger generate server with its template dir and flags.
-        run([str(swagger()), "generate", "server", f"--template-dir={tree}/tools/swagger/templates", "--exclude-main",
+        run([str(swagger(swagger_version)), "generate", "server", f"--template-dir={tree}/tools/swagger/templates",
+             "--exclude-main",
              "--additional-initialism=CVE", "--additional-initialism=GC", "--additional-initialism=OIDC",
              "-f", "api/v2.0/swagger.yaml", "-A", "harbor", "--target", "src/server/v2.0"], cwd=tree)
         mark(tree)
