@@ -629,7 +629,10 @@ class HostLab:
         return match.group(1)
 
     def pulled_digest(self, machine: str, ref: str) -> str:
-        ssh(machine, f"docker rmi -f {ref} >/dev/null 2>&1 || true; docker pull -q {ref}", timeout=600)
+        # Docker 20.10 once hung for minutes on a pull right after `rmi -f` of the same image (the registry had
+        # served every blob): each attempt is bounded, and retried once.
+        ssh(machine, f"docker rmi -f {ref} >/dev/null 2>&1 || true; timeout 120 docker pull -q {ref} || "
+            f"timeout 120 docker pull -q {ref}", timeout=300)
         repo_digest = ssh(machine, f"docker image inspect -f '{{{{index .RepoDigests 0}}}}' {ref}").stdout.strip()
         return repo_digest.rsplit("@", 1)[-1]
 
