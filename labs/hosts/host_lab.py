@@ -14,7 +14,9 @@ holding the database VIP, pgBackRest's TLS servers and the repository host, a po
 With `--harbor real` the nodes install Harbor's offline installer built here from Harbor's source
 (labs/harbor/build_installer.py: Harbor's own images, prepare and compose file; the portal a placeholder page), on
 the dev shape without the day-2 scenarios, then a client pushes and pulls through the VIP and through each node alone
-(docker over TLS), a token of one node is used on the other and a robot account pulls (the `harbor` figures).
+(docker over TLS), a token of one node is used on the other, a robot account pulls, and the Harbor API provider
+creates one object of each kind it manages through the VIP and finds nothing to write on the next run (the `harbor`
+figures).
 What is a stand-in, and why:
 - Harbor (the default, fast tier): the stand-in offline installer of labs/hosts/standin_installer.py, busybox
   services in Harbor's installer layout.
@@ -59,7 +61,7 @@ from labs import certs as lab_certs  # noqa: E402
 from labs import netns as netns_lab  # noqa: E402
 from labs.engine import pulumi_harness  # noqa: E402
 from labs.harbor import build_installer  # noqa: E402
-from labs.hosts import standin_installer  # noqa: E402
+from labs.hosts import harbor_api_check, standin_installer  # noqa: E402
 from labs.hosts.replay import COMMAND, Replay, SshRunner, UpResult  # noqa: E402
 from scripts import drills  # noqa: E402
 
@@ -687,6 +689,10 @@ class HostLab:
             result["push_pull_per_node"] = {"ok": False, "digest_equal": False, "error": str(e)[-500:]}
         result["cross_node_token"] = self.cross_node_token(first, address(first), address(second), password)
         result["robot_pull"] = self.robot_pull(second, password)
+        # The provider runs where `pulumi up` runs (this machine) and reaches Harbor through the VIP over TLS.
+        result["api_objects"] = harbor_api_check.roundtrip({
+            "harbor_url": f"https://{self.vip}", "harbor_username": "admin", "harbor_password": password,
+            "harbor_ca_certificate": self.ca})
         log(f"real Harbor: {result}")
         return result
 
@@ -917,7 +923,8 @@ def harbor_ok(result: Optional[dict]) -> bool:
         return True
     return bool(result["nodes_healthy"] == len(result["health"]) and result["push_pull_via_vip"]["digest_equal"]
                 and result["push_pull_per_node"]["digest_equal"] and result["cross_node_token"]
-                and result["robot_pull"])
+                and result["robot_pull"] and result["api_objects"]["kinds"] == harbor_api_check.KINDS
+                and result["api_objects"]["second_run_writes"] == 0)
 
 
 def print_table(report: dict) -> None:
