@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+from google.protobuf import struct_pb2
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pulumi.output import Unknown
@@ -312,6 +313,14 @@ def registered_resources(values: dict[str, Any], secrets: dict[str, str] | None 
     loop = asyncio.get_event_loop()
     urns = loop.run_until_complete(pulumi.Output.all(*[r.urn for r in program.resources]).future())
     return program, [program.monitor.registered[u] for u in urns if u in program.monitor.registered]
+
+
+def wire(props: dict) -> dict:
+    """`props` as the engine hands them to a dynamic provider: through a protobuf Struct, so every number
+    arrives as a float (1 -> 1.0)."""
+    struct = struct_pb2.Struct()
+    struct.update(props)
+    return rpc.deserialize_properties(struct)
 
 
 def stack_output(name: str) -> Any:

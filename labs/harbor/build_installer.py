@@ -8,7 +8,8 @@ refuses). Go dependencies come from `go env GOPROXY`, Debian packages from apt's
 
 Steps, each cached under HHA_HARBOR_CACHE (/var/cache/harbor-ha/harbor-installer) by the digest of its inputs:
 1. Harbor's source unpacked; go.pinniped.dev replaced by the pkce archive as a local module in this build copy of
-   go.mod; the REST server code generated as Harbor's Makefile `gen_apis` does (go-swagger v0.33.1, its flags).
+   go.mod; the REST server code generated as Harbor's Makefile `gen_apis` does (the go-swagger version and flags it
+   names).
 2. core, jobservice, registryctl and exporter built with the Makefile's ldflags (version, commit from the archive's
    git-archive header); the registry from the distribution fork (GOPATH tree with vendor/, tags include_oss
    include_gcs, as Harbor's registry builder).
@@ -51,7 +52,6 @@ UPSTREAM = Path(os.environ.get("HHA_UPSTREAM", REPO.parent / "shared" / "upstrea
 CACHE = Path(os.environ.get("HHA_HARBOR_CACHE", "/var/cache/harbor-ha/harbor-installer"))
 DISTRIBUTION_ARCHIVE = "goharbor-distribution-release-2.8-ea065fef1275.tar.gz"
 PINNIPED_ARCHIVE = "pinniped-v0.37.0-pkce.tar.gz"
-SWAGGER_VERSION = "v0.33.1"  #: Harbor's Makefile SWAGGER_VERSION
 SUITE = "bookworm"
 # Debian names of what Harbor's Dockerfile.base files install on photon (tzdata, shadow, nginx, cronie, rsyslog,
 # logrotate, sudo, python3 with PyYAML/jinja2 and the prepare Pipfile's click/packaging, htpasswd), plus curl for the
@@ -121,16 +121,30 @@ def archive(name: str) -> Path:
     return path
 
 
-def go_env() -> dict[str, str]:
-    """Go settings of the builds: the machine's own GOPROXY (go env), no VCS stamping (archives, not clones)."""
+def go_env(toolchain: str = "") -> dict[str, str]:
+    """Go settings of the builds: the machine's own GOPROXY (go env), no VCS stamping (archives, not clones), the
+    release's Go toolchain where the local one is of another minor version (a served module, golang.org/toolchain)."""
     proxy = subprocess.run(["go", "env", "GOPROXY"], capture_output=True, text=True, check=True).stdout.strip()
     if not proxy or proxy == "off":
         raise SystemExit("build_installer: `go env GOPROXY` is empty or off: configure Go's module proxy first")
-    return {"GOFLAGS": "-buildvcs=false", "CGO_ENABLED": "0"}
+    return {"GOFLAGS": "-buildvcs=false", "CGO_ENABLED": "0", "GOTOOLCHAIN": toolchain or "local"}
 
 
-def go_version() -> str:
-    return subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout.strip()
+def go_version(toolchain: str = "") -> str:
+    if toolchain:
+        return toolchain
+    return subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, check=True,
+                          env={**os.environ, "GOTOOLCHAIN": "local"}).stdout.strip()
+
+
+def release_toolchain(makefile: str) -> str:
+    """The Go of Harbor's Makefile (GOBUILDIMAGE=golang:X.Y.Z) when the local Go is of another minor version, else
+    "" (the local one): v2.14.2's go-swagger v0.31.0 does not compile with Go 1.26."""
+    match = re.search(r"^GOBUILDIMAGE=golang:(\d+\.\d+)(\.\d+)?", makefile, re.M)
+    if not match:
+        return ""
+    local = re.match(r"go(\d+\.\d+)", go_version())
+    return "" if local and local.group(1) == match.group(1) else f"go{match.group(1)}{match.group(2) or ''}"
 
 
 def debian_mirror(files: list[Path] | None = None) -> str:
@@ -150,13 +164,13 @@ def debian_mirror(files: list[Path] | None = None) -> str:
 
 # --- 1-2: Harbor's binaries -----------------------------------------------------------------------------------------
 
-def swagger() -> Path:
-    """go-swagger at Harbor's version, installed from the module proxy into the cache."""
-    gobin = CACHE / f"tools-{SWAGGER_VERSION}"
+def swagger(version: str, toolchain: str) -> Path:
+    """go-swagger at the version Harbor's Makefile names, installed from the module proxy into the cache."""
+    gobin = CACHE / (f"tools-{version}" + (f"-{toolchain}" if toolchain else ""))
     if not cached(gobin):
         fresh_dir(gobin)
-        run(["go", "install", f"github.com/go-swagger/go-swagger/cmd/swagger@{SWAGGER_VERSION}"],
-            env={**go_env(), "GOBIN": str(gobin)})
+        run(["go", "install", f"github.com/go-swagger/go-swagger/cmd/swagger@{version}"],
+            env={**go_env(toolchain), "GOBIN": str(gobin)})
         mark(gobin)
     return gobin / "swagger"
 
@@ -169,6 +183,7 @@ class Source:
     tree: Path
     commit: str
     digest: str
+    toolchain: str = ""  #: the Go toolchain of the release's Makefile, "" for the local one
     release: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -178,9 +193,15 @@ class Source:
 def harbor_source(version: str) -> Source:
     tgz = archive(f"goharbor-harbor-v{version}.tar.gz")
     pkce = archive(PINNIPED_ARCHIVE)
-    key = digest_of(sha256_file(tgz), sha256_file(pkce), SWAGGER_VERSION)
     with tarfile.open(tgz) as t:
         commit = t.pax_headers.get("comment", "")  # git archive records the commit it was made from
+        makefile = t.extractfile("Makefile").read().decode()  # type: ignore[union-attr]
+    # Each release pins its go-swagger (v2.15: v0.33.1, v2.14: v0.31.0); the generated code must match its version.
+    match = re.search(r"^SWAGGER_VERSION=(v\S+)", makefile, re.M)
+    if not match:
+        raise SystemExit(f"build_installer: {tgz.name}'s Makefile names no SWAGGER_VERSION")
+    swagger_version, toolchain = match.group(1), release_toolchain(makefile)
+    key = digest_of(sha256_file(tgz), sha256_file(pkce), swagger_version, *([toolchain] if toolchain else []))
     if not re.fullmatch(r"[0-9a-f]{40}", commit):
         raise SystemExit(f"build_installer: {tgz.name} carries no git-archive commit header")
     tree = CACHE / f"src-v{version}-{key}"
@@ -194,11 +215,12 @@ def harbor_source(version: str) -> Source:
         (mod / "go.mod").write_text("module go.pinniped.dev\n\ngo 1.24\n")
         run(["go", "mod", "edit", "-replace", "go.pinniped.dev=../pinniped"], cwd=tree / "src")
         # Harbor's Makefile gen_apis: swagger generate server with its template dir and flags.
-        run([str(swagger()), "generate", "server", f"--template-dir={tree}/tools/swagger/templates", "--exclude-main",
+        run([str(swagger(swagger_version, toolchain)), "generate", "server",
+             f"--template-dir={tree}/tools/swagger/templates", "--exclude-main",
              "--additional-initialism=CVE", "--additional-initialism=GC", "--additional-initialism=OIDC",
              "-f", "api/v2.0/swagger.yaml", "-A", "harbor", "--target", "src/server/v2.0"], cwd=tree)
         mark(tree)
-    return Source(version=version, tree=tree, commit=commit, digest=key)
+    return Source(version=version, tree=tree, commit=commit, digest=key, toolchain=toolchain)
 
 
 # name of the binary: (package under src/, Makefile's ldflags carry the version)
@@ -207,7 +229,7 @@ HARBOR_BINARIES = {"harbor_core": "./core", "harbor_jobservice": "./jobservice",
 
 
 def harbor_binaries(src: Source) -> Path:
-    out = CACHE / f"bin-v{src.version}-{digest_of(src.digest, go_version())}"
+    out = CACHE / f"bin-v{src.version}-{digest_of(src.digest, go_version(src.toolchain))}"
     if not cached(out):
         fresh_dir(out)
         pkg = "github.com/goharbor/harbor/src/pkg"
@@ -217,7 +239,7 @@ def harbor_binaries(src: Source) -> Path:
         for name, pkg_dir in HARBOR_BINARIES.items():
             flags = "-w -s" + (f" {version_flags}" if name in ("harbor_core", "harbor_exporter") else "")
             run(["go", "build", "--ldflags", flags, "-o", str(out / name), pkg_dir], cwd=src.tree / "src",
-                env=go_env())
+                env=go_env(src.toolchain))
         mark(out)
     return out
 

@@ -16,7 +16,9 @@ holding the database VIP, pgBackRest's TLS servers and the repository host, a po
 With `--harbor real` the nodes install Harbor's offline installer built here from Harbor's source
 (labs/harbor/build_installer.py: Harbor's own images, prepare and compose file; the portal a placeholder page), on
 the dev shape without the day-2 scenarios, then a client pushes and pulls through the VIP and through each node alone
-(docker over TLS), a token of one node is used on the other and a robot account pulls (the `harbor` figures).
+(docker over TLS), a token of one node is used on the other, a robot account pulls, and the Harbor API provider
+creates one object of each kind it manages through the VIP and finds nothing to write on the next run (the `harbor`
+figures).
 The external shape (postgres, redis and nfs `mode: external`): a PostgreSQL 15 and a Redis over TLS the lab starts
 by hand on the data host, which is not in the stack, and the NFS stand-in folder as an existing export; the stack
 has only the two nodes with the load balancers.
@@ -70,7 +72,7 @@ from labs import certs as lab_certs  # noqa: E402
 from labs import netns as netns_lab  # noqa: E402
 from labs.engine import pulumi_harness  # noqa: E402
 from labs.harbor import build_installer  # noqa: E402
-from labs.hosts import standin_installer  # noqa: E402
+from labs.hosts import harbor_api_check, standin_installer  # noqa: E402
 from labs.hosts.replay import COMMAND, Replay, SshRunner, UpResult  # noqa: E402
 from scripts import drills  # noqa: E402
 
@@ -553,19 +555,31 @@ class HostLab:
                   "systemctl show -p ExecMainStartTimestampMonotonic --value docker").stdout.split()
         return len(out) == 2 and 0 < int(out[0]) <= int(out[1])
 
-    def reboot(self, shape: Shape) -> float:
-        """Reboot every host of the shape at once; seconds until all are back (systemd running/degraded)."""
+    @staticmethod
+    def pid1_start(machine: str) -> str:
+        """When the host's systemd started (clock ticks since the machine's boot): changes with each reboot."""
+        return ssh(machine, "awk '{print $22}' /proc/1/stat", check=False, timeout=30).stdout.strip()
+
+    def reboot(self, shape: Shape, wait: float = 120) -> float:
+        """Reboot every host of the shape at once; seconds until all are back (systemd running/degraded). Hosts
+        that did not go down within `wait` s are listed in `not_rebooted`."""
+        before = {m: self.pid1_start(m) for m in shape.machines}
         t0 = time.monotonic()
         for m in shape.machines:
-            ssh(m, "systemctl reboot", check=False, timeout=30)
-        deadline = time.monotonic() + 120
+            ssh(m, "systemctl reboot", check=False, timeout=60)
+        deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             status = debhosts("status")
             if not any(re.search(rf"^{m}\s+\S+\s+\d+", status, re.M) for m in shape.machines):
                 break
             time.sleep(0.5)
         debhosts("up", str(max(int(m[1:]) for m in shape.machines)))
+        self.not_rebooted = [m for m in shape.machines if self.pid1_start(m) == before[m]]
+        if self.not_rebooted:
+            log(f"not rebooted within {wait:.0f} s: {self.not_rebooted}")
         return time.monotonic() - t0
+
+    not_rebooted: list[str] = []
 
     def wait_active(self, timeout: float) -> dict[str, list[str]]:
         deadline = time.monotonic() + timeout
@@ -770,7 +784,7 @@ class HostLab:
     def push(self, machine: str, ref: str) -> str:
         """An image made here (one file, new content each run) pushed as `ref`; the digest the registry gave."""
         ssh(machine, "set -e; d=$(mktemp -d); date +%s.%N > $d/made-by-host-lab; "
-            f"tar -C $d -c . | docker import -q - {ref} >/dev/null; rm -rf $d")
+            f"tar -C $d -c . | docker import - {ref} >/dev/null; rm -rf $d")
         out = ssh(machine, f"docker push {ref}", timeout=600).stdout
         match = re.search(r"digest: (sha256:[0-9a-f]{64})", out)
         if not match:
@@ -778,7 +792,10 @@ class HostLab:
         return match.group(1)
 
     def pulled_digest(self, machine: str, ref: str) -> str:
-        ssh(machine, f"docker rmi -f {ref} >/dev/null 2>&1 || true; docker pull -q {ref}", timeout=600)
+        # Docker 20.10 once hung for minutes on a pull right after `rmi -f` of the same image (the registry had
+        # served every blob): each attempt is bounded, and retried once.
+        ssh(machine, f"docker rmi -f {ref} >/dev/null 2>&1 || true; timeout 120 docker pull -q {ref} || "
+            f"timeout 120 docker pull -q {ref}", timeout=300)
         repo_digest = ssh(machine, f"docker image inspect -f '{{{{index .RepoDigests 0}}}}' {ref}").stdout.strip()
         return repo_digest.rsplit("@", 1)[-1]
 
@@ -833,6 +850,10 @@ class HostLab:
             result["push_pull_per_node"] = {"ok": False, "digest_equal": False, "error": str(e)[-500:]}
         result["cross_node_token"] = self.cross_node_token(first, address(first), address(second), password)
         result["robot_pull"] = self.robot_pull(second, password)
+        # The provider runs where `pulumi up` runs (this machine) and reaches Harbor through the VIP over TLS.
+        result["api_objects"] = harbor_api_check.roundtrip({
+            "harbor_url": f"https://{self.vip}", "harbor_username": "admin", "harbor_password": password,
+            "harbor_ca_certificate": self.ca})
         log(f"real Harbor: {result}")
         return result
 
@@ -1122,9 +1143,13 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
     if not patroni:
         report.setdefault("ha", {})[f"nginx_death ({shape.name})"] = lab.nginx_death(shape, client)
 
-    reboot_s = lab.reboot(shape)
-    # Real Harbor's containers start again with Docker after a boot; core needs its database and Redis first.
+    # Real Harbor's nodes stop a dozen containers on the way down; its containers start again after the boot and
+    # core needs its database and Redis first.
+    reboot_s = lab.reboot(shape, wait=600 if lab.harbor == "real" else 120)
     bad_after_reboot = lab.wait_active(600 if lab.harbor == "real" else 120)
+    for role, host in lab.placements():
+        if MACHINES[host] in lab.not_rebooted:
+            bad_after_reboot.setdefault(role, []).append(f"{host} did not reboot")
     nodes = shape.roles["harborNodes"]
     # With storage.mode s3 the data volume is the node's own disk: no mount for Docker to wait for.
     docker_order = {n: shape is S3 or lab.docker_after_mount(n) for n in nodes}
@@ -1193,7 +1218,10 @@ def harbor_ok(result: Optional[dict]) -> bool:
         return True
     return bool(result["nodes_healthy"] == len(result["health"]) and result["push_pull_via_vip"]["digest_equal"]
                 and result["push_pull_per_node"]["digest_equal"] and result["cross_node_token"]
-                and result["robot_pull"])
+                and result["robot_pull"] and result["api_objects"]["kinds"] == harbor_api_check.KINDS
+                and result["api_objects"]["second_run_writes"] == 0)
+
+
 def storage_ok(result: Optional[dict]) -> bool:
     """The s3 shape's storage checks passed (True without that shape): pushes and pulls with equal digests, no image
     lost to the power cut, the cut host healthy again. Failed operations and the longest gap are figures."""

@@ -52,3 +52,8 @@ def test_every_role_is_applied_unchanged_by_a_second_apply_active_after_reboot_a
     assert {n: r["second_apply_changed"] for n, r in report["roles"].items() if r["second_apply_changed"]} == {}
     assert [n for n, r in report["roles"].items() if not r["active_after_reboot"]] == []
     assert [n for n, r in report["roles"].items() if not r["delete_stops_keeps_data"]] == []
+
+
+def test_the_api_provider_creates_every_kind_on_real_harbor_and_an_unchanged_run_writes_nothing(report):
+    api = report["harbor"]["api_objects"]
+    assert api["kinds"] == 4 and api["second_run_writes"] == 0, api["details"]

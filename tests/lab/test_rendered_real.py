@@ -43,6 +43,8 @@ from tests.support.netlab import Lab, wait_until
 from tests.support.secret_values import make_secret_values, password, pem_key
 # The module, not its functions: a test function imported here would be collected (and run) twice.
 from tests.hosts import test_host_lab as host_tests
+from tests.hosts import test_real_harbor as real_harbor_tests
+from tests.unit import test_systemd_units as unit_tests
 from tests.lab import test_firewall as firewall_tests
 
 from labs import certs as lab_certs
@@ -713,6 +715,15 @@ CHECKED_BY = {
         host_tests.test_nginx_killed_on_the_vip_holder_costs_at_most_one_request,
     "/etc/systemd/system/nginx.socket":
         host_tests.test_nginx_killed_on_the_vip_holder_costs_at_most_one_request,
+    # Harbor's boot unit: systemd-analyze verify here; real Harbor back after a reboot on real hosts (opt-in tier).
+    "/etc/systemd/system/harbor-ha-harbor.service": (
+        unit_tests.test_harbors_boot_unit_passes_systemd_analyze_verify_and_runs_compose_up_after_docker,
+        real_harbor_tests.test_every_role_is_applied_unchanged_by_a_second_apply_active_after_reboot_and_deleted),
+    # Read by real Harbor's core and registry (opt-in tier): a token issued by one node opens the other's registry.
+    "/data/secret/core/private_key.pem":
+        real_harbor_tests.test_push_through_one_node_pull_through_the_other_and_a_token_of_one_node_opens_the_other,
+    "/data/secret/registry/root.crt":
+        real_harbor_tests.test_push_through_one_node_pull_through_the_other_and_a_token_of_one_node_opens_the_other,
 }
 # Files whose reader cannot run here (docs/architecture.md, "What cannot be verified without real hosts").
 NOT_VERIFIABLE_HERE = {
@@ -720,8 +731,6 @@ NOT_VERIFIABLE_HERE = {
     "/etc/harbor-ha/nfs/fstab-line": "mount.nfs needs the kernel NFS client",
     "/etc/nfs.conf.d/harbor-ha.conf": "read by rpc.mountd, rpc.statd and the kernel NFS server",
     "/data/secret/keys/secretkey": "read by Harbor's containers only",
-    "/data/secret/core/private_key.pem": "read by Harbor's containers only",
-    "/data/secret/registry/root.crt": "read by Harbor's containers only",
     "/etc/harbor-ha/harbor/csrf_key": "copied into Harbor core's env by harbor-node.sh after Harbor's prepare",
     "/etc/harbor-ha/harbor/robot_scanner_name_prefix": "copied into Harbor core's env by harbor-node.sh after prepare",
 }

@@ -3,22 +3,14 @@ fixtures are in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from google.protobuf import struct_pb2
-from pulumi.runtime import rpc
-
 from harbor_provider.client import ClientSettings, Credentials, HarborClient
 from harbor_provider.resources import RegistryProvider
+from labs.engine.pulumi_harness import wire  # noqa: F401 (the tests import it from here)
 
 # Short timeouts and backoff keep the fault tests fast; retries are still exercised.
 FAST = ClientSettings(connect_timeout=2.0, read_timeout=1.0, attempts=4, backoff=0.01)
 
 
-def wire(props: dict) -> dict:
-    """`props` as the engine hands them to a dynamic provider: through a protobuf Struct, so every number
-    arrives as a float (1 -> 1.0)."""
-    struct = struct_pb2.Struct()
-    struct.update(props)
-    return rpc.deserialize_properties(struct)
 
 
 # Inputs of the resources as the engine would pass them (with the connection inputs).

@@ -197,3 +197,11 @@ def test_debian_mirror_comes_from_apts_sources_deb822_or_one_line(tmp_path):
     assert bi.debian_mirror([tmp_path / "missing", legacy]) == "http://mirror.example.invalid/debian"
     with pytest.raises(SystemExit, match="no Debian mirror"):
         bi.debian_mirror([tmp_path / "missing"])
+
+
+def test_a_release_is_built_with_its_makefiles_go_when_the_local_go_is_another_minor_version():
+    local = bi.go_version()  # e.g. go1.26.8
+    minor = ".".join(local.removeprefix("go").split(".")[:2])
+    assert bi.release_toolchain(f"GOBUILDIMAGE=golang:{minor}.0\n") == ""
+    assert bi.release_toolchain("X=1\nGOBUILDIMAGE=golang:1.19.3\n") == "go1.19.3"
+    assert bi.release_toolchain("no image named\n") == ""
