@@ -57,9 +57,9 @@ ROOT = Path(os.environ.get("HHA_ROOT", "/var/lib/harbor-ha-host-lab"))
 BRIDGE = os.environ.get("HHA_BRIDGE", "hha-hl0")
 NET = os.environ.get("HHA_NET", "198.19.220")
 NFS_STANDIN = ROOT / "nfs-standin"
-# The lab's own blackhole route for the test range while its hosts run: a metric of its own, so that `down` removes
-# exactly it and leaves the other labs' routes.
-BLACKHOLE = netns_lab.blackhole(220)
+# The lab's own blackhole route for the test range while its hosts run: a metric of its own (from its network, as
+# labs on other bridges run side by side), so that `down` removes exactly it and leaves the other labs' routes.
+BLACKHOLE = netns_lab.blackhole(1000 + int(NET.rsplit(".", 1)[1]))
 HOSTNAME = "harbor.hostlab.internal"
 VERSIONS = ("2.15.2", "2.15.3")  #: the stand-in installer's version, and the one of the upgrade scenario
 # Which debhosts machine plays which host; prod-like reuses the data host and the nodes of dev.
@@ -688,6 +688,11 @@ def delete_all(lab: HostLab, shape: Shape) -> dict[str, bool]:
     """`pulumi destroy` of the roles (every delete command, dependents first); role -> units stopped, data kept."""
     placements = lab.placements()
     result = lab.replay.up([])
+    return deleted_roles(lab, shape, placements, result.ok)
+
+
+def deleted_roles(lab: HostLab, shape: Shape, placements: list[tuple[str, str]], ran_ok: bool) -> dict[str, bool]:
+    """After a delete of every role: role -> its units stopped (or its UNDONE check true) and its DATA kept."""
     ok: dict[str, bool] = {}
     for role, host in placements:
         states = lab.unit_state(MACHINES[host], UNITS[role])
@@ -697,7 +702,7 @@ def delete_all(lab: HostLab, shape: Shape) -> dict[str, bool]:
             stopped = all(s != "active" for s, _ in states.values())
         data = DATA.get(role)
         kept = data is None or ssh(MACHINES[host], f"test -e {shlex.quote(data)}", check=False).returncode == 0
-        ok[role] = ok.get(role, True) and result.ok and stopped and kept
+        ok[role] = ok.get(role, True) and ran_ok and stopped and kept
         if not (stopped and kept):
             log(f"{shape.name}: delete of {role}@{host}: stopped={stopped} data kept={kept} {states}")
     return ok
