@@ -270,7 +270,9 @@ def model_ops(old_values: dict[str, Any], new_values: dict[str, Any], secrets: d
     """labs/engine/engine_plan.py's prediction of the same change: urn key -> op."""
     old = pulumi_harness.registrations(old_values, secrets)
     new = pulumi_harness.registrations(new_values, secrets, rotated=rotated)
-    plan = engine_plan.plan([r.as_planned() for r in old], [r.as_planned() for r in new], preview=True)
+    targets = frozenset(r.urn for r in new if r.name in rotated)  # `--replace` of each, as the lab's `up` does
+    plan = engine_plan.plan([r.as_planned() for r in old], [r.as_planned() for r in new], preview=True,
+                            replace_targets=targets)
     return {urn_key(u): op for u, op in plan.ops().items()}
 
 

@@ -16,9 +16,9 @@ What is a stand-in, and why:
   /srv/nfs-standin in every host (HHA_BIND of the lab's debhosts.sh); on Harbor nodes /sbin/mount.nfs is diverted
   (dpkg-divert) to a script that bind-mounts that folder, so the role's own fstab line, `mount /data` and the boot
   mount unit run unchanged; on the NFS host nfs-server.service is a oneshot stand-in unit (`exportfs -ra` is real).
-- `pulumi up`: labs/hosts/replay.py replays the program's registered remote commands in the engine's plan order
-  (until the locally built CLI is available), sequentially instead of in parallel (the patroni shape runs
-  independent steps at once: the members of a new etcd cluster each wait for the others).
+- `pulumi up`: labs/hosts/replay.py replays the program's registered remote commands in the engine's plan order,
+  sequentially instead of in parallel (the patroni shape runs independent steps at once: the members of a new etcd
+  cluster each wait for the others). The real engine applies the dev shape in labs/engine/engine_lab.py.
 - Reboot: `systemctl reboot` in the host ends its systemd-nspawn (no systemd on this machine restarts it, as
   systemd-nspawn@.service would); the lab starts it again on the same root filesystem.
 """
