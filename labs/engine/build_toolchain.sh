@@ -58,7 +58,7 @@ declare -A provider_notes=(
 
 # Only the machine's Go module proxy: no VCS fallback, no automatic toolchain download.
 goproxy=$(go env GOPROXY)
-goproxy=$(tr ',|' '\n\n' <<<"$goproxy" | grep -v -x -e direct -e off -e '' | paste -sd, || true)
+goproxy=$(tr '|,' '\n' <<<"$goproxy" | grep -v -x -e direct -e off -e '' | paste -sd, || true)
 if [[ -z $goproxy ]]; then
 	echo "build_toolchain.sh: no Go module proxy configured (\`go env GOPROXY\` is empty, off or direct only);" \
 		"set one with \`go env -w GOPROXY=...\`" >&2
@@ -132,7 +132,6 @@ prepare() {
 	fi
 }
 
-declare -A built_version=()
 # build NAME PACKAGE VERSION [LDFLAGS-VERSION-VAR]: builds PACKAGE in wrapper module toolchain/NAME into the
 # cache unless a binary with the same stamp is there, then copies it into $bin_dir/NAME.
 build() {
@@ -155,7 +154,6 @@ build() {
 		install -m 0755 "$cached" "$bin_dir/.$name.tmp"
 		mv -f "$bin_dir/.$name.tmp" "$bin_dir/$name"
 	fi
-	built_version[$name]=$version
 }
 
 upstream=$(find_upstream)
