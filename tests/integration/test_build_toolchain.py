@@ -22,7 +22,3 @@ def test_no_module_proxy_configured_stops_before_building_and_says_how_to_set_on
     assert "no Go module proxy configured" in done.stderr and "go env -w GOPROXY" in done.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
-
-def test_the_script_names_no_registry_host():
-    text = SCRIPT.read_text()
-    assert "GOPROXY=https://" not in text and "proxy.golang.org" not in text
