@@ -33,12 +33,14 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
+from unittest import mock
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from components.host import remote  # noqa: E402
 from labs.engine import engine_plan, pulumi_harness  # noqa: E402
 from labs.hosts import host_lab  # noqa: E402
 from labs.hosts.replay import COMMAND, Ran, UpResult  # noqa: E402
@@ -53,6 +55,7 @@ HARBOR_API = {"projects": [{"name": "team-a", "public": False}],
               "robots": [{"name": "ci-pull", "projects": ["team-a"]}]}
 #: generated secret -> its resource name, for the rotation scenario (`pulumi up --replace URN`, docs/day2.md)
 DB_PASSWORD = "harbor-secrets-db-password"
+REDIS_PASSWORD = "harbor-secrets-redis-password"
 
 
 def log(message: str) -> None:
@@ -266,10 +269,13 @@ class EngineHostLab(host_lab.HostLab):
 
 
 def model_ops(old_values: dict[str, Any], new_values: dict[str, Any], secrets: dict[str, str],
-              rotated: frozenset[str]) -> dict[str, str]:
-    """labs/engine/engine_plan.py's prediction of the same change: urn key -> op."""
-    old = pulumi_harness.registrations(old_values, secrets)
-    new = pulumi_harness.registrations(new_values, secrets, rotated=rotated)
+              rotated: frozenset[str], lib_sh: tuple[Path, Path] = (remote.LIB_SH, remote.LIB_SH)) -> dict[str, str]:
+    """labs/engine/engine_plan.py's prediction of the same change: urn key -> op. lib_sh: the roles' shared helpers
+    of the old and the new run (the engine's project copy may have an edited one)."""
+    with mock.patch.object(remote, "LIB_SH", lib_sh[0]):
+        old = pulumi_harness.registrations(old_values, secrets)
+    with mock.patch.object(remote, "LIB_SH", lib_sh[1]):
+        new = pulumi_harness.registrations(new_values, secrets, rotated=rotated)
     targets = frozenset(r.urn for r in new if r.name in rotated)  # `--replace` of each, as the lab's `up` does
     plan = engine_plan.plan([r.as_planned() for r in old], [r.as_planned() for r in new], preview=True,
                             replace_targets=targets)
@@ -352,23 +358,33 @@ class HostsTier:
     def day2(self, shape: host_lab.Shape, values: dict[str, Any]) -> None:
         lab, client = self.lab, shape.machines[0]
         lb = {"readTimeout": 901}
+        current = dict(version=host_lab.VERSIONS[1], lb=lb)
         scenarios: list[tuple[str, dict[str, Any], int, frozenset[str]]] = [
             ("lb_setting", dict(lb=lb), 0, frozenset()),
-            ("harbor_version_bump", dict(version=host_lab.VERSIONS[1], lb=lb), 1, frozenset()),
-            ("added_node", dict(version=host_lab.VERSIONS[1], lb=lb, extra_nodes=("node3",)), 0, frozenset()),
-            ("removed_node_retire", dict(version=host_lab.VERSIONS[1], lb=lb, retiring=("node3",)), 1, frozenset()),
-            ("removed_node", dict(version=host_lab.VERSIONS[1], lb=lb), 1, frozenset()),
-            ("db_password_rotation", dict(version=host_lab.VERSIONS[1], lb=lb), 1, frozenset({DB_PASSWORD})),
+            ("harbor_version_bump", current, 1, frozenset()),
+            ("added_node", dict(current, extra_nodes=("node3",)), 0, frozenset()),
+            ("removed_node_retire", dict(current, retiring=("node3",)), 1, frozenset()),
+            ("removed_node", current, 1, frozenset()),
+            ("db_password_rotation", current, 1, frozenset({DB_PASSWORD})),
+            ("redis_password_rotation", current, 1, frozenset({REDIS_PASSWORD})),
+            # A new release of harbor-ha: the project copy's components/host/lib.sh edited (last: it stays edited).
+            ("role_script_edit", current, 1, frozenset()),
         ]
         model_secrets = {**lab.secrets}
+        copy_lib = self.engine.project / "components" / "host" / "lib.sh"
         for name, kw, limit, rotated in scenarios:
             new = lab.values(shape, **kw)
             old = lab.last_values
+            lib_sh = (copy_lib, copy_lib)
+            if name == "role_script_edit":
+                copy_lib.write_text(copy_lib.read_text() + "# edited by the engine lab: a new release of lib.sh\n")
+                lib_sh = (remote.LIB_SH, copy_lib)
             result = lab.day2(name, client, new, limit=limit, rotated=rotated)
             engine = engine_ops(lab.last_plan)
             api = {**HARBOR_API, "harborUrl": self.emulator.url, "harborPassword": self.emulator.password}
             try:
-                model = model_ops({**old, "harborApi": api}, {**new, "harborApi": api}, model_secrets, rotated)
+                model = model_ops({**old, "harborApi": api}, {**new, "harborApi": api}, model_secrets, rotated,
+                                  lib_sh)
                 differences = compare(engine, model)
             except Exception as e:  # the model could not run: reported, not hidden
                 differences = [f"model failed: {e!r}"[:300]]

@@ -15,7 +15,7 @@ from labs.engine import engine_lab
 
 # As tests/hosts: failed requests allowed per day-2 change while the client requests through the VIP.
 DAY2_LIMITS = {"lb_setting": 0, "harbor_version_bump": 1, "added_node": 0, "removed_node_retire": 1,
-               "removed_node": 1, "db_password_rotation": 1}
+               "removed_node": 1, "db_password_rotation": 1, "redis_password_rotation": 1, "role_script_edit": 1}
 
 
 @pytest.fixture(scope="module")
