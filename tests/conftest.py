@@ -22,6 +22,7 @@ TIERS = {
     "lab": ("integration", "lab", "root"),
     "sandbox": ("integration", "sandbox", "root"),
     "hosts": ("hosts", "root"),
+    "engine": ("engine", "hosts", "root"),
 }
 
 

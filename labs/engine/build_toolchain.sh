@@ -53,11 +53,12 @@ providers=(
 # What else is not an exact rebuild, by plugin.
 declare -A provider_notes=(
 	[tls]="terraform-provider-tls d72d90e1b47b, nearest to the pinned 609226f53114 (absent from the public snapshot)"
+	[docker]="pulumi-java v1.32.0 in the module graph for v1.30.0, refused by the proxy (code generation only, not linked)"
 )
 
 # Only the machine's Go module proxy: no VCS fallback, no automatic toolchain download.
 goproxy=$(go env GOPROXY)
-goproxy=$(tr ',|' '\n\n' <<<"$goproxy" | grep -v -x -e direct -e off -e '' | paste -sd, || true)
+goproxy=$(tr '|,' '\n' <<<"$goproxy" | grep -v -x -e direct -e off -e '' | paste -sd, || true)
 if [[ -z $goproxy ]]; then
 	echo "build_toolchain.sh: no Go module proxy configured (\`go env GOPROXY\` is empty, off or direct only);" \
 		"set one with \`go env -w GOPROXY=...\`" >&2
@@ -90,6 +91,7 @@ stamp_of() {
 		(cd "$dir" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
 		if [[ -f $dir/archives ]]; then
 			while read -r stem; do archive_digest "$stem"; done <"$dir/archives"
+			declare -f prepare # how the archives are laid out and patched
 		fi
 	} | sha256sum | cut -c1-16
 }
@@ -130,7 +132,6 @@ prepare() {
 	fi
 }
 
-declare -A built_version=()
 # build NAME PACKAGE VERSION [LDFLAGS-VERSION-VAR]: builds PACKAGE in wrapper module toolchain/NAME into the
 # cache unless a binary with the same stamp is there, then copies it into $bin_dir/NAME.
 build() {
@@ -153,7 +154,6 @@ build() {
 		install -m 0755 "$cached" "$bin_dir/.$name.tmp"
 		mv -f "$bin_dir/.$name.tmp" "$bin_dir/$name"
 	fi
-	built_version[$name]=$version
 }
 
 upstream=$(find_upstream)

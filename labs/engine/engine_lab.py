@@ -1,14 +1,23 @@
 #!/usr/bin/env python3
-"""The program under the real Pulumi engine, on this machine: the CLI and language host built from Go modules
-(labs/engine/build_toolchain.sh), a local file backend, nothing downloaded.
+"""The program under the real Pulumi engine: the CLI, the upstream Python language host and the provider plugins
+built from source (labs/engine/build_toolchain.sh), a local file backend, nothing downloaded.
 
-    sudo venv/bin/python labs/engine/engine_lab.py verify --json FILE   # toolchain, then a real preview of new stacks
+    sudo venv/bin/python labs/engine/engine_lab.py verify --json FILE [--no-hosts] [--no-day2] [--keep]
 
-What it runs depends on the resource plugins installed in .toolchain/pulumi-home: the Go module proxy refuses the
-provider modules (labs/engine/toolchain/README.md), so a plugin is there only when it was built another way. The
-program runs in a virtualenv of its own (.toolchain/venv) whose pulumi-random/-tls/-command SDKs are the versions of
-the installed plugins, in a copy of the project (the stack files of the repository, nothing written into it).
-Exit status: 0 every step ran and passed, 1 a step failed, 2 it could not run (a plugin or the toolchain missing).
+1. The toolchain, built or found cached; its versions and how each plugin relates to the version installed.
+2. `pulumi preview` of new dev and prod stacks made from the repository's stack files.
+3. As root, on debhosts hosts (labs/hosts/host_lab.py's machinery: the hosts with pinned host keys, the NFS stand-in,
+   the stand-in Harbor installer, the stack config it writes): `pulumi up` of the dev shape from an empty stack, every
+   role applied by the real pulumi-command provider over SSH, Harbor's API objects (harborApi.harborUrl) on the
+   project's Harbor emulator on this machine's loopback; then `pulumi preview --expect-no-changes`, a second `up`,
+   `pulumi refresh --expect-no-changes`, the day-2 scenarios (each a config change: its `pulumi preview --diff --json`
+   compared resource by resource with labs/engine/engine_plan.py's prediction, then `pulumi up` while a client
+   requests through the VIP), drift (a Harbor object edited behind the program's back), and `pulumi destroy` of the
+   protected roles. Fields of the report that did not run are absent; failures are false, never left out.
+
+The stack's passphrase is a test value given in the environment only (PULUMI_CONFIG_PASSPHRASE); the backend and
+the project copy live in a temporary folder removed at the end. Exit status: 0 every step that ran passed, 1 a step
+failed, 2 it could not run.
 """
 
 from __future__ import annotations
@@ -16,130 +25,470 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Optional
+from unittest import mock
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from components.host import remote  # noqa: E402
+from labs.engine import engine_plan, pulumi_harness  # noqa: E402
+from labs.hosts import host_lab  # noqa: E402
+from labs.hosts.replay import COMMAND, Ran, UpResult  # noqa: E402
+
 TOOLCHAIN = ROOT / ".toolchain"
+CLI = TOOLCHAIN / "bin" / "pulumi"
 PLUGINS = ("command", "random", "tls")  # what Pulumi.dev.yaml and Pulumi.prod.yaml need (docker: the sandbox only)
-SDK_PACKAGES = {"command": "pulumi-command", "random": "pulumi-random", "tls": "pulumi-tls"}
+PASSPHRASE = "engine-lab-test-passphrase"  #: a test value for throwaway stacks, in the environment only
+STACK = "lab"
+#: The Harbor objects the lab's stack declares (harborApi), on the emulator.
+HARBOR_API = {"projects": [{"name": "team-a", "public": False}],
+              "robots": [{"name": "ci-pull", "projects": ["team-a"]}]}
+#: generated secret -> its resource name, for the rotation scenario (`pulumi up --replace URN`, docs/day2.md)
+DB_PASSWORD = "harbor-secrets-db-password"
+REDIS_PASSWORD = "harbor-secrets-redis-password"
 
 
-def sh(*argv: str, **kw) -> subprocess.CompletedProcess:
+def log(message: str) -> None:
+    print(f"[engine-lab {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def sh(*argv: str, **kw: Any) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, **kw)
 
 
 def build_toolchain() -> dict:
-    """Build (or find up to date) the CLI and language host; their versions and the build time."""
+    """Build (or find cached) the toolchain; what it is and how long that took."""
     start = time.monotonic()
-    done = sh("bash", str(ROOT / "labs" / "engine" / "build_toolchain.sh"), timeout=3600)
+    done = sh("bash", str(ROOT / "labs" / "engine" / "build_toolchain.sh"), timeout=7200)
     if done.returncode != 0:
-        raise RuntimeError(f"build_toolchain.sh failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    version = sh(str(TOOLCHAIN / "bin" / "pulumi"), "version", env=engine_env()).stdout.strip()
-    return {"pulumi": version, "build_s": round(time.monotonic() - start, 1)}
+        raise RuntimeError(f"build_toolchain.sh failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+    built = json.loads((TOOLCHAIN / "toolchain.json").read_text())
+    return {"pulumi": sh(str(CLI), "version", env=engine_env()).stdout.strip(),
+            "language_host": built["language_host"],
+            "plugins": {name: p["version"] for name, p in built["plugins"].items()},
+            "not_exact": {name: p["note"] for name, p in built["plugins"].items() if not p["exact"]},
+            "build_s": round(time.monotonic() - start, 1)}
 
 
-def engine_env(state: Path | None = None) -> dict[str, str]:
+def engine_env(state: Optional[Path] = None) -> dict[str, str]:
     env = {**os.environ, "PATH": f"{TOOLCHAIN / 'bin'}:{os.environ['PATH']}",
            "PULUMI_HOME": str(TOOLCHAIN / "pulumi-home"), "PULUMI_SKIP_UPDATE_CHECK": "true",
            # Without it every run tries to download the plugins the SDK packages name (no internet here).
-           "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true", "PULUMI_CONFIG_PASSPHRASE": "engine-lab"}
+           "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true", "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE}
     if state:
         env["PULUMI_BACKEND_URL"] = f"file://{state}"
     return env
 
 
 def installed_plugins() -> dict[str, str]:
-    done = sh(str(TOOLCHAIN / "bin" / "pulumi"), "plugin", "ls", "--json", env=engine_env())
+    done = sh(str(CLI), "plugin", "ls", "--json", env=engine_env())
     found = json.loads(done.stdout or "[]") if done.returncode == 0 else []
     return {p["name"]: p["version"] for p in found if p.get("kind") == "resource"}
 
 
-def program_venv(plugins: dict[str, str]) -> Path:
-    """.toolchain/venv: requirements.txt, with each provider SDK at the version of its installed plugin."""
-    venv = TOOLCHAIN / "venv"
-    if not (venv / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    pins = [f"{SDK_PACKAGES[n]}=={plugins[n]}" for n in PLUGINS]
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-                    "-r", str(ROOT / "requirements.txt"), *pins], check=True, timeout=1200)
-    return venv
-
-
-def project_copy(work: Path, venv: Path) -> Path:
-    """The project as the engine runs it: program, components and stack files, with the lab's venv as `venv`."""
+def project_copy(work: Path) -> Path:
+    """The project as the engine runs it: program, components and stack files, with the project's venv (whose
+    provider SDKs are the versions the plugins are installed under)."""
     copy = work / "project"
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", ".toolchain", "venv", ".venv", "__pycache__",
                                                                "labs", "tests", "docs"))
-    (copy / "venv").symlink_to(venv)
+    (copy / "venv").symlink_to((ROOT / "venv").resolve())
     return copy
+
+
+class Engine:
+    """The pulumi CLI on a project copy, one stack in a file backend."""
+
+    def __init__(self, project: Path, state: Path, stack: str):
+        self.project, self.state, self.stack = project, state, stack
+        self.env = engine_env(state)
+
+    def run(self, *args: str, timeout: float = 1800, input: Optional[str] = None) -> subprocess.CompletedProcess:
+        return sh(str(CLI), *args, "--stack", self.stack, "--non-interactive", cwd=self.project, env=self.env,
+                  timeout=timeout, input=input)
+
+    def init(self) -> None:
+        done = sh(str(CLI), "stack", "init", self.stack, "--secrets-provider", "passphrase", cwd=self.project,
+                  env=self.env)
+        if done.returncode != 0:
+            raise RuntimeError(f"pulumi stack init: {done.stderr}")
+
+    @property
+    def stack_file(self) -> Path:
+        return self.project / f"Pulumi.{self.stack}.yaml"
+
+    def set_secret(self, key: str, value: str, *, path: bool = False) -> None:
+        """`pulumi config set --secret`, the value on stdin (never on a command line)."""
+        done = self.run("config", "set", "--secret", *(["--path"] if path else []), key, input=value)
+        if done.returncode != 0:
+            raise RuntimeError(f"pulumi config set {key}: {done.stderr}")
+
+    def write_config(self, values: dict[str, Any], keep: tuple[str, ...] = ()) -> None:
+        """The stack file's `harbor-ha:*` keys become `values`, except `keep` (set once: they hold secure values);
+        the encryption salt and the secrets set with the CLI stay."""
+        doc = yaml.safe_load(self.stack_file.read_text()) if self.stack_file.exists() else {}
+        config = doc.setdefault("config", {}) or {}
+        secure = {k for k, v in config.items() if isinstance(v, dict) and set(v) == {"secure"}}
+        config = {k: v for k, v in config.items() if k in secure or k.split(":", 1)[1] in keep}
+        config.update({f"harbor-ha:{k}": v for k, v in values.items() if k not in keep})
+        doc["config"] = config
+        self.stack_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    def preview(self, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+        done = self.run("preview", "--diff", "--json", *extra, timeout=1800)
+        try:
+            return done, json.loads(done.stdout)
+        except json.JSONDecodeError:
+            return done, {}
+
+    def export(self) -> dict:
+        done = self.run("stack", "export", "--show-secrets")
+        return json.loads(done.stdout) if done.returncode == 0 else {}
+
+    def resources(self) -> list[dict]:
+        """The state's resources, secrets shown in clear (a lab stack with a test passphrase)."""
+        return plain(self.export().get("deployment", {}).get("resources", []) or [])
+
+    def last_changes(self) -> dict[str, int]:
+        """The resource changes of the last update, as the backend's history recorded them."""
+        done = self.run("stack", "history", "--json", "--show-secrets")
+        history = json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else []
+        return history[0].get("resourceChanges", {}) if history else {}
+
+
+def urn_key(urn: str) -> str:
+    """A URN without its stack and project (the model's runs use another stack name)."""
+    return urn.split("::", 2)[2]
+
+
+def engine_ops(preview: dict) -> dict[str, str]:
+    """urn key -> the engine's planned op, a replace's three steps counted as one `replace`."""
+    ops: dict[str, str] = {}
+    for step in preview.get("steps", []):
+        op = step["op"]
+        if step.get("urn", "").endswith("pulumi:pulumi:Stack::harbor-ha-" + STACK) or "::pulumi:providers:" in \
+                step.get("urn", ""):
+            continue
+        key = urn_key(step["urn"])
+        ops[key] = "replace" if op in ("replace", "create-replacement", "delete-replaced") else op
+    return ops
+
+
+def plain(value: Any) -> Any:
+    """A value of `pulumi stack export --show-secrets` without its secret wrappers (`{<sig>: <secret sig>,
+    "plaintext": <JSON text>}`)."""
+    if isinstance(value, dict) and "plaintext" in value and len(value) == 2:
+        return plain(json.loads(value["plaintext"]))
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def role_placements(resources: list[dict]) -> list[tuple[str, str]]:
+    """(role, lab host) of every role's apply command in the stack's state (`pulumi stack export` resources)."""
+    out = []
+    by_address = {host_lab.address(m): h for h, m in host_lab.MACHINES.items()}
+    for r in resources:
+        inputs = r.get("inputs", {})
+        match = re.search(r"/stage/([a-z-]+) ", str(inputs.get("create", "")))
+        if r.get("type") == COMMAND and r["urn"].endswith("-apply") and match:
+            out.append((match.group(1), by_address[str(inputs["connection"]["host"])]))
+    return out
+
+
+class EngineHostLab(host_lab.HostLab):
+    """The host lab with `pulumi up` done by the real engine: what is applied, and where, is read from the stack's
+    state, not from the replay's."""
+
+    def __init__(self, work: Path, engine: Engine):
+        super().__init__(work)
+        self.engine = engine
+        self.secrets: dict[str, str] = {}
+        self.state: list[dict] = []
+        self.last_values: dict[str, Any] = {}
+
+    def setup_stack(self, values: dict[str, Any], emulator_url: str, emulator_password: str) -> None:
+        """A new stack: the values, the lab CA's LB certificate and the hosts' SSH key (debhosts.sh writes it at
+        boot) as secrets, Harbor's objects on the emulator."""
+        self.secrets = {**self.tls, "sshPrivateKey": (host_lab.ROOT / "id_ed25519").read_text()}
+        self.engine.init()
+        self.engine.write_config({**values, "harborApi": {"harborUrl": emulator_url, "harborUsername": "admin",
+                                                          **HARBOR_API}})
+        for key, value in self.secrets.items():
+            self.engine.set_secret(f"harbor-ha:{key}", value)
+        self.engine.set_secret("harbor-ha:harborApi.harborPassword", emulator_password, path=True)
+
+    def placements(self) -> list[tuple[str, str]]:
+        return role_placements(self.state)
+
+    def urn_of(self, name: str) -> str:
+        return next(r["urn"] for r in self.state if r["urn"].endswith(f"::{name}"))
+
+    def up(self, values: dict[str, Any], *, rotated: frozenset[str] = frozenset(),
+           force_apply: bool = False) -> UpResult:
+        """`pulumi up` of these values (rotated generated secrets: `--replace` of them, as docs/day2.md says); the
+        plan captured first with `pulumi preview --diff --json`, kept in `last_plan`."""
+        if force_apply:
+            raise ValueError("the engine runs only what changed; force_apply is the replay's check")
+        self.engine.write_config(values, keep=("harborApi",))
+        replace = [arg for name in sorted(rotated) for arg in ("--replace", self.urn_of(name))]
+        done, plan = self.engine.preview(*replace)
+        self.last_plan = plan
+        self.last_preview_ok = done.returncode == 0
+        t0 = time.monotonic()
+        upd = self.engine.run("up", "--yes", "--skip-preview", *replace, timeout=3600)
+        result = UpResult(seconds=time.monotonic() - t0)
+        if upd.returncode != 0:
+            log(f"pulumi up failed:\n{upd.stdout[-4000:]}\n{upd.stderr[-2000:]}")
+            result.ran.append(Ran("pulumi up", "up", "-", upd.returncode, result.seconds, []))
+        old = {r["urn"]: r for r in self.state}
+        for step in plan.get("steps", []):
+            prior = old.get(step.get("urn", ""), {})
+            has_delete = prior.get("type") == COMMAND and bool(prior.get("inputs", {}).get("delete"))
+            if step["op"] in ("replace", "create-replacement") and has_delete:
+                result.teardowns.append(step["urn"])
+            elif step["op"] == "delete" and has_delete:
+                result.deleted.append(step["urn"])
+        result.teardowns = sorted(set(result.teardowns))
+        self.upd = upd
+        self.state = self.engine.resources()
+        self.last_values = values
+        return result
+
+
+def model_ops(old_values: dict[str, Any], new_values: dict[str, Any], secrets: dict[str, str],
+              rotated: frozenset[str], lib_sh: tuple[Path, Path] = (remote.LIB_SH, remote.LIB_SH)) -> dict[str, str]:
+    """labs/engine/engine_plan.py's prediction of the same change: urn key -> op. lib_sh: the roles' shared helpers
+    of the old and the new run (the engine's project copy may have an edited one)."""
+    with mock.patch.object(remote, "LIB_SH", lib_sh[0]):
+        old = pulumi_harness.registrations(old_values, secrets)
+    with mock.patch.object(remote, "LIB_SH", lib_sh[1]):
+        new = pulumi_harness.registrations(new_values, secrets, rotated=rotated)
+    targets = frozenset(r.urn for r in new if r.name in rotated)  # `--replace` of each, as the lab's `up` does
+    plan = engine_plan.plan([r.as_planned() for r in old], [r.as_planned() for r in new], preview=True,
+                            replace_targets=targets)
+    return {urn_key(u): op for u, op in plan.ops().items()}
+
+
+def compare(engine: dict[str, str], model: dict[str, str]) -> list[str]:
+    """Resources where the engine's op and the model's differ."""
+    return [f"{k}: engine {engine.get(k, 'absent')}, model {model.get(k, 'absent')}"
+            for k in sorted(set(engine) | set(model))
+            if engine.get(k, "same") != model.get(k, "same") and "pulumi:pulumi:Stack" not in k]
 
 
 def preview_new_stack(project: Path, state: Path, stack: str, key: Path) -> dict:
     """`pulumi preview` of a new stack made from Pulumi.<stack>.yaml: its steps by operation, or the error."""
-    env = engine_env(state)
-    cli = str(TOOLCHAIN / "bin" / "pulumi")
-    name = f"lab-{stack}"
-    sh(cli, "stack", "init", name, "--secrets-provider", "passphrase", cwd=project, env=env, check=True)
+    engine = Engine(project, state, f"new-{stack}")
+    engine.init()
     try:
-        shutil.copy(project / f"Pulumi.{stack}.yaml", project / f"Pulumi.{name}.yaml")
-        sh(cli, "config", "set", "--secret", "harbor-ha:sshPrivateKey", cwd=project, env=env, check=True,
-           input=key.read_text())
-        done = sh(cli, "preview", "--json", "--stack", name, cwd=project, env=env, timeout=900)
+        shutil.copy(project / f"Pulumi.{stack}.yaml", engine.stack_file)
+        engine.set_secret("harbor-ha:sshPrivateKey", key.read_text())
+        done, preview = engine.preview()
         result: dict = {"ok": done.returncode == 0}
-        try:
-            steps = json.loads(done.stdout).get("steps", [])
-            ops: dict[str, int] = {}
-            for step in steps:
-                ops[step["op"]] = ops.get(step["op"], 0) + 1
-            result["ops"] = ops
-        except json.JSONDecodeError:
-            pass
+        ops: dict[str, int] = {}
+        for step in preview.get("steps", []):
+            ops[step["op"]] = ops.get(step["op"], 0) + 1
+        result["ops"] = ops
         if done.returncode != 0:
             result["error"] = (done.stderr or done.stdout)[-1500:]
         return result
     finally:
-        sh(cli, "stack", "rm", "--yes", "--force", name, cwd=project, env=env)
+        engine.run("stack", "rm", "--yes", "--force")
+
+
+class HostsTier:
+    """The dev shape on debhosts hosts under the real engine (section 3 of the module docstring)."""
+
+    def __init__(self, work: Path, report: dict):
+        from labs.fakes.harbor_emulator.server import HarborEmulator
+
+        self.report = report
+        self.engine = Engine(project_copy(work / "hosts"), work / "state", STACK)
+        self.lab = EngineHostLab(host_lab.ROOT / "engine-lab", self.engine)
+        self.emulator = HarborEmulator()
+
+    def run(self, *, day2: bool) -> None:
+        lab, engine, report, shape = self.lab, self.engine, self.report, host_lab.DEV
+        lab.boot(4 if day2 else 3)
+        lab.prepare_standins(shape)
+        self.emulator.start()
+        values = lab.values(shape)
+        lab.setup_stack(values, self.emulator.url, self.emulator.password)
+        first = lab.up(values)
+        bad = lab.wait_active(120) if first.ok else {"all": ["pulumi up failed"]}
+        report["up"] = {"ok": first.ok and not bad, "resources": len(lab.state), "seconds": round(first.seconds, 1),
+                        "roles_applied": sorted({f"{r}@{h}" for r, h in lab.placements()}),
+                        "harbor_objects": sorted(p["name"] for p in self.emulator.projects.values())}
+        if bad:
+            report["up"]["inactive"] = bad
+        log(f"first up: {report['up']}")
+        if not first.ok:
+            return
+        check = engine.run("preview", "--expect-no-changes", "--diff")
+        report["preview_no_changes"] = check.returncode == 0
+        if check.returncode != 0:
+            report["preview_no_changes_output"] = check.stdout[-3000:]
+        second = lab.up(values)
+        changes = engine.last_changes()
+        report["second_up_changes"] = sum(n for op, n in changes.items() if op != "same") if second.ok else None
+        refresh = engine.run("refresh", "--yes", "--expect-no-changes", "--diff")
+        report["refresh_clean"] = refresh.returncode == 0
+        if refresh.returncode != 0:
+            report["refresh_output"] = refresh.stdout[-3000:]
+        log(f"preview no changes {report['preview_no_changes']}, second up changes {report['second_up_changes']}, "
+            f"refresh clean {report['refresh_clean']}")
+        if day2:
+            self.day2(shape, values)
+        self.drift()
+        self.destroy()
+
+    def day2(self, shape: host_lab.Shape, values: dict[str, Any]) -> None:
+        lab, client = self.lab, shape.machines[0]
+        lb = {"readTimeout": 901}
+        current = dict(version=host_lab.VERSIONS[1], lb=lb)
+        scenarios: list[tuple[str, dict[str, Any], int, frozenset[str]]] = [
+            ("lb_setting", dict(lb=lb), 0, frozenset()),
+            ("harbor_version_bump", current, 1, frozenset()),
+            ("added_node", dict(current, extra_nodes=("node3",)), 0, frozenset()),
+            ("removed_node_retire", dict(current, retiring=("node3",)), 1, frozenset()),
+            ("removed_node", current, 1, frozenset()),
+            ("db_password_rotation", current, 1, frozenset({DB_PASSWORD})),
+            ("redis_password_rotation", current, 1, frozenset({REDIS_PASSWORD})),
+            # A new release of harbor-ha: the project copy's components/host/lib.sh edited (last: it stays edited).
+            ("role_script_edit", current, 1, frozenset()),
+        ]
+        model_secrets = {**lab.secrets}
+        copy_lib = self.engine.project / "components" / "host" / "lib.sh"
+        for name, kw, limit, rotated in scenarios:
+            new = lab.values(shape, **kw)
+            old = lab.last_values
+            lib_sh = (copy_lib, copy_lib)
+            if name == "role_script_edit":
+                copy_lib.write_text(copy_lib.read_text() + "# edited by the engine lab: a new release of lib.sh\n")
+                lib_sh = (remote.LIB_SH, copy_lib)
+            result = lab.day2(name, client, new, limit=limit, rotated=rotated)
+            engine = engine_ops(lab.last_plan)
+            api = {**HARBOR_API, "harborUrl": self.emulator.url, "harborPassword": self.emulator.password}
+            try:
+                model = model_ops({**old, "harborApi": api}, {**new, "harborApi": api}, model_secrets, rotated,
+                                  lib_sh)
+                differences = compare(engine, model)
+            except Exception as e:  # the model could not run: reported, not hidden
+                differences = [f"model failed: {e!r}"[:300]]
+            result.update(agrees_with_model=not differences, model_differences=differences[:30],
+                          preview_ok=lab.last_preview_ok,
+                          engine_changes={op: sum(1 for o in engine.values() if o == op)
+                                          for op in sorted(set(engine.values())) if op != "same"})
+            self.report.setdefault("day2", {})[name] = result
+            log(f"day-2 {name}: {result}")
+
+    def drift(self) -> None:
+        """A Harbor object edited behind the program's back: refresh shows it, the next `up` puts it back."""
+        project = next(p for p in self.emulator.projects.values() if p["name"] == "team-a")
+        with self.emulator.lock:
+            project.setdefault("metadata", {})["public"] = "true"
+        refresh = self.engine.run("refresh", "--yes", "--expect-no-changes", "--diff")
+        self.report["drift_detected"] = refresh.returncode != 0
+        repaired = self.lab.up(self.lab.last_values)
+        after = self.engine.run("refresh", "--yes", "--expect-no-changes")
+        self.report["drift_repaired"] = repaired.ok and after.returncode == 0 and \
+            project.get("metadata", {}).get("public") == "false"
+        log(f"drift: detected {self.report['drift_detected']}, repaired {self.report['drift_repaired']}")
+
+    def destroy(self) -> None:
+        """`pulumi destroy`: refused while roles are protected (docs/operations/protected-roles.md), then done."""
+        placements = self.lab.placements()
+        first = self.engine.run("destroy", "--yes", timeout=3600)
+        refused = first.returncode != 0 and "protected" in (first.stdout + first.stderr)
+        unprotect = self.engine.run("state", "unprotect", "--all", "--yes")
+        second = self.engine.run("destroy", "--yes", timeout=3600)
+        remaining = [r for r in self.engine.resources() if r.get("custom")]
+        roles = host_lab.deleted_roles(self.lab, host_lab.DEV, placements, second.returncode == 0)
+        self.report["destroy"] = {"refused_while_protected": refused, "resources_left": len(remaining),
+                                  "roles_stopped_data_kept": roles}
+        self.report["destroy_ok"] = bool(refused and unprotect.returncode == 0 and second.returncode == 0
+                                         and not remaining and all(roles.values()))
+        if not self.report["destroy_ok"]:
+            self.report["destroy_output"] = (first.stdout[-1500:], second.stdout[-1500:] + second.stderr[-800:])
+        log(f"destroy: {self.report['destroy']}")
+
+    def close(self, keep: bool) -> None:
+        self.emulator.stop()
+        if not keep:
+            host_lab.down()
 
 
 def verify(args: argparse.Namespace) -> int:
     report: dict = {"toolchain": build_toolchain()}
     plugins = installed_plugins()
-    report["toolchain"]["plugins"] = plugins
     missing = [p for p in PLUGINS if p not in plugins]
     if missing:
-        report["blocked"] = (f"resource plugins not installed: {', '.join(missing)} (the Go module proxy refuses "
-                             "the provider modules: labs/engine/toolchain/README.md)")
+        report["blocked"] = f"resource plugins not installed: {', '.join(missing)}"
         emit(report, args.json)
         return 2
-    venv = program_venv(plugins)
     with tempfile.TemporaryDirectory(prefix="engine-lab-") as tmp:
         work = Path(tmp)
         (work / "state").mkdir()
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "key")], check=True)
-        project = project_copy(work, venv)
+        project = project_copy(work)
         report["preview_new_stack"] = {s: preview_new_stack(project, work / "state", s, work / "key")
                                        for s in ("dev", "prod")}
+        emit(report, args.json)
+        if not args.no_hosts:
+            if os.geteuid() != 0:
+                raise RuntimeError("the hosts tier must run as root (systemd-nspawn hosts, bridge, routes)")
+            tier = HostsTier(work, report)
+            t0 = time.monotonic()
+            try:
+                tier.run(day2=not args.no_day2)
+            finally:
+                report["hosts_tier_s"] = round(time.monotonic() - t0, 1)
+                tier.close(args.keep)
     emit(report, args.json)
-    return 0 if all(r["ok"] for r in report["preview_new_stack"].values()) else 1
+    return 0 if passed(report) else 1
 
 
-def emit(report: dict, target: str | None) -> None:
+def passed(report: dict) -> bool:
+    """Every step that ran passed (absent fields did not run)."""
+    checks = [r["ok"] for r in report.get("preview_new_stack", {}).values()]
+    checks += [report[k] for k in ("preview_no_changes", "refresh_clean", "drift_detected", "drift_repaired",
+                                   "destroy_ok") if k in report]
+    if "up" in report:
+        checks.append(report["up"]["ok"])
+    if "second_up_changes" in report:
+        checks.append(report["second_up_changes"] == 0)
+    checks += [d["ok"] and d["agrees_with_model"] for d in report.get("day2", {}).values()]
+    return all(checks)
+
+
+def emit(report: dict, target: Optional[str]) -> None:
     text = json.dumps(report, indent=2) + "\n"
     if target and target != "-":
         Path(target).write_text(text)
     print(text, end="")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    v = sub.add_parser("verify", help="build the toolchain, then preview new dev and prod stacks for real")
+    v = sub.add_parser("verify", help="build the toolchain, preview new stacks, then `pulumi up` on real hosts")
     v.add_argument("--json", metavar="FILE", help="also write the report to FILE (- for stdout only)")
+    v.add_argument("--no-hosts", action="store_true", help="only the toolchain and the previews of new stacks")
+    v.add_argument("--no-day2", action="store_true", help="skip the day-2 scenarios")
+    v.add_argument("--keep", action="store_true", help="leave the hosts running")
     args = parser.parse_args(argv)
     try:
         return verify(args)

@@ -33,7 +33,10 @@ Rules (each cited again above its code):
 10. Preview check: CMD v1.2.1 CopyToRemote.Check fails on an UNKNOWN `source` (fixed by #1184 for #1183, unreleased);
     and (seen with the real engine, labs/engine/engine_lab.py against the design of a89f059) a Command or
     CopyToRemote whose `triggers` hold an unknown SECRET fails with "triggers[0]: malformed secret: missing value".
-Not modelled: provider-reference changes, targets, refresh, retainOnDelete, deletedWith, TLS expiry renewal.
+11. Replace targets (`pulumi up --replace URN`): the targeted resource's diff is a replace blaming `id`, whatever
+    its inputs (ENG v3.274.1 stepGenerator.diff, isTargetedReplace); its dependents see its new outputs as changes.
+    Found by the real engine (labs/engine/engine_lab.py, the DB password rotation): the model had said `same`.
+Not modelled: provider-reference changes, --target, refresh, retainOnDelete, deletedWith, taint, TLS expiry renewal.
 """
 
 from __future__ import annotations
@@ -286,8 +289,9 @@ def _child_alias(child: Res, parent_new: str, parent_old: str) -> str:
 
 
 def plan(old: list[Res], new: list[Res], *, preview: bool = False,
-         dynamic_diff: Optional[DynamicDiff] = None) -> Plan:
-    """The steps `pulumi up` (or `pulumi preview` with preview=True) would take from `old` to `new`."""
+         dynamic_diff: Optional[DynamicDiff] = None, replace_targets: frozenset[str] = frozenset()) -> Plan:
+    """The steps `pulumi up` (or `pulumi preview` with preview=True) would take from `old` to `new`;
+    replace_targets: the URNs given with `--replace`."""
     olds = {r.urn: r for r in old}
     claimed: dict[str, str] = {}  # old URN -> the new URN that took it (ENG sg.aliased)
     moved: dict[str, str] = {}  # new URN -> old URN it matched through an alias (ENG sg.aliases)
@@ -307,7 +311,11 @@ def plan(old: list[Res], new: list[Res], *, preview: bool = False,
         if match != n.urn:
             moved[n.urn] = match
         o = olds[match]
-        changed, keys, replace, dbr = _diff(o, n, dynamic_diff)
+        # Rule 11 - ENG stepGenerator.diff: isTargetedReplace -> DiffSome with ReplaceKeys ["id"], before any diff
+        if n.urn in replace_targets and n.custom:
+            changed, keys, replace, dbr = True, ["id"], ["id"], False
+        else:
+            changed, keys, replace, dbr = _diff(o, n, dynamic_diff)
         if not changed:
             steps[n.urn] = Step(n.urn, "same", [], [], False, None)
         elif not replace:

@@ -33,9 +33,9 @@ What is a stand-in, and why:
   /srv/nfs-standin in every host (HHA_BIND of the lab's debhosts.sh); on Harbor nodes /sbin/mount.nfs is diverted
   (dpkg-divert) to a script that bind-mounts that folder, so the role's own fstab line, `mount /data` and the boot
   mount unit run unchanged; on the NFS host nfs-server.service is a oneshot stand-in unit (`exportfs -ra` is real).
-- `pulumi up`: labs/hosts/replay.py replays the program's registered remote commands in the engine's plan order
-  (until the locally built CLI is available), sequentially instead of in parallel (the patroni shape runs
-  independent steps at once: the members of a new etcd cluster each wait for the others).
+- `pulumi up`: labs/hosts/replay.py replays the program's registered remote commands in the engine's plan order,
+  sequentially instead of in parallel (the patroni shape runs independent steps at once: the members of a new etcd
+  cluster each wait for the others). The real engine applies the dev shape in labs/engine/engine_lab.py.
 - The s3 shape (storage.mode s3, Garage on three object-store hosts): Harbor's registry is Debian's docker-registry
   2.8.2 (CNCF distribution, the code Harbor's registry fork is built from) run on each node as a host service on the
   S3 settings of the node's rendered harbor.yml, its endpoint name resolved as harbor-node.sh writes it for Harbor's
@@ -1185,6 +1185,13 @@ def delete_all(lab: HostLab, shape: Shape, data: Optional[dict[str, str]] = None
     (at DATA's path, or `data`'s for the shape)."""
     placements = lab.placements()
     result = lab.replay.up([])
+    return deleted_roles(lab, shape, placements, result.ok, data)
+
+
+def deleted_roles(lab: HostLab, shape: Shape, placements: list[tuple[str, str]], ran_ok: bool,
+                  data: Optional[dict[str, str]] = None) -> dict[str, bool]:
+    """After a delete of every role: role -> its units stopped (or its UNDONE check true) and its data kept (at
+    DATA's path, or `data`'s for the shape)."""
     ok: dict[str, bool] = {}
     for role, host in placements:
         states = lab.unit_state(MACHINES[host], UNITS[role])
@@ -1194,7 +1201,7 @@ def delete_all(lab: HostLab, shape: Shape, data: Optional[dict[str, str]] = None
             stopped = all(s != "active" for s, _ in states.values())
         kept_at = (data or {}).get(role, DATA.get(role))
         kept = kept_at is None or ssh(MACHINES[host], f"test -e {shlex.quote(kept_at)}", check=False).returncode == 0
-        ok[role] = ok.get(role, True) and result.ok and stopped and kept
+        ok[role] = ok.get(role, True) and ran_ok and stopped and kept
         if not (stopped and kept):
             log(f"{shape.name}: delete of {role}@{host}: stopped={stopped} data kept={kept} {states}")
     return ok

@@ -1,6 +1,7 @@
 """Applies what the program registers to real hosts over SSH, in the engine's order: a stand-in for `pulumi up`.
 
-Used while the locally built Pulumi CLI is not available. The program runs under mocks (labs/engine/
+Used by the host lab (prod and patroni shapes, reboots, the forced re-apply of every role); the dev shape is also
+applied by the real engine in labs/engine/engine_lab.py. The program runs under mocks (labs/engine/
 pulumi_harness.py: generated secrets get fixed fake values), and every `command:remote:*` resource it registers is
 carried out with exactly its inputs: a Command's create/update/delete text and stdin (the role's tar bundle), a
 CopyToRemote's file and remote path, each over `ssh` to the connection's host, user and port with the connection's

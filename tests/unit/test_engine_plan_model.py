@@ -174,3 +174,13 @@ def test_delete_before_replace_is_recorded_and_teardown_still_runs():
     new.delete_before_replace = True
     step = plan([cmd(triggers=["a"])], [new]).steps[new.urn]
     assert (step.op, step.delete_before_replace, step.teardown) == ("replace", True, True)
+
+
+def test_a_replace_target_is_replaced_with_unchanged_inputs_blaming_its_id():
+    # ENG stepGenerator.diff: isTargetedReplace -> DiffSome, ReplaceKeys ["id"] (`pulumi up --replace URN`)
+    old = [res(PASSWORD, "pw", {"length": 32}), cmd()]
+    new = [res(PASSWORD, "pw", {"length": 32}), cmd()]
+    step = plan(old, new, replace_targets=frozenset({new[0].urn})).steps[new[0].urn]
+    assert (step.op, step.diff_keys, step.replace_keys) == ("replace", ["id"], ["id"])
+    assert plan(old, new).steps[new[0].urn].op == "same"
+    assert plan(old, new, replace_targets=frozenset({new[0].urn})).steps[new[1].urn].op == "same"

@@ -1,0 +1,70 @@
+"""The real-engine lab's own logic (labs/engine/engine_lab.py) on recorded shapes of the CLI's output: the plan's
+ops per resource, the comparison with the model, the stack file it rewrites, where each role was applied."""
+
+import yaml
+
+from components.host.remote import apply_command
+from labs.engine import engine_lab
+from labs.hosts import host_lab
+
+STACK_URN = "urn:pulumi:lab::harbor-ha::pulumi:pulumi:Stack::harbor-ha-lab"
+APPLY = "urn:pulumi:lab::harbor-ha::harbor-ha:cluster:HarborCluster$command:remote:Command::postgres-data1-apply"
+
+
+def test_engine_ops_counts_a_replace_once_and_skips_the_stack_and_providers():
+    preview = {"steps": [
+        {"op": "same", "urn": STACK_URN},
+        {"op": "same", "urn": "urn:pulumi:lab::harbor-ha::pulumi:providers:command::default_1_2_1"},
+        {"op": "create-replacement", "urn": APPLY},
+        {"op": "replace", "urn": APPLY},
+        {"op": "delete-replaced", "urn": APPLY},
+        {"op": "update", "urn": "urn:pulumi:lab::harbor-ha::random:index/randomPassword:RandomPassword::pw"},
+    ]}
+    assert engine_lab.engine_ops(preview) == {
+        "harbor-ha:cluster:HarborCluster$command:remote:Command::postgres-data1-apply": "replace",
+        "random:index/randomPassword:RandomPassword::pw": "update"}
+
+
+def test_compare_names_each_resource_where_engine_and_model_differ_and_takes_absent_as_same():
+    engine = {"a::x": "update", "a::y": "same", "a::z": "create"}
+    model = {"a::x": "replace", "a::z": "create"}
+    assert engine_lab.compare(engine, model) == ["a::x: engine update, model replace"]
+    assert engine_lab.compare({"a::y": "same"}, {}) == []
+
+
+def test_write_config_keeps_secure_values_the_salt_and_kept_sections(tmp_path):
+    engine = engine_lab.Engine(tmp_path, tmp_path / "state", "lab")
+    engine.stack_file.write_text(yaml.safe_dump({
+        "encryptionsalt": "v1:salt", "config": {
+            "harbor-ha:sshPrivateKey": {"secure": "v1:abc"},
+            "harbor-ha:harborApi": {"harborUrl": "http://127.0.0.1:1", "harborPassword": {"secure": "v1:def"}},
+            "harbor-ha:loadBalancer": {"readTimeout": 901}, "harbor-ha:roles": {"nfs": "old"}}}))
+    engine.write_config({"roles": {"nfs": "data1"}, "harborApi": {"harborUrl": "elsewhere"}}, keep=("harborApi",))
+    doc = yaml.safe_load(engine.stack_file.read_text())
+    assert doc["encryptionsalt"] == "v1:salt"
+    assert doc["config"] == {
+        "harbor-ha:sshPrivateKey": {"secure": "v1:abc"},
+        "harbor-ha:harborApi": {"harborUrl": "http://127.0.0.1:1", "harborPassword": {"secure": "v1:def"}},
+        "harbor-ha:roles": {"nfs": "data1"}}  # loadBalancer left the values: gone from the stack too
+
+
+def test_role_placements_read_the_apply_commands_of_the_state():
+    data1 = host_lab.address(host_lab.MACHINES["data1"])
+    state = [{"urn": APPLY, "type": "command:remote:Command",
+              "inputs": {"create": apply_command("postgres"), "connection": {"host": data1}}},
+             {"urn": APPLY.replace("-apply", "-installer"), "type": "command:remote:CopyToRemote",
+              "inputs": {"connection": {"host": data1}}}]
+    assert engine_lab.role_placements(state) == [("postgres", "data1")]
+
+
+def test_passed_judges_only_what_ran_and_never_an_absent_field():
+    assert engine_lab.passed({"preview_new_stack": {"dev": {"ok": True}}})
+    assert not engine_lab.passed({"up": {"ok": True}, "second_up_changes": 2})
+    assert not engine_lab.passed({"day2": {"lb": {"ok": True, "agrees_with_model": False}}})
+
+
+def test_plain_unwraps_the_secrets_of_a_stack_export_at_any_depth():
+    sig = "4dabf18193072939515e22adc298bd5a"
+    secret = {sig: "1b47061264138c4ac30d75fd1ac4e0d9", "plaintext": '{"host": "10.0.0.1", "privateKey": "k"}'}
+    assert engine_lab.plain({"inputs": {"connection": secret, "create": "x"}}) == {
+        "inputs": {"connection": {"host": "10.0.0.1", "privateKey": "k"}, "create": "x"}}
