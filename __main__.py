@@ -28,6 +28,9 @@ cluster = HarborCluster("harbor", HarborClusterArgs(
     tls_private_key=secret_config.get_secret("tlsPrivateKey"),
     backup_s3_access_key=secret_config.get_secret("backupS3AccessKey"),
     backup_s3_secret_key=secret_config.get_secret("backupS3SecretKey"),
+    monitoring_secrets={"monitoring_webhook_token": secret_config.get_secret("monitoringWebhookToken"),
+                        "monitoring_smtp_password": secret_config.get_secret("monitoringSmtpPassword"),
+                        "monitoring_slack_api_url": secret_config.get_secret("monitoringSlackApiUrl")},
 ))
 
 # Harbor's registries, projects, robots and replication policies: on this cluster once it is up and healthy,
@@ -45,6 +48,9 @@ if sandbox:
     pulumi.export("sandboxKnownHosts", pulumi.Output.all(*[h.host_key for h in sandbox.hosts]).apply(
         lambda keys: "".join(f"{h.address} {k}\n" for h, k in zip(sandbox.hosts, keys, strict=True))))
     pulumi.export("sandboxHttpsUrl", sandbox.https_url)
+if cluster.monitoring:
+    pulumi.export("prometheusUrls", cluster.monitoring.prometheus_urls)
+    pulumi.export("alertmanagerUrls", cluster.monitoring.alertmanager_urls)
 pulumi.export("adminUsername", cluster.admin_username)
 pulumi.export("adminPassword", cluster.admin_password)
 # What to trust for `url` when the certificate is self-signed: `pulumi stack output caCertificate > ca.pem`, then

@@ -4,6 +4,7 @@ Order (each arrow is a dependency; everything else runs in parallel):
     host firewall (every host)  ->  NFS server, PostgreSQL (or etcd -> PostgresCluster), Redis (+ sentinels)
     ->  Harbor node 1 (alone: it runs the DB migrations)
     ->  Harbor node 2  ->  ...  ->  LoadBalancer (nginx on both LB hosts)  ->  KeepalivedPair (VIP)
+    ->  Monitoring (exporters on every host, then Prometheus and Alertmanager on roles.monitoring)
 Nodes are deployed one after the other, each gated on Harbor's health, so an upgrade is rolling too.
 """
 
@@ -20,6 +21,7 @@ from components.etcd import Etcd, EtcdArgs
 from components.harbor_node import HarborNode, HarborNodeArgs
 from components.keepalived import KeepalivedPair, KeepalivedPairArgs
 from components.loadbalancer import LoadBalancer, LoadBalancerArgs
+from components.monitoring import Monitoring, MonitoringArgs
 from components.nfs import NfsServer, NfsServerArgs
 from components.patroni import PostgresCluster, PostgresClusterArgs
 from components.postgres import PostgresServer, PostgresServerArgs
@@ -38,6 +40,8 @@ class HarborClusterArgs:
     tls_private_key: Optional[pulumi.Input[str]] = None  #: LB private key
     backup_s3_access_key: Optional[pulumi.Input[str]] = None  #: backupS3AccessKey (S3 repositories)
     backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (S3 repositories)
+    #: Alertmanager's receiver secrets by SECRET_VALUES name (monitoringWebhookToken, ...; None where unset)
+    monitoring_secrets: Optional[dict[str, Optional[pulumi.Input[str]]]] = None
 
 
 class HarborCluster(pulumi.ComponentResource):
@@ -51,6 +55,7 @@ class HarborCluster(pulumi.ComponentResource):
     ca_certificate: Optional[pulumi.Output[str]]  #: what to trust for `url`: the self-signed cert, None with a user one
     nodes: list[HarborNode]  #: the Harbor nodes, in deployment order
     keepalived: KeepalivedPair  #: the VIP holders: once they are up, Harbor is reachable on `url`
+    monitoring: Optional[Monitoring]  #: Prometheus, Alertmanager and the exporters (None: roles.monitoring unset)
 
     def __init__(self, name: str, args: HarborClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("harbor-ha:cluster:HarborCluster", name, None, opts)
@@ -64,7 +69,7 @@ class HarborCluster(pulumi.ComponentResource):
         secrets = ClusterSecrets(f"{name}-secrets", ClusterSecretsArgs(
             cfg=cfg, admin_password=args.admin_password, tls_certificate=args.tls_certificate,
             tls_private_key=args.tls_private_key, backup_s3_access_key=args.backup_s3_access_key,
-            backup_s3_secret_key=args.backup_s3_secret_key), child)
+            backup_s3_secret_key=args.backup_s3_secret_key, monitoring=args.monitoring_secrets), child)
         common: dict[str, Any] = dict(cfg=cfg, secrets=secrets.values, private_key=args.ssh_private_key)
 
         # First on every host: each service starts behind its host's firewall, never open to the whole network.
@@ -89,6 +94,9 @@ class HarborCluster(pulumi.ComponentResource):
 
         lb = LoadBalancer(f"{name}-lb", LoadBalancerArgs(**common, after=self.nodes), child)
         self.keepalived = KeepalivedPair(f"{name}-keepalived", KeepalivedPairArgs(**common, after=[lb]), child)
+        # Last: the exporters reach the services they watch, and Prometheus's first scrapes find the cluster up.
+        self.monitoring = (Monitoring(f"{name}-monitoring", MonitoringArgs(**common, after=[self.keepalived]), child)
+                           if cfg.monitoring else None)
 
         self.url = cfg.external_url
         self.vip = cfg.vip

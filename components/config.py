@@ -36,9 +36,11 @@ KNOWN_KEYS = (
     "harborApi", "migration",
     # The sandbox: every host a Docker container on this machine (components/sandbox/, docs/sandbox.md).
     "sandbox",
+    # Prometheus and Alertmanager on roles.monitoring, exporters on every host (components/monitoring/).
+    "monitoring", "monitoringSmtpPassword", "monitoringSlackApiUrl", "monitoringWebhookToken",
 )
 SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword", "backupS3AccessKey",
-               "backupS3SecretKey")
+               "backupS3SecretKey", "monitoringSmtpPassword", "monitoringSlackApiUrl", "monitoringWebhookToken")
 # Sections parsed by harbor_provider/stack_config.py, whose secret settings are set with `--secret --path`.
 PASSTHROUGH_KEYS = ("harborApi", "migration")
 
@@ -261,6 +263,54 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class WebhookReceiver:
+    """Alertmanager's webhook receiver (monitoring.receivers.webhook)."""
+
+    url: str  #: where Alertmanager POSTs its alert groups (its webhook JSON)
+    send_resolved: bool  #: also POST when an alert resolves
+    bearer_token: bool  #: monitoringWebhookToken is set: sent as `Authorization: Bearer` (a secret)
+
+
+@dataclass(frozen=True)
+class EmailReceiver:
+    """Alertmanager's e-mail receiver (monitoring.receivers.email)."""
+
+    to: str  #: recipient address(es), comma-separated
+    from_email: str  #: the From: address
+    smarthost: str  #: SMTP server `host:port`
+    username: Optional[str]  #: SMTP login (its password: monitoringSmtpPassword); None: no authentication
+    require_tls: bool  #: refuse to send without STARTTLS
+
+
+@dataclass(frozen=True)
+class SlackReceiver:
+    """Alertmanager's Slack receiver (monitoring.receivers.slack); the incoming-webhook URL is the secret
+    monitoringSlackApiUrl."""
+
+    channel: str  #: channel to post to, e.g. #harbor-alerts
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Prometheus, Alertmanager and the blackbox exporter on roles.monitoring; exporters on every host."""
+
+    prometheus_port: int  #: Prometheus's web/API port on the monitoring hosts' addresses
+    alertmanager_port: int  #: Alertmanager's web/API port on the monitoring hosts' addresses
+    query_sources: tuple[str, ...]  #: CIDRs allowed to Prometheus's and Alertmanager's ports (Grafana, operators)
+    retention: str  #: how long Prometheus keeps samples (storage.tsdb.retention.time)
+    retention_size: Optional[str]  #: the most disk the samples may take (storage.tsdb.retention.size); None: no cap
+    storage_path: str  #: Prometheus's TSDB folder
+    scrape_interval: str  #: how often every target is scraped (and rules evaluated)
+    certificate_warning_days: int  #: the certificate alert fires this many days before expiry
+    backup_max_age_hours: int  #: the backup alert fires when the newest backup is older than this
+    replication_lag_bytes: int  #: a replica this far behind the leader's WAL fires the lag alert (patroni mode)
+    vip_ca_certificate: Optional[str]  #: PEM of the CA that signed a user VIP certificate (None: the system's CAs)
+    webhook: Optional[WebhookReceiver]  #: the webhook receiver (None: not used)
+    email: Optional[EmailReceiver]  #: the e-mail receiver (None: not used)
+    slack: Optional[SlackReceiver]  #: the Slack receiver (None: not used)
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """The whole validated cluster configuration."""
 
@@ -290,6 +340,8 @@ class ClusterConfig:
     backup: Optional[BackupSettings]  #: backup settings (None: no backup section)
     sandbox: Optional[SandboxSettings] = None  #: set: the hosts are containers made by components/sandbox/
     passthrough: Mapping[str, Any] = field(default_factory=dict)  #: harborApi/migration sections, raw
+    monitoring_hosts: tuple[Host, ...] = ()  #: Prometheus/Alertmanager hosts (empty: no monitoring)
+    monitoring: Optional[MonitoringSettings] = None  #: monitoring settings (None: monitoring off)
 
     @property
     def nfs_server(self) -> Host:
@@ -607,6 +659,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     harbor_nodes = role_hosts("harborNodes")
     retiring_nodes = role_hosts("retiringNodes", required=False)
     lb_hosts = role_hosts("loadBalancers")
+    monitoring_hosts = role_hosts("monitoring", required=False)
     roles.finish()
     for i, h in enumerate(retiring_nodes):
         if h in harbor_nodes:
@@ -905,6 +958,8 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     )
     fw.finish()
     sandbox = _parse_sandbox(values.get("sandbox"), hosts, vip, problems) if sandbox_given else None
+    monitoring = _parse_monitoring(values.get("monitoring"), monitoring_hosts, harbor_nodes, harbor, roles,
+                                   secrets_present, problems)
     if sandbox_given and "sshPrivateKey" in secrets_present:
         problems.append(f"{NAMESPACE}:sshPrivateKey: must not be set with sandbox: the sandbox generates the key "
                         "its containers accept")
@@ -939,6 +994,8 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         backup=backup,
         sandbox=sandbox,
         passthrough={k: values[k] for k in PASSTHROUGH_KEYS if k in values},
+        monitoring_hosts=tuple(monitoring_hosts) if monitoring else (),
+        monitoring=monitoring,
     )
 
 
@@ -1106,6 +1163,115 @@ def _parse_backup(raw: Any, pg_mode: str, backup_hosts: list[Host], pg_hosts: li
             roles.fail(f"{backup_hosts[0].name!r} is a database host; the repository must survive losing it",
                        "backup")
     return backup
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Monitoring (components/monitoring/)
+# ---------------------------------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+_PROM_SIZE = re.compile(r"^[0-9]+(B|KB|MB|GB|TB|PB|EB)$")
+_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+$")
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
+
+
+def _email_list_check(value: str) -> Optional[str]:
+    bad = [a for a in value.split(",") if not _EMAIL.match(a.strip())]
+    return f"{bad[0].strip()!r} is not an e-mail address" if bad else None
+
+
+def _parse_monitoring(raw: Any, monitoring_hosts: list[Host], harbor_nodes: list[Host], harbor: HarborSettings,
+                      roles: _Reader, secrets_present: Sequence[str],
+                      problems: list[str]) -> Optional[MonitoringSettings]:
+    """monitoring: Prometheus, Alertmanager and its receivers (None when roles.monitoring is unset: off).
+
+    Every key is read even when monitoring is off, so a section without roles.monitoring is still checked (and
+    reported as unused) and docs/configuration.md lists it.
+    """
+    mo = _Reader(raw, f"{NAMESPACE}:monitoring", problems)
+    # 9090/9093: Prometheus's and Alertmanager's registered ports.
+    prometheus_port = mo.get("prometheusPort", int, 9090, check=_in_range(1, 65535))
+    alertmanager_port = mo.get("alertmanagerPort", int, 9093, check=_in_range(1, 65535))
+    # Unset: only the monitoring hosts themselves; Prometheus and Alertmanager have no login, so a Grafana or an
+    # operator's network is named explicitly (an SSH tunnel works without it).
+    query_sources = _cidrs(mo.get("querySources", list, None, check=_cidrs_check)) or ()
+    # 15d: Prometheus's own default; a quarter of samples of a small cluster fit in a few GB.
+    retention = mo.get("retention", str, "15d", check=_matches(_DURATION, "a duration like 15d"))
+    retention_size = mo.get("retentionSize", str, None, check=_matches(_PROM_SIZE, "a size like 20GB"))
+    # Debian's packaged default, which its unit may write.
+    storage_path = mo.get("storagePath", str, "/var/lib/prometheus/metrics2", check=_matches(_PATH, "an absolute path"))
+    # 15s: a VIP without holder is seen within one interval, and 2 x interval is the shortest `for:` that rides out
+    # one lost scrape.
+    scrape_interval = mo.get("scrapeInterval", str, "15s", check=_matches(_DURATION, "a duration like 15s"))
+    # 21 days: three weekly runs of `pulumi up` (or of the renewal) before users see an expired certificate.
+    cert_days = mo.get("certificateWarningDays", int, 21, check=_in_range(1, 365))
+    # 26 h: the nightly backup's period plus two hours for the run itself.
+    backup_hours = mo.get("backupMaxAgeHours", int, 26, check=_in_range(1, 24 * 60))
+    # 16 MiB: one WAL segment; a replica further behind than a segment is not keeping up.
+    lag_bytes = mo.get("replicationLagBytes", int, 16 * 1024 * 1024, check=_in_range(1024, 1 << 40))
+    # Unset: a user certificate chains to the system's CAs; a self-signed one is trusted as it is.
+    vip_ca = mo.get("vipCaCertificate", str, None, check=lambda v: None if _PEM_CERTS.match(v) else
+                    "is not one or more PEM certificates (-----BEGIN CERTIFICATE-----...)")
+    rc = _Reader(mo.get("receivers", dict, {}), f"{NAMESPACE}:monitoring.receivers", problems)
+    webhook = email = slack = None
+    wh = _Reader(rc.get("webhook", dict, {}), f"{NAMESPACE}:monitoring.receivers.webhook", problems)
+    wh_url = wh.get("url", str, None, check=lambda v: None if re.match(r"^https?://[^\s]+$", v)
+                    else f"{v!r} is not an http(s) URL")
+    # On: a receiver that heard of an alert also hears that it ended (what the drills check).
+    wh_resolved = wh.get("sendResolved", bool, True)
+    wh.finish()
+    if wh_url:
+        webhook = WebhookReceiver(url=wh_url, send_resolved=wh_resolved,
+                                  bearer_token="monitoringWebhookToken" in secrets_present)
+    elif "monitoringWebhookToken" in secrets_present:
+        problems.append(f"{NAMESPACE}:monitoringWebhookToken: set, but monitoring.receivers.webhook.url is not")
+    em = _Reader(rc.get("email", dict, {}), f"{NAMESPACE}:monitoring.receivers.email", problems)
+    em_given = bool(em.data)
+    em_to = em.get("to", str, None, required=em_given, check=_email_list_check)
+    em_from = em.get("from", str, None, required=em_given, check=_matches(_EMAIL, "an e-mail address"))
+    em_host = em.get("smarthost", str, None, required=em_given, check=_matches(_HOST_PORT, "host:port"))
+    em_user = em.get("username", str, None)
+    # On: the SMTP login and the alerts' contents never cross the network in clear.
+    em_tls = em.get("requireTls", bool, True)
+    em.finish()
+    if em_given and em_to and em_from and em_host:
+        email = EmailReceiver(to=em_to, from_email=em_from, smarthost=em_host, username=em_user, require_tls=em_tls)
+        if em_user and "monitoringSmtpPassword" not in secrets_present:
+            problems.append(f"{NAMESPACE}:monitoringSmtpPassword: monitoring.receivers.email.username needs it "
+                            "(pulumi config set --secret)")
+    sl = _Reader(rc.get("slack", dict, {}), f"{NAMESPACE}:monitoring.receivers.slack", problems)
+    sl_given = bool(sl.data)
+    sl_channel = sl.get("channel", str, None, required=sl_given,
+                        check=_matches(re.compile(r"^[#@][A-Za-z0-9._-]+$"), "a channel like #harbor-alerts"))
+    sl.finish()
+    if sl_channel:
+        slack = SlackReceiver(channel=sl_channel)
+        if "monitoringSlackApiUrl" not in secrets_present:
+            problems.append(f"{NAMESPACE}:monitoringSlackApiUrl: monitoring.receivers.slack needs the incoming "
+                            "webhook URL (pulumi config set --secret)")
+    rc.finish()
+    mo.finish()
+    if not monitoring_hosts:
+        if raw is not None:
+            mo.fail("set roles.monitoring (the hosts of Prometheus and Alertmanager) to turn monitoring on")
+        return None
+    if len(monitoring_hosts) > 2:
+        roles.fail(f"takes 1 or 2 hosts (two scrape independently and share alerts), got {len(monitoring_hosts)}",
+                   "monitoring")
+    if not (webhook or email or slack) and not any(p.startswith(f"{NAMESPACE}:monitoring.receivers") for p in problems):
+        rc.fail("needs at least one of webhook, email or slack: alerts nobody receives are not monitoring")
+    if prometheus_port == alertmanager_port:
+        mo.fail("must differ from prometheusPort", "alertmanagerPort")
+    if set(monitoring_hosts) & set(harbor_nodes):
+        for key, port in (("prometheusPort", prometheus_port), ("alertmanagerPort", alertmanager_port)):
+            if port in (harbor.metrics_port, harbor.http_port, harbor.https_port):
+                mo.fail(f"{port} is taken by Harbor on the monitoring hosts that are Harbor nodes; pick another "
+                        "port", key)
+    return MonitoringSettings(
+        prometheus_port=prometheus_port, alertmanager_port=alertmanager_port, query_sources=query_sources,
+        retention=retention, retention_size=retention_size, storage_path=storage_path,
+        scrape_interval=scrape_interval, certificate_warning_days=cert_days, backup_max_age_hours=backup_hours,
+        replication_lag_bytes=lag_bytes, vip_ca_certificate=vip_ca, webhook=webhook, email=email, slack=slack)
 
 
 def load_stack_file(path: str) -> tuple[dict[str, Any], list[str]]:

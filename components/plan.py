@@ -10,6 +10,7 @@ from components.firewall import firewall_files
 from components.harbor_node import harbor_node_files
 from components.keepalived import keepalived_files, vrrp_roles
 from components.loadbalancer import loadbalancer_files
+from components.monitoring import exporter_files, monitoring_files
 from components.etcd import etcd_files
 from components.nfs import nfs_server_files
 from components.patroni import patroni_files, pgbackrest_repo_files
@@ -19,7 +20,7 @@ from components.redis import redis_files, sentinel_files
 # Roles in provisioning order on one host (the firewall first: no service is ever reachable without it); each has
 # its `<role>.sh` beside its component.
 ROLES = ("firewall", "nfs-server", "etcd", "postgres", "patroni", "pgbackrest-repo", "redis", "sentinel", "harbor-node",
-         "loadbalancer", "keepalived")
+         "loadbalancer", "keepalived", "exporters", "monitoring")
 # How a change to a role's files takes effect on its host (what its `<role>.sh apply` runs after installing them).
 APPLIED_BY = {
     "firewall": "nft -c, then the table loaded with a rollback timer until the apply confirms",
@@ -33,6 +34,9 @@ APPLIED_BY = {
     "harbor-node": "harbor: prepare + docker compose up -d",
     "loadbalancer": "nginx: reload after nginx -t (rolled back when refused)",
     "keepalived": "keepalived: reload after keepalived -t (rolled back when refused)",
+    "exporters": "the changed exporter: restart",
+    "monitoring": "promtool/amtool/blackbox checks, then prometheus, alertmanager, blackbox: reload "
+                  "(restart for changed flags)",
 }
 
 
@@ -59,6 +63,11 @@ def role_files(cfg: ClusterConfig) -> dict[str, dict[str, list[FileSpec]]]:
     for role in vrrp_roles(cfg):
         plan[role.host.name]["loadbalancer"] = loadbalancer_files(cfg, role.host)
         plan[role.host.name]["keepalived"] = keepalived_files(cfg, role)
+    if cfg.monitoring:
+        for h in cfg.hosts:
+            plan[h.name]["exporters"] = exporter_files(cfg, h)
+        for h in cfg.monitoring_hosts:
+            plan[h.name]["monitoring"] = monitoring_files(cfg, h)
     return {host: {r: roles[r] for r in ROLES if r in roles} for host, roles in plan.items()}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
+from collections.abc import Mapping
 
 import pulumi
 import pulumi_random as random
@@ -30,6 +31,8 @@ class ClusterSecretsArgs:
     tls_private_key: Optional[pulumi.Input[str]] = None  #: tlsPrivateKey from config (else generated)
     backup_s3_access_key: Optional[pulumi.Input[str]] = None  #: backupS3AccessKey (S3 repositories)
     backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (S3 repositories)
+    #: monitoringWebhookToken, monitoringSmtpPassword, monitoringSlackApiUrl by SECRET_VALUES name (the receivers')
+    monitoring: Optional[Mapping[str, Optional[pulumi.Input[str]]]] = None
 
 
 class ClusterSecrets(pulumi.ComponentResource):
@@ -149,6 +152,8 @@ class ClusterSecrets(pulumi.ComponentResource):
                     raise ValueError(f"{cfg.backup.s3_keys_needed_by} needs backup_s3_access_key and "
                                      "backup_s3_secret_key (harbor-ha:backupS3AccessKey, harbor-ha:backupS3SecretKey)")
                 values.update(backup_s3_access_key=s3_key, backup_s3_secret_key=s3_secret)
+        # Alertmanager's receiver secrets: exactly those the config names (parse_cluster_config required them).
+        values.update({k: v for k, v in (args.monitoring or {}).items() if v is not None})
         self.values = {k: pulumi.Output.from_input(v) if k in PUBLIC_VALUES else pulumi.Output.secret(v)
                        for k, v in values.items()}
         self.admin_password = self.values["admin_password"]

@@ -55,7 +55,7 @@ COMPUTED_DEFAULTS = {
 ROLE_FIELDS = {"nfs": "nfs_host", "postgres": "postgres_hosts", "etcd": "etcd_hosts", "backup": "backup_host",
                "redis": "redis_hosts", "sentinels": "sentinel_hosts", "harborNodes": "harbor_nodes",
                "retiringNodes": "retiring_nodes",
-               "loadBalancers": "lb_hosts"}
+               "loadBalancers": "lb_hosts", "monitoring": "monitoring_hosts"}
 
 
 @dataclasses.dataclass
@@ -153,7 +153,10 @@ SECTION_CLASSES = {"hosts[]": ["Host"], "network": ["ClusterConfig"], "roles": [
                    "postgres": ["PostgresSettings", "PatroniSettings"],
                    "postgres.patroni": ["PatroniSettings"], "postgres.vip": ["PatroniSettings"],
                    "postgres.etcd": ["PatroniSettings"], "backup": ["BackupSettings"], "backup.s3": ["BackupSettings"],
-                   "redis": ["RedisSettings"], "nfs": ["NfsSettings"], "firewall": ["FirewallSettings"]}
+                   "redis": ["RedisSettings"], "nfs": ["NfsSettings"], "firewall": ["FirewallSettings"],
+                   "monitoring": ["MonitoringSettings"], "monitoring.receivers": ["MonitoringSettings"],
+                   "monitoring.receivers.webhook": ["WebhookReceiver"],
+                   "monitoring.receivers.email": ["EmailReceiver"], "monitoring.receivers.slack": ["SlackReceiver"]}
 
 
 def what_it_is(docs: dict[str, dict[str, str]], section: str, name: str) -> str:
@@ -301,7 +304,10 @@ def generate() -> str:
                    "tlsPrivateKey": SECRET_VALUES["tls_private_key"],
                    "harborAdminPassword": SECRET_VALUES["admin_password"],
                    "backupS3AccessKey": SECRET_VALUES["backup_s3_access_key"],
-                   "backupS3SecretKey": SECRET_VALUES["backup_s3_secret_key"]}
+                   "backupS3SecretKey": SECRET_VALUES["backup_s3_secret_key"],
+                   "monitoringSmtpPassword": SECRET_VALUES["monitoring_smtp_password"],
+                   "monitoringSlackApiUrl": SECRET_VALUES["monitoring_slack_api_url"],
+                   "monitoringWebhookToken": SECRET_VALUES["monitoring_webhook_token"]}
     lines += [f"| `{NAMESPACE}:{key}` | {_cell(secret_docs[key])} |" for key in SECRET_KEYS]
     nested = secret_settings(HarborSection, "harborApi") + secret_settings(MigrationSection, "migration")
     lines += ["", "Inside `harborApi` and `migration`, with `pulumi config set --secret --path 'migration.password'` "

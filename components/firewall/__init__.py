@@ -92,8 +92,44 @@ def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
                 for proto in ("tcp", "udp"):
                     openings.append(Opening(service, proto, port, _cidrs(cfg.data_clients, host),
                                             "NFSv3 mounts and locks"))
+    if cfg.monitoring:
+        openings += _monitoring_openings(cfg, host)
     # A peer list that is only the host itself: nothing to open (its own traffic comes over loopback).
     return [o for o in openings if o.sources != ()]
+
+
+def _monitoring_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
+    """roles.monitoring: each exporter of the host to the monitoring hosts only (components/monitoring/)."""
+    # Here, not at the top: components/monitoring imports harbor_node, which imports nfs, which imports this module.
+    from components.monitoring import ALERTMANAGER_CLUSTER_PORT, host_exporters
+
+    assert cfg.monitoring is not None
+    scrapers = _cidrs(cfg.monitoring_hosts, host)
+    openings, seen = [], set()
+    for exporter in host_exporters(cfg, host):
+        if exporter.port in seen:
+            continue  # Harbor's four metrics jobs share one port
+        seen.add(exporter.port)
+        if exporter.job in ("prometheus", "alertmanager"):
+            sources = tuple(dict.fromkeys((*scrapers, *cfg.monitoring.query_sources)))
+            why = "the other monitoring host, and Grafana or operators (monitoring.querySources)"
+        else:
+            sources = scrapers
+            why = "Prometheus on the monitoring hosts scrapes it"
+        harbor = exporter.job.startswith("harbor-")
+        openings.append(Opening("harbor-metrics-scrape" if harbor else f"{exporter.job}-metrics", "tcp",
+                                exporter.port, sources, why, published=harbor))
+    if host in cfg.harbor_nodes:
+        openings.append(Opening("harbor-https-probe", "tcp", cfg.harbor.https_port, scrapers,
+                                "the monitoring hosts' probe of Harbor's health, as the load balancers reach it",
+                                published=True))
+    if host == cfg.nfs_host:
+        openings.append(Opening("nfs-probe", "tcp", 2049, scrapers, "the monitoring hosts' TCP probe of the export"))
+    if host in cfg.monitoring_hosts:
+        for proto in ("tcp", "udp"):
+            openings.append(Opening("alertmanager-cluster", proto, ALERTMANAGER_CLUSTER_PORT, scrapers,
+                                    "the Alertmanagers of the two monitoring hosts share alerts and silences"))
+    return openings
 
 
 def _patroni_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:

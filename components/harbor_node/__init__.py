@@ -129,7 +129,30 @@ def node_env(cfg: ClusterConfig) -> FileSpec:
         "DRAIN_SECONDS": str(DRAIN_SECONDS),
         # A drained node waits this long once healthy before the next node's apply drains (harbor-node.sh).
         "LB_FAIL_TIMEOUT": str(cfg.lb.fail_timeout),
+        "START_UNIT": START_UNIT,
     })
+
+
+START_UNIT = "harbor-ha-harbor.service"  #: starts Harbor's containers in compose's order at boot
+
+
+def render_start_unit(cfg: ClusterConfig) -> str:
+    """The boot unit of Harbor's containers (pure). Docker restarts them itself at boot, but each one that comes up
+    before the log container listens fails on its syslog logging driver and Docker never retries it
+    (goharbor/harbor#7008, #12063): `compose up -d` after Docker starts them in their dependency order, log first."""
+    compose_up = ("if docker compose version >/dev/null 2>&1; then exec docker compose up -d; "
+                  "else exec docker-compose up -d; fi")
+    return ("# Rendered by harbor-ha (components/harbor_node/).\n"
+            "[Unit]\nDescription=Harbor's containers in compose's order after Docker (harbor-ha)\n"
+            "Requires=docker.service\nAfter=docker.service\n"
+            f"RequiresMountsFor={cfg.harbor.data_volume}\n"
+            f"ConditionPathExists={cfg.harbor.install_dir}/docker-compose.yml\n"
+            "[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+            f"WorkingDirectory={cfg.harbor.install_dir}\n"
+            f"ExecStart=/bin/sh -c '{compose_up}'\n"
+            # A container can still lose the race to the log container's port: compose is run again.
+            "Restart=on-failure\nRestartSec=10\n"
+            "[Install]\nWantedBy=multi-user.target\n")
 
 
 def render_docker_dropin(cfg: ClusterConfig) -> str:
@@ -168,6 +191,7 @@ def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
                  needs=("harbor_scanner_prefix",), mode=0o600),
         FileSpec(path="/etc/systemd/system/docker.service.d/harbor-ha-data-volume.conf",
                  render=lambda _s: render_docker_dropin(cfg)),
+        FileSpec(path=f"/etc/systemd/system/{START_UNIT}", render=lambda _s: render_start_unit(cfg)),
     ]
     for rel, secret in SHARED_KEYS:
         files.append(FileSpec(path=f"{cfg.harbor.data_volume}/{rel}", render=itemgetter(secret),

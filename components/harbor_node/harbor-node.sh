@@ -194,6 +194,8 @@ role_apply() {
   ensure_mount "$stage"
   changed=$(install_manifest "$stage")
   if grep -q '^/etc/systemd/' <<<"$changed"; then systemctl daemon-reload; fi
+  # At boot: Harbor's containers in compose's order once Docker runs (this apply starts them itself below).
+  systemctl enable --quiet "$START_UNIT"
   if ! installer_current; then ensure_installer; fi
   if [ "$WITH_TRIVY" = 1 ]; then trivy=(--with-trivy); fi
   desired=$(desired_configuration)
@@ -213,6 +215,7 @@ role_apply() {
 }
 
 role_delete() {
+  if [ -f "/etc/systemd/system/$START_UNIT" ]; then systemctl disable --quiet "$START_UNIT"; fi
   harbor_down
   remove_mount
   # Only this node's files: the write-once shared keys on the data volume serve the other nodes.

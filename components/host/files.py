@@ -47,6 +47,9 @@ SECRET_VALUES = {
     "restic_password": "password of the restic repository of the data volume (generated)",
     "backup_s3_access_key": "S3 access key of the pgBackRest and/or restic S3 repository (backupS3AccessKey)",
     "backup_s3_secret_key": "S3 secret key of the pgBackRest and/or restic S3 repository (backupS3SecretKey)",
+    "monitoring_webhook_token": "bearer token Alertmanager sends to its webhook receiver (monitoringWebhookToken)",
+    "monitoring_smtp_password": "SMTP password of Alertmanager's e-mail receiver (monitoringSmtpPassword)",
+    "monitoring_slack_api_url": "incoming-webhook URL of Alertmanager's Slack receiver (monitoringSlackApiUrl)",
 }
 # Values that are Outputs but not confidential: files that need only these are not shipped as secrets.
 PUBLIC_VALUES = frozenset({"registry_root_cert", "tls_certificate", "cluster_ca_certificate", "node_tls_certificate",

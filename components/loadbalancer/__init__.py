@@ -73,6 +73,7 @@ def render_nginx_conf(cfg: ClusterConfig, host: Host, paths: NginxPaths = NginxP
         harbor_https_port=cfg.harbor.https_port, node_tls_name=NODE_TLS_NAME, paths=paths,
         connect_timeout=f"{cfg.lb.connect_timeout:g}s",
         https_suffix="" if cfg.lb.https_port == 443 else f":{cfg.lb.https_port}",
+        stub_status=cfg.monitoring is not None,
     )
 
 

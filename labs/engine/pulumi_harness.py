@@ -290,6 +290,22 @@ def registered_resources(values: dict[str, Any], secrets: dict[str, str] | None 
     return program, [program.monitor.registered[u] for u in urns if u in program.monitor.registered]
 
 
+def stack_output(name: str) -> Any:
+    """What the last run exported as `name` (pulumi.export on the root stack), unresolved."""
+    root = pulumi.runtime.get_root_resource()
+    outputs = getattr(root, "outputs", None)
+    if not outputs or name not in outputs:
+        raise KeyError(f"the last program run exported no {name!r}")
+    return outputs[name]
+
+
+def resolve(value: Any) -> Any:
+    """The value of an Output of the last run (secret or not), as `pulumi stack output --show-secrets` shows it."""
+    if not isinstance(value, pulumi.Output):
+        return value
+    return asyncio.get_event_loop().run_until_complete(value.future())
+
+
 def registrations(values: dict[str, Any], secrets: dict[str, str] | None = None, **kw: Any) -> list[Registered]:
     """Every registration of a whole run, for plans of two runs (labs/engine/engine_plan.py)."""
     return registered_resources(values, secrets, **kw)[1]

@@ -98,7 +98,7 @@ class RegistryServer(LoopbackProcess):
         self.extra = extra or {}
 
     def _popen(self) -> subprocess.Popen:
-        (self.workdir / "storage").mkdir(parents=True)
+        (self.workdir / "storage").mkdir(parents=True, exist_ok=True)  # a restart keeps its storage
         config = {
             "version": 0.1,
             "log": {"level": "error", "accesslog": {"disabled": True}},

@@ -1,6 +1,8 @@
 """The roles applied to real Debian 12 hosts over SSH, then day-2 changes under a client's requests through the VIP.
 
     sudo venv/bin/python labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|all] [--keep]
+    sudo venv/bin/python labs/hosts/host_lab.py verify --harbor real --json FILE
+    sudo venv/bin/python labs/hosts/host_lab.py observe --json FILE [--quiet-minutes 10] [--keep]  (observe.py)
     sudo venv/bin/python labs/hosts/host_lab.py down
 
 Hosts: labs/hosts/debhosts.sh (systemd-nspawn machines: systemd as PID 1, sshd with pinned host keys, apt through a
@@ -10,8 +12,17 @@ Redis and Sentinel, nginx (verifying the nodes' TLS against the cluster CA), kee
 Docker and docker-compose with Harbor's compose layout, reboots. Keys and certificates are real (replay.RealTlsMocks).
 The patroni shape (postgres.mode patroni): etcd, Patroni with PostgreSQL 15 in strict synchronous mode, vip-manager
 holding the database VIP, pgBackRest's TLS servers and the repository host, a power cut of the leader's host.
+With `--harbor real` the nodes install Harbor's offline installer built here from Harbor's source
+(labs/harbor/build_installer.py: Harbor's own images, prepare and compose file; the portal a placeholder page), on
+the dev shape without the day-2 scenarios, then a client pushes and pulls through the VIP and through each node alone
+(docker over TLS), a token of one node is used on the other and a robot account pulls (the `harbor` figures).
 What is a stand-in, and why:
-- Harbor: the stand-in offline installer of labs/hosts/standin_installer.py (Harbor's images cannot be had here).
+- Harbor (the default, fast tier): the stand-in offline installer of labs/hosts/standin_installer.py, busybox
+  services in Harbor's installer layout.
+- With --harbor real: `docker run --privileged` (Harbor's prepare wrapper runs its image so) fails in these hosts:
+  Docker 20.10 asks for every capability and this machine's bounding set lacks CAP_SYS_RESOURCE (moby/moby#42933,
+  fixed in Docker 23). The docker CLI is diverted on the nodes to a script that drops --privileged (prepare needs
+  root in its container, nothing more).
 - NFS: this kernel has no NFS server or client. The machine's folder HHA_ROOT/nfs-standin is bind-mounted at
   /srv/nfs-standin in every host (HHA_BIND of the lab's debhosts.sh); on Harbor nodes /sbin/mount.nfs is diverted
   (dpkg-divert) to a script that bind-mounts that folder, so the role's own fstab line, `mount /data` and the boot
@@ -47,6 +58,8 @@ from components.harbor_node import CLUSTER_CA_PATH, NODE_TLS_NAME  # noqa: E402
 from components.patroni import STANZA, PatroniPaths  # noqa: E402
 from labs import certs as lab_certs  # noqa: E402
 from labs import netns as netns_lab  # noqa: E402
+from labs.engine import pulumi_harness  # noqa: E402
+from labs.harbor import build_installer  # noqa: E402
 from labs.hosts import standin_installer  # noqa: E402
 from labs.hosts.replay import COMMAND, Replay, SshRunner, UpResult  # noqa: E402
 from scripts import drills  # noqa: E402
@@ -62,6 +75,7 @@ NFS_STANDIN = ROOT / "nfs-standin"
 BLACKHOLE = netns_lab.blackhole(220)
 HOSTNAME = "harbor.hostlab.internal"
 VERSIONS = ("2.15.2", "2.15.3")  #: the stand-in installer's version, and the one of the upgrade scenario
+REAL_VERSION = "2.15.2"  #: the version built from source for --harbor real
 # Which debhosts machine plays which host; prod-like reuses the data host and the nodes of dev.
 MACHINES = {"data1": "h1", "node1": "h2", "node2": "h3", "node3": "h4",
             "redis1": "h5", "redis2": "h6", "redis3": "h7", "lb1": "h8", "lb2": "h9",
@@ -120,6 +134,14 @@ MOUNT_NFS_STANDIN = """#!/bin/sh
 # Stand-in for mount.nfs (harbor-ha host lab): this kernel has no NFS client. Bind-mounts the folder every lab host
 # shares instead of SERVER:EXPORT; the real helper is diverted to /sbin/mount.nfs.distrib.
 exec mount --bind /srv/nfs-standin "$2"
+"""
+DOCKER_PRIVILEGED_STANDIN = """#!/bin/sh
+# Stand-in (harbor-ha host lab, --harbor real): Docker 20.10 asks for every capability with --privileged and this
+# machine's bounding set lacks CAP_SYS_RESOURCE (moby/moby#42933, fixed in Docker 23), so `docker run --privileged`
+# fails in the lab's hosts. Harbor's prepare wrapper runs its image so; it needs root in the container only. The
+# real CLI is diverted to /usr/bin/docker.distrib.
+for arg; do shift; [ "$arg" = --privileged ] || set -- "$@" "$arg"; done
+exec /usr/bin/docker.distrib "$@"
 """
 NFS_SERVER_STANDIN = """[Unit]
 Description=Stand-in for the NFS server (harbor-ha host lab: this kernel has no nfsd)
@@ -227,11 +249,17 @@ PATRONI = Shape("patroni", ["data1", "node1", "node2", "db1", "db2", "db3"], {
 
 
 class HostLab:
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, harbor: str = "standin"):
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
         self.replay = Replay(SshRunner(ROOT / "id_ed25519"))
-        self.installers = {v: standin_installer.build(v, work / "installers") for v in VERSIONS}
+        self.harbor = harbor  #: standin: the busybox stand-in installer; real: Harbor built from source
+        if harbor == "real":
+            t0 = time.monotonic()
+            self.installers = {REAL_VERSION: build_installer.build(REAL_VERSION)}
+            self.installer_build_s = round(time.monotonic() - t0, 1)
+        else:
+            self.installers = {v: standin_installer.build(v, work / "installers") for v in VERSIONS}
         ca, cert, key = lab_certs.ca_and_server(HOSTNAME, [HOSTNAME, self.vip], days=2)
         self.ca, self.tls = ca.decode(), {"tlsCertificate": cert.decode(), "tlsPrivateKey": key.decode()}
 
@@ -260,14 +288,20 @@ class HostLab:
             ssh(MACHINES[node], "set -e; if [ ! -f /sbin/mount.nfs.distrib ]; then "
                 "dpkg-divert --quiet --local --rename --divert /sbin/mount.nfs.distrib --add /sbin/mount.nfs; fi; "
                 "cat > /sbin/mount.nfs && chmod 0755 /sbin/mount.nfs", input=MOUNT_NFS_STANDIN)
+        if self.harbor == "real":
+            for node in shape.roles["harborNodes"]:
+                ssh(MACHINES[node], "set -e; if [ ! -f /usr/bin/docker.distrib ]; then "
+                    "dpkg-divert --quiet --local --rename --divert /usr/bin/docker.distrib --add /usr/bin/docker; fi; "
+                    "cat > /usr/bin/docker && chmod 0755 /usr/bin/docker", input=DOCKER_PRIVILEGED_STANDIN)
         if "postgres" in shape.extra:
             # The lab's client of the database VIP on the first node (Harbor's containers are stand-ins).
             ssh(MACHINES[shape.roles["harborNodes"][0]], "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
                 "apt-get install -y -qq postgresql-client-15 >/dev/null")
 
-    def values(self, shape: Shape, *, version: str = VERSIONS[0], extra_nodes: tuple[str, ...] = (),
+    def values(self, shape: Shape, *, version: Optional[str] = None, extra_nodes: tuple[str, ...] = (),
                retiring: tuple[str, ...] = (), lb: Optional[dict] = None) -> dict[str, Any]:
         keys = host_keys()
+        version = version or next(iter(self.installers))
         names = [*shape.hosts, *[n for n in [*extra_nodes, *retiring] if n not in shape.hosts]]
         roles = {**shape.roles, "harborNodes": [*shape.roles["harborNodes"], *extra_nodes]}
         if retiring:
@@ -277,8 +311,11 @@ class HostLab:
                       for n in names],
             "roles": roles,
             "vip": {"address": self.vip, "interface": "host0", "virtualRouterId": 208},
-            "harbor": {"hostname": HOSTNAME, "version": version, "healthTimeout": 120,
-                       "installer": {"path": str(self.installers[version])}},
+            # Real Harbor's first start migrates the database schema: minutes on a loaded machine.
+            "harbor": {"hostname": HOSTNAME, "version": version, "healthTimeout": 900 if self.harbor == "real" else 120,
+                       "installer": {"path": str(self.installers[version])},
+                       # The installer built from source has no Trivy adapter yet (docs/real-hosts.md).
+                       **({"trivy": False} if self.harbor == "real" else {})},
             **shape.extra,
         }
         if lb:
@@ -292,6 +329,8 @@ class HostLab:
     def up(self, values: dict[str, Any], *, rotated: frozenset[str] = frozenset(),
            force_apply: bool = False) -> UpResult:
         regs = self.replay.program(values, self.tls, rotated)
+        # The stack's adminPassword output, as `pulumi stack output adminPassword --show-secrets` gives it.
+        self.admin_password = pulumi_harness.resolve(pulumi_harness.stack_output("adminPassword"))
         result = self.replay.up(regs, force_apply=force_apply)
         for r in result.ran:
             if r.rc != 0:
@@ -537,6 +576,142 @@ class HostLab:
         log(f"patroni checks: {result}")
         return {**result, "dsn": dsn}
 
+    # ------------------------------------------------------------------------------------------ real Harbor
+    def node_health(self, node: str) -> dict:
+        """A node's /api/v2.0/health over the TLS port the LB proxies to, checked against the cluster CA."""
+        out = ssh(MACHINES[node], f"curl -fsS --max-time 10 --cacert {CLUSTER_CA_PATH} --resolve "
+                  f"{NODE_TLS_NAME}:{self.https_port}:127.0.0.1 "
+                  f"https://{NODE_TLS_NAME}:{self.https_port}/api/v2.0/health", check=False)
+        try:
+            return json.loads(out.stdout)
+        except ValueError:
+            return {"status": "no answer", "error": (out.stderr or out.stdout)[-300:]}
+
+    @staticmethod
+    def all_healthy(health: dict) -> bool:
+        components = health.get("components") or []
+        return health.get("status") == "healthy" and bool(components) and all(
+            c.get("status") == "healthy" for c in components)
+
+    def docker_client(self, machine: str, node_address: str) -> None:
+        """A Docker client on `machine` trusting the VIP's certificate (HOSTNAME) and the nodes' (the cluster CA, for
+        NODE_TLS_NAME, the one name the node certificate carries), NODE_TLS_NAME resolving to `node_address`."""
+        hosts = f"{self.vip} {HOSTNAME}\n{node_address} {NODE_TLS_NAME}\n"
+        ssh(machine, f"grep -v -e ' {HOSTNAME}$' -e ' {NODE_TLS_NAME}$' /etc/hosts > /etc/hosts.lab; "
+            "cat >> /etc/hosts.lab && cat /etc/hosts.lab > /etc/hosts && rm /etc/hosts.lab", input=hosts)
+        ssh(machine, f"mkdir -p /etc/docker/certs.d/{HOSTNAME} && cat > /etc/docker/certs.d/{HOSTNAME}/ca.crt",
+            input=self.ca)
+        node = f"{NODE_TLS_NAME}:{self.https_port}"
+        ssh(machine, f"mkdir -p /etc/docker/certs.d/{node} && cp {CLUSTER_CA_PATH} /etc/docker/certs.d/{node}/ca.crt")
+
+    def login(self, machine: str, registry: str, user: str, password: str) -> None:
+        ssh(machine, f"docker login -u {shlex.quote(user)} --password-stdin {registry}", input=password)
+
+    def push(self, machine: str, ref: str) -> str:
+        """An image made here (one file, new content each run) pushed as `ref`; the digest the registry gave."""
+        ssh(machine, "set -e; d=$(mktemp -d); date +%s.%N > $d/made-by-host-lab; "
+            f"tar -C $d -c . | docker import -q - {ref} >/dev/null; rm -rf $d")
+        out = ssh(machine, f"docker push {ref}", timeout=600).stdout
+        match = re.search(r"digest: (sha256:[0-9a-f]{64})", out)
+        if not match:
+            raise RuntimeError(f"docker push {ref}: no digest in {out[-300:]}")
+        return match.group(1)
+
+    def pulled_digest(self, machine: str, ref: str) -> str:
+        ssh(machine, f"docker rmi -f {ref} >/dev/null 2>&1 || true; docker pull -q {ref}", timeout=600)
+        repo_digest = ssh(machine, f"docker image inspect -f '{{{{index .RepoDigests 0}}}}' {ref}").stdout.strip()
+        return repo_digest.rsplit("@", 1)[-1]
+
+    def api(self, machine: str, method: str, url: str, user: str, password: str, *, body: Optional[dict] = None,
+            cacert: Optional[str] = None, resolve: Optional[str] = None) -> tuple[int, str]:
+        """One request to Harbor's API from `machine`; the credentials go through curl's config on stdin."""
+        config = f'user = "{user}:{password}"\n'
+        data = f" -H 'Content-Type: application/json' --data-binary {shlex.quote(json.dumps(body))}" if body else ""
+        out = ssh(machine, f"curl -sS --max-time 30 -K - -X {method} --cacert {cacert or '/tmp/hostlab-ca.pem'}"
+                  + (f" --resolve {resolve}" if resolve else "") +
+                  f" -o /tmp/hostlab-api.out -w '%{{http_code}}'{data} {shlex.quote(url)}; echo; "
+                  "cat /tmp/hostlab-api.out", input=config, check=False)
+        code, _, text = out.stdout.partition("\n")
+        return int(code or 0), text
+
+    def harbor_checks(self, shape: Shape) -> dict:
+        """What a user does first with real Harbor: every node healthy; docker login, push through the VIP over TLS
+        and pull from another host; push through one node alone, pull through the other (shared storage and keys);
+        a registry token issued by one node accepted by the other; a robot account pulls."""
+        nodes = shape.roles["harborNodes"]
+        first, second = MACHINES[nodes[0]], MACHINES[nodes[1]]
+        # Each client reaches "its" node by the name of the node certificate: node1 from the first, node2 from the
+        # second (docker_client).
+        direct = f"{NODE_TLS_NAME}:{self.https_port}"
+        health = {n: self.node_health(n) for n in nodes}
+        result: dict[str, Any] = {
+            "version": f"v{REAL_VERSION}", "built_from_source": True, "portal": "placeholder",
+            "installer_build_s": self.installer_build_s,
+            "nodes_healthy": sum(1 for h in health.values() if self.all_healthy(h)),
+            "health": {n: {c["name"]: c["status"] for c in h.get("components", [])} or h for n, h in health.items()}}
+        password = self.admin_password
+        for machine in (first, second):
+            self.docker_client(machine, address(machine))
+            ssh(machine, "cat > /tmp/hostlab-ca.pem", input=self.ca)
+        try:
+            t0 = time.monotonic()
+            for machine in (first, second):
+                self.login(machine, HOSTNAME, "admin", password)
+            pushed = self.push(first, f"{HOSTNAME}/library/hostlab-probe:vip")
+            pulled = self.pulled_digest(second, f"{HOSTNAME}/library/hostlab-probe:vip")
+            result["push_pull_via_vip"] = {"ok": True, "digest_equal": pushed == pulled, "digest": pushed,
+                                           "seconds": round(time.monotonic() - t0, 1)}
+        except RuntimeError as e:
+            result["push_pull_via_vip"] = {"ok": False, "digest_equal": False, "error": str(e)[-500:]}
+        try:
+            self.login(first, direct, "admin", password)
+            self.login(second, direct, "admin", password)
+            pushed = self.push(first, f"{direct}/library/hostlab-probe:node")
+            pulled = self.pulled_digest(second, f"{direct}/library/hostlab-probe:node")
+            result["push_pull_per_node"] = {"ok": True, "digest_equal": pushed == pulled}
+        except RuntimeError as e:
+            result["push_pull_per_node"] = {"ok": False, "digest_equal": False, "error": str(e)[-500:]}
+        result["cross_node_token"] = self.cross_node_token(first, address(first), address(second), password)
+        result["robot_pull"] = self.robot_pull(second, password)
+        log(f"real Harbor: {result}")
+        return result
+
+    def cross_node_token(self, machine: str, issuer: str, other: str, password: str) -> bool:
+        """A pull token from the token service of the node at `issuer` opens a manifest on the node at `other`."""
+        scope = "repository:library/hostlab-probe:pull"
+        node = f"{NODE_TLS_NAME}:{self.https_port}"
+        code, text = self.api(machine, "GET", f"https://{node}/service/token?service=harbor-registry&scope={scope}",
+                              "admin", password, cacert=CLUSTER_CA_PATH,
+                              resolve=f"{node}:{issuer}")
+        if code != 200:
+            log(f"token from {issuer}: {code} {text[:200]}")
+            return False
+        token = json.loads(text)["token"]
+        out = ssh(machine, f"curl -sS -o /dev/null -w '%{{http_code}}' --cacert {CLUSTER_CA_PATH} -K - "
+                  f"--resolve {node}:{other} -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "
+                  f"https://{node}/v2/library/hostlab-probe/manifests/vip",
+                  input=f'header = "Authorization: Bearer {token}"\n', check=False)
+        log(f"token of {issuer} on {other}: {out.stdout}")
+        return out.stdout.strip() == "200"
+
+    def robot_pull(self, machine: str, password: str) -> bool:
+        """A system robot with pull on `library` (created through the VIP's API) logs in and pulls."""
+        body = {"name": f"hostlab-{int(time.time())}", "duration": -1, "level": "system", "permissions": [
+            {"kind": "project", "namespace": "library", "access": [{"resource": "repository", "action": "pull"}]}]}
+        code, text = self.api(machine, "POST", f"https://{HOSTNAME}/api/v2.0/robots", "admin", password, body=body)
+        if code != 201:
+            log(f"robot creation: {code} {text[:300]}")
+            return False
+        robot = json.loads(text)
+        try:
+            ssh(machine, f"docker logout {HOSTNAME} >/dev/null")
+            self.login(machine, HOSTNAME, robot["name"], robot["secret"])
+            self.pulled_digest(machine, f"{HOSTNAME}/library/hostlab-probe:vip")
+            return True
+        except RuntimeError as e:
+            log(f"robot pull: {e}")
+            return False
+
     # ----------------------------------------------------------------------------------------------- client
     def start_client(self, machine: str, interval: float = 0.1) -> subprocess.Popen:
         """The client on a lab host: GET https://VIP/api/v2.0/health every `interval` s until stopped."""
@@ -634,9 +809,11 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
     patroni = shape is PATRONI
     if patroni:
         report["patroni"] = lab.patroni_checks(shape, values)
+    if lab.harbor == "real":
+        report["harbor"] = lab.harbor_checks(shape)
     day2_results: dict[str, dict] = {}
     client = shape.machines[0]
-    if day2 and shape.name == "dev":
+    if day2 and shape.name == "dev" and lab.harbor == "standin":
         day2_results["lb_setting"] = lab.day2("lb_setting", client, lab.values(shape, lb={"readTimeout": 901}),
                                               limit=0)
         day2_results["harbor_version_bump"] = lab.day2(
@@ -655,7 +832,8 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
         report.setdefault("ha", {})[f"nginx_death ({shape.name})"] = lab.nginx_death(shape, client)
 
     reboot_s = lab.reboot(shape)
-    bad_after_reboot = lab.wait_active(120)
+    # Real Harbor's containers start again with Docker after a boot; core needs its database and Redis first.
+    bad_after_reboot = lab.wait_active(600 if lab.harbor == "real" else 120)
     nodes = shape.roles["harborNodes"]
     docker_order = {n: lab.docker_after_mount(n) for n in nodes}
     log(f"{shape.name}: reboot of {len(shape.machines)} hosts: back in {reboot_s:.1f} s; inactive "
@@ -715,6 +893,15 @@ def patroni_ok(result: Optional[dict]) -> bool:
                 and failover.get("rejoined_s") is not None)
 
 
+def harbor_ok(result: Optional[dict]) -> bool:
+    """Real Harbor's checks passed (True with the stand-in)."""
+    if result is None:
+        return True
+    return bool(result["nodes_healthy"] == len(result["health"]) and result["push_pull_via_vip"]["digest_equal"]
+                and result["push_pull_per_node"]["digest_equal"] and result["cross_node_token"]
+                and result["robot_pull"])
+
+
 def print_table(report: dict) -> None:
     print(f"{'role':<24} {'applied':>8} {'2nd apply changed':>18} {'active after reboot':>20} {'delete ok':>10}")
     for role, r in report["roles"].items():
@@ -726,14 +913,17 @@ def print_table(report: dict) -> None:
               f"{r['total_requests']:>7} {r['apply_seconds']:>8}")
 
 
-def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: bool = False) -> dict:
+def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: bool = False,
+           harbor: str = "standin") -> dict:
     t0 = time.monotonic()
-    lab = HostLab(ROOT / "lab")
+    lab = HostLab(ROOT / "lab", harbor)
+    standins = (["Harbor's portal (placeholder page)", "docker run --privileged (lab's docker wrapper)"]
+                if harbor == "real" else ["Harbor installer"])
     report: dict = {"roles": {}, "day2": {}, "apply": "replay of the program's registered commands (labs/hosts/"
-                    "replay.py), not the pulumi CLI", "standins": ["Harbor installer", "NFS (bind mount)"]}
+                    "replay.py), not the pulumi CLI", "standins": [*standins, "NFS (bind mount)"]}
     try:
         # node3 (h4) is the added node of the day-2 scenarios; prod-like needs h1..h9.
-        lab.boot(12 if PATRONI in shapes else 9 if PROD in shapes else 4 if day2 else 3)
+        lab.boot(12 if PATRONI in shapes else 9 if PROD in shapes else 4 if day2 and harbor == "standin" else 3)
         for shape in shapes:
             verify_shape(lab, shape, report, day2=day2)
     finally:
@@ -756,6 +946,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     v.add_argument("--shape", choices=tuple(SHAPES), default="both")
     v.add_argument("--no-day2", action="store_true", help="skip the day-2 scenarios")
     v.add_argument("--keep", action="store_true", help="leave the hosts running")
+    v.add_argument("--harbor", choices=("standin", "real"), default="standin",
+                   help="real: Harbor built from source (labs/harbor/build_installer.py) on the dev shape, without "
+                        "the day-2 scenarios; standin: the busybox stand-in installer (fast)")
+    o = sub.add_parser("observe", help="the monitoring role on the dev shape: quiet cluster, drills, their alerts")
+    o.add_argument("--json", type=Path, required=True)
+    o.add_argument("--quiet-minutes", type=float, default=10.0, help="minutes a healthy cluster must stay quiet")
+    o.add_argument("--keep", action="store_true", help="leave the hosts running")
+    o.add_argument("--reuse", action="store_true", help="the hosts of an earlier observe --keep (no new boot)")
     sub.add_parser("down", help="stop and remove the lab's hosts")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -763,9 +961,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.cmd == "down":
         down()
         return 0
-    shapes = SHAPES[args.shape]
-    report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep)
-    good = (all(r["applied"] and r["second_apply_changed"] == 0 and r["active_after_reboot"]
+    if args.cmd == "observe":
+        # Imported here: labs/hosts/observe.py builds on this module.
+        from labs.hosts import observe
+        result = observe.observe(args.json, quiet_minutes=args.quiet_minutes, keep=args.keep, reuse=args.reuse)
+        return 0 if observe.passed(result) else 1
+    shapes = [DEV] if args.harbor == "real" else SHAPES[args.shape]
+    report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep, harbor=args.harbor)
+    good = (harbor_ok(report.get("harbor"))
+            and all(r["applied"] and r["second_apply_changed"] == 0 and r["active_after_reboot"]
                 and r.get("delete_stops_keeps_data") for r in report["roles"].values())
             and all(d["ok"] for d in report["day2"].values()) and patroni_ok(report.get("patroni")))
     return 0 if good else 1

@@ -155,8 +155,15 @@ def _tls_outputs(typ: str, inputs: dict[str, Any]) -> dict[str, str]:
     if typ == "tls:index/privateKey:PrivateKey":
         key = (rsa.generate_private_key(65537, int(float(inputs.get("rsaBits") or 2048)))
                if inputs.get("algorithm") == "RSA" else ec.generate_private_key(ec.SECP256R1()))
-        return {"private_key_pem": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        # As terraform-provider-tls's resource_private_key.go: private_key_pem is PKCS#1 for RSA ("RSA PRIVATE KEY")
+        # and SEC1 for ECDSA ("EC PRIVATE KEY"); private_key_pem_pkcs8 is PKCS#8. Harbor's token service reads only
+        # the PKCS#1 form of core's key (real Harbor refused the PKCS#8 one this lab used to give).
+        return {"private_key_pem": key.private_bytes(serialization.Encoding.PEM,
+                                                     serialization.PrivateFormat.TraditionalOpenSSL,
                                                      serialization.NoEncryption()).decode(),
+                "private_key_pem_pkcs8": key.private_bytes(serialization.Encoding.PEM,
+                                                           serialization.PrivateFormat.PKCS8,
+                                                           serialization.NoEncryption()).decode(),
                 "public_key_pem": key.public_key().public_bytes(
                     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()}
     sans = [*(x509.DNSName(n) for n in inputs.get("dnsNames") or []),

@@ -17,6 +17,8 @@ What is a stand-in and what is like Harbor:
   publishes http.port to 8080 and https.port to 8443 with the cert folder mounted at /etc/cert, core, registry,
   trivy-adapter with --with-trivy) and Harbor's bind mounts of the single key files under data_volume/secret/ and
   of Trivy's cache and reports.
+- metric.port (published when harbor.yml enables it) serves `harbor_up` for core and registry from core's health,
+  and a stand-in gauge for each `?comp=`: Harbor's real metrics need Harbor's programs.
 - `/api/v2.0/health` answers through the proxy container from core: core is healthy when its bind-mounted keys
   can be read and its env has a CSRF key, registry when the registry container answers. `/api/v2.0/standin` (not
   Harbor's) reports the version and sha256 digests of the key, CSRF key and scanner prefix this node's core sees.
@@ -65,6 +67,19 @@ case "$ROLE:$path" in
     csrf=$(printf '%s' "$CSRF_KEY" | sha256sum | cut -c1-64)
     prefix=$(printf '%s' "$ROBOT_SCANNER_NAME_PREFIX" | sha256sum | cut -c1-64)
     reply "200 OK" "{\"standin\":true,\"version\":\"$VERSION\",\"csrf_key_sha256\":\"$csrf\",\"scanner_prefix_sha256\":\"$prefix\",\"secretkey_sha256\":\"$(digest /etc/core/key)\",\"private_key_sha256\":\"$(digest /etc/core/private_key.pem)\"}" ;;
+  proxy:/metrics*)
+    # Harbor's nginx serves the exporter's metrics on metric.port (other components' by ?comp=): here harbor_up
+    # of the two components core's health reports, and one stand-in gauge per component.
+    health=$(timeout 5 wget -q -O - http://core:8080/api/v2.0/health) || health=
+    up() { case $health in *"\"name\":\"$1\",\"status\":\"healthy\""*) echo 1 ;; *) echo 0 ;; esac; }
+    case $path in
+      *comp=*) body="harbor_standin_component_up{comp=\"${path##*comp=}\"} 1
+" ;;
+      *) body="harbor_up{component=\"core\"} $(up core)
+harbor_up{component=\"registry\"} $(up registry)
+" ;;
+    esac
+    reply "200 OK" "$body" ;;
   registry:*)
     if [ -s /etc/registry/root.crt ]; then reply "200 OK" '{}'; else reply "503 Service Unavailable" '{}'; fi ;;
   *) reply "404 Not Found" '{"errors":[{"code":"NOT_FOUND"}]}' ;;
@@ -87,6 +102,8 @@ section_key() { awk -v s="$1:" -v k="$2:" '$0 == s {h = 1; next} h && $1 == k {p
 http_port=$(section_key http port)
 https_port=$(section_key https port)
 certificate=$(section_key https certificate)
+metric_port=
+if [ "$(section_key metric enabled)" = true ]; then metric_port=$(section_key metric port); fi
 private_key=$(section_key https private_key)
 [ -n "$data_volume" ] && [ -n "$http_port" ] || { echo "prepare: data_volume or http.port missing" >&2; exit 1; }
 if [ -n "$https_port" ]; then
@@ -149,7 +166,7 @@ EOF
   if [ -n "$https_port" ]; then
     # Harbor's nginx listens on 8080 and 8443; here the plain handler and standin-tls in front of it. standin-tls is
     # the container's main process: the container (and its https port) stops as a whole, as in the drain.
-    service proxy proxy '["/bin/sh", "-c", "/bin/nc -ll -p 8080 -e /standin/handler.sh & exec /standin/standin-tls :8443 /etc/cert/server.crt /etc/cert/server.key 127.0.0.1:8080"]'
+    service proxy proxy '["/bin/sh", "-c", "/bin/nc -ll -p 8080 -e /standin/handler.sh & /bin/nc -ll -p 9090 -e /standin/handler.sh & exec /standin/standin-tls :8443 /etc/cert/server.crt /etc/cert/server.key 127.0.0.1:8080"]'
     cat <<EOF
     volumes:
       - type: bind
@@ -165,6 +182,7 @@ EOF
       - $http_port:8080
 EOF
   if [ -n "$https_port" ]; then echo "      - $https_port:8443"; fi
+  if [ -n "$metric_port" ]; then echo "      - $metric_port:9090"; fi
   cat <<EOF
     depends_on: [core]
 EOF

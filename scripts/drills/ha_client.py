@@ -11,6 +11,9 @@
     push    HOST --repo R --tag T [--layer-file F]   push a small image over the registry HTTP API
     pull    HOST --repo R --tag T                    pull it back, verifying every digest
     blob    HOST --repo R --size N                   push one random blob (the stream's probe)
+    workload HOST --repo R --count N --duration S    what CI systems do: push fresh images (a distinct random layer
+            each), pull an earlier one after each push, each operation retried like docker's own; then pull every
+            image reported pushed and compare its digests (lost and corrupted images are counted)
     redis   SENTINEL... --master-set NAME --duration S
             follow the sentinels and write to whoever they name as master, every 50 ms; password in the
             REDIS_PASSWORD environment variable (never on a command line)
@@ -28,6 +31,7 @@ Failure policy (documented in docs/ha.md): a request fails when it gets no compl
 
 import argparse
 import base64
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -202,23 +206,23 @@ def push_blob(host: str, repo: str, data: bytes, served: list) -> str:
     return digest
 
 
-def _layer(layer_file: str) -> tuple[bytes, str]:
-    """A gzip'ed tar holding `layer_file` as bin/<name>, byte-for-byte reproducible; and its uncompressed digest."""
+def _layer(name: str, data: bytes) -> tuple[bytes, str]:
+    """A gzip'ed tar holding `data` as bin/<name>, byte-for-byte reproducible; and its uncompressed digest."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        info = tar.gettarinfo(layer_file, arcname="bin/" + os.path.basename(layer_file))
-        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
-        with open(layer_file, "rb") as f:
-            tar.addfile(info, f)
+        info = tarfile.TarInfo("bin/" + name)
+        info.size, info.mode, info.uname, info.gname = len(data), 0o755, "root", "root"
+        tar.addfile(info, io.BytesIO(data))
     tar_bytes = raw.getvalue()
     return gzip.compress(tar_bytes, mtime=0), _digest(tar_bytes)
 
 
-def push(host: str, repo: str, tag: str, layer_file: str) -> dict:
+def push(host: str, repo: str, tag: str, name: str, data: bytes) -> dict:
+    """Push a one-layer image whose layer holds `data` as bin/<name>."""
     served: list = []
-    layer, diff_id = _layer(layer_file)
+    layer, diff_id = _layer(name, data)
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-                         "config": {"Cmd": ["/bin/" + os.path.basename(layer_file)]}}, sort_keys=True).encode()
+                         "config": {"Cmd": ["/bin/" + name]}}, sort_keys=True).encode()
     layer_digest = push_blob(host, repo, layer, served)
     config_digest = push_blob(host, repo, config, served)
     manifest = json.dumps({
@@ -251,6 +255,111 @@ def pull(host: str, repo: str, tag: str) -> dict:
             bad.append(f"{desc['digest']}: HTTP {s}, content {_digest(blob)}")
     return {"digest": _digest(body), "registry_digest": headers.get("docker-content-digest"), "served": served,
             "bad_blobs": bad}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# workload: pushes and pulls as a CI system makes them, retried like docker's own client
+# --------------------------------------------------------------------------------------------------------------
+
+def with_retries(op, attempts: int, delay: float, relogin) -> tuple[Optional[dict], list[str]]:
+    """Run `op` up to `attempts` times, waiting delay x attempt seconds between tries, as docker's push and pull do
+    (moby distribution/xfer: 5 attempts, "Retrying in 5/10/15/20 seconds"). A 401 fetches a new token first (a
+    token service that was down when the last one expired). Returns the result (None when every try failed) and the
+    error of each failed try."""
+    errors: list[str] = []
+    for attempt in range(1, attempts + 1):
+        try:
+            return op(), errors
+        except (OSError, http.client.HTTPException, RuntimeError, ValueError, KeyError) as e:
+            errors.append(f"{type(e).__name__}: {e}"[:300])
+            if attempt == attempts:
+                break
+            time.sleep(delay * attempt)
+            if "HTTP 401" in errors[-1]:
+                # a failed login here makes the next try fail and say why
+                with contextlib.suppress(OSError, http.client.HTTPException, RuntimeError, ValueError, KeyError):
+                    relogin()
+    return None, errors
+
+
+def workload(host: str, repo: str, count: int, duration: float, layer_size: int, attempts: int, delay: float,
+             verify: bool = True) -> dict:
+    """Up to `count` push+pull rounds within `duration` seconds (bounded by both), then, with `verify`, every image
+    reported pushed pulled back and compared. One line "started <epoch>" on stderr when the first push starts."""
+    ops: list[dict] = []
+    pushed: dict[str, str] = {}  # tag -> manifest digest, for the images whose push succeeded
+    nonce = os.urandom(4).hex()
+    t0 = time.monotonic()
+    print(f"started {time.time():.6f}", file=sys.stderr, flush=True)
+
+    def record(kind: str, ref: str, op) -> Optional[dict]:
+        start = time.time()
+        result, errors = with_retries(op, attempts, delay, lambda: login(host, repo))
+        ops.append({"op": kind, "ref": ref, "start": start, "end": time.time(), "ok": result is not None,
+                    "attempts": len(errors) + (result is not None), "errors": errors,
+                    "digest": result.get("digest") if result else None})
+        return result
+
+    for i in range(count):
+        if time.monotonic() - t0 >= duration:
+            break
+        tag = f"w{nonce}-{i}"
+        result = record("push", tag, lambda t=tag: push(host, repo, t, f"w{i}", os.urandom(layer_size)))
+        if result is not None:
+            if result.get("registry_digest") not in (None, result["digest"]):
+                ops[-1].update(ok=False, errors=[*ops[-1]["errors"], "the registry's digest differs from ours"])
+            else:
+                pushed[tag] = result["digest"]
+        if pushed:
+            earlier = list(pushed)[int.from_bytes(os.urandom(2), "big") % len(pushed)]
+            record("pull", earlier, lambda t=earlier: _checked_pull(host, repo, t, pushed[t]))
+    checks = verify_images(host, repo, pushed, attempts, delay) if verify else []
+    return {**workload_summary(ops, checks, verify), "pushed": pushed, "ops": ops, "checks": checks}
+
+
+def verify_images(host: str, repo: str, pushed: dict[str, str], attempts: int, delay: float) -> list[dict]:
+    """Pull every image in `pushed` (tag -> manifest digest) and say of each: ok, lost (unreadable after every
+    try) or corrupted (another digest, or a blob whose content does not match its digest)."""
+    checks = []
+    for tag, digest in pushed.items():
+        result, errors = with_retries(lambda t=tag: pull(host, repo, t), attempts, delay, lambda: login(host, repo))
+        if result is None:
+            checks.append({"ref": tag, "state": "lost", "errors": errors})
+        elif result["digest"] != digest or result["bad_blobs"]:
+            checks.append({"ref": tag, "state": "corrupted", "digest": result["digest"],
+                           "bad_blobs": result["bad_blobs"]})
+        else:
+            checks.append({"ref": tag, "state": "ok"})
+    return checks
+
+
+def _checked_pull(host: str, repo: str, tag: str, digest: str) -> dict:
+    result = pull(host, repo, tag)
+    if result["digest"] != digest or result["bad_blobs"]:
+        raise ValueError(f"{tag}: pulled digest {result['digest']} (pushed {digest}), bad blobs {result['bad_blobs']}")
+    return result
+
+
+def workload_summary(ops: list[dict], checks: list[dict], verified: bool) -> dict:
+    """Failed operations (after their retries), retried ones, the longest time without a completed push (from the
+    first push's start to the last op's end), and the verification's lost and corrupted images."""
+    pushes = [o for o in ops if o["op"] == "push"]
+    ends = sorted(o["end"] for o in pushes if o["ok"])
+    if pushes:
+        edges = [pushes[0]["start"], *ends, max(o["end"] for o in ops)]
+        max_gap_ms: Optional[float] = round(max(b - a for a, b in zip(edges, edges[1:], strict=False)) * 1000, 1)
+    else:
+        max_gap_ms = None
+    return {
+        "pushes": len(pushes), "pushes_failed": sum(1 for o in pushes if not o["ok"]),
+        "pulls": len(ops) - len(pushes), "pulls_failed": sum(1 for o in ops if o["op"] == "pull" and not o["ok"]),
+        "retried_ok": sum(1 for o in ops if o["ok"] and o["attempts"] > 1),
+        "max_push_gap_ms": max_gap_ms,
+        "verified": verified,
+        "images_pushed": sum(1 for o in pushes if o["ok"]),
+        "images_lost": sum(1 for c in checks if c["state"] == "lost") if verified else None,
+        "images_corrupted": sum(1 for c in checks if c["state"] == "corrupted") if verified else None,
+    }
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -355,6 +464,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         if name == "push":
             # busybox-static where installed, else this Python binary: any file makes a valid layer.
             s.add_argument("--layer-file", default="/bin/busybox" if os.path.exists("/bin/busybox") else sys.executable)
+    s = sub.add_parser("workload", parents=[https])
+    s.add_argument("host")
+    s.add_argument("--repo", required=True)
+    s.add_argument("--count", type=int, default=100, help="push+pull rounds at most")
+    s.add_argument("--duration", type=float, default=120, help="seconds at most (no new round starts after)")
+    s.add_argument("--layer-size", type=int, default=256 * 1024, help="bytes of random data in each image's layer")
+    s.add_argument("--attempts", type=int, default=5, help="tries per operation (docker's default: 5)")
+    s.add_argument("--retry-delay", type=float, default=5.0,
+                   help="seconds x attempt between tries (docker: 5)")
+    s.add_argument("--no-verify", action="store_true", help="skip pulling every pushed image back at the end")
     s = sub.add_parser("blob", parents=[https])
     s.add_argument("host")
     s.add_argument("--repo", required=True)
@@ -365,13 +484,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.add_argument("--duration", type=float, required=True)
     a = p.parse_args(argv)
 
-    if a.mode in ("stream", "push", "pull", "blob"):
+    if a.mode in ("stream", "push", "pull", "blob", "workload"):
         configure_tls(a.port, os.environ.get("HA_CA_PEM"), a.insecure, a.server_name)
         login(a.host, a.repo)
     if a.mode == "stream":
         out = stream(a.host, a.count, a.period, a.timeout, a.repo, a.blob)
     elif a.mode == "push":
-        out = push(a.host, a.repo, a.tag, a.layer_file)
+        with open(a.layer_file, "rb") as f:
+            out = push(a.host, a.repo, a.tag, os.path.basename(a.layer_file), f.read())
+    elif a.mode == "workload":
+        out = workload(a.host, a.repo, a.count, a.duration, a.layer_size, a.attempts, a.retry_delay,
+                       verify=not a.no_verify)
     elif a.mode == "pull":
         out = pull(a.host, a.repo, a.tag)
     elif a.mode == "blob":

@@ -59,6 +59,10 @@ def make_secret_values(cfg: ClusterConfig) -> dict[str, str]:
         "restic_password": password(32),
         "backup_s3_access_key": password(20),
         "backup_s3_secret_key": password(40),
+        "monitoring_webhook_token": password(32),
+        "monitoring_smtp_password": password(24),
+        # What Slack's incoming webhooks look like: Alertmanager checks the URL's form.
+        "monitoring_slack_api_url": f"https://hooks.slack.example/services/{password(24)}",
     }
     values["pgbackrest_ca_cert"], values["pgbackrest_cert"], values["pgbackrest_key"] = (
         pem.decode() for pem in lab_certs.ca_and_server("harbor-ha-pgbackrest", ["127.0.0.1"]))

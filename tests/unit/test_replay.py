@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from labs.engine.pulumi_harness import patroni_values, registrations
+from labs.engine.pulumi_harness import patroni_values, registrations, resolve, stack_config, stack_output
 from labs.hosts.replay import COMMAND, Replay, _ordered, _tls_outputs
 
 
@@ -45,3 +46,22 @@ def test_a_locally_signed_certificate_carries_every_extended_key_usage_it_allows
     usages = x509.load_pem_x509_certificate(cert.encode()).extensions.get_extension_for_class(
         x509.ExtendedKeyUsage).value
     assert list(usages) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
+def test_the_replay_reads_the_admin_password_from_the_stacks_outputs():
+    """host_lab logs in with what `pulumi stack output adminPassword` would show: the generated password."""
+    values, _ = stack_config("dev")
+    registrations(values)
+    password = resolve(stack_output("adminPassword"))
+    assert isinstance(password, str) and len(password) == 24
+    with pytest.raises(KeyError, match="exported no"):
+        stack_output("noSuchOutput")
+
+
+@pytest.mark.parametrize(("algorithm", "preamble"), [("RSA", "RSA PRIVATE KEY"), ("ECDSA", "EC PRIVATE KEY")])
+def test_private_key_pem_has_the_preamble_pulumi_tls_gives(algorithm, preamble):
+    """terraform-provider-tls marshals RSA keys as PKCS#1 and ECDSA keys as SEC1 in private_key_pem (PKCS#8 only in
+    private_key_pem_pkcs8); Harbor's core refuses a PKCS#8 token key ("unable to get PrivateKey from PEM type")."""
+    out = _tls_outputs("tls:index/privateKey:PrivateKey", {"algorithm": algorithm, "rsaBits": 2048})
+    assert out["private_key_pem"].startswith(f"-----BEGIN {preamble}-----")
+    assert out["private_key_pem_pkcs8"].startswith("-----BEGIN PRIVATE KEY-----")

@@ -144,3 +144,20 @@ def test_the_database_vip_table_unit_passes_systemd_analyze_verify_and_loads_the
     assert f"ExecStart=/usr/sbin/nft -f {PatroniPaths().db_vip_nft}\n" in unit
     assert PatroniPaths().db_vip_nft in files
     assert not _systemd_analyze_verify(tmp_path, {DB_VIP_UNIT: unit})
+
+
+def test_harbors_boot_unit_passes_systemd_analyze_verify_and_runs_compose_up_after_docker(tmp_path):
+    """goharbor/harbor#7008: at boot Docker starts Harbor's containers before the log container listens and does not
+    retry them; the node's unit runs compose up in the install folder once Docker and the data volume are there."""
+    from components.config import parse_cluster_config
+    from components.harbor_node import START_UNIT, harbor_node_files, render_start_unit
+    from tests.unit.test_config import dev_values
+
+    cfg = parse_cluster_config(dev_values())
+    unit = render_start_unit(cfg)
+    settings = {k: v for k, _, v in (line.partition("=") for line in unit.splitlines() if "=" in line)}
+    assert settings["After"] == "docker.service" and settings["Requires"] == "docker.service"
+    assert settings["RequiresMountsFor"] == cfg.harbor.data_volume
+    assert settings["WorkingDirectory"] == cfg.harbor.install_dir and "compose up -d" in settings["ExecStart"]
+    assert f"/etc/systemd/system/{START_UNIT}" in {f.path for f in harbor_node_files(cfg)}
+    assert not _systemd_analyze_verify(tmp_path, {START_UNIT: unit})
