@@ -40,10 +40,11 @@ from scripts.convention import use_clone_venv  # noqa: E402
 
 use_clone_venv()  # started by a python3 without the program's packages: re-run under the clone's venv/
 
-from components.config import ClusterConfig, Host, load_stack_file, parse_cluster_config  # noqa: E402
+from components.config import (ClusterConfig, ConfigError, Host, describe_problems, load_stack_file,  # noqa: E402
+                               parse_cluster_config)
 from components.nfs import restic_command as restic  # noqa: E402
 from components.patroni import STANZA, PatroniPaths  # noqa: E402
-from scripts.convention import add_stack_argument, stack_file  # noqa: E402
+from scripts.convention import COULD_NOT_RUN, add_stack_argument, stack_file  # noqa: E402
 
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
 
@@ -160,11 +161,21 @@ def connect_api(cfg: ClusterConfig, args: argparse.Namespace) -> Optional[Harbor
 
 
 def load(stack: str) -> ClusterConfig:
-    values, secrets = load_stack_file(str(stack_file(stack)))
-    cfg = parse_cluster_config(values, secrets_present=secrets)
-    if not cfg.patroni or not cfg.backup:
-        raise SystemExit(f"{stack}: backups need postgres.mode: patroni and the backup section (docs/database-ha.md)")
-    return cfg
+    """The stack's config; exits 2 with one line per problem when it cannot be used (the CLI convention)."""
+    path = stack_file(stack)
+    problems = [f"{path}: no such stack file"] if not path.is_file() else []
+    if not problems:
+        try:
+            values, secrets = load_stack_file(str(path))
+            cfg = parse_cluster_config(values, secrets_present=secrets)
+            if cfg.patroni and cfg.backup:
+                return cfg
+            problems = [f"{path.name}: backups need postgres.mode: patroni and the backup section "
+                        "(docs/database-ha.md)"]
+        except ConfigError as e:
+            problems = describe_problems(str(path), e.problems)
+    print("\n".join(problems), file=sys.stderr)
+    raise SystemExit(COULD_NOT_RUN)
 
 
 def common_arguments(parser: argparse.ArgumentParser) -> None:

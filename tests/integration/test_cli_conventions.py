@@ -51,3 +51,11 @@ def test_ha_drill_reports_a_bad_stack_file_in_one_line_per_problem_with_exit_2()
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith("near-miss-key.yaml:16: harbor-ha:vip.adress: unknown key; did you mean 'address'?")
+
+
+@pytest.mark.parametrize("cli", ["scripts/backup.py", "scripts/restore.py"])
+def test_backup_and_restore_name_an_unknown_stack_in_one_line_with_exit_2(cli):
+    result = subprocess.run([sys.executable, str(ROOT / cli), "--stack", "nosuch", "--dry-run"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.strip().endswith("Pulumi.nosuch.yaml: no such stack file")
+    assert "Traceback" not in result.stderr
