@@ -21,6 +21,7 @@ from labs.hosts import host_lab
 from tests.support import ROOT
 
 KEY = host_lab.ROOT / "id_ed25519"
+pytestmark = pytest.mark.operator_hosts
 
 
 @pytest.fixture(scope="module")
