@@ -31,6 +31,10 @@ cluster = HarborCluster("harbor", HarborClusterArgs(
     monitoring_secrets={"monitoring_webhook_token": secret_config.get_secret("monitoringWebhookToken"),
                         "monitoring_smtp_password": secret_config.get_secret("monitoringSmtpPassword"),
                         "monitoring_slack_api_url": secret_config.get_secret("monitoringSlackApiUrl")},
+    storage_s3_access_key=secret_config.get_secret("storageS3AccessKey"),
+    storage_s3_secret_key=secret_config.get_secret("storageS3SecretKey"),
+    postgres_password=secret_config.get_secret("postgresPassword"),
+    redis_password=secret_config.get_secret("redisPassword"),
 ))
 
 # Harbor's registries, projects, robots and replication policies: on this cluster once it is up and healthy,

@@ -1,28 +1,44 @@
 #!/usr/bin/env python3
-"""Print the pytest -m expression for CI: the slow tiers of .ci/tiers whose paths the change touches run, the other
-slow tiers are deselected. The change: `git diff --name-only BASE HEAD`, BASE read from .ci/base.
+"""Print the pytest -m expression for CI's part: the slow tiers of .ci/tiers whose paths the change touches run, in
+the file's order, as long as their minutes fit the budget; every other slow tier is deselected. The change:
+`git diff --name-only BASE HEAD`, BASE read from .ci/base. Budget: HHA_CI_SLOW_MINUTES (default 30).
 
-A base that git does not know (a shallow clone, a rewritten history) selects every tier: running too much is the
-safe error. Prints the tiers chosen and why on stderr, the expression on stdout ("" = no filter)."""
+A base that git does not know (a shallow clone, a rewritten history) counts as touching every path: running too much
+is the safe error, within the budget. Prints the tiers chosen and why on stderr, the expression on stdout ("" = no
+filter)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 CI = Path(__file__).resolve().parent
+DEFAULT_BUDGET = 30.0
 
 
-def read_tiers(path: Path = CI / "tiers") -> dict[str, list[str]]:
-    tiers: dict[str, list[str]] = {}
+@dataclass(frozen=True)
+class Tier:
+    marker: str
+    minutes: float  #: warm duration on a CI machine, measured (the README of the tier says where)
+    paths: tuple[str, ...]
+
+
+def read_tiers(path: Path = CI / "tiers") -> list[Tier]:
+    tiers = []
     for number, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.split("#", 1)[0].split()
         if not line:
             continue
-        if len(line) < 2:
-            raise SystemExit(f"{path}:{number}: a tier needs a marker and at least one path")
-        tiers[line[0]] = line[1:]
+        try:
+            minutes = float(line[1]) if len(line) >= 3 else None
+        except ValueError:
+            minutes = None
+        if minutes is None:
+            raise SystemExit(f"{path}:{number}: a tier is `marker minutes path...`, got {raw.strip()!r}")
+        tiers.append(Tier(line[0], minutes, tuple(line[2:])))
     return tiers
 
 
@@ -31,25 +47,32 @@ def changed_files(base: str) -> list[str] | None:
     return done.stdout.split() if done.returncode == 0 else None
 
 
-def expression(tiers: dict[str, list[str]], changed: list[str] | None) -> tuple[str, dict[str, str]]:
+def expression(tiers: list[Tier], changed: list[str] | None, budget: float = DEFAULT_BUDGET) -> tuple[str, dict]:
     why: dict[str, str] = {}
     skipped = []
-    for marker, prefixes in tiers.items():
+    spent = 0.0
+    for tier in tiers:
         if changed is None:
-            why[marker] = "runs: the base commit is unknown here"
-            continue
-        hit = next((f for f in changed if any(f.startswith(p) for p in prefixes)), None)
-        if hit:
-            why[marker] = f"runs: {hit} changed"
+            hit: str | None = "(base unknown)"
         else:
-            why[marker] = "skipped: none of its paths changed"
-            skipped.append(marker)
+            hit = next((f for f in changed if any(f.startswith(p) for p in tier.paths)), None)
+        if hit is None:
+            why[tier.marker] = "skipped: none of its paths changed"
+        elif spent + tier.minutes > budget:
+            why[tier.marker] = (f"skipped: {hit} changed, but its {tier.minutes:g} min exceed what is left of the "
+                                f"{budget:g} min budget ({budget - spent:g}): run `.ci/run --full`")
+        else:
+            spent += tier.minutes
+            why[tier.marker] = f"runs: {hit} changed ({tier.minutes:g} min)"
+            continue
+        skipped.append(tier.marker)
     return " and ".join(f"not {m}" for m in skipped), why
 
 
 def main() -> int:
     base = (CI / "base").read_text().strip()
-    expr, why = expression(read_tiers(), changed_files(base))
+    budget = float(os.environ.get("HHA_CI_SLOW_MINUTES", DEFAULT_BUDGET))
+    expr, why = expression(read_tiers(), changed_files(base), budget)
     for marker, reason in why.items():
         print(f"ci tier {marker}: {reason} (base {base[:12]})", file=sys.stderr)
     print(expr)

@@ -31,16 +31,19 @@ KNOWN_KEYS = (
     "backup",
     # Secret keys: only their presence is validated here, their values stay Outputs (see components/secrets.py).
     "sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword", "backupS3AccessKey",
-    "backupS3SecretKey",
+    "backupS3SecretKey", "postgresPassword", "redisPassword",
     # Sections owned by the Harbor API provider and the migration (harbor_provider/); passed through untouched.
     "harborApi", "migration",
     # The sandbox: every host a Docker container on this machine (components/sandbox/, docs/sandbox.md).
     "sandbox",
     # Prometheus and Alertmanager on roles.monitoring, exporters on every host (components/monitoring/).
     "monitoring", "monitoringSmtpPassword", "monitoringSlackApiUrl", "monitoringWebhookToken",
+    # Harbor's image storage on S3, and the Garage cluster of roles.objectStore (the storage section below).
+    "storage", "storageS3AccessKey", "storageS3SecretKey",
 )
 SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword", "backupS3AccessKey",
-               "backupS3SecretKey", "monitoringSmtpPassword", "monitoringSlackApiUrl", "monitoringWebhookToken")
+               "backupS3SecretKey", "monitoringSmtpPassword", "monitoringSlackApiUrl", "monitoringWebhookToken",
+               "storageS3AccessKey", "storageS3SecretKey", "postgresPassword", "redisPassword")
 # Sections parsed by harbor_provider/stack_config.py, whose secret settings are set with `--secret --path`.
 PASSTHROUGH_KEYS = ("harborApi", "migration")
 
@@ -167,7 +170,15 @@ class PostgresSettings:
     user: str  #: Harbor's database user (password generated)
     max_connections: int  #: max_connections; Harbor opens up to max_open_conns per node
     shared_buffers: str  #: shared_buffers
-    mode: str  #: "single" (one server, the dev default) or "patroni" (Patroni + etcd, failover)
+    mode: str  #: "single" (one server, the dev default), "patroni" (Patroni + etcd, failover) or "external"
+    host: Optional[str] = None  #: mode external: the server's DNS name or address (what its certificate names)
+    ssl_mode: str = "verify-full"  #: mode external: Harbor's sslmode (verify-full checks the certificate and name)
+    ca_certificate: Optional[str] = None  #: mode external: PEM of the server's CA (None: the nodes' system CAs)
+
+    @property
+    def external(self) -> bool:
+        """The database is an existing server: no database role, Harbor connects to `host`."""
+        return self.mode == "external"
 
 
 @dataclass(frozen=True)
@@ -201,7 +212,7 @@ class BackupSettings:
     path: str  #: repository path (on the backup host, or the prefix in the bucket)
     retention_full: int  #: full backups kept (older ones and their WAL are expired)
     retention_diff: int  #: differential backups kept
-    full_schedule: str  #: systemd OnCalendar of the full backup (repository host; s3: the leader's database host)
+    full_schedule: str  #: systemd OnCalendar of the full backup (repository host; s3: the database host, the leader)
     diff_schedule: str  #: systemd OnCalendar of the differential backup
     tls_port: int  #: port of `pgbackrest server` on the backup and database hosts (repository host)
     restic_repository: Optional[str]  #: restic repository of the data volume (None: data volume not backed up)
@@ -223,7 +234,7 @@ class BackupSettings:
 class RedisSettings:
     """Redis as Harbor's external cache / job queue."""
 
-    mode: str  #: "standalone" or "sentinel"
+    mode: str  #: "standalone", "sentinel" or "external" (an existing Redis or sentinel set)
     port: int  #: redis-server port
     sentinel_port: int  #: redis-sentinel port
     master_set: str  #: sentinel master name (Harbor's sentinel_master_set)
@@ -231,6 +242,16 @@ class RedisSettings:
     down_after_ms: int  #: milliseconds without reply before a sentinel considers the master down
     failover_timeout_ms: int  #: sentinel failover-timeout
     maxmemory: str  #: maxmemory ("0" = no limit)
+    address: Optional[str] = None  #: mode external: `host:port` of the Redis server (without sentinels)
+    sentinels: tuple[str, ...] = ()  #: mode external: `host:port` of each sentinel (with masterSet)
+    username: Optional[str] = None  #: mode external: the ACL user (Redis 6+; None: the default user)
+    tls: bool = False  #: mode external: Harbor connects over TLS (server authentication only, no client cert)
+    ca_certificate: Optional[str] = None  #: mode external, tls: PEM of the server's CA (None: system CAs)
+
+    @property
+    def external(self) -> bool:
+        """Redis is an existing server or sentinel set: no Redis role."""
+        return self.mode == "external"
 
 
 @dataclass(frozen=True)
@@ -240,6 +261,13 @@ class NfsSettings:
     export_path: str  #: directory exported on the NFS host
     mount_options: str  #: client mount options on the Harbor nodes
     version: str  #: NFS version used by the clients (4.1 or 4.2, or 3)
+    mode: str = "server"  #: "server" (roles.nfs runs the kernel NFS server) or "external" (an existing export)
+    server: Optional[str] = None  #: mode external: the NFS server's DNS name or address
+
+    @property
+    def external(self) -> bool:
+        """The export exists already: no NFS role; the nodes mount `server:exportPath`."""
+        return self.mode == "external"
 
 
 @dataclass(frozen=True)
@@ -260,6 +288,63 @@ class SandboxSettings:
     subnet: str  #: the network's subnet: every host address and the VIP are fixed inside it
     image: Optional[str]  #: an existing local image for the hosts (None: build components/sandbox/Dockerfile)
     publish_https: bool  #: publish 127.0.0.1:<loadBalancer.httpsPort> to the VIP (Docker Desktop: no route to it)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Storage: Harbor's images on S3, and the Garage cluster of roles.objectStore (issue 23)
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class S3Settings:
+    """The S3 bucket Harbor's registry keeps its images in (storage.mode: s3); storage_service.s3 of harbor.yml."""
+
+    endpoint: Optional[str]  #: the S3 endpoint URL (None: AWS itself, by region); with roles.objectStore, the role's
+    region: str  #: signing region (the registry's `region`; Garage's s3_region)
+    bucket: str  #: the bucket
+    path_style: bool  #: path-style requests (bucket in the path, not in the host name)
+    ca_certificate: Optional[str]  #: PEM of the CA that signed the endpoint's certificate (default: system CAs)
+    redirect: bool  #: the registry sends pulls to presigned S3 URLs instead of streaming the blobs itself
+    root_directory: Optional[str]  #: key prefix in the bucket (None: the bucket's root)
+    chunk_size: int  #: bytes per multipart upload part (the S3 minimum is 5 MiB)
+    multipart_copy_chunk_size: int  #: bytes per part when the registry moves a blob by multipart copy
+    multipart_copy_max_concurrency: int  #: parts copied at once in a multipart copy
+    multipart_copy_threshold_size: int  #: blobs above this size are moved by multipart copy, not one copy
+
+    @property
+    def secure(self) -> bool:
+        """HTTPS to the endpoint (AWS without an endpoint: always)."""
+        return self.endpoint is None or self.endpoint.startswith("https://")
+
+
+@dataclass(frozen=True)
+class GarageSettings:
+    """Garage on roles.objectStore (components/object_store/): one zone per host, every object on 3 of them."""
+
+    version: str  #: the Garage release installed
+    url: str  #: where each object-store host downloads the garage binary (a static build of `version`)
+    sha256: str  #: the binary's sha256, checked on the host before it is installed
+    capacity: str  #: capacity each host offers in the layout (Garage spreads partitions by it)
+    replication_factor: int  #: copies of every object, each in another zone (host)
+    consistency_mode: str  #: Garage's consistency_mode: consistent (quorum reads and writes)
+    https_port: int  #: TLS port of nginx in front of Garage's S3 API on each object-store host (what Harbor uses)
+    rpc_port: int  #: Garage's RPC port between the object-store hosts
+    s3_port: int  #: Garage's plain S3 API port, on loopback only (nginx proxies to it)
+    admin_port: int  #: Garage's admin API port, on loopback only (the program imports Harbor's key through it)
+    metadata_dir: str  #: Garage's metadata directory (LMDB) on each host
+    data_dir: str  #: Garage's data directory (the object blocks) on each host
+    metadata_snapshots: str  #: how often Garage snapshots its metadata (metadata_auto_snapshot_interval), the backup
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where Harbor's registry keeps images: the shared data volume (NFS) or an S3 bucket."""
+
+    mode: str  #: "nfs": the data volume every node mounts; "s3": a bucket (the data volume stays on each node)
+    s3: Optional[S3Settings] = None  #: the bucket (mode s3)
+    garage: Optional[GarageSettings] = None  #: the Garage cluster (roles.objectStore)
+
+
+NFS_STORAGE = StorageSettings(mode="nfs")
 
 
 @dataclass(frozen=True)
@@ -316,9 +401,8 @@ class ClusterConfig:
 
     hosts: tuple[Host, ...]  #: every host, in stack file order
     prefix_length: int  #: prefix length of the hosts' subnet (the VIP must be inside it)
-    nfs_host: Optional[Host]  #: host of the NFS server (None in the sandbox: a shared Docker volume instead)
-    postgres_host: Host  #: host of PostgreSQL (patroni mode: the first of postgres_hosts, bootstrap leader)
-    postgres_hosts: tuple[Host, ...]  #: every PostgreSQL host (one in single mode)
+    nfs_host: Optional[Host]  #: host of the NFS server (None in the sandbox and with nfs.mode external)
+    postgres_hosts: tuple[Host, ...]  #: every PostgreSQL host (one in single mode, none in external mode)
     etcd_hosts: tuple[Host, ...]  #: etcd members (patroni mode only)
     backup_host: Optional[Host]  #: pgBackRest repository host (backup.repository: host)
     redis_hosts: tuple[Host, ...]  #: redis-server hosts; the first is the initial master
@@ -339,9 +423,26 @@ class ClusterConfig:
     patroni: Optional[PatroniSettings]  #: Patroni settings (patroni mode only)
     backup: Optional[BackupSettings]  #: backup settings (None: no backup section)
     sandbox: Optional[SandboxSettings] = None  #: set: the hosts are containers made by components/sandbox/
+    storage: StorageSettings = field(default_factory=lambda: NFS_STORAGE)  #: where Harbor's registry keeps images
+    object_store_hosts: tuple[Host, ...] = ()  #: the Garage cluster's hosts (roles.objectStore), one zone each
     passthrough: Mapping[str, Any] = field(default_factory=dict)  #: harborApi/migration sections, raw
     monitoring_hosts: tuple[Host, ...] = ()  #: Prometheus/Alertmanager hosts (empty: no monitoring)
     monitoring: Optional[MonitoringSettings] = None  #: monitoring settings (None: monitoring off)
+
+    @property
+    def postgres_host(self) -> Host:
+        """The PostgreSQL host (patroni mode: the first of postgres_hosts, the bootstrap leader); none in external
+        mode, where the database is not deployed here."""
+        if not self.postgres_hosts:
+            raise ValueError("postgres.mode external: this stack deploys no database host")
+        return self.postgres_hosts[0]
+
+    @property
+    def nfs_export(self) -> Optional[str]:
+        """`server:/path` the Harbor nodes mount (None in the sandbox: its nodes share a Docker volume)."""
+        if self.nfs.external:
+            return f"{self.nfs.server}:{self.nfs.export_path}"
+        return f"{self.nfs_host.address}:{self.nfs.export_path}" if self.nfs_host else None
 
     @property
     def nfs_server(self) -> Host:
@@ -377,6 +478,9 @@ class ClusterConfig:
     @property
     def db_endpoint(self) -> str:
         """The address Harbor's external_database points at: the server, or the VIP that follows the leader."""
+        if self.postgres.external:
+            assert self.postgres.host is not None  # required by parse_cluster_config in external mode
+            return self.postgres.host
         return self.patroni.vip if self.patroni else self.postgres_host.address
 
     @property
@@ -646,21 +750,33 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         return found
 
     sandbox_given = values.get("sandbox") is not None
-    # The sandbox has no NFS server (containers cannot run the kernel's): its nodes share a Docker volume.
-    nfs_hosts = role_hosts("nfs", single=True, required=not sandbox_given)
+    raw_storage = values.get("storage")
+    s3_mode = isinstance(raw_storage, Mapping) and raw_storage.get("mode") == "s3"
+    # An existing service (mode external) has no role here: its role key is refused, the others still required.
+    external = {section: _raw_mode(values, section) == "external" for section in ("postgres", "redis", "nfs")}
+    # The sandbox has no NFS server (containers cannot run the kernel's): its nodes share a Docker volume. With
+    # storage.mode s3 the images are in a bucket: an NFS host may stay (the move from NFS keeps its data) or go.
+    nfs_hosts = role_hosts("nfs", single=True, required=not sandbox_given and not external["nfs"]
+                           and not s3_mode)
     if sandbox_given and nfs_hosts:
         roles.fail("must not be set with sandbox: the sandbox's Harbor nodes share a Docker volume, containers "
                    "cannot serve NFS", "nfs")
-    pg_hosts = role_hosts("postgres")
+    pg_hosts = role_hosts("postgres", required=not external["postgres"])
     etcd_hosts = role_hosts("etcd", required=False)
     backup_hosts = role_hosts("backup", single=True, required=False)
-    redis_hosts = role_hosts("redis")
+    redis_hosts = role_hosts("redis", required=not external["redis"])
     sentinel_hosts = role_hosts("sentinels", required=False)
     harbor_nodes = role_hosts("harborNodes")
     retiring_nodes = role_hosts("retiringNodes", required=False)
     lb_hosts = role_hosts("loadBalancers")
     monitoring_hosts = role_hosts("monitoring", required=False)
+    object_store_hosts = role_hosts("objectStore", required=False)
     roles.finish()
+    for role, section in (("postgres", "postgres"), ("etcd", "postgres"), ("backup", "postgres"), ("nfs", "nfs"),
+                          ("redis", "redis"), ("sentinels", "redis")):
+        if external[section] and roles.data.get(role) is not None:
+            roles.fail(f"must not be set with {section}.mode external: harbor-ha deploys no {role} role for an "
+                       "existing service", role)
     for i, h in enumerate(retiring_nodes):
         if h in harbor_nodes:
             roles.fail(f"host {h.name!r} is in harborNodes too; a retiring node is out of harborNodes",
@@ -855,8 +971,9 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     # --- PostgreSQL (defaults follow geerlingguy/ansible-role-postgresql where it has one) -------------------
     pg_r = _Reader(values.get("postgres"), f"{NAMESPACE}:postgres", problems)
     # single: one server, the dev default (nothing to fail over to). patroni: see docs/database-ha.md.
-    pg_mode = pg_r.get("mode", str, "single",
-                       check=lambda v: None if v in ("single", "patroni") else "must be single or patroni")
+    pg_mode = pg_r.get("mode", str, "single", check=lambda v: None if v in ("single", "patroni", "external")
+                       else "must be single, patroni or external")
+    pg_external = pg_mode == "external"
     postgres = PostgresSettings(
         # 15: Debian 12's postgresql package; Ubuntu 22.04 ships 14, Ubuntu 24.04 ships 16.
         version=pg_r.get("version", int, 15, check=_in_range(12, 17)),
@@ -864,25 +981,44 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         # "registry": the database name Harbor's own bundled PostgreSQL uses, so dumps move either way.
         database=pg_r.get("database", str, "registry", check=_matches(re.compile(r"^[a-z_][a-z0-9_]{0,62}$"),
                                                                           "a lowercase SQL identifier")),
-        user=pg_r.get("user", str, "harbor", check=_matches(re.compile(r"^[a-z_][a-z0-9_]{0,62}$"),
-                                                            "a lowercase SQL identifier")),
-        # Harbor's core, jobservice and exporter each pool connections per node; 300 covers 3 nodes.
-        max_connections=pg_r.get("maxConnections", int, 300, check=_in_range(20, 10000)),
+        user=pg_r.get("user", str, "harbor", check=_matches(_EXTERNAL_DB_USER if pg_external else _SQL_NAME,
+                                                            "a user name" if pg_external
+                                                            else "a lowercase SQL identifier")),
+        # Harbor's core, jobservice and exporter each pool connections per node; 300 covers 3 nodes. With an
+        # external server it is required: its own max_connections, so that the connection budget is checked.
+        max_connections=pg_r.get("maxConnections", int, 300, required=pg_external, check=_in_range(20, 10000)),
         shared_buffers=pg_r.get("sharedBuffers", str, "256MB", check=_matches(_SIZE, "a size like 256MB")),
         mode=pg_mode,
+        host=pg_r.get("host", str, None, required=pg_external, check=_server_name_check),
+        # verify-full: Harbor checks the server's certificate and that it names `host` (harbor-helm's default is
+        # disable; a database password crossing the network in clear is not a default).
+        # allow/prefer are not offered: they fall back to clear text.
+        ssl_mode=pg_r.get("sslMode", str, "verify-full",
+                          check=lambda v: None if v in ("disable", "require", "verify-ca", "verify-full")
+                          else "must be disable, require, verify-ca or verify-full"),
+        ca_certificate=pg_r.get("caCertificate", str, None, check=_pem_certs_check),
     )
     patroni = _parse_patroni(pg_r, pg_mode, pg_hosts, etcd_hosts, hosts, vip, prefix_length, postgres.port, roles) \
         if pg_mode == "patroni" else None
-    if pg_mode == "single":
+    if pg_mode != "patroni":
         for key in ("patroni", "vip", "synchronous", "etcd"):
             if pg_r.data.get(key) is not None:
                 pg_r.fail("only used with postgres.mode: patroni", key)
             pg_r.used.add(key)
-        if len(pg_hosts) > 1:
-            roles.fail(f"single mode takes one host, got {len(pg_hosts)}; set postgres.mode: patroni for several",
-                       "postgres")
-        if etcd_hosts:
+        if etcd_hosts and not pg_external:
             roles.fail("etcd is only used with postgres.mode: patroni", "etcd")
+    if pg_mode == "single" and len(pg_hosts) > 1:
+        roles.fail(f"single mode takes one host, got {len(pg_hosts)}; set postgres.mode: patroni for several",
+                   "postgres")
+    _refuse_mode_keys(pg_r, pg_external, external_only=("host", "sslMode", "caCertificate"),
+                      managed_only=("version", "sharedBuffers"))
+    if pg_external and postgres.ssl_mode in ("disable", "require") and postgres.ca_certificate:
+        pg_r.fail(f"sslMode {postgres.ssl_mode} does not check the certificate; use verify-ca or verify-full",
+                  "caCertificate")
+    if pg_external != ("postgresPassword" in secrets_present):
+        problems.append(f"{NAMESPACE}:postgresPassword: " + (
+            "postgres.mode external needs the password of postgres.user (pulumi config set --secret)" if pg_external
+            else "only used with postgres.mode external (the password of a deployed database is generated)"))
     pg_r.finish()
     backup = _parse_backup(values.get("backup"), pg_mode, backup_hosts, pg_hosts, roles, problems)
     if backup and backup.s3_keys_needed_by:
@@ -898,7 +1034,9 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
     # --- Redis -----------------------------------------------------------------------------------------------
     rd = _Reader(values.get("redis"), f"{NAMESPACE}:redis", problems)
     mode = rd.get("mode", str, "sentinel" if len(redis_hosts) > 1 else "standalone",
-                  check=lambda v: None if v in ("standalone", "sentinel") else "must be standalone or sentinel")
+                  check=lambda v: None if v in ("standalone", "sentinel", "external")
+                  else "must be standalone, sentinel or external")
+    redis_external = mode == "external"
     n_sentinels = len(sentinel_hosts)
     redis = RedisSettings(
         mode=mode,
@@ -911,7 +1049,30 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         down_after_ms=rd.get("downAfterMs", int, 5000, check=_in_range(100, 600000)),
         failover_timeout_ms=rd.get("failoverTimeoutMs", int, 60000, check=_in_range(1000, 3600000)),
         maxmemory=rd.get("maxmemory", str, "0", check=_matches(_REDIS_SIZE, "a size like 512mb")),
+        address=rd.get("address", str, None, check=_endpoint_check),
+        sentinels=tuple(rd.get("sentinels", list, [], check=_endpoints_check)),
+        username=rd.get("username", str, None, check=_matches(re.compile(r"^[A-Za-z0-9._@-]{1,128}$"), "a user name")),
+        # Off: Harbor 2.15 speaks TLS to Redis only with server authentication (prepare's tlsOptions); a site
+        # whose Redis requires TLS turns it on.
+        tls=rd.get("tls", bool, False),
+        ca_certificate=rd.get("caCertificate", str, None, check=_pem_certs_check),
     )
+    _refuse_mode_keys(rd, redis_external, external_only=("address", "sentinels", "username", "tls", "caCertificate"),
+                      managed_only=("port", "sentinelPort", "quorum", "downAfterMs", "failoverTimeoutMs",
+                                    "maxmemory"))
+    if redis_external:
+        if bool(redis.address) == bool(redis.sentinels):
+            rd.fail("set either address (one Redis server) or sentinels (with masterSet), not both"
+                    if redis.address else "is required: `host:port` of the Redis server (or sentinels)", "address")
+        if redis.sentinels and rd.data.get("masterSet") is None:
+            rd.fail("is required with sentinels: the name the sentinels monitor", "masterSet")
+        if redis.ca_certificate and not redis.tls:
+            rd.fail("is only used with tls: true", "caCertificate")
+        if redis.username and "redisPassword" not in secrets_present:
+            rd.fail("needs redisPassword: Harbor authenticates a user with its password", "username")
+    elif "redisPassword" in secrets_present:
+        problems.append(f"{NAMESPACE}:redisPassword: only used with redis.mode external (the password of a deployed "
+                        "Redis is generated)")
     rd.finish()
     if mode == "sentinel" and roles_checkable:
         if len(redis_hosts) < 2:
@@ -932,8 +1093,16 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
 
     # --- NFS -------------------------------------------------------------------------------------------------
     nf = _Reader(values.get("nfs"), f"{NAMESPACE}:nfs", problems)
+    # server: roles.nfs runs the kernel's NFS server (the single host the README names); external: an existing
+    # export (a filer, a managed NFS service), which the nodes only mount.
+    nfs_mode = nf.get("mode", str, "server", check=lambda v: None if v in ("server", "external")
+                      else "must be server or external")
     nfs = NfsSettings(
-        export_path=nf.get("exportPath", str, "/srv/harbor", check=_matches(_PATH, "an absolute path")),
+        mode=nfs_mode,
+        server=nf.get("server", str, None, required=nfs_mode == "external", check=_server_name_check),
+        # With mode external it is required: the path the existing server exports.
+        export_path=nf.get("exportPath", str, "/srv/harbor", required=nfs_mode == "external",
+                           check=_matches(_PATH, "an absolute path")),
         # hard: I/O waits for the server instead of corrupting a layer; noatime: no write per read.
         mount_options=nf.get("mountOptions", str, "hard,noatime,_netdev",
                              check=_matches(re.compile(r"^[A-Za-z0-9_=,.]+$"), "a comma-separated option list")),
@@ -941,7 +1110,14 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         version=nf.get("version", str, "4.1", check=lambda v: None if v in ("3", "4", "4.1", "4.2")
                        else "must be 3, 4, 4.1 or 4.2"),
     )
+    _refuse_mode_keys(nf, nfs.external, external_only=("server",), managed_only=())
+    if nfs.external and sandbox_given:
+        nf.fail("external cannot be used with sandbox: the sandbox's Harbor nodes share a Docker volume", "mode")
+    if nfs.external and backup and backup.restic_repository:
+        problems.append(f"{NAMESPACE}:backup.resticRepository: restic runs on the NFS host (roles.nfs); with "
+                        "nfs.mode external the export's own snapshots or backups keep the data volume")
     nf.finish()
+    storage = _parse_storage(raw_storage, object_store_hosts, secrets_present, sandbox_given, roles, problems)
 
     # --- firewall --------------------------------------------------------------------------------------------
     fw = _Reader(values.get("firewall"), f"{NAMESPACE}:firewall", problems)
@@ -971,7 +1147,6 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         hosts=tuple(hosts),
         prefix_length=prefix_length,
         nfs_host=nfs_hosts[0] if nfs_hosts else None,
-        postgres_host=pg_hosts[0],
         postgres_hosts=tuple(pg_hosts),
         etcd_hosts=tuple(etcd_hosts or pg_hosts) if patroni else (),
         backup_host=backup_hosts[0] if backup_hosts and backup else None,
@@ -993,10 +1168,57 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         patroni=patroni,
         backup=backup,
         sandbox=sandbox,
+        storage=storage,
+        object_store_hosts=tuple(object_store_hosts),
         passthrough={k: values[k] for k in PASSTHROUGH_KEYS if k in values},
         monitoring_hosts=tuple(monitoring_hosts) if monitoring else (),
         monitoring=monitoring,
     )
+
+
+_SQL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# An existing server's user may be named as its service wants (`harbor@myserver` on some managed services); no
+# space or quote: Harbor puts it into a `key=value` connection string unquoted (src/common/dao/pgsql.go).
+_EXTERNAL_DB_USER = re.compile(r"^[A-Za-z0-9_.@-]{1,63}$")
+
+
+def _raw_mode(values: Mapping[str, Any], section: str) -> Any:
+    """`<section>.mode` as written (parsed properly later): the roles are read before the sections."""
+    raw = values.get(section)
+    return raw.get("mode") if isinstance(raw, Mapping) else None
+
+
+def _server_name_check(value: str) -> Optional[str]:
+    return None if _DNS_NAME.match(value) else f"{value!r} is not a DNS name or IPv4 address"
+
+
+def _endpoint_check(value: str) -> Optional[str]:
+    host, colon, port = value.rpartition(":")
+    if not colon or not port.isdigit() or not 1 <= int(port) <= 65535 or _server_name_check(host):
+        return f"{value!r} is not `host:port` (a DNS name or IPv4 address, and a port)"
+    return None
+
+
+def _endpoints_check(value: list) -> Optional[str]:
+    if not value:
+        return "must list at least one `host:port`"
+    for i, item in enumerate(value):
+        problem = _endpoint_check(item) if isinstance(item, str) else f"{item!r} is not a string"
+        if problem:
+            return f"[{i}] {problem}"
+    return None
+
+
+def _pem_certs_check(value: str) -> Optional[str]:
+    return None if _PEM_CERTS.match(value) else "is not one or more PEM certificates (-----BEGIN CERTIFICATE-----...)"
+
+
+def _refuse_mode_keys(r: _Reader, external: bool, *, external_only: Sequence[str], managed_only: Sequence[str]) -> None:
+    """`<section>.mode external` takes only what reaches an existing service; the other modes none of that."""
+    for key in managed_only if external else external_only:
+        if r.data.get(key) is not None:
+            r.fail("only used without mode external (a setting of the service harbor-ha deploys)" if external
+                   else "only used with mode external", key)
 
 
 _DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
@@ -1154,8 +1376,10 @@ def _parse_backup(raw: Any, pg_mode: str, backup_hosts: list[Host], pg_hosts: li
     )
     s3.finish()
     br.finish()
-    if pg_mode != "patroni":
-        br.fail("backups are built for postgres.mode: patroni (docs/database-ha.md moves a single server there)")
+    # pgBackRest runs beside PostgreSQL: on the single server or on every Patroni member (a mode without a database
+    # host of ours has nowhere to run it).
+    if pg_mode not in ("single", "patroni"):
+        br.fail(f"backups need a database host of the cluster's own (postgres.mode single or patroni, not {pg_mode})")
     if repository == "host":
         if not backup_hosts:
             roles.fail("backup.repository host needs roles.backup: the host that keeps the repository", "backup")
@@ -1272,6 +1496,135 @@ def _parse_monitoring(raw: Any, monitoring_hosts: list[Host], harbor_nodes: list
         retention=retention, retention_size=retention_size, storage_path=storage_path,
         scrape_interval=scrape_interval, certificate_warning_days=cert_days, backup_max_age_hours=backup_hours,
         replication_lag_bytes=lag_bytes, vip_ca_certificate=vip_ca, webhook=webhook, email=email, slack=slack)
+# --- storage: Harbor's images on S3 and the Garage cluster of roles.objectStore (issue 23) -------------------
+
+GARAGE_DEFAULT_VERSION = "2.5.0"
+# Garage's published static builds (garagehq.deuxfleurs.fr/download); a site mirrors one and sets storage.garage.url.
+GARAGE_RELEASE_URL = "https://garagehq.deuxfleurs.fr/_releases/v{version}/x86_64-unknown-linux-musl/garage"
+MIB = 1 << 20
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_S3_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
+_CAPACITY = re.compile(r"^[1-9][0-9]*(K|M|G|T|P)B?$")
+_SNAPSHOT_INTERVAL = re.compile(r"^[1-9][0-9]*(s|m|h|d)$")
+
+
+def _not_one(check: Callable[[Any], Optional[str]]) -> Callable[[Any], Optional[str]]:
+    # Harbor's prepare writes each storage_service.s3 value with `value == True` -> `true` (make/photon/prepare/
+    # utils/registry.py get_storage_provider_info), so an integer 1 would reach the registry as a boolean.
+    return lambda v: "must not be 1: Harbor's prepare writes 1 as `true`" if v == 1 else check(v)
+
+
+def _parse_storage(raw: Any, object_store_hosts: list[Host], secrets_present: Sequence[str], sandbox: bool,
+                   roles: _Reader, problems: list[str]) -> StorageSettings:
+    """storage: where Harbor's registry keeps images (mode nfs or s3), the bucket, and the Garage cluster."""
+    st = _Reader(raw, f"{NAMESPACE}:storage", problems)
+    # nfs: the data volume every node mounts, as before this key existed; s3 keeps no image on any one host.
+    mode = st.get("mode", str, "nfs", check=lambda v: None if v in ("nfs", "s3") else "must be nfs or s3")
+    s3r = _Reader(st.get("s3", dict, {}), f"{NAMESPACE}:storage.s3", problems)
+    s3 = S3Settings(
+        # Unset with roles.objectStore: the role's TLS endpoint; unset without it: AWS S3 itself, by region.
+        endpoint=s3r.get("endpoint", str, None, check=_matches(_S3_URL, "an endpoint URL like https://s3.internal")),
+        # us-east-1: what S3-compatible stores accept when they have no regions; the role sets Garage's to it.
+        region=s3r.get("region", str, "us-east-1", check=_matches(re.compile(r"^[a-z0-9-]{1,32}$"), "a region")),
+        # harbor-registry: a name of its own, so the bucket is obviously Harbor's when listed with others.
+        bucket=s3r.get("bucket", str, "harbor-registry", check=_matches(_S3_BUCKET, "an S3 bucket name")),
+        # true: self-hosted stores (Garage, Ceph RGW, MinIO) serve path-style requests without wildcard DNS.
+        path_style=s3r.get("pathStyle", bool, True),
+        # A private CA: appended to the bundle Harbor's containers trust (storage_service.ca_bundle).
+        ca_certificate=s3r.get("caCertificate", str, None,
+                               check=lambda v: None if _PEM_CERTS.match(v) else
+                               "is not one or more PEM certificates (-----BEGIN CERTIFICATE-----...)"),
+        # false: clients are never sent to the S3 endpoint itself, which is internal and often unreachable for
+        # them, and whose presigned URLs break behind a proxy (goharbor/harbor#20588, #23050).
+        redirect=s3r.get("redirect", bool, False),
+        root_directory=s3r.get("rootDirectory", str, None, check=_matches(_PATH, "an absolute path")),
+        # 10 MiB: the registry's own default (twice the S3 minimum part size of 5 MiB).
+        chunk_size=s3r.get("chunkSize", int, 10 * MIB, check=_in_range(5 * MIB, 5 * 1024 * MIB)),
+        # 32 MiB, 100 and 32 MiB: the registry's own defaults for moving a finished upload to its blob path.
+        multipart_copy_chunk_size=s3r.get("multipartCopyChunkSize", int, 32 * MIB,
+                                          check=_in_range(5 * MIB, 5 * 1024 * MIB)),
+        multipart_copy_max_concurrency=s3r.get("multipartCopyMaxConcurrency", int, 100,
+                                               check=_not_one(_in_range(1, 1000))),
+        multipart_copy_threshold_size=s3r.get("multipartCopyThresholdSize", int, 32 * MIB,
+                                              check=_not_one(_in_range(0, 5 * 1024 * MIB))),
+    )
+    s3r.finish()
+
+    ga = _Reader(st.get("garage", dict, {}), f"{NAMESPACE}:storage.garage", problems)
+    version = ga.get("version", str, GARAGE_DEFAULT_VERSION, check=_matches(_VERSION, "a version like 2.5.0"))
+    garage = GarageSettings(
+        version=version,
+        # Garage's static musl build of `version`; air-gapped sites serve a copy and set the URL.
+        url=ga.get("url", str, GARAGE_RELEASE_URL.format(version=version),
+                   check=lambda v: None if v.startswith(("https://", "http://")) else f"{v!r} is not an http(s) URL"),
+        # Required: the host installs no binary it cannot check (sha256sum of the file at url).
+        sha256=ga.get("sha256", str, "", required=bool(object_store_hosts) and mode == "s3",
+                      check=_matches(_SHA256, "a lowercase hex sha256")),
+        # 100G: only the ratio between hosts matters to Garage; equal hosts need no setting.
+        capacity=ga.get("capacity", str, "100G", check=_matches(_CAPACITY, "a size like 100G or 2T")),
+        # 3: every object on three hosts in three zones; one host may fail and writes still reach a quorum of 2.
+        replication_factor=ga.get("replicationFactor", int, 3, check=lambda v: None if v in (3, 5)
+                                  else "must be 3 or 5 (an odd number of copies with a write quorum)"),
+        # consistent: read-after-write for the registry (a manifest written through one node is read by another).
+        consistency_mode=ga.get("consistencyMode", str, "consistent",
+                                check=lambda v: None if v == "consistent" else
+                                "must be consistent: the registry reads what another node has just written"),
+        # 3943: next to Garage's own 3900-3903, free on every other role's host.
+        https_port=ga.get("httpsPort", int, 3943, check=_in_range(1, 65535)),
+        # 3901, 3900, 3903: Garage's documented RPC, S3 and admin ports.
+        rpc_port=ga.get("rpcPort", int, 3901, check=_in_range(1, 65535)),
+        s3_port=ga.get("s3Port", int, 3900, check=_in_range(1, 65535)),
+        admin_port=ga.get("adminPort", int, 3903, check=_in_range(1, 65535)),
+        # Garage's documented layout: metadata and data apart, so metadata can live on a faster disk.
+        metadata_dir=ga.get("metadataDir", str, "/var/lib/garage/meta", check=_matches(_PATH, "an absolute path")),
+        data_dir=ga.get("dataDir", str, "/var/lib/garage/data", check=_matches(_PATH, "an absolute path")),
+        # 6h: a consistent copy of the metadata database on each host four times a day, what a restore starts from.
+        metadata_snapshots=ga.get("metadataSnapshots", str, "6h",
+                                  check=_matches(_SNAPSHOT_INTERVAL, "a duration like 6h")),
+    )
+    ga.finish()
+    st.finish()
+
+    ports = {"httpsPort": garage.https_port, "rpcPort": garage.rpc_port, "s3Port": garage.s3_port,
+             "adminPort": garage.admin_port}
+    seen: dict[int, str] = {}
+    for key, port in ports.items():
+        if port in seen:
+            ga.fail(f"{port} is already storage.garage.{seen[port]}; the ports must differ", key)
+        seen.setdefault(port, key)
+    if garage.data_dir == garage.metadata_dir:
+        ga.fail("must differ from metadataDir", "dataDir")
+
+    given = [k for k in ("storageS3AccessKey", "storageS3SecretKey") if k in secrets_present]
+    if object_store_hosts:
+        if len(object_store_hosts) < garage.replication_factor:
+            roles.fail(f"{len(object_store_hosts)} host(s) cannot hold storage.garage.replicationFactor "
+                       f"{garage.replication_factor} copies in separate zones", "objectStore")
+        if mode != "s3":
+            st.fail("roles.objectStore deploys Garage for Harbor's images: set storage.mode s3", "mode")
+        if s3.endpoint:
+            s3r.fail("must be unset with roles.objectStore: Harbor uses the role's own TLS endpoint", "endpoint")
+        for key in given:
+            problems.append(f"{NAMESPACE}:{key}: must not be set with roles.objectStore: the program creates "
+                            "Harbor's Garage key")
+    elif mode == "s3":
+        for key in ("storageS3AccessKey", "storageS3SecretKey"):
+            if key not in given:
+                problems.append(f"{NAMESPACE}:{key}: storage.mode s3 without roles.objectStore needs it "
+                                "(pulumi config set --secret)")
+    if mode == "s3" and sandbox:
+        st.fail("s3 is not built for the sandbox (its nodes share a Docker volume)", "mode")
+    if mode == "s3" and not s3.path_style and s3.endpoint:
+        s3r.fail("false needs AWS itself (no endpoint): Harbor's registry always sends path-style requests to a "
+                 "custom endpoint", "pathStyle")
+    if mode == "nfs":
+        for key in ("s3", "garage"):
+            if st.data.get(key) is not None:
+                st.fail("only used with storage.mode s3", key)
+        return StorageSettings(mode=mode)
+    if st.data.get("garage") is not None and not object_store_hosts:
+        st.fail("only used with roles.objectStore (the Garage cluster the program deploys)", "garage")
+    return StorageSettings(mode=mode, s3=s3, garage=garage if object_store_hosts else None)
 
 
 def load_stack_file(path: str) -> tuple[dict[str, Any], list[str]]:

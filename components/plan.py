@@ -13,18 +13,23 @@ from components.loadbalancer import loadbalancer_files
 from components.monitoring import exporter_files, monitoring_files
 from components.etcd import etcd_files
 from components.nfs import nfs_server_files
-from components.patroni import patroni_files, pgbackrest_repo_files
+from components.object_store import cluster_files, object_store_files
+from components.patroni import patroni_files
+from components.pgbackrest import pgbackrest_repo_files
 from components.postgres import postgres_files
 from components.redis import redis_files, sentinel_files
 
 # Roles in provisioning order on one host (the firewall first: no service is ever reachable without it); each has
 # its `<role>.sh` beside its component.
-ROLES = ("firewall", "nfs-server", "etcd", "postgres", "patroni", "pgbackrest-repo", "redis", "sentinel", "harbor-node",
+ROLES = ("firewall", "nfs-server", "object-store", "object-store-cluster", "etcd", "postgres", "patroni",
+         "pgbackrest-repo", "redis", "sentinel", "harbor-node",
          "loadbalancer", "keepalived", "exporters", "monitoring")
 # How a change to a role's files takes effect on its host (what its `<role>.sh apply` runs after installing them).
 APPLIED_BY = {
     "firewall": "nft -c, then the table loaded with a rollback timer until the apply confirms",
     "nfs-server": "exportfs -ra (no restart)",
+    "object-store": "garage: restart (its TLS front: nginx -t, then reload); the layout is the cluster step's",
+    "object-store-cluster": "Garage's admin API: layout applied when it lacks a node, bucket and key created once",
     "etcd": "etcd: restart",
     "postgres": "postgresql@VERSION-main: restart for postgresql.conf, reload for pg_hba.conf",
     "patroni": "patroni: reload, vip-manager: restart, dynamic settings by patronictl edit-config",
@@ -45,6 +50,10 @@ def role_files(cfg: ClusterConfig) -> dict[str, dict[str, list[FileSpec]]]:
     plan: dict[str, dict[str, list[FileSpec]]] = {h.name: {"firewall": firewall_files(cfg, h)} for h in cfg.hosts}
     if cfg.nfs_host:
         plan[cfg.nfs_host.name]["nfs-server"] = nfs_server_files(cfg)
+    for h in cfg.object_store_hosts:
+        plan[h.name]["object-store"] = object_store_files(cfg, h)
+    if cfg.object_store_hosts:
+        plan[cfg.object_store_hosts[0].name]["object-store-cluster"] = cluster_files(cfg)
     if cfg.patroni:
         for h in cfg.etcd_hosts:
             plan[h.name]["etcd"] = etcd_files(cfg, h)
@@ -52,8 +61,10 @@ def role_files(cfg: ClusterConfig) -> dict[str, dict[str, list[FileSpec]]]:
             plan[h.name]["patroni"] = patroni_files(cfg, h)
         if cfg.backup_host:
             plan[cfg.backup_host.name]["pgbackrest-repo"] = pgbackrest_repo_files(cfg)
-    else:
+    elif not cfg.postgres.external:
         plan[cfg.postgres_host.name]["postgres"] = postgres_files(cfg)
+    if cfg.backup and cfg.backup_host:
+        plan[cfg.backup_host.name]["pgbackrest-repo"] = pgbackrest_repo_files(cfg)
     for h in cfg.redis_hosts:
         plan[h.name]["redis"] = redis_files(cfg, h)
     for h in cfg.sentinel_hosts:

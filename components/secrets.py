@@ -6,6 +6,7 @@ so a second `pulumi up` reuses them instead of rotating them, and every node get
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Optional
 from collections.abc import Mapping
@@ -16,9 +17,10 @@ import pulumi_tls as tls
 
 from components.config import ClusterConfig
 from components.harbor_node import NODE_TLS_NAME
-from components.patroni import PGBACKREST_CLIENT_CN
+from components.pgbackrest import PGBACKREST_CLIENT_CN
 from components.postgres import server_tls_names
 from components.host.files import PUBLIC_VALUES
+from components.object_store import S3_TLS_NAME, garage_node_identity
 
 
 @dataclass
@@ -33,13 +35,18 @@ class ClusterSecretsArgs:
     backup_s3_secret_key: Optional[pulumi.Input[str]] = None  #: backupS3SecretKey (S3 repositories)
     #: monitoringWebhookToken, monitoringSmtpPassword, monitoringSlackApiUrl by SECRET_VALUES name (the receivers')
     monitoring: Optional[Mapping[str, Optional[pulumi.Input[str]]]] = None
+    storage_s3_access_key: Optional[pulumi.Input[str]] = None  #: storageS3AccessKey (storage.mode s3, own S3)
+    storage_s3_secret_key: Optional[pulumi.Input[str]] = None  #: storageS3SecretKey (storage.mode s3, own S3)
+    postgres_password: Optional[pulumi.Input[str]] = None  #: postgresPassword (postgres.mode external)
+    redis_password: Optional[pulumi.Input[str]] = None  #: redisPassword (redis.mode external; None: no AUTH)
 
 
 class ClusterSecrets(pulumi.ComponentResource):
     """Generated passwords, Harbor's shared keys and the LB's TLS material."""
 
     values: dict[str, pulumi.Output[str]]  #: files.SECRET_VALUES name -> secret Output (Patroni's in patroni mode)
-    admin_password: pulumi.Output[str]  #: Harbor's admin password
+    admin_password: pulumi.Output[str]  #: the admin password the stack wants (harborAdminPassword, else generated)
+    initial_admin_password: pulumi.Output[str]  #: the generated one Harbor is installed with (harbor.yml)
     self_signed_certificate: Optional[pulumi.Output[str]]  #: the generated LB certificate (None with a user one)
 
     def __init__(self, name: str, args: ClusterSecretsArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -55,7 +62,10 @@ class ClusterSecrets(pulumi.ComponentResource):
             # Letters and digits only: nothing to quote in redis.conf, harbor.yml, SQL or a Redis URL.
             return random.RandomPassword(f"{name}-{role}", length=length, special=False, opts=opts).result
 
-        admin = args.admin_password if args.admin_password is not None else password("admin-password", 24)
+        # Harbor is installed with a generated password and never told another in harbor.yml: core takes that one
+        # only at the first start, so harborAdminPassword is set and changed through the API (harbor_provider/
+        # admin.py), and no node's files hold the password in force unless it is this generated one.
+        initial_admin = password("admin-password", 24)
 
         # Harbor core signs registry tokens with this key; the registry trusts the certificate.
         core_key = tls.PrivateKey(f"{name}-core-key", algorithm="RSA", rsa_bits=4096, opts=keep)
@@ -117,12 +127,20 @@ class ClusterSecrets(pulumi.ComponentResource):
         # answer on it, so a key per member would not confine the one name Harbor trusts; one certificate keeps one
         # secret pair and the single server's files. Adding or removing a database host changes its names, which
         # re-issues it and re-applies every member (a reload: open connections stay).
-        pg_cert, pg_key = signed("postgres-tls", *server_tls_names(cfg))
+        # An external database has its own certificate (postgres.caCertificate).
+        pg_tls = {} if cfg.postgres.external else dict(zip(
+            ("postgres_tls_certificate", "postgres_tls_private_key"), signed("postgres-tls", *server_tls_names(cfg)),
+            strict=True))
+        if cfg.postgres.external and args.postgres_password is None:
+            # parse_cluster_config requires postgresPassword in external mode: never None from the program.
+            raise ValueError("postgres.mode external needs postgres_password (harbor-ha:postgresPassword)")
 
         values: dict[str, pulumi.Input[str]] = {
-            "admin_password": admin,
-            "db_password": password("db-password", 32),
-            "redis_password": password("redis-password", 32),
+            "admin_password": initial_admin,
+            "db_password": args.postgres_password if cfg.postgres.external and args.postgres_password is not None
+            else password("db-password", 32),
+            # An external Redis without redisPassword: no AUTH (prepare leaves the password out of the URLs).
+            "redis_password": (args.redis_password or "") if cfg.redis.external else password("redis-password", 32),
             # PASS authentication takes at most 8 characters (VRRPv2 only; VRRPv3 has no authentication).
             "vrrp_auth_pass": password("vrrp-auth-pass", 8),
             # Harbor's secretkey is an AES key of exactly 16 bytes.
@@ -140,29 +158,88 @@ class ClusterSecrets(pulumi.ComponentResource):
             "cluster_ca_certificate": ca_cert.cert_pem,
             "node_tls_certificate": node_cert,
             "node_tls_private_key": node_key,
-            "postgres_tls_certificate": pg_cert,
-            "postgres_tls_private_key": pg_key,
+            **pg_tls,
         }
         if cfg.patroni:
-            values.update(self._patroni_values(name, cfg, password, child))
-            if cfg.backup and cfg.backup.s3_keys_needed_by:
-                s3_key, s3_secret = args.backup_s3_access_key, args.backup_s3_secret_key
-                # parse_cluster_config requires both secrets for an S3 repository: never None from the program.
-                if s3_key is None or s3_secret is None:
-                    raise ValueError(f"{cfg.backup.s3_keys_needed_by} needs backup_s3_access_key and "
-                                     "backup_s3_secret_key (harbor-ha:backupS3AccessKey, harbor-ha:backupS3SecretKey)")
-                values.update(backup_s3_access_key=s3_key, backup_s3_secret_key=s3_secret)
+            values.update(self._patroni_values(password))
+        # Every patroni stack has had them since patroni mode came: kept there, with or without a backup section.
+        if cfg.patroni or cfg.backup:
+            values.update(self._backup_values(name, cfg, password, child))
+        if cfg.backup and cfg.backup.s3_keys_needed_by:
+            s3_key, s3_secret = args.backup_s3_access_key, args.backup_s3_secret_key
+            # parse_cluster_config requires both secrets for an S3 repository: never None from the program.
+            if s3_key is None or s3_secret is None:
+                raise ValueError(f"{cfg.backup.s3_keys_needed_by} needs backup_s3_access_key and "
+                                 "backup_s3_secret_key (harbor-ha:backupS3AccessKey, harbor-ha:backupS3SecretKey)")
+            values.update(backup_s3_access_key=s3_key, backup_s3_secret_key=s3_secret)
         # Alertmanager's receiver secrets: exactly those the config names (parse_cluster_config required them).
         values.update({k: v for k, v in (args.monitoring or {}).items() if v is not None})
+        values.update(self._storage_values(name, cfg, args, password, child))
+        if cfg.object_store_hosts:
+            values.update(self._garage_values(name, cfg, password, keep, child, signed))
         self.values = {k: pulumi.Output.from_input(v) if k in PUBLIC_VALUES else pulumi.Output.secret(v)
                        for k, v in values.items()}
-        self.admin_password = self.values["admin_password"]
+        self.initial_admin_password = self.values["admin_password"]
+        self.admin_password = pulumi.Output.secret(args.admin_password) if args.admin_password is not None \
+            else self.initial_admin_password
         self.register_outputs({"admin_password": self.admin_password})
 
     @staticmethod
-    def _patroni_values(name: str, cfg: ClusterConfig, password, child: pulumi.ResourceOptions) -> dict:
-        """Patroni's users, and one TLS identity for pgBackRest: server and client on every database host and on
-        the backup host (they all trust each other; `tls-server-auth` admits this certificate's CN only)."""
+    def _storage_values(name: str, cfg: ClusterConfig, args: ClusterSecretsArgs, password,
+                        child: pulumi.ResourceOptions) -> dict:
+        """storage.mode s3: Harbor's S3 keys, from config for an S3 of the site's own (none in nfs mode)."""
+        if cfg.storage.s3 is None or cfg.object_store_hosts:
+            return {}
+        key, secret = args.storage_s3_access_key, args.storage_s3_secret_key
+        # parse_cluster_config requires both secrets for s3 without roles.objectStore: never None from the program.
+        if key is None or secret is None:
+            raise ValueError("storage.mode s3 needs storage_s3_access_key and storage_s3_secret_key "
+                             "(harbor-ha:storageS3AccessKey, harbor-ha:storageS3SecretKey)")
+        return {"storage_s3_access_key": key, "storage_s3_secret_key": secret}
+
+    @staticmethod
+    def _garage_values(name: str, cfg: ClusterConfig, password, keep: pulumi.ResourceOptions,
+                       child: pulumi.ResourceOptions, signed) -> dict:
+        """roles.objectStore: the Garage nodes' keys and RPC secret, the admin token, the S3 front's certificate and
+        Harbor's key, all generated. The node keys and the RPC secret are the cluster's identity: protected."""
+        identities = [
+            tls.PrivateKey(f"{name}-garage-node-key-{h.name}", algorithm="ED25519", opts=keep)
+            for h in cfg.object_store_hosts]
+        pairs = pulumi.Output.all(*[o for k in identities for o in (k.private_key_pem, k.public_key_pem)]).apply(
+            lambda pems: {h.name: garage_node_identity(pems[2 * i], pems[2 * i + 1])
+                          for i, h in enumerate(cfg.object_store_hosts)})
+        rpc_secret = random.RandomId(f"{name}-garage-rpc-secret", byte_length=32, opts=pulumi.ResourceOptions.merge(
+            keep, pulumi.ResourceOptions(additional_secret_outputs=["hex", "b64_std", "b64_url", "dec"]))).hex
+        cert, key = signed("object-store-tls", [S3_TLS_NAME], [])
+        # Access key ids are public in S3 terms, but this one is kept secret like the rest: nothing needs to see it.
+        key_id = random.RandomPassword(f"{name}-storage-s3-key-id", length=24, special=False, upper=False,
+                                       opts=child).result
+        return {
+            "garage_node_keys": pairs.apply(lambda p: json.dumps({h: v[0] for h, v in p.items()}, sort_keys=True)),
+            "garage_node_ids": pairs.apply(lambda p: json.dumps({h: v[1] for h, v in p.items()}, sort_keys=True)),
+            "garage_rpc_secret": rpc_secret,
+            "garage_admin_token": password("garage-admin-token", 32),
+            "object_store_tls_certificate": cert,
+            "object_store_tls_private_key": key,
+            "storage_s3_access_key": pulumi.Output.concat("GK", key_id),
+            "storage_s3_secret_key": password("storage-s3-secret-key", 64),
+        }
+
+    @staticmethod
+    def _patroni_values(password) -> dict:
+        """Patroni's users."""
+        return {
+            "pg_superuser_password": password("pg-superuser-password", 32),
+            "pg_replication_password": password("pg-replication-password", 32),
+            "pg_rewind_password": password("pg-rewind-password", 32),
+            "patroni_api_password": password("patroni-api-password", 32),
+        }
+
+    @staticmethod
+    def _backup_values(name: str, cfg: ClusterConfig, password, child: pulumi.ResourceOptions) -> dict:
+        """restic's repository password, and one TLS identity for pgBackRest: server and client on every database
+        host and on the backup host (they all trust each other; `tls-server-auth` admits this certificate's CN
+        only)."""
         ca_key = tls.PrivateKey(f"{name}-pgbackrest-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         ca = tls.SelfSignedCert(
             f"{name}-pgbackrest-ca", private_key_pem=ca_key.private_key_pem, is_ca_certificate=True,
@@ -181,10 +258,6 @@ class ClusterSecrets(pulumi.ComponentResource):
             ca_private_key_pem=ca_key.private_key_pem, ca_cert_pem=ca.cert_pem, validity_period_hours=10 * 365 * 24,
             allowed_uses=["digital_signature", "key_encipherment", "server_auth", "client_auth"], opts=child)
         return {
-            "pg_superuser_password": password("pg-superuser-password", 32),
-            "pg_replication_password": password("pg-replication-password", 32),
-            "pg_rewind_password": password("pg-rewind-password", 32),
-            "patroni_api_password": password("patroni-api-password", 32),
             "restic_password": password("restic-password", 32),
             "pgbackrest_ca_cert": ca.cert_pem,
             "pgbackrest_cert": cert.cert_pem,

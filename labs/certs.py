@@ -72,16 +72,19 @@ def new_ca(common_name: str = "harbor-ha cluster CA (lab)", days: int = 1) -> tu
 
 def cluster_tls(cfg, days: int = 1, ca: Optional[tuple] = None) -> dict[str, bytes]:
     """The cluster CA (`ca` = (certificate, key), default a new one) and the certificates components/secrets.py has
-    it sign, shaped the same (SANs included): {"ca", "node_cert", "node_key", "postgres_cert", "postgres_key"} as
-    PEM."""
+    it sign, shaped the same (SANs included): {"ca", "node_cert", "node_key", "postgres_cert", "postgres_key",
+    "object_store_cert", "object_store_key"} as PEM."""
     from components.harbor_node import NODE_TLS_NAME
+    from components.object_store import S3_TLS_NAME
     from components.postgres import server_tls_names
 
     ca = ca or new_ca(days=days)
-    node_key, pg_key = new_key(), new_key()
+    node_key, pg_key, s3_key = new_key(), new_key(), new_key()
+    s3 = issue(S3_TLS_NAME, s3_key, names=[S3_TLS_NAME], issuer=ca, days=days)
     node = issue(NODE_TLS_NAME, node_key, names=[NODE_TLS_NAME, *(h.address for h in cfg.harbor_nodes)],
                  issuer=ca, days=days)
     dns_names, addresses = server_tls_names(cfg)
     pg = issue([*dns_names, *addresses][0], pg_key, names=[*dns_names, *addresses], issuer=ca, days=days)
     return {"ca": cert_pem(ca[0]), "node_cert": cert_pem(node), "node_key": key_pem(node_key),
-            "postgres_cert": cert_pem(pg), "postgres_key": key_pem(pg_key)}
+            "postgres_cert": cert_pem(pg), "postgres_key": key_pem(pg_key),
+            "object_store_cert": cert_pem(s3), "object_store_key": key_pem(s3_key)}

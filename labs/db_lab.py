@@ -53,9 +53,10 @@ sys.path.insert(0, str(ROOT))  # run as a file: import the program and labs from
 from components.config import parse_cluster_config  # noqa: E402
 from components.etcd import EtcdPaths, etcd_files  # noqa: E402
 from components.host.files import FileSpec  # noqa: E402
-from components.patroni import (PGBACKREST_CLIENT_CN, REPLICATION_USER, STANZA, PatroniPaths,  # noqa: E402
-                                patroni_files, pgbackrest_repo_files, render_dynamic_yml, render_migration_script,
-                                render_migration_sql, render_restore_script)
+from components.patroni import (REPLICATION_USER, PatroniPaths, patroni_files, render_dynamic_yml,  # noqa: E402
+                                render_migration_script, render_migration_sql)
+from components.pgbackrest import (PGBACKREST_CLIENT_CN, STANZA, pgbackrest_repo_files,  # noqa: E402
+                                   render_restore_script)
 from components.postgres import render_harbor_role_sql, render_pg_hba, render_postgresql_conf  # noqa: E402
 from labs import certs as lab_certs  # noqa: E402
 from labs import netns as netns_lab  # noqa: E402
@@ -657,7 +658,8 @@ class DbLab:
 
 
 def restore_to(lab: DbLab, host: str, target: str) -> None:
-    """The restore script scripts/restore.py runs (components/patroni render_restore_script), in `host`'s namespace."""
+    """The restore script scripts/restore.py runs (components/pgbackrest render_restore_script), in `host`'s
+    namespace."""
     script = lab.root / f"restore-{host}.sh"
     script.write_text(render_restore_script(lab.cfg, lab.paths[host], target))
     os.chmod(script, 0o644)

@@ -31,8 +31,10 @@ use_clone_venv()  # started by a python3 without the program's packages: re-run 
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "configuration.md"
-# The stacks whose parsing is recorded: together they reach every key (the Patroni example the patroni-mode ones).
-EXAMPLE_STACKS = (ROOT / "Pulumi.dev.yaml", ROOT / "Pulumi.prod.yaml", ROOT / "docs" / "examples" / "patroni.yaml")
+# The stacks whose parsing is recorded: together they reach every key (the Patroni example the patroni-mode ones,
+# the external one the existing services', the s3 one the storage keys).
+EXAMPLE_STACKS = (ROOT / "Pulumi.dev.yaml", ROOT / "Pulumi.prod.yaml", ROOT / "docs" / "examples" / "patroni.yaml",
+                  ROOT / "docs" / "examples" / "external.yaml", ROOT / "docs" / "examples" / "s3.yaml")
 
 # Defaults computed from other keys: the recorded value is only the example's, so the rule is stated instead.
 # (test_config_docs fails when a default differs between the two example stacks and is not listed here.)
@@ -50,12 +52,21 @@ COMPUTED_DEFAULTS = {
     "backup.s3.bucket": "required with repository s3",
     "postgres.vip": "required with mode patroni",
     "postgres.vip.address": "required with mode patroni",
+    "postgres.host": "required with mode external",
+    "roles.nfs": "required, except with nfs.mode external, storage.mode s3 and in the sandbox",
+    "roles.postgres": "required, except with postgres.mode external",
+    "roles.redis": "required, except with redis.mode external",
+    "postgres.maxConnections": "`300`; required with mode external",
+    "nfs.server": "required with mode external",
+    "nfs.exportPath": "`/srv/harbor`; required with mode external",
+    "storage.garage.sha256": "required with roles.objectStore",
 }
 # Role keys land in ClusterConfig fields of other names.
 ROLE_FIELDS = {"nfs": "nfs_host", "postgres": "postgres_hosts", "etcd": "etcd_hosts", "backup": "backup_host",
                "redis": "redis_hosts", "sentinels": "sentinel_hosts", "harborNodes": "harbor_nodes",
                "retiringNodes": "retiring_nodes",
-               "loadBalancers": "lb_hosts", "monitoring": "monitoring_hosts"}
+               "loadBalancers": "lb_hosts", "monitoring": "monitoring_hosts",
+               "objectStore": "object_store_hosts"}
 
 
 @dataclasses.dataclass
@@ -156,7 +167,8 @@ SECTION_CLASSES = {"hosts[]": ["Host"], "network": ["ClusterConfig"], "roles": [
                    "redis": ["RedisSettings"], "nfs": ["NfsSettings"], "firewall": ["FirewallSettings"],
                    "monitoring": ["MonitoringSettings"], "monitoring.receivers": ["MonitoringSettings"],
                    "monitoring.receivers.webhook": ["WebhookReceiver"],
-                   "monitoring.receivers.email": ["EmailReceiver"], "monitoring.receivers.slack": ["SlackReceiver"]}
+                   "monitoring.receivers.email": ["EmailReceiver"], "monitoring.receivers.slack": ["SlackReceiver"],
+                   "storage": ["StorageSettings"], "storage.s3": ["S3Settings"], "storage.garage": ["GarageSettings"]}
 
 
 def what_it_is(docs: dict[str, dict[str, str]], section: str, name: str) -> str:
@@ -302,12 +314,20 @@ def generate() -> str:
     secret_docs = {"sshPrivateKey": "the private key the program logs in with on every host (required)",
                    "tlsCertificate": SECRET_VALUES["tls_certificate"] + "; set with tlsPrivateKey, else self-signed",
                    "tlsPrivateKey": SECRET_VALUES["tls_private_key"],
-                   "harborAdminPassword": SECRET_VALUES["admin_password"],
+                   "harborAdminPassword": "Harbor's admin password (unset: generated); set and changed through "
+                                          "Harbor's API (operations/rotations.md)",
                    "backupS3AccessKey": SECRET_VALUES["backup_s3_access_key"],
                    "backupS3SecretKey": SECRET_VALUES["backup_s3_secret_key"],
                    "monitoringSmtpPassword": SECRET_VALUES["monitoring_smtp_password"],
                    "monitoringSlackApiUrl": SECRET_VALUES["monitoring_slack_api_url"],
-                   "monitoringWebhookToken": SECRET_VALUES["monitoring_webhook_token"]}
+                   "monitoringWebhookToken": SECRET_VALUES["monitoring_webhook_token"],
+                   "storageS3AccessKey": SECRET_VALUES["storage_s3_access_key"] + "; storage.mode s3 without "
+                   "roles.objectStore",
+                   "storageS3SecretKey": SECRET_VALUES["storage_s3_secret_key"] + "; storage.mode s3 without "
+                   "roles.objectStore",
+                   "postgresPassword": "password of postgres.user on the existing server (postgres.mode external: "
+                                       "required)",
+                   "redisPassword": "password of the existing Redis (redis.mode external; unset: no AUTH)"}
     lines += [f"| `{NAMESPACE}:{key}` | {_cell(secret_docs[key])} |" for key in SECRET_KEYS]
     nested = secret_settings(HarborSection, "harborApi") + secret_settings(MigrationSection, "migration")
     lines += ["", "Inside `harborApi` and `migration`, with `pulumi config set --secret --path 'migration.password'` "

@@ -71,11 +71,15 @@ def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
         if fw.metrics_sources:
             openings.append(Opening("harbor-metrics", "tcp", cfg.harbor.metrics_port, fw.metrics_sources,
                                     "Prometheus scrapers (firewall.metricsSources)", published=True))
-    if host == cfg.postgres_host and not cfg.patroni:
+    if host in cfg.postgres_hosts and cfg.postgres.mode == "single":
         openings.append(Opening("postgres", "tcp", cfg.postgres.port, _cidrs(cfg.data_clients, host),
                                 "Harbor's database pools (and a retiring node's until its delete ran)"))
     if cfg.patroni:
         openings += _patroni_openings(cfg, host)
+    backup = [cfg.backup_host] if cfg.backup and cfg.backup_host else []
+    if cfg.backup and backup and host in [*cfg.postgres_hosts, *backup]:
+        openings.append(Opening("pgbackrest", "tcp", cfg.backup.tls_port, _cidrs([*cfg.postgres_hosts, *backup], host),
+                                "pgBackRest's TLS server between the database hosts and the repository host"))
     redis_peers = _cidrs([*nodes, *cfg.redis_hosts, *cfg.sentinel_hosts], host)
     if host in cfg.redis_hosts:
         openings.append(Opening("redis", "tcp", cfg.redis.port, redis_peers,
@@ -94,6 +98,15 @@ def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
                                             "NFSv3 mounts and locks"))
     if cfg.monitoring:
         openings += _monitoring_openings(cfg, host)
+    if host in cfg.object_store_hosts and cfg.storage.garage:
+        garage = cfg.storage.garage
+        openings += [
+            Opening("garage-rpc", "tcp", garage.rpc_port, _cidrs(cfg.object_store_hosts, host),
+                    "Garage nodes replicate and route requests among themselves"),
+            Opening("s3-https", "tcp", garage.https_port, _cidrs(cfg.data_clients, host),
+                    "Harbor's registry reaches the bucket through the TLS front (and a retiring node's until its "
+                    "delete ran)"),
+        ]
     # A peer list that is only the host itself: nothing to open (its own traffic comes over loopback).
     return [o for o in openings if o.sources != ()]
 
@@ -133,7 +146,7 @@ def _monitoring_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
 
 
 def _patroni_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
-    """postgres.mode patroni: the database members, etcd and the pgBackRest repository (components/patroni/)."""
+    """postgres.mode patroni: the database members and etcd (components/patroni/)."""
     assert cfg.patroni is not None
     members, etcd = list(cfg.postgres_hosts), list(cfg.etcd_hosts)
     backup = [cfg.backup_host] if cfg.backup and cfg.backup_host else []
@@ -152,9 +165,6 @@ def _patroni_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
                     "Patroni and vip-manager keep and watch the leader key"),
             Opening("etcd-peer", "tcp", cfg.patroni.etcd_peer_port, _cidrs(etcd, host), "etcd members replicate"),
         ]
-    if cfg.backup and host in [*members, *backup] and backup:
-        openings.append(Opening("pgbackrest", "tcp", cfg.backup.tls_port, _cidrs([*members, *backup], host),
-                                "pgBackRest's TLS server between the database hosts and the repository host"))
     return openings
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -14,6 +15,7 @@ from components.config import ClusterConfig, Host
 from components.host.files import FileSpec, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
 from components.nfs import HARBOR_UID, nfs_client_files
+from components.object_store import S3_TLS_NAME, s3_endpoint
 from components.redis import harbor_redis_host
 
 SCRIPT = Path(__file__).with_name("harbor-node.sh")  #: the role script shipped to each Harbor node
@@ -37,9 +39,56 @@ NODE_TLS_DIR = "/etc/harbor-ha/node-tls"
 NODE_CERT_PATH = f"{NODE_TLS_DIR}/node.crt"
 NODE_KEY_PATH = f"{NODE_TLS_DIR}/node.key"
 CLUSTER_CA_PATH = f"{NODE_TLS_DIR}/cluster-ca.crt"
+S3_KEYS = ("storage_s3_access_key", "storage_s3_secret_key")  #: the secret values harbor.yml needs in s3 mode
+# postgres.mode external with a caCertificate: the cluster CA and the database's CA, Harbor's ca_bundle then.
+TRUSTED_CAS_PATH = f"{NODE_TLS_DIR}/trusted-cas.crt"
+# redis.mode external with tls and a caCertificate: prepare's tlsOptions.rootCA (it adds it to every component's
+# trusted CAs, as it does the ca_bundle).
+REDIS_CA_PATH = "/etc/harbor-ha/redis/ca.crt"
 
 
-def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
+def registry_s3_parameters(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict:
+    """The registry's S3 driver parameters (storage_service.s3 of harbor.yml; pure). Harbor's prepare writes each
+    as one `key: value` line of the registry's config.yml, so every value is a scalar."""
+    s3 = cfg.storage.s3
+    if s3 is None:
+        raise ValueError("storage.mode is not s3")
+    endpoint = s3_endpoint(cfg)
+    params: dict = {
+        "accesskey": secrets["storage_s3_access_key"],
+        "secretkey": secrets["storage_s3_secret_key"],
+        "region": s3.region,
+        "bucket": s3.bucket,
+        "secure": endpoint is None or endpoint.startswith("https://"),
+        "v4auth": True,
+        "chunksize": s3.chunk_size,
+        "multipartcopychunksize": s3.multipart_copy_chunk_size,
+        "multipartcopymaxconcurrency": s3.multipart_copy_max_concurrency,
+        "multipartcopythresholdsize": s3.multipart_copy_threshold_size,
+    }
+    if endpoint:
+        # Harbor's registry (distribution 2.8) sends path-style requests to any regionendpoint; distribution 3 needs
+        # forcepathstyle for it, and 2.8 ignores the key.
+        params["regionendpoint"] = endpoint.rstrip("/")
+        params["forcepathstyle"] = s3.path_style
+    if s3.root_directory:
+        params["rootdirectory"] = s3.root_directory
+    return params
+
+
+def storage_service(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict:
+    """storage_service of harbor.yml (pure): the trusted CA bundle, and in s3 mode the bucket and redirects."""
+    s3 = cfg.storage.s3
+    ca_bundle = TRUSTED_CAS_PATH if extra_trusted_cas(cfg) else CLUSTER_CA_PATH
+    if s3 is None:
+        return {"ca_bundle": ca_bundle}
+    return {"ca_bundle": ca_bundle,
+            "s3": registry_s3_parameters(cfg, secrets),
+            # prepare adds `redirect: disable: true` to the registry's storage only when this says so.
+            "redirect": {"disable": not s3.redirect}}
+
+
+def harbor_yml_data(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict:
     """harbor.yml as data (pure): the installer's template keys, external DB/Redis, TLS from the LB to the node and
     from the node to PostgreSQL."""
     h = cfg.harbor
@@ -52,8 +101,15 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
         "trivy_db_index": 5,
         "idle_timeout_seconds": 30,
     }
-    if cfg.redis.mode == "sentinel":
+    if cfg.redis.mode == "sentinel" or cfg.redis.sentinels:
         redis["sentinel_master_set"] = cfg.redis.master_set
+    if cfg.redis.username:
+        redis["username"] = cfg.redis.username
+    if cfg.redis.tls:
+        # prepare switches the URLs to rediss:// (rediss+sentinel://: the sentinels too) and reads rootCA, which
+        # may be empty (the system CAs) but must be there (make/photon/prepare/utils/configs.py).
+        redis["tlsOptions"] = {"enable": True, "rootCA": REDIS_CA_PATH if cfg.redis.ca_certificate else None}
+    pg = cfg.postgres
     return {
         "hostname": h.hostname,
         # The LB re-encrypts to the nodes: Harbor's own nginx serves the cluster CA's node certificate (prepare
@@ -72,20 +128,25 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: dict[str, str]) -> dict:
             "password": secrets["db_password"],
             # Passed to pgx as sslmode (src/common/dao/pgsql.go); verify-full checks the server's certificate and
             # address against the trusted CAs, where storage_service.ca_bundle below puts the cluster CA. In patroni
-            # mode the address is the database VIP, which every member's certificate carries.
-            "ssl_mode": "verify-full",
+            # mode the address is the database VIP, which every member's certificate carries. An external server:
+            # postgres.sslMode, its CA in the ca_bundle (TRUSTED_CAS_PATH).
+            "ssl_mode": pg.ssl_mode if pg.external else "verify-full",
             "max_idle_conns": min(10, h.db_max_open_conns),
             "max_open_conns": h.db_max_open_conns,
         }},
         "external_redis": redis,
-        # Not for storage (ours is the filesystem): prepare copies ca_bundle into common/config/shared/
-        # trust-certificates, which core, jobservice, exporter, registry and trivy mount as /harbor_cust_cert and
-        # append to their system CA bundle at start (make/photon/common/install_cert.sh): the one harbor.yml key
-        # that makes Harbor 2.15's Go clients trust a private CA (docs/security.md).
-        "storage_service": {"ca_bundle": CLUSTER_CA_PATH},
+        # ca_bundle is not only for storage: prepare copies it into common/config/shared/trust-certificates, which
+        # core, jobservice, exporter, registry and trivy mount as /harbor_cust_cert and append to their system CA
+        # bundle at start (make/photon/common/install_cert.sh): the one harbor.yml key that makes Harbor 2.15's Go
+        # clients trust a private CA (docs/security.md). storage.mode s3 adds the bucket.
+        "storage_service": storage_service(cfg, secrets),
         "trivy": {"ignore_unfixed": False, "skip_update": h.trivy_skip_update, "offline_scan": h.trivy_offline_scan,
                   "insecure": False, "timeout": "5m0s"},
-        "jobservice": {"max_job_workers": 10, "job_loggers": ["STD_OUTPUT", "FILE"], "logger_sweeper_duration": 1},
+        # FILE keeps job logs in data_volume/job_logs, which every node shares in nfs mode; with s3 the data volume
+        # is each node's own disk, so the logs go to the database, where any node's UI finds them.
+        "jobservice": {"max_job_workers": 10,
+                       "job_loggers": ["STD_OUTPUT", "DATABASE" if cfg.storage.s3 else "FILE"],
+                       "logger_sweeper_duration": 1},
         "notification": {"webhook_job_max_retry": 3, "webhook_job_http_client_timeout": 3},
         "log": {"level": "info", "local": {"rotate_count": 50, "rotate_size": "200M",
                                            "location": "/var/log/harbor"}},
@@ -117,9 +178,13 @@ def node_env(cfg: ClusterConfig) -> FileSpec:
         "HTTPS_PORT": str(h.https_port),
         "NODE_TLS_NAME": NODE_TLS_NAME,
         "CLUSTER_CA": CLUSTER_CA_PATH,
-        # nfs: the node mounts the NFS export; shared: data_volume is already a mount every node shares (the
-        # sandbox's Docker volume), the node only checks it is there.
-        "DATA_MOUNT": "nfs" if cfg.nfs_host else "shared",
+        # nfs: the node mounts the NFS export (ours or an existing one); shared: data_volume is already a mount every
+        # node shares (the sandbox's Docker volume), the node only checks it is there; local: storage.mode s3, the
+        # images are in the bucket and data_volume is a folder on the node's own disk.
+        "DATA_MOUNT": "local" if cfg.storage.s3 else "nfs" if cfg.nfs_export else "shared",
+        # storage.mode s3 with roles.objectStore: every object-store host's address, for the S3 endpoint's name.
+        "S3_TLS_NAME": S3_TLS_NAME,
+        "S3_HOSTS": " ".join(h.address for h in cfg.object_store_hosts),
         "WITH_TRIVY": "1" if h.trivy else "0",
         "HEALTH_TIMEOUT": str(h.health_timeout),
         "CSRF_KEY_FILE": CSRF_KEY_PATH,
@@ -171,9 +236,34 @@ SHARED_KEYS = (
 )
 
 
+def extra_trusted_cas(cfg: ClusterConfig) -> list[str]:
+    """The private CAs a node's Harbor trusts besides the cluster CA: the bucket's (storage.s3.caCertificate) and an
+    external database's (postgres.caCertificate). With any, ca_bundle is TRUSTED_CAS_PATH (the cluster CA and them)."""
+    s3, pg = cfg.storage.s3, cfg.postgres
+    return [ca for ca in (s3.ca_certificate if s3 else None, pg.ca_certificate if pg.external else None) if ca]
+
+
+def external_ca_files(cfg: ClusterConfig) -> list[FileSpec]:
+    """The bundle of trusted CAs when there is a private one beside the cluster CA, and an external Redis's CA."""
+    files = []
+    extra, redis_ca = extra_trusted_cas(cfg), cfg.redis.ca_certificate
+    if extra:
+        files.append(FileSpec(path=TRUSTED_CAS_PATH, render=lambda s: _pem_join(s["cluster_ca_certificate"], *extra),
+                              needs=("cluster_ca_certificate",)))
+    if cfg.redis.external and redis_ca:
+        files.append(FileSpec(path=REDIS_CA_PATH, render=lambda _s: _pem_join(redis_ca)))
+    return files
+
+
+def _pem_join(*pems: str) -> str:
+    return "".join(p.strip() + "\n" for p in pems)
+
+
 def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
-    needs = ("admin_password", "db_password", "redis_password")
-    files = (nfs_client_files(cfg) if cfg.nfs_host else []) + [
+    s3 = cfg.storage.s3
+    needs = ("admin_password", "db_password", "redis_password", *(S3_KEYS if s3 else ()))
+    nfs = bool(cfg.nfs_export) and not s3
+    files = (nfs_client_files(cfg) if nfs else []) + [*external_ca_files(cfg),
         FileSpec(path=f"{cfg.harbor.install_dir}/harbor.yml",
                  render=lambda s: render_harbor_yml(cfg, dict(s)), needs=needs, mode=0o600),
         node_env(cfg),
@@ -189,10 +279,12 @@ def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
                  needs=("cluster_ca_certificate",)),
         FileSpec(path=SCANNER_PREFIX_PATH, render=lambda s: s["harbor_scanner_prefix"] + "\n",
                  needs=("harbor_scanner_prefix",), mode=0o600),
-        FileSpec(path="/etc/systemd/system/docker.service.d/harbor-ha-data-volume.conf",
-                 render=lambda _s: render_docker_dropin(cfg)),
         FileSpec(path=f"/etc/systemd/system/{START_UNIT}", render=lambda _s: render_start_unit(cfg)),
     ]
+    if not s3:
+        # With s3 the data volume is the node's own disk: nothing to wait for at boot.
+        files.append(FileSpec(path="/etc/systemd/system/docker.service.d/harbor-ha-data-volume.conf",
+                              render=lambda _s: render_docker_dropin(cfg)))
     for rel, secret in SHARED_KEYS:
         files.append(FileSpec(path=f"{cfg.harbor.data_volume}/{rel}", render=itemgetter(secret),
                               needs=(secret,), mode=0o600, owner=str(HARBOR_UID), group=str(HARBOR_UID),

@@ -49,6 +49,12 @@ ensure_mount() {
     mountpoint -q "$DATA_VOLUME" || die "$DATA_VOLUME is not a mount: the shared data volume is missing"
     return 0
   fi
+  if [ "$DATA_MOUNT" = local ]; then
+    # storage.mode s3: the images are in the bucket; the data volume is this node's own folder. An NFS mount left
+    # from nfs mode stays until the operator removes it (the move keeps the NFS data).
+    ensure_dir 0755 "$DATA_VOLUME"
+    return 0
+  fi
   line=$(cat "$(staged "$1" /etc/harbor-ha/nfs/fstab-line)")
   mountpoint=$(awk '{print $2}' <<<"$line")
   if ! grep -qxF "$line" "$FSTAB"; then
@@ -162,6 +168,29 @@ localize_trivy() {
   sed -i "s#$DATA_VOLUME/trivy-adapter/#$TRIVY_LOCAL_DIR/#g" "$INSTALL_DIR/docker-compose.yml"
 }
 
+# The S3 endpoint's name in the containers that reach the bucket (registry; registryctl, which runs the garbage
+# collection): one extra_hosts entry per object-store host, so Go's dialer tries the next address when one does
+# not answer. Our lines carry a marker comment; they are rewritten when S3_HOSTS changed (then compose recreates).
+s3_hosts_compose() {
+  awk -v hosts="$S3_HOSTS" -v name="$S3_TLS_NAME" '
+    / # harbor-ha s3$/ { next }
+    { print }
+    hosts != "" && ($0 == "  registry:" || $0 == "  registryctl:") {
+      print "    extra_hosts: # harbor-ha s3"
+      n = split(hosts, addresses, " ")
+      for (i = 1; i <= n; i++) printf "      - \"%s:%s\" # harbor-ha s3\n", name, addresses[i]
+    }' "$INSTALL_DIR/docker-compose.yml"
+}
+
+localize_s3_hosts() {
+  local compose_file=$INSTALL_DIR/docker-compose.yml wanted
+  wanted=$(s3_hosts_compose)
+  if [ "$wanted" != "$(cat "$compose_file")" ]; then
+    printf '%s\n' "$wanted" > "$compose_file.harbor-ha.tmp"
+    mv -f "$compose_file.harbor-ha.tmp" "$compose_file"
+  fi
+}
+
 # What this node's containers must be prepared from: a change means `prepare` and a recreate.
 desired_configuration() {
   cat "$INSTALL_DIR/harbor.yml" "$(marker)" | sha256sum | cut -d' ' -f1
@@ -207,6 +236,7 @@ role_apply() {
   # Checked on every apply, not only after our own prepare: a manual ./prepare rewrites both.
   if ! shared_env_in_place; then put_shared_env; fi
   if ! trivy_local; then localize_trivy; fi
+  localize_s3_hosts
   # Recreates only the containers whose image or configuration changed.
   (cd "$INSTALL_DIR" && compose up -d --remove-orphans)
   wait_healthy

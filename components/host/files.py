@@ -21,9 +21,9 @@ import jinja2
 
 # Every value that exists only as a Pulumi Output (generated or secret config), by the name FileSpecs use.
 SECRET_VALUES = {
-    "admin_password": "Harbor's initial admin password (harborAdminPassword or generated)",
-    "db_password": "password of Harbor's PostgreSQL user (generated)",
-    "redis_password": "Redis requirepass/masterauth (generated)",
+    "admin_password": "Harbor's initial admin password (generated; harborAdminPassword is set through Harbor's API)",
+    "db_password": "password of Harbor's PostgreSQL user (generated; postgresPassword with postgres.mode external)",
+    "redis_password": "Redis requirepass/masterauth (generated; redisPassword with redis.mode external)",
     "vrrp_auth_pass": "VRRPv2 PASS authentication, 8 characters (generated; VRRPv3 has none)",
     "harbor_secretkey": "Harbor's secret/keys/secretkey, shared by every node (generated)",
     "harbor_csrf_key": "Harbor core's CSRF_KEY, shared by every node (generated)",
@@ -50,10 +50,19 @@ SECRET_VALUES = {
     "monitoring_webhook_token": "bearer token Alertmanager sends to its webhook receiver (monitoringWebhookToken)",
     "monitoring_smtp_password": "SMTP password of Alertmanager's e-mail receiver (monitoringSmtpPassword)",
     "monitoring_slack_api_url": "incoming-webhook URL of Alertmanager's Slack receiver (monitoringSlackApiUrl)",
+    "storage_s3_access_key": "S3 access key of Harbor's bucket (storageS3AccessKey, or generated for Garage)",
+    "storage_s3_secret_key": "S3 secret key of Harbor's bucket (storageS3SecretKey, or generated for Garage)",
+    "garage_rpc_secret": "the Garage nodes' shared RPC secret, 32 bytes in hex (generated)",
+    "garage_admin_token": "bearer token of Garage's admin API on each object-store host (generated)",
+    "garage_node_keys": "each Garage node's ed25519 key in Garage's node_key format, JSON by host (generated)",
+    "garage_node_ids": "each Garage node's id (its public key in hex), JSON by host",
+    "object_store_tls_certificate": "the TLS certificate of the object-store hosts' S3 endpoint (cluster CA)",
+    "object_store_tls_private_key": "its private key (generated)",
 }
 # Values that are Outputs but not confidential: files that need only these are not shipped as secrets.
 PUBLIC_VALUES = frozenset({"registry_root_cert", "tls_certificate", "cluster_ca_certificate", "node_tls_certificate",
-                           "postgres_tls_certificate", "pgbackrest_ca_cert", "pgbackrest_cert"})
+                           "postgres_tls_certificate", "pgbackrest_ca_cert", "pgbackrest_cert",
+                           "garage_node_ids", "object_store_tls_certificate"})
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).resolve().parent.parent)),  # "<role>/<name>.j2"

@@ -27,7 +27,7 @@ from components.monitoring.dashboards import render_cluster_dashboard, render_ha
 from components.harbor_node import NODE_TLS_NAME
 from components.host.files import FileSpec, render_template, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
-from components.patroni import STANZA, PatroniPaths
+from components.pgbackrest import STANZA, db_paths
 
 EXPORTERS_SCRIPT = Path(__file__).with_name("exporters.sh")  #: the role script of every host's exporters
 MONITORING_SCRIPT = Path(__file__).with_name("monitoring.sh")  #: the role script of the monitoring hosts
@@ -339,9 +339,9 @@ def exporter_files(cfg: ClusterConfig, host: Host) -> list[FileSpec]:
     service, timer = render_textfile_units()
     env = {"TEXTFILE_DIR": TEXTFILE_DIR, "VIP": cfg.vip if host in cfg.lb_hosts else "",
            "BACKUP_INFO": "", "PG_ROLE": EXPORTER_DB_ROLE if "postgres" in jobs else ""}
-    if cfg.backup and cfg.patroni and (host == cfg.backup_host or (cfg.backup.repository == "s3"
-                                                                  and host in cfg.postgres_hosts)):
-        env["BACKUP_INFO"] = (f"pgbackrest --config={PatroniPaths().pgbackrest_conf} --stanza={STANZA} "
+    # Backups in either postgres mode (single or patroni) are read where pgBackRest keeps its repository's view.
+    if cfg.backup and (host == cfg.backup_host or (cfg.backup.repository == "s3" and host in cfg.postgres_hosts)):
+        env["BACKUP_INFO"] = (f"pgbackrest --config={db_paths(cfg).pgbackrest_conf} --stanza={STANZA} "
                               "--output=json info")
     specs = [
         FileSpec(path="/etc/default/prometheus-node-exporter",

@@ -36,7 +36,7 @@ def render_exports(cfg: ClusterConfig) -> str:
 
 def render_fstab_line(cfg: ClusterConfig) -> str:
     """The /etc/fstab line each Harbor node keeps for the data_volume mount (pure)."""
-    return (f"{cfg.nfs_server.address}:{cfg.nfs.export_path} {cfg.harbor.data_volume} nfs "
+    return (f"{cfg.nfs_export} {cfg.harbor.data_volume} nfs "
             f"vers={cfg.nfs.version},{cfg.nfs.mount_options} 0 0\n")
 
 

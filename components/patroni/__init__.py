@@ -17,16 +17,15 @@ from typing import Any, Optional
 import pulumi
 import yaml
 
-from components.config import BackupSettings, ClusterConfig, Host
+from components.config import ClusterConfig, Host
 from components.etcd import etcd_client_urls, patroni_settings
 from components.host.files import FileSpec, render_env, render_template, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
+from components.pgbackrest import (PATRONI_CLUSTER, DbPaths, archive_settings, db_host_backup_env,
+                                   db_host_backup_files, deploy_repository, pgbackrest_cmd)
 from components.postgres import render_harbor_role_sql, server_tls_settings, server_tls_specs, sql_literal
 
 SCRIPT = Path(__file__).with_name("patroni.sh")  #: the role script of a database host
-REPO_SCRIPT = Path(__file__).with_name("pgbackrest-repo.sh")  #: the role script of the repository host
-STANZA = "harbor"  #: pgBackRest's name for the cluster
-PGBACKREST_CLIENT_CN = "harbor-ha-pgbackrest"  #: CN of the one certificate tls-server-auth admits
 REPLICATION_USER = "replicator"
 REWIND_USER = "rewind_user"
 API_USER = "patroni"
@@ -40,29 +39,15 @@ RESTORE_IO_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
-class PatroniPaths:
-    """Where the files of a database or repository host live (Debian's layout; the database lab uses temp dirs)."""
+class PatroniPaths(DbPaths):
+    """A Patroni member's files besides the database host's own (DbPaths: Debian's layout; the labs use temp dirs)."""
 
-    root: str = ""  #: prefix of every path below (the lab's per-host directory); "" on a real host
-    pg_version: int = 15  #: PostgreSQL major version, in the Debian paths
-
-    def _p(self, path: str) -> str:
-        return f"{self.root}{path}"
+    cluster: str = PATRONI_CLUSTER  #: PGDATA: /var/lib/postgresql/<version>/patroni
 
     config = property(lambda self: self._p("/etc/patroni/config.yml"))  #: Patroni's config (Debian's unit reads it)
     dynamic = property(lambda self: self._p("/etc/patroni/dynamic.yml"))  #: the DCS settings, applied each run
-    data_dir = property(lambda self: self._p(f"/var/lib/postgresql/{self.pg_version}/patroni"))  #: PGDATA
-    bin_dir = property(lambda self: f"/usr/lib/postgresql/{self.pg_version}/bin")  #: PostgreSQL's programs
-    socket_dir = property(lambda self: self._p("/var/run/postgresql"))  #: unix socket directory
     pgpass = property(lambda self: self._p("/var/lib/postgresql/.pgpass.patroni"))  #: Patroni writes it
     vip_env = property(lambda self: self._p("/etc/default/vip-manager"))  #: Debian's vip-manager.service env
-    #: pgBackRest's default config file (`pgbackrest server` of Debian's unit reads it; /etc/pgbackrest.conf, which
-    #: the package ships, is only read when this one does not exist)
-    pgbackrest_conf = property(lambda self: self._p("/etc/pgbackrest/pgbackrest.conf"))
-    tls_dir = property(lambda self: self._p("/etc/pgbackrest/tls"))  #: pgBackRest's CA, certificate, key
-    s3_ca = property(lambda self: self._p("/etc/pgbackrest/s3-ca.crt"))  #: backup.s3.caCertificate (repository s3)
-    pgbackrest_log = property(lambda self: self._p("/var/log/pgbackrest"))  #: pgBackRest's log files
-    pgbackrest_lock = property(lambda self: self._p("/tmp/pgbackrest"))  #: pgBackRest's lock files
     role_sql = property(lambda self: self._p("/etc/harbor-ha/patroni/harbor-role.sql"))  #: Harbor's role, database
     db_vip_nft = property(lambda self: self._p("/etc/harbor-ha/patroni/db-vip.nft"))  #: the VIP's nftables table
     #: PostgreSQL's certificate and key (the cluster CA's, components/secrets.py) and the cluster CA, which
@@ -70,20 +55,6 @@ class PatroniPaths:
     server_cert = property(lambda self: self._p("/etc/patroni/tls/server.crt"))
     server_key = property(lambda self: self._p("/etc/patroni/tls/server.key"))
     cluster_ca = property(lambda self: self._p("/etc/patroni/tls/cluster-ca.crt"))
-
-
-def _backup(cfg: ClusterConfig) -> BackupSettings:
-    """`cfg.backup`, for the renderers that only run with a `harbor-ha:backup` section."""
-    if cfg.backup is None:
-        raise ValueError("there is no harbor-ha:backup section")
-    return cfg.backup
-
-
-def _repository_host(cfg: ClusterConfig) -> Host:
-    """`cfg.backup_host`, which the config model sets (and requires) with backup.repository host."""
-    if cfg.backup_host is None:
-        raise ValueError("backup.repository is not host: there is no roles.backup host")
-    return cfg.backup_host
 
 
 def _yaml(doc: Mapping[str, Any], what: str) -> str:
@@ -115,9 +86,8 @@ def dynamic_settings(cfg: ClusterConfig, paths: Optional[PatroniPaths] = None) -
         "wal_retrieve_retry_interval": "500ms",
     }
     if cfg.backup:
-        # 60 s: the WAL of a quiet cluster still reaches the repository within a minute (the restore's RPO).
-        # The commands themselves are per host (render_patroni_yml): they name the host's own pgbackrest.conf.
-        parameters.update(archive_mode="on", archive_timeout=60)
+        # The command itself is per host (render_patroni_yml): it names the host's own pgbackrest.conf.
+        parameters.update({k: v for k, v in archive_settings(paths).items() if k != "archive_command"})
     settings: dict[str, Any] = {
         "ttl": p.ttl,
         "loop_wait": p.loop_wait,
@@ -136,10 +106,6 @@ def dynamic_settings(cfg: ClusterConfig, paths: Optional[PatroniPaths] = None) -
         "postgresql": {"use_pg_rewind": True, "use_slots": cfg.backup is None, "parameters": parameters},
     }
     return settings
-
-
-def _pgbackrest_cmd(paths: PatroniPaths) -> str:
-    return f"pgbackrest --config={paths.pgbackrest_conf} --stanza={STANZA}"
 
 
 def render_pg_hba(cfg: ClusterConfig) -> list[str]:
@@ -169,7 +135,7 @@ def render_restore_command(paths: PatroniPaths) -> str:
     copy, which the WAL receiver fetched from the leader, is the archived one. WAL segments still come from the
     archive first (a local one may be partial)."""
     return ('case "%f" in *.history) [ -f "pg_wal/%f" ] && exec cp "pg_wal/%f" "%p";; esac; '
-            f'exec {_pgbackrest_cmd(paths)} --io-timeout={RESTORE_IO_TIMEOUT} archive-get "%f" "%p"')
+            f'exec {pgbackrest_cmd(paths)} --io-timeout={RESTORE_IO_TIMEOUT} archive-get "%f" "%p"')
 
 
 def render_patroni_yml(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str],
@@ -226,7 +192,7 @@ def render_patroni_yml(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str
             # Per host, not in the DCS settings: the files are this host's.
             "parameters": {"unix_socket_directories": paths.socket_dir,
                            **server_tls_settings(paths.server_cert, paths.server_key),
-                           **({"archive_command": f"{_pgbackrest_cmd(paths)} archive-push %p"} if cfg.backup else {})},
+                           **({"archive_command": archive_settings(paths)["archive_command"]} if cfg.backup else {})},
             # A replica that fell behind the leader's WAL fetches the missing segments from the repository.
             **({"recovery_conf": {"restore_command": render_restore_command(paths)}} if cfg.backup else {}),
             "pg_hba": render_pg_hba(cfg),
@@ -265,122 +231,6 @@ def render_db_vip_nft(cfg: ClusterConfig, host: Host) -> str:
                            port=cfg.postgres.port)
 
 
-def _ini(sections: Mapping[str, Mapping[str, Any]]) -> str:
-    out = ["# Rendered by harbor-ha (components/patroni/); pulumi up overwrites edits."]
-    for name, options in sections.items():
-        out.append(f"\n[{name}]")
-        out += [f"{k}={v}" for k, v in options.items()]
-    return "\n".join(out) + "\n"
-
-
-def _tls_files(paths: PatroniPaths) -> dict[str, str]:
-    return {"ca": f"{paths.tls_dir}/ca.crt", "cert": f"{paths.tls_dir}/pgbackrest.crt",
-            "key": f"{paths.tls_dir}/pgbackrest.key"}
-
-
-def _pgbackrest_common(cfg: ClusterConfig, host: Host, paths: PatroniPaths) -> dict[str, Any]:
-    tls = _tls_files(paths)
-    common: dict[str, Any] = {"log-path": paths.pgbackrest_log, "lock-path": paths.pgbackrest_lock,
-                              "log-level-console": "warn", "log-level-file": "info"}
-    backup = _backup(cfg)
-    if backup.repository == "host":
-        common.update({"tls-server-address": host.address, "tls-server-port": backup.tls_port,
-                       "tls-server-ca-file": tls["ca"], "tls-server-cert-file": tls["cert"],
-                       "tls-server-key-file": tls["key"], "tls-server-auth": f"{PGBACKREST_CLIENT_CN}={STANZA}"})
-    return common
-
-
-def _repository(cfg: ClusterConfig, secrets: Mapping[str, str], paths: PatroniPaths) -> dict[str, Any]:
-    b = _backup(cfg)
-    repo: dict[str, Any] = {"repo1-path": b.path, "repo1-retention-full": b.retention_full,
-                            "repo1-retention-diff": b.retention_diff, "start-fast": "y"}
-    if b.repository == "s3":
-        # pgBackRest speaks HTTPS to S3 and verifies the endpoint's certificate (repo1-storage-verify-tls=y).
-        repo.update({"repo1-type": "s3", "repo1-s3-endpoint": b.s3_endpoint, "repo1-storage-port": b.s3_port,
-                     "repo1-s3-bucket": b.s3_bucket, "repo1-s3-region": b.s3_region,
-                     "repo1-s3-uri-style": b.s3_uri_style,
-                     **({"repo1-storage-ca-file": paths.s3_ca} if b.s3_ca_certificate else {}),
-                     # pgBackRest treats these as secure options: never accepted on a command line, never passed
-                     # to its own subprocesses on one, shown as <redacted> in its logs.
-                     "repo1-s3-key": secrets["backup_s3_access_key"],
-                     "repo1-s3-key-secret": secrets["backup_s3_secret_key"]})
-    return repo
-
-
-def render_pgbackrest_db_conf(cfg: ClusterConfig, host: Host, secrets: Mapping[str, str],
-                              paths: Optional[PatroniPaths] = None) -> str:
-    """pgbackrest.conf of a database host: archive-push/-get to the repository host (TLS) or the bucket (pure)."""
-    paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
-    tls = _tls_files(paths)
-    glob = _pgbackrest_common(cfg, host, paths)
-    backup = _backup(cfg)
-    if backup.repository == "host":
-        # repo1-path too: pgBackRest sends it to the repository host's server with each command.
-        glob.update({"repo1-host": _repository_host(cfg).address, "repo1-host-type": "tls", "repo1-path": backup.path,
-                     "repo1-host-port": backup.tls_port, "repo1-host-ca-file": tls["ca"],
-                     "repo1-host-cert-file": tls["cert"], "repo1-host-key-file": tls["key"]})
-    else:
-        glob.update(_repository(cfg, secrets, paths))
-    stanza = {"pg1-path": paths.data_dir, "pg1-port": cfg.postgres.port, "pg1-socket-path": paths.socket_dir}
-    return _ini({"global": glob, STANZA: stanza})
-
-
-def render_pgbackrest_repo_conf(cfg: ClusterConfig, paths: Optional[PatroniPaths] = None,
-                                db_paths: Mapping[str, PatroniPaths] | None = None) -> str:
-    """pgbackrest.conf of the repository host: the repository, and every database host over TLS (pure).
-    `db_paths`: each database host's paths by name (the lab's per-host directories), Debian's by default."""
-    paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
-    host = _repository_host(cfg)
-    tls = _tls_files(paths)
-    glob = {**_pgbackrest_common(cfg, host, paths), **_repository(cfg, {}, paths)}
-    stanza: dict[str, Any] = {}
-    for i, h in enumerate(cfg.postgres_hosts, start=1):
-        hp = (db_paths or {}).get(h.name, PatroniPaths(pg_version=cfg.postgres.version))
-        stanza.update({f"pg{i}-host": h.address, f"pg{i}-host-type": "tls", f"pg{i}-host-port": _backup(cfg).tls_port,
-                       f"pg{i}-host-ca-file": tls["ca"], f"pg{i}-host-cert-file": tls["cert"],
-                       f"pg{i}-host-key-file": tls["key"], f"pg{i}-path": hp.data_dir,
-                       f"pg{i}-port": cfg.postgres.port, f"pg{i}-socket-path": hp.socket_dir})
-    return _ini({"global": glob, STANZA: stanza})
-
-
-def render_backup_units(cfg: ClusterConfig, paths: Optional[PatroniPaths] = None) -> dict[str, str]:
-    """systemd units of the scheduled backups: {file name: content} (pure). On the repository host; with an S3
-    repository on every database host, where only the current leader's run backs up (ExecCondition)."""
-    paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
-    b = _backup(cfg)
-    units: dict[str, str] = {}
-    for kind, schedule in (("full", b.full_schedule), ("diff", b.diff_schedule)):
-        condition = ("" if b.repository == "host" else
-                     f"ExecCondition=/usr/bin/curl -sf -o /dev/null http://{{addr}}:{patroni_settings(cfg).rest_api_port}"
-                     "/primary\n")
-        units[f"pgbackrest-{kind}.service"] = (
-            f"[Unit]\nDescription=pgBackRest {kind} backup of Harbor's database (harbor-ha)\n"
-            "After=network-online.target\nWants=network-online.target\n\n"
-            f"[Service]\nType=oneshot\nUser=postgres\nGroup=postgres\n{condition}"
-            f"ExecStart=/usr/bin/pgbackrest --config={paths.pgbackrest_conf} --stanza={STANZA} --type={kind} backup\n")
-        units[f"pgbackrest-{kind}.timer"] = (
-            f"[Unit]\nDescription=pgBackRest {kind} backup schedule (harbor-ha)\n\n"
-            f"[Timer]\nOnCalendar={schedule}\n# A run missed while the host was down starts at boot.\nPersistent=true\n"
-            "RandomizedDelaySec=300\n\n[Install]\nWantedBy=timers.target\n")
-    return units
-
-
-def _tls_specs(paths: PatroniPaths) -> list[FileSpec]:
-    tls = _tls_files(paths)
-    return [FileSpec(path=tls["ca"], render=lambda s: s["pgbackrest_ca_cert"], needs=("pgbackrest_ca_cert",),
-                     owner="postgres", group="postgres"),
-            FileSpec(path=tls["cert"], render=lambda s: s["pgbackrest_cert"], needs=("pgbackrest_cert",),
-                     owner="postgres", group="postgres"),
-            FileSpec(path=tls["key"], render=lambda s: s["pgbackrest_key"], needs=("pgbackrest_key",), mode=0o600,
-                     owner="postgres", group="postgres")]
-
-
-def _unit_specs(cfg: ClusterConfig, host: Host, paths: PatroniPaths) -> list[FileSpec]:
-    def unit(name: str, text: str) -> FileSpec:
-        return FileSpec(path=f"/etc/systemd/system/{name}", render=lambda _s: text.replace("{addr}", host.address))
-    return [unit(name, text) for name, text in render_backup_units(cfg, paths).items()]
-
-
 def patroni_files(cfg: ClusterConfig, host: Host, paths: PatroniPaths | None = None) -> list[FileSpec]:
     paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
     needs = ("patroni_api_password", "pg_superuser_password", "pg_replication_password", "pg_rewind_password")
@@ -404,33 +254,14 @@ def patroni_files(cfg: ClusterConfig, host: Host, paths: PatroniPaths | None = N
                  render=lambda _s: render_template("patroni/harbor-ha-db-vip.service.j2", ruleset=paths.db_vip_nft,
                                                    table=DB_VIP_TABLE)),
     ]
-    s3 = cfg.backup is not None and cfg.backup.repository == "s3"
     if cfg.backup:
-        specs.append(FileSpec(path=paths.pgbackrest_conf,
-                              render=lambda s: render_pgbackrest_db_conf(cfg, host, s, paths),
-                              needs=("backup_s3_access_key", "backup_s3_secret_key") if s3 else (),
-                              mode=0o640, owner="postgres", group="postgres"))
-        specs += _unit_specs(cfg, host, paths) if s3 else _tls_specs(paths)
-        ca = cfg.backup.s3_ca_certificate
-        if s3 and ca:
-            specs.append(FileSpec(path=paths.s3_ca, render=lambda _s: ca, owner="postgres", group="postgres"))
+        specs += db_host_backup_files(cfg, host, paths)
     env = {"PG_VERSION": str(cfg.postgres.version), "CONFIG": paths.config, "DYNAMIC": paths.dynamic,
            "DB_VIP_NFT": paths.db_vip_nft, "DB_VIP_UNIT": DB_VIP_UNIT,
            "DATA_DIR": paths.data_dir, "ROLE_SQL": paths.role_sql, "SOCKET_DIR": paths.socket_dir,
            "API": f"http://{host.address}:{patroni_settings(cfg).rest_api_port}", "VIP": patroni_settings(cfg).vip,
-           "BACKUP": "" if not cfg.backup else cfg.backup.repository, "PGBACKREST_CONF": paths.pgbackrest_conf,
-           "STANZA": STANZA}
+           **db_host_backup_env(cfg, paths)}
     return [*specs, role_env("patroni", env)]
-
-
-def pgbackrest_repo_files(cfg: ClusterConfig, paths: PatroniPaths | None = None,
-                          db_paths: Mapping[str, PatroniPaths] | None = None) -> list[FileSpec]:
-    paths = paths or PatroniPaths(pg_version=cfg.postgres.version)
-    return [FileSpec(path=paths.pgbackrest_conf, render=lambda _s: render_pgbackrest_repo_conf(cfg, paths, db_paths),
-                     mode=0o640, owner="postgres", group="postgres"),
-            *_tls_specs(paths), *_unit_specs(cfg, _repository_host(cfg), paths),
-            role_env("pgbackrest-repo", {"CONFIG": paths.pgbackrest_conf, "STANZA": STANZA,
-                                         "REPO_PATH": _backup(cfg).path})]
 
 
 class PostgresClusterArgs(RoleArgs):
@@ -456,47 +287,10 @@ class PostgresCluster(pulumi.ComponentResource):
         self.members = [leader] + [
             deploy_role(self, name, h, SCRIPT, patroni_files(cfg, h), args, after=[*args.after, leader], protect=True)
             for h in others]
-        self.repository = None
-        if cfg.backup and cfg.backup.repository == "host":
-            self.repository = deploy_role(self, f"{name}-repo", _repository_host(cfg), REPO_SCRIPT,
-                                          pgbackrest_repo_files(cfg), args, after=[*args.after, *self.members])
+        self.repository = deploy_repository(self, name, args, after=self.members)
         self.endpoint = f"{patroni_settings(cfg).vip}:{cfg.postgres.port}"
         self.database, self.username = cfg.postgres.database, cfg.postgres.user
         self.register_outputs({"endpoint": self.endpoint, "database": self.database, "username": self.username})
-
-
-def render_restore_script(cfg: ClusterConfig, paths: PatroniPaths, target: Optional[str]) -> str:
-    """The restore of the cluster's first member, run as postgres into its empty data directory while Patroni is
-    stopped everywhere and the DCS holds no cluster (pure). pgBackRest restores the latest backup before `target`
-    (an ISO time; None: replay all archived WAL), a PostgreSQL started by hand replays and promotes, its one-off
-    recovery settings are reset, and it stops again for Patroni, which takes a non-empty data directory over as
-    leader. scripts/restore.py runs it over SSH, labs/db_lab.py in a namespace."""
-    pitr = f"--type=time --target={shlex.quote(target)} --target-action=promote " if target else ""
-    psql = f"psql -X -At -h {shlex.quote(paths.socket_dir)} -p {cfg.postgres.port}"
-    log = f"{paths.pgbackrest_log}/restore-postgres.log"
-    # The restored postgresql.conf is the one Patroni wrote on the member the backup came from: its addresses
-    # and files are that member's. Loopback only (no client writes during the recovery), this member's files,
-    # and WAL of the new timeline archived with this member's pgBackRest config.
-    options = " ".join([
-        "-c listen_addresses=127.0.0.1", f"-c port={cfg.postgres.port}",
-        f"-c unix_socket_directories={paths.socket_dir}", f"-c hba_file={paths.data_dir}/pg_hba.conf",
-        f"-c ident_file={paths.data_dir}/pg_ident.conf",
-        f"-c archive_command='{_pgbackrest_cmd(paths)} archive-push %p'"])
-    return f"""set -euo pipefail
-{_pgbackrest_cmd(paths)} {pitr}restore
-{paths.bin_dir}/pg_ctl -D {shlex.quote(paths.data_dir)} -o {shlex.quote(options)} -w -t 3600 -l {shlex.quote(log)} \\
-  start
-# Replay until the target (or the archive's end) and the promotion: at most an hour.
-for _ in $(seq 1 3600); do
-  [ "$({psql} -c 'SELECT pg_is_in_recovery()')" = f ] && break
-  sleep 1
-done
-[ "$({psql} -c 'SELECT pg_is_in_recovery()')" = f ] || {{ echo "still recovering after an hour" >&2; exit 1; }}
-# pgBackRest's recovery settings were for this recovery only; Patroni sets the replicas' own.
-{psql} -c 'ALTER SYSTEM RESET restore_command' -c 'ALTER SYSTEM RESET recovery_target_time' \\
-  -c 'ALTER SYSTEM RESET recovery_target_action'
-{paths.bin_dir}/pg_ctl -D {shlex.quote(paths.data_dir)} -w -m fast stop
-"""
 
 
 def render_migration_sql(cfg: ClusterConfig, secrets: Mapping[str, str]) -> str:

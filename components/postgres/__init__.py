@@ -10,6 +10,8 @@ import pulumi
 from components.config import ClusterConfig
 from components.host.files import FileSpec, render_template, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
+from components.pgbackrest import (archive_settings, db_host_backup_env, db_host_backup_files, db_paths,
+                                   deploy_repository)
 
 SCRIPT = Path(__file__).with_name("postgres.sh")  #: the role script shipped to the database host
 
@@ -19,7 +21,12 @@ ROLE_SQL_PATH = "/etc/harbor-ha/postgres/harbor-role.sql"
 
 def conf_dir(cfg: ClusterConfig) -> str:
     """Debian/Ubuntu's postgresql-common layout: /etc/postgresql/<major>/main."""
-    return f"/etc/postgresql/{cfg.postgres.version}/main"
+    return db_paths(cfg).conf_dir
+
+
+def service_unit(cfg: ClusterConfig) -> str:
+    """postgresql-common's systemd unit of the single server's cluster (postgres.sh names it the same way)."""
+    return f"postgresql@{cfg.postgres.version}-main"
 
 
 def tls_paths(cfg: ClusterConfig) -> tuple[str, str]:
@@ -56,9 +63,12 @@ def server_tls_specs(cert: str, key: str) -> list[FileSpec]:
 
 
 def render_postgresql_conf(cfg: ClusterConfig, tls: tuple[str, str] | None = None) -> str:
-    """The conf.d drop-in with Harbor's settings (pure); `tls` = (certificate, key) paths, default `tls_paths`."""
+    """The conf.d drop-in with Harbor's settings (pure); `tls` = (certificate, key) paths, default `tls_paths`.
+    With the backup section, WAL archiving into pgBackRest's repository (a change of archive_mode needs the restart
+    the role script gives this file's changes)."""
     return render_template("postgres/postgresql-harbor.conf.j2", host=cfg.postgres_host, pg=cfg.postgres,
-                           tls=server_tls_settings(*(tls or tls_paths(cfg))))
+                           tls=server_tls_settings(*(tls or tls_paths(cfg))),
+                           archive=archive_settings(db_paths(cfg)) if cfg.backup else {})
 
 
 def render_pg_hba(cfg: ClusterConfig) -> str:
@@ -100,8 +110,11 @@ def postgres_files(cfg: ClusterConfig) -> list[FileSpec]:
         *server_tls_specs(cert, key),
         FileSpec(path=ROLE_SQL_PATH, render=lambda s: render_harbor_role_sql(cfg, s["db_password"]),
                  needs=("db_password",), mode=0o600, owner="postgres", group="postgres"),
+        *(db_host_backup_files(cfg, cfg.postgres_host, db_paths(cfg)) if cfg.backup else []),
         role_env("postgres", {"PG_VERSION": str(cfg.postgres.version), "SETTINGS_FILE": f"{d}/conf.d/harbor-ha.conf",
-                              "ROLE_SQL": ROLE_SQL_PATH}),
+                              "ROLE_SQL": ROLE_SQL_PATH,
+                              # Only with backups: the files of a stack without them stay as they were (no re-apply).
+                              **(db_host_backup_env(cfg, db_paths(cfg)) if cfg.backup else {})}),
     ]
 
 
@@ -110,18 +123,21 @@ class PostgresServerArgs(RoleArgs):
 
 
 class PostgresServer(pulumi.ComponentResource):
-    """PostgreSQL with Harbor's database and user, reachable from the Harbor nodes only."""
+    """PostgreSQL with Harbor's database and user, reachable from the Harbor nodes only; with the backup section its
+    WAL archived by pgBackRest, and the repository host (backup.repository host)."""
 
     endpoint: str  #: `address:port`
     database: str  #: Harbor's database
     username: str  #: Harbor's user
     role: HostRole  #: the deployment on the database host
+    repository: Optional[HostRole]  #: the repository host's deployment (backup.repository host)
 
     def __init__(self, name: str, args: PostgresServerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("harbor-ha:postgres:PostgresServer", name, None, opts)
         cfg = args.cfg
         # Protected: moving the database to another host would give Harbor an empty one.
         self.role = deploy_role(self, name, cfg.postgres_host, SCRIPT, postgres_files(cfg), args, protect=True)
+        self.repository = deploy_repository(self, name, args, after=[self.role])
         self.endpoint = f"{cfg.postgres_host.address}:{cfg.postgres.port}"
         self.database, self.username = cfg.postgres.database, cfg.postgres.user
         self.register_outputs({"endpoint": self.endpoint, "database": self.database, "username": self.username})

@@ -48,6 +48,8 @@ def render_sentinel_conf(cfg: ClusterConfig, host: Host, password: str, paths: R
 
 def harbor_redis_host(cfg: ClusterConfig) -> str:
     """Harbor's external_redis.host: `host:port`, or every sentinel as `h1:26379,h2:26379,...`."""
+    if cfg.redis.external:
+        return cfg.redis.address or ",".join(cfg.redis.sentinels)
     if cfg.redis.mode == "sentinel":
         return ",".join(f"{h.address}:{cfg.redis.sentinel_port}" for h in cfg.sentinel_hosts)
     return f"{initial_master(cfg).address}:{cfg.redis.port}"

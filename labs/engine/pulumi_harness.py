@@ -125,13 +125,21 @@ def fake_secret(kind: str, name: str) -> str:
     return f"{FAKE_SECRET_MARK}{kind}{digest}"
 
 
-def ed25519_openssh_pair() -> tuple[str, str]:
-    """A new ED25519 key as pulumi-tls gives it: (private_key_openssh, public_key_openssh with a newline)."""
+def ed25519_outputs() -> dict[str, str]:
+    """A new ED25519 key as pulumi-tls gives it: OpenSSH (the sandbox's SSH keys) and PEM (Garage's node keys:
+    PKCS#8 and SubjectPublicKeyInfo, as Go's x509 marshals them)."""
     key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    return private, public.decode() + "\n"
+    public = key.public_key()
+    return {
+        "private_key_openssh": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                                 serialization.NoEncryption()).decode(),
+        "public_key_openssh": public.public_bytes(serialization.Encoding.OpenSSH,
+                                                  serialization.PublicFormat.OpenSSH).decode() + "\n",
+        "private_key_pem": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()).decode(),
+        "public_key_pem": public.public_bytes(serialization.Encoding.PEM,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo).decode(),
+    }
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -152,10 +160,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
             length = int(args.inputs["length"])
             outputs["result"] = self.generated[args.name] = (fake_secret("pw", self._seed(args.name)) * 4)[-length:]
         elif args.typ == "tls:index/privateKey:PrivateKey" and args.inputs.get("algorithm") == "ED25519":
-            # SSH keys (the sandbox's): real ones, so tests/sandbox/ can log in with what the program registered.
-            private, public = ed25519_openssh_pair()
-            outputs.update(private_key_openssh=private, public_key_openssh=public)
-            self.generated[args.name] = private
+            # Real ones: tests/sandbox/ logs in with the SSH keys the program registered, Garage's node ids derive
+            # from the public key.
+            pair = ed25519_outputs()
+            outputs.update(pair)
+            self.generated[args.name] = pair["private_key_openssh"]
+        elif args.typ == "random:index/randomId:RandomId":
+            raw = hashlib.sha256(self._seed(args.name).encode()).digest()[:int(args.inputs["byteLength"])]
+            outputs["hex"] = self.generated[args.name] = raw.hex()
         elif args.typ == "tls:index/privateKey:PrivateKey":
             key = fake_secret("key", self._seed(args.name))
             outputs["private_key_pem"] = self.generated[args.name] = (
@@ -239,6 +251,18 @@ class Program:
 
 def stack_config(stack: str) -> tuple[dict[str, Any], list[str]]:
     return load_stack_file(str(ROOT / f"Pulumi.{stack}.yaml"))
+
+
+def single_values(repository: str = "host") -> dict[str, Any]:
+    """Pulumi.prod.yaml (postgres.mode single) with a backup section: a repository host `backup1`, or a bucket."""
+    values = stack_config("prod")[0]
+    values["hosts"].append({"name": "backup1", "address": "10.20.0.51", "user": "ubuntu"})
+    values["backup"] = {"repository": repository, "resticRepository": "sftp:backup1:/srv/restic"}
+    if repository == "host":
+        values["roles"]["backup"] = "backup1"
+    else:
+        values["backup"]["s3"] = {"endpoint": "s3.example.internal", "bucket": "harbor-pg", "port": 9000}
+    return values
 
 
 def patroni_values() -> dict[str, Any]:

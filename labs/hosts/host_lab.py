@@ -1,6 +1,7 @@
 """The roles applied to real Debian 12 hosts over SSH, then day-2 changes under a client's requests through the VIP.
 
-    sudo venv/bin/python labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|all] [--keep]
+    sudo venv/bin/python labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|external|all|s3]
+        [--keep]
     sudo venv/bin/python labs/hosts/host_lab.py verify --harbor real --json FILE
     sudo venv/bin/python labs/hosts/host_lab.py observe --json FILE [--quiet-minutes 10] [--keep]  (observe.py)
     sudo venv/bin/python labs/hosts/host_lab.py down
@@ -16,6 +17,9 @@ With `--harbor real` the nodes install Harbor's offline installer built here fro
 (labs/harbor/build_installer.py: Harbor's own images, prepare and compose file; the portal a placeholder page), on
 the dev shape without the day-2 scenarios, then a client pushes and pulls through the VIP and through each node alone
 (docker over TLS), a token of one node is used on the other and a robot account pulls (the `harbor` figures).
+The external shape (postgres, redis and nfs `mode: external`): a PostgreSQL 15 and a Redis over TLS the lab starts
+by hand on the data host, which is not in the stack, and the NFS stand-in folder as an existing export; the stack
+has only the two nodes with the load balancers.
 What is a stand-in, and why:
 - Harbor (the default, fast tier): the stand-in offline installer of labs/hosts/standin_installer.py, busybox
   services in Harbor's installer layout.
@@ -30,6 +34,10 @@ What is a stand-in, and why:
 - `pulumi up`: labs/hosts/replay.py replays the program's registered remote commands in the engine's plan order
   (until the locally built CLI is available), sequentially instead of in parallel (the patroni shape runs
   independent steps at once: the members of a new etcd cluster each wait for the others).
+- The s3 shape (storage.mode s3, Garage on three object-store hosts): Harbor's registry is Debian's docker-registry
+  2.8.2 (CNCF distribution, the code Harbor's registry fork is built from) run on each node as a host service on the
+  S3 settings of the node's rendered harbor.yml, its endpoint name resolved as harbor-node.sh writes it for Harbor's
+  registry containers; Garage is the real one, built here from crates.io and served by a lab host (dist1).
 - Reboot: `systemctl reboot` in the host ends its systemd-nspawn (no systemd on this machine restarts it, as
   systemd-nspawn@.service would); the lab starts it again on the same root filesystem.
 """
@@ -40,6 +48,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -54,8 +63,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from components.config import ClusterConfig, parse_cluster_config  # noqa: E402
 from components.firewall import host_openings  # noqa: E402
-from components.harbor_node import CLUSTER_CA_PATH, NODE_TLS_NAME  # noqa: E402
-from components.patroni import STANZA, PatroniPaths  # noqa: E402
+from components.harbor_node import CLUSTER_CA_PATH, NODE_TLS_NAME, REDIS_CA_PATH, TRUSTED_CAS_PATH  # noqa: E402
+from components.patroni import PatroniPaths  # noqa: E402
+from components.pgbackrest import STANZA  # noqa: E402
 from labs import certs as lab_certs  # noqa: E402
 from labs import netns as netns_lab  # noqa: E402
 from labs.engine import pulumi_harness  # noqa: E402
@@ -71,22 +81,27 @@ BRIDGE = os.environ.get("HHA_BRIDGE", "hha-hl0")
 NET = os.environ.get("HHA_NET", "198.19.220")
 NFS_STANDIN = ROOT / "nfs-standin"
 # The lab's own blackhole route for the test range while its hosts run: a metric of its own, so that `down` removes
-# exactly it and leaves the other labs' routes.
-BLACKHOLE = netns_lab.blackhole(220)
+# exactly it and leaves the other labs' routes (labs on other HHA_NETs run side by side: the metric follows it).
+BLACKHOLE = netns_lab.blackhole(int(NET.rsplit(".", 1)[1]))
 HOSTNAME = "harbor.hostlab.internal"
 VERSIONS = ("2.15.2", "2.15.3")  #: the stand-in installer's version, and the one of the upgrade scenario
 REAL_VERSION = "2.15.2"  #: the version built from source for --harbor real
 # Which debhosts machine plays which host; prod-like reuses the data host and the nodes of dev.
 MACHINES = {"data1": "h1", "node1": "h2", "node2": "h3", "node3": "h4",
             "redis1": "h5", "redis2": "h6", "redis3": "h7", "lb1": "h8", "lb2": "h9",
-            "db1": "h10", "db2": "h11", "db3": "h12"}
+            "db1": "h10", "db2": "h11", "db3": "h12",
+            # The s3 shape's object-store hosts reuse h4..h6 (node3 and two redis hosts of the other shapes) and its
+            # Garage download server h7: that shape boots 7 hosts only.
+            "s3a": "h4", "s3b": "h5", "s3c": "h6", "dist1": "h7"}
 # systemd units of each role: every one must be active after an apply and after a reboot.
 UNITS = {"firewall": ["harbor-ha-firewall"],
          "nfs-server": ["nfs-server"], "postgres": ["postgresql@15-main"], "redis": ["redis-server"],
          "sentinel": ["redis-sentinel"], "harbor-node": ["docker"], "loadbalancer": ["nginx"],
          "keepalived": ["keepalived"], "etcd": ["etcd"], "patroni": ["patroni", "vip-manager", "pgbackrest"],
+         "object-store": ["garage", "harbor-ha-s3-tls"], "object-store-cluster": [],
          "pgbackrest-repo": ["pgbackrest", "pgbackrest-full.timer", "pgbackrest-diff.timer"]}
 PATRONI_ROLES = ("etcd", "patroni", "pgbackrest-repo")  #: the roles only the patroni shape has
+S3_ROLES = ("object-store", "object-store-cluster")  #: the roles only the s3 shape has
 # What a role's delete must have done, where it does not stop its unit: the NFS server may export other folders
 # (only Harbor's export goes), PostgreSQL may hold other databases (only Harbor's access goes); the firewall's
 # table must be gone, not only its unit stopped.
@@ -98,7 +113,7 @@ UNDONE = {"firewall": "! nft list table inet harbor_ha >/dev/null 2>&1 && ! syst
 DATA = {"postgres": "/var/lib/postgresql/15/main/PG_VERSION", "redis": "/var/lib/redis",
         "harbor-node": "/srv/nfs-standin/secret/keys/secretkey", "nfs-server": "/srv/nfs-standin",
         "etcd": "/var/lib/etcd/harbor-ha/member", "patroni": f"{PatroniPaths().data_dir}/PG_VERSION",
-        "pgbackrest-repo": f"/var/lib/pgbackrest/backup/{STANZA}"}
+        "pgbackrest-repo": f"/var/lib/pgbackrest/backup/{STANZA}", "object-store": "/var/lib/garage/meta/node_key"}
 PATRONICTL = f"runuser -u postgres -- patronictl -c {PatroniPaths().config}"
 PGBACKREST = f"runuser -u postgres -- pgbackrest --config={PatroniPaths().pgbackrest_conf} --stanza={STANZA}"
 # Probes every (address, port) of argv[1] (JSON) with a TCP connect: open, refused (the firewall let it through,
@@ -247,6 +262,54 @@ PATRONI = Shape("patroni", ["data1", "node1", "node2", "db1", "db2", "db3"], {
     {"postgres": {"mode": "patroni", "vip": {"address": f"{NET}.101", "interface": "host0"}, "synchronous": "strict"},
      "backup": {"repository": "host"}}, parallel=True)
 
+# Harbor's images in S3: Garage on three object-store hosts (one zone each, replication 3), no NFS; dev's data host
+# (PostgreSQL, Redis) and its two nodes that are the LBs. The Garage binary (labs/objstore/build_garage.sh) is served
+# to the object-store hosts by dist1, a lab host outside the stack (no firewall role), as a site's mirror would be.
+S3 = Shape("s3", ["data1", "node1", "node2", "s3a", "s3b", "s3c"], {
+    "postgres": "data1", "redis": ["data1"], "harborNodes": ["node1", "node2"], "loadBalancers": ["node1", "node2"],
+    "objectStore": ["s3a", "s3b", "s3c"]}, {"storage": {"mode": "s3"}}, parallel=True)
+DIST_PORT = 8873  #: dist1's HTTP port for the Garage binary
+# Harbor's registry stand-in on each node of the s3 shape: Debian's docker-registry (CNCF distribution 2.8, the code
+# Harbor's registry fork is built from), on the S3 settings of the node's own rendered harbor.yml.
+REGISTRY_PORT = 5000
+REGISTRY_CLIENT = Path(__file__).resolve().parents[1] / "objstore" / "registry_client.py"
+BUILD_GARAGE = Path(__file__).resolve().parents[1] / "objstore" / "build_garage.sh"
+
+
+# Bring your own services: no nfs, postgres or redis role; HostLab.external_sections points the stack at the
+# services HostLab.start_external_services starts by hand on EXTERNAL_HOST.
+EXTERNAL = Shape("external", ["node1", "node2"], {"harborNodes": ["node1", "node2"],
+                                                  "loadBalancers": ["node1", "node2"]})
+EXTERNAL_HOST = MACHINES["data1"]  #: h1: booted by the lab, in no stack of the external shape
+# The PostgreSQL and Redis an operator would have: TLS with their own CA, a password, Harbor's database and user.
+# Not the program's roles: apt, a config snippet each, the user and database made with psql.
+EXTERNAL_SERVICES = r"""
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq postgresql-15 redis-server >/dev/null
+cd /etc/lab-external
+# The server's certificate and key, and its CA, were written by the lab beside this script.
+chmod 0644 ca.crt
+install -m 0644 -o postgres -g postgres server.crt pg.crt
+install -m 0600 -o postgres -g postgres server.key pg.key
+install -m 0644 -o redis -g redis server.crt redis.crt
+install -m 0600 -o redis -g redis server.key redis.key
+chown redis:redis redis-pass.conf
+printf '%s\n' "listen_addresses = '*'" "ssl = on" "ssl_cert_file = '/etc/lab-external/pg.crt'" \
+  "ssl_key_file = '/etc/lab-external/pg.key'" "max_connections = 200" "password_encryption = scram-sha-256" \
+  > /etc/postgresql/15/main/conf.d/lab-external.conf
+grep -q '^hostssl registry harbor' /etc/postgresql/15/main/pg_hba.conf ||
+  echo "hostssl registry harbor $NET.0/24 scram-sha-256" >> /etc/postgresql/15/main/pg_hba.conf
+systemctl restart postgresql@15-main
+printf '%s\n' "bind 0.0.0.0" "port 0" "tls-port 6379" "tls-cert-file /etc/lab-external/redis.crt" \
+  "tls-key-file /etc/lab-external/redis.key" "tls-ca-cert-file /etc/lab-external/ca.crt" "tls-auth-clients no" \
+  "include /etc/lab-external/redis-pass.conf" > /etc/redis/lab-external.conf
+grep -qx 'include /etc/redis/lab-external.conf' /etc/redis/redis.conf ||
+  echo 'include /etc/redis/lab-external.conf' >> /etc/redis/redis.conf
+systemctl restart redis-server
+"""
+
 
 class HostLab:
     def __init__(self, work: Path, harbor: str = "standin"):
@@ -262,6 +325,8 @@ class HostLab:
             self.installers = {v: standin_installer.build(v, work / "installers") for v in VERSIONS}
         ca, cert, key = lab_certs.ca_and_server(HOSTNAME, [HOSTNAME, self.vip], days=2)
         self.ca, self.tls = ca.decode(), {"tlsCertificate": cert.decode(), "tlsPrivateKey": key.decode()}
+        self.secrets: dict[str, str] = {}  #: further secret config (the external services' passwords)
+        self.external_ca = ""  #: PEM of the CA of the external services' certificate
 
     vip = f"{NET}.100"
 
@@ -280,10 +345,16 @@ class HostLab:
         log(f"{count} hosts up in {time.monotonic() - t0:.1f} s")
 
     def prepare_standins(self, shape: Shape) -> None:
-        """The lab's NFS stand-ins, put in place before the first apply (see the module docstring)."""
-        nfs_host = MACHINES[shape.roles["nfs"]]
-        ssh(nfs_host, "test -f /etc/systemd/system/nfs-server.service || { cat > /etc/systemd/system/nfs-server.service"
-                      " && systemctl daemon-reload; }", input=NFS_SERVER_STANDIN)
+        """The lab's NFS stand-ins, put in place before the first apply (see the module docstring); for the s3
+        shape, the Garage binary's download server on dist1."""
+        if shape is S3:
+            self.serve_garage()
+            return
+        if "nfs" in shape.roles:
+            ssh(MACHINES[shape.roles["nfs"]], "test -f /etc/systemd/system/nfs-server.service || { cat > "
+                "/etc/systemd/system/nfs-server.service && systemctl daemon-reload; }", input=NFS_SERVER_STANDIN)
+        if shape is EXTERNAL:
+            self.start_external_services()
         for node in [*shape.roles["harborNodes"], *(["node3"] if self.booted >= 4 else [])]:
             ssh(MACHINES[node], "set -e; if [ ! -f /sbin/mount.nfs.distrib ]; then "
                 "dpkg-divert --quiet --local --rename --divert /sbin/mount.nfs.distrib --add /sbin/mount.nfs; fi; "
@@ -320,15 +391,23 @@ class HostLab:
         }
         if lb:
             values["loadBalancer"] = lb
+        if shape is S3:
+            values["storage"] = {"mode": "s3", "garage": {
+                "url": f"http://{address(MACHINES['dist1'])}:{DIST_PORT}/garage", "sha256": self.garage_sha256}}
+        if shape is EXTERNAL:
+            values.update(self.external_sections())
+        self.shape_hosts = names
         # components/config.py's default: Harbor's https port moves off 443 where the LB shares the node
         self.https_port = 8443 if set(roles["harborNodes"]) & set(roles["loadBalancers"]) else 443
         return values
 
     https_port = 443
+    shape_hosts: list[str] = []  #: the lab hosts of the stack last rendered (values())
+    garage_sha256 = ""  #: sha256 of the Garage binary dist1 serves (the s3 shape)
 
     def up(self, values: dict[str, Any], *, rotated: frozenset[str] = frozenset(),
            force_apply: bool = False) -> UpResult:
-        regs = self.replay.program(values, self.tls, rotated)
+        regs = self.replay.program(values, {**self.tls, **self.secrets}, rotated)
         # The stack's adminPassword output, as `pulumi stack output adminPassword --show-secrets` gives it.
         self.admin_password = pulumi_harness.resolve(pulumi_harness.stack_output("adminPassword"))
         result = self.replay.up(regs, force_apply=force_apply)
@@ -337,11 +416,92 @@ class HostLab:
                 log(f"FAILED {r.name} ({r.op}) on {r.host}: " + " | ".join(r.lines[-8:]))
         return result
 
+    # -------------------------------------------------------------------------------------- external services
+    def start_external_services(self) -> None:
+        """PostgreSQL 15 (TLS, scram-sha-256, Harbor's database and user) and Redis (TLS only, a password) on
+        EXTERNAL_HOST, set up by hand as a site's own would be: none of the program's roles runs there."""
+        t0 = time.monotonic()
+        server = address(EXTERNAL_HOST)
+        ca, cert, key = lab_certs.ca_and_server("external services (lab)", [server], days=2)
+        self.external_ca = ca.decode()
+        self.secrets = {"postgresPassword": "Pg" + secrets.token_hex(12), "redisPassword": secrets.token_hex(16)}
+        for name, content in (("ca.crt", ca.decode()), ("server.crt", cert.decode()), ("server.key", key.decode()),
+                              ("redis-pass.conf", f"requirepass {self.secrets['redisPassword']}\n")):
+            ssh(EXTERNAL_HOST, f"install -d -m 0755 /etc/lab-external && umask 077 && cat > /etc/lab-external/{name}",
+                input=content)
+        ssh(EXTERNAL_HOST, f"NET={NET} bash -s", input=EXTERNAL_SERVICES, timeout=600)
+        # The user's password on stdin, as an operator would type it (never on a command line). A new cluster, a
+        # new database: one of an earlier run (--keep) is dropped first.
+        ssh(EXTERNAL_HOST, "cd / && runuser -u postgres -- psql -v ON_ERROR_STOP=1 -Xq", input=(
+            "DROP DATABASE IF EXISTS registry;\nDROP ROLE IF EXISTS harbor;\n"
+            f"CREATE ROLE harbor LOGIN PASSWORD '{self.secrets['postgresPassword']}';\n"
+            "CREATE DATABASE registry OWNER harbor;\n"))
+        # The lab's clients on the first node (the stand-in Harbor has no PostgreSQL or Redis client).
+        ssh(MACHINES[EXTERNAL.roles["harborNodes"][0]], "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+            "apt-get install -y -qq postgresql-client-15 redis-tools >/dev/null", timeout=600)
+        log(f"external services on {EXTERNAL_HOST} ({server}) in {time.monotonic() - t0:.1f} s")
+
+    def external_sections(self) -> dict[str, Any]:
+        server = address(EXTERNAL_HOST)
+        return {"postgres": {"mode": "external", "host": server, "maxConnections": 200,
+                             "caCertificate": self.external_ca},
+                "redis": {"mode": "external", "address": f"{server}:6379", "tls": True,
+                          "caCertificate": self.external_ca},
+                # The stand-in mount.nfs bind-mounts the lab's shared folder whatever the server (module docstring).
+                "nfs": {"mode": "external", "server": server, "exportPath": "/srv/nfs-standin"}}
+
+    def external_checks(self, values: dict[str, Any]) -> dict:
+        """From the nodes, with what the program rendered: Harbor's database login (verify-full against the bundle
+        it ships; refused with the cluster CA alone), Redis over TLS with the password on Harbor's registry db, the
+        data volume mounted from the existing export on both nodes; the services' host untouched by the program."""
+        cfg = parse_cluster_config(values, secrets_present=list(self.secrets))
+        node, other = (MACHINES[n] for n in EXTERNAL.roles["harborNodes"])
+        harbor = yaml.safe_load(ssh(node, f"cat {cfg.harbor.install_dir}/harbor.yml").stdout)
+        db, redis = harbor["external_database"]["harbor"], harbor["external_redis"]
+        ssh(node, "umask 077; cat > /root/.pgpass",
+            input=f"{db['host']}:{db['port']}:{db['db_name']}:{db['username']}:{db['password']}\n")
+        ssh(node, "umask 077; cat > /root/.redis-auth", input=redis["password"])
+        dsn = (f"host={db['host']} port={db['port']} dbname={db['db_name']} user={db['username']} "
+               f"sslmode={db['ssl_mode']} connect_timeout=3 sslrootcert=")
+        sql = ("select current_user || ' ' || current_database() || ' ' || ssl::text from pg_stat_ssl "
+               "where pid = pg_backend_pid()")
+        login = ssh(node, f"psql {shlex.quote(dsn + TRUSTED_CAS_PATH)} -XAtc {shlex.quote(sql)}", check=False)
+        wrong_ca = ssh(node, f"psql {shlex.quote(dsn + CLUSTER_CA_PATH)} -XAtc 'select 1'", check=False)
+        host, port = redis["host"].rsplit(":", 1)
+        cli = (f"REDISCLI_AUTH=$(cat /root/.redis-auth) redis-cli --no-auth-warning --tls -h {host} -p {port} "
+               f"-n {redis['registry_db_index']} --cacert")
+        redis_set = ssh(node, f"{cli} {REDIS_CA_PATH} set harbor-ha-lab external", check=False)
+        redis_get = ssh(node, f"{cli} {REDIS_CA_PATH} get harbor-ha-lab", check=False)
+        redis_wrong_ca = ssh(node, f"{cli} {CLUSTER_CA_PATH} ping", check=False)
+        fstab = f"{cfg.nfs_export} {cfg.harbor.data_volume} nfs "
+        mounts = {m: ssh(m, f"mountpoint -q {cfg.harbor.data_volume} && grep -c '^{fstab}' /etc/fstab && "
+                         f"sha256sum {cfg.harbor.data_volume}/secret/keys/secretkey | cut -c1-64",
+                         check=False).stdout.split() for m in (node, other)}
+        untouched = ssh(EXTERNAL_HOST, "! nft list table inet harbor_ha >/dev/null 2>&1 && ! test -e /etc/harbor-ha",
+                        check=False).returncode == 0
+        result = {
+            "harbor_yml_database": f"{db['host']}:{db['port']}/{db['db_name']} as {db['username']}, "
+                                   f"sslmode {db['ssl_mode']}",
+            "database_login": login.stdout.strip() or login.stderr.strip()[-300:],
+            "database_ok": login.returncode == 0 and login.stdout.split() == ["harbor", "registry", "true"],
+            "database_refused_without_its_ca": wrong_ca.returncode != 0,
+            "redis_host": redis["host"], "redis_tls": bool(redis.get("tlsOptions", {}).get("enable")),
+            "redis_ok": redis_set.stdout.strip() == "OK" and redis_get.stdout.strip() == "external",
+            "redis_answer": (redis_set.stdout + redis_get.stdout + redis_set.stderr).strip()[-300:],
+            "redis_refused_without_its_ca": redis_wrong_ca.stdout.strip() != "PONG",
+            "mounts": mounts,
+            "mount_ok": all(len(v) == 2 and v[0] == "1" for v in mounts.values())
+            and len({v[-1] for v in mounts.values()}) == 1,
+            "services_host_untouched": untouched,
+        }
+        log(f"external checks: {result}")
+        return result
+
     # ----------------------------------------------------------------------------------------------- checks
     def placements(self) -> list[tuple[str, str]]:
         """(role, lab host) of every apply command in the current state."""
         out = []
-        by_address = {address(m): h for h, m in MACHINES.items()}
+        by_address = {address(MACHINES[h]): h for h in self.shape_hosts}
         for r in self.replay.state:
             match = re.search(r"/stage/([a-z-]+) ", str(r.inputs.get("create", "")))
             if r.typ == COMMAND and r.name.endswith("-apply") and match:
@@ -711,6 +871,133 @@ class HostLab:
         except RuntimeError as e:
             log(f"robot pull: {e}")
             return False
+    # ------------------------------------------------------------------------------------------------- s3
+    def serve_garage(self) -> None:
+        """The Garage binary built here (labs/objstore/build_garage.sh, cached by version), served over HTTP by
+        dist1 from the folder every lab host shares: the storage.garage.url of the s3 shape."""
+        built = subprocess.run(["bash", str(BUILD_GARAGE)], capture_output=True, text=True, timeout=7200)
+        if built.returncode != 0:
+            raise RuntimeError(f"build_garage.sh: {built.stderr[-1500:]}")
+        binary, sha256 = built.stdout.split()
+        self.serve_binary(Path(binary), sha256)
+
+    def serve_binary(self, binary: Path, sha256: str) -> None:
+        self.garage_sha256 = sha256
+        dist = NFS_STANDIN / "dist"
+        dist.mkdir(parents=True, exist_ok=True)
+        shutil.copy(binary, dist / "garage")
+        m = MACHINES["dist1"]
+        ssh(m, "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-minimal "
+               ">/dev/null", timeout=600)
+        ssh(m, "systemctl is-active --quiet hostlab-dist || systemd-run --quiet --unit hostlab-dist "
+               f"--property=WorkingDirectory=/srv/nfs-standin/dist python3 -m http.server {DIST_PORT} "
+               f"--bind {address(m)}")
+        probe = (f"import urllib.request; urllib.request.urlopen('http://{address(m)}:{DIST_PORT}/garage', "
+                 "timeout=5).read(1)")
+        ssh(m, f"for i in $(seq 1 30); do python3 -c {shlex.quote(probe)} 2>/dev/null && exit 0; sleep 1; done; "
+               "exit 1")
+        log(f"garage binary served by dist1 (sha256 {self.garage_sha256[:12]}...)")
+
+    def start_registry(self, cfg: ClusterConfig, node: str) -> list[str]:
+        """The registry stand-in on a node, on the S3 settings of the node's own harbor.yml, its endpoint name
+        resolved as harbor-node.sh wrote it for Harbor's registry containers (compose extra_hosts), the cluster CA
+        trusted; its port opened to the lab hosts. Returns the addresses the name resolves to, in order."""
+        m = MACHINES[node]
+        harbor_yml = yaml.safe_load(ssh(m, f"cat {cfg.harbor.install_dir}/harbor.yml").stdout)
+        storage = harbor_yml["storage_service"]
+        compose = ssh(m, f"grep ' # harbor-ha s3$' {cfg.harbor.install_dir}/docker-compose.yml", check=False).stdout
+        entries = list(dict.fromkeys(re.findall(r'"([^":]+):([0-9.]+)"', compose)))
+        config = {"version": 0.1, "log": {"level": "info"},
+                  "storage": {"s3": storage["s3"], "redirect": storage["redirect"], "delete": {"enabled": True},
+                              "cache": {"blobdescriptor": "inmemory"},
+                              "maintenance": {"uploadpurging": {"enabled": False}}},
+                  # One secret for every registry behind one LB, as Harbor's template writes one.
+                  "http": {"addr": f":{REGISTRY_PORT}", "secret": "hostlab-registry-secret"}}
+        ssh(m, "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry ca-certificates >/dev/null; "
+               "sed -i '/ # hostlab s3$/d' /etc/hosts; cat >> /etc/hosts",
+            input="".join(f"{a} {n} # hostlab s3\n" for n, a in entries), timeout=600)
+        ssh(m, f"install -m 0644 {CLUSTER_CA_PATH} /usr/local/share/ca-certificates/harbor-ha-cluster-ca.crt && "
+               "update-ca-certificates >/dev/null 2>&1")
+        conf = "/etc/docker/registry/config.yml"
+        ssh(m, f"umask 027; cat > {conf} && chgrp docker-registry {conf} && systemctl restart docker-registry",
+            input=yaml.safe_dump(config))
+        ssh(m, f"nft insert rule inet harbor_ha input ip saddr {NET}.0/24 tcp dport {REGISTRY_PORT} accept")
+        ssh(m, f"for i in $(seq 1 30); do curl -fsS -o /dev/null http://127.0.0.1:{REGISTRY_PORT}/v2/ && exit 0; "
+               "sleep 1; done; journalctl -u docker-registry -n 20 --no-pager >&2; exit 1")
+        return [a for _n, a in entries]
+
+    def garage_health(self, machine: str) -> dict:
+        """GetClusterHealth of Garage's admin API on an object-store host (its token read there from its file)."""
+        out = ssh(machine, "curl -fsS --max-time 5 -H @<(printf 'Authorization: Bearer %s\\n' "
+                           "\"$(cat /etc/garage/admin_token)\") http://127.0.0.1:3903/v2/GetClusterHealth",
+                  check=False)
+        return json.loads(out.stdout) if out.returncode == 0 else {"status": f"no answer: {out.stderr[-200:]}"}
+
+    def registry_loop(self, machine: str, registries: str, seconds: float) -> subprocess.Popen:
+        ssh(machine, "rm -f /tmp/hostlab-registry.stop")
+        return subprocess.Popen(["ssh", "-F", str(ROOT / "ssh_config"), machine, "python3", "/tmp/registry_client.py",
+                                 "loop", registries, "/tmp/hostlab-registry.stop", str(seconds), str(4 << 20)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def registry_check(self, machine: str, registries: str, images: list[dict]) -> dict:
+        ssh(machine, "cat > /tmp/hostlab-images.json", input=json.dumps(images))
+        return json.loads(ssh(machine, f"python3 /tmp/registry_client.py check {registries} /tmp/hostlab-images.json",
+                              timeout=600).stdout)
+
+    def s3_checks(self, shape: Shape, values: dict[str, Any]) -> dict:
+        """Harbor's images on Garage: pushes and pulls across the nodes' registries with digest checks, then the
+        power cut of the object-store host every registry dials first, during a push/pull loop."""
+        cfg = parse_cluster_config(values)
+        nodes, stores = shape.roles["harborNodes"], shape.roles["objectStore"]
+        resolved = {n: self.start_registry(cfg, n) for n in nodes}
+        registries = ",".join(f"http://{address(MACHINES[n])}:{REGISTRY_PORT}" for n in nodes)
+        client = MACHINES["data1"]
+        ssh(client, "command -v python3 >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                    "apt-get install -y -qq python3-minimal >/dev/null; }; cat > /tmp/registry_client.py",
+            input=REGISTRY_CLIENT.read_text(), timeout=600)
+        health = self.garage_health(MACHINES[stores[1]])
+        out, err = self.registry_loop(client, registries, 20).communicate(timeout=300)
+        steady = json.loads(out) if out.strip() else {"ops": 0, "failed_ops": -1, "images": [], "error": err[-300:]}
+        checked = self.registry_check(client, registries, steady["images"])
+        push_pull = {"ok": steady["failed_ops"] == 0 and checked["images_lost"] == 0 and bool(steady["images"]),
+                     "digest_equal": checked["images_lost"] == 0 and bool(steady["images"]),
+                     "images": len(steady["images"]), "ops": steady["ops"], "failed_ops": steady["failed_ops"],
+                     "failures": steady.get("failures", [])[:5]}
+        log(f"s3 push/pull: {push_pull}")
+
+        # The power cut: the first address of the endpoint's name (every registry dials it first).
+        first = next(h for h in stores if address(MACHINES[h]) == resolved[nodes[0]][0]) if resolved[nodes[0]] \
+            else stores[0]
+        proc = self.registry_loop(client, registries, 120)
+        time.sleep(20)
+        t_cut = time.time()
+        debhosts("kill", MACHINES[first])
+        time.sleep(60)
+        ssh(client, "touch /tmp/hostlab-registry.stop")
+        out, err = proc.communicate(timeout=300)
+        loop = json.loads(out) if out.strip() else {"ops": 0, "failed_ops": -1, "images": [], "error": err[-300:]}
+        after = [o for o in loop.get("timeline", []) if o["start"] >= t_cut]
+        during = self.garage_health(MACHINES[stores[1]])
+        t_boot = time.time()
+        debhosts("up", str(self.booted))
+        back = self.garage_health(MACHINES[first])
+        deadline = time.monotonic() + 180
+        while back.get("status") != "healthy" and time.monotonic() < deadline:
+            time.sleep(2)
+            back = self.garage_health(MACHINES[first])
+        back_s = round(time.time() - t_boot, 1)
+        lost = self.registry_check(client, registries, steady["images"] + loop["images"])
+        cut = {"host": first, "failed_ops": loop["failed_ops"], "ops": loop["ops"],
+               "ops_after_cut": len(after), "failed_after_cut": sum(not o["ok"] for o in after),
+               "max_gap_ms": loop.get("max_gap_ms"), "images_lost": lost["images_lost"], "images": lost["images"],
+               "failures": loop.get("failures", [])[:5], "health_during": during.get("status"),
+               "healthy_again_s": back_s if back.get("status") == "healthy" else None}
+        log(f"s3 power cut of {first}: {cut}")
+        return {"backend": "garage", "nodes": len(stores), "replication": cfg.storage.garage.replication_factor
+                if cfg.storage.garage else None, "health": health.get("status"), "push_pull": push_pull,
+                "node_power_cut": cut, "endpoint_resolves_to": resolved,
+                "registry": "Debian docker-registry 2.8.2 (CNCF distribution, what Harbor's registry is built from) "
+                            "on each node, a stand-in for Harbor's registry container"}
 
     # ----------------------------------------------------------------------------------------------- client
     def start_client(self, machine: str, interval: float = 0.1) -> subprocess.Popen:
@@ -811,6 +1098,10 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
         report["patroni"] = lab.patroni_checks(shape, values)
     if lab.harbor == "real":
         report["harbor"] = lab.harbor_checks(shape)
+    if shape is S3:
+        report["storage"] = lab.s3_checks(shape, values)
+    if shape is EXTERNAL:
+        report["external"] = lab.external_checks(values)
     day2_results: dict[str, dict] = {}
     client = shape.machines[0]
     if day2 and shape.name == "dev" and lab.harbor == "standin":
@@ -835,7 +1126,8 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
     # Real Harbor's containers start again with Docker after a boot; core needs its database and Redis first.
     bad_after_reboot = lab.wait_active(600 if lab.harbor == "real" else 120)
     nodes = shape.roles["harborNodes"]
-    docker_order = {n: lab.docker_after_mount(n) for n in nodes}
+    # With storage.mode s3 the data volume is the node's own disk: no mount for Docker to wait for.
+    docker_order = {n: shape is S3 or lab.docker_after_mount(n) for n in nodes}
     log(f"{shape.name}: reboot of {len(shape.machines)} hosts: back in {reboot_s:.1f} s; inactive "
         f"{bad_after_reboot or 'none'}; docker after the data mount: {docker_order}")
     if patroni:
@@ -848,7 +1140,8 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
         log(f"{shape.name}: after the reboot: {report['patroni']['after_reboot']}")
         report["patroni"]["failover"] = lab.failover(shape, dsn)
 
-    deleted = delete_all(lab, shape)
+    deleted = delete_all(lab, shape, {"harbor-node": f"{values['harbor'].get('dataVolume', '/data')}/secret/keys/"
+                                                      "secretkey"} if shape is S3 else {})
     for role in applied:
         report["roles"][f"{role}" if shape.name == "dev" else f"{role} ({shape.name})"] = {
             "applied": applied[role], "second_apply_changed": changed.get(role, 0),
@@ -862,8 +1155,9 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
                                                       "reboot": round(reboot_s, 1)}
 
 
-def delete_all(lab: HostLab, shape: Shape) -> dict[str, bool]:
-    """`pulumi destroy` of the roles (every delete command, dependents first); role -> units stopped, data kept."""
+def delete_all(lab: HostLab, shape: Shape, data: Optional[dict[str, str]] = None) -> dict[str, bool]:
+    """`pulumi destroy` of the roles (every delete command, dependents first); role -> units stopped, data kept
+    (at DATA's path, or `data`'s for the shape)."""
     placements = lab.placements()
     result = lab.replay.up([])
     ok: dict[str, bool] = {}
@@ -873,8 +1167,8 @@ def delete_all(lab: HostLab, shape: Shape) -> dict[str, bool]:
             stopped = ssh(MACHINES[host], UNDONE[role], check=False).returncode == 0
         else:
             stopped = all(s != "active" for s, _ in states.values())
-        data = DATA.get(role)
-        kept = data is None or ssh(MACHINES[host], f"test -e {shlex.quote(data)}", check=False).returncode == 0
+        kept_at = (data or {}).get(role, DATA.get(role))
+        kept = kept_at is None or ssh(MACHINES[host], f"test -e {shlex.quote(kept_at)}", check=False).returncode == 0
         ok[role] = ok.get(role, True) and result.ok and stopped and kept
         if not (stopped and kept):
             log(f"{shape.name}: delete of {role}@{host}: stopped={stopped} data kept={kept} {states}")
@@ -900,6 +1194,14 @@ def harbor_ok(result: Optional[dict]) -> bool:
     return bool(result["nodes_healthy"] == len(result["health"]) and result["push_pull_via_vip"]["digest_equal"]
                 and result["push_pull_per_node"]["digest_equal"] and result["cross_node_token"]
                 and result["robot_pull"])
+def storage_ok(result: Optional[dict]) -> bool:
+    """The s3 shape's storage checks passed (True without that shape): pushes and pulls with equal digests, no image
+    lost to the power cut, the cut host healthy again. Failed operations and the longest gap are figures."""
+    if result is None:
+        return True
+    cut = result["node_power_cut"]
+    return bool(result["push_pull"]["ok"] and cut["images_lost"] == 0 and cut["images"] > 0
+                and cut["healthy_again_s"] is not None)
 
 
 def print_table(report: dict) -> None:
@@ -923,7 +1225,8 @@ def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: boo
                     "replay.py), not the pulumi CLI", "standins": [*standins, "NFS (bind mount)"]}
     try:
         # node3 (h4) is the added node of the day-2 scenarios; prod-like needs h1..h9.
-        lab.boot(12 if PATRONI in shapes else 9 if PROD in shapes else 4 if day2 and harbor == "standin" else 3)
+        lab.boot(12 if PATRONI in shapes else 9 if PROD in shapes else 7 if S3 in shapes
+                 else 4 if day2 and harbor == "standin" else 3)
         for shape in shapes:
             verify_shape(lab, shape, report, day2=day2)
     finally:
@@ -935,7 +1238,8 @@ def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: boo
     return report
 
 
-SHAPES = {"dev": [DEV], "prod": [PROD], "both": [DEV, PROD], "patroni": [PATRONI], "all": [DEV, PROD, PATRONI]}
+SHAPES = {"dev": [DEV], "prod": [PROD], "both": [DEV, PROD], "patroni": [PATRONI], "external": [EXTERNAL],
+          "all": [DEV, PROD, PATRONI, EXTERNAL], "s3": [S3]}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -953,7 +1257,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     o.add_argument("--json", type=Path, required=True)
     o.add_argument("--quiet-minutes", type=float, default=10.0, help="minutes a healthy cluster must stay quiet")
     o.add_argument("--keep", action="store_true", help="leave the hosts running")
-    o.add_argument("--reuse", action="store_true", help="the hosts of an earlier observe --keep (no new boot)")
     sub.add_parser("down", help="stop and remove the lab's hosts")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -964,14 +1267,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.cmd == "observe":
         # Imported here: labs/hosts/observe.py builds on this module.
         from labs.hosts import observe
-        result = observe.observe(args.json, quiet_minutes=args.quiet_minutes, keep=args.keep, reuse=args.reuse)
+        result = observe.observe(args.json, quiet_minutes=args.quiet_minutes, keep=args.keep)
         return 0 if observe.passed(result) else 1
     shapes = [DEV] if args.harbor == "real" else SHAPES[args.shape]
     report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep, harbor=args.harbor)
     good = (harbor_ok(report.get("harbor"))
             and all(r["applied"] and r["second_apply_changed"] == 0 and r["active_after_reboot"]
                 and r.get("delete_stops_keeps_data") for r in report["roles"].values())
-            and all(d["ok"] for d in report["day2"].values()) and patroni_ok(report.get("patroni")))
+            and all(d["ok"] for d in report["day2"].values()) and patroni_ok(report.get("patroni"))
+            and storage_ok(report.get("storage")))
     return 0 if good else 1
 
 

@@ -211,7 +211,7 @@ def rules_tested() -> dict:
     return {"rules_tested": len(fired), "promtool_failed": failed}
 
 
-def observe(json_path: Path, *, quiet_minutes: float, keep: bool, reuse: bool = False) -> dict:
+def observe(json_path: Path, *, quiet_minutes: float, keep: bool) -> dict:
     t0 = time.monotonic()
     report: dict[str, Any] = {**rules_tested(), "drills": {}, "quiet_minutes": quiet_minutes,
                               "apply": "replay of the program's registered commands (labs/hosts/replay.py)",
@@ -220,12 +220,7 @@ def observe(json_path: Path, *, quiet_minutes: float, keep: bool, reuse: bool = 
     lab = HostLab(host_lab.ROOT / "lab")
     obs = Observe(lab)
     try:
-        if reuse:
-            # The hosts of an earlier `observe --keep`: every role is applied again over what is there.
-            lab.booted = len(OBSERVE.machines)
-            host_lab.netns_lab.ip("route", "replace", *host_lab.BLACKHOLE)
-        else:
-            lab.boot(len(OBSERVE.machines))
+        lab.boot(len(OBSERVE.machines))
         lab.prepare_standins(OBSERVE)
         obs.start_receiver()
         values = obs.values()
@@ -260,7 +255,19 @@ def observe(json_path: Path, *, quiet_minutes: float, keep: bool, reuse: bool = 
         json_path.write_text(json.dumps(report, indent=2) + "\n")
         if not keep:
             host_lab.down()
+    print_summary(report)
     return report
+
+
+def print_summary(report: dict) -> None:
+    print(f"rules tested by promtool: {report.get('rules_tested')} (failed shapes: {report.get('promtool_failed')})")
+    print(f"apply ok: {report.get('apply_ok')} in {report.get('apply_s')} s; targets down: "
+          f"{report.get('targets_down')}; dashboard: {report.get('dashboards')}")
+    print(f"quiet minutes: {report.get('quiet_minutes')}; false alerts: {report.get('false_alerts')} "
+          f"{report.get('false_alert_names') or ''}")
+    print(f"{'drill':<20} {'alert':<24} {'fired s':>8} {'resolved s':>11}  other alerts")
+    for name, d in report.get("drills", {}).items():
+        print(f"{name:<20} {d['alert']:<24} {d['fired_s']!s:>8} {d['resolved_s']!s:>11}  {d['other_alerts']}")
 
 
 def passed(report: dict) -> bool:

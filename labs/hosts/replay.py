@@ -114,7 +114,7 @@ class RealTlsMocks(RecordingMocks):
     kept: dict[tuple[str, str, str], dict[str, str]] = {}  #: across runs, like the stack's state
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        if self.preview or not args.typ.startswith("tls:index/") or args.inputs.get("algorithm") == "ED25519":
+        if self.preview or not args.typ.startswith("tls:index/"):
             return super().new_resource(args)
         inputs = unwrap_secrets(args.inputs)
         slot = (args.typ, self._seed(args.name), json.dumps(inputs, sort_keys=True, default=str))
@@ -152,6 +152,9 @@ def _certificate(subject: x509.Name, public_key: Any, issuer: x509.Name, signing
 
 def _tls_outputs(typ: str, inputs: dict[str, Any]) -> dict[str, str]:
     """What pulumi-tls computes for one resource, for real (PEM text)."""
+    if typ == "tls:index/privateKey:PrivateKey" and inputs.get("algorithm") == "ED25519":
+        # The sandbox's SSH keys and Garage's node keys: kept like the others (a node's id must not change).
+        return pulumi_harness.ed25519_outputs()
     if typ == "tls:index/privateKey:PrivateKey":
         key = (rsa.generate_private_key(65537, int(float(inputs.get("rsaBits") or 2048)))
                if inputs.get("algorithm") == "RSA" else ec.generate_private_key(ec.SECP256R1()))

@@ -1,5 +1,6 @@
 """scripts/backup.py and restore.py against the Harbor API emulator (a real HTTP server on 127.0.0.1): Harbor is
-read-only exactly while the data volume is captured, and read_only goes back to what it was, also on failure."""
+read-only exactly while the data volume is captured, and read_only goes back to what it was, also on failure; in
+patroni mode and with the single server (postgres.mode single)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from components.config import parse_cluster_config
 from scripts.backup import HarborApi, Ssh, backup, harbor_read_only
 from scripts.restore import restore
-from labs.engine.pulumi_harness import patroni_values
+from labs.engine.pulumi_harness import patroni_values, single_values
 
 
 @pytest.fixture
@@ -126,3 +127,26 @@ def test_backup_commands_drive_the_real_restic(emulator, api, tmp_path):
     snapshots = json.loads(listed.stdout)
     assert len(snapshots) == 2 and all("db:2026-12-01 15:20:01.5+00" in s["tags"] for s in snapshots)
     assert not emulator.configurations["read_only"]
+
+
+def test_single_mode_backup_reads_the_database_time_on_the_single_server_and_asks_no_patroni(emulator, api):
+    cfg = parse_cluster_config(single_values())
+    ssh = RecordingSsh(emulator)
+    result = backup(cfg, api, ssh, "diff")
+    assert result == {"database_backup": "diff", "data_snapshot": "5f1a", "database_time": "2026-12-01 15:20:01.5+00"}
+    assert not [c for _, c, _ in ssh.seen if "patronictl" in c]
+    assert ssh.seen[0][0] == "backup1" and "--type=diff backup" in ssh.seen[0][1]
+    (now_host,) = [h for h, c, ro in ssh.seen if "SELECT now()" in c and ro]
+    assert now_host == "db1" and not emulator.configurations["read_only"]
+
+
+def test_single_mode_restore_stops_restores_and_starts_the_single_server_while_harbor_is_read_only(emulator, api):
+    cfg = parse_cluster_config(single_values())
+    unit = f"postgresql@{cfg.postgres.version}-main"
+    ssh = RecordingSsh(emulator)
+    restore(cfg, api, ssh, "2026-12-01 15:20:01.5+00", "5f1a")
+    steps = [(h, c.split("\n")[0][:40]) for h, c, _ in ssh.seen]
+    assert [h for h, _ in steps] == ["db1", "db1", "db1", "db1", "nfs1"], steps
+    assert steps[0][1] == f"systemctl stop {unit}" and steps[1][1].startswith("mv /var/lib/postgresql/")
+    assert "bash -s" in ssh.seen[2][1] and steps[3][1] == f"systemctl start {unit}" and "restic" in ssh.seen[4][1]
+    assert all(ro for _, _, ro in ssh.seen) and not emulator.configurations["read_only"]

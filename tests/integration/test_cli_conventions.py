@@ -3,6 +3,7 @@ resolve to Pulumi.<name>.yaml, exit 2 when a drill cannot run. Each test starts 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -12,8 +13,7 @@ from tests.support import ROOT
 
 CLIS = ["scripts/render.py", "scripts/ha_drill.py", "scripts/preflight.py", "scripts/status.py",
         "scripts/verify_migration.py",
-        "scripts/registry_inventory.py",
-        "labs/bench/bench_provider.py"]
+        "scripts/registry_inventory.py", "labs/bench/bench_provider.py", "scripts/backup.py", "scripts/restore.py"]
 # Loads --help in a fresh interpreter, then reports which heavy modules got imported.
 PROBE = """
 import runpy, sys
@@ -53,9 +53,50 @@ def test_ha_drill_reports_a_bad_stack_file_in_one_line_per_problem_with_exit_2()
     assert line.startswith("near-miss-key.yaml:16: harbor-ha:vip.adress: unknown key; did you mean 'address'?")
 
 
-@pytest.mark.parametrize("cli", ["scripts/backup.py", "scripts/restore.py"])
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+BACKUP_CLIS = [["scripts/backup.py"], ["scripts/restore.py", "--yes"]]
+
+
+@pytest.mark.parametrize("cli", BACKUP_CLIS)
 def test_backup_and_restore_name_an_unknown_stack_in_one_line_with_exit_2(cli):
-    result = subprocess.run([sys.executable, str(ROOT / cli), "--stack", "nosuch", "--dry-run"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and result.stderr.strip().endswith("Pulumi.nosuch.yaml: no such stack file")
-    assert "Traceback" not in result.stderr
+    result = run_cli(*cli, "--stack", "no-such-stack")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [f"{ROOT / 'Pulumi.no-such-stack.yaml'}: no such stack file"]
+
+
+@pytest.mark.parametrize("cli", BACKUP_CLIS)
+def test_backup_and_restore_report_a_bad_stack_file_in_one_line_per_problem_with_exit_2(cli):
+    result = run_cli(*cli, "--stack", "tests/stacks/bad/near-miss-key.yaml")
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("near-miss-key.yaml:16: harbor-ha:vip.adress: unknown key; did you mean 'address'?")
+
+
+def test_backup_refuses_a_stack_without_a_backup_section_with_exit_2_naming_the_section():
+    result = run_cli("scripts/backup.py", "--stack", "dev", "--json", "-")
+    message = "Pulumi.dev.yaml: backups need the harbor-ha:backup section (docs/operations/backup-restore.md)"
+    assert result.returncode == 2 and result.stderr.splitlines() == [message]
+    assert json.loads(result.stdout) == {"ok": False, "error": message}
+
+
+def test_restore_without_yes_refuses_with_exit_2_before_reading_the_stack():
+    result = run_cli("scripts/restore.py", "--stack", "no-such-stack")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["this replaces the current database: pass --yes (or --dry-run to see the "
+                                          "commands)"]
+
+
+def test_backup_dry_run_with_json_to_stdout_keeps_stdout_for_the_json_and_exits_0(tmp_path):
+    out = tmp_path / "result.json"
+    result = run_cli("scripts/backup.py", "--stack", "docs/examples/patroni.yaml", "--dry-run", "--type", "full",
+                     "--json", "-")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"ok": True, "database_backup": "full", "data_snapshot": None,
+                                         "database_time": ""}
+    assert "--type=full backup" in result.stderr  # the commands it would run
+    result = run_cli("scripts/restore.py", "--stack", "docs/examples/patroni.yaml", "--dry-run", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text()) == {"ok": True, "restored_to": "latest", "data_snapshot": None}

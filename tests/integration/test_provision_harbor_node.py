@@ -167,3 +167,45 @@ def test_trivy_cache_and_reports_move_to_the_nodes_own_disk(tmp_path):
     run_node(tmp_path, "if ! trivy_local; then localize_trivy; fi; trivy_local", **env)
     assert compose.read_text().count(str(tmp_path / "trivy")) == 2 and "/data/registry" in compose.read_text()
     assert (tmp_path / "trivy" / "trivy").is_dir() and (tmp_path / "trivy" / "reports").is_dir()
+
+
+COMPOSE = """services:
+  log:
+    image: goharbor/harbor-log:v2.15.2
+  registry:
+    image: goharbor/registry-photon:v2.15.2
+    container_name: registry
+  registryctl:
+    image: goharbor/harbor-registryctl:v2.15.2
+  core:
+    image: goharbor/harbor-core:v2.15.2
+"""
+
+
+def test_s3_endpoint_name_resolves_to_every_object_store_host_in_registry_and_registryctl(tmp_path):
+    """storage.mode s3 with roles.objectStore: extra_hosts under the two services that reach the bucket, once; a
+    changed host list replaces them; an empty one (no role) removes them. The result is valid YAML."""
+    import yaml
+
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE)
+    env = {"INSTALL_DIR": str(tmp_path), "S3_TLS_NAME": "s3.harbor-ha.invalid"}
+    for _ in range(2):
+        run_node(tmp_path, "localize_s3_hosts", S3_HOSTS="198.18.0.61 198.18.0.62 198.18.0.63", **env)
+    services = yaml.safe_load((tmp_path / "docker-compose.yml").read_text())["services"]
+    hosts = [f"s3.harbor-ha.invalid:198.18.0.6{i}" for i in (1, 2, 3)]
+    assert services["registry"]["extra_hosts"] == hosts and services["registryctl"]["extra_hosts"] == hosts
+    assert "extra_hosts" not in services["core"] and services["registry"]["container_name"] == "registry"
+    run_node(tmp_path, "localize_s3_hosts", S3_HOSTS="198.18.0.62 198.18.0.64", **env)
+    services = yaml.safe_load((tmp_path / "docker-compose.yml").read_text())["services"]
+    assert services["registry"]["extra_hosts"] == [f"s3.harbor-ha.invalid:198.18.0.6{i}" for i in (2, 4)]
+    run_node(tmp_path, "localize_s3_hosts", S3_HOSTS="", **env)
+    assert (tmp_path / "docker-compose.yml").read_text() == COMPOSE
+
+
+def test_local_data_volume_is_a_folder_of_the_node_never_mounted(tmp_path):
+    """storage.mode s3 (DATA_MOUNT=local): the images are in the bucket; data_volume is created on the node's disk."""
+    fstab = tmp_path / "fstab"
+    fstab.write_text("UUID=abc / ext4 defaults 0 1\n")
+    env = {"DATA_MOUNT": "local", "FSTAB": str(fstab), "DATA_VOLUME": str(tmp_path / "data")}
+    run_node(tmp_path, "ensure_mount unused-stage && remove_mount", **env)
+    assert (tmp_path / "data").is_dir() and fstab.read_text() == "UUID=abc / ext4 defaults 0 1\n"

@@ -28,7 +28,8 @@ import yaml
 
 from components.config import ClusterConfig, parse_cluster_config
 from components.nfs import RESTIC_PASSWORD_FILE, RESTIC_S3_CA, RESTIC_S3_CREDENTIALS, nfs_server_files, restic_command
-from components.patroni import STANZA, PatroniPaths, patroni_files, render_restore_script
+from components.patroni import PatroniPaths, patroni_files
+from components.pgbackrest import STANZA, render_restore_script
 from labs import certs as lab_certs
 from labs import netns as netns_lab
 from labs.db_lab import install

@@ -19,7 +19,8 @@ import yaml
 from tests.support import ROOT
 
 from components.config import parse_cluster_config
-from components.patroni import RESTORE_IO_TIMEOUT, PatroniPaths, render_patroni_yml, render_pgbackrest_db_conf
+from components.patroni import RESTORE_IO_TIMEOUT, PatroniPaths, render_patroni_yml
+from components.pgbackrest import render_pgbackrest_db_conf
 from components.postgres import render_harbor_role_sql
 from labs import certs as lab_certs
 from labs.engine.pulumi_harness import patroni_values

@@ -3,14 +3,16 @@ PEM keys and certificates (labs/certs.py), for the tests that start real program
 
 from __future__ import annotations
 
+import json
 import secrets as pysecrets
 import string
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from components.config import ClusterConfig
 from components.host.files import SECRET_VALUES
+from components.object_store import garage_node_identity
 from labs import certs as lab_certs
 
 
@@ -63,7 +65,25 @@ def make_secret_values(cfg: ClusterConfig) -> dict[str, str]:
         "monitoring_smtp_password": password(24),
         # What Slack's incoming webhooks look like: Alertmanager checks the URL's form.
         "monitoring_slack_api_url": f"https://hooks.slack.example/services/{password(24)}",
+        "storage_s3_access_key": "GK" + password(24).lower(),
+        "storage_s3_secret_key": password(64),
     }
+    # roles.objectStore: Garage's identities from real ed25519 keys, as components/secrets.py derives them.
+    identities = {}
+    for h in cfg.object_store_hosts or cfg.hosts[:3]:
+        key = ed25519.Ed25519PrivateKey.generate()
+        identities[h.name] = garage_node_identity(
+            pem_key(key, serialization.PrivateFormat.PKCS8),
+            key.public_key().public_bytes(serialization.Encoding.PEM,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode())
+    values.update({
+        "garage_rpc_secret": pysecrets.token_hex(32),
+        "garage_admin_token": password(32),
+        "garage_node_keys": json.dumps({h: v[0] for h, v in identities.items()}, sort_keys=True),
+        "garage_node_ids": json.dumps({h: v[1] for h, v in identities.items()}, sort_keys=True),
+        "object_store_tls_certificate": cluster["object_store_cert"],
+        "object_store_tls_private_key": cluster["object_store_key"],
+    })
     values["pgbackrest_ca_cert"], values["pgbackrest_cert"], values["pgbackrest_key"] = (
         pem.decode() for pem in lab_certs.ca_and_server("harbor-ha-pgbackrest", ["127.0.0.1"]))
     assert set(values) == set(SECRET_VALUES)

@@ -68,7 +68,6 @@ def _set(values: dict, path: str, value) -> dict:
      "harbor-ha:backup.fullSchedule: 'every sunday; rm -rf' is not a systemd OnCalendar expression"),
     (lambda v: _set(v, "postgres.mode", "single"), "harbor-ha:roles.postgres: single mode takes one host, got 3"),
     (lambda v: _set(v, "postgres.mode", "single"), "harbor-ha:postgres.vip: only used with postgres.mode: patroni"),
-    (lambda v: _set(v, "postgres.mode", "single"), "harbor-ha:backup: backups are built for postgres.mode: patroni"),
     (lambda v: _set(v, "postgres.patroni.tll", 20), "harbor-ha:postgres.patroni.tll: unknown key"),
 ])
 def test_bad_patroni_config_names_the_key(change, expected):
@@ -100,7 +99,8 @@ def s3_values(**s3) -> dict:
 def test_a_private_s3_endpoint_reaches_pgbackrest_and_restic_with_its_port_and_ca_file():
     from components.host.files import SECRET_VALUES, placeholders
     from components.nfs import RESTIC_S3_CA, RESTIC_S3_CREDENTIALS, nfs_server_files, restic_command
-    from components.patroni import PatroniPaths, patroni_files, render_pgbackrest_db_conf
+    from components.patroni import PatroniPaths, patroni_files
+    from components.pgbackrest import render_pgbackrest_db_conf
 
     cfg = parse_cluster_config(s3_values(port=9000, caCertificate=CA_PEM), secrets_present=S3_KEYS)
     secrets = placeholders(list(SECRET_VALUES))

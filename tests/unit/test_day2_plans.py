@@ -150,6 +150,18 @@ def test_a_database_password_rotation_updates_postgres_and_every_node_without_te
                                             "harbor-node@harbor3"}
 
 
+@pytest.mark.parametrize("before", ["Old-Adm1n-Pass", None], ids=["changed", "set-over-the-generated-one"])
+def test_an_admin_password_change_goes_through_harbors_api_and_re_applies_no_role(before):
+    # harbor.yml holds the generated initial password only: a new harborAdminPassword changes no host's files.
+    values, _ = stack_config("prod")
+    old = registrations(values, {"harborAdminPassword": before} if before else None)
+    new = registrations(values, {"harborAdminPassword": "N3w-Adm1n-Pass"})
+    plan = engine_plan.plan([r.as_planned() for r in old], [r.as_planned() for r in new])
+    assert_no_teardown(plan)
+    assert {urn.rsplit("::", 1)[1]: op for urn, op in plan.ops().items() if op != "same"} == {
+        "harbor-admin-password": "update"}
+
+
 def test_an_edit_of_lib_sh_re_applies_every_role_including_the_protected_ones(tmp_path, monkeypatch):
     edited = tmp_path / "lib.sh"
     edited.write_text(remote.LIB_SH.read_text() + "# a comment changes what every role ships\n")

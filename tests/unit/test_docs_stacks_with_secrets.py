@@ -19,7 +19,7 @@ import pulumi
 import pytest
 import yaml
 
-from components.config import NAMESPACE, ConfigError, load_stack_file, parse_cluster_config
+from components.config import NAMESPACE, SECRET_KEYS, ConfigError, load_stack_file, parse_cluster_config
 from labs.engine.pulumi_harness import REDACTED, Registered, run_program, staged_files
 from scripts import render
 
@@ -96,7 +96,9 @@ def stack_with_secrets(example: dict[str, Any], cipher: Cipher) -> dict[str, Any
            "tlsPrivateKey": "-----BEGIN PRIVATE KEY-----\nUSERKEY\n"}
     if "sandbox" not in values:
         top["sshPrivateKey"] = "-----BEGIN OPENSSH PRIVATE KEY-----\nDEPLOYKEY\n"
-    cfg = parse_cluster_config(values, secrets_present=list(top))
+    # Top-level secret keys the example sets itself (postgresPassword, ...) are secrets present, as the CLI has them.
+    given = [k for k in values if k in SECRET_KEYS]
+    cfg = parse_cluster_config({k: v for k, v in values.items() if k not in given}, secrets_present=[*top, *given])
     if cfg.backup and cfg.backup.s3_keys_needed_by:
         top.update(backupS3AccessKey="AKIA" + pysecrets.token_hex(8).upper(), backupS3SecretKey=cipher.value())
     config.update({f"{NAMESPACE}:{k}": cipher.encrypt(v) for k, v in top.items()})

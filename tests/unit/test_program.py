@@ -222,13 +222,22 @@ HARBOR_API = {
 MIGRATION = {"sourceUrl": "https://old-registry.example.com:5000", "targetProject": "legacy", "runNow": True}
 
 
+ADMIN_PASSWORD = "harbor-admin-password"  # the cluster's AdminPassword (harbor_provider/admin.py)
+
+
+def harbor_objects(regs: list[Registered]) -> list[Registered]:
+    """The dynamic resources of the harborApi/migration sections (not the cluster's admin password)."""
+    return [r for r in regs if r.typ.startswith("pulumi-python:dynamic") and r.name != ADMIN_PASSWORD]
+
+
 @pulumi.runtime.test
 def test_harbor_objects_are_declared_after_the_whole_cluster_with_secret_credentials():
     values, _ = stack_config("dev")
     program = run_program({**values, "harborApi": HARBOR_API, "migration": MIGRATION})
 
     def check(regs):
-        harbor = [r for r in regs if r.typ.startswith("pulumi-python:dynamic")]
+        admin, = [r for r in regs if r.name == ADMIN_PASSWORD]
+        harbor = harbor_objects(regs)
         names = sorted(r.name for r in harbor)
         assert names == sorted(["harbor-registry-site-b", "harbor-registry-migration-source", "harbor-project-apps",
                                 "harbor-project-legacy", "harbor-policy-to-site-b", "harbor-policy-migration-pull",
@@ -239,6 +248,8 @@ def test_harbor_objects_are_declared_after_the_whole_cluster_with_secret_credent
             assert all(depends_transitively(regs, r, c) for c in vip + nodes), r.name
             assert r.inputs["harbor_url"] == "https://harbor.dev.example.internal"
             assert r.inputs["harbor_password"] == program.monitor.mocks.generated["harbor-secrets-admin-password"]
+            # They log in with the password in force: after a harborAdminPassword change went through.
+            assert depends_transitively(regs, r, admin), r.name
         return True
 
     return program.all_registered().apply(check)
@@ -251,7 +262,7 @@ def test_harbor_objects_of_an_existing_harbor_do_not_wait_for_the_cluster():
     program = run_program({**values, "harborApi": existing})
 
     def check(regs):
-        harbor = [r for r in regs if r.typ.startswith("pulumi-python:dynamic")]
+        harbor = harbor_objects(regs)
         assert len(harbor) == 3
         assert not any(depends_transitively(regs, r, c) for r in harbor for c in apply_commands(regs, "keepalived"))
         assert {r.inputs["harbor_url"] for r in harbor} == {"https://old-harbor.example.com"}

@@ -122,7 +122,7 @@ def _systemd_analyze_verify(directory, units: dict[str, str]) -> list[str]:
 
 def test_rendered_backup_units_pass_systemd_analyze_verify(tmp_path):
     from components.config import parse_cluster_config as parse
-    from components.patroni import render_backup_units
+    from components.pgbackrest import render_backup_units
     from labs.engine.pulumi_harness import patroni_values
 
     for repository in ("host", "s3"):

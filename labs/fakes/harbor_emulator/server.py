@@ -103,7 +103,7 @@ class HarborEmulator:
 
     def __init__(self, username: str = "admin", password: str = "Harbor12345"):
         self.contract = load_contract()
-        self.username, self.password = username, password
+        self.username = username
         self.lock = threading.RLock()
         self.calls: list[tuple[str, str, str]] = []
         self.requests_with_cookie = 0
@@ -136,11 +136,21 @@ class HarborEmulator:
         """System schedules by vendor (`gc`, `purgeaudit`, `scanAll`): type, cron, parameters, times."""
         self._ids = itertools.count(1)
         self._user_ids = itertools.count(1)  # users have their own ids: the admin is user 1, as in Harbor
-        self.add_user("admin", password)
+        self.add_user(username, password)
         self.users[1]["sysadmin_flag"] = True
         self._server: Optional[ThreadingHTTPServer] = None
         self._scheme = "http"
         self._thread: Optional[threading.Thread] = None
+
+    @property
+    def password(self) -> str:
+        """The admin's password: what the Basic credentials of every call must carry. Set it to model a change
+        made outside the program (Harbor's UI); PUT /users/1/password changes it as Harbor does."""
+        return self.users[1]["password"]
+
+    @password.setter
+    def password(self, value: str) -> None:
+        self.users[1]["password"] = value
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self, tls: Optional[tuple[str, str]] = None) -> HarborEmulator:
@@ -787,11 +797,28 @@ class HarborEmulator:
             {k: body.get(k) or "" for k in ("email", "realname", "comment")})
         return 200, None, {}
 
+    def op_getCurrentUserInfo(self, params, query, body):
+        """handler/user.go GetCurrentUserInfo: the caller (the emulator authenticates the admin only)."""
+        return 200, self._user_view(self.users[1]), {}
+
     def op_updateUserPassword(self, params, query, body):
+        """handler/user.go UpdateUserPassword: requireModifiable (outside db_auth only the local admin, id 1); the
+        caller changing its own password must give the current one (403); the new one must pass requireValidSecret
+        (400) and differ from the current one (400)."""
+        uid = int(params["user_id"])  # the contract matched {user_id} as an integer
+        if self.configurations["auth_mode"] != "db_auth" and uid != 1:
+            raise ApiError(403, f"User with ID {uid} can't be updated")
         user = self._get(self.users, params, "user_id")
-        if body.get("new_password") == user["password"]:
+        body = body or {}
+        if uid == 1 and body.get("old_password") != user["password"]:  # matchUserID: the caller is the admin
+            raise ApiError(403, "Current password is incorrect")
+        new = body.get("new_password") or ""
+        if not _valid_robot_secret(new):
+            raise ApiError(400, "the password or secret must be 8-128, inclusively, characters long with at least 1 "
+                                "uppercase letter, 1 lowercase letter and 1 number")
+        if new == user["password"]:
             raise ApiError(400, "New password is identical to old password")
-        user["password"] = body.get("new_password")
+        user.update(password=new, update_time=_now())
         return 200, None, {}
 
     def op_setUserSysAdmin(self, params, query, body):
