@@ -122,38 +122,44 @@ def ssh_failure(stderr: str, host: Host, timeout: int) -> str:
     return f"ssh failed: {lines[-1] if lines else 'no message'}"
 
 
-def ssh_command(host: Host, key: Path, known_hosts: Path | None, timeout: int) -> list[str]:
+def ssh_command(host: Host, key: Path, known_hosts: Path | None, timeout: int, shell: str = "sh") -> list[str]:
+    """ssh to `host` running `shell -s` (the script on stdin), with its pinned host key when it has one."""
     pinning = (["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}"] if known_hosts else
                ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
     return ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout}", "-o", "IdentitiesOnly=yes",
             "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", *pinning, "-i", str(key),
-            "-p", str(host.port), f"{host.user}@{host.address}", "sh -s"]
+            "-p", str(host.port), f"{host.user}@{host.address}", f"{shell} -s"]
 
 
-def check_host(cfg: ClusterConfig, host: Host, key: Path, timeout: int, workdir: Path) -> HostReport:
-    report = HostReport(host.name, host.address)
+def run_script(host: Host, script: str, key: Path, timeout: int, workdir: Path, shell: str = "sh",
+               limit: int = 30) -> subprocess.CompletedProcess | str:
+    """`script` run by `shell` on `host` over SSH with its pinned host key (a file in `workdir`): the finished
+    process, or why it could not run (SSH's error as an action; `limit` s more than the connection timeout)."""
     known_hosts = None
     if host.host_key:
         known_hosts = workdir / f"known_hosts.{host.name}"
         target = host.address if host.port == 22 else f"[{host.address}]:{host.port}"
         known_hosts.write_text(f"{target} {host.host_key}\n", encoding="utf-8")
-    else:
+    try:
+        done = subprocess.run(ssh_command(host, key, known_hosts, timeout, shell), input=script, capture_output=True,
+                              text=True, timeout=timeout + limit)
+    except subprocess.TimeoutExpired:
+        return f"connected, but its checks did not finish within {timeout + limit} s"
+    return ssh_failure(done.stderr, host, timeout) if done.returncode == 255 else done
+
+
+def check_host(cfg: ClusterConfig, host: Host, key: Path, timeout: int, workdir: Path) -> HostReport:
+    report = HostReport(host.name, host.address)
+    if not host.host_key:
         report.warnings.append("no hostKey pinned: any SSH server answering that address is trusted")
     disk, ports = host_needs(cfg, host)
-    script = REPORT.replace("PATHS", " ".join(disk))
     started = time.monotonic()
-    try:
-        done = subprocess.run(ssh_command(host, key, known_hosts, timeout), input=script, capture_output=True,
-                              text=True, timeout=timeout + 30)
-    except subprocess.TimeoutExpired:
-        report.problems.append(f"connected, but its checks did not finish within {timeout + 30} s")
-        return report
-    finally:
-        report.seconds = round(time.monotonic() - started, 1)
-    if done.returncode == 255:
-        report.problems.append(ssh_failure(done.stderr, host, timeout))
-        return report
-    judge(report, done.stdout, disk, ports)
+    done = run_script(host, REPORT.replace("PATHS", " ".join(disk)), key, timeout, workdir)
+    report.seconds = round(time.monotonic() - started, 1)
+    if isinstance(done, str):
+        report.problems.append(done)
+    else:
+        judge(report, done.stdout, disk, ports)
     return report
 
 
@@ -198,46 +204,60 @@ def describe(report: HostReport) -> str:
     return f"{head}: " + "; ".join(report.problems + [f"warning: {w}" for w in report.warnings])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_stack_argument(parser)
+def add_ssh_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", type=Path, default=Path(os.environ.get("HARBOR_HA_SSH_KEY", "~/.ssh/id_ed25519")),
                         help="the deploy key (default: HARBOR_HA_SSH_KEY, else ~/.ssh/id_ed25519)")
     parser.add_argument("--timeout", type=int, default=10, help="seconds to wait for each SSH connection (10)")
+
+
+def load_for_ssh(tool: str, stack: str, key: Path) -> ClusterConfig | None:
+    """The stack's config, when it and the key and an ssh client are there; else None, each reason printed."""
+    path = stack_file(stack)
+    problems = [f"{tool}: {path}: no such stack file"] if not path.is_file() else []
+    if not key.is_file():
+        problems.append(f"{tool}: no deploy key at {key} (--key or HARBOR_HA_SSH_KEY)")
+    if shutil.which("ssh") is None:
+        problems.append(f"{tool}: no ssh client on PATH (openssh-client)")
+    if not problems:
+        from components.config import ConfigError, describe_problems, load_stack_file, parse_cluster_config
+
+        try:
+            values, secrets = load_stack_file(str(path))
+            return parse_cluster_config(values, secrets_present=secrets)
+        except ConfigError as e:
+            problems = describe_problems(str(path), e.problems)
+    for line in problems:
+        print(line, file=sys.stderr)
+    return None
+
+
+def ssh_cli(doc: str, tool: str, argv: list[str] | None) -> tuple[argparse.Namespace, Path, ClusterConfig | None]:
+    """The arguments of a CLI that reaches the stack's hosts (--stack, --key, --timeout, --json; its help from
+    `doc`), the key's path, and the stack's config (None: it could not be read, the reason printed)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0], epilog=doc.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_stack_argument(parser)
+    add_ssh_arguments(parser)
     add_json_argument(parser)
     args = parser.parse_args(argv)
-
-    path = stack_file(args.stack)
     key = args.key.expanduser()
-    if not path.is_file():
-        print(f"preflight: {path}: no such stack file", file=sys.stderr)
-        return COULD_NOT_RUN
-    if not key.is_file():
-        print(f"preflight: no deploy key at {key} (--key or HARBOR_HA_SSH_KEY)", file=sys.stderr)
-        return COULD_NOT_RUN
-    if shutil.which("ssh") is None:
-        print("preflight: no ssh client on PATH (openssh-client)", file=sys.stderr)
-        return COULD_NOT_RUN
-    from components.config import ConfigError, describe_problems, load_stack_file, parse_cluster_config
+    return args, key, load_for_ssh(tool, args.stack, key)
 
-    try:
-        values, secrets = load_stack_file(str(path))
-        cfg = parse_cluster_config(values, secrets_present=secrets)
-    except ConfigError as e:
-        for line in describe_problems(str(path), e.problems):
-            print(line, file=sys.stderr)
+
+def main(argv: list[str] | None = None) -> int:
+    args, key, cfg = ssh_cli(__doc__, "preflight", argv)
+    if cfg is None:
         return COULD_NOT_RUN
+    path = str(stack_file(args.stack))
     if cfg.sandbox:
         print("preflight: a sandbox stack: the program creates its hosts; nothing to reach yet")
-        write_json(args.json, {"stack": str(path), "ok": True, "hosts": []})
+        write_json(args.json, {"stack": path, "ok": True, "hosts": []})
         return MET
     with tempfile.TemporaryDirectory(prefix="hha-preflight-") as tmp, \
             ThreadPoolExecutor(max_workers=min(16, len(cfg.hosts))) as pool:
         reports = list(pool.map(lambda h: check_host(cfg, h, key, args.timeout, Path(tmp)), cfg.hosts))
     ok = all(r.ok for r in reports)
-    write_json(args.json, {"stack": str(path), "ok": ok,
-                           "hosts": [{**asdict(r), "ok": r.ok} for r in reports]})
+    write_json(args.json, {"stack": path, "ok": ok, "hosts": [{**asdict(r), "ok": r.ok} for r in reports]})
     if args.json != "-":
         for r in reports:
             print(describe(r), file=sys.stdout if r.ok else sys.stderr)

@@ -34,6 +34,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(marker)
         if "root" in TIERS.get(tier, ()) and os.geteuid() != 0:
             item.add_marker(pytest.mark.skip(reason=f"tests/{tier}/ needs root (network namespaces, routes)"))
+        elif item.get_closest_marker("root") and os.geteuid() != 0:
+            item.add_marker(pytest.mark.skip(reason="needs root (files owned by root, as on a host)"))
 
 
 @pytest.fixture

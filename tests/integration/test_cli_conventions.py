@@ -11,7 +11,8 @@ import pytest
 
 from tests.support import ROOT
 
-CLIS = ["scripts/render.py", "scripts/ha_drill.py", "scripts/preflight.py", "scripts/verify_migration.py",
+CLIS = ["scripts/render.py", "scripts/ha_drill.py", "scripts/preflight.py", "scripts/status.py",
+        "scripts/verify_migration.py",
         "scripts/registry_inventory.py", "labs/bench/bench_provider.py", "scripts/backup.py", "scripts/restore.py"]
 # Loads --help in a fresh interpreter, then reports which heavy modules got imported.
 PROBE = """

@@ -38,8 +38,9 @@ exit 0
 def clone(tmp_path: Path) -> Path:
     """A copy of the clone's files (those git tracks or would), with the real venv/ linked in (what a user has after
     the README's set-up)."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, check=True).stdout
+    # safe.directory: a user who does not own the clone (a test run as another user) may list it too.
+    files = subprocess.run(["git", "-c", "safe.directory=*", "ls-files", "-z", "--cached", "--others",
+                            "--exclude-standard"], cwd=ROOT, capture_output=True, check=True).stdout
     target = tmp_path / "clone"
     for name in filter(None, files.decode().split("\0")):
         source = ROOT / name
@@ -199,9 +200,11 @@ def test_real_cli_writes_nested_secrets_that_render_py_takes(clone, fake_cli, tm
     done = run(clone, "scripts/pulumi.sh mysite config set --secret --path 'harbor-ha:migration.password' "
                       "Old-Passw0rd && scripts/pulumi.sh mysite config set --path harbor-ha:migration.sourceUrl "
                       "https://old.example.com && scripts/pulumi.sh mysite config set --path "
-                      "harbor-ha:migration.targetProject legacy", env)
+                      "harbor-ha:migration.targetProject legacy && scripts/pulumi.sh mysite config set --path "
+                      "harbor-ha:migration.username migrator", env)
     assert done.returncode == 0, done.stderr
     written = yaml.safe_load((clone / "Pulumi.mysite.yaml").read_text())["config"]["harbor-ha:migration"]
+    print("written by", os.environ["HHA_PULUMI_CLI"], ":", written)
     assert set(written["password"]) == {"secure"} and written["password"]["secure"].startswith("v1:")
     done = run(clone, "scripts/render.py --stack mysite --out out/")
     assert done.returncode == 0, done.stderr

@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support import ROOT
 
 SCRIPT = ROOT / "components" / "harbor_node" / "harbor-node.sh"
@@ -102,6 +104,7 @@ def gz(data: bytes) -> bytes:
     return gzip.compress(data)
 
 
+@pytest.mark.root  # the installer folder is made owned by root, as on a node
 def test_an_upgrade_loads_exactly_the_new_versions_image_tarball(tmp_path):
     # `find ... | head -n 1` could pick the old version's tarball left in the install folder.
     installer(tmp_path, "2.15.2", {"harbor.v2.15.2.tar.gz": gz(b"old")})
@@ -128,6 +131,7 @@ def test_a_bad_image_tarball_fails_the_apply_writes_no_marker_and_the_next_apply
     assert (tmp_path / "harbor" / ".harbor-ha-version").read_text() == "2.15.2\n"
 
 
+@pytest.mark.root  # the installer folder is made owned by root, as on a node
 def test_an_installer_without_the_versions_image_tarball_is_refused(tmp_path):
     installer(tmp_path, "2.15.3", {"harbor.v2.15.2.tar.gz": gz(b"old")})
     result = subprocess.run(["bash", "-c", f'. "{SCRIPT}"; ensure_installer'],

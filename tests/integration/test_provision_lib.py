@@ -8,11 +8,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.support import ROOT
 
 from components.host.files import FileSpec, manifest_text
 
 LIB = ROOT / "components" / "host" / "lib.sh"
+# lib.sh installs files owned by root (as the program does on a host): `install -o root` needs root.
+pytestmark = pytest.mark.root
 
 
 def run_lib(state: Path, call: str) -> str:

@@ -26,7 +26,8 @@ def actionlint(*files: Path) -> subprocess.CompletedProcess:
 
 def tracked_stack_files() -> list[str]:
     """The stack files of the repository (git's): a user's own Pulumi.mysite.yaml in the clone is none of them."""
-    done = subprocess.run(["git", "ls-files", "Pulumi.*.yaml"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(["git", "-c", "safe.directory=*", "ls-files", "Pulumi.*.yaml"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
     if done.returncode != 0:  # not a git checkout (an unpacked archive): every stack file there
         return [p.name for p in ROOT.glob("Pulumi.*.yaml")]
     return done.stdout.split()
