@@ -66,12 +66,14 @@ if info is None:
     log(f"bucket {bucket} created")
 
 key = json.load(open(key_file))
-existing = call("GetKeyInfo", query={"id": key["accessKeyId"], "showSecretKey": "true"})
+# Looked up by its name, not its id: Garage logs each request's URL.
+existing = call("GetKeyInfo", query={"search": key["name"], "showSecretKey": "true"})
 if existing is None:
     call("ImportKey", key)
     log(f"Harbor's key {key['name']} imported")
-elif existing.get("secretAccessKey") != key["secretAccessKey"]:
-    raise SystemExit("[harbor-ha object-store-cluster] ERROR: Harbor's key exists in Garage with another secret")
+elif (existing["accessKeyId"], existing.get("secretAccessKey")) != (key["accessKeyId"], key["secretAccessKey"]):
+    raise SystemExit(f"[harbor-ha object-store-cluster] ERROR: a Garage key named {key['name']} exists with another "
+                     "id or secret (made by hand, or before the stack's key was regenerated)")
 call("AllowBucketKey", {"bucketId": info["id"], "accessKeyId": key["accessKeyId"],
                         "permissions": {"read": True, "write": True, "owner": True}})
 

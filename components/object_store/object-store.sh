@@ -16,6 +16,9 @@ ADMIN_TOKEN_FILE=/etc/garage/admin_token
 ensure_binary() {
   local target=$GARAGE_STORE/$GARAGE_SHA256/garage tmp
   if [ ! -x "$target" ]; then
+    # Each level 0755: the apply's umask is 077, and the garage user executes the binary.
+    ensure_dir 0755 "$(dirname "$GARAGE_STORE")"
+    ensure_dir 0755 "$GARAGE_STORE"
     ensure_dir 0755 "$GARAGE_STORE/$GARAGE_SHA256"
     tmp=$(mktemp "$GARAGE_STORE/download.XXXXXX")
     log "downloading garage $GARAGE_VERSION"

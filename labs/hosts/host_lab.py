@@ -954,10 +954,10 @@ class HostLab:
                   check=False)
         return json.loads(out.stdout) if out.returncode == 0 else {"status": f"no answer: {out.stderr[-200:]}"}
 
-    def registry_loop(self, machine: str, registries: str, seconds: float) -> subprocess.Popen:
+    def registry_loop(self, machine: str, registries: str, seconds: float, prefix: str) -> subprocess.Popen:
         ssh(machine, "rm -f /tmp/hostlab-registry.stop")
         return subprocess.Popen(["ssh", "-F", str(ROOT / "ssh_config"), machine, "python3", "/tmp/registry_client.py",
-                                 "loop", registries, "/tmp/hostlab-registry.stop", str(seconds), str(4 << 20)],
+                                 "loop", registries, "/tmp/hostlab-registry.stop", str(seconds), str(4 << 20), prefix],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def registry_check(self, machine: str, registries: str, images: list[dict]) -> dict:
@@ -977,7 +977,7 @@ class HostLab:
                     "apt-get install -y -qq python3-minimal >/dev/null; }; cat > /tmp/registry_client.py",
             input=REGISTRY_CLIENT.read_text(), timeout=600)
         health = self.garage_health(MACHINES[stores[1]])
-        out, err = self.registry_loop(client, registries, 20).communicate(timeout=300)
+        out, err = self.registry_loop(client, registries, 20, "steady-").communicate(timeout=300)
         steady = json.loads(out) if out.strip() else {"ops": 0, "failed_ops": -1, "images": [], "error": err[-300:]}
         checked = self.registry_check(client, registries, steady["images"])
         push_pull = {"ok": steady["failed_ops"] == 0 and checked["images_lost"] == 0 and bool(steady["images"]),
@@ -989,7 +989,7 @@ class HostLab:
         # The power cut: the first address of the endpoint's name (every registry dials it first).
         first = next(h for h in stores if address(MACHINES[h]) == resolved[nodes[0]][0]) if resolved[nodes[0]] \
             else stores[0]
-        proc = self.registry_loop(client, registries, 120)
+        proc = self.registry_loop(client, registries, 120, "cut-")
         time.sleep(20)
         t_cut = time.time()
         debhosts("kill", MACHINES[first])

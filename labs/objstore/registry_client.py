@@ -1,11 +1,12 @@
 """A registry client for the S3 storage drills, standard library only (it runs inside a lab host's python3).
 
-    python3 registry_client.py loop REGISTRIES STOP_FILE SECONDS LAYER_BYTES   -> JSON on stdout
+    python3 registry_client.py loop REGISTRIES STOP_FILE SECONDS LAYER_BYTES TAG_PREFIX   -> JSON on stdout
     python3 registry_client.py check REGISTRIES IMAGES_JSON                     -> JSON on stdout
 
 REGISTRIES: comma-separated base URLs of the registries that share one bucket (each Harbor node's). `loop` pushes a
 new image (a random layer, a config, a schema-2 manifest) to one registry and pulls the previous one from the next
-registry, comparing every digest, until STOP_FILE exists or SECONDS passed; it prints every operation's result, the
+registry, comparing every digest, until STOP_FILE exists or SECONDS passed (tags TAG_PREFIX0, TAG_PREFIX1, ...: a
+new prefix per loop, so no loop overwrites another's tags); it prints every operation's result, the
 longest time without a successful operation and the images it pushed. `check` pulls every listed image from every
 registry and counts those that are missing or differ: the images lost.
 """
@@ -83,7 +84,7 @@ def pull_image(base: str, image: dict) -> None:
         raise RuntimeError(f"layer {status}: digest {digest(blob)} != {image['layer']}")
 
 
-def loop(registries: list[str], stop: str, seconds: float, layer_bytes: int) -> dict:
+def loop(registries: list[str], stop: str, seconds: float, layer_bytes: int, prefix: str) -> dict:
     ops, images, t0 = [], [], time.monotonic()
     last_ok, max_gap = time.monotonic(), 0.0
     i = 0
@@ -94,7 +95,7 @@ def loop(registries: list[str], stop: str, seconds: float, layer_bytes: int) -> 
             error = None
             try:
                 if kind == "push":
-                    images.append(push_image(base, "drill/app", f"t{i}", layer_bytes))
+                    images.append(push_image(base, "drill/app", f"{prefix}{i}", layer_bytes))
                 elif images:
                     pull_image(base, images[-1])
             except Exception as e:  # every failure is counted and described, none stops the loop
@@ -126,7 +127,7 @@ def check(registries: list[str], images: list[dict]) -> dict:
 def main(argv: list[str]) -> int:
     mode, registries = argv[0], argv[1].split(",")
     if mode == "loop":
-        result = loop(registries, argv[2], float(argv[3]), int(argv[4]))
+        result = loop(registries, argv[2], float(argv[3]), int(argv[4]), argv[5])
     else:
         result = check(registries, json.loads(Path(argv[2]).read_text()))
     print(json.dumps(result))
