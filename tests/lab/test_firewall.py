@@ -78,7 +78,7 @@ def test_connection_matrix_and_capture_on_both_topologies(tmp_path):
 # Holds one TCP connection to HOST:PORT open; sends a line whenever one arrives on stdin and prints the echo.
 HELD_CLIENT = r"""
 import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
 print("connected", flush=True)
 for line in sys.stdin:
     s.sendall(line.encode()); print(s.recv(100).decode().strip(), flush=True)
@@ -118,8 +118,10 @@ def test_loading_the_ruleset_keeps_an_open_ssh_session_and_refuses_new_ones_from
         db_ns, client_ns = lab.add_host(db.address), lab.add_host(outsider)
         server = subprocess.Popen(["ip", "netns", "exec", db_ns, sys.executable, "-c", ECHO_SERVER, str(db.port)],
                                   stdout=subprocess.PIPE, text=True)
+        # 30 s for the first connection: on a loaded machine the new namespaces' first packets can be slow (a CI
+        # run saw 5 s expire); the refused one below is given 5 s, as its timing out is what is checked.
         held = subprocess.Popen(["ip", "netns", "exec", client_ns, sys.executable, "-c", HELD_CLIENT, db.address,
-                                 str(db.port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                 str(db.port), "30"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             assert server.stdout.readline().strip() == "ready"
             assert held.stdout.readline().strip() == "connected"
@@ -128,7 +130,7 @@ def test_loading_the_ruleset_keeps_an_open_ssh_session_and_refuses_new_ones_from
             held.stdin.write("still-here\n")
             held.stdin.flush()
             assert held.stdout.readline().strip() == "still-here"
-            new = lab.run(client_ns, [sys.executable, "-c", HELD_CLIENT, db.address, str(db.port)], timeout=20)
+            new = lab.run(client_ns, [sys.executable, "-c", HELD_CLIENT, db.address, str(db.port), "5"], timeout=20)
             assert new.returncode != 0 and "timed out" in new.stderr, new.stdout + new.stderr
         finally:
             for proc in (held, server):
