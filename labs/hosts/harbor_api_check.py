@@ -36,9 +36,12 @@ def roundtrip(conn: dict[str, Any]) -> dict[str, Any]:
             details[kind] = {"error": str(e)[:300]}
             return None
 
+    # Harbor pings a registry when it is created (an unreachable URL is refused: "registry is unhealthy"; the
+    # emulator accepts it): Harbor's own registry as core reaches it on the compose network, anonymously (a 401
+    # proves it reachable, pkg/reg/adapter/native PingSimple).
     registry = one("registry", RegistryProvider(), {
-        **conn, "name": "hostlab-source", "type": "docker-registry", "url": "http://registry.hostlab.invalid:5000",
-        "access_key": "u", "access_secret": "Passw0rd", "status": None})
+        **conn, "name": "hostlab-source", "type": "docker-registry", "url": "http://registry:5000",
+        "access_key": None, "access_secret": None, "status": None})
     if registry:
         one("replication policy", ReplicationPolicyProvider(), {
             **conn, "name": "hostlab-pull", "registry_id": int(registry), "direction": "pull", "trigger": "manual",
