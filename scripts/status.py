@@ -11,7 +11,7 @@ running read-only checks of the host's roles:
 - Harbor nodes: Docker active, the data volume mounted, /api/v2.0/health of the node itself (every component);
 - PostgreSQL: the server answering (single), or Patroni's leader, replicas and their lag (patroni);
 - Redis: each server's role and replicas, one master; sentinels: the master they name;
-- NFS: the export in place; backups (patroni mode): the last pgBackRest backup and its age.
+- NFS: the export in place; backups (a backup section): the last pgBackRest backup and its age.
 A host that does not answer is named with the reason (as preflight does).
 
 Prints one line per check. Exit status: 0 every check is healthy, 1 one is not (each named), 2 could not run (no
@@ -76,7 +76,8 @@ def host_script(cfg: ClusterConfig, host: Host) -> str:
     """The read-only checks of `host`'s roles (pure)."""
     from components.harbor_node import CLUSTER_CA_PATH, NODE_TLS_NAME
     from components.loadbalancer import NginxPaths
-    from components.patroni import STANZA, PatroniPaths
+    from components.patroni import PatroniPaths
+    from components.pgbackrest import db_paths, pgbackrest_cmd
     from components.redis import RedisPaths
 
     lines = [PRELUDE]
@@ -111,10 +112,10 @@ def host_script(cfg: ClusterConfig, host: Host) -> str:
                      f"{cfg.redis.master_set}")
     if host == cfg.nfs_host:
         lines.append(f"run nfs-export {SUDO} sh -c 'exportfs -v | grep -F {cfg.nfs.export_path}'")
+    # Where `pgbackrest info` reads the repository: its host, or (S3) the first database host.
     backup_host = cfg.backup_host or (cfg.postgres_hosts[0] if cfg.backup else None)
-    if cfg.patroni and cfg.backup and host == backup_host:
-        lines.append(f"run backup {SUDO} runuser -u postgres -- pgbackrest "
-                     f"--config={PatroniPaths().pgbackrest_conf} --stanza={STANZA} info --output=json")
+    if cfg.backup and host == backup_host:
+        lines.append(f"run backup {SUDO} runuser -u postgres -- {pgbackrest_cmd(db_paths(cfg))} info --output=json")
     return "\n".join(lines) + "\n"
 
 

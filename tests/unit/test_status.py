@@ -71,3 +71,15 @@ def test_the_host_script_passes_shellcheck_and_carries_no_secret():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout
     assert "requirepass" in script and "REDISCLI_AUTH=$(" in script  # read on the host, never sent
+
+
+def test_the_last_backup_is_healthy_while_younger_than_36_hours():
+    cfg = _cfg()
+    recent = {"timestamp": {"start": NOW.timestamp() - 7300, "stop": NOW.timestamp() - 7200}}
+    info = [{"name": "harbor", "backup": [recent, {"timestamp": {"start": 0, "stop": 100}}]}]
+    fresh = judge_host(cfg, cfg.host("data1"), _line("backup", 0, json.dumps(info)), NOW)
+    assert [(c.ok, c.detail) for c in fresh if c.check == "last-backup"] == [
+        (True, "last 2026-12-04 22:00 UTC (2.0 h ago)")]
+    info[0]["backup"] = info[0]["backup"][1:]
+    old = judge_host(cfg, cfg.host("data1"), _line("backup", 0, json.dumps(info)), NOW)
+    assert [c.ok for c in old if c.check == "last-backup"] == [False]
