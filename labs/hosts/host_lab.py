@@ -1007,10 +1007,16 @@ class HostLab:
             time.sleep(2)
             back = self.garage_health(MACHINES[first])
         back_s = round(time.time() - t_boot, 1)
-        lost = self.registry_check(client, registries, steady["images"] + loop["images"])
+        images = steady["images"] + loop["images"]
+        first_check = self.registry_check(client, registries, images)
+        # Unreadable right after the boot is not lost: read again once the registries' connections to the cut host
+        # (pooled before the cut, never answered since) have failed and been replaced.
+        time.sleep(60 if first_check["images_lost"] else 0)
+        lost = self.registry_check(client, registries, images) if first_check["images_lost"] else first_check
         cut = {"host": first, "failed_ops": loop["failed_ops"], "ops": loop["ops"],
                "ops_after_cut": len(after), "failed_after_cut": sum(not o["ok"] for o in after),
                "max_gap_ms": loop.get("max_gap_ms"), "images_lost": lost["images_lost"], "images": lost["images"],
+               "unreadable_right_after_boot": first_check["images_lost"], "missing": first_check["missing"][:6],
                "failures": loop.get("failures", [])[:5], "health_during": during.get("status"),
                "healthy_again_s": back_s if back.get("status") == "healthy" else None}
         log(f"s3 power cut of {first}: {cut}")
