@@ -69,6 +69,8 @@ class NginxPaths:
     conf: str = "/etc/nginx/nginx.conf"  #: the file itself
     #: tls.mode acme: lego's state (account, certificates) and, under webroot/, the HTTP-01 tokens nginx serves
     acme_dir: str = "/var/lib/harbor-ha/acme"
+    #: tls.mode acme: where the other LB's push key is allowed (root's; sshd's default AuthorizedKeysFile)
+    authorized_keys: str = "/root/.ssh/authorized_keys"
 
     @property
     def acme_webroot(self) -> str:
@@ -111,7 +113,7 @@ def render_acme_env(cfg: ClusterConfig, host: Host, paths: NginxPaths = NginxPat
         "ACME_DIR": paths.acme_dir, "WEBROOT": paths.acme_webroot, "LIVE_DIR": paths.live_dir,
         "BOOTSTRAP_DIR": paths.tls_dir, "VIP": cfg.vip, "PEER": peer_of(cfg, host).address,
         "PUSH_KEY": f"{paths.acme_dir}/push.key", "KNOWN_HOSTS": f"{paths.acme_dir}/known_hosts",
-        "HEALTH_URL": f"http://127.0.0.1:{cfg.lb.health_port}/lb-health",
+        "NGINX_CONF": paths.conf, "AUTHORIZED_KEYS": paths.authorized_keys,
     })
 
 
@@ -134,10 +136,10 @@ def render_acme_units(cfg: ClusterConfig) -> tuple[str, str]:
     return service, timer
 
 
-def render_acme_authorized_key(cfg: ClusterConfig, host: Host, public_key: str) -> str:
+def render_acme_authorized_key(cfg: ClusterConfig, host: Host, public_key: str, acme_bin: str = ACME_BIN) -> str:
     """The line root's authorized_keys gets on `host` (pure): the peer's push key may only run `acme.sh receive`,
     from the peer's address, without a terminal or forwarding."""
-    return (f'from="{peer_of(cfg, host).address}",restrict,command="{ACME_BIN} receive" '
+    return (f'from="{peer_of(cfg, host).address}",restrict,command="{acme_bin} receive" '
             f"{public_key.strip()} harbor-ha-acme\n")
 
 

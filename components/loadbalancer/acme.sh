@@ -38,7 +38,7 @@ same_key() {
 
 # nginx -t before every reload; a reload starts new workers and lets the old ones finish
 # their connections (no connection dropped).
-nginx_check() { nginx -t -q; }
+nginx_check() { nginx -t -q -c "$NGINX_CONF"; }
 
 # install_live CRT KEY: make them what nginx serves (0600 key), reload nginx; nginx refusing them puts the previous
 # pair back. Prints "changed" when it installed something.
@@ -59,7 +59,8 @@ install_live() {
     mv -f "$LIVE_DIR/harbor.key.prev" "$LIVE_DIR/harbor.key"
     die "nginx -t refused the new certificate: the previous one stays"
   fi
-  systemctl reload nginx
+  # What Debian's nginx.service runs for `systemctl reload` (SIGHUP to the master named in the pid file).
+  nginx -c "$NGINX_CONF" -s reload
   log "installed $(openssl x509 -noout -serial -enddate -in "$LIVE_DIR/harbor.crt" | tr '\n' ' ')"
   echo changed
 }
@@ -73,9 +74,9 @@ cmd_bootstrap() {
     log "serving the self-signed certificate until the ACME one is issued"
   fi
   # The peer's push key, limited to `acme.sh receive` from the peer's address: one managed line in root's file.
-  local keys=/root/.ssh/authorized_keys line
+  local keys=$AUTHORIZED_KEYS line
   line=$(cat "$ACME_DIR/authorized_key")
-  install -d -m 0700 /root/.ssh
+  install -d -m 0700 "$(dirname "$keys")"
   touch "$keys"
   if ! grep -qxF "$line" "$keys"; then
     grep -v ' harbor-ha-acme$' "$keys" > "$keys.new" || true
