@@ -76,7 +76,8 @@ cmd_bootstrap() {
   # The peer's push key, limited to `acme.sh receive` from the peer's address: one managed line in root's file.
   local keys=$AUTHORIZED_KEYS line
   line=$(cat "$ACME_DIR/authorized_key")
-  install -d -m 0700 "$(dirname "$keys")"
+  # Created when absent only: `install -d -m` would also reset an existing folder's mode.
+  [ -d "$(dirname "$keys")" ] || install -d -m 0700 "$(dirname "$keys")"
   touch "$keys"
   if ! grep -qxF "$line" "$keys"; then
     grep -v ' harbor-ha-acme$' "$keys" > "$keys.new" || true
@@ -86,11 +87,39 @@ cmd_bootstrap() {
   fi
 }
 
+# expiry FILE: the certificate's notAfter in epoch seconds; a later one is the newer certificate.
+expiry() { date -d "$(openssl x509 -noout -enddate -in "$1" | cut -d= -f2)" +%s; }
+
+# unpack_lego DIR: lego's folder from the tar on stdin into DIR/lego (only that folder is taken).
+unpack_lego() { tar -C "$1" --no-same-owner --no-same-permissions -xf - lego; }
+
+# adopt DIR: DIR/lego becomes this host's lego folder and its certificate the one nginx serves.
+adopt() {
+  local crt key
+  read -r crt key < <(lego_files "$1/lego")
+  install_live "$crt" "$key" >/dev/null
+  rm -rf "$ACME_DIR/lego.old"
+  if [ -d "$ACME_DIR/lego" ]; then mv "$ACME_DIR/lego" "$ACME_DIR/lego.old"; fi
+  mv "$1/lego" "$ACME_DIR/lego"
+  rm -rf "$ACME_DIR/lego.old"
+}
+
+# The newest certificate wins, whichever way: the peer installs what is pushed unless its own is newer (it renewed
+# while this host was away), and then answers with its own folder, which this host adopts.
 push_to_peer() {
+  local tmp
+  tmp=$(mktemp -d "$ACME_DIR/.reply.XXXXXX")
   tar -C "$ACME_DIR" -cf - lego | ssh -i "$PUSH_KEY" -o BatchMode=yes -o ConnectTimeout=10 \
-    -o UserKnownHostsFile="$KNOWN_HOSTS" -o StrictHostKeyChecking=accept-new "root@$PEER" receive \
-    || die "could not push the certificate to $PEER: it serves the previous one until the next run succeeds"
-  log "pushed to $PEER"
+    -o UserKnownHostsFile="$KNOWN_HOSTS" -o StrictHostKeyChecking=accept-new "root@$PEER" receive > "$tmp/reply" \
+    || { rm -rf "$tmp"; die "could not push the certificate to $PEER: it serves its own until a run succeeds"; }
+  if [ -s "$tmp/reply" ]; then
+    unpack_lego "$tmp" < "$tmp/reply"
+    adopt "$tmp"
+    log "$PEER had a newer certificate (renewed while this host was away): adopted it"
+  else
+    log "pushed to $PEER"
+  fi
+  rm -rf "$tmp"
 }
 
 cmd_renew() {
@@ -111,17 +140,20 @@ cmd_renew() {
 }
 
 cmd_receive() {
-  local tmp crt key
+  local crt key own
   holds_vip && die "this host holds $VIP: it renews the certificate itself and takes no push"
-  tmp=$(mktemp -d "$ACME_DIR/.receive.XXXXXX")
-  trap 'rm -rf "$tmp"' EXIT
-  tar -C "$tmp" --no-same-owner --no-same-permissions -xf - lego
-  read -r crt key < <(lego_files "$tmp/lego")
-  install_live "$crt" "$key" >/dev/null
-  rm -rf "$ACME_DIR/lego.old"
-  if [ -d "$ACME_DIR/lego" ]; then mv "$ACME_DIR/lego" "$ACME_DIR/lego.old"; fi
-  mv "$tmp/lego" "$ACME_DIR/lego"
-  rm -rf "$ACME_DIR/lego.old"
+  # Global: the EXIT trap runs after this function's locals are gone.
+  RECEIVED=$(mktemp -d "$ACME_DIR/.receive.XXXXXX")
+  trap 'rm -rf "$RECEIVED"' EXIT
+  unpack_lego "$RECEIVED"
+  read -r crt key < <(lego_files "$RECEIVED/lego")
+  read -r own _ < <(lego_files "$ACME_DIR/lego")
+  if [ -s "$own" ] && [ "$(expiry "$own")" -gt "$(expiry "$crt")" ]; then
+    log "this host's certificate is newer than the VIP holder's: answering with it"
+    tar -C "$ACME_DIR" -cf - lego
+    return 0
+  fi
+  adopt "$RECEIVED"
   log "received the certificate from the VIP holder"
 }
 
