@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from components.config import ConfigError, parse_cluster_config
+from components.firewall import host_openings
 from components.loadbalancer import (ACME_BIN, NginxPaths, acme_files, loadbalancer_files, render_acme_authorized_key,
                                      render_acme_env, render_acme_units, render_nginx_conf)
 
@@ -111,3 +112,13 @@ def test_the_push_key_is_private_and_the_units_pass_systemd_analyze(tmp_path):
     out = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "harbor-ha-acme.timer")],
                          capture_output=True, text=True, check=False)
     assert "harbor-ha-acme" not in out.stderr, out.stderr
+
+
+def test_the_firewall_opens_port_80_to_the_ca_and_ssh_to_the_peer_for_the_push():
+    values = acme_values()
+    values["firewall"] = {"clientSources": ["10.0.0.0/8"], "adminSources": ["10.9.0.0/16"]}
+    cfg = parse_cluster_config(values)
+    lb1, lb2 = cfg.lb_hosts
+    opened = {o.service: o for o in host_openings(cfg, lb1)}
+    assert opened["vip-http"].sources is None and opened["vip-https"].sources == ("10.0.0.0/8",)
+    assert opened["acme-push"].sources == (f"{lb2.address}/32",) and opened["acme-push"].port == lb1.port
