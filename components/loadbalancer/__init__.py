@@ -179,8 +179,9 @@ def loadbalancer_files(cfg: ClusterConfig, host: Host, paths: NginxPaths = Nginx
                  needs=("tls_private_key",), mode=0o600),
         FileSpec(path=f"{paths.tls_dir}/upstream-ca.crt", render=lambda s: s["cluster_ca_certificate"],
                  needs=("cluster_ca_certificate",)),
+        # The acme keys only in acme mode: other stacks' role env (and so their LB apply) stays as it was.
         role_env("loadbalancer", {"HEALTH_URL": f"http://127.0.0.1:{cfg.lb.health_port}/lb-health",
-                                  "ACME": "1" if cfg.tls.acme else "", "ACME_BIN": ACME_BIN}),
+                                  **({"ACME": "1", "ACME_BIN": ACME_BIN} if cfg.tls.acme else {})}),
         *acme_files(cfg, host, paths),
     ]
 

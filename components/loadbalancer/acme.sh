@@ -157,9 +157,14 @@ cmd_receive() {
   log "received the certificate from the VIP holder"
 }
 
-case "${1:-}" in
-  bootstrap) cmd_bootstrap ;;
-  renew) cmd_renew "${2:-}" ;;
-  receive) cmd_receive ;;
-  *) die "usage: $0 bootstrap|renew [--force]|receive" ;;
-esac
+main() {
+  case "${1:-}" in
+    bootstrap) cmd_bootstrap ;;
+    renew) cmd_renew "${2:-}" ;;
+    receive) cmd_receive ;;
+    *) die "usage: $0 bootstrap|renew [--force]|receive" ;;
+  esac
+}
+
+# Sourced by the tests for its functions; run by the timer, the role script and the peer's forced command.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

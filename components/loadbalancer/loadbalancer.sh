@@ -13,6 +13,7 @@ nginx_config_ok() {
   # Only the values that differ are written (in a container /proc/sys is read-only and already set).
   sysctl_apply "${SYSCTL_FILE:-/etc/sysctl.d/60-harbor-ha-lb.conf}" || return 1
   # tls.mode acme: nginx serves live/harbor.crt, the self-signed one until the VIP holder has the ACME one.
+  # acme.sh is its own process (its errexit holds although this function runs as a condition).
   if [ -n "${ACME:-}" ]; then "$ACME_BIN" bootstrap || return 1; fi
   out=$(nginx -t -q 2>&1) || rc=$?
   if [ "$rc" -ne 0 ] || [ -n "$out" ]; then log "nginx -t: $out"; return 1; fi
