@@ -33,6 +33,16 @@ def pair(tmp_path: Path, name: str) -> tuple[Path, Path]:
     return tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
 
 
+def serving(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
+    """live/ holding a pair for `name`, as nginx serves it: (live folder, certificate, key)."""
+    live = tmp_path / "live"
+    live.mkdir()
+    crt, key = pair(tmp_path, name)
+    (live / "harbor.crt").write_bytes(crt.read_bytes())
+    (live / "harbor.key").write_bytes(key.read_bytes())
+    return live, crt, key
+
+
 def install(env: dict[str, str], crt: Path, key: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", f'. "{SCRIPT}"; install_live "{crt}" "{key}"'], capture_output=True,
                           text=True, timeout=60, env=env)
@@ -40,11 +50,7 @@ def install(env: dict[str, str], crt: Path, key: Path) -> subprocess.CompletedPr
 
 def test_a_certificate_nginx_accepts_is_installed_with_a_private_key_and_reloaded(tmp_path):
     env = setup(tmp_path, 0)
-    live = tmp_path / "live"
-    live.mkdir()
-    old_crt, old_key = pair(tmp_path, "old.example")
-    (live / "harbor.crt").write_bytes(old_crt.read_bytes())
-    (live / "harbor.key").write_bytes(old_key.read_bytes())
+    live, old_crt, old_key = serving(tmp_path, "old.example")
     new_crt, new_key = pair(tmp_path, "new.example")
     done = install(env, new_crt, new_key)
     assert done.returncode == 0, done.stderr
@@ -58,11 +64,7 @@ def test_a_certificate_nginx_accepts_is_installed_with_a_private_key_and_reloade
 
 def test_a_certificate_nginx_refuses_is_rolled_back_without_a_reload(tmp_path):
     env = setup(tmp_path, 1)
-    live = tmp_path / "live"
-    live.mkdir()
-    old_crt, old_key = pair(tmp_path, "old.example")
-    (live / "harbor.crt").write_bytes(old_crt.read_bytes())
-    (live / "harbor.key").write_bytes(old_key.read_bytes())
+    live, old_crt, old_key = serving(tmp_path, "old.example")
     new_crt, new_key = pair(tmp_path, "new.example")
     done = install(env, new_crt, new_key)
     assert done.returncode != 0 and "nginx -t refused the new certificate" in done.stderr
