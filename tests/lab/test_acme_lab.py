@@ -12,12 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pytest
-
 from tests.support import ROOT
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not (shutil.which("pebble") and shutil.which("lego")),
-                                reason="needs root, pebble and lego (.ci/apt-packages)")
 
 
 def test_acme_issues_renews_on_both_lbs_and_survives_a_failover_during_renewal():
