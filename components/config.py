@@ -18,7 +18,7 @@ import ipaddress
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 from collections.abc import Callable, Mapping, Sequence
 
@@ -150,6 +150,17 @@ class HarborSettings:
 
 
 @dataclass(frozen=True)
+class AcmeSettings:
+    """The VIP's certificate from an ACME CA (tls.mode acme): obtained and renewed by the LB host holding the VIP."""
+
+    directory_url: str  #: the ACME server's directory URL (e.g. Let's Encrypt's production or staging directory)
+    email: str  #: contact address of the ACME account (expiry notices)
+    dns_names: tuple[str, ...]  #: names the certificate covers; each must resolve to the VIP (HTTP-01 comes to it)
+    renew_before_days: int  #: the VIP holder renews when the certificate expires within this many days
+    ca_certificate: Optional[str]  #: PEM of the CA of the ACME server's own HTTPS (a private CA; None: system CAs)
+
+
+@dataclass(frozen=True)
 class TlsSettings:
     """TLS termination on the load balancer."""
 
@@ -158,6 +169,8 @@ class TlsSettings:
     internal_ca_days: int  #: validity of the cluster CA that signs the nodes' and PostgreSQL's certificates
     internal_cert_days: int  #: validity of the certificates the cluster CA signs
     renew_before_days: int  #: a `pulumi up` this many days before expiry issues a new certificate (and CA)
+    mode: str = "self-signed"  #: where the VIP's certificate comes from: self-signed, certificate (yours) or acme
+    acme: Optional[AcmeSettings] = None  #: mode acme: the ACME server and names
 
 
 @dataclass(frozen=True)
@@ -961,7 +974,15 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         internal_cert_days=tls_r.get("internalCertDays", int, 365, check=_in_range(2, 3650)),
         # 30 days: a monthly `pulumi up` renews every certificate before it expires.
         renew_before_days=tls_r.get("renewBeforeDays", int, 30, check=_in_range(1, 3649)),
+        # certificate when tlsCertificate is set, else self-signed.
+        mode=tls_r.get("mode", str, "certificate" if has_cert else "self-signed",
+                       check=lambda v: None if v in TLS_MODES else f"must be one of {', '.join(TLS_MODES)}, got {v!r}"),
     )
+    if tls.mode == "certificate" and not has_cert:
+        tls_r.fail("certificate needs the secrets tlsCertificate and tlsPrivateKey", "mode")
+    if tls.mode != "certificate" and has_cert:
+        tls_r.fail(f"{tls.mode} ignores tlsCertificate: remove that secret, or set mode certificate", "mode")
+    tls = replace(tls, acme=_parse_acme(tls_r, tls.mode, values, problems))
     tls_r.finish()
     for days_key, days in (("internalCertDays", tls.internal_cert_days), ("internalCaDays", tls.internal_ca_days)):
         if tls.renew_before_days >= days:
@@ -1211,6 +1232,47 @@ def _endpoints_check(value: list) -> Optional[str]:
 
 def _pem_certs_check(value: str) -> Optional[str]:
     return None if _PEM_CERTS.match(value) else "is not one or more PEM certificates (-----BEGIN CERTIFICATE-----...)"
+
+
+TLS_MODES = ("self-signed", "certificate", "acme")
+_ACME_URL = re.compile(r"^https://[^\s/]+(:[0-9]+)?(/\S*)?$")
+
+
+def _parse_acme(tls_r: _Reader, mode: str, values: Mapping[str, Any], problems: list[str]) -> Optional[AcmeSettings]:
+    """tls.acme: the ACME server, account and names of tls.mode acme (components/loadbalancer/acme.sh)."""
+    raw = tls_r.get("acme", dict, None)
+    if mode != "acme":
+        if raw is not None:
+            tls_r.fail("only used with mode acme", "acme")
+        return None
+    ac = _Reader(raw, f"{tls_r.key}.acme", problems)
+    hb = values.get("harbor")
+    hostname = hb.get("hostname") if isinstance(hb, Mapping) else None
+    acme = AcmeSettings(
+        # HTTPS only: the account key and the certificate order travel over it (RFC 8555 section 6.1).
+        directory_url=ac.get("directoryUrl", str, "", required=True,
+                             check=_matches(_ACME_URL, "an https:// URL of an ACME directory")),
+        email=ac.get("email", str, "", required=True, check=_matches(_EMAIL, "an e-mail address")),
+        # harbor.hostname: the name clients use; further names (aliases) are added here with it.
+        dns_names=tuple(ac.get("dnsNames", list, [hostname] if isinstance(hostname, str) else [],
+                               check=_dns_names_check)),
+        # 30 days: Let's Encrypt's own advice for its 90-day certificates; two timer runs a day leave ~60 tries.
+        renew_before_days=ac.get("renewBeforeDays", int, 30, check=_in_range(1, 89)),
+        ca_certificate=ac.get("caCertificate", str, None, check=_pem_certs_check),
+    )
+    ac.finish()
+    if isinstance(hostname, str) and acme.dns_names and hostname not in acme.dns_names:
+        ac.fail(f"must include harbor.hostname ({hostname}): clients reach the VIP by that name", "dnsNames")
+    return acme
+
+
+def _dns_names_check(value: list[Any]) -> Optional[str]:
+    if not value:
+        return "must name at least one DNS name"
+    bad = [v for v in value if not isinstance(v, str) or not _DNS_NAME.match(v)]
+    if bad:
+        return f"{bad[0]!r} is not a DNS name (HTTP-01 cannot validate wildcards or addresses)"
+    return None if len(set(value)) == len(value) else "lists a name twice"
 
 
 def _refuse_mode_keys(r: _Reader, external: bool, *, external_only: Sequence[str], managed_only: Sequence[str]) -> None:

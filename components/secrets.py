@@ -160,6 +160,10 @@ class ClusterSecrets(pulumi.ComponentResource):
             "node_tls_private_key": node_key,
             **pg_tls,
         }
+        if cfg.tls.acme:
+            # The VIP holder pushes the ACME certificate to the other LB with it (components/loadbalancer/acme.sh).
+            push_key = tls.PrivateKey(f"{name}-acme-push-key", algorithm="ED25519", opts=child)
+            values.update(acme_push_key=push_key.private_key_openssh, acme_push_public_key=push_key.public_key_openssh)
         if cfg.patroni:
             values.update(self._patroni_values(password))
         # Every patroni stack has had them since patroni mode came: kept there, with or without a backup section.

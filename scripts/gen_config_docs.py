@@ -34,11 +34,14 @@ OUTPUT = ROOT / "docs" / "configuration.md"
 # The stacks whose parsing is recorded: together they reach every key (the Patroni example the patroni-mode ones,
 # the external one the existing services', the s3 one the storage keys).
 EXAMPLE_STACKS = (ROOT / "Pulumi.dev.yaml", ROOT / "Pulumi.prod.yaml", ROOT / "docs" / "examples" / "patroni.yaml",
-                  ROOT / "docs" / "examples" / "external.yaml", ROOT / "docs" / "examples" / "s3.yaml")
+                  ROOT / "docs" / "examples" / "external.yaml", ROOT / "docs" / "examples" / "s3.yaml",
+                  ROOT / "docs" / "examples" / "acme.yaml")
 
 # Defaults computed from other keys: the recorded value is only the example's, so the rule is stated instead.
 # (test_config_docs fails when a default differs between the two example stacks and is not listed here.)
 COMPUTED_DEFAULTS = {
+    "tls.mode": "certificate with tlsCertificate, else self-signed",
+    "tls.acme.dnsNames": "[harbor.hostname]",
     "keepalived.advertInt": "0.2 with vrrpVersion 3, 1 with 2",
     "keepalived.trackProcess": "true, false when the LB hosts are Harbor nodes",
     "harbor.httpPort": "80, 8080 when the LB hosts are Harbor nodes",
@@ -160,7 +163,7 @@ SECTION_CLASSES = {"hosts[]": ["Host"], "network": ["ClusterConfig"], "roles": [
                    "vip": ["VrrpSettings", "ClusterConfig"], "keepalived": ["VrrpSettings"],
                    "loadBalancer": ["LoadBalancerSettings"], "harbor": ["HarborSettings"],
                    "harbor.installer": ["HarborSettings"], "harbor.proxy": ["HarborSettings"],
-                   "tls": ["TlsSettings"],
+                   "tls": ["TlsSettings"], "tls.acme": ["AcmeSettings"],
                    "postgres": ["PostgresSettings", "PatroniSettings"],
                    "postgres.patroni": ["PatroniSettings"], "postgres.vip": ["PatroniSettings"],
                    "postgres.etcd": ["PatroniSettings"], "backup": ["BackupSettings"], "backup.s3": ["BackupSettings"],

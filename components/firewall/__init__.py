@@ -58,9 +58,18 @@ def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
                         "administration and the Pulumi engine (firewall.adminSources)")]
     if host in cfg.lb_hosts:
         peer = next(h for h in cfg.lb_hosts if h != host)
+        # tls.mode acme: the CA validates HTTP-01 from addresses it does not publish, so port 80 is open to all
+        # (it only redirects and serves challenge tokens).
+        http = (Opening("vip-http", "tcp", cfg.lb.http_port, None,
+                        "the ACME CA's HTTP-01 requests and clients redirected to HTTPS (tls.mode acme)", daddr=cfg.vip)
+                if cfg.tls.acme else
+                Opening("vip-http", "tcp", cfg.lb.http_port, fw.client_sources,
+                        "registry clients, redirected to HTTPS (firewall.clientSources)", daddr=cfg.vip))
+        if cfg.tls.acme and fw.admin_sources is not None:
+            openings.append(Opening("acme-push", "tcp", host.port, _cidrs([peer], host),
+                                    "the VIP holder pushes the ACME certificate (tls.mode acme)"))
         openings += [
-            Opening("vip-http", "tcp", cfg.lb.http_port, fw.client_sources,
-                    "registry clients, redirected to HTTPS (firewall.clientSources)", daddr=cfg.vip),
+            http,
             Opening("vip-https", "tcp", cfg.lb.https_port, fw.client_sources,
                     "registry clients and the UI (firewall.clientSources)", daddr=cfg.vip),
             Opening("vrrp", "vrrp", None, _cidrs([peer], host), "keepalived adverts from the other LB host"),

@@ -24,6 +24,8 @@ SECRET_VALUES = {
     "admin_password": "Harbor's initial admin password (generated; harborAdminPassword is set through Harbor's API)",
     "db_password": "password of Harbor's PostgreSQL user (generated; postgresPassword with postgres.mode external)",
     "redis_password": "Redis requirepass/masterauth (generated; redisPassword with redis.mode external)",
+    "acme_push_key": "tls.mode acme: OpenSSH private key the VIP holder pushes the certificate to the other LB with",
+    "acme_push_public_key": "its public half (in root's authorized_keys on the LB hosts, limited to acme.sh receive)",
     "vrrp_auth_pass": "VRRPv2 PASS authentication, 8 characters (generated; VRRPv3 has none)",
     "harbor_secretkey": "Harbor's secret/keys/secretkey, shared by every node (generated)",
     "harbor_csrf_key": "Harbor core's CSRF_KEY, shared by every node (generated)",

@@ -10,11 +10,15 @@ from typing import Optional
 import pulumi
 
 from components.config import ClusterConfig, Host
-from components.host.files import FileSpec, render_template, role_env
+from components.host.files import FileSpec, render_env, render_template, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
 from components.harbor_node import NODE_TLS_NAME
 
 SCRIPT = Path(__file__).with_name("loadbalancer.sh")  #: the role script shipped to each LB host
+ACME_SCRIPT = Path(__file__).with_name("acme.sh")  #: tls.mode acme: obtains, renews, pushes and receives the cert
+ACME_BIN = "/usr/local/lib/harbor-ha/acme.sh"  #: where ACME_SCRIPT is installed (the timer and the peer's key run it)
+ACME_ENV = "/etc/harbor-ha/acme.env"  #: its settings
+ACME_UNIT = "harbor-ha-acme"  #: the service and timer that renew from the VIP holder
 
 
 SYSCTL_PATH = "/etc/sysctl.d/60-harbor-ha-lb.conf"
@@ -63,6 +67,19 @@ class NginxPaths:
     log_dir: str = "/var/log/nginx"  #: folder of access.log and error.log
     user: str = "www-data"  #: worker user
     conf: str = "/etc/nginx/nginx.conf"  #: the file itself
+    #: tls.mode acme: lego's state (account, certificates) and, under webroot/, the HTTP-01 tokens nginx serves
+    acme_dir: str = "/var/lib/harbor-ha/acme"
+    #: tls.mode acme: where the other LB's push key is allowed (root's; sshd's default AuthorizedKeysFile)
+    authorized_keys: str = "/root/.ssh/authorized_keys"
+
+    @property
+    def acme_webroot(self) -> str:
+        return f"{self.acme_dir}/webroot"
+
+    @property
+    def live_dir(self) -> str:
+        """tls.mode acme: the certificate nginx serves (the ACME one; until issued, the self-signed one)."""
+        return f"{self.tls_dir}/live"
 
 
 def render_nginx_conf(cfg: ClusterConfig, host: Host, paths: NginxPaths = NginxPaths()) -> str:
@@ -74,7 +91,79 @@ def render_nginx_conf(cfg: ClusterConfig, host: Host, paths: NginxPaths = NginxP
         connect_timeout=f"{cfg.lb.connect_timeout:g}s",
         https_suffix="" if cfg.lb.https_port == 443 else f":{cfg.lb.https_port}",
         stub_status=cfg.monitoring is not None,
+        acme={"webroot": paths.acme_webroot} if cfg.tls.acme else None,
+        cert_path=f"{paths.live_dir if cfg.tls.acme else paths.tls_dir}/harbor.crt",
+        key_path=f"{paths.live_dir if cfg.tls.acme else paths.tls_dir}/harbor.key",
     )
+
+
+def peer_of(cfg: ClusterConfig, host: Host) -> Host:
+    """The other LB host: where the VIP holder pushes the ACME certificate."""
+    return next(h for h in cfg.lb_hosts if h.name != host.name)
+
+
+def render_acme_env(cfg: ClusterConfig, host: Host, paths: NginxPaths = NginxPaths()) -> str:
+    """acme.env (pure): what acme.sh needs; lego's flags are built from it there."""
+    acme = cfg.tls.acme
+    assert acme is not None
+    return render_env({
+        "ACME_SERVER": acme.directory_url, "ACME_EMAIL": acme.email, "ACME_DOMAINS": " ".join(acme.dns_names),
+        "ACME_DAYS": str(acme.renew_before_days),
+        "ACME_CA": f"{paths.acme_dir}/server-ca.crt" if acme.ca_certificate else "",
+        "ACME_DIR": paths.acme_dir, "WEBROOT": paths.acme_webroot, "LIVE_DIR": paths.live_dir,
+        "BOOTSTRAP_DIR": paths.tls_dir, "VIP": cfg.vip, "PEER": peer_of(cfg, host).address,
+        "PUSH_KEY": f"{paths.acme_dir}/push.key", "KNOWN_HOSTS": f"{paths.acme_dir}/known_hosts",
+        "NGINX_CONF": paths.conf, "AUTHORIZED_KEYS": paths.authorized_keys,
+    })
+
+
+def render_acme_units(cfg: ClusterConfig) -> tuple[str, str]:
+    """harbor-ha-acme.service and .timer (pure): both LB hosts run it twice a day; only the VIP holder acts.
+
+    Twice a day at a random minute (Let's Encrypt's advice: spread the load); Persistent: a host that was off at the
+    time runs it when it boots. lego renews only within renewBeforeDays of expiry, so most runs do nothing.
+    """
+    service = ("# Rendered by harbor-ha (components/loadbalancer/).\n[Unit]\n"
+               "Description=Renew the VIP's ACME certificate when this host holds the VIP\n"
+               "After=network-online.target nginx.service\nWants=network-online.target\n\n"
+               # A failed run (CA unreachable, peer down) tries again 20 min later: below Let's Encrypt's limit of
+               # 5 failed validations per name and hour.
+               f"[Service]\nType=oneshot\nExecStart={ACME_BIN} renew\nRestart=on-failure\nRestartSec=20min\n")
+    timer = ("# Rendered by harbor-ha (components/loadbalancer/).\n[Unit]\n"
+             "Description=Renew the VIP's ACME certificate twice a day\n\n"
+             "[Timer]\nOnCalendar=*-*-* 00,12:00:00\nRandomizedDelaySec=1h\nPersistent=true\n\n"
+             "[Install]\nWantedBy=timers.target\n")
+    return service, timer
+
+
+def render_acme_authorized_key(cfg: ClusterConfig, host: Host, public_key: str, acme_bin: str = ACME_BIN) -> str:
+    """The line root's authorized_keys gets on `host` (pure): the peer's push key may only run `acme.sh receive`,
+    from the peer's address, without a terminal or forwarding."""
+    return (f'from="{peer_of(cfg, host).address}",restrict,command="{acme_bin} receive" '
+            f"{public_key.strip()} harbor-ha-acme\n")
+
+
+def acme_files(cfg: ClusterConfig, host: Host, paths: NginxPaths = NginxPaths()) -> list[FileSpec]:
+    """tls.mode acme: the client's script, settings, timer, the push key pair and the ACME server's CA."""
+    acme = cfg.tls.acme
+    if acme is None:
+        return []
+    service, timer = render_acme_units(cfg)
+    specs = [
+        FileSpec(path=ACME_BIN, render=lambda _s: ACME_SCRIPT.read_text(encoding="utf-8"), mode=0o755),
+        FileSpec(path=ACME_ENV, render=lambda _s: render_acme_env(cfg, host, paths)),
+        FileSpec(path=f"/etc/systemd/system/{ACME_UNIT}.service", render=lambda _s: service),
+        FileSpec(path=f"/etc/systemd/system/{ACME_UNIT}.timer", render=lambda _s: timer),
+        FileSpec(path=f"{paths.acme_dir}/push.key", render=lambda s: s["acme_push_key"], needs=("acme_push_key",),
+                 mode=0o600),
+        FileSpec(path=f"{paths.acme_dir}/authorized_key",
+                 render=lambda s: render_acme_authorized_key(cfg, host, s["acme_push_public_key"]),
+                 needs=("acme_push_public_key",), mode=0o600),
+    ]
+    if acme.ca_certificate:
+        ca = acme.ca_certificate
+        specs.append(FileSpec(path=f"{paths.acme_dir}/server-ca.crt", render=lambda _s: ca))
+    return specs
 
 
 def loadbalancer_files(cfg: ClusterConfig, host: Host, paths: NginxPaths = NginxPaths()) -> list[FileSpec]:
@@ -90,7 +179,10 @@ def loadbalancer_files(cfg: ClusterConfig, host: Host, paths: NginxPaths = Nginx
                  needs=("tls_private_key",), mode=0o600),
         FileSpec(path=f"{paths.tls_dir}/upstream-ca.crt", render=lambda s: s["cluster_ca_certificate"],
                  needs=("cluster_ca_certificate",)),
-        role_env("loadbalancer", {"HEALTH_URL": f"http://127.0.0.1:{cfg.lb.health_port}/lb-health"}),
+        # The acme keys only in acme mode: other stacks' role env (and so their LB apply) stays as it was.
+        role_env("loadbalancer", {"HEALTH_URL": f"http://127.0.0.1:{cfg.lb.health_port}/lb-health",
+                                  **({"ACME": "1", "ACME_BIN": ACME_BIN} if cfg.tls.acme else {})}),
+        *acme_files(cfg, host, paths),
     ]
 
 

@@ -235,7 +235,7 @@ def render_blackbox_yml(cfg: ClusterConfig) -> str:
     on each node (the cluster CA's node certificate, as the LBs verify it); a TCP connect for NFS."""
     healthy = [r'^\s*\{\s*"status"\s*:\s*"healthy"']  # Harbor answers 200 with "unhealthy" too
     vip_tls: dict[str, Any] = {"server_name": cfg.harbor.hostname}
-    if not cfg.tls.user_certificate or monitoring_settings(cfg).vip_ca_certificate:
+    if cfg.tls.mode == "self-signed" or monitoring_settings(cfg).vip_ca_certificate:
         vip_tls["ca_file"] = VIP_CA
     modules = {
         "harbor_vip": {"prober": "http", "timeout": "10s", "http": {
@@ -303,8 +303,8 @@ def monitoring_files(cfg: ClusterConfig, host: Host) -> list[FileSpec]:
     if mo.vip_ca_certificate:
         vip_ca = mo.vip_ca_certificate
         specs.append(FileSpec(path=VIP_CA, render=lambda _s: vip_ca))
-    elif not cfg.tls.user_certificate:
-        # The self-signed VIP certificate is its own CA; a user certificate chains to the system's CAs.
+    elif cfg.tls.mode == "self-signed":
+        # The self-signed VIP certificate is its own CA; a user's or an ACME CA's chains to the system's CAs.
         specs.append(FileSpec(path=VIP_CA, render=lambda s: s["tls_certificate"], needs=("tls_certificate",)))
     return specs
 

@@ -86,5 +86,9 @@ def make_secret_values(cfg: ClusterConfig) -> dict[str, str]:
     })
     values["pgbackrest_ca_cert"], values["pgbackrest_cert"], values["pgbackrest_key"] = (
         pem.decode() for pem in lab_certs.ca_and_server("harbor-ha-pgbackrest", ["127.0.0.1"]))
+    push_key = ed25519.Ed25519PrivateKey.generate()
+    values["acme_push_key"] = pem_key(push_key, serialization.PrivateFormat.OpenSSH)
+    values["acme_push_public_key"] = push_key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode() + "\n"
     assert set(values) == set(SECRET_VALUES)
     return values

@@ -94,6 +94,8 @@ def stack_with_secrets(example: dict[str, Any], cipher: Cipher) -> dict[str, Any
     values = {k.partition(":")[2]: v for k, v in config.items()}
     top = {"harborAdminPassword": cipher.value(), "tlsCertificate": "-----BEGIN CERTIFICATE-----\nUSERCERT\n",
            "tlsPrivateKey": "-----BEGIN PRIVATE KEY-----\nUSERKEY\n"}
+    if (values.get("tls") or {}).get("mode") in ("self-signed", "acme"):  # these modes refuse a certificate of yours
+        del top["tlsCertificate"], top["tlsPrivateKey"]
     if "sandbox" not in values:
         top["sshPrivateKey"] = "-----BEGIN OPENSSH PRIVATE KEY-----\nDEPLOYKEY\n"
     # Top-level secret keys the example sets itself (postgresPassword, ...) are secrets present, as the CLI has them.

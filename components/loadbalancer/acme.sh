@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# tls.mode acme on the LB hosts (components/loadbalancer/, docs/operations/certificates.md). One certificate for the
+# cluster: the host holding the VIP obtains and renews it with lego (HTTP-01: the CA's request reaches the VIP, so the
+# holder's nginx serves the token from WEBROOT), installs it for nginx and pushes lego's whole state (account,
+# certificate, key) to the other LB over SSH with a dedicated key whose only allowed command is `acme.sh receive`.
+# Either host can therefore renew after a failover, with the same account and key.
+#   acme.sh bootstrap   before nginx's first start: the self-signed certificate until the ACME one exists
+#   acme.sh renew [--force]   the timer, on both hosts: nothing unless this host holds the VIP
+#   acme.sh receive     the peer's push (lego's folder as a tar on stdin)
+set -euo pipefail
+shopt -s inherit_errexit
+umask 077
+
+log() { printf '[harbor-ha acme] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# shellcheck source=/dev/null
+. "${ACME_ENV:-/etc/harbor-ha/acme.env}"
+
+holds_vip() { [ -n "$(ip -o -4 addr show to "$VIP/32")" ]; }
+
+# lego with the cluster's account, names and webroot (LEGO_CA_CERTIFICATES: a private ACME server's CA).
+lego_cmd() {
+  local args=(--server "$ACME_SERVER" --email "$ACME_EMAIL" --accept-tos --path "$ACME_DIR/lego" --key-type ec256
+    --http --http.webroot "$WEBROOT") d
+  for d in $ACME_DOMAINS; do args+=(--domains "$d"); done
+  # umask 022 in a subshell: nginx's workers (not root) read the challenge files lego writes.
+  (umask 022; env ${ACME_CA:+"LEGO_CA_CERTIFICATES=$ACME_CA"} lego "${args[@]}" "$@")
+}
+
+# The certificate and key lego keeps for the first name (lego names its files after it).
+lego_files() { local name=${ACME_DOMAINS%% *}; echo "$1/certificates/$name.crt $1/certificates/$name.key"; }
+
+same_key() {
+  [ "$(openssl x509 -noout -pubkey -in "$1" | openssl pkey -pubin -outform DER | sha256sum)" = \
+    "$(openssl pkey -in "$2" -pubout -outform DER | sha256sum)" ]
+}
+
+# nginx -t before every reload; a reload starts new workers and lets the old ones finish
+# their connections (no connection dropped).
+nginx_check() { nginx -t -q -c "$NGINX_CONF"; }
+
+# install_live CRT KEY: make them what nginx serves (0600 key), reload nginx; nginx refusing them puts the previous
+# pair back. Prints "changed" when it installed something.
+install_live() {
+  local crt=$1 key=$2
+  [ -s "$crt" ] && [ -s "$key" ] || die "no certificate/key at $crt $key"
+  same_key "$crt" "$key" || die "$crt does not match $key"
+  if cmp -s "$crt" "$LIVE_DIR/harbor.crt" && cmp -s "$key" "$LIVE_DIR/harbor.key"; then return 0; fi
+  install -d -m 0700 "$LIVE_DIR"
+  install -m 0644 "$crt" "$LIVE_DIR/harbor.crt.new"
+  install -m 0600 "$key" "$LIVE_DIR/harbor.key.new"
+  cp -p "$LIVE_DIR/harbor.crt" "$LIVE_DIR/harbor.crt.prev"
+  cp -p "$LIVE_DIR/harbor.key" "$LIVE_DIR/harbor.key.prev"
+  mv -f "$LIVE_DIR/harbor.key.new" "$LIVE_DIR/harbor.key"
+  mv -f "$LIVE_DIR/harbor.crt.new" "$LIVE_DIR/harbor.crt"
+  if ! nginx_check; then
+    mv -f "$LIVE_DIR/harbor.crt.prev" "$LIVE_DIR/harbor.crt"
+    mv -f "$LIVE_DIR/harbor.key.prev" "$LIVE_DIR/harbor.key"
+    die "nginx -t refused the new certificate: the previous one stays"
+  fi
+  # What Debian's nginx.service runs for `systemctl reload` (SIGHUP to the master named in the pid file).
+  nginx -c "$NGINX_CONF" -s reload
+  log "installed $(openssl x509 -noout -serial -enddate -in "$LIVE_DIR/harbor.crt" | tr '\n' ' ')"
+  echo changed
+}
+
+cmd_bootstrap() {
+  install -d -m 0755 "$WEBROOT"
+  install -d -m 0700 "$LIVE_DIR"
+  if [ ! -s "$LIVE_DIR/harbor.crt" ]; then
+    install -m 0644 "$BOOTSTRAP_DIR/harbor.crt" "$LIVE_DIR/harbor.crt"
+    install -m 0600 "$BOOTSTRAP_DIR/harbor.key" "$LIVE_DIR/harbor.key"
+    log "serving the self-signed certificate until the ACME one is issued"
+  fi
+  # The peer's push key, limited to `acme.sh receive` from the peer's address: one managed line in root's file.
+  local keys=$AUTHORIZED_KEYS line
+  line=$(cat "$ACME_DIR/authorized_key")
+  # Created when absent only: `install -d -m` would also reset an existing folder's mode.
+  [ -d "$(dirname "$keys")" ] || install -d -m 0700 "$(dirname "$keys")"
+  touch "$keys"
+  if ! grep -qxF "$line" "$keys"; then
+    grep -v ' harbor-ha-acme$' "$keys" > "$keys.new" || true
+    printf '%s\n' "$line" >> "$keys.new"
+    chmod 0600 "$keys.new"
+    mv -f "$keys.new" "$keys"
+  fi
+}
+
+# expiry FILE: the certificate's notAfter in epoch seconds; a later one is the newer certificate.
+expiry() { date -d "$(openssl x509 -noout -enddate -in "$1" | cut -d= -f2)" +%s; }
+
+# unpack_lego DIR: lego's folder from the tar on stdin into DIR/lego (only that folder is taken).
+unpack_lego() { tar -C "$1" --no-same-owner --no-same-permissions -xf - lego; }
+
+# adopt DIR: DIR/lego becomes this host's lego folder and its certificate the one nginx serves.
+adopt() {
+  local crt key
+  read -r crt key < <(lego_files "$1/lego")
+  install_live "$crt" "$key" >/dev/null
+  rm -rf "$ACME_DIR/lego.old"
+  if [ -d "$ACME_DIR/lego" ]; then mv "$ACME_DIR/lego" "$ACME_DIR/lego.old"; fi
+  mv "$1/lego" "$ACME_DIR/lego"
+  rm -rf "$ACME_DIR/lego.old"
+}
+
+# The newest certificate wins, whichever way: the peer installs what is pushed unless its own is newer (it renewed
+# while this host was away), and then answers with its own folder, which this host adopts.
+push_to_peer() {
+  local tmp
+  tmp=$(mktemp -d "$ACME_DIR/.reply.XXXXXX")
+  tar -C "$ACME_DIR" -cf - lego | ssh -i "$PUSH_KEY" -o BatchMode=yes -o ConnectTimeout=10 \
+    -o UserKnownHostsFile="$KNOWN_HOSTS" -o StrictHostKeyChecking=accept-new "root@$PEER" receive > "$tmp/reply" \
+    || { rm -rf "$tmp"; die "could not push the certificate to $PEER: it serves its own until a run succeeds"; }
+  if [ -s "$tmp/reply" ]; then
+    unpack_lego "$tmp" < "$tmp/reply"
+    adopt "$tmp"
+    log "$PEER had a newer certificate (renewed while this host was away): adopted it"
+  else
+    log "pushed to $PEER"
+  fi
+  rm -rf "$tmp"
+}
+
+cmd_renew() {
+  local force=${1:-} crt key
+  if ! holds_vip; then log "$VIP is not on this host: the VIP holder renews"; return 0; fi
+  read -r crt key < <(lego_files "$ACME_DIR/lego")
+  if [ ! -s "$crt" ]; then
+    lego_cmd run
+  elif [ "$force" = --force ]; then
+    # More days than any certificate lives: lego renews now.
+    lego_cmd renew --days 100000 --no-random-sleep
+  else
+    lego_cmd renew --days "$ACME_DAYS" --no-random-sleep
+  fi
+  install_live "$crt" "$key" >/dev/null
+  # Every run, not only after a renewal: a peer that was down or replaced gets the certificate at the next run.
+  push_to_peer
+}
+
+cmd_receive() {
+  local crt key own
+  holds_vip && die "this host holds $VIP: it renews the certificate itself and takes no push"
+  # Global: the EXIT trap runs after this function's locals are gone.
+  RECEIVED=$(mktemp -d "$ACME_DIR/.receive.XXXXXX")
+  trap 'rm -rf "$RECEIVED"' EXIT
+  unpack_lego "$RECEIVED"
+  read -r crt key < <(lego_files "$RECEIVED/lego")
+  read -r own _ < <(lego_files "$ACME_DIR/lego")
+  if [ -s "$own" ] && [ "$(expiry "$own")" -gt "$(expiry "$crt")" ]; then
+    log "this host's certificate is newer than the VIP holder's: answering with it"
+    tar -C "$ACME_DIR" -cf - lego
+    return 0
+  fi
+  adopt "$RECEIVED"
+  log "received the certificate from the VIP holder"
+}
+
+main() {
+  case "${1:-}" in
+    bootstrap) cmd_bootstrap ;;
+    renew) cmd_renew "${2:-}" ;;
+    receive) cmd_receive ;;
+    *) die "usage: $0 bootstrap|renew [--force]|receive" ;;
+  esac
+}
+
+# Sourced by the tests for its functions; run by the timer, the role script and the peer's forced command.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

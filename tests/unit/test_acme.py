@@ -1,0 +1,124 @@
+"""tls.mode acme: its config checks, and what the LB hosts get (nginx's challenge location, the timer, the push
+key limited to `acme.sh receive`)."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.config import ConfigError, parse_cluster_config
+from components.firewall import host_openings
+from components.loadbalancer import (ACME_BIN, NginxPaths, acme_files, loadbalancer_files, render_acme_authorized_key,
+                                     render_acme_env, render_acme_units, render_nginx_conf)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def acme_values() -> dict:
+    config = yaml.safe_load((ROOT / "docs/examples/acme.yaml").read_text())["config"]
+    return copy.deepcopy({k.split(":", 1)[1]: v for k, v in config.items()})
+
+
+def problems_of(values: dict, secrets: tuple[str, ...] = ()) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        parse_cluster_config(values, secrets_present=secrets)
+    return err.value.problems
+
+
+def test_the_acme_example_parses_with_its_names():
+    cfg = parse_cluster_config(acme_values())
+    assert cfg.tls.mode == "acme" and cfg.tls.acme is not None
+    assert cfg.tls.acme.dns_names == ("harbor.dev.example.internal", "registry.dev.example.internal")
+    assert cfg.tls.acme.renew_before_days == 30
+
+
+def test_dns_names_default_to_the_hostname():
+    values = acme_values()
+    del values["tls"]["acme"]["dnsNames"]
+    assert parse_cluster_config(values).tls.acme.dns_names == ("harbor.dev.example.internal",)
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"directoryUrl": "http://ca.example/dir"}, "harbor-ha:tls.acme.directoryUrl: 'http://ca.example/dir' is not an https://"),
+    ({"directoryUrl": None}, "harbor-ha:tls.acme.directoryUrl: is required"),
+    ({"email": "nobody"}, "harbor-ha:tls.acme.email: 'nobody' is not an e-mail address"),
+    ({"dnsNames": ["other.example"]}, "harbor-ha:tls.acme.dnsNames: must include harbor.hostname"),
+    ({"dnsNames": ["*.example.internal"]}, "harbor-ha:tls.acme.dnsNames: '*.example.internal' is not a DNS name"),
+    ({"dnsNames": []}, "harbor-ha:tls.acme.dnsNames: must name at least one"),
+    ({"renewBeforeDays": 90}, "harbor-ha:tls.acme.renewBeforeDays: must be between 1 and 89"),
+    ({"directry": "x"}, "harbor-ha:tls.acme.directry: unknown key; did you mean 'directoryUrl'?"),
+])
+def test_a_bad_acme_setting_is_named_in_one_line(change, expected):
+    values = acme_values()
+    values["tls"]["acme"].update(change)
+    assert any(p.startswith(expected) for p in problems_of(values)), problems_of(values)
+
+
+def test_acme_refuses_a_user_certificate_and_other_modes_refuse_acme():
+    assert any(p.startswith("harbor-ha:tls.mode: acme ignores tlsCertificate")
+               for p in problems_of(acme_values(), ("tlsCertificate", "tlsPrivateKey")))
+    values = acme_values()
+    values["tls"]["mode"] = "self-signed"
+    assert "harbor-ha:tls.acme: only used with mode acme" in problems_of(values)
+    values["tls"] = {"mode": "certificate"}
+    assert any(p.startswith("harbor-ha:tls.mode: certificate needs the secrets") for p in problems_of(values))
+    values["tls"] = {"mode": "letsencrypt"}
+    assert any(p.startswith("harbor-ha:tls.mode: must be one of self-signed, certificate, acme")
+               for p in problems_of(values))
+
+
+def test_nginx_serves_challenges_on_port_80_before_the_redirect_and_the_live_certificate():
+    cfg = parse_cluster_config(acme_values())
+    conf = render_nginx_conf(cfg, cfg.lb_hosts[0])
+    plain = conf[conf.index(f"listen {cfg.vip}:80;"):conf.index("return 301")]
+    assert "location ^~ /.well-known/acme-challenge/ {" in plain
+    assert "root /var/lib/harbor-ha/acme/webroot;" in plain
+    assert "ssl_certificate /etc/harbor-ha/tls/live/harbor.crt;" in conf
+    assert "ssl_certificate_key /etc/harbor-ha/tls/live/harbor.key;" in conf
+    assert "Strict-Transport-Security" in conf  # HSTS as configured, whatever the certificate's source
+
+
+def test_without_acme_nothing_of_it_is_rendered():
+    values = acme_values()
+    del values["tls"]
+    cfg = parse_cluster_config(values)
+    conf = render_nginx_conf(cfg, cfg.lb_hosts[0])
+    assert "acme-challenge" not in conf and "ssl_certificate /etc/harbor-ha/tls/harbor.crt;" in conf
+    assert acme_files(cfg, cfg.lb_hosts[0]) == []
+
+
+def test_each_lb_pushes_to_the_other_and_accepts_only_the_others_push():
+    cfg = parse_cluster_config(acme_values())
+    lb1, lb2 = cfg.lb_hosts
+    assert f"PEER={lb2.address}" in render_acme_env(cfg, lb1)
+    assert f"PEER={lb1.address}" in render_acme_env(cfg, lb2)
+    line = render_acme_authorized_key(cfg, lb1, "ssh-ed25519 AAAAC3Nza key\n")
+    assert line == (f'from="{lb2.address}",restrict,command="{ACME_BIN} receive" '
+                    "ssh-ed25519 AAAAC3Nza key harbor-ha-acme\n")
+
+
+def test_the_push_key_is_private_and_the_units_pass_systemd_analyze(tmp_path):
+    cfg = parse_cluster_config(acme_values())
+    specs = {s.path: s for s in loadbalancer_files(cfg, cfg.lb_hosts[0], NginxPaths())}
+    assert specs["/var/lib/harbor-ha/acme/push.key"].mode == 0o600
+    assert specs["/etc/harbor-ha/tls/harbor.key"].mode == 0o600
+    service, timer = render_acme_units(cfg)
+    (tmp_path / "harbor-ha-acme.service").write_text(service.replace(ACME_BIN, "/bin/true"))
+    (tmp_path / "harbor-ha-acme.timer").write_text(timer)
+    out = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "harbor-ha-acme.timer")],
+                         capture_output=True, text=True, check=False)
+    assert "harbor-ha-acme" not in out.stderr, out.stderr
+
+
+def test_the_firewall_opens_port_80_to_the_ca_and_ssh_to_the_peer_for_the_push():
+    values = acme_values()
+    values["firewall"] = {"clientSources": ["10.0.0.0/8"], "adminSources": ["10.9.0.0/16"]}
+    cfg = parse_cluster_config(values)
+    lb1, lb2 = cfg.lb_hosts
+    opened = {o.service: o for o in host_openings(cfg, lb1)}
+    assert opened["vip-http"].sources is None and opened["vip-https"].sources == ("10.0.0.0/8",)
+    assert opened["acme-push"].sources == (f"{lb2.address}/32",) and opened["acme-push"].port == lb1.port
