@@ -13,6 +13,9 @@ import pytest
 
 from labs.hosts import host_lab
 
+# A slow tier (12 hosts, ~12 min): CI's part runs it when .ci/tiers says so, --full always.
+pytestmark = pytest.mark.patroni_hosts
+
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> dict:
