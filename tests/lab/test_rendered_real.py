@@ -715,11 +715,11 @@ CHECKED_BY = {
         host_tests.test_nginx_killed_on_the_vip_holder_costs_at_most_one_request,
     "/etc/systemd/system/nginx.socket":
         host_tests.test_nginx_killed_on_the_vip_holder_costs_at_most_one_request,
-    # Harbor's boot unit: systemd-analyze verify here; real Harbor back after a reboot on real hosts (slow tier realharbor, .ci/tiers).
+    # Harbor's boot unit: systemd-analyze verify here; real Harbor back after a reboot on real hosts (tier realharbor).
     "/etc/systemd/system/harbor-ha-harbor.service": (
         unit_tests.test_harbors_boot_unit_passes_systemd_analyze_verify_and_runs_compose_up_after_docker,
         real_harbor_tests.test_every_role_is_applied_unchanged_by_a_second_apply_active_after_reboot_and_deleted),
-    # Read by real Harbor's core and registry (slow tier realharbor, .ci/tiers): a token issued by one node opens the other's registry.
+    # Read by real Harbor's core and registry (tier realharbor): a token of one node opens the other's registry.
     "/data/secret/core/private_key.pem":
         real_harbor_tests.test_push_through_one_node_pull_through_the_other_and_a_token_of_one_node_opens_the_other,
     "/data/secret/registry/root.crt":
