@@ -145,6 +145,18 @@ cmd_base() {
 }
 
 # ------------------------------------------------------------------------------------------- network and apt proxy
+# Every host's systemd (and journald, udev, dbus inside it) holds inotify instances of this machine's root user: the
+# kernel's default of 128 ran out with ~20 hosts up (a host then never finished booting, "Too many open files").
+# Raised, never lowered.
+ensure_inotify() {
+  local key want cur
+  for key in fs.inotify.max_user_instances:8192 fs.inotify.max_user_watches:1048576; do
+    want=${key#*:}; key=${key%%:*}
+    cur=$(sysctl -n "$key")
+    if [ "$cur" -lt "$want" ]; then sysctl -qw "$key=$want"; fi
+  done
+}
+
 ensure_bridge() {
   if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
     if ip -4 route show | grep -q "^$NET\.0/24"; then die "$NET.0/24 is already routed here; choose another HHA_NET"; fi
@@ -394,6 +406,7 @@ cmd_up() {
   need_tools
   ensure_key
   mkdir -p "$RUN" "$HOSTS_DIR"
+  ensure_inotify
   ensure_bridge
   ensure_guard
   ensure_proxy
