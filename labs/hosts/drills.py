@@ -19,6 +19,7 @@ corrupted (0 is the bar). Jobs are not measured here (no replication is configur
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -70,6 +71,7 @@ class HarborDrills:
         self.lab = lab
         self.client = MACHINES[CLIENT_HOST]
         self.lbs = DEV.roles["loadBalancers"]
+        self.notes: dict[str, bool] = {}  #: unit -> it was active again before the lab's own start
 
     # ------------------------------------------------------------------------------------------------ lab
     def bring_up(self, reuse: bool) -> dict:
@@ -125,6 +127,28 @@ class HarborDrills:
         def nginx_crash() -> float:
             return float(ssh(MACHINES[self.holder()], "date +%s.%N; pkill -KILL -x nginx").stdout.split()[0])
 
+        data1 = MACHINES["data1"]
+
+        def redis_kill() -> float:
+            return float(ssh(data1, "date +%s.%N; systemctl kill -s KILL redis-server").stdout.split()[0])
+
+        def service_back(unit: str) -> Callable[[], None]:
+            # Debian's units restart on failure; this is the operator's start where one did not (both are recorded
+            # as `restarted_by_systemd`).
+            def heal() -> None:
+                time.sleep(10)
+                self.notes[unit] = ssh(data1, f"systemctl is-active -q {unit}", check=False).returncode == 0
+                ssh(data1, f"systemctl start {unit}")
+            return heal
+
+        def rolling_restart() -> float:
+            t = time.time()
+            for node in DEV.roles["harborNodes"]:
+                self.reboot(node)
+                if self.wait_whole(f"rolling restart after {node}", time.time()) is None:
+                    break
+            return t
+
         return [
             # The node without the VIP: its Harbor serves about half of the LB's upstream requests, so pushes are
             # mid-upload on it when it dies; the VIP and nginx stay where they are.
@@ -133,7 +157,33 @@ class HarborDrills:
             Drill("nginx_crash", nginx_crash, lambda: None),
             # The LB, keepalived and one Harbor node at once (the dev shape's nodes are the LB pair).
             Drill("vip_holder_power_cut", lambda: self.kill(self.holder()), self.power_on),
+            # Harbor's Redis (sessions, core's cache, jobservice's queue): SIGKILL, the way an OOM kill ends it.
+            Drill("redis_kill", redis_kill, service_back("redis-server")),
+            # One node after the other, each an orderly reboot (Docker stops Harbor's containers), the next only
+            # once the cluster is whole again: what an operator's patching round does.
+            Drill("rolling_restart", rolling_restart, lambda: None),
         ]
+
+    def reboot(self, node: str) -> None:
+        """An orderly reboot of `node`: `systemctl reboot`, the host gone (120 s at most), booted again."""
+        machine = MACHINES[node]
+        ssh(machine, "systemctl reboot", check=False, timeout=30)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and re.search(rf"^{machine}\s+\S+\s+\d+", debhosts("status"), re.M):
+            time.sleep(1)
+        debhosts("up", str(len(DEV.machines)))
+
+    def restarts(self) -> dict[str, int]:
+        """Harbor container -> its Docker restart count, on every node that answers (`node/container`)."""
+        counts: dict[str, int] = {}
+        for node in DEV.roles["harborNodes"]:
+            out = ssh(MACHINES[node], "docker ps -aq | xargs -r docker inspect -f '{{.Name}} {{.RestartCount}}'",
+                      check=False, timeout=60).stdout
+            for line in out.splitlines():
+                name, _, count = line.strip().lstrip("/").partition(" ")
+                if count.isdigit():
+                    counts[f"{node}/{name}"] = int(count)
+        return counts
 
     # ------------------------------------------------------------------------------------------------ drill
     def start_workload(self, name: str) -> subprocess.Popen:
@@ -167,6 +217,7 @@ class HarborDrills:
         ready = self.wait_whole(f"before {drill.name}", time.time())
         if ready is None:
             return {"ok": False, "error": "the cluster was not whole before the drill"}
+        restarts_before = self.restarts()
         proc = self.start_workload(drill.name)
         time.sleep(LEAD_S)
         if proc.poll() is not None:
@@ -181,7 +232,15 @@ class HarborDrills:
         if "error" in out:
             log(f"drills: {drill.name}: {out['error']}")
             return {"ok": False, "error": out["error"], "healthy_ms": healthy_s and round(healthy_s * 1000)}
-        return summary_figures(drill.name, out, t_fault, healthy_s)
+        result = summary_figures(drill.name, out, t_fault, healthy_s)
+        after = self.restarts()
+        # Containers Docker restarted during the drill (what core and jobservice did when their Redis or database
+        # went away); a rebooted node's counts start again from 0 and show nothing here.
+        result["container_restarts"] = {c: n - restarts_before[c] for c, n in after.items()
+                                        if n > restarts_before.get(c, n)}
+        result.update({f"{unit}_restarted_by_systemd": back for unit, back in self.notes.items()})
+        self.notes.clear()
+        return result
 
 
 COLUMNS = ("ok", "ops", "failed_ops", "retried_ok", "max_gap_ms", "recovered_ms", "healthy_ms", "images_pushed",
@@ -210,6 +269,8 @@ def run_drills(json_path: Path, *, keep: bool = False, reuse: bool = False, only
             for drill in hd.drills():
                 if not only or drill.name in only:
                     report[drill.name] = hd.run(drill)
+                    # each drill's figures on disk as soon as it ends: a run stopped later keeps them
+                    json_path.write_text(json.dumps(report, indent=2) + "\n")
     finally:
         report["lab"]["seconds"] = round(time.monotonic() - t0, 1)
         json_path.write_text(json.dumps(report, indent=2) + "\n")
