@@ -223,16 +223,24 @@ class HarborDrills:
         if proc.poll() is not None:
             _out, err = proc.communicate(timeout=60)
             return {"ok": False, "error": f"the client ended before the fault: {err[-500:]}"}
-        t_fault = drill.strike()
-        log(f"drills: {drill.name}: struck")
-        drill.heal()
-        healthy_s = self.wait_whole(drill.name, t_fault)
+        t_fault, failure = time.time(), None
+        try:
+            t_fault = drill.strike()
+            log(f"drills: {drill.name}: struck")
+            drill.heal()
+            healthy_s = self.wait_whole(drill.name, t_fault)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            # e.g. a power-cut host that does not boot again: the load still ends and its images are still checked
+            failure, healthy_s = f"{type(e).__name__}: {e}"[-600:], None
+            log(f"drills: {drill.name}: {failure}")
         time.sleep(TAIL_S)
         out = self.finish(drill.name, proc)
         if "error" in out:
             log(f"drills: {drill.name}: {out['error']}")
             return {"ok": False, "error": out["error"], "healthy_ms": healthy_s and round(healthy_s * 1000)}
         result = summary_figures(drill.name, out, t_fault, healthy_s)
+        if failure:
+            result.update(ok=False, error=failure)
         after = self.restarts()
         # Containers Docker restarted during the drill (what core and jobservice did when their Redis or database
         # went away); a rebooted node's counts start again from 0 and show nothing here.
