@@ -1,6 +1,6 @@
 """`host_lab.py drills --harbor real`: real Harbor on the dev shape under faults, measured by what a CI system sees.
 
-    sudo venv/bin/python labs/hosts/host_lab.py drills --harbor real --json FILE [--keep] [--reuse] [--only NAME]
+    sudo venv/bin/python labs/hosts/host_lab.py drills --harbor real --json FILE [--keep] [--only NAME]
 
 The dev shape of `verify --harbor real` (data1: NFS stand-in, PostgreSQL, Redis; node1/node2: Harbor v2.15.2 built
 from source, nginx and keepalived). For each drill, data1 runs the drills' client (scripts/drills/ha_client.py
@@ -74,13 +74,11 @@ class HarborDrills:
         self.notes: dict[str, bool] = {}  #: unit -> it was active again before the lab's own start
 
     # ------------------------------------------------------------------------------------------------ lab
-    def bring_up(self, reuse: bool) -> dict:
+    def bring_up(self) -> dict:
+        """New hosts each run: a second run's lab makes new cluster keys, which the harbor-node role rightly refuses
+        to write over the first run's on the shared volume (components/host/lib.sh write_once)."""
         t0 = time.monotonic()
-        if reuse:
-            self.lab.booted = len(DEV.machines)
-            host_lab.netns_lab.ip("route", "replace", *host_lab.BLACKHOLE)
-        else:
-            self.lab.boot(len(DEV.machines))
+        self.lab.boot(len(DEV.machines))
         self.lab.prepare_standins(DEV)
         first = self.lab.up(self.lab.values(DEV))
         bad = self.lab.wait_active(WHOLE_TIMEOUT_S) if first.ok else {"apply": ["failed"]}
@@ -262,7 +260,7 @@ def print_table(report: dict) -> None:
             print(f"{name:<22}" + "".join(f"{str(r.get(c)):>17}" for c in COLUMNS))
 
 
-def run_drills(json_path: Path, *, keep: bool = False, reuse: bool = False, only: Optional[list[str]] = None) -> dict:
+def run_drills(json_path: Path, *, keep: bool = False, only: Optional[list[str]] = None) -> dict:
     """Bring the dev shape up with real Harbor, run each drill (or those named in `only`), write the JSON."""
     t0 = time.monotonic()
     report: dict[str, Any] = {"lab": {"shape": "dev", "harbor": f"v{host_lab.REAL_VERSION} built from source",
@@ -272,7 +270,7 @@ def run_drills(json_path: Path, *, keep: bool = False, reuse: bool = False, only
     lab = HostLab(host_lab.ROOT / "lab", "real")
     hd = HarborDrills(lab)
     try:
-        report["lab"].update(hd.bring_up(reuse))
+        report["lab"].update(hd.bring_up())
         if report["lab"]["apply_ok"] and not report["lab"]["inactive"]:
             for drill in hd.drills():
                 if not only or drill.name in only:

@@ -1264,7 +1264,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     d.add_argument("--harbor", choices=("real",), required=True, help="the drills run on real Harbor only")
     d.add_argument("--only", action="append", help="run only this drill (repeatable)")
     d.add_argument("--keep", action="store_true", help="leave the hosts running")
-    d.add_argument("--reuse", action="store_true", help="the hosts of an earlier drills --keep (no new boot)")
     sub.add_parser("down", help="stop and remove the lab's hosts")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -1280,7 +1279,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.cmd == "drills":
         # Imported here: labs/hosts/drills.py builds on this module.
         from labs.hosts import drills as harbor_drills
-        result = harbor_drills.run_drills(args.json, keep=args.keep, reuse=args.reuse, only=args.only)
+        result = harbor_drills.run_drills(args.json, keep=args.keep, only=args.only)
         return 0 if harbor_drills.passed(result) else 1
     shapes = [DEV] if args.harbor == "real" else SHAPES[args.shape]
     report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep, harbor=args.harbor)
