@@ -196,6 +196,7 @@ class HarborDrills:
         assert proc.stdin is not None
         proc.stdin.write(self.lab.admin_password + "\n")
         proc.stdin.close()
+        proc.stdin = None  # written and closed: communicate() must not flush it again
         return proc
 
     def finish(self, name: str, proc: subprocess.Popen) -> dict:
