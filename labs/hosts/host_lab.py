@@ -4,6 +4,7 @@
         [--keep]
     sudo venv/bin/python labs/hosts/host_lab.py verify --harbor real --json FILE
     sudo venv/bin/python labs/hosts/host_lab.py observe --json FILE [--quiet-minutes 10] [--keep]  (observe.py)
+    sudo venv/bin/python labs/hosts/host_lab.py drills --harbor real --json FILE [--keep]  (drills.py)
     sudo venv/bin/python labs/hosts/host_lab.py down
 
 Hosts: labs/hosts/debhosts.sh (systemd-nspawn machines: systemd as PID 1, sshd with pinned host keys, apt through a
@@ -1298,6 +1299,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     o.add_argument("--json", type=Path, required=True)
     o.add_argument("--quiet-minutes", type=float, default=10.0, help="minutes a healthy cluster must stay quiet")
     o.add_argument("--keep", action="store_true", help="leave the hosts running")
+    d = sub.add_parser("drills", help="real Harbor on the dev shape under faults, with the drills' client (drills.py)")
+    d.add_argument("--json", type=Path, required=True)
+    d.add_argument("--harbor", choices=("real",), required=True, help="the drills run on real Harbor only")
+    d.add_argument("--only", action="append", help="run only this drill (repeatable)")
+    d.add_argument("--keep", action="store_true", help="leave the hosts running")
     sub.add_parser("down", help="stop and remove the lab's hosts")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -1310,6 +1316,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         from labs.hosts import observe
         result = observe.observe(args.json, quiet_minutes=args.quiet_minutes, keep=args.keep)
         return 0 if observe.passed(result) else 1
+    if args.cmd == "drills":
+        # Imported here: labs/hosts/drills.py builds on this module.
+        from labs.hosts import drills as harbor_drills
+        result = harbor_drills.run_drills(args.json, keep=args.keep, only=args.only)
+        return 0 if harbor_drills.passed(result) else 1
     shapes = [DEV] if args.harbor == "real" else SHAPES[args.shape]
     report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep, harbor=args.harbor)
     good = (harbor_ok(report.get("harbor"))

@@ -283,8 +283,9 @@ def with_retries(op, attempts: int, delay: float, relogin) -> tuple[Optional[dic
 
 
 def workload(host: str, repo: str, count: int, duration: float, layer_size: int, attempts: int, delay: float,
-             verify: bool = True) -> dict:
-    """Up to `count` push+pull rounds within `duration` seconds (bounded by both), then, with `verify`, every image
+             verify: bool = True, stop_file: Optional[str] = None) -> dict:
+    """Up to `count` push+pull rounds within `duration` seconds (bounded by both; no new round either once
+    `stop_file` exists: a drill ends the load when its cluster is whole again), then, with `verify`, every image
     reported pushed pulled back and compared. One line "started <epoch>" on stderr when the first push starts."""
     ops: list[dict] = []
     pushed: dict[str, str] = {}  # tag -> manifest digest, for the images whose push succeeded
@@ -301,7 +302,7 @@ def workload(host: str, repo: str, count: int, duration: float, layer_size: int,
         return result
 
     for i in range(count):
-        if time.monotonic() - t0 >= duration:
+        if time.monotonic() - t0 >= duration or (stop_file and os.path.exists(stop_file)):
             break
         tag = f"w{nonce}-{i}"
         result = record("push", tag, lambda t=tag: push(host, repo, t, f"w{i}", os.urandom(layer_size)))
@@ -474,6 +475,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.add_argument("--retry-delay", type=float, default=5.0,
                    help="seconds x attempt between tries (docker: 5)")
     s.add_argument("--no-verify", action="store_true", help="skip pulling every pushed image back at the end")
+    s.add_argument("--stop-file", help="start no new round once this file exists (then verify as usual)")
     s = sub.add_parser("blob", parents=[https])
     s.add_argument("host")
     s.add_argument("--repo", required=True)
@@ -494,7 +496,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             out = push(a.host, a.repo, a.tag, os.path.basename(a.layer_file), f.read())
     elif a.mode == "workload":
         out = workload(a.host, a.repo, a.count, a.duration, a.layer_size, a.attempts, a.retry_delay,
-                       verify=not a.no_verify)
+                       verify=not a.no_verify, stop_file=a.stop_file)
     elif a.mode == "pull":
         out = pull(a.host, a.repo, a.tag)
     elif a.mode == "blob":

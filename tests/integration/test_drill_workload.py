@@ -75,3 +75,17 @@ def test_an_outage_is_retried_through_and_shows_as_the_longest_push_gap(tls_regi
     assert retried, "an operation in flight during the outage was retried"
     assert all(o["ok"] for o in retried) and result["pushes_failed"] == result["pulls_failed"] == 0
     assert any(o["start"] < down_at + outage_s and o["end"] > down_at + outage_s for o in retried)
+
+
+def test_the_stop_file_ends_the_load_and_every_image_pushed_before_it_is_verified(tls_registry, tmp_path):
+    stop = tmp_path / "stop"
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(ha_client.workload(
+        "127.0.0.1", REPO, count=10_000, duration=120, layer_size=1024, attempts=2, delay=0.1, stop_file=str(stop))))
+    worker.start()
+    time.sleep(1.5)
+    stop.touch()
+    worker.join(60)
+    assert not worker.is_alive(), "no new round starts once the stop file exists"
+    assert 0 < result["images_pushed"] < 10_000 and len(result["checks"]) == result["images_pushed"]
+    assert result["images_lost"] == 0 and result["images_corrupted"] == 0

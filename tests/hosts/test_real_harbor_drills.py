@@ -1,0 +1,37 @@
+"""Real Harbor under faults on real Debian 12 hosts (labs/hosts/drills.py): the dev shape of
+tests/hosts/test_real_harbor.py (Harbor v2.15.2 built from source, cached by digest; systemd-nspawn hosts from
+labs/hosts/debhosts.sh), the drills' workload client (scripts/drills/ha_client.py) pushing and pulling through the
+VIP over TLS from data1 while a Harbor node loses power, nginx on the VIP holder is SIGKILLed, and the VIP holder
+loses power. Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET, HHA_BASE, HHA_UPSTREAM."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from labs.hosts import drills
+
+# A slow tier: CI's part runs it when .ci/tiers says so, --full always.
+pytestmark = pytest.mark.realharbor_drills
+
+DRILLS = ("node_power_cut", "nginx_crash", "vip_holder_power_cut")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    path = tmp_path_factory.mktemp("harbor-drills") / "drills.json"
+    drills.run_drills(path)
+    return json.loads(path.read_text())
+
+
+def test_the_lab_came_up_whole_with_real_harbor(report):
+    assert report["lab"]["apply_ok"] and not report["lab"]["inactive"], report["lab"]
+
+
+@pytest.mark.parametrize("name", DRILLS)
+def test_no_image_reported_pushed_is_lost_or_corrupted_and_the_cluster_is_whole_again(report, name):
+    result = report[name]
+    assert result.get("images_pushed"), result
+    assert (result["images_lost"], result["images_corrupted"]) == (0, 0), result
+    assert result["healthy_ms"] is not None and result["recovered_ms"] is not None, result

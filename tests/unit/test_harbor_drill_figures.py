@@ -1,0 +1,39 @@
+"""The figures `host_lab.py drills --harbor real` (labs/hosts/drills.py) takes from the workload client's output."""
+
+from __future__ import annotations
+
+from labs.hosts import drills
+
+
+def op(kind: str, start: float, end: float, ok: bool = True, errors: tuple[str, ...] = ()) -> dict:
+    return {"op": kind, "ref": "t", "start": start, "end": end, "ok": ok, "attempts": len(errors) + ok,
+            "errors": list(errors)}
+
+
+def client_out(ops: list[dict], lost: int = 0, corrupted: int = 0) -> dict:
+    return {"ops": ops, "pushes_failed": sum(1 for o in ops if o["op"] == "push" and not o["ok"]),
+            "pulls_failed": sum(1 for o in ops if o["op"] == "pull" and not o["ok"]), "retried_ok": 1,
+            "max_push_gap_ms": 4000.0, "images_pushed": 2, "images_lost": lost, "images_corrupted": corrupted}
+
+
+def test_recovery_is_the_first_good_operation_after_the_fault_and_after_every_failed_one():
+    ops = [op("push", 100, 101), op("push", 101, 130, ok=False, errors=("OSError: refused",) * 5),
+           op("pull", 130, 131, ok=False, errors=("RuntimeError: HTTP 502",)), op("push", 131, 133)]
+    result = drills.summary_figures("t", client_out(ops), t_fault=101.5, healthy_s=60.0)
+    assert result["recovered_ms"] == 31500.0 and result["failed_ops"] == 2 and result["ops"] == 4
+    assert result["healthy_ms"] == 60000 and result["ok"], result
+    assert result["errors"] == ["OSError: refused", "RuntimeError: HTTP 502"]
+
+
+def test_a_lost_or_corrupted_image_or_a_cluster_never_whole_again_fails_the_drill():
+    ops = [op("push", 100, 101), op("push", 102, 103)]
+    assert not drills.summary_figures("t", client_out(ops, lost=1), 101.5, 10.0)["ok"]
+    assert not drills.summary_figures("t", client_out(ops, corrupted=1), 101.5, 10.0)["ok"]
+    assert not drills.summary_figures("t", client_out(ops), 101.5, None)["ok"]
+    assert not drills.summary_figures("t", client_out([]), 101.5, 10.0)["ok"]
+
+
+def test_passed_needs_at_least_one_drill_and_every_drill_ok():
+    assert not drills.passed({"lab": {"apply_ok": False}})
+    assert drills.passed({"lab": {}, "a": {"ok": True}})
+    assert not drills.passed({"lab": {}, "a": {"ok": True}, "b": {"ok": False}})
