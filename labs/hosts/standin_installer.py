@@ -20,8 +20,9 @@ What is a stand-in and what is like Harbor:
 - metric.port (published when harbor.yml enables it) serves `harbor_up` for core and registry from core's health,
   and a stand-in gauge for each `?comp=`: Harbor's real metrics need Harbor's programs.
 - `/api/v2.0/health` answers through the proxy container from core: core is healthy when its bind-mounted keys
-  can be read and its env has a CSRF key, registry when the registry container answers. `/api/v2.0/standin` (not
-  Harbor's) reports the version and sha256 digests of the key, CSRF key and scanner prefix this node's core sees.
+  can be read and its env has a CSRF key, registry when the registry container answers. `/api/v2.0/users/current`
+  answers as the admin without checking the credential (the admin-password resource's refresh reads it; Harbor's
+  login is proven on the emulator and on real Harbor). `/api/v2.0/standin` (not Harbor's) reports the version and sha256 digests of the key, CSRF key and scanner prefix this node's core sees.
 
 usage: python3 -m labs.hosts.standin_installer VERSION OUT_DIR   (prints the installer's path)
 """
@@ -63,6 +64,10 @@ case "$ROLE:$path" in
     if timeout 3 wget -q -O /dev/null http://registry:5000/; then registry=healthy; fi
     overall=healthy; [ "$core$registry" = healthyhealthy ] || overall=unhealthy
     reply "200 OK" "{\"status\":\"$overall\",\"components\":[{\"name\":\"core\",\"status\":\"$core\"},{\"name\":\"registry\",\"status\":\"$registry\"}]}" ;;
+  core:/api/v2.0/users/current)
+    # The admin, without checking a credential (the proxy forwards none): what the admin-password resource's
+    # refresh asks. Harbor's own login checks are proven on the Harbor API emulator and on real Harbor.
+    reply "200 OK" '{"user_id":1,"username":"admin","sysadmin_flag":true}' ;;
   core:/api/v2.0/standin)
     csrf=$(printf '%s' "$CSRF_KEY" | sha256sum | cut -c1-64)
     prefix=$(printf '%s' "$ROBOT_SCANNER_NAME_PREFIX" | sha256sum | cut -c1-64)
