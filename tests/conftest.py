@@ -7,7 +7,9 @@ namespaces and needs root; sandbox/ runs the sandbox's host containers on a Dock
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=f"tests/{tier}/ needs root (network namespaces, routes)"))
         elif item.get_closest_marker("root") and os.geteuid() != 0:
             item.add_marker(pytest.mark.skip(reason="needs root (files owned by root, as on a host)"))
+
+
+@pytest.fixture(scope="session")
+def lab_report(tmp_path_factory):
+    """`lab_report(name, run)`: runs a lab that writes its figures as JSON (`run(path)`) and returns them; every
+    real-host and engine tier's report comes from it."""
+    def run_lab(name: str, run: Callable[[Path], object]) -> dict:
+        path = tmp_path_factory.mktemp(name) / "report.json"
+        run(path)
+        return json.loads(path.read_text())
+    return run_lab
 
 
 @pytest.fixture

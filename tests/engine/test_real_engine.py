@@ -7,7 +7,6 @@ lab's stand-ins. Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET (as for tests/hosts)
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -19,10 +18,8 @@ DAY2_LIMITS = {"lb_setting": 0, "harbor_version_bump": 1, "added_node": 0, "remo
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
-    path = tmp_path_factory.mktemp("engine-lab") / "verify.json"
-    engine_lab.main(["verify", "--json", str(path)])
-    return json.loads(path.read_text())
+def report(lab_report) -> dict:
+    return lab_report("engine-lab", lambda path: engine_lab.main(["verify", "--json", str(path)]))
 
 
 def test_toolchain_is_built_from_source_with_every_plugin_the_program_needs(report):

@@ -6,7 +6,6 @@ emulator on 127.0.0.1 for the read-only switch. Environment: HHA_ROOT, HHA_BRIDG
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -16,10 +15,8 @@ pytestmark = pytest.mark.backup_drill
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
-    path = tmp_path_factory.mktemp("backup-drill") / "drill.json"
-    backup_drill.run(path)
-    return json.loads(path.read_text())
+def report(lab_report) -> dict:
+    return lab_report("backup-drill", backup_drill.run)
 
 
 def test_single_server_archives_its_wal_and_the_repository_host_runs_the_backup_timers(report):

@@ -8,7 +8,6 @@ Run: `sudo venv/bin/python -m pytest -m external_hosts tests/hosts/test_external
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -18,10 +17,8 @@ pytestmark = pytest.mark.external_hosts
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
-    path = tmp_path_factory.mktemp("host-lab-external") / "verify.json"
-    host_lab.verify(path, [host_lab.EXTERNAL], day2=False)
-    return json.loads(path.read_text())
+def report(lab_report) -> dict:
+    return lab_report("host-lab-external", lambda path: host_lab.verify(path, [host_lab.EXTERNAL], day2=False))
 
 
 def test_only_the_nodes_and_load_balancers_roles_are_applied_and_a_second_apply_changes_nothing(report):

@@ -5,7 +5,6 @@ through the VIP. Harbor and NFS are stand-ins (see the lab's docstring). Environ
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -18,10 +17,8 @@ DAY2_LIMITS = {"lb_setting": 0, "harbor_version_bump": 1, "added_node": 0, "remo
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
-    path = tmp_path_factory.mktemp("host-lab") / "verify.json"
-    host_lab.verify(path, [host_lab.DEV, host_lab.PROD])
-    return json.loads(path.read_text())
+def report(lab_report) -> dict:
+    return lab_report("host-lab", lambda path: host_lab.verify(path, [host_lab.DEV, host_lab.PROD]))
 
 
 def test_every_role_of_both_shapes_is_applied(report):

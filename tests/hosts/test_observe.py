@@ -5,7 +5,6 @@ Slow (about 25 min with 10 quiet minutes): marker `monitoring`. Environment: HHA
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -15,10 +14,8 @@ pytestmark = pytest.mark.monitoring
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
-    path = tmp_path_factory.mktemp("observe") / "observe.json"
-    observe.observe(path, quiet_minutes=10, keep=False)
-    return json.loads(path.read_text())
+def report(lab_report) -> dict:
+    return lab_report("observe", lambda path: observe.observe(path, quiet_minutes=10, keep=False))
 
 
 def test_monitoring_applies_and_every_target_is_scraped(report):

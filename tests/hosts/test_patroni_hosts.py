@@ -7,7 +7,6 @@ the deletes. Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -18,10 +17,8 @@ pytestmark = pytest.mark.patroni_hosts
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
-    path = tmp_path_factory.mktemp("host-lab-patroni") / "verify.json"
-    host_lab.verify(path, [host_lab.PATRONI], day2=False)
-    return json.loads(path.read_text())
+def report(lab_report) -> dict:
+    return lab_report("host-lab-patroni", lambda path: host_lab.verify(path, [host_lab.PATRONI], day2=False))
 
 
 def test_patroni_shape_applies_every_role_and_a_second_apply_changes_nothing(report):

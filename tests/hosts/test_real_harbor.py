@@ -8,7 +8,6 @@ HHA_UPSTREAM (the source archives)."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -19,10 +18,8 @@ pytestmark = pytest.mark.realharbor
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
-    path = tmp_path_factory.mktemp("real-harbor") / "verify.json"
-    host_lab.verify(path, [host_lab.DEV], day2=False, harbor="real")
-    return json.loads(path.read_text())
+def report(lab_report) -> dict:
+    return lab_report("real-harbor", lambda path: host_lab.verify(path, [host_lab.DEV], day2=False, harbor="real"))
 
 
 def test_harbor_is_the_version_built_from_source_and_every_node_reports_every_component_healthy(report):

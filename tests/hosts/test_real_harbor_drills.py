@@ -6,7 +6,6 @@ loses power. Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET, HHA_BASE, HHA_UPSTREAM.
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -19,10 +18,8 @@ DRILLS = ("node_power_cut", "nginx_crash", "vip_holder_power_cut")
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
-    path = tmp_path_factory.mktemp("harbor-drills") / "drills.json"
-    drills.run_drills(path)
-    return json.loads(path.read_text())
+def report(lab_report) -> dict:
+    return lab_report("harbor-drills", drills.run_drills)
 
 
 def test_the_lab_came_up_whole_with_real_harbor(report):

@@ -8,7 +8,6 @@ checks a second apply, a reboot and the deletes. Environment: HHA_ROOT, HHA_BRID
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -18,10 +17,8 @@ pytestmark = pytest.mark.garage
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
-    path = tmp_path_factory.mktemp("host-lab-s3") / "verify.json"
-    host_lab.verify(path, [host_lab.S3], day2=False)
-    return json.loads(path.read_text())
+def report(lab_report) -> dict:
+    return lab_report("host-lab-s3", lambda path: host_lab.verify(path, [host_lab.S3], day2=False))
 
 
 def test_s3_shape_applies_every_role_and_a_second_apply_changes_nothing(report):
