@@ -38,7 +38,7 @@ print(json.dumps({k: v for k, v in d.items() if k.startswith(("harbor_db_", "red
 @pytest.fixture(scope="module")
 def prepare_dir(tmp_path_factory):
     if not ARCHIVE.is_file():
-        pytest.skip(f"{ARCHIVE} (Harbor's source archive, ../shared/upstream/) is not on this machine")
+        pytest.fail(f"{ARCHIVE} (Harbor's source archive, ../shared/upstream/) is not on this machine")
     out = tmp_path_factory.mktemp("harbor-src")
     with tarfile.open(ARCHIVE) as tar:
         members = [m for m in tar.getmembers() if m.name.startswith("make/photon/prepare/")]
@@ -95,7 +95,7 @@ def test_external_harbor_yml_keys_exist_in_harbor_template():
     harbor.yml.tmpl, with its type."""
     template = ARCHIVE.parent.parent / "harbor" / "harbor.yml.tmpl-2.15.2"
     if not template.is_file():
-        pytest.skip(f"{template} is not on this machine")
+        pytest.fail(f"{template} (../shared/harbor/) is not on this machine")
     cfg = parse_cluster_config(external_values(), secrets_present=("postgresPassword", "redisPassword"))
     data = yaml.safe_load(render_harbor_yml(cfg, VALUES))
     assert check_against_template(data, parse_template(template.read_text(encoding="utf-8"))) == []

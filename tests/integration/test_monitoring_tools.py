@@ -116,7 +116,9 @@ def test_alert_rules_pass_their_promtool_unit_tests(name, tmp_path):
 def test_every_alert_of_every_shape_has_a_case_that_fires_it():
     fired = set().union(*(fired_in(p) for p in PROMTOOL_TESTS.glob("*_test.yml")))
     for name in SHAPES:
-        missing = alerts_of(render_rules(shape(name))) - fired
+        alerts = alerts_of(render_rules(shape(name)))
+        assert alerts, f"{name}: no alert rule rendered"
+        missing = alerts - fired
         assert not missing, f"{name}: alerts without a promtool case that fires them: {sorted(missing)}"
 
 

@@ -191,12 +191,16 @@ def test_the_readme_render_command_runs_as_written(clone):
     assert (clone / "out" / "MANIFEST.tsv").is_file()
 
 
-@pytest.mark.skipif(not os.environ.get("HHA_PULUMI_CLI"), reason="HHA_PULUMI_CLI names no real Pulumi CLI")
+@pytest.mark.engine
 def test_real_cli_writes_nested_secrets_that_render_py_takes(clone, fake_cli, tmp_path):
-    """With the real CLI (HHA_PULUMI_CLI): a secret set through pulumi.sh before the first deploy is written as the
-    nested `{secure: ...}` form, and render.py takes the stack."""
+    """With the real CLI (the engine tier's, built from source by labs/engine/build_toolchain.sh, or HHA_PULUMI_CLI):
+    a secret set through pulumi.sh before the first deploy is written as the nested `{secure: ...}` form, and
+    render.py takes the stack."""
+    from labs.engine import engine_lab
+
+    cli = os.environ.get("HHA_PULUMI_CLI") or (engine_lab.build_toolchain() and str(engine_lab.CLI))
     shutil.copy(clone / "Pulumi.dev.yaml", clone / "Pulumi.mysite.yaml")
-    env = {**fake_cli, "PULUMI_CLI": os.environ["HHA_PULUMI_CLI"], "PULUMI_SKIP_UPDATE_CHECK": "true"}
+    env = {**fake_cli, "PULUMI_CLI": cli, "PULUMI_SKIP_UPDATE_CHECK": "true"}
     done = run(clone, "scripts/pulumi.sh mysite config set --secret --path 'harbor-ha:migration.password' "
                       "Old-Passw0rd && scripts/pulumi.sh mysite config set --path harbor-ha:migration.sourceUrl "
                       "https://old.example.com && scripts/pulumi.sh mysite config set --path "
@@ -204,7 +208,7 @@ def test_real_cli_writes_nested_secrets_that_render_py_takes(clone, fake_cli, tm
                       "harbor-ha:migration.username migrator", env)
     assert done.returncode == 0, done.stderr
     written = yaml.safe_load((clone / "Pulumi.mysite.yaml").read_text())["config"]["harbor-ha:migration"]
-    print("written by", os.environ["HHA_PULUMI_CLI"], ":", written)
+    print("written by", cli, ":", written)
     assert set(written["password"]) == {"secure"} and written["password"]["secure"].startswith("v1:")
     done = run(clone, "scripts/render.py --stack mysite --out out/")
     assert done.returncode == 0, done.stderr
