@@ -19,7 +19,7 @@ corrupted (0 is the bar). Jobs are not measured here (no replication is configur
 from __future__ import annotations
 
 import json
-import re
+import shlex
 import subprocess
 import time
 from collections.abc import Callable
@@ -30,6 +30,7 @@ from typing import Any, Optional
 from labs.hosts import host_lab
 from labs.hosts.host_lab import DEV, HOSTNAME, MACHINES, HostLab, debhosts, log, ssh
 from scripts import drills as drill_figures
+from scripts.drills import https_args
 
 CLIENT_HOST = "data1"  #: runs the workload: in the stack, but neither a Harbor node nor an LB
 CLIENT_PY = Path(__file__).resolve().parents[2] / "scripts" / "drills" / "ha_client.py"
@@ -142,7 +143,7 @@ class HarborDrills:
         def rolling_restart() -> float:
             t = time.time()
             for node in DEV.roles["harborNodes"]:
-                self.reboot(node)
+                self.lab.reboot([MACHINES[node]])
                 if self.wait_whole(f"rolling restart after {node}", time.time()) is None:
                     break
             return t
@@ -162,15 +163,6 @@ class HarborDrills:
             Drill("rolling_restart", rolling_restart, lambda: None),
         ]
 
-    def reboot(self, node: str) -> None:
-        """An orderly reboot of `node`: `systemctl reboot`, the host gone (120 s at most), booted again."""
-        machine = MACHINES[node]
-        ssh(machine, "systemctl reboot", check=False, timeout=30)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and re.search(rf"^{machine}\s+\S+\s+\d+", debhosts("status"), re.M):
-            time.sleep(1)
-        debhosts("up", str(len(DEV.machines)))
-
     def restarts(self) -> dict[str, int]:
         """Harbor container -> its Docker restart count, on every node that answers (`node/container`)."""
         counts: dict[str, int] = {}
@@ -187,10 +179,11 @@ class HarborDrills:
     def start_workload(self, name: str) -> subprocess.Popen:
         """The client on data1 through the VIP; Harbor's admin password goes over stdin, never a command line."""
         stop = f"/tmp/hha-drill-{name}.stop"
+        args = https_args(["workload", self.lab.vip, "--repo", f"library/drill-{name.replace('_', '-')}",
+                           "--count", "100000", "--duration", f"{MAX_LOAD_S:.0f}", "--stop-file", stop],
+                          443, HOSTNAME)
         command = (f"rm -f {stop}; IFS= read -r HARBOR_PASSWORD; export HARBOR_PASSWORD HARBOR_USER=admin "
-                   'HA_CA_PEM="$(cat /tmp/hha-drill-ca.pem)"; exec python3 /tmp/ha_client.py workload '
-                   f"{self.lab.vip} --repo library/drill-{name.replace('_', '-')} --count 100000 "
-                   f"--duration {MAX_LOAD_S:.0f} --stop-file {stop} --port 443 --server-name {HOSTNAME}")
+                   f'HA_CA_PEM="$(cat /tmp/hha-drill-ca.pem)"; exec python3 /tmp/ha_client.py {shlex.join(args)}')
         proc = subprocess.Popen(["ssh", "-F", str(host_lab.ROOT / "ssh_config"), self.client, command],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stdin is not None

@@ -58,6 +58,7 @@ import subprocess
 import sys
 import time
 import yaml
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -561,21 +562,21 @@ class HostLab:
         """When the host's systemd started (clock ticks since the machine's boot): changes with each reboot."""
         return ssh(machine, "awk '{print $22}' /proc/1/stat", check=False, timeout=30).stdout.strip()
 
-    def reboot(self, shape: Shape, wait: float = 120) -> float:
-        """Reboot every host of the shape at once; seconds until all are back (systemd running/degraded). Hosts
-        that did not go down within `wait` s are listed in `not_rebooted`."""
-        before = {m: self.pid1_start(m) for m in shape.machines}
+    def reboot(self, machines: Sequence[str], wait: float = 120) -> float:
+        """Reboot these hosts at once (`systemctl reboot`); seconds until all are back (systemd running/degraded).
+        Hosts that did not go down within `wait` s are listed in `not_rebooted`."""
+        before = {m: self.pid1_start(m) for m in machines}
         t0 = time.monotonic()
-        for m in shape.machines:
+        for m in machines:
             ssh(m, "systemctl reboot", check=False, timeout=60)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             status = debhosts("status")
-            if not any(re.search(rf"^{m}\s+\S+\s+\d+", status, re.M) for m in shape.machines):
+            if not any(re.search(rf"^{m}\s+\S+\s+\d+", status, re.M) for m in machines):
                 break
             time.sleep(0.5)
-        debhosts("up", str(max(int(m[1:]) for m in shape.machines)))
-        self.not_rebooted = [m for m in shape.machines if self.pid1_start(m) == before[m]]
+        debhosts("up", str(max(int(m[1:]) for m in machines)))
+        self.not_rebooted = [m for m in machines if self.pid1_start(m) == before[m]]
         if self.not_rebooted:
             log(f"not rebooted within {wait:.0f} s: {self.not_rebooted}")
         return time.monotonic() - t0
@@ -1153,7 +1154,7 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
     # Real Harbor's nodes stop a dozen containers on the way down; its containers start again after the boot and
     # core needs its database and Redis first.
     # 300 s with the stand-in: on a machine loaded by other labs a host took longer than 120 s to go down.
-    reboot_s = lab.reboot(shape, wait=600 if lab.harbor == "real" else 300)
+    reboot_s = lab.reboot(shape.machines, wait=600 if lab.harbor == "real" else 300)
     bad_after_reboot = lab.wait_active(600 if lab.harbor == "real" else 120)
     for role, host in lab.placements():
         if MACHINES[host] in lab.not_rebooted:
