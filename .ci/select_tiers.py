@@ -5,7 +5,11 @@ the file's order, as long as their minutes fit the budget; every other slow tier
 
 A base that git does not know (a shallow clone, a rewritten history) counts as touching every path: running too much
 is the safe error, within the budget. Prints the tiers chosen and why on stderr, the expression on stdout ("" = no
-filter)."""
+filter).
+
+`--lanes N` (the full suite, `.ci/run --full`): every tier runs; the first line printed is the expression of the
+tests outside the slow tiers, then one line per lane, the slow tiers dealt into N lanes of about equal minutes that
+`.ci/run --full` runs side by side, each on its own lab network."""
 
 from __future__ import annotations
 
@@ -69,7 +73,23 @@ def expression(tiers: list[Tier], changed: list[str] | None, budget: float = DEF
     return " and ".join(f"not {m}" for m in skipped), why
 
 
+def lanes(tiers: list[Tier], count: int) -> list[list[Tier]]:
+    """The tiers dealt into at most `count` lanes, the longest first onto the lane with the fewest minutes so far
+    (each lane then runs its tiers in the file's order)."""
+    dealt: list[list[Tier]] = [[] for _ in range(max(1, count))]
+    for tier in sorted(tiers, key=lambda t: -t.minutes):
+        min(dealt, key=lambda lane: sum(t.minutes for t in lane)).append(tier)
+    order = {tier.marker: i for i, tier in enumerate(tiers)}
+    return [sorted(lane, key=lambda t: order[t.marker]) for lane in dealt if lane]
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--lanes"]:
+        tiers = read_tiers()
+        print(" and ".join(f"not {t.marker}" for t in tiers))
+        for lane in lanes(tiers, int(sys.argv[2])):
+            print(" or ".join(t.marker for t in lane))
+        return 0
     base = (CI / "base").read_text().strip()
     budget = float(os.environ.get("HHA_CI_SLOW_MINUTES", DEFAULT_BUDGET))
     expr, why = expression(read_tiers(), changed_files(base), budget)

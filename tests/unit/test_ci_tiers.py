@@ -58,3 +58,16 @@ def test_a_tier_line_without_minutes_is_refused(tmp_path):
     bad.write_text("engine components/\n")
     with pytest.raises(SystemExit, match="tiers:1: a tier is `marker minutes path...`"):
         select_tiers.read_tiers(bad)
+
+
+def test_the_full_suite_deals_every_tier_into_lanes_of_about_equal_minutes():
+    tiers = [*TIERS, Tier("monitoring", 30, ("components/monitoring/",)), Tier("drills", 5, ("labs/",))]
+    dealt = select_tiers.lanes(tiers, 2)
+    assert sorted(t.marker for lane in dealt for t in lane) == sorted(t.marker for t in tiers)
+    assert [sum(t.minutes for t in lane) for lane in dealt] == [40, 40]
+    # within a lane, the file's order
+    assert [t.marker for t in dealt[1]] == ["realharbor", "engine", "drills"]
+
+
+def test_more_lanes_than_tiers_leaves_no_empty_lane():
+    assert len(select_tiers.lanes(TIERS, 8)) == 3
