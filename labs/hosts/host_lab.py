@@ -229,6 +229,18 @@ def ssh(machine: str, command: str, *, input: Optional[str] = None, timeout: flo
     return done
 
 
+def serve_docker_registry(machine: str, config: dict) -> None:
+    """Debian's docker-registry (installed) on `machine` restarted on `config`, its port opened to the lab net by
+    the host firewall; returns once it answers /v2/ (60 s at most: a loaded machine)."""
+    conf = "/etc/docker/registry/config.yml"
+    ssh(machine, f"umask 027; cat > {conf} && chgrp docker-registry {conf} && systemctl restart docker-registry",
+        input=yaml.safe_dump(config))
+    ssh(machine, f"nft insert rule inet harbor_ha input ip saddr {NET}.0/24 tcp dport {REGISTRY_PORT} accept")
+    ssh(machine, f"for i in $(seq 1 60); do curl -fsS -o /dev/null http://127.0.0.1:{REGISTRY_PORT}/v2/ && exit 0; "
+                 "sleep 1; done; echo 'docker-registry: no answer on /v2/ after 60 s' >&2; "
+                 "journalctl -u docker-registry -n 20 --no-pager >&2; exit 1")
+
+
 def host_keys() -> dict[str, str]:
     """machine -> its ed25519 public key (`type base64`), from the known_hosts debhosts.sh wrote."""
     keys = {}
@@ -908,12 +920,7 @@ class HostLab:
                   "http": {"addr": f":{REGISTRY_PORT}"}}
         ssh(machine, "export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq docker-registry >/dev/null || "
                      "{ apt-get update -qq && apt-get install -y -qq docker-registry >/dev/null; }", timeout=600)
-        conf = "/etc/docker/registry/config.yml"
-        ssh(machine, f"umask 027; cat > {conf} && chgrp docker-registry {conf} && systemctl restart docker-registry",
-            input=yaml.safe_dump(config))
-        ssh(machine, f"nft insert rule inet harbor_ha input ip saddr {NET}.0/24 tcp dport {REGISTRY_PORT} accept")
-        ssh(machine, f"for i in $(seq 1 60); do curl -fsS -o /dev/null http://127.0.0.1:{REGISTRY_PORT}/v2/ && "
-                     "exit 0; sleep 1; done; journalctl -u docker-registry -n 20 --no-pager >&2; exit 1")
+        serve_docker_registry(machine, config)
         return f"http://{address(machine)}:{REGISTRY_PORT}"
 
     @staticmethod
@@ -1023,12 +1030,7 @@ class HostLab:
             input="".join(f"{a} {n} # hostlab s3\n" for n, a in entries), timeout=600)
         ssh(m, f"install -m 0644 {CLUSTER_CA_PATH} /usr/local/share/ca-certificates/harbor-ha-cluster-ca.crt && "
                "update-ca-certificates >/dev/null 2>&1")
-        conf = "/etc/docker/registry/config.yml"
-        ssh(m, f"umask 027; cat > {conf} && chgrp docker-registry {conf} && systemctl restart docker-registry",
-            input=yaml.safe_dump(config))
-        ssh(m, f"nft insert rule inet harbor_ha input ip saddr {NET}.0/24 tcp dport {REGISTRY_PORT} accept")
-        ssh(m, f"for i in $(seq 1 30); do curl -fsS -o /dev/null http://127.0.0.1:{REGISTRY_PORT}/v2/ && exit 0; "
-               "sleep 1; done; journalctl -u docker-registry -n 20 --no-pager >&2; exit 1")
+        serve_docker_registry(m, config)
         return [a for _n, a in entries]
 
     def garage_health(self, machine: str) -> dict:
@@ -1317,7 +1319,12 @@ def harbor_ok(result: Optional[dict]) -> bool:
     return bool(result["nodes_healthy"] == len(result["health"]) and result["push_pull_via_vip"]["digest_equal"]
                 and result["push_pull_per_node"]["digest_equal"] and result["cross_node_token"]
                 and result["robot_pull"] and result["api_objects"]["kinds"] == harbor_api_check.KINDS
-                and result["api_objects"]["second_run_writes"] == 0)
+                and result["api_objects"]["second_run_writes"] == 0
+                and result["api_objects"]["details"]["unreachable registry"].get("create_refused") is True
+                and result["migration"].get("tags", 0) > 0
+                and result["migration"]["verified_equal"] == result["migration"]["tags"]
+                and result["migration"]["differences_found"] == 1
+                and not any(result["contract"].values()))
 
 
 def storage_ok(result: Optional[dict]) -> bool:
