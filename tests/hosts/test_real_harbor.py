@@ -2,7 +2,9 @@
 its source archives (cached by digest), then labs/hosts/host_lab.py boots systemd-nspawn machines (labs/hosts/
 debhosts.sh), applies every role of the dev shape over SSH as the program registers it, the harbor-node role
 installing that installer with Docker inside the hosts, and a Docker client pushes and pulls through the VIP and
-through each node alone. Stand-ins: NFS (a bind mount), the portal (a placeholder page), `docker run --privileged`
+through each node alone; the stack's migration section pulls an old docker-registry on data1 into Harbor through its
+jobservice and verify_migration.py compares every tag; the provider's contract cases run against it.
+Stand-ins: NFS (a bind mount), the portal (a placeholder page), `docker run --privileged`
 (the lab's docker wrapper drops it; see the lab's docstring). Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET,
 HHA_UPSTREAM (the source archives)."""
 
