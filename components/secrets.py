@@ -151,6 +151,10 @@ class ClusterSecrets(pulumi.ComponentResource):
             # node; scans started through one node and checked on another need the same one.
             "harbor_scanner_prefix": random.RandomString(f"{name}-harbor-scanner-prefix", length=8, special=False,
                                                          upper=False, opts=child).result,
+            # The secrets of Harbor's internal calls (core, jobservice, registryctl), 16 characters as prepare
+            # makes them per node; one for every node (harbor-node.sh).
+            "harbor_core_secret": password("harbor-core-secret", 16),
+            "harbor_jobservice_secret": password("harbor-jobservice-secret", 16),
             "core_private_key": core_key.private_key_pem,
             "registry_root_cert": root_cert.cert_pem,
             "tls_certificate": tls_cert,

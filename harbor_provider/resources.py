@@ -346,10 +346,15 @@ class RegistryProvider(_HarborProvider):
 
     def explain(self, err: HarborError, args: RegistryArgs, action: str) -> HarborError:
         if err.status == 400 and any("unhealthy" in m for m in err.harbor_messages):
+            # Harbor pings the endpoint before it stores it, from its core container (controller/registry).
+            host = urlsplit(args.url if "://" in args.url else f"http://{args.url}").hostname or ""
+            loopback = (f" {host} is the core container itself, not a Harbor host: use an address the "
+                        f"containers can reach." if host in ("127.0.0.1", "localhost", "::1") else "")
             return HarborError(
                 f"cannot {action} registry {args.name!r}: Harbor could not reach {args.url} ('registry is "
-                f"unhealthy'). Check the URL and port from the Harbor hosts (DNS, firewall), the credential, and "
-                f"for TLS `insecure` or `ca_certificate`.", 400, err.harbor_messages)
+                f"unhealthy'; Harbor stores no endpoint it cannot ping).{loopback} Check the URL and port from "
+                f"the Harbor hosts (DNS, firewall), the credential, and for TLS `insecure` or `ca_certificate`.",
+                400, err.harbor_messages)
         return err
 
     def explain_delete(self, client: HarborClient, id_: str, props: dict, err: HarborError) -> HarborError:

@@ -22,6 +22,8 @@ SCRIPT = Path(__file__).with_name("harbor-node.sh")  #: the role script shipped 
 
 CSRF_KEY_PATH = "/etc/harbor-ha/harbor/csrf_key"
 SCANNER_PREFIX_PATH = "/etc/harbor-ha/harbor/robot_scanner_name_prefix"
+CORE_SECRET_PATH = "/etc/harbor-ha/harbor/core_secret"
+JOBSERVICE_SECRET_PATH = "/etc/harbor-ha/harbor/jobservice_secret"
 # Trivy's database cache and reports, on each node's own disk (harbor-node.sh points the compose file there).
 TRIVY_LOCAL_DIR = "/var/lib/harbor-ha/trivy-adapter"
 # Seconds a draining node waits, its proxy stopped, for requests in flight before its containers are recreated.
@@ -189,6 +191,8 @@ def node_env(cfg: ClusterConfig) -> FileSpec:
         "HEALTH_TIMEOUT": str(h.health_timeout),
         "CSRF_KEY_FILE": CSRF_KEY_PATH,
         "SCANNER_PREFIX_FILE": SCANNER_PREFIX_PATH,
+        "CORE_SECRET_FILE": CORE_SECRET_PATH,
+        "JOBSERVICE_SECRET_FILE": JOBSERVICE_SECRET_PATH,
         "TRIVY_LOCAL_DIR": TRIVY_LOCAL_DIR,
         "HARBOR_UID": str(HARBOR_UID),
         "DRAIN_SECONDS": str(DRAIN_SECONDS),
@@ -279,6 +283,12 @@ def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
                  needs=("cluster_ca_certificate",)),
         FileSpec(path=SCANNER_PREFIX_PATH, render=lambda s: s["harbor_scanner_prefix"] + "\n",
                  needs=("harbor_scanner_prefix",), mode=0o600),
+        # The secrets of Harbor's internal calls, which prepare also makes per node: harbor-node.sh puts them into
+        # core's, jobservice's and registryctl's env (a job queued by one node runs on any).
+        FileSpec(path=CORE_SECRET_PATH, render=lambda s: s["harbor_core_secret"] + "\n",
+                 needs=("harbor_core_secret",), mode=0o600),
+        FileSpec(path=JOBSERVICE_SECRET_PATH, render=lambda s: s["harbor_jobservice_secret"] + "\n",
+                 needs=("harbor_jobservice_secret",), mode=0o600),
         FileSpec(path=f"/etc/systemd/system/{START_UNIT}", render=lambda _s: render_start_unit(cfg)),
     ]
     if not s3:

@@ -138,22 +138,35 @@ set_env_value() {
   mv -f "$env_file.harbor-ha.tmp" "$env_file"
 }
 
-# The cluster-wide values `prepare` regenerates at random on every run (also a manual `./prepare`): a CSRF token
-# from one node must pass on another, and scanner robot accounts must carry one prefix on every node.
-SHARED_ENV=(CSRF_KEY ROBOT_SCANNER_NAME_PREFIX)
-shared_env_file() { case $1 in CSRF_KEY) echo "$CSRF_KEY_FILE" ;; *) echo "$SCANNER_PREFIX_FILE" ;; esac; }
+# The cluster-wide values `prepare` regenerates at random on every run (also a manual `./prepare`), as
+# <component>:<NAME> of common/config/<component>/env: a CSRF token from one node must pass on another; scanner robot
+# accounts must carry one prefix on every node; and the secrets of Harbor's internal calls must be one: jobs go
+# through the Redis queue every node shares, and the jobservice that takes one calls its own node's core with the
+# secret the enqueuing node's core put in the job (a replication's local side, pkg/reg/manager.go
+# getLocalRegistry), which another node's core refuses (401, every replication task failed on real Harbor).
+SHARED_ENV=(core:CSRF_KEY core:ROBOT_SCANNER_NAME_PREFIX {core,jobservice,registryctl}:{CORE_SECRET,JOBSERVICE_SECRET})
+shared_env_file() {
+  case $1 in
+    CSRF_KEY) echo "$CSRF_KEY_FILE" ;;
+    ROBOT_SCANNER_NAME_PREFIX) echo "$SCANNER_PREFIX_FILE" ;;
+    CORE_SECRET) echo "$CORE_SECRET_FILE" ;;
+    JOBSERVICE_SECRET) echo "$JOBSERVICE_SECRET_FILE" ;;
+    *) die "no shared value for $1" ;;
+  esac
+}
 
 shared_env_in_place() {
-  local name
-  for name in "${SHARED_ENV[@]}"; do
-    env_value_is "$INSTALL_DIR/common/config/core/env" "$name" "$(shared_env_file "$name")" || return 1
+  local entry
+  for entry in "${SHARED_ENV[@]}"; do
+    env_value_is "$INSTALL_DIR/common/config/${entry%%:*}/env" "${entry#*:}" "$(shared_env_file "${entry#*:}")" ||
+      return 1
   done
 }
 
 put_shared_env() {
-  local name
-  for name in "${SHARED_ENV[@]}"; do
-    set_env_value "$INSTALL_DIR/common/config/core/env" "$name" "$(shared_env_file "$name")"
+  local entry
+  for entry in "${SHARED_ENV[@]}"; do
+    set_env_value "$INSTALL_DIR/common/config/${entry%%:*}/env" "${entry#*:}" "$(shared_env_file "${entry#*:}")"
   done
 }
 

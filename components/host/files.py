@@ -30,6 +30,8 @@ SECRET_VALUES = {
     "harbor_secretkey": "Harbor's secret/keys/secretkey, shared by every node (generated)",
     "harbor_csrf_key": "Harbor core's CSRF_KEY, shared by every node (generated)",
     "harbor_scanner_prefix": "Harbor core's ROBOT_SCANNER_NAME_PREFIX, shared by every node (generated)",
+    "harbor_core_secret": "Harbor's CORE_SECRET (internal calls), shared by every node (generated)",
+    "harbor_jobservice_secret": "Harbor's JOBSERVICE_SECRET (jobs calling core), shared by every node (generated)",
     "core_private_key": "Harbor core's token signing key, secret/core/private_key.pem (generated)",
     "registry_root_cert": "certificate of that key, secret/registry/root.crt (generated)",
     "tls_certificate": "the LB's TLS certificate chain (tlsCertificate or self-signed)",

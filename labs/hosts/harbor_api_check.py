@@ -4,12 +4,15 @@ delete. Every value passes through the engine's wire format (numbers become floa
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from harbor_provider.client import HarborError
 from harbor_provider.resources import (ProjectProvider, RegistryProvider, ReplicationPolicyProvider,
-                                       RobotAccountProvider)
+                                       ReplicationRunProvider, RobotAccountProvider)
+from harbor_provider.stack_config import parse_migration_section
 from labs.engine.pulumi_harness import wire
+from tests.support import harbor_contract
 
 
 KINDS = 4  #: registry, replication policy, project, robot account
@@ -36,12 +39,13 @@ def roundtrip(conn: dict[str, Any]) -> dict[str, Any]:
             details[kind] = {"error": str(e)[:300]}
             return None
 
-    # Harbor pings a registry when it is created (an unreachable URL is refused: "registry is unhealthy"; the
-    # emulator accepts it): Harbor's own registry as core reaches it on the compose network, anonymously (a 401
-    # proves it reachable, pkg/reg/adapter/native PingSimple).
-    registry = one("registry", RegistryProvider(), {
-        **conn, "name": "hostlab-source", "type": "docker-registry", "url": "http://registry:5000",
-        "access_key": None, "access_secret": None, "status": None})
+    # Harbor pings a registry when it is created or updated (unreachable: 400 "the registry is unhealthy"):
+    # Harbor's own registry as core reaches it on the compose network, anonymously (a 401 proves it reachable,
+    # pkg/reg/adapter/native PingSimple).
+    source = {**conn, "name": "hostlab-source", "type": "docker-registry", "url": "http://registry:5000",
+              "access_key": None, "access_secret": None, "status": None}
+    registry = one("registry", RegistryProvider(), source)
+    details["unreachable registry"] = unreachable(registry, source)
     if registry:
         one("replication policy", ReplicationPolicyProvider(), {
             **conn, "name": "hostlab-pull", "registry_id": int(registry), "direction": "pull", "trigger": "manual",
@@ -58,3 +62,59 @@ def roundtrip(conn: dict[str, Any]) -> dict[str, Any]:
     ok = [d for d in details.values() if isinstance(d, dict) and "id" in d]
     return {"kinds": sum(1 for d in ok if d["read_equals_create"]),
             "second_run_writes": sum(len(d["second_run_changes"]) for d in ok), "details": details}
+
+
+UNREACHABLE = "http://127.0.0.1:1"  #: nothing listens there inside core's container: the connect is refused
+
+
+def unreachable(registry_id: str | None, props: dict) -> dict[str, Any]:
+    """A registry endpoint Harbor cannot reach, created and (for the registry `registry_id` made from `props`)
+    updated to: Harbor must refuse both, and the provider must say what to check. Returns the messages and
+    whether the stored registry kept its URL."""
+    out: dict[str, Any] = {}
+    provider = RegistryProvider()
+    def create() -> Any:
+        created = provider.create(wire({**props, "name": "hostlab-nowhere", "url": UNREACHABLE}))
+        provider.delete(created.id, wire(created.outs or {}))  # accepted after all: not left behind
+    attempts = [("create", create)]
+    if registry_id:
+        def update() -> Any:
+            outs = provider.read(registry_id, wire(props)).outs or {}
+            return provider.update(registry_id, wire(outs), wire({**props, "url": UNREACHABLE}))
+        attempts.append(("update", update))
+    for action, attempt in attempts:
+        try:
+            attempt()
+            out[f"{action}_refused"] = False
+        except HarborError as e:
+            out[f"{action}_refused"] = e.status == 400
+            out[f"{action}_message"] = str(e)[:400]
+    if registry_id:
+        out["url_kept"] = (provider.read(registry_id, wire(props)).outs or {}).get("url") == props["url"]
+    return out
+
+
+def migrate(conn: dict[str, Any], migration: dict[str, Any]) -> dict[str, Any]:
+    """The stack's `migration` section (as a stack file holds it) applied as the program declares it: the target
+    project, the source registry, the pull policy, then the run, which starts an execution of Harbor's jobservice
+    and waits for it (ReplicationRunProvider, as `pulumi up` does). Returns the run's outputs (status, counters);
+    a failed or timed-out execution raises HarborError naming its counters and failed tasks."""
+    section = parse_migration_section(migration)
+    assert section is not None and section.policies[0].run is not None, "the lab's migration has runNow"
+    ProjectProvider().create(wire({**conn, **dataclasses.asdict(section.projects[0])}))
+    registry = RegistryProvider().create(wire({**conn, **dataclasses.asdict(section.registries[0])}))
+    policy_args = dataclasses.asdict(section.policies[0].to_args(int(registry.id)))
+    policy = ReplicationPolicyProvider().create(wire({**conn, **policy_args}))
+    run = section.policies[0].run
+    done = ReplicationRunProvider().create(wire({
+        **conn, "policy_id": int(policy.id), "run_key": run.key, "timeout_seconds": run.timeout_seconds,
+        "poll_seconds": run.poll_seconds}))
+    return {k: (done.outs or {}).get(k) for k in ("execution_id", "status", "total", "succeed", "failed")}
+
+
+def contract(conn: dict[str, Any]) -> dict[str, list[str]]:
+    """The providers' contract tests (tests/support/harbor_contract.py, the same the emulator passes) against this
+    Harbor: per case, the broken promises (empty: held). The registry endpoint is Harbor's own registry as core
+    reaches it, written without scheme and with a trailing slash for Harbor to normalize."""
+    target = harbor_contract.Target(conn, "registry:5000/")
+    return {name: harbor_contract.roundtrip(name, target) for name in harbor_contract.CASES}

@@ -76,7 +76,10 @@ from labs.engine import pulumi_harness  # noqa: E402
 from labs.harbor import build_installer  # noqa: E402
 from labs.hosts import harbor_api_check, standin_installer  # noqa: E402
 from labs.hosts.replay import COMMAND, Replay, SshRunner, UpResult  # noqa: E402
+from harbor_provider.client import HarborError  # noqa: E402
+from labs.fakes.registries import layer, push_image, push_multi_arch  # noqa: E402
 from scripts import drills  # noqa: E402
+from scripts.registry_tools.client import RegistryClient, RegistryError, repository_scope  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEBHOSTS = HERE / "debhosts.sh"
@@ -224,6 +227,18 @@ def ssh(machine: str, command: str, *, input: Optional[str] = None, timeout: flo
     if check and done.returncode != 0:
         raise RuntimeError(f"{machine}: {command[:80]}: exit {done.returncode}: {done.stderr[-1500:]}")
     return done
+
+
+def serve_docker_registry(machine: str, config: dict) -> None:
+    """Debian's docker-registry (installed) on `machine` restarted on `config`, its port opened to the lab net by
+    the host firewall; returns once it answers /v2/ (60 s at most: a loaded machine)."""
+    conf = "/etc/docker/registry/config.yml"
+    ssh(machine, f"umask 027; cat > {conf} && chgrp docker-registry {conf} && systemctl restart docker-registry",
+        input=yaml.safe_dump(config))
+    ssh(machine, f"nft insert rule inet harbor_ha input ip saddr {NET}.0/24 tcp dport {REGISTRY_PORT} accept")
+    ssh(machine, f"for i in $(seq 1 60); do curl -fsS -o /dev/null http://127.0.0.1:{REGISTRY_PORT}/v2/ && exit 0; "
+                 "sleep 1; done; echo 'docker-registry: no answer on /v2/ after 60 s' >&2; "
+                 "journalctl -u docker-registry -n 20 --no-pager >&2; exit 1")
 
 
 def host_keys() -> dict[str, str]:
@@ -853,9 +868,11 @@ class HostLab:
         result["cross_node_token"] = self.cross_node_token(first, address(first), address(second), password)
         result["robot_pull"] = self.robot_pull(second, password)
         # The provider runs where `pulumi up` runs (this machine) and reaches Harbor through the VIP over TLS.
-        result["api_objects"] = harbor_api_check.roundtrip({
-            "harbor_url": f"https://{self.vip}", "harbor_username": "admin", "harbor_password": password,
-            "harbor_ca_certificate": self.ca})
+        conn = {"harbor_url": f"https://{self.vip}", "harbor_username": "admin", "harbor_password": password,
+                "harbor_ca_certificate": self.ca}
+        result["api_objects"] = harbor_api_check.roundtrip(conn)
+        result["contract"] = harbor_api_check.contract(conn)
+        result["migration"] = self.migration_check(conn, MACHINES[shape.roles["postgres"]])
         log(f"real Harbor: {result}")
         return result
 
@@ -894,6 +911,78 @@ class HostLab:
         except RuntimeError as e:
             log(f"robot pull: {e}")
             return False
+    def old_registry(self, machine: str) -> str:
+        """An old registry to migrate from: Debian's docker-registry (CNCF distribution 2.8) on `machine`, on its
+        own filesystem storage with deletes enabled (a deleted tag is part of the scenario), its port opened to the
+        lab net. Returns its URL."""
+        config = {"version": 0.1, "log": {"level": "info"},
+                  "storage": {"filesystem": {"rootdirectory": "/var/lib/docker-registry"}, "delete": {"enabled": True}},
+                  "http": {"addr": f":{REGISTRY_PORT}"}}
+        ssh(machine, "export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq docker-registry >/dev/null || "
+                     "{ apt-get update -qq && apt-get install -y -qq docker-registry >/dev/null; }", timeout=600)
+        serve_docker_registry(machine, config)
+        return f"http://{address(machine)}:{REGISTRY_PORT}"
+
+    @staticmethod
+    def fill_old_registry(url: str) -> dict[str, str]:
+        """Several repositories and tags, each image with layers of its own, a multi-arch index, a second tag on one
+        image, and a tag deleted before the migration. Returns the deleted tag's reference and digest."""
+        with RegistryClient(url) as client:
+            for repository, tag in (("team/app", "v1"), ("team/app", "v2"), ("tools/cli", "1.0")):
+                push_image(client, repository, tag, [layer("etc/os-release", f"{repository}:{tag} base".encode()),
+                                                     layer(f"app/{tag}", f"{repository}:{tag} app".encode())])
+            # The same content again: a second tag of the same manifest.
+            push_image(client, "tools/cli", "latest", [layer("etc/os-release", b"tools/cli:1.0 base"),
+                                                       layer("app/1.0", b"tools/cli:1.0 app")])
+            push_multi_arch(client, "team/multi", "v1", b"multi-arch base ")
+            gone = push_image(client, "team/app", "v0", [layer("app/v0", b"team/app:v0, deleted before migrating")])
+            client.request("DELETE", f"/v2/team/app/manifests/{gone.digest}", repository_scope("team/app", "*"),
+                           ok=(202,))
+        return {"team/app:v0": gone.digest}
+
+    def verify_migration(self, source: str, project: str, password: str) -> dict:
+        """scripts/verify_migration.py from where an operator runs it (this machine), source against Harbor
+        through the VIP; its JSON report (exit 0: all equal, 1: differences)."""
+        ca = self.work / "vip-ca.pem"
+        ca.write_text(self.ca)
+        out = self.work / "verify-migration.json"
+        done = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve().parents[2] / "scripts" / "verify_migration.py"),
+             "--source", source, "--target", f"https://{self.vip}", "--target-ca-file", str(ca),
+             "--target-project", project, "--json", str(out)],
+            env={**os.environ, "TARGET_USERNAME": "admin", "TARGET_PASSWORD": password},
+            capture_output=True, text=True, timeout=600)
+        if done.returncode not in (0, 1):
+            raise RuntimeError(f"verify_migration.py: exit {done.returncode}: {done.stderr[-800:]}")
+        return json.loads(out.read_text())
+
+    def migration_check(self, conn: dict[str, Any], machine: str) -> dict:
+        """The stack's `migration` section against real Harbor: an old registry on `machine` pulled into a project
+        by Harbor's jobservice (the provider starts the execution and waits for it, as `pulumi up` does), then
+        verify_migration.py compares every tag's digest; then a tag changed on the source must show as a
+        difference."""
+        t0 = time.monotonic()
+        try:
+            source = self.old_registry(machine)
+            deleted = self.fill_old_registry(source)
+            execution = harbor_api_check.migrate(conn, {
+                "sourceUrl": source, "targetProject": "legacy", "runNow": True, "runKey": "host-lab",
+                "timeoutSeconds": 900})
+            first = self.verify_migration(source, "legacy", conn["harbor_password"])
+            with RegistryClient(source) as client:
+                push_image(client, "team/app", "v1", [layer("app/v1", b"team/app:v1 changed after the migration")])
+            second = self.verify_migration(source, "legacy", conn["harbor_password"])
+        except (RuntimeError, HarborError, RegistryError, OSError) as e:
+            return {"ok": False, "error": str(e)[-800:], "seconds": round(time.monotonic() - t0, 1)}
+        totals, after = first["totals"], second["totals"]
+        return {"ok": first["ok"], "tags": totals["source_tags"], "verified_equal": totals["matching"],
+                "differences_found": after["mismatched"] + after["missing"],
+                "differences_before_change": totals["mismatched"] + totals["missing"],
+                # The tag deleted on the source before the migration must not be in Harbor.
+                "deleted_tag_absent": totals["extra"] == 0, "deleted": deleted, "execution": execution,
+                "mismatched_after_change": [m["tag"] for r in second["repositories"] for m in r["mismatched"]],
+                "seconds": round(time.monotonic() - t0, 1)}
+
     # ------------------------------------------------------------------------------------------------- s3
     def serve_garage(self) -> None:
         """The Garage binary built here (labs/objstore/build_garage.sh, cached by version), served over HTTP by
@@ -941,12 +1030,7 @@ class HostLab:
             input="".join(f"{a} {n} # hostlab s3\n" for n, a in entries), timeout=600)
         ssh(m, f"install -m 0644 {CLUSTER_CA_PATH} /usr/local/share/ca-certificates/harbor-ha-cluster-ca.crt && "
                "update-ca-certificates >/dev/null 2>&1")
-        conf = "/etc/docker/registry/config.yml"
-        ssh(m, f"umask 027; cat > {conf} && chgrp docker-registry {conf} && systemctl restart docker-registry",
-            input=yaml.safe_dump(config))
-        ssh(m, f"nft insert rule inet harbor_ha input ip saddr {NET}.0/24 tcp dport {REGISTRY_PORT} accept")
-        ssh(m, f"for i in $(seq 1 30); do curl -fsS -o /dev/null http://127.0.0.1:{REGISTRY_PORT}/v2/ && exit 0; "
-               "sleep 1; done; journalctl -u docker-registry -n 20 --no-pager >&2; exit 1")
+        serve_docker_registry(m, config)
         return [a for _n, a in entries]
 
     def garage_health(self, machine: str) -> dict:
@@ -1235,7 +1319,12 @@ def harbor_ok(result: Optional[dict]) -> bool:
     return bool(result["nodes_healthy"] == len(result["health"]) and result["push_pull_via_vip"]["digest_equal"]
                 and result["push_pull_per_node"]["digest_equal"] and result["cross_node_token"]
                 and result["robot_pull"] and result["api_objects"]["kinds"] == harbor_api_check.KINDS
-                and result["api_objects"]["second_run_writes"] == 0)
+                and result["api_objects"]["second_run_writes"] == 0
+                and result["api_objects"]["details"]["unreachable registry"].get("create_refused") is True
+                and result["migration"].get("tags", 0) > 0
+                and result["migration"]["verified_equal"] == result["migration"]["tags"]
+                and result["migration"]["differences_found"] == 1
+                and not any(result["contract"].values()))
 
 
 def storage_ok(result: Optional[dict]) -> bool:

@@ -12,7 +12,8 @@ What is a stand-in and what is like Harbor:
   static here and cached by its source digest), which terminates TLS and forwards to the proxy's plain handler.
 - `prepare` (bash, run on the node; Harbor's runs its prepare image) writes what Harbor's writes and the script
   depends on: `common/config/core/env` with a new random `CSRF_KEY` (32 characters) and `ROBOT_SCANNER_NAME_PREFIX`
-  (8 characters) on every run, the data_volume secrets only when missing, https.certificate and https.private_key
+  (8 characters), and core's, jobservice's and registryctl's env with new random `CORE_SECRET` and
+  `JOBSERVICE_SECRET` (16 characters) on every run, the data_volume secrets only when missing, https.certificate and https.private_key
   copied to data_volume/secret/cert/server.{crt,key}, and `docker-compose.yml` with Harbor's service names (proxy
   publishes http.port to 8080 and https.port to 8443 with the cert folder mounted at /etc/cert, core, registry,
   trivy-adapter with --with-trivy) and Harbor's bind mounts of the single key files under data_volume/secret/ and
@@ -125,12 +126,18 @@ for f in secret/keys/secretkey secret/core/private_key.pem secret/registry/root.
     echo "Generated $f"
   fi
 done
-mkdir -p common/config/core
+mkdir -p common/config/core common/config/jobservice common/config/registryctl
 umask 077
+core_secret=$(random 'A-Za-z0-9' 16) jobservice_secret=$(random 'A-Za-z0-9' 16)
 { echo "CONFIG_PATH=/etc/core/app.conf"
   echo "CSRF_KEY=$(random 'A-Za-z0-9' 32)"
   echo "ROBOT_SCANNER_NAME_PREFIX=$(random 'a-z0-9' 8)"
+  echo "CORE_SECRET=$core_secret"
+  echo "JOBSERVICE_SECRET=$jobservice_secret"
   echo "HARBOR_STANDIN=1"; } > common/config/core/env
+for component in jobservice registryctl; do
+  printf 'CORE_SECRET=%s\nJOBSERVICE_SECRET=%s\n' "$core_secret" "$jobservice_secret" > "common/config/$component/env"
+done
 umask 022
 @IMAGES@
 service() {  # service NAME ROLE [COMMAND]: COMMAND in compose's list form, default the plain handler

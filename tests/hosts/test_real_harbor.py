@@ -2,7 +2,9 @@
 its source archives (cached by digest), then labs/hosts/host_lab.py boots systemd-nspawn machines (labs/hosts/
 debhosts.sh), applies every role of the dev shape over SSH as the program registers it, the harbor-node role
 installing that installer with Docker inside the hosts, and a Docker client pushes and pulls through the VIP and
-through each node alone. Stand-ins: NFS (a bind mount), the portal (a placeholder page), `docker run --privileged`
+through each node alone; the stack's migration section pulls an old docker-registry on data1 into Harbor through its
+jobservice and verify_migration.py compares every tag; the provider's contract cases run against it.
+Stand-ins: NFS (a bind mount), the portal (a placeholder page), `docker run --privileged`
 (the lab's docker wrapper drops it; see the lab's docstring). Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET,
 HHA_UPSTREAM (the source archives)."""
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import pytest
 
 from labs.hosts import host_lab
+from tests.support import harbor_contract
 
 # A slow tier (the cold build alone takes half an hour): CI's part runs it when .ci/tiers says so, --full always.
 pytestmark = pytest.mark.realharbor
@@ -52,3 +55,26 @@ def test_every_role_is_applied_unchanged_by_a_second_apply_active_after_reboot_a
 def test_the_api_provider_creates_every_kind_on_real_harbor_and_an_unchanged_run_writes_nothing(report):
     api = report["harbor"]["api_objects"]
     assert api["kinds"] == 4 and api["second_run_writes"] == 0, api["details"]
+
+
+def test_harbor_refuses_a_registry_it_cannot_reach_and_the_provider_says_what_to_check(report):
+    refused = report["harbor"]["api_objects"]["details"]["unreachable registry"]
+    assert refused["create_refused"] and refused["update_refused"] and refused["url_kept"], refused
+    assert "Harbor could not reach http://127.0.0.1:1" in refused["create_message"], refused
+
+
+def test_the_migration_section_pulls_every_tag_of_an_old_registry_through_the_jobservice_digests_equal(report):
+    migration = report["harbor"]["migration"]
+    # team/app v1 v2 (v0 deleted before), tools/cli 1.0 latest (one manifest), team/multi v1 (an index).
+    assert migration.get("tags") == 5 and migration["verified_equal"] == 5, migration
+    assert migration["execution"]["status"] == "Succeed" and migration["deleted_tag_absent"], migration
+
+
+def test_a_tag_changed_on_the_source_after_the_migration_is_reported_as_a_difference(report):
+    migration = report["harbor"]["migration"]
+    assert migration.get("differences_found") == 1 and migration["mismatched_after_change"] == ["v1"], migration
+
+
+def test_the_providers_contract_tests_hold_against_real_harbor(report):
+    """tests/support/harbor_contract.py, the cases test_harbor_provider_crud.py runs against the emulator."""
+    assert report["harbor"]["contract"] == {name: [] for name in harbor_contract.CASES}

@@ -26,44 +26,14 @@ from tests.support.harbor_api import (
     wire,
 )
 from labs.fakes.harbor_emulator.server import RunPlan
+from tests.support import harbor_contract
 
 
-CASES = {
-    "registry": (RegistryProvider, lambda c, emu: registry_props(c), {"description": "moved"}),
-    "policy": (ReplicationPolicyProvider, lambda c, emu: policy_props(c, int(make_registry(c).id)),
-               {"speed": 2048, "enabled": False}),
-    "project": (ProjectProvider, lambda c, emu: {**c, "name": "library", "project_id": None},
-                {"public": True, "auto_scan": True}),
-    "project-quota": (ProjectProvider, lambda c, emu: {**c, "name": "big", "storage_limit": 10 * 2**30},
-                      {"storage_limit": 20 * 2**30}),
-    "robot": (RobotAccountProvider, lambda c, emu: {**c, "name": "peer", "harbor_name": None},
-              {"description": "for site B", "replicate_deletion": True}),
-}
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_crud_roundtrip_without_spurious_diff(case, emulator, conn):
-    """Every value passes through the engine's wire format (numbers become floats), as under `pulumi up`."""
-    provider_cls, make_props, change = CASES[case]
-    provider = provider_cls(FAST)
-    props = wire(make_props(conn, emulator))
-    assert provider.check({}, props).failures == []
-
-    created = provider.create(props)
-    read = provider.read(created.id, wire(created.outs))
-    assert read.outs == created.outs, "read after create must return exactly the create outputs"
-    assert provider.diff(created.id, wire(read.outs), props).changed == []
-
-    news = wire({**props, **change})
-    diff = provider.diff(created.id, wire(read.outs), news)
-    assert sorted(diff.changed) == sorted(change) and diff.replaces == []
-    updated = provider.update(created.id, wire(read.outs), news)
-    assert {k: updated.outs[k] for k in change} == change
-    after = provider.read(created.id, wire(updated.outs))
-    assert provider.diff(created.id, wire(after.outs), news).changed == []
-
-    provider.delete(created.id, wire(after.outs))
-    assert provider.read(created.id, wire(after.outs)).id is None
+@pytest.mark.parametrize("case", harbor_contract.CASES)
+def test_crud_roundtrip_through_the_sdk_without_spurious_diff(case, emulator, conn):
+    """The contract the realharbor tier holds the real Harbor to (tests/support/harbor_contract.py)."""
+    target = harbor_contract.Target(conn, "old.example:5000/", "u", "Passw0rd", FAST)
+    assert harbor_contract.roundtrip(case, target) == []
 
 
 def test_registry_outputs_are_harbor_normalized_and_keep_no_plain_secret(emulator, conn):
@@ -185,6 +155,36 @@ def test_unreachable_registry_error_says_harbor_could_not_reach_it(emulator, con
     emulator.unreachable_hosts.add("old.example")
     with pytest.raises(HarborError, match="Harbor could not reach old.example:5000/"):
         make_registry(conn)
+
+
+@pytest.mark.parametrize("url", ["http://old.example.invalid:5000", "http://127.0.0.1:1"],
+                         ids=["name-that-never-resolves", "refused-loopback-port"])
+def test_registry_harbor_cannot_ping_is_refused_on_create_and_update_with_what_to_check(url, emulator, conn):
+    """Harbor pings an endpoint before storing it, on create and on update (controller/registry validate)."""
+    with pytest.raises(HarborError, match=f"cannot create registry 'old': Harbor could not reach {url}.*firewall"):
+        RegistryProvider(FAST).create(registry_props(conn, url=url))
+    created = make_registry(conn)
+    with pytest.raises(HarborError, match=f"cannot update registry 'old': Harbor could not reach {url}"):
+        RegistryProvider(FAST).update(created.id, created.outs, registry_props(conn, url=url))
+    assert emulator.registries[int(created.id)]["url"] == "http://old.example:5000"
+
+
+def test_unreachable_loopback_registry_error_says_it_is_harbors_own_container(emulator, conn):
+    with pytest.raises(HarborError, match="127.0.0.1 is the core container itself"):
+        RegistryProvider(FAST).create(registry_props(conn, url="127.0.0.1:1/"))
+
+
+def test_registry_ping_endpoint_answers_as_harbor_does(emulator, conn):
+    import requests
+
+    def ping(body):
+        return requests.post(f"{emulator.url}/api/v2.0/registries/ping", json=body,
+                             auth=(conn["harbor_username"], conn["harbor_password"]),
+                             timeout=5).status_code
+
+    assert ping({"type": "docker-registry", "url": "http://old.example:5000"}) == 200
+    assert ping({"type": "docker-registry", "url": "http://old.example.invalid:5000"}) == 400
+    assert ping({"type": "docker-registry"}) == 400
 
 
 def test_deleting_a_used_registry_names_the_policy(emulator, conn):

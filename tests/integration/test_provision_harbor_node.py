@@ -142,18 +142,27 @@ def test_an_installer_without_the_versions_image_tarball_is_refused(tmp_path):
 
 
 def test_shared_env_values_are_detected_missing_after_a_manual_prepare_and_put_back(tmp_path):
-    core = tmp_path / "harbor" / "common" / "config" / "core"
-    core.mkdir(parents=True)
-    (core / "env").write_text("CSRF_KEY=fromPrepare\nROBOT_SCANNER_NAME_PREFIX=abcd1234\nX=1\n")
-    (tmp_path / "csrf").write_text("ClusterCsrf\n")
-    (tmp_path / "prefix").write_text("clusterp\n")
+    config = tmp_path / "harbor" / "common" / "config"
+    for component in ("core", "jobservice", "registryctl"):
+        (config / component).mkdir(parents=True)
+        (config / component / "env").write_text("CORE_SECRET=nodeOwnCore\nX=1\nJOBSERVICE_SECRET=nodeOwnJobs\n")
+    (config / "core" / "env").write_text("CSRF_KEY=fromPrepare\nROBOT_SCANNER_NAME_PREFIX=abcd1234\nX=1\n"
+                                         "CORE_SECRET=nodeOwnCore\nJOBSERVICE_SECRET=nodeOwnJobs\n")
+    for name, value in (("csrf", "ClusterCsrf"), ("prefix", "clusterp"), ("core", "ClusterCore"),
+                        ("jobs", "ClusterJobs")):
+        (tmp_path / name).write_text(value + "\n")
     env = {"INSTALL_DIR": str(tmp_path / "harbor"), "CSRF_KEY_FILE": str(tmp_path / "csrf"),
-           "SCANNER_PREFIX_FILE": str(tmp_path / "prefix")}
+           "SCANNER_PREFIX_FILE": str(tmp_path / "prefix"), "CORE_SECRET_FILE": str(tmp_path / "core"),
+           "JOBSERVICE_SECRET_FILE": str(tmp_path / "jobs")}
     check = subprocess.run(["bash", "-c", f'. "{SCRIPT}"; shared_env_in_place'], capture_output=True, timeout=30,
                            env={**os.environ, **LIB_ENV, **env})
     assert check.returncode == 1
     run_node(tmp_path, "put_shared_env; shared_env_in_place", **env)
-    assert (core / "env").read_text() == "CSRF_KEY=ClusterCsrf\nROBOT_SCANNER_NAME_PREFIX=clusterp\nX=1\n"
+    assert (config / "core" / "env").read_text() == (
+        "CSRF_KEY=ClusterCsrf\nROBOT_SCANNER_NAME_PREFIX=clusterp\nX=1\nCORE_SECRET=ClusterCore\n"
+        "JOBSERVICE_SECRET=ClusterJobs\n")
+    others = "CORE_SECRET=ClusterCore\nX=1\nJOBSERVICE_SECRET=ClusterJobs\n"
+    assert [(config / c / "env").read_text() for c in ("jobservice", "registryctl")] == [others, others]
 
 
 def test_trivy_cache_and_reports_move_to_the_nodes_own_disk(tmp_path):

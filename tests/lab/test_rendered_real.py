@@ -724,6 +724,12 @@ CHECKED_BY = {
         real_harbor_tests.test_push_through_one_node_pull_through_the_other_and_a_token_of_one_node_opens_the_other,
     "/data/secret/registry/root.crt":
         real_harbor_tests.test_push_through_one_node_pull_through_the_other_and_a_token_of_one_node_opens_the_other,
+    # Put into core's, jobservice's and registryctl's env by harbor-node.sh: a replication job queued by one node's
+    # core and run by either node's jobservice succeeds (tier realharbor).
+    "/etc/harbor-ha/harbor/core_secret":
+        real_harbor_tests.test_the_migration_section_pulls_every_tag_of_an_old_registry_through_the_jobservice_digests_equal,
+    "/etc/harbor-ha/harbor/jobservice_secret":
+        real_harbor_tests.test_the_migration_section_pulls_every_tag_of_an_old_registry_through_the_jobservice_digests_equal,
 }
 # Files whose reader cannot run here (docs/architecture.md, "What cannot be verified without real hosts").
 NOT_VERIFIABLE_HERE = {

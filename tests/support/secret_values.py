@@ -44,6 +44,8 @@ def make_secret_values(cfg: ClusterConfig) -> dict[str, str]:
         "harbor_secretkey": password(16),
         "harbor_csrf_key": password(32),
         "harbor_scanner_prefix": password(8).lower(),
+        "harbor_core_secret": password(16),
+        "harbor_jobservice_secret": password(16),
         "core_private_key": pem_key(core_key, serialization.PrivateFormat.TraditionalOpenSSL),
         "registry_root_cert": _self_signed(core_key, "harbor-token-issuer"),
         "tls_certificate": _self_signed(tls_key, hostname),

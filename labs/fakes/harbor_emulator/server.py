@@ -10,7 +10,8 @@ It implements the endpoints the provider uses with Harbor 2.15's behaviour as fa
   `deletion` field as Harbor's handler does and returned in both, `dest_namespace_replace_count` default -1, robot
   names prefixed `robot$` (and a PUT must carry that prefixed name);
 - errors as `{"errors":[{"code","message"}]}`: 409 duplicate names, 412 deleting a registry used by a policy,
-  400 "the registry is unhealthy" for hosts marked unreachable, 400 for schedules Harbor refuses;
+  400 "the registry is unhealthy" on create and update for hosts Harbor could not ping (marked unreachable,
+  `.invalid` names, refused loopback ports), 400 for schedules Harbor refuses;
 - pagination (`page`, `page_size` <= 100, `X-Total-Count`, `Link` with rel="next"/"prev");
 - fault injection (`inject`): an error status, a slow answer, or the answer dropped after the write was applied.
 Every request is recorded in `calls` (method, path, operationId) so benchmarks count real API calls.
@@ -236,9 +237,24 @@ class HarborEmulator:
         else:
             url = "http://" + url
         parts = urlsplit(url)
-        if parts.hostname in self.unreachable_hosts:
+        if not self._reachable(parts):
             raise ApiError(400, "the registry is unhealthy")
         return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+    def _reachable(self, parts) -> bool:
+        """Harbor pings an endpoint before it stores it (controller/registry validate -> IsHealthy on create and
+        update; the native adapter's HealthCheck counts a failed ping as unhealthy). The emulator cannot reach
+        the hosts tests name, so it models what Harbor would find: hosts marked in `unreachable_hosts`, names that
+        never resolve (RFC 6761 `.invalid`), and loopback ports where a real connect is refused."""
+        host = parts.hostname or ""
+        if host in self.unreachable_hosts or host.endswith(".invalid"):
+            return False
+        if host in ("127.0.0.1", "localhost", "::1"):
+            try:
+                socket.create_connection((host, parts.port or (443 if parts.scheme == "https" else 80)), 2).close()
+            except OSError:
+                return False
+        return True
 
     def _unique(self, table: dict, key: str, value: str, what: str, exclude: Optional[int] = None) -> None:
         if any(obj[key] == value and oid != exclude for oid, obj in table.items()):
@@ -298,6 +314,15 @@ class HarborEmulator:
             if body.get(src) is not None:
                 reg["credential"][dst] = body[src]
         reg["update_time"] = _now()
+        return 200, None, {}
+
+    def op_pingRegistry(self, params, query, body):
+        # As Harbor's handler: a stored registry (by id) with the body's fields over it, then the same ping.
+        reg = dict(self._get(self.registries, {"id": body["id"]})) if body.get("id") is not None else {}
+        reg.update({k: body[k] for k in ("type", "url") if body.get(k) is not None})
+        if not reg.get("type") or not reg.get("url"):
+            raise ApiError(400, "type or url cannot be empty")
+        self._normalize_url(reg["url"])
         return 200, None, {}
 
     def op_deleteRegistry(self, params, query, body):
