@@ -170,11 +170,8 @@ class Observe:
 
         lb = holder()
 
-        def power_on() -> None:
-            debhosts("up", str(max(int(m[1:]) for m in OBSERVE.machines)))
-
         return [
-            Drill("node_power_cut", "HostDown", {"host": "node2"}, lambda: debhosts("kill", node2), power_on, 150),
+            Drill("node_power_cut", "HostDown", {"host": "node2"}, lambda: debhosts("kill", node2), lab.power_on, 150),
             Drill("lb_crash", "LoadBalancerDown", {"host": lb},
                   lambda: ssh(MACHINES[lb], "systemctl stop nginx.socket nginx"),
                   lambda: ssh(MACHINES[lb], "systemctl start nginx.socket nginx"), 120),
