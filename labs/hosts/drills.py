@@ -21,7 +21,7 @@ type harbor: what a push replication to a second site does, on one cluster). The
 trigger) just before the fault, waits after the drill until the execution has ended, and, where it did not succeed,
 starts it once more (what its trigger does next: a schedule's next run, the operator's re-run); `jobs_lost` counts
 the images pushed before the start that the destination still lacks then, and an execution that never ends is a job
-lost too (`execution_stuck`: nothing would ever retry it).
+lost too (each of its tasks still in progress, `execution_stuck`: nothing would ever end or retry them).
 """
 
 from __future__ import annotations
@@ -98,9 +98,13 @@ def jobs_figures(expected: dict[str, str], first: dict, rerun: Optional[dict], r
     (`first`) and the re-run's (None when the first succeeded) as Harbor reports them at their end, or with
     `status` None when they never ended, and the digests in the destination afterwards (pure)."""
     missing = sorted(tag for tag, digest in expected.items() if digest not in replicated)
-    return {"images": len(expected), "jobs_lost": len(missing), "missing": missing[:6],
-            "execution_stuck": first.get("status") is None,
-            "first": {k: first.get(k) for k in ("status", "total", "succeed", "failed", "stopped", "seconds")},
+    # Tasks of an execution that never ends are lost jobs even where the re-run copied their images: nothing in
+    # Harbor would ever end or retry them (at least one: an execution that never answered).
+    stuck = max(1, first.get("in_progress") or 0) if first.get("status") is None else 0
+    return {"images": len(expected), "jobs_lost": len(missing) + stuck, "missing": missing[:6],
+            "execution_stuck": bool(stuck),
+            "first": {k: first.get(k) for k in ("status", "total", "succeed", "failed", "stopped", "in_progress",
+                                                 "seconds", "error")},
             "rerun": rerun and {k: rerun.get(k) for k in ("status", "total", "succeed", "failed", "seconds")}}
 
 
