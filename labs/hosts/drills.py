@@ -56,8 +56,10 @@ JOB_ERRORS = (RuntimeError, ValueError, KeyError, StopIteration, subprocess.Time
 
 # The dev shape with Redis in sentinel mode on its three hosts (config.py's minimum: three sentinels), so a Redis master
 # kill is a failover Harbor's core, jobservice and registry must follow, as in the prod shape, on three hosts.
-SHAPE = Shape("dev-sentinel", DEV.hosts, {**DEV.roles, "redis": DEV.hosts, "sentinels": DEV.hosts},
-              {**DEV.extra, "redis": {"mode": "sentinel"}})
+SENTINEL = Shape("dev-sentinel", DEV.hosts, {**DEV.roles, "redis": DEV.hosts, "sentinels": DEV.hosts},
+                 {**DEV.extra, "redis": {"mode": "sentinel"}})
+#: `--shape`: the drills' default shape, and the patroni shape (three PostgreSQL members) for the leader power cut
+SHAPES = {"sentinel": SENTINEL, "patroni": host_lab.PATRONI}
 
 
 @dataclass
@@ -177,10 +179,10 @@ class Replication:
 
 
 class HarborDrills:
-    def __init__(self, lab: HostLab):
-        self.lab = lab
+    def __init__(self, lab: HostLab, shape: Shape):
+        self.lab, self.shape = lab, shape
         self.client = MACHINES[CLIENT_HOST]
-        self.lbs = SHAPE.roles["loadBalancers"]
+        self.lbs = shape.roles["loadBalancers"]
         self.replication = Replication(lab, self.client)
 
     # ------------------------------------------------------------------------------------------------ lab
@@ -188,9 +190,10 @@ class HarborDrills:
         """New hosts each run: a second run's lab makes new cluster keys, which the harbor-node role rightly refuses
         to write over the first run's on the shared volume (components/host/lib.sh write_once)."""
         t0 = time.monotonic()
-        self.lab.boot(len(SHAPE.machines))
-        self.lab.prepare_standins(SHAPE)
-        first = self.lab.up(self.lab.values(SHAPE))
+        self.lab.boot(self.shape.boots)
+        self.lab.replay.parallel = self.shape.parallel
+        self.lab.prepare_standins(self.shape)
+        first = self.lab.up(self.lab.values(self.shape))
         bad = self.lab.wait_active(WHOLE_TIMEOUT_S) if first.ok else {"apply": ["failed"]}
         ssh(self.client, "cat > /tmp/hha-drill-ca.pem", input=self.lab.ca)
         ssh(self.client, "cat > /tmp/ha_client.py", input=CLIENT_PY.read_text())
@@ -220,10 +223,10 @@ class HarborDrills:
 
     def redis_master(self) -> str:
         """The lab host of the Redis master the sentinels name (asked on the client host, data1)."""
-        cfg = SHAPE.extra["redis"]
+        cfg = self.shape.extra["redis"]
         out = ssh(self.client, f"redis-cli -p {cfg.get('sentinelPort', 26379)} --raw sentinel "
                   f"get-master-addr-by-name {cfg.get('masterSet', 'harbor')}").stdout.split()
-        by_address = {host_lab.address(MACHINES[h]): h for h in SHAPE.hosts}
+        by_address = {host_lab.address(MACHINES[h]): h for h in self.shape.hosts}
         if not out or out[0] not in by_address:
             raise RuntimeError(f"the sentinels name no master of this lab: {out}")
         return by_address[out[0]]
@@ -238,7 +241,7 @@ class HarborDrills:
             return self.lab.sole_vip_holder(self.lbs)
 
         def other_node() -> str:
-            return next(n for n in SHAPE.roles["harborNodes"] if n != holder())
+            return next(n for n in self.shape.roles["harborNodes"] if n != holder())
 
         killed: list[str] = []  #: the Redis master's host, between redis_master_kill's strike and its heal
 
@@ -254,9 +257,18 @@ class HarborDrills:
             time.sleep(DOWN_S)
             ssh(MACHINES[killed[0]], "systemctl start redis-server")
 
+        dbs = self.shape.roles["postgres"]
+
+        def postgres_leader() -> str:
+            return next(m["Member"] for m in self.lab.members(dbs) if m["Role"] == "Leader")
+
+        def postgres_back() -> None:
+            self.power_on()
+            self.lab.wait_cluster(dbs, WHOLE_TIMEOUT_S)
+
         def rolling_restart() -> float:
             t = time.time()
-            for node in SHAPE.roles["harborNodes"]:
+            for node in self.shape.roles["harborNodes"]:
                 self.lab.reboot([MACHINES[node]])
                 if self.wait_whole(f"rolling restart after {node}", time.time()) is None:
                     break
@@ -272,7 +284,12 @@ class HarborDrills:
             Drill("vip_holder_power_cut", lambda: self.kill(holder()), self.power_on),
             # Harbor's Redis master (sessions, core's cache, jobservice's queue): SIGKILL, the way an OOM kill ends
             # it, and down for DOWN_S: the sentinels promote a replica, Harbor's clients must follow.
-            Drill("redis_master_kill", redis_master_kill, redis_back),
+            *([Drill("redis_master_kill", redis_master_kill, redis_back)]
+              if self.shape.extra.get("redis", {}).get("mode") == "sentinel" else []),
+            # Patroni's leader host (PostgreSQL, its etcd member, the database VIP): a replica is promoted, the VIP
+            # moves, Harbor's cores and jobservices reconnect.
+            *([Drill("postgres_leader_power_cut", lambda: self.kill(postgres_leader()), postgres_back)]
+              if self.shape.extra.get("postgres", {}).get("mode") == "patroni" else []),
             # One node after the other, each an orderly reboot (Docker stops Harbor's containers), the next only
             # once the cluster is whole again: what an operator's patching round does.
             Drill("rolling_restart", rolling_restart, lambda: None),
@@ -281,7 +298,7 @@ class HarborDrills:
     def restarts(self) -> dict[str, int]:
         """Harbor container -> its Docker restart count, on every node that answers (`node/container`)."""
         counts: dict[str, int] = {}
-        for node in SHAPE.roles["harborNodes"]:
+        for node in self.shape.roles["harborNodes"]:
             out = ssh(MACHINES[node], "docker ps -aq | xargs -r docker inspect -f '{{.Name}} {{.RestartCount}}'",
                       check=False, timeout=60).stdout
             for line in out.splitlines():
@@ -396,15 +413,17 @@ def print_table(report: dict) -> None:
             print(f"{name:<22}" + "".join(f"{str(r.get(c)):>17}" for c in COLUMNS))
 
 
-def run_drills(json_path: Path, *, keep: bool = False, only: Optional[list[str]] = None) -> dict:
-    """Bring the dev shape up with real Harbor, run each drill (or those named in `only`), write the JSON."""
+def run_drills(json_path: Path, *, keep: bool = False, only: Optional[list[str]] = None,
+               shape: str = "sentinel") -> dict:
+    """Bring the shape up with real Harbor, run each drill that applies to it (or those named in `only`), write the
+    JSON."""
     t0 = time.monotonic()
-    report: dict[str, Any] = {"lab": {"shape": SHAPE.name, "harbor": f"v{host_lab.REAL_VERSION} built from source",
-                                      "client": f"scripts/drills/ha_client.py workload on {CLIENT_HOST}, "
-                                                "through the VIP over TLS",
-                                      "standins": ["NFS (bind mount)", "Harbor's portal (placeholder page)"]}}
+    report: dict[str, Any] = {"lab": {
+        "shape": SHAPES[shape].name, "harbor": f"v{host_lab.REAL_VERSION} built from source",
+        "client": f"scripts/drills/ha_client.py workload on {CLIENT_HOST}, through the VIP over TLS",
+        "standins": ["NFS (bind mount)", "Harbor's portal (placeholder page)"]}}
     lab = HostLab(host_lab.ROOT / "lab", "real")
-    hd = HarborDrills(lab)
+    hd = HarborDrills(lab, SHAPES[shape])
     try:
         report["lab"].update(hd.bring_up())
         if report["lab"]["apply_ok"] and not report["lab"]["inactive"]:

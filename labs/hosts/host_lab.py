@@ -244,10 +244,16 @@ class Shape:
     roles: dict[str, Any]  #: the stack's `roles` section
     extra: dict[str, Any] = field(default_factory=dict)  #: further stack sections
     parallel: bool = False  #: independent steps of an apply run at once (replay.Replay's parallel)
+    outside: tuple[str, ...] = ()  #: lab hosts the lab uses beside the stack's (not in `hosts`)
 
     @property
     def machines(self) -> list[str]:
         return [MACHINES[h] for h in self.hosts]
+
+    @property
+    def boots(self) -> int:
+        """How many lab hosts `debhosts.sh up` starts for this shape (h1..hN: its highest machine number)."""
+        return max(int(MACHINES[h][1:]) for h in [*self.hosts, *self.outside])
 
 
 DEV = Shape("dev", ["data1", "node1", "node2"], {
@@ -271,7 +277,8 @@ PATRONI = Shape("patroni", ["data1", "node1", "node2", "db1", "db2", "db3"], {
 # to the object-store hosts by dist1, a lab host outside the stack (no firewall role), as a site's mirror would be.
 S3 = Shape("s3", ["data1", "node1", "node2", "s3a", "s3b", "s3c"], {
     "postgres": "data1", "redis": ["data1"], "harborNodes": ["node1", "node2"], "loadBalancers": ["node1", "node2"],
-    "objectStore": ["s3a", "s3b", "s3c"]}, {"storage": {"mode": "s3"}}, parallel=True)
+    "objectStore": ["s3a", "s3b", "s3c"]}, {"storage": {"mode": "s3"}}, parallel=True,
+    outside=("dist1",))
 DIST_PORT = 8873  #: dist1's HTTP port for the Garage binary
 # Harbor's registry stand-in on each node of the s3 shape: Debian's docker-registry (CNCF distribution 2.8, the code
 # Harbor's registry fork is built from), on the S3 settings of the node's own rendered harbor.yml.
@@ -283,7 +290,7 @@ BUILD_GARAGE = Path(__file__).resolve().parents[1] / "objstore" / "build_garage.
 # Bring your own services: no nfs, postgres or redis role; HostLab.external_sections points the stack at the
 # services HostLab.start_external_services starts by hand on EXTERNAL_HOST.
 EXTERNAL = Shape("external", ["node1", "node2"], {"harborNodes": ["node1", "node2"],
-                                                  "loadBalancers": ["node1", "node2"]})
+                                                  "loadBalancers": ["node1", "node2"]}, outside=("data1",))
 EXTERNAL_HOST = MACHINES["data1"]  #: h1: booted by the lab, in no stack of the external shape
 # The PostgreSQL and Redis an operator would have: TLS with their own CA, a password, Harbor's database and user.
 # Not the program's roles: apt, a config snippet each, the user and database made with psql.
@@ -1297,8 +1304,8 @@ def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: boo
                     "replay.py), not the pulumi CLI", "standins": [*standins, "NFS (bind mount)"]}
     try:
         # node3 (h4) is the added node of the day-2 scenarios; prod-like needs h1..h9.
-        lab.boot(12 if PATRONI in shapes else 9 if PROD in shapes else 7 if S3 in shapes
-                 else 4 if day2 and harbor == "standin" else 3)
+        # The day-2 scenarios of the stand-in add node3 (h4).
+        lab.boot(max(4 if day2 and harbor == "standin" else 0, *(s.boots for s in shapes)))
         for shape in shapes:
             verify_shape(lab, shape, report, day2=day2)
     finally:
@@ -1333,6 +1340,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     d.add_argument("--json", type=Path, required=True)
     d.add_argument("--harbor", choices=("real",), required=True, help="the drills run on real Harbor only")
     d.add_argument("--only", action="append", help="run only this drill (repeatable)")
+    d.add_argument("--shape", choices=("sentinel", "patroni"), default="sentinel",
+                   help="sentinel: dev's hosts with Redis in sentinel mode (every drill but the PostgreSQL leader's); "
+                        "patroni: three PostgreSQL members (adds postgres_leader_power_cut)")
     d.add_argument("--keep", action="store_true", help="leave the hosts running")
     sub.add_parser("down", help="stop and remove the lab's hosts")
     args = parser.parse_args(argv)
@@ -1349,7 +1359,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.cmd == "drills":
         # Imported here: labs/hosts/drills.py builds on this module.
         from labs.hosts import drills as harbor_drills
-        result = harbor_drills.run_drills(args.json, keep=args.keep, only=args.only)
+        result = harbor_drills.run_drills(args.json, keep=args.keep, only=args.only, shape=args.shape)
         return 0 if harbor_drills.passed(result) else 1
     shapes = [DEV] if args.harbor == "real" else SHAPES[args.shape]
     report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep, harbor=args.harbor)

@@ -217,7 +217,7 @@ def observe(json_path: Path, *, quiet_minutes: float, keep: bool) -> dict:
     lab = HostLab(host_lab.ROOT / "lab")
     obs = Observe(lab)
     try:
-        lab.boot(len(OBSERVE.machines))
+        lab.boot(OBSERVE.boots)
         lab.prepare_standins(OBSERVE)
         obs.start_receiver()
         values = obs.values()
