@@ -106,8 +106,9 @@ def jobs_figures(expected: dict[str, str], first: dict, rerun: Optional[dict], r
     return {"images": len(expected), "jobs_lost": len(missing) + stuck, "missing": missing[:6],
             "execution_stuck": bool(stuck),
             "first": {k: first.get(k) for k in ("status", "total", "succeed", "failed", "stopped", "in_progress",
-                                                 "seconds", "error")},
-            "rerun": rerun and {k: rerun.get(k) for k in ("status", "total", "succeed", "failed", "seconds")}}
+                                                 "start_time", "end_time", "seconds", "error")},
+            "rerun": rerun and {k: rerun.get(k) for k in ("status", "total", "succeed", "failed", "start_time",
+                                                          "end_time", "seconds")}}
 
 
 class Replication:
@@ -149,7 +150,8 @@ class Replication:
         return max(e["id"] for e in self.call("GET", f"/replication/executions?policy_id={policy}&page_size=100"))
 
     def wait(self, execution: int, started: float) -> dict:
-        """The execution once it has ended (`seconds` from `started`, epoch), or with `status` None after
+        """The execution once it has ended (`seconds` from `started`, epoch, until the lab saw it ended: it asks only
+        after the drill; Harbor's `start_time` and `end_time` say when it ran), or with `status` None after
         JOB_TIMEOUT_S; a Harbor that does not answer (a node or its Redis still down) is asked again."""
         deadline, last = time.monotonic() + JOB_TIMEOUT_S, {}
         while time.monotonic() < deadline:
