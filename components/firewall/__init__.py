@@ -31,6 +31,9 @@ RPCBIND_PORT = 111
 MOUNTD_PORT = 20048
 STATD_PORT = 32765
 LOCKD_PORT = 32768
+# Harbor's containers run on a Docker network of their own (the compose file's `harbor`), a bridge Docker names
+# `br-<network id>`: their connections to a service on their own node's address come in over it, not loopback.
+DOCKER_BRIDGES = "br-*"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Opening:
     why: str  #: who needs it, for the rendered comment and docs/security.md
     daddr: Optional[str] = None  #: only to this local address (the VIP); None = any of the host's addresses
     published: bool = False  #: Docker publishes it (DNAT): guarded before NAT as well
+    iifname: Optional[str] = None  #: only in over these interfaces (nft pattern), e.g. the host's Docker bridges
 
 
 def _cidrs(hosts: tuple[Host, ...] | list[Host], but: Host) -> tuple[str, ...]:
@@ -90,12 +94,23 @@ def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
         openings.append(Opening("pgbackrest", "tcp", cfg.backup.tls_port, _cidrs([*cfg.postgres_hosts, *backup], host),
                                 "pgBackRest's TLS server between the database hosts and the repository host"))
     redis_peers = _cidrs([*nodes, *cfg.redis_hosts, *cfg.sentinel_hosts], host)
+    local: list[tuple[str, int]] = []  #: services Harbor's containers on this very host use
     if host in cfg.redis_hosts:
         openings.append(Opening("redis", "tcp", cfg.redis.port, redis_peers,
                                 "Harbor, replication and the sentinels"))
+        local.append(("redis", cfg.redis.port))
     if host in cfg.sentinel_hosts:
         openings.append(Opening("sentinel", "tcp", cfg.redis.sentinel_port, redis_peers,
                                 "Harbor asks the sentinels for the master; sentinels talk to each other"))
+        local.append(("sentinel", cfg.redis.sentinel_port))
+    if host in cfg.postgres_hosts and cfg.postgres.mode == "single":
+        local.append(("postgres", cfg.postgres.port))
+    if host in nodes:
+        # A node that carries Redis, a sentinel or the database too: its own Harbor containers reach them over the
+        # node's address from their Docker network (without this, jobservice on a node whose Redis the sentinels
+        # had promoted timed out for good: seen in the real-Harbor drills, labs/hosts/drills.py).
+        openings += [Opening(f"{service}-local", "tcp", port, None, "Harbor's containers on this node",
+                             iifname=DOCKER_BRIDGES) for service, port in local]
     if host == cfg.nfs_host:
         openings.append(Opening("nfs", "tcp", 2049, _cidrs(cfg.data_clients, host),
                                 "the nodes' data_volume mount (and a retiring node's until its delete ran)"))
@@ -187,6 +202,8 @@ def published_ports(cfg: ClusterConfig, host: Host) -> list[int]:
 def nft_match(o: Opening) -> str:
     """The nft match of an opening, without the verdict (pure)."""
     parts = []
+    if o.iifname:
+        parts.append(f'iifname "{o.iifname}"')
     if o.daddr:
         parts.append(f"ip daddr {o.daddr}")
     if o.sources is not None:

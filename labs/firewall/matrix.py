@@ -112,7 +112,8 @@ def topology(name: str) -> dict:
 def allowed(openings: Sequence[Opening], src: str, daddr: str, port: int) -> bool:
     """The model's verdict for a new TCP connection from `src` to `daddr:port` on a host with `openings`."""
     for o in openings:
-        if o.proto != "tcp" or o.port != port or (o.daddr and o.daddr != daddr):
+        # (an opening for the host's own Docker networks admits none of the lab's other hosts)
+        if o.proto != "tcp" or o.port != port or (o.daddr and o.daddr != daddr) or o.iifname:
             continue
         if o.sources is None or any(ipaddress.IPv4Address(src) in ipaddress.IPv4Network(c) for c in o.sources):
             return True

@@ -249,7 +249,7 @@ def run(json_path: Path, keep: bool = False) -> dict[str, Any]:
     lab = HostLab(ROOT / "backup-drill")
     report: dict[str, Any] = {}
     try:
-        lab.boot(len(SHAPE.hosts))
+        lab.boot(SHAPE.boots)
         report = drill(lab, ROOT / "backup-drill")
     except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as e:
         report["error"] = str(e)[-3000:]

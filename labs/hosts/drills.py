@@ -2,8 +2,9 @@
 
     sudo venv/bin/python labs/hosts/host_lab.py drills --harbor real --json FILE [--keep] [--only NAME]
 
-The dev shape of `verify --harbor real` (data1: NFS stand-in, PostgreSQL, Redis; node1/node2: Harbor v2.15.2 built
-from source, nginx and keepalived). For each drill, data1 runs the drills' client (scripts/drills/ha_client.py
+The dev shape of `verify --harbor real` with Redis in sentinel mode (data1: NFS stand-in, PostgreSQL; node1/node2:
+Harbor v2.15.2 built from source, nginx and keepalived; a Redis server and a sentinel on each of the three, the master
+first on data1). For each drill, data1 runs the drills' client (scripts/drills/ha_client.py
 `workload`: pushes of fresh images with a distinct random layer each, a pull of an earlier one after each push, every
 operation retried as docker does, 5 tries, 5 s x attempt) through the VIP over TLS as Harbor's admin, then the lab
 strikes, heals (a power-cut host is booted again after DOWN_S), waits until the cluster is whole (every role's units
@@ -13,7 +14,14 @@ then pulls every image it was told was pushed and compares digests.
 Figures per drill: ops and failed ops (after their retries), retried ops, the longest time without a completed push,
 `recovered_ms` (fault to the first successful push or pull that started after the fault and after every failed one:
 what the client sees), `healthy_ms` (fault to the whole cluster healthy again: the operator's view), images lost and
-corrupted (0 is the bar). Jobs are not measured here (no replication is configured in this lab): `jobs_lost` is None.
+corrupted (0 is the bar).
+
+Jobs: Harbor replicates the drill's repository into its own project `replica` through the VIP (a registry endpoint of
+type harbor: what a push replication to a second site does, on one cluster). The lab starts that replication (manual
+trigger) just before the fault, waits after the drill until the execution has ended, and, where it did not succeed,
+starts it once more (what its trigger does next: a schedule's next run, the operator's re-run); `jobs_lost` counts
+the images pushed before the start that the destination still lacks then, and an execution that never ends is a job
+lost too (each of its tasks still in progress, `execution_stuck`: nothing would ever end or retry them).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from labs.hosts import host_lab
-from labs.hosts.host_lab import DEV, HOSTNAME, MACHINES, HostLab, debhosts, log, ssh
+from labs.hosts.host_lab import DEV, HOSTNAME, MACHINES, HostLab, Shape, debhosts, log, ssh
 from scripts import drills as drill_figures
 from scripts.drills import https_args
 
@@ -40,6 +48,18 @@ TAIL_S = 30.0  #: load after the cluster is whole again (pushes through the heal
 WHOLE_TIMEOUT_S = 900.0  #: real Harbor's containers after a boot on a loaded machine: minutes
 MAX_LOAD_S = 1800.0  #: the client's own bound (`--duration`), in case the lab never touches its stop file
 VERIFY_TIMEOUT_S = 1200.0  #: the client's final pull of every image (retries included) after the stop file
+JOB_TIMEOUT_S = 900.0  #: a replication execution to end after the drill (and its re-run), on a loaded machine
+REPLICA_PROJECT = "replica"  #: the replication's destination project, in the same Harbor
+REGISTRY_NAME = "self-via-vip"  #: the replication's registry endpoint: this Harbor through the VIP
+#: what a replication step raises when Harbor refuses or does not answer: recorded, the drill goes on
+JOB_ERRORS = (RuntimeError, ValueError, KeyError, StopIteration, subprocess.TimeoutExpired)
+
+# The dev shape with Redis in sentinel mode on its three hosts (config.py's minimum: three sentinels), so a Redis master
+# kill is a failover Harbor's core, jobservice and registry must follow, as in the prod shape, on three hosts.
+SENTINEL = Shape("dev-sentinel", DEV.hosts, {**DEV.roles, "redis": DEV.hosts, "sentinels": DEV.hosts},
+                 {**DEV.extra, "redis": {"mode": "sentinel"}})
+#: `--shape`: the drills' default shape, and the patroni shape (three PostgreSQL members) for the leader power cut
+SHAPES = {"sentinel": SENTINEL, "patroni": host_lab.PATRONI}
 
 
 @dataclass
@@ -49,70 +69,169 @@ class Drill:
     heal: Callable[[], None]  #: what the operator (or nothing) does afterwards
 
 
-def summary_figures(name: str, out: dict, t_fault: float, healthy_s: Optional[float]) -> dict:
-    """The drill's figures from the client's `workload` output (pure: tested without hosts)."""
+def summary_figures(name: str, out: dict, t_fault: float, healthy_s: Optional[float],
+                    jobs: Optional[dict] = None) -> dict:
+    """The drill's figures from the client's `workload` output and the replication's (`jobs`: jobs_figures) (pure:
+    tested without hosts)."""
     ops = out.get("ops", [])
     requests = [{"start": o["start"], "ms": (o["end"] - o["start"]) * 1000, "ok": o["ok"]} for o in ops]
     lost, corrupted = out.get("images_lost"), out.get("images_corrupted")
     recovered = drill_figures.recovered_ms(requests, t_fault) if ops else None
     result = {
-        "ok": bool(ops) and lost == 0 and corrupted == 0 and healthy_s is not None and recovered is not None,
+        "ok": bool(ops) and lost == 0 and corrupted == 0 and healthy_s is not None and recovered is not None
+        and jobs is not None and jobs["jobs_lost"] == 0 and not jobs["execution_stuck"],
         "ops": len(ops), "failed_ops": out.get("pushes_failed", 0) + out.get("pulls_failed", 0),
         "retried_ok": out.get("retried_ok"), "max_gap_ms": out.get("max_push_gap_ms"),
         "recovered_ms": recovered, "healthy_ms": None if healthy_s is None else round(healthy_s * 1000),
         "images_pushed": out.get("images_pushed"), "images_lost": lost, "images_corrupted": corrupted,
-        "jobs_lost": None,
+        "jobs_lost": jobs and jobs["jobs_lost"], "replication": jobs,
         "errors": sorted({e[:140] for o in ops for e in o.get("errors", [])})[:8]}
     log(f"drill {name}: {result}")
     return result
 
 
+def pushed_before(out: dict, t: float) -> dict[str, str]:
+    """tag -> digest of the images whose push the client saw succeed before `t` (epoch)."""
+    return {o["ref"]: o["digest"] for o in out.get("ops", []) if o["op"] == "push" and o["ok"] and o["end"] < t}
+
+
+def jobs_figures(expected: dict[str, str], first: dict, rerun: Optional[dict], replicated: set[str]) -> dict:
+    """The replication started before the fault: `expected` (tag -> digest, pushed before it started), its execution
+    (`first`) and the re-run's (None when the first succeeded) as Harbor reports them at their end, or with
+    `status` None when they never ended, and the digests in the destination afterwards (pure)."""
+    missing = sorted(tag for tag, digest in expected.items() if digest not in replicated)
+    # Tasks of an execution that never ends are lost jobs even where the re-run copied their images: nothing in
+    # Harbor would ever end or retry them (at least one: an execution that never answered).
+    stuck = max(1, first.get("in_progress") or 0) if first.get("status") is None else 0
+    return {"images": len(expected), "jobs_lost": len(missing) + stuck, "missing": missing[:6],
+            "execution_stuck": bool(stuck),
+            "first": {k: first.get(k) for k in ("status", "total", "succeed", "failed", "stopped", "in_progress",
+                                                 "start_time", "end_time", "seconds", "error")},
+            "rerun": rerun and {k: rerun.get(k) for k in ("status", "total", "succeed", "failed", "start_time",
+                                                          "end_time", "seconds")}}
+
+
+class Replication:
+    """Harbor's replication of a drill's repository into REPLICA_PROJECT, driven through Harbor's API from the client
+    host as Harbor's admin."""
+
+    def __init__(self, lab: HostLab, client: str):
+        self.lab, self.client = lab, client
+
+    def call(self, method: str, path: str, body: Optional[dict] = None, ok: tuple[int, ...] = (200, 201)) -> Any:
+        code, text = self.lab.api(self.client, method, f"https://{HOSTNAME}/api/v2.0{path}", "admin",
+                                  self.lab.admin_password, body=body, cacert="/tmp/hha-drill-ca.pem",
+                                  resolve=f"{HOSTNAME}:443:{self.lab.vip}")
+        if code not in ok:
+            raise RuntimeError(f"Harbor API {method} {path}: HTTP {code}: {text[:300]}")
+        return json.loads(text) if text.strip() else None
+
+    def set_up(self) -> None:
+        """The destination project and the registry endpoint (this Harbor through the VIP; insecure: the VIP's
+        certificate is the lab CA's, which Harbor's core does not trust)."""
+        self.call("POST", "/projects", {"project_name": REPLICA_PROJECT, "metadata": {"public": "false"}})
+        self.call("POST", "/registries", {
+            "name": REGISTRY_NAME, "type": "harbor", "url": f"https://{self.lab.vip}", "insecure": True,
+            "credential": {"type": "basic", "access_key": "admin", "access_secret": self.lab.admin_password}})
+
+    def policy(self, repo: str) -> int:
+        """A push replication (manual trigger) of `repo` (project/name) into REPLICA_PROJECT; its id."""
+        registry = next(r["id"] for r in self.call("GET", "/registries?page_size=100") if r["name"] == REGISTRY_NAME)
+        name = repo.replace("/", "-")
+        self.call("POST", "/replication/policies", {
+            "name": name, "dest_registry": {"id": registry}, "dest_namespace": REPLICA_PROJECT,
+            "dest_namespace_replace_count": 1, "filters": [{"type": "name", "value": repo}],
+            "trigger": {"type": "manual"}, "enabled": True, "override": True, "deletion": False})
+        return next(p["id"] for p in self.call("GET", "/replication/policies?page_size=100") if p["name"] == name)
+
+    def start(self, policy: int) -> int:
+        """A new execution of `policy`; its id."""
+        self.call("POST", "/replication/executions", {"policy_id": policy})
+        return max(e["id"] for e in self.call("GET", f"/replication/executions?policy_id={policy}&page_size=100"))
+
+    def wait(self, execution: int, started: float) -> dict:
+        """The execution once it has ended (`seconds` from `started`, epoch, until the lab saw it ended: it asks only
+        after the drill; Harbor's `start_time` and `end_time` say when it ran), or with `status` None after
+        JOB_TIMEOUT_S; a Harbor that does not answer (a node or its Redis still down) is asked again."""
+        deadline, last = time.monotonic() + JOB_TIMEOUT_S, {}
+        while time.monotonic() < deadline:
+            try:
+                last = self.call("GET", f"/replication/executions/{execution}")
+            except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
+                last = {**last, "error": str(e)[:200]}
+            if last.get("status") not in (None, "InProgress"):
+                return {**last, "seconds": round(time.time() - started, 1)}
+            time.sleep(5)
+        log(f"drills: replication execution {execution} did not end within {JOB_TIMEOUT_S:.0f} s: {last}")
+        return {**last, "status": None}
+
+    def replicated(self, repo: str) -> set[str]:
+        """Digests of the artifacts in the destination repository (REPLICA_PROJECT/<name of repo>)."""
+        name, page = repo.split("/", 1)[1], 1
+        digests: set[str] = set()
+        while True:
+            batch = self.call("GET", f"/projects/{REPLICA_PROJECT}/repositories/{name}/artifacts"
+                                     f"?page_size=100&page={page}", ok=(200, 404)) or []
+            if isinstance(batch, dict):  # 404: nothing replicated at all
+                return digests
+            digests |= {a["digest"] for a in batch}
+            if len(batch) < 100:
+                return digests
+            page += 1
+
+
 class HarborDrills:
-    def __init__(self, lab: HostLab):
-        self.lab = lab
+    def __init__(self, lab: HostLab, shape: Shape):
+        self.lab, self.shape = lab, shape
         self.client = MACHINES[CLIENT_HOST]
-        self.lbs = DEV.roles["loadBalancers"]
-        self.notes: dict[str, bool] = {}  #: unit -> it was active again before the lab's own start
+        self.lbs = shape.roles["loadBalancers"]
+        self.replication = Replication(lab, self.client)
 
     # ------------------------------------------------------------------------------------------------ lab
     def bring_up(self) -> dict:
         """New hosts each run: a second run's lab makes new cluster keys, which the harbor-node role rightly refuses
         to write over the first run's on the shared volume (components/host/lib.sh write_once)."""
         t0 = time.monotonic()
-        self.lab.boot(len(DEV.machines))
-        self.lab.prepare_standins(DEV)
-        first = self.lab.up(self.lab.values(DEV))
+        self.lab.boot(self.shape.boots)
+        self.lab.replay.parallel = self.shape.parallel
+        self.lab.prepare_standins(self.shape)
+        first = self.lab.up(self.lab.values(self.shape))
         bad = self.lab.wait_active(WHOLE_TIMEOUT_S) if first.ok else {"apply": ["failed"]}
         ssh(self.client, "cat > /tmp/hha-drill-ca.pem", input=self.lab.ca)
         ssh(self.client, "cat > /tmp/ha_client.py", input=CLIENT_PY.read_text())
-        log(f"drills: apply ok={first.ok} in {first.seconds:.1f} s; inactive: {bad or 'none'}")
+        setup_error = None
+        if not bad:
+            try:
+                self.replication.set_up()
+            except JOB_ERRORS as e:  # each drill's replication then fails and says so; the load still runs
+                setup_error = f"{type(e).__name__}: {e}"[:400]
+        log(f"drills: apply ok={first.ok} in {first.seconds:.1f} s; inactive: {bad or 'none'}; "
+            f"replication set-up: {setup_error or 'ok'}")
         return {"apply_ok": first.ok, "apply_s": round(first.seconds, 1), "inactive": bad,
-                "ready_s": round(time.monotonic() - t0, 1)}
-
-    def holder(self) -> str:
-        held = self.lab.vip_holder(self.lbs)
-        if len(held) != 1:
-            raise RuntimeError(f"the VIP is on {held or 'no host'} before a drill")
-        return held[0]
+                "replication_setup_error": setup_error, "ready_s": round(time.monotonic() - t0, 1)}
 
     def wait_whole(self, what: str, since: float) -> Optional[float]:
         """Seconds from `since` (epoch) until every role is active, Harbor healthy on each node and the VIP on one
         host; None after WHOLE_TIMEOUT_S."""
-        deadline = time.monotonic() + WHOLE_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                bad = self.lab.inactive()
-            except (RuntimeError, subprocess.TimeoutExpired) as e:  # a host still booting refuses SSH
-                bad = {"ssh": [str(e)[:120]]}
-            if not bad:
-                return round(time.time() - since, 1)
-            time.sleep(5)
-        log(f"drills: {what}: the cluster was not whole within {WHOLE_TIMEOUT_S:.0f} s: {bad}")
-        return None
+        bad = self.lab.wait_active(WHOLE_TIMEOUT_S)
+        if bad:
+            log(f"drills: {what}: the cluster was not whole within {WHOLE_TIMEOUT_S:.0f} s: {bad}")
+            return None
+        return round(time.time() - since, 1)
 
     def power_on(self) -> None:
         time.sleep(DOWN_S)
-        debhosts("up", str(len(DEV.machines)))
+        self.lab.power_on()
+
+    def redis_master(self) -> str:
+        """The lab host of the Redis master the sentinels name (asked on the client host, data1)."""
+        cfg = self.shape.extra["redis"]
+        out = ssh(self.client, f"redis-cli -p {cfg.get('sentinelPort', 26379)} --raw sentinel "
+                  f"get-master-addr-by-name {cfg.get('masterSet', 'harbor')}").stdout.split()
+        by_address = {host_lab.address(MACHINES[h]): h for h in self.shape.hosts}
+        if not out or out[0] not in by_address:
+            raise RuntimeError(f"the sentinels name no master of this lab: {out}")
+        return by_address[out[0]]
 
     def kill(self, node: str) -> float:
         t = time.time()
@@ -120,29 +239,38 @@ class HarborDrills:
         return t
 
     def drills(self) -> list[Drill]:
+        def holder() -> str:
+            return self.lab.sole_vip_holder(self.lbs)
+
         def other_node() -> str:
-            return next(n for n in DEV.roles["harborNodes"] if n != self.holder())
+            return next(n for n in self.shape.roles["harborNodes"] if n != holder())
 
-        def nginx_crash() -> float:
-            return float(ssh(MACHINES[self.holder()], "date +%s.%N; pkill -KILL -x nginx").stdout.split()[0])
+        killed: list[str] = []  #: the Redis master's host, between redis_master_kill's strike and its heal
 
-        data1 = MACHINES["data1"]
+        def redis_master_kill() -> float:
+            killed[:] = [self.redis_master()]
+            # Stopped after the kill: systemd's Restart= would otherwise bring it back before the sentinels'
+            # down-after (5 s), and there would be no failover to follow.
+            return float(ssh(MACHINES[killed[0]], "date +%s.%N; systemctl kill -s KILL redis-server; "
+                             "systemctl stop redis-server").stdout.split()[0])
 
-        def redis_kill() -> float:
-            return float(ssh(data1, "date +%s.%N; systemctl kill -s KILL redis-server").stdout.split()[0])
+        def redis_back() -> None:
+            # The operator's start: the old master rejoins as a replica of the one the sentinels promoted.
+            time.sleep(DOWN_S)
+            ssh(MACHINES[killed[0]], "systemctl start redis-server")
 
-        def service_back(unit: str) -> Callable[[], None]:
-            # Debian's units restart on failure; this is the operator's start where one did not (both are recorded
-            # as `restarted_by_systemd`).
-            def heal() -> None:
-                time.sleep(10)
-                self.notes[unit] = ssh(data1, f"systemctl is-active -q {unit}", check=False).returncode == 0
-                ssh(data1, f"systemctl start {unit}")
-            return heal
+        dbs = self.shape.roles["postgres"]
+
+        def postgres_leader() -> str:
+            return next(m["Member"] for m in self.lab.members(dbs) if m["Role"] == "Leader")
+
+        def postgres_back() -> None:
+            self.power_on()
+            self.lab.wait_cluster(dbs, WHOLE_TIMEOUT_S)
 
         def rolling_restart() -> float:
             t = time.time()
-            for node in DEV.roles["harborNodes"]:
+            for node in self.shape.roles["harborNodes"]:
                 self.lab.reboot([MACHINES[node]])
                 if self.wait_whole(f"rolling restart after {node}", time.time()) is None:
                     break
@@ -153,11 +281,17 @@ class HarborDrills:
             # mid-upload on it when it dies; the VIP and nginx stay where they are.
             Drill("node_power_cut", lambda: self.kill(other_node()), self.power_on),
             # systemd's Restart= brings nginx back; keepalived's check may move the VIP first.
-            Drill("nginx_crash", nginx_crash, lambda: None),
+            Drill("nginx_crash", lambda: self.lab.kill_nginx(holder()), lambda: None),
             # The LB, keepalived and one Harbor node at once (the dev shape's nodes are the LB pair).
-            Drill("vip_holder_power_cut", lambda: self.kill(self.holder()), self.power_on),
-            # Harbor's Redis (sessions, core's cache, jobservice's queue): SIGKILL, the way an OOM kill ends it.
-            Drill("redis_kill", redis_kill, service_back("redis-server")),
+            Drill("vip_holder_power_cut", lambda: self.kill(holder()), self.power_on),
+            # Harbor's Redis master (sessions, core's cache, jobservice's queue): SIGKILL, the way an OOM kill ends
+            # it, and down for DOWN_S: the sentinels promote a replica, Harbor's clients must follow.
+            *([Drill("redis_master_kill", redis_master_kill, redis_back)]
+              if self.shape.extra.get("redis", {}).get("mode") == "sentinel" else []),
+            # Patroni's leader host (PostgreSQL, its etcd member, the database VIP): a replica is promoted, the VIP
+            # moves, Harbor's cores and jobservices reconnect.
+            *([Drill("postgres_leader_power_cut", lambda: self.kill(postgres_leader()), postgres_back)]
+              if self.shape.extra.get("postgres", {}).get("mode") == "patroni" else []),
             # One node after the other, each an orderly reboot (Docker stops Harbor's containers), the next only
             # once the cluster is whole again: what an operator's patching round does.
             Drill("rolling_restart", rolling_restart, lambda: None),
@@ -166,7 +300,7 @@ class HarborDrills:
     def restarts(self) -> dict[str, int]:
         """Harbor container -> its Docker restart count, on every node that answers (`node/container`)."""
         counts: dict[str, int] = {}
-        for node in DEV.roles["harborNodes"]:
+        for node in self.shape.roles["harborNodes"]:
             out = ssh(MACHINES[node], "docker ps -aq | xargs -r docker inspect -f '{{.Name}} {{.RestartCount}}'",
                       check=False, timeout=60).stdout
             for line in out.splitlines():
@@ -176,10 +310,10 @@ class HarborDrills:
         return counts
 
     # ------------------------------------------------------------------------------------------------ drill
-    def start_workload(self, name: str) -> subprocess.Popen:
+    def start_workload(self, name: str, repo: str) -> subprocess.Popen:
         """The client on data1 through the VIP; Harbor's admin password goes over stdin, never a command line."""
         stop = f"/tmp/hha-drill-{name}.stop"
-        args = https_args(["workload", self.lab.vip, "--repo", f"library/drill-{name.replace('_', '-')}",
+        args = https_args(["workload", self.lab.vip, "--repo", repo,
                            "--count", "100000", "--duration", f"{MAX_LOAD_S:.0f}", "--stop-file", stop],
                           443, HOSTNAME)
         command = (f"rm -f {stop}; IFS= read -r HARBOR_PASSWORD; export HARBOR_PASSWORD HARBOR_USER=admin "
@@ -210,11 +344,23 @@ class HarborDrills:
         if ready is None:
             return {"ok": False, "error": "the cluster was not whole before the drill"}
         restarts_before = self.restarts()
-        proc = self.start_workload(drill.name)
+        repo = f"library/drill-{drill.name.replace('_', '-')}"
+        job_error, execution, jobs = None, None, None
+        try:
+            policy = self.replication.policy(repo)
+        except JOB_ERRORS as e:
+            policy, job_error = None, f"replication policy: {type(e).__name__}: {e}"
+        proc = self.start_workload(drill.name, repo)
         time.sleep(LEAD_S)
         if proc.poll() is not None:
             _out, err = proc.communicate(timeout=60)
             return {"ok": False, "error": f"the client ended before the fault: {err[-500:]}"}
+        # Started just before the fault, so the fault meets it queued or running.
+        t_job = time.time()
+        try:
+            execution = None if policy is None else self.replication.start(policy)
+        except JOB_ERRORS as e:
+            job_error = f"replication start: {type(e).__name__}: {e}"
         t_fault, failure = time.time(), None
         try:
             t_fault = drill.strike()
@@ -230,7 +376,15 @@ class HarborDrills:
         if "error" in out:
             log(f"drills: {drill.name}: {out['error']}")
             return {"ok": False, "error": out["error"], "healthy_ms": healthy_s and round(healthy_s * 1000)}
-        result = summary_figures(drill.name, out, t_fault, healthy_s)
+        try:
+            if policy is not None and execution is not None:
+                jobs = self.jobs(policy, execution, t_job, repo, out)
+        except JOB_ERRORS as e:
+            job_error = f"replication: {type(e).__name__}: {e}"
+        result = summary_figures(drill.name, out, t_fault, healthy_s, jobs)
+        if job_error:
+            log(f"drills: {drill.name}: {job_error}")
+            result["replication"] = {"error": job_error[:600]}
         if failure:
             result.update(ok=False, error=failure)
         after = self.restarts()
@@ -238,9 +392,16 @@ class HarborDrills:
         # went away); a rebooted node's counts start again from 0 and show nothing here.
         result["container_restarts"] = {c: n - restarts_before[c] for c, n in after.items()
                                         if n > restarts_before.get(c, n)}
-        result.update({f"{unit}_restarted_by_systemd": back for unit, back in self.notes.items()})
-        self.notes.clear()
         return result
+
+    def jobs(self, policy: int, execution: int, t_job: float, repo: str, out: dict) -> dict:
+        """The replication started before the fault: waited for, re-run once where it did not succeed."""
+        first = self.replication.wait(execution, t_job)
+        rerun = None
+        if first.get("status") != "Succeed":
+            t_rerun = time.time()
+            rerun = self.replication.wait(self.replication.start(policy), t_rerun)
+        return jobs_figures(pushed_before(out, t_job), first, rerun, self.replication.replicated(repo))
 
 
 COLUMNS = ("ok", "ops", "failed_ops", "retried_ok", "max_gap_ms", "recovered_ms", "healthy_ms", "images_pushed",
@@ -254,15 +415,17 @@ def print_table(report: dict) -> None:
             print(f"{name:<22}" + "".join(f"{str(r.get(c)):>17}" for c in COLUMNS))
 
 
-def run_drills(json_path: Path, *, keep: bool = False, only: Optional[list[str]] = None) -> dict:
-    """Bring the dev shape up with real Harbor, run each drill (or those named in `only`), write the JSON."""
+def run_drills(json_path: Path, *, keep: bool = False, only: Optional[list[str]] = None,
+               shape: str = "sentinel") -> dict:
+    """Bring the shape up with real Harbor, run each drill that applies to it (or those named in `only`), write the
+    JSON."""
     t0 = time.monotonic()
-    report: dict[str, Any] = {"lab": {"shape": "dev", "harbor": f"v{host_lab.REAL_VERSION} built from source",
-                                      "client": f"scripts/drills/ha_client.py workload on {CLIENT_HOST}, "
-                                                "through the VIP over TLS",
-                                      "standins": ["NFS (bind mount)", "Harbor's portal (placeholder page)"]}}
+    report: dict[str, Any] = {"lab": {
+        "shape": SHAPES[shape].name, "harbor": f"v{host_lab.REAL_VERSION} built from source",
+        "client": f"scripts/drills/ha_client.py workload on {CLIENT_HOST}, through the VIP over TLS",
+        "standins": ["NFS (bind mount)", "Harbor's portal (placeholder page)"]}}
     lab = HostLab(host_lab.ROOT / "lab", "real")
-    hd = HarborDrills(lab)
+    hd = HarborDrills(lab, SHAPES[shape])
     try:
         report["lab"].update(hd.bring_up())
         if report["lab"]["apply_ok"] and not report["lab"]["inactive"]:

@@ -259,10 +259,16 @@ class Shape:
     roles: dict[str, Any]  #: the stack's `roles` section
     extra: dict[str, Any] = field(default_factory=dict)  #: further stack sections
     parallel: bool = False  #: independent steps of an apply run at once (replay.Replay's parallel)
+    outside: tuple[str, ...] = ()  #: lab hosts the lab uses beside the stack's (not in `hosts`)
 
     @property
     def machines(self) -> list[str]:
         return [MACHINES[h] for h in self.hosts]
+
+    @property
+    def boots(self) -> int:
+        """How many lab hosts `debhosts.sh up` starts for this shape (h1..hN: its highest machine number)."""
+        return max(int(MACHINES[h][1:]) for h in [*self.hosts, *self.outside])
 
 
 DEV = Shape("dev", ["data1", "node1", "node2"], {
@@ -286,7 +292,8 @@ PATRONI = Shape("patroni", ["data1", "node1", "node2", "db1", "db2", "db3"], {
 # to the object-store hosts by dist1, a lab host outside the stack (no firewall role), as a site's mirror would be.
 S3 = Shape("s3", ["data1", "node1", "node2", "s3a", "s3b", "s3c"], {
     "postgres": "data1", "redis": ["data1"], "harborNodes": ["node1", "node2"], "loadBalancers": ["node1", "node2"],
-    "objectStore": ["s3a", "s3b", "s3c"]}, {"storage": {"mode": "s3"}}, parallel=True)
+    "objectStore": ["s3a", "s3b", "s3c"]}, {"storage": {"mode": "s3"}}, parallel=True,
+    outside=("dist1",))
 DIST_PORT = 8873  #: dist1's HTTP port for the Garage binary
 # Harbor's registry stand-in on each node of the s3 shape: Debian's docker-registry (CNCF distribution 2.8, the code
 # Harbor's registry fork is built from), on the S3 settings of the node's own rendered harbor.yml.
@@ -298,7 +305,7 @@ BUILD_GARAGE = Path(__file__).resolve().parents[1] / "objstore" / "build_garage.
 # Bring your own services: no nfs, postgres or redis role; HostLab.external_sections points the stack at the
 # services HostLab.start_external_services starts by hand on EXTERNAL_HOST.
 EXTERNAL = Shape("external", ["node1", "node2"], {"harborNodes": ["node1", "node2"],
-                                                  "loadBalancers": ["node1", "node2"]})
+                                                  "loadBalancers": ["node1", "node2"]}, outside=("data1",))
 EXTERNAL_HOST = MACHINES["data1"]  #: h1: booted by the lab, in no stack of the external shape
 # The PostgreSQL and Redis an operator would have: TLS with their own CA, a password, Harbor's database and user.
 # Not the program's roles: apt, a config snippet each, the user and database made with psql.
@@ -360,8 +367,13 @@ class HostLab:
         shutil.rmtree(NFS_STANDIN, ignore_errors=True)
         NFS_STANDIN.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        debhosts("up", str(count))
+        self.power_on()
         log(f"{count} hosts up in {time.monotonic() - t0:.1f} s")
+
+    def power_on(self) -> None:
+        """Start every lab host that is not running (after a power cut or a reboot); the others are left as they
+        are. Always all `booted` hosts: `debhosts.sh up N` writes the SSH configuration of h1..hN only."""
+        debhosts("up", str(self.booted))
 
     def prepare_standins(self, shape: Shape) -> None:
         """The lab's NFS stand-ins, put in place before the first apply (see the module docstring); for the s3
@@ -590,7 +602,7 @@ class HostLab:
             if not any(re.search(rf"^{m}\s+\S+\s+\d+", status, re.M) for m in machines):
                 break
             time.sleep(0.5)
-        debhosts("up", str(max(int(m[1:]) for m in machines)))
+        self.power_on()
         self.not_rebooted = [m for m in machines if self.pid1_start(m) == before[m]]
         if self.not_rebooted:
             log(f"not rebooted within {wait:.0f} s: {self.not_rebooted}")
@@ -599,9 +611,14 @@ class HostLab:
     not_rebooted: list[str] = []
 
     def wait_active(self, timeout: float) -> dict[str, list[str]]:
+        """What is still not running (inactive()) once everything is, or after `timeout` s; a host that refuses SSH
+        (still booting after a power cut or a reboot) counts as not running yet."""
         deadline = time.monotonic() + timeout
         while True:
-            bad = self.inactive()
+            try:
+                bad = self.inactive()
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                bad = {"ssh": [str(e)[:120]]}
             if not bad or time.monotonic() > deadline:
                 return bad
             time.sleep(2)
@@ -721,7 +738,7 @@ class HostLab:
         out, _err = waiter.communicate(timeout=240)
         vip_at = float(out.split()[0]) if waiter.returncode == 0 and out.strip() else None
         t_boot = time.time()
-        debhosts("up", str(max(int(m[1:]) for m in shape.machines)))
+        self.power_on()
         rejoined = self.wait_cluster(dbs, 300)
         back = next((m for m in rejoined if m["Member"] == old_host), {})
         result = {"old_leader": old_host, "new_leader": new_leader,
@@ -818,12 +835,15 @@ class HostLab:
 
     def api(self, machine: str, method: str, url: str, user: str, password: str, *, body: Optional[dict] = None,
             cacert: Optional[str] = None, resolve: Optional[str] = None) -> tuple[int, str]:
-        """One request to Harbor's API from `machine`; the credentials go through curl's config on stdin."""
+        """One request to Harbor's API from `machine`; the credentials and the body (which may carry a secret, e.g. a
+        registry endpoint's) go through curl's config on stdin, never its command line."""
         config = f'user = "{user}:{password}"\n'
-        data = f" -H 'Content-Type: application/json' --data-binary {shlex.quote(json.dumps(body))}" if body else ""
+        if body is not None:
+            # json.dumps of the JSON text: a double-quoted string with the escapes curl's config reads (\" and \\)
+            config += f'header = "Content-Type: application/json"\ndata-binary = {json.dumps(json.dumps(body))}\n'
         out = ssh(machine, f"curl -sS --max-time 30 -K - -X {method} --cacert {cacert or '/tmp/hostlab-ca.pem'}"
                   + (f" --resolve {resolve}" if resolve else "") +
-                  f" -o /tmp/hostlab-api.out -w '%{{http_code}}'{data} {shlex.quote(url)}; echo; "
+                  f" -o /tmp/hostlab-api.out -w '%{{http_code}}' {shlex.quote(url)}; echo; "
                   "cat /tmp/hostlab-api.out", input=config, check=False)
         code, _, text = out.stdout.partition("\n")
         return int(code or 0), text
@@ -1086,7 +1106,7 @@ class HostLab:
         after = [o for o in loop.get("timeline", []) if o["start"] >= t_cut]
         during = self.garage_health(MACHINES[stores[1]])
         t_boot = time.time()
-        debhosts("up", str(self.booted))
+        self.power_on()
         back = self.garage_health(MACHINES[first])
         deadline = time.monotonic() + 180
         while back.get("status") != "healthy" and time.monotonic() < deadline:
@@ -1125,23 +1145,38 @@ class HostLab:
     def vip_holder(self, lbs: list[str]) -> list[str]:
         return [h for h in lbs if f" {self.vip}/" in ssh(MACHINES[h], "ip -o -4 addr show").stdout]
 
+    def sole_vip_holder(self, lbs: list[str]) -> str:
+        """The one LB holding the VIP; RuntimeError when none or both do (a drill has nothing to strike)."""
+        held = self.vip_holder(lbs)
+        if len(held) != 1:
+            raise RuntimeError(f"the VIP is on {held or 'no host'}")
+        return held[0]
+
+    @staticmethod
+    def kill_nginx(lb: str) -> float:
+        """SIGKILL of every nginx process on the LB host `lb` (the host's clock: epoch of the kill). systemd's
+        Restart= (components/loadbalancer drop-in) brings the LB's back; on a host that is a Harbor node too, Docker
+        restarts the nginx of Harbor's proxy and portal containers, which die with it."""
+        return float(ssh(MACHINES[lb], "date +%s.%N; pkill -KILL -x nginx").stdout.split()[0])
+
     def nginx_death(self, shape: Shape, client_host: str) -> dict:
         """SIGKILL of every nginx process on the VIP holder while the client requests every 50 ms: systemd's
         Restart= (components/loadbalancer drop-in) brings it back; keepalived's 1 s check may move the VIP first."""
         lbs = shape.roles["loadBalancers"]
-        holder = self.vip_holder(lbs)
-        if len(holder) != 1:
-            return {"failed": None, "total": 0, "recovered_ms": None, "error": f"VIP on {holder or 'no host'}"}
+        try:
+            holder = self.sole_vip_holder(lbs)
+        except RuntimeError as e:
+            return {"failed": None, "total": 0, "recovered_ms": None, "error": str(e)}
         proc = self.start_client(client_host, interval=0.05)
         time.sleep(2)
-        t_fault = float(ssh(MACHINES[holder[0]], "date +%s.%N; pkill -KILL -x nginx").stdout.split()[0])
+        t_fault = self.kill_nginx(holder)
         time.sleep(8)
         stats = self._finish(client_host, proc)
         after = self.vip_holder(lbs)
         window = [r for r in stats["requests"] if r["start"] >= t_fault - 2][:200]
         result = {"failed": sum(1 for r in window if not r["ok"]), "total": len(window),
-                  "recovered_ms": drills.recovered_ms(window, t_fault), "vip_moved": after != holder,
-                  "nginx_after": self.unit_state(MACHINES[holder[0]], ["nginx"])["nginx"][0]}
+                  "recovered_ms": drills.recovered_ms(window, t_fault), "vip_moved": after != [holder],
+                  "nginx_after": self.unit_state(MACHINES[holder], ["nginx"])["nginx"][0]}
         log(f"nginx death on {holder}: {result}; failures {stats.get('failures')}")
         return result
 
@@ -1358,8 +1393,8 @@ def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: boo
                     "replay.py), not the pulumi CLI", "standins": [*standins, "NFS (bind mount)"]}
     try:
         # node3 (h4) is the added node of the day-2 scenarios; prod-like needs h1..h9.
-        lab.boot(12 if PATRONI in shapes else 9 if PROD in shapes else 7 if S3 in shapes
-                 else 4 if day2 and harbor == "standin" else 3)
+        # The day-2 scenarios of the stand-in add node3 (h4).
+        lab.boot(max(4 if day2 and harbor == "standin" else 0, *(s.boots for s in shapes)))
         for shape in shapes:
             verify_shape(lab, shape, report, day2=day2)
     finally:
@@ -1394,6 +1429,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     d.add_argument("--json", type=Path, required=True)
     d.add_argument("--harbor", choices=("real",), required=True, help="the drills run on real Harbor only")
     d.add_argument("--only", action="append", help="run only this drill (repeatable)")
+    d.add_argument("--shape", choices=("sentinel", "patroni"), default="sentinel",
+                   help="sentinel: dev's hosts with Redis in sentinel mode (every drill but the PostgreSQL leader's); "
+                        "patroni: three PostgreSQL members (adds postgres_leader_power_cut)")
     d.add_argument("--keep", action="store_true", help="leave the hosts running")
     sub.add_parser("down", help="stop and remove the lab's hosts")
     args = parser.parse_args(argv)
@@ -1410,7 +1448,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.cmd == "drills":
         # Imported here: labs/hosts/drills.py builds on this module.
         from labs.hosts import drills as harbor_drills
-        result = harbor_drills.run_drills(args.json, keep=args.keep, only=args.only)
+        result = harbor_drills.run_drills(args.json, keep=args.keep, only=args.only, shape=args.shape)
         return 0 if harbor_drills.passed(result) else 1
     shapes = [DEV] if args.harbor == "real" else SHAPES[args.shape]
     report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep, harbor=args.harbor)

@@ -170,11 +170,8 @@ class Observe:
 
         lb = holder()
 
-        def power_on() -> None:
-            debhosts("up", str(max(int(m[1:]) for m in OBSERVE.machines)))
-
         return [
-            Drill("node_power_cut", "HostDown", {"host": "node2"}, lambda: debhosts("kill", node2), power_on, 150),
+            Drill("node_power_cut", "HostDown", {"host": "node2"}, lambda: debhosts("kill", node2), lab.power_on, 150),
             Drill("lb_crash", "LoadBalancerDown", {"host": lb},
                   lambda: ssh(MACHINES[lb], "systemctl stop nginx.socket nginx"),
                   lambda: ssh(MACHINES[lb], "systemctl start nginx.socket nginx"), 120),
@@ -220,7 +217,7 @@ def observe(json_path: Path, *, quiet_minutes: float, keep: bool) -> dict:
     lab = HostLab(host_lab.ROOT / "lab")
     obs = Observe(lab)
     try:
-        lab.boot(len(OBSERVE.machines))
+        lab.boot(OBSERVE.boots)
         lab.prepare_standins(OBSERVE)
         obs.start_receiver()
         values = obs.values()

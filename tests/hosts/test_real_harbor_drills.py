@@ -1,8 +1,9 @@
 """Real Harbor under faults on real Debian 12 hosts (labs/hosts/drills.py): the dev shape of
 tests/hosts/test_real_harbor.py (Harbor v2.15.2 built from source, cached by digest; systemd-nspawn hosts from
-labs/hosts/debhosts.sh), the drills' workload client (scripts/drills/ha_client.py) pushing and pulling through the
-VIP over TLS from data1 while a Harbor node loses power, nginx on the VIP holder is SIGKILLed, and the VIP holder
-loses power. Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET, HHA_BASE, HHA_UPSTREAM."""
+labs/hosts/debhosts.sh) with Redis in sentinel mode, the drills' workload client (scripts/drills/ha_client.py) pushing
+and pulling through the VIP over TLS from data1, and Harbor replicating the pushed repository through the VIP, while a
+Harbor node loses power, nginx on the VIP holder is SIGKILLed, the VIP holder loses power, the Redis master is killed,
+and the nodes are rebooted one after the other. Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET, HHA_BASE, HHA_UPSTREAM."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from labs.hosts import drills
 # A slow tier: CI's part runs it when .ci/tiers says so, --full always.
 pytestmark = pytest.mark.realharbor_drills
 
-DRILLS = ("node_power_cut", "nginx_crash", "vip_holder_power_cut")
+DRILLS = ("node_power_cut", "nginx_crash", "vip_holder_power_cut", "redis_master_kill", "rolling_restart")
 
 
 @pytest.fixture(scope="module")
@@ -32,3 +33,9 @@ def test_no_image_reported_pushed_is_lost_or_corrupted_and_the_cluster_is_whole_
     assert result.get("images_pushed"), result
     assert (result["images_lost"], result["images_corrupted"]) == (0, 0), result
     assert result["healthy_ms"] is not None and result["recovered_ms"] is not None, result
+
+
+@pytest.mark.parametrize("name", DRILLS)
+def test_the_replication_started_before_the_fault_lost_no_job(report, name):
+    jobs = report[name].get("replication") or {}
+    assert jobs.get("images") and jobs.get("jobs_lost") == 0 and not jobs.get("execution_stuck"), jobs

@@ -25,6 +25,12 @@ def stacks():
     v3["nfs"] = {"version": "3"}
     v3["firewall"] = {"adminSources": ["198.51.100.0/24"], "metricsSources": ["198.51.100.9"]}
     yield "prod-nfs3-sources", parse_cluster_config(v3)
+    # Redis and the sentinels on the Harbor nodes too: the rules for a node's own Docker networks (iifname)
+    colocated = copy.deepcopy(stack_config("dev")[0])
+    three = ["data1", "harbor1", "harbor2"]
+    colocated["roles"] = {**colocated["roles"], "redis": three, "sentinels": three}
+    colocated["redis"] = {"mode": "sentinel"}
+    yield "dev-redis-on-nodes", parse_cluster_config(colocated)
 
 
 RULESETS = [(f"{stack}/{host}", files[RULESET_PATH])

@@ -53,6 +53,20 @@ def test_shared_lb_and_node_hosts_get_the_union_and_never_list_themselves():
     assert f"{cfg.host('data1').address}/32" not in data1["redis"].sources
 
 
+def test_a_node_that_carries_redis_sentinel_or_the_database_admits_its_own_harbor_containers():
+    three = ["data1", "harbor1", "harbor2"]
+    cfg = parse_cluster_config(values("dev", roles={**values("dev")["roles"], "redis": three, "sentinels": three,
+                                                    "postgres": "harbor1"}, redis={"mode": "sentinel"}))
+    h1 = openings(cfg, "harbor1")
+    local = {s: o for s, o in h1.items() if s.endswith("-local")}
+    assert {s: o.port for s, o in local.items()} == {"redis-local": 6379, "sentinel-local": 26379,
+                                                      "postgres-local": 5432}
+    assert all(o.sources is None and o.iifname == "br-*" for o in local.values())
+    assert 'iifname "br-*" tcp dport 6379 accept' in render_ruleset(cfg, cfg.host("harbor1"))
+    # a Redis host that is no node has no Harbor containers to admit
+    assert not any(s.endswith("-local") for s in openings(cfg, "data1"))
+
+
 def test_configured_sources_reach_ssh_vip_and_metrics():
     cfg = parse_cluster_config(values("prod", firewall={
         "adminSources": ["198.51.100.7", "203.0.113.0/24"], "clientSources": ["192.0.2.0/24"],
