@@ -86,8 +86,7 @@ def test_the_host_script_passes_shellcheck_and_carries_no_secret():
 
     from tests.support import tool
 
-    cfg = _cfg()
-    script = "".join(host_script(cfg, h) for h in cfg.hosts)
+    script = "".join(host_script(cfg, h) for cfg in (_cfg(), _patroni_cfg()) for h in cfg.hosts)
     done = subprocess.run([tool("shellcheck") or "shellcheck", "-s", "bash", "-S", "warning", "-"], input=script,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout
