@@ -18,8 +18,8 @@ With `--harbor real` the nodes install Harbor's offline installer built here fro
 (labs/harbor/build_installer.py: Harbor's own images, prepare and compose file; the portal a placeholder page), on
 the dev shape without the day-2 scenarios, then a client pushes and pulls through the VIP and through each node alone
 (docker over TLS), a token of one node is used on the other, a robot account pulls, and the Harbor API provider
-creates one object of each kind it manages through the VIP and finds nothing to write on the next run (the `harbor`
-figures).
+creates one object of each kind it manages through the VIP and finds nothing to write on the next run, and the
+admin password is rotated through the AdminPassword resource (the `harbor` figures).
 The external shape (postgres, redis and nfs `mode: external`): a PostgreSQL 15 and a Redis over TLS the lab starts
 by hand on the data host, which is not in the stack, and the NFS stand-in folder as an existing export; the stack
 has only the two nodes with the load balancers.
