@@ -13,7 +13,8 @@ import pytest
 from labs.hosts import host_lab
 from tests.hosts.test_operator_hosts import booted_lab, print_checks, stack_file, wait_status
 
-pytestmark = pytest.mark.operator_hosts
+# A slow tier of its own (seven hosts, ~18 min): the dev shape's operator_hosts stays short.
+pytestmark = pytest.mark.operator_patroni_hosts
 
 # The patroni shape's database cluster and Redis Sentinel on the same three hosts (redis1..3 are h5..h7).
 DBS = ["redis1", "redis2", "redis3"]
