@@ -131,10 +131,12 @@ class AdminPasswordProvider(ResourceProvider):
 
     @staticmethod
     def _lost_message(props: dict) -> str:
-        return (f"Harbor at {props['harbor_url']} accepts none of the admin passwords this stack knows: it was "
-                "changed outside the program (Harbor's UI or API). Set harborAdminPassword to the one in force "
-                "(`pulumi config set --secret harbor-ha:harborAdminPassword`) and run `pulumi up`; later changes of "
-                "it then go through Harbor's API (docs/operations/rotations.md).")
+        url, user = props["harbor_url"], props.get("harbor_username") or "admin"
+        return (f"Harbor at {url} accepts none of the admin passwords this stack knows (for `{user}`): it was changed "
+                "outside the program (Harbor's UI or API). Set harborAdminPassword to the one in force (`scripts/"
+                "pulumi.sh STACK config set --secret harbor-ha:harborAdminPassword`) and run `pulumi up`: it is "
+                "recorded without a change, and later changes go through Harbor's API again (docs/operations/"
+                "rotations.md).")
 
 
 @dataclass

@@ -9,8 +9,12 @@ running read-only checks of the host's roles:
   endpoint, every Harbor node's /api/v2.0/health as seen from there through the cluster CA (nginx's backends), the
   LB certificate's expiry date;
 - Harbor nodes: Docker active, the data volume mounted, /api/v2.0/health of the node itself (every component);
-- PostgreSQL: the server answering (single), or Patroni's leader, replicas and their lag (patroni);
-- Redis: each server's role and replicas, one master; sentinels: the master they name;
+- PostgreSQL: the server answering (single), or each Patroni member's role, state and lag as the cluster lists
+  it, one leader (with a synchronous standby in synchronous mode), and every replica streaming from it as the
+  leader's pg_stat_replication shows (patroni: Patroni 3.0.2 says `running` for a replica whether it streams or
+  replays the archive);
+- Redis: each server's role and replicas, one master; sentinels: the master they name and their quorum, all naming
+  the one master;
 - NFS: the export in place; backups (a backup section): the last pgBackRest backup and its age.
 A host that does not answer is named with the reason (as preflight does).
 
@@ -44,6 +48,9 @@ if TYPE_CHECKING:
 
 # Backups older than this are reported unhealthy: the full schedule is weekly and the differential daily.
 BACKUP_MAX_AGE_H = 36
+# A replica further behind than this is reported unhealthy: Patroni would not promote it (maximum_lag_on_failover,
+# components/patroni).
+PATRONI_MAX_LAG_MB = 1
 
 
 @dataclass
@@ -97,8 +104,11 @@ def host_script(cfg: ClusterConfig, host: Host) -> str:
                   f"{NODE_TLS_NAME}:{https}:127.0.0.1 {health}"]
     if host in cfg.postgres_hosts:
         if cfg.patroni:
-            lines.append(f"run patroni {SUDO} runuser -u postgres -- patronictl -c {PatroniPaths().config} list "
-                         "-f json")
+            paths = PatroniPaths()
+            lines += [f"run patroni {SUDO} runuser -u postgres -- patronictl -c {paths.config} list -f json",
+                      # Empty on a replica; on the leader one `name|state|sync_state` per replica.
+                      f"run streams {SUDO} runuser -u postgres -- psql -h {paths.socket_dir} -p {cfg.postgres.port} "
+                      "-XAt -F '|' -c 'select application_name, state, sync_state from pg_stat_replication'"]
         else:
             lines.append(f"run postgres {SUDO} runuser -u postgres -- psql -p {cfg.postgres.port} -tAc "
                          "'select pg_is_in_recovery()'")
@@ -108,8 +118,9 @@ def host_script(cfg: ClusterConfig, host: Host) -> str:
         lines.append(f"run redis {SUDO} sh -c 'REDISCLI_AUTH=$(awk \"/^requirepass/ {{print \\$2}}\" "
                      f"{redis.conf}) redis-cli --no-auth-warning -p {cfg.redis.port} info replication'")
     if host in cfg.sentinel_hosts:
-        lines.append(f"run sentinel redis-cli -p {cfg.redis.sentinel_port} sentinel get-master-addr-by-name "
-                     f"{cfg.redis.master_set}")
+        sentinel = f"redis-cli -p {cfg.redis.sentinel_port} sentinel"
+        lines += [f"run sentinel {sentinel} get-master-addr-by-name {cfg.redis.master_set}",
+                  f"run sentinel-quorum {sentinel} ckquorum {cfg.redis.master_set}"]
     if host == cfg.nfs_host:
         lines.append(f"run nfs-export {SUDO} sh -c 'exportfs -v | grep -F {cfg.nfs.export_path}'")
     # Where `pgbackrest info` reads the repository: its host, or (S3) the first database host.
@@ -156,7 +167,9 @@ def judge_host(cfg: ClusterConfig, host: Host, output: str, now: datetime) -> li
     if host in cfg.postgres_hosts:
         if cfg.patroni:
             rc, text = found.get("patroni", (1, "not reported"))
-            add("patroni", "patroni", rc == 0, _patroni(text) if rc == 0 else text)
+            add("patroni", "patroni", *_patroni(host.name, text) if rc == 0 else (False, text))
+            if rc == 0 and checks[-1].detail.startswith("Leader"):
+                add("patroni", "replication", *_streams(host.name, text, *found.get("streams", (1, "not reported"))))
         else:
             rc, text = found.get("postgres", (1, "not reported"))
             add("postgres", "postgres", rc == 0 and text == "f", "primary" if text == "f" else text)
@@ -170,7 +183,10 @@ def judge_host(cfg: ClusterConfig, host: Host, output: str, now: datetime) -> li
             detail if rc == 0 else text)
     if host in cfg.sentinel_hosts:
         rc, text = found.get("sentinel", (1, "not reported"))
-        add("sentinel", "sentinel", rc == 0 and len(text.split()) == 2, f"master {':'.join(text.split())}")
+        qrc, quorum = found.get("sentinel-quorum", (1, "not reported"))
+        named = rc == 0 and len(text.split()) == 2
+        add("sentinel", "sentinel", named and qrc == 0 and quorum.startswith("OK"),
+            f"master {':'.join(text.split())}; {quorum}" if named else text)
     if host == cfg.nfs_host:
         plain("nfs-server", "nfs-export", f"{cfg.nfs.export_path} exported")
     if "backup" in found:
@@ -203,10 +219,31 @@ def _expiry(pem_base64: str, now: datetime, renew_before_days: int) -> tuple[boo
     return left > renew_before_days, f"expires {cert.not_valid_after_utc:%Y-%m-%d} ({left} days)"
 
 
-def _patroni(text: str) -> str:
-    members = json.loads(text)
-    return ", ".join(f"{m.get('Member')} {m.get('Role')} {m.get('State')} lag {m.get('Lag in MB', 0)} MB"
-                     for m in members)
+def _patroni(member: str, text: str) -> tuple[bool, str]:
+    """This host's member as `patronictl list -f json` shows it: running (the leader) or streaming/running (a
+    replica) with a known lag within PATRONI_MAX_LAG_MB; the detail starts with its role."""
+    try:
+        me = next((m for m in json.loads(text) if m.get("Member") == member), None)
+    except ValueError:
+        return False, f"answered {text[:80]!r}"
+    if me is None:
+        return False, "not a member of the cluster patronictl lists"
+    role, state, lag = me.get("Role", "?"), me.get("State", "?"), me.get("Lag in MB")
+    if role == "Leader":
+        return state == "running", f"Leader {state}, timeline {me.get('TL', '?')}"
+    ok = state in ("running", "streaming") and isinstance(lag, (int, float)) and lag <= PATRONI_MAX_LAG_MB
+    return ok, f"{role} {state}, lag " + (f"{lag} MB" if isinstance(lag, (int, float)) else str(lag or "unknown"))
+
+
+def _streams(leader: str, members_json: str, rc: int, text: str) -> tuple[bool, str]:
+    """On the leader: every other member patronictl lists streams from it (pg_stat_replication)."""
+    if rc != 0:
+        return False, text or f"exit {rc}"
+    streams = {name: f"{state} {sync}" for name, state, sync in
+               (row.split("|") for row in text.split() if row.count("|") == 2)}
+    others = sorted(m.get("Member", "?") for m in json.loads(members_json) if m.get("Member") != leader)
+    detail = ", ".join(f"{name} {streams.get(name, 'not streaming')}" for name in others) or "no replica"
+    return bool(others) and all(streams.get(n, "").startswith("streaming") for n in others), detail
 
 
 def _backup_age(text: str, now: datetime) -> tuple[bool, str]:
@@ -220,7 +257,8 @@ def _backup_age(text: str, now: datetime) -> tuple[bool, str]:
 
 
 def cluster_checks(cfg: ClusterConfig, checks: list[Check]) -> list[Check]:
-    """What only the whole cluster shows: one VIP holder, one Redis master."""
+    """What only the whole cluster shows: one VIP holder, one Patroni leader, one Redis master that every sentinel
+    names."""
     holders = [c.host for c in checks if c.check == "vip" and c.detail == "holder"]
     out = [Check("keepalived", "cluster", "vip-holder", len(holders) == 1,
                  f"{cfg.vip} on {', '.join(holders) or 'no host'}")]
@@ -228,6 +266,23 @@ def cluster_checks(cfg: ClusterConfig, checks: list[Check]) -> list[Check]:
         masters = [c.host for c in checks if c.check == "redis" and c.detail.startswith("master")]
         out.append(Check("redis", "cluster", "redis-master", len(masters) == 1,
                          f"master: {', '.join(masters) or 'none'}"))
+    if cfg.patroni:
+        leaders = [c.host for c in checks if c.check == "patroni" and c.detail.startswith("Leader")]
+        # Synchronous mode: without a synchronous standby commits wait (strict) or have no second copy.
+        sync = [c.host for c in checks if c.check == "patroni" and c.detail.startswith("Sync Standby")]
+        wants_sync = cfg.patroni.synchronous != "off"
+        out.append(Check("patroni", "cluster", "patroni-leader", len(leaders) == 1 and (bool(sync) or not wants_sync),
+                         f"leader: {', '.join(leaders) or 'none'}"
+                         + (f"; synchronous standby: {', '.join(sync) or 'none'}" if wants_sync else "")))
+    if cfg.sentinel_hosts:
+        # Each sentinel's answer (`master ADDRESS:PORT; ...`) against the server that says it is the master.
+        named = {c.detail.split(";")[0].removeprefix("master ") for c in checks if c.check == "sentinel"
+                 and c.detail.startswith("master ")}
+        master = [f"{h.address}:{cfg.redis.port}" for h in cfg.redis_hosts if h.name in masters]
+        agree = len(named) == 1 and len(master) == 1 and named == set(master)
+        out.append(Check("sentinel", "cluster", "sentinels-agree", agree,
+                         f"sentinels name {', '.join(sorted(named)) or 'no master'}; the master is "
+                         f"{', '.join(master) or 'unknown'}"))
     return out
 
 

@@ -1,13 +1,16 @@
 """The Harbor API provider (harbor_provider/) against the real Harbor of the host lab, driven as the engine drives a
 dynamic provider: create, then the next run's read and diff (an unchanged run must find nothing to write), then
-delete. Every value passes through the engine's wire format (numbers become floats)."""
+delete; and the admin password's rotation (rotate_admin). Every value passes through the engine's wire format
+(numbers become floats)."""
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
-from harbor_provider.client import HarborError
+from harbor_provider.admin import AdminPasswordProvider
+from harbor_provider.client import ClientSettings, Credentials, HarborClient, HarborError
 from harbor_provider.resources import (ProjectProvider, RegistryProvider, ReplicationPolicyProvider,
                                        ReplicationRunProvider, RobotAccountProvider)
 from harbor_provider.stack_config import parse_migration_section
@@ -118,3 +121,65 @@ def contract(conn: dict[str, Any]) -> dict[str, list[str]]:
     reaches it, written without scheme and with a trailing slash for Harbor to normalize."""
     target = harbor_contract.Target(conn, "registry:5000/")
     return {name: harbor_contract.roundtrip(name, target) for name in harbor_contract.CASES}
+class _CountingAdminProvider(AdminPasswordProvider):
+    """The provider as the engine runs it, counting the writes (PUT, POST, DELETE) it sends to Harbor."""
+
+    writes = 0
+
+    def _client(self, props: dict, password: str) -> HarborClient:
+        client = super()._client(props, password)
+        send = client.request
+
+        def counted(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+            if method != "GET":
+                self.writes += 1
+            return send(method, path, *args, **kwargs)
+
+        client.request = counted  # type: ignore[method-assign]
+        return client
+
+
+def logs_in(url: str, ca: str, password: str) -> int:
+    """The HTTP status of GET /users/current as the admin with `password` (200 in, 401 refused)."""
+    client = HarborClient(Credentials(url, "admin", password, ca), ClientSettings.from_env())
+    try:
+        return client.request("GET", "/users/current", ok=(200,)).status
+    except HarborError as e:
+        return e.status or 0
+
+
+def rotate_admin(url: str, ca: str, initial: str, new: str) -> dict[str, Any]:
+    """harbor_provider/admin.py's AdminPassword against the real Harbor, as the engine drives it: the state of a
+    stack installed with the generated `initial` password, then harborAdminPassword set to `new` (update), the next
+    run (read, diff; an update anyway counts its writes), and the state recording a password that is not in force
+    (changed by hand: the actionable error, then the fix it names). Harbor's user lock (src/core/auth/
+    authenticator.go: a failed login locks the user for 1.5 s in that core) is met on the way, as by a real run."""
+    provider = _CountingAdminProvider()
+    base = {"harbor_url": url, "harbor_username": "admin", "harbor_ca_certificate": ca, "initial_password": initial}
+    installed = wire({**base, "password": initial})
+    created = provider.create(installed)
+    result: dict[str, Any] = {"create_writes": provider.writes}
+    t0 = time.monotonic()
+    provider.writes = 0
+    updated = provider.update(created.id, wire(created.outs), wire({**base, "password": new}))
+    result.update(rotate_s=round(time.monotonic() - t0, 1), rotate_writes=provider.writes,
+                  new_status=logs_in(url, ca, new), old_status=logs_in(url, ca, initial))
+    provider.writes = 0
+    read = provider.read(created.id, wire(updated.outs))
+    diff = provider.diff(created.id, wire(read.outs), wire({**base, "password": new}))
+    provider.update(created.id, wire(read.outs), wire({**base, "password": new}))
+    result["second_run"] = {"read_equals_state": read.outs == updated.outs, "diff_changes": diff.changes,
+                            "writes": provider.writes}
+    # The state records a password Harbor no longer takes (someone changed it in the UI), and the stack asks for
+    # yet another one: nothing the stack knows logs in.
+    stale = wire({**base, "password": "Changed8yHand"})
+    try:
+        provider.update(created.id, stale, wire({**base, "password": new + "X"}))
+        result["wrong_current_error"] = None
+    except HarborError as e:
+        result["wrong_current_error"] = str(e)
+    # The fix the message names: harborAdminPassword set to the password in force; the next run writes nothing.
+    provider.writes = 0
+    provider.update(created.id, stale, wire({**base, "password": new}))
+    result["after_fix"] = {"writes": provider.writes, "status": logs_in(url, ca, new)}
+    return result

@@ -18,8 +18,8 @@ With `--harbor real` the nodes install Harbor's offline installer built here fro
 (labs/harbor/build_installer.py: Harbor's own images, prepare and compose file; the portal a placeholder page), on
 the dev shape without the day-2 scenarios, then a client pushes and pulls through the VIP and through each node alone
 (docker over TLS), a token of one node is used on the other, a robot account pulls, and the Harbor API provider
-creates one object of each kind it manages through the VIP and finds nothing to write on the next run (the `harbor`
-figures).
+creates one object of each kind it manages through the VIP and finds nothing to write on the next run, and the
+admin password is rotated through the AdminPassword resource (the `harbor` figures).
 The external shape (postgres, redis and nfs `mode: external`): a PostgreSQL 15 and a Redis over TLS the lab starts
 by hand on the data host, which is not in the stack, and the NFS stand-in folder as an existing export; the stack
 has only the two nodes with the load balancers.
@@ -893,8 +893,32 @@ class HostLab:
         result["api_objects"] = harbor_api_check.roundtrip(conn)
         result["contract"] = harbor_api_check.contract(conn)
         result["migration"] = self.migration_check(conn, MACHINES[shape.roles["postgres"]])
+        result["admin_rotation"] = self.admin_rotation(first, second)
         log(f"real Harbor: {result}")
         return result
+
+    def admin_rotation(self, first: str, second: str) -> dict:
+        """harborAdminPassword set on the running cluster (harbor_api_check.rotate_admin through the VIP, from this
+        machine as `pulumi up` would), then what uses the admin or its objects: docker login with the new password
+        and not the old one, the robot made before pulling again, the provider's objects made with the new one."""
+        new = f"Rotated{int(time.time())}Pw"
+        url = f"https://{self.vip}"
+        result = harbor_api_check.rotate_admin(url, self.ca, self.admin_password, new)
+        old, self.rotated_admin_password = self.admin_password, new
+        for name, password in (("docker_login_new", new), ("docker_login_old", old)):
+            try:
+                self.login(first, HOSTNAME, "admin", password)
+                result[name] = "logged in"
+            except RuntimeError as e:
+                result[name] = str(e)[-200:]
+        result["robot_pull_after"] = bool(self.robot) and self.pull_as(second, *self.robot)
+        result["api_objects_after"] = harbor_api_check.roundtrip({
+            "harbor_url": url, "harbor_username": "admin", "harbor_password": new, "harbor_ca_certificate": self.ca})
+        log(f"admin rotation: {result}")
+        return result
+
+    robot: Optional[tuple[str, str]] = None  #: the robot robot_pull made (name, secret)
+    rotated_admin_password = ""  #: the admin's password after admin_rotation (the stacks' adminPassword before)
 
     def cross_node_token(self, machine: str, issuer: str, other: str, password: str) -> bool:
         """A pull token from the token service of the node at `issuer` opens a manifest on the node at `other`."""
@@ -923,13 +947,18 @@ class HostLab:
             log(f"robot creation: {code} {text[:300]}")
             return False
         robot = json.loads(text)
+        self.robot = (robot["name"], robot["secret"])
+        return self.pull_as(machine, *self.robot)
+
+    def pull_as(self, machine: str, user: str, password: str) -> bool:
+        """docker login as `user` on `machine` and a pull of the probe image through the VIP."""
         try:
             ssh(machine, f"docker logout {HOSTNAME} >/dev/null")
-            self.login(machine, HOSTNAME, robot["name"], robot["secret"])
+            self.login(machine, HOSTNAME, user, password)
             self.pulled_digest(machine, f"{HOSTNAME}/library/hostlab-probe:vip")
             return True
         except RuntimeError as e:
-            log(f"robot pull: {e}")
+            log(f"pull as {user}: {e}")
             return False
     def old_registry(self, machine: str) -> str:
         """An old registry to migrate from: Debian's docker-registry (CNCF distribution 2.8) on `machine`, on its
@@ -1283,6 +1312,14 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
     docker_order = {n: shape is S3 or lab.docker_after_mount(n) for n in nodes}
     log(f"{shape.name}: reboot of {len(shape.machines)} hosts: back in {reboot_s:.1f} s; inactive "
         f"{bad_after_reboot or 'none'}; docker after the data mount: {docker_order}")
+    if "harbor" in report and "admin_rotation" in report["harbor"]:
+        # core starts again with harbor.yml's initial password in its environment: the rotated one must stay.
+        rotation = report["harbor"]["admin_rotation"]
+        url = f"https://{lab.vip}"
+        rotation["after_reboot"] = {
+            "new_status": harbor_api_check.logs_in(url, lab.ca, lab.rotated_admin_password),
+            "initial_status": harbor_api_check.logs_in(url, lab.ca, lab.admin_password)}
+        log(f"{shape.name}: admin password after the reboot: {rotation['after_reboot']}")
     if patroni:
         dbs, dsn = shape.roles["postgres"], report["patroni"]["dsn"]
         members = lab.wait_cluster(dbs, 180)
@@ -1359,7 +1396,8 @@ def harbor_ok(result: Optional[dict]) -> bool:
                 and result["migration"].get("tags", 0) > 0
                 and result["migration"]["verified_equal"] == result["migration"]["tags"]
                 and result["migration"]["differences_found"] == 1
-                and not any(result["contract"].values()))
+                and not any(result["contract"].values())
+                and (result["admin_rotation"].get("new_status"), result["admin_rotation"].get("old_status")) == (200, 401))
 
 
 def storage_ok(result: Optional[dict]) -> bool:

@@ -24,24 +24,30 @@ KEY = host_lab.ROOT / "id_ed25519"
 pytestmark = pytest.mark.operator_hosts
 
 
+def booted_lab(work: Path, shape: host_lab.Shape, hosts: int) -> host_lab.HostLab:
+    """`hosts` booted hosts with `shape`'s stand-ins (the caller brings them down) and an LB certificate of 90 days:
+    the lab's own lives 2 days, which status rightly reports as due for renewal."""
+    lab = host_lab.HostLab(work)
+    ca, cert, key = lab_certs.ca_and_server(host_lab.HOSTNAME, [host_lab.HOSTNAME, lab.vip], days=90)
+    lab.ca, lab.tls = ca.decode(), {"tlsCertificate": cert.decode(), "tlsPrivateKey": key.decode()}
+    lab.replay.parallel = shape.parallel
+    lab.boot(hosts)
+    lab.prepare_standins(shape)
+    return lab
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """Three booted hosts of the dev shape with the lab's stand-ins, brought down at the end (also on failure)."""
-    lab = host_lab.HostLab(tmp_path_factory.mktemp("operator-lab"))
-    # The lab's LB certificate lives 2 days, which status rightly reports as due for renewal: 90 days here.
-    ca, cert, key = lab_certs.ca_and_server(host_lab.HOSTNAME, [host_lab.HOSTNAME, lab.vip], days=90)
-    lab.ca, lab.tls = ca.decode(), {"tlsCertificate": cert.decode(), "tlsPrivateKey": key.decode()}
     try:
-        lab.boot(3)
-        lab.prepare_standins(host_lab.DEV)
-        yield lab
+        yield booted_lab(tmp_path_factory.mktemp("operator-lab"), host_lab.DEV, 3)
     finally:
         host_lab.down()
 
 
-def stack_file(lab: host_lab.HostLab, folder: Path, **host_keys: str) -> Path:
-    """The dev shape as a stack file (with the deploy key set as a secret), host keys replaced as given."""
-    values = lab.values(host_lab.DEV)
+def stack_file(lab: host_lab.HostLab, folder: Path, shape: host_lab.Shape = host_lab.DEV, **host_keys: str) -> Path:
+    """`shape` as a stack file (with the deploy key set as a secret), host keys replaced as given."""
+    values = lab.values(shape)
     for host in values["hosts"]:
         host["hostKey"] = host_keys.get(host["name"], host["hostKey"])
     config = {f"harbor-ha:{k}": v for k, v in values.items()}
@@ -70,6 +76,14 @@ def wait_status(stack: Path, wanted: int, limit: float) -> tuple[dict, float]:
         time.sleep(3)
 
 
+def print_checks(doc: dict, *, failed_only: bool = False) -> None:
+    """status.py's checks (its --json document), one line each as it prints them."""
+    for check in doc["checks"]:
+        if not (failed_only and check["ok"]):
+            print(f"  {'ok  ' if check['ok'] else 'FAIL'} {check['role']} {check['host']} {check['check']}: "
+                  f"{check['detail']}")
+
+
 def test_preflight_passes_on_the_fresh_hosts_and_names_a_wrong_host_key(lab, tmp_path):
     rc, doc, elapsed = run("preflight.py", stack_file(lab, tmp_path))
     print(f"preflight, 3 fresh hosts: exit {rc} in {elapsed:.1f} s; "
@@ -88,9 +102,7 @@ def test_status_is_healthy_once_deployed_and_names_a_dead_node(lab, tmp_path):
     assert all(r.rc == 0 for r in result.ran), [r.name for r in result.ran if r.rc != 0]
     doc, waited = wait_status(stack, 0, 90)
     print(f"status after the deploy: healthy={doc['healthy']} after {waited:.1f} s, {len(doc['checks'])} checks")
-    for check in doc["checks"]:
-        print(f"  {'ok  ' if check['ok'] else 'FAIL'} {check['role']} {check['host']} {check['check']}: "
-              f"{check['detail']}")
+    print_checks(doc)
     assert doc["healthy"], [c for c in doc["checks"] if not c["ok"]]
 
     host_lab.debhosts("kill", host_lab.MACHINES["node2"])

@@ -78,3 +78,21 @@ def test_a_tag_changed_on_the_source_after_the_migration_is_reported_as_a_differ
 def test_the_providers_contract_tests_hold_against_real_harbor(report):
     """tests/support/harbor_contract.py, the cases test_harbor_provider_crud.py runs against the emulator."""
     assert report["harbor"]["contract"] == {name: [] for name in harbor_contract.CASES}
+
+
+def test_admin_password_rotation_takes_effect_keeps_robots_and_objects_working_and_survives_a_reboot(report):
+    # harbor_api_check.rotate_admin: harborAdminPassword set on the running cluster through the VIP.
+    rotation = report["harbor"]["admin_rotation"]
+    print(f"admin rotation: {rotation['rotate_s']} s, {rotation['rotate_writes']} write(s); new password "
+          f"{rotation['new_status']}, old {rotation['old_status']}; next run {rotation['second_run']}; after the "
+          f"reboot {rotation.get('after_reboot')}; wrong current password: {rotation['wrong_current_error']}")
+    assert rotation["create_writes"] == 0  # the generated password is the one the nodes installed
+    assert (rotation["rotate_writes"], rotation["new_status"], rotation["old_status"]) == (1, 200, 401), rotation
+    assert rotation["docker_login_new"] == "logged in" and rotation["docker_login_old"] != "logged in", rotation
+    assert rotation["robot_pull_after"]
+    assert rotation["api_objects_after"]["kinds"] == 4 and rotation["api_objects_after"]["second_run_writes"] == 0
+    assert rotation["second_run"] == {"read_equals_state": True, "diff_changes": False, "writes": 0}
+    error = rotation["wrong_current_error"] or ""
+    assert "accepts none of the admin passwords" in error and "harborAdminPassword" in error, error
+    assert rotation["after_fix"] == {"writes": 0, "status": 200}
+    assert rotation["after_reboot"] == {"new_status": 200, "initial_status": 401}

@@ -1,6 +1,7 @@
 """scripts/status.py's reading of what a host's checks printed (pure): Harbor's health answer, Redis's replication
-info (with the carriage returns redis-cli prints), the LB certificate's expiry. The checks run against real hosts in
-tests/hosts/test_operator_hosts.py."""
+info (with the carriage returns redis-cli prints), the LB certificate's expiry, Patroni's member list and the
+leader's replication streams, the sentinels' answers. The checks run against real hosts in
+tests/hosts/test_operator_hosts.py and tests/hosts/test_operator_patroni_hosts.py."""
 
 from __future__ import annotations
 
@@ -19,6 +20,26 @@ NOW = datetime(2026, 12, 5, tzinfo=UTC)
 def _cfg():
     values, secrets = load_stack_file(str(ROOT / "Pulumi.dev.yaml"))
     return parse_cluster_config(values, secrets_present=secrets)
+
+
+def _patroni_cfg():
+    """Pulumi.prod.yaml (Redis Sentinel on redis1..3) with PostgreSQL under Patroni on those three hosts too."""
+    values, secrets = load_stack_file(str(ROOT / "Pulumi.prod.yaml"))
+    values["roles"] = {**values["roles"], "postgres": ["redis1", "redis2", "redis3"]}
+    values["postgres"] = {"mode": "patroni", "vip": {"address": "10.20.0.50", "interface": "ens3"},
+                          "synchronous": "strict"}
+    return parse_cluster_config(values, secrets_present=secrets)
+
+
+# `patronictl list -f json` as Patroni 3.0.2 writes it (patroni/ctl.py output_members, print_output: empty fields are
+# left out, so the leader has no lag; a member without a WAL position has the lag "unknown").
+MEMBERS = [{"Cluster": "harbor", "Member": "redis1", "Host": "10.20.0.21", "Role": "Leader", "State": "running",
+            "TL": 1},
+           {"Cluster": "harbor", "Member": "redis2", "Host": "10.20.0.22", "Role": "Sync Standby",
+            "State": "running", "TL": 1, "Lag in MB": 0},
+           {"Cluster": "harbor", "Member": "redis3", "Host": "10.20.0.23", "Role": "Replica", "State": "running",
+            "TL": 1, "Lag in MB": 0}]
+QUORUM = "OK 3 usable Sentinels. Quorum and failover authorization can be reached"
 
 
 def _line(name: str, rc: int, text: str) -> str:
@@ -65,8 +86,7 @@ def test_the_host_script_passes_shellcheck_and_carries_no_secret():
 
     from tests.support import tool
 
-    cfg = _cfg()
-    script = "".join(host_script(cfg, h) for h in cfg.hosts)
+    script = "".join(host_script(cfg, h) for cfg in (_cfg(), _patroni_cfg()) for h in cfg.hosts)
     done = subprocess.run([tool("shellcheck") or "shellcheck", "-s", "bash", "-S", "warning", "-"], input=script,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout
@@ -83,3 +103,42 @@ def test_the_last_backup_is_healthy_while_younger_than_36_hours():
     info[0]["backup"] = info[0]["backup"][1:]
     old = judge_host(cfg, cfg.host("data1"), _line("backup", 0, json.dumps(info)), NOW)
     assert [c.ok for c in old if c.check == "last-backup"] == [False]
+
+
+def test_patroni_members_their_lag_the_leaders_streams_and_the_sentinels_agreeing_read_as_healthy():
+    cfg = _patroni_cfg()
+    members = json.dumps(MEMBERS)
+    sentinel = [_line("sentinel", 0, "10.20.0.21\n6379"), _line("sentinel-quorum", 0, QUORUM)]
+    streams = "redis2|streaming|sync\nredis3|streaming|async"
+    outs = {"redis1": [_line("patroni", 0, members), _line("streams", 0, streams),
+                       _line("redis", 0, "role:master\r\nconnected_slaves:2"), *sentinel],
+            **{h: [_line("patroni", 0, members), _line("streams", 0, ""),
+                   _line("redis", 0, "role:slave\r\nmaster_host:10.20.0.21\r\nmaster_link_status:up"), *sentinel]
+               for h in ("redis2", "redis3")}}
+    checks = [c for h, lines in outs.items() for c in judge_host(cfg, cfg.host(h), "\n".join(lines), NOW)]
+    checks += cluster_checks(cfg, checks)
+    detail = {(c.host, c.check): (c.ok, c.detail) for c in checks if c.role in ("patroni", "sentinel")}
+    assert detail[("redis1", "patroni")] == (True, "Leader running, timeline 1")
+    assert detail[("redis3", "patroni")] == (True, "Replica running, lag 0 MB")
+    assert detail[("redis1", "replication")] == (True, "redis2 streaming sync, redis3 streaming async")
+    assert detail[("cluster", "patroni-leader")] == (True, "leader: redis1; synchronous standby: redis2")
+    assert detail[("cluster", "sentinels-agree")] == (
+        True, "sentinels name 10.20.0.21:6379; the master is 10.20.0.21:6379")
+
+
+def test_a_stopped_member_a_replica_not_streaming_and_a_sentinel_naming_another_master_are_unhealthy():
+    cfg = _patroni_cfg()
+    members = [*MEMBERS[:2], {**MEMBERS[2], "State": "stopped", "Lag in MB": "unknown"}]
+    leader = judge_host(cfg, cfg.host("redis1"), "\n".join([
+        _line("patroni", 0, json.dumps(members)), _line("streams", 0, "redis2|streaming|sync"),
+        _line("redis", 0, "role:master"), _line("sentinel", 0, "10.20.0.21\n6379"),
+        _line("sentinel-quorum", 0, QUORUM)]), NOW)
+    stale = judge_host(cfg, cfg.host("redis3"), "\n".join([
+        _line("patroni", 0, json.dumps(members)), _line("sentinel", 0, "10.20.0.22\n6379"),
+        _line("sentinel-quorum", 1, "NOQUORUM 1 usable Sentinels.")]), NOW)
+    bad = {(c.host, c.check): c.detail for c in [*leader, *stale, *cluster_checks(cfg, [*leader, *stale])]
+           if not c.ok}
+    assert bad[("redis1", "replication")] == "redis2 streaming sync, redis3 not streaming"
+    assert bad[("redis3", "patroni")] == "Replica stopped, lag unknown"
+    assert bad[("redis3", "sentinel")] == "master 10.20.0.22:6379; NOQUORUM 1 usable Sentinels."
+    assert bad[("cluster", "sentinels-agree")].startswith("sentinels name 10.20.0.21:6379, 10.20.0.22:6379")
