@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from labs.hosts import host_lab
+from labs.hosts import gc_drill, host_lab, upgrade_drill
 from labs.hosts.host_lab import DEV, HOSTNAME, MACHINES, HostLab, debhosts, log, ssh
 from scripts import drills as drill_figures
 from scripts.drills import https_args
@@ -75,13 +75,13 @@ class HarborDrills:
         self.notes: dict[str, bool] = {}  #: unit -> it was active again before the lab's own start
 
     # ------------------------------------------------------------------------------------------------ lab
-    def bring_up(self) -> dict:
+    def bring_up(self, version: Optional[str] = None) -> dict:
         """New hosts each run: a second run's lab makes new cluster keys, which the harbor-node role rightly refuses
         to write over the first run's on the shared volume (components/host/lib.sh write_once)."""
         t0 = time.monotonic()
         self.lab.boot(len(DEV.machines))
         self.lab.prepare_standins(DEV)
-        first = self.lab.up(self.lab.values(DEV))
+        first = self.lab.up(self.lab.values(DEV, version=version))
         bad = self.lab.wait_active(WHOLE_TIMEOUT_S) if first.ok else {"apply": ["failed"]}
         ssh(self.client, "cat > /tmp/hha-drill-ca.pem", input=self.lab.ca)
         ssh(self.client, "cat > /tmp/ha_client.py", input=CLIENT_PY.read_text())
@@ -176,11 +176,12 @@ class HarborDrills:
         return counts
 
     # ------------------------------------------------------------------------------------------------ drill
-    def start_workload(self, name: str) -> subprocess.Popen:
-        """The client on data1 through the VIP; Harbor's admin password goes over stdin, never a command line."""
+    def start_workload(self, name: str, *extra: str) -> subprocess.Popen:
+        """The client on data1 through the VIP; Harbor's admin password goes over stdin, never a command line. `extra`:
+        further `workload` options (a later --count replaces the default)."""
         stop = f"/tmp/hha-drill-{name}.stop"
         args = https_args(["workload", self.lab.vip, "--repo", f"library/drill-{name.replace('_', '-')}",
-                           "--count", "100000", "--duration", f"{MAX_LOAD_S:.0f}", "--stop-file", stop],
+                           "--count", "100000", "--duration", f"{MAX_LOAD_S:.0f}", "--stop-file", stop, *extra],
                           443, HOSTNAME)
         command = (f"rm -f {stop}; IFS= read -r HARBOR_PASSWORD; export HARBOR_PASSWORD HARBOR_USER=admin "
                    f'HA_CA_PEM="$(cat /tmp/hha-drill-ca.pem)"; exec python3 /tmp/ha_client.py {shlex.join(args)}')
@@ -263,14 +264,21 @@ def run_drills(json_path: Path, *, keep: bool = False, only: Optional[list[str]]
                                       "standins": ["NFS (bind mount)", "Harbor's portal (placeholder page)"]}}
     lab = HostLab(host_lab.ROOT / "lab", "real")
     hd = HarborDrills(lab)
+    upgrade = not only or "upgrade" in only
     try:
-        report["lab"].update(hd.bring_up())
+        # With the upgrade the cluster starts on its from-version; the other drills then run on the upgraded one.
+        report["lab"].update(hd.bring_up(upgrade_drill.prepare(lab) if upgrade else None))
+        if report["lab"]["apply_ok"] and not report["lab"]["inactive"] and upgrade:
+            report["upgrade"] = upgrade_drill.run(hd)
+            json_path.write_text(json.dumps(report, indent=2) + "\n")
         if report["lab"]["apply_ok"] and not report["lab"]["inactive"]:
             for drill in hd.drills():
                 if not only or drill.name in only:
                     report[drill.name] = hd.run(drill)
                     # each drill's figures on disk as soon as it ends: a run stopped later keeps them
                     json_path.write_text(json.dumps(report, indent=2) + "\n")
+            if not only or "gc" in only:
+                report["gc"] = gc_drill.run(hd)
     finally:
         report["lab"]["seconds"] = round(time.monotonic() - t0, 1)
         json_path.write_text(json.dumps(report, indent=2) + "\n")
