@@ -14,6 +14,11 @@ Figures per drill: ops and failed ops (after their retries), retried ops, the lo
 `recovered_ms` (fault to the first successful push or pull that started after the fault and after every failed one:
 what the client sees), `healthy_ms` (fault to the whole cluster healthy again: the operator's view), images lost and
 corrupted (0 is the bar). Jobs are not measured here (no replication is configured in this lab): `jobs_lost` is None.
+
+Beside the fault drills (each in a module of its own): `upgrade` first (the cluster comes up on Harbor 2.14.2 and the
+program upgrades it to 2.15.2 under the workload, upgrade_drill.py), `gc` after the faults (a GC schedule from the
+stack while pushes continue, gc_drill.py), `upgrade_rollback` last (the restore of the dump taken before the
+migration, back to 2.14.2).
 """
 
 from __future__ import annotations
@@ -180,11 +185,16 @@ class HarborDrills:
         """The client on data1 through the VIP; Harbor's admin password goes over stdin, never a command line. `extra`:
         further `workload` options (a later --count replaces the default)."""
         stop = f"/tmp/hha-drill-{name}.stop"
-        args = https_args(["workload", self.lab.vip, "--repo", f"library/drill-{name.replace('_', '-')}",
-                           "--count", "100000", "--duration", f"{MAX_LOAD_S:.0f}", "--stop-file", stop, *extra],
-                          443, HOSTNAME)
-        command = (f"rm -f {stop}; IFS= read -r HARBOR_PASSWORD; export HARBOR_PASSWORD HARBOR_USER=admin "
-                   f'HA_CA_PEM="$(cat /tmp/hha-drill-ca.pem)"; exec python3 /tmp/ha_client.py {shlex.join(args)}')
+        ssh(self.client, f"rm -f {stop}")
+        return self.client_process(["workload", self.lab.vip, "--repo", f"library/drill-{name.replace('_', '-')}",
+                                    "--count", "100000", "--duration", f"{MAX_LOAD_S:.0f}", "--stop-file", stop,
+                                    *extra])
+
+    def client_process(self, args: list[str]) -> subprocess.Popen:
+        """scripts/drills/ha_client.py ARGS on data1, over TLS to HOSTNAME at the VIP, as Harbor's admin."""
+        command = ("IFS= read -r HARBOR_PASSWORD; export HARBOR_PASSWORD HARBOR_USER=admin "
+                   'HA_CA_PEM="$(cat /tmp/hha-drill-ca.pem)"; '
+                   f"exec python3 /tmp/ha_client.py {shlex.join(https_args(args, 443, HOSTNAME))}")
         proc = subprocess.Popen(["ssh", "-F", str(host_lab.ROOT / "ssh_config"), self.client, command],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stdin is not None
@@ -279,6 +289,9 @@ def run_drills(json_path: Path, *, keep: bool = False, only: Optional[list[str]]
                     json_path.write_text(json.dumps(report, indent=2) + "\n")
             if not only or "gc" in only:
                 report["gc"] = gc_drill.run(hd)
+            if upgrade and "upgrade" in report:
+                # last: the cluster goes back to the upgrade's from-version
+                report["upgrade_rollback"] = upgrade_drill.rollback(hd, report["upgrade"])
     finally:
         report["lab"]["seconds"] = round(time.monotonic() - t0, 1)
         json_path.write_text(json.dumps(report, indent=2) + "\n")

@@ -14,8 +14,10 @@ node and the schema version inside it is the one before the migration (a dump ta
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any, Optional
 
 from labs.harbor import build_installer
@@ -51,6 +53,23 @@ def schema_version(node: str) -> Optional[int]:
     out = ssh(MACHINES[node], f"set -a; . {NODE_ENV}; psql -XAtq -c 'SELECT version FROM schema_migrations'",
               check=False, timeout=60)
     return int(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip().isdigit() else None
+
+
+def dump_times(node: str, name: str) -> tuple[float, float]:
+    """(start, end) epoch of the dump BACKUP_DIR/name: the UTC stamp in its name (taken as pg_dump started), its
+    mtime (written when it ended)."""
+    start = datetime.strptime(name.rsplit("-", 1)[1].removesuffix(".dump"), "%Y%m%dT%H%M%SZ")
+    end = ssh(MACHINES[node], f"stat -c %Y {BACKUP_DIR}/{name}", timeout=60).stdout.strip()
+    return start.replace(tzinfo=UTC).timestamp(), float(end)
+
+
+def split_by_backup(out: dict, start: float, end: float) -> tuple[dict[str, str], dict[str, str]]:
+    """The images the workload pushed ({tag: digest}) whose push ended before the dump started, and those whose push
+    started after it ended (pure); pushes that overlapped it are in neither."""
+    ends = {o["ref"]: (o["start"], o["end"]) for o in out.get("ops", []) if o["op"] == "push" and o["ok"]}
+    pushed = out.get("pushed", {})
+    return ({t: d for t, d in pushed.items() if t in ends and ends[t][1] < start},
+            {t: d for t, d in pushed.items() if t in ends and ends[t][0] > end})
 
 
 def dump_schema_versions(node: str) -> dict[str, Optional[int]]:
@@ -104,7 +123,57 @@ def run(hd: HarborDrills) -> dict[str, Any]:
         return {"ok": False, "error": out["error"], **facts}
     result = summary_figures("upgrade", out, t_start, healthy_s)
     result.update(facts)
+    if facts["backup_before"]:
+        name = next(n for n, v in dumps.items() if v == schema_before)
+        before, after = split_by_backup(out, *dump_times(first, name))
+        # what a roll back by restore keeps and loses (rollback() below)
+        result["images"] = {"backup": name, "before_backup": before, "after_backup": after}
     result["ok"] = bool(result["ok"] and applied.ok and one == {"from": f"v{UPGRADE_FROM}", "to": f"v{UPGRADE_TO}"}
                         and facts["backup_before"])
     log(f"upgrade: {result}")
+    return result
+
+
+def verify_images(hd: HarborDrills, pushed: dict[str, str]) -> dict:
+    """The drills' client on data1 pulls back `pushed` ({tag: digest}) from library/drill-upgrade."""
+    ssh(hd.client, "cat > /tmp/hha-drill-verify.json", input=json.dumps(pushed))
+    proc = hd.client_process(["verify", hd.lab.vip, "--repo", "library/drill-upgrade",
+                              "--pushed", "/tmp/hha-drill-verify.json"])
+    out, err = proc.communicate(timeout=1200)
+    try:
+        return {k: v for k, v in json.loads(out).items() if k != "checks"}
+    except ValueError:
+        return {"error": f"client exit {proc.returncode}: {err[-300:]}"}
+
+
+STOP_HARBOR = 'set -e; set -a; . /etc/harbor-ha/env/harbor-node.env; cd "$INSTALL_DIR"; docker-compose down'
+RESTORE = ("set -e; set -a; . /etc/harbor-ha/env/harbor-node.env; set +a; "
+           "pg_restore --clean --if-exists --no-owner --single-transaction -d \"$PGDATABASE\" {dump}")
+
+
+def rollback(hd: HarborDrills, upgrade: dict) -> dict[str, Any]:
+    """A failed upgrade's way back, as docs/operations/upgrade.md tells the operator: Harbor stopped on every node,
+    the dump taken before the migration restored, `harbor.version` set back and applied. The images pushed before
+    the dump must be readable again; those pushed after it are what a restore loses (counted)."""
+    images = upgrade.get("images")
+    if not images:
+        return {"ok": False, "error": "the upgrade left no dump of before its migration"}
+    lab, first = hd.lab, DEV.roles["harborNodes"][0]
+    t0 = time.time()
+    for node in DEV.roles["harborNodes"]:
+        ssh(MACHINES[node], STOP_HARBOR, timeout=600)
+    ssh(MACHINES[first], RESTORE.format(dump=f"{BACKUP_DIR}/{images['backup']}"), timeout=600)
+    schema_restored = schema_version(first)
+    applied = lab.up(lab.values(DEV, version=UPGRADE_FROM))
+    healthy_s = hd.wait_whole("after the roll back", t0) if applied.ok else None
+    versions = core_versions()
+    before, after = verify_images(hd, images["before_backup"]), verify_images(hd, images["after_backup"])
+    result = {"apply_ok": applied.ok, "schema_restored": schema_restored, "versions": versions,
+              "down_to_healthy_s": healthy_s, "before_backup": len(images["before_backup"]),
+              "before_backup_readable": before.get("ok"), "before_backup_corrupted": before.get("corrupted"),
+              "after_backup": len(images["after_backup"]), "after_backup_readable": after.get("ok")}
+    result["ok"] = bool(applied.ok and healthy_s is not None and set(versions.values()) == {f"v{UPGRADE_FROM}"}
+                        and before.get("ok") == len(images["before_backup"]) > 0
+                        and before.get("corrupted") == 0)
+    log(f"upgrade rollback: {result}")
     return result

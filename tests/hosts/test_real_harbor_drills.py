@@ -50,3 +50,11 @@ def test_a_gc_schedule_from_the_stack_runs_once_for_the_cluster_and_frees_the_de
     assert result["runs"] == 1 and result["run_status"] == ["Success"], result
     assert result["freed_bytes"] > 0 and result["victim_blobs_left"] == 0, result
     assert result.get("images_pushed") and (result["images_lost"], result["images_corrupted"]) == (0, 0), result
+
+
+def test_a_roll_back_by_restoring_the_dump_brings_back_the_old_version_and_every_image_pushed_before_it(report):
+    """labs/hosts/upgrade_drill.py rollback, the last step: Harbor stopped on both nodes, the dump restored,
+    `harbor.version` 2.14.2 applied again."""
+    result = report["upgrade_rollback"]
+    assert result["apply_ok"] and set(result["versions"].values()) == {"v2.14.2"}, result
+    assert result["before_backup"] and result["before_backup_readable"] == result["before_backup"], result

@@ -60,3 +60,13 @@ def test_gc_figures_count_only_the_victims_blobs_that_are_gone_and_runs_since_th
     at_1527, at_1538 = 1796484420.0, 1796485080.0  # 2026-12-05 15:27 and 15:38 UTC
     assert [h["id"] for h in runs_since(history, at_1527)] == [1, 2, 3]
     assert [h["id"] for h in runs_since(history, at_1538)] == [2, 3]
+
+
+def test_a_roll_back_expects_back_only_the_images_whose_push_ended_before_the_dump_started():
+    from labs.hosts.upgrade_drill import split_by_backup
+    out = {"pushed": {"a": "sha256:a", "b": "sha256:b", "c": "sha256:c", "d": "sha256:d"},
+           "ops": [op("push", 10, 20) | {"ref": "a"}, op("push", 25, 35) | {"ref": "b"},
+                   op("push", 45, 50) | {"ref": "c"}, op("pull", 51, 52) | {"ref": "a"},
+                   op("push", 60, 61, ok=False) | {"ref": "e"}, op("push", 70, 71) | {"ref": "d"}]}
+    # the dump ran from 30 to 40: b overlapped it
+    assert split_by_backup(out, 30.0, 40.0) == ({"a": "sha256:a"}, {"c": "sha256:c", "d": "sha256:d"})
