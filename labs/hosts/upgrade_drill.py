@@ -125,12 +125,12 @@ def run(hd: HarborDrills) -> dict[str, Any]:
     result.update(facts)
     if facts["backup_before"]:
         name = next(n for n, v in dumps.items() if v == schema_before)
-        before, after = split_by_backup(out, *dump_times(first, name))
+        kept, lost = split_by_backup(out, *dump_times(first, name))
         # what a roll back by restore keeps and loses (rollback() below)
-        result["images"] = {"backup": name, "before_backup": before, "after_backup": after}
+        result["images"] = {"backup": name, "before_backup": kept, "after_backup": lost}
     result["ok"] = bool(result["ok"] and applied.ok and one == {"from": f"v{UPGRADE_FROM}", "to": f"v{UPGRADE_TO}"}
                         and facts["backup_before"])
-    log(f"upgrade: {result}")
+    log(f"upgrade: { {k: v for k, v in result.items() if k != 'images'} }")
     return result
 
 
