@@ -480,6 +480,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.add_argument("host")
     s.add_argument("--repo", required=True)
     s.add_argument("--pushed", required=True, help="JSON file: {tag: manifest digest}")
+    s.add_argument("--attempts", type=int, default=3, help="tries per image (1: images expected gone cost one try)")
     s = sub.add_parser("blob", parents=[https])
     s.add_argument("host")
     s.add_argument("--repo", required=True)
@@ -505,7 +506,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         out = pull(a.host, a.repo, a.tag)
     elif a.mode == "verify":
         with open(a.pushed) as f:
-            checks = verify_images(a.host, a.repo, json.load(f), 3, 2.0)
+            checks = verify_images(a.host, a.repo, json.load(f), a.attempts, 2.0)
         out = {"checks": checks, **{state: sum(1 for c in checks if c["state"] == state)
                                     for state in ("ok", "lost", "corrupted")}}
     elif a.mode == "blob":
