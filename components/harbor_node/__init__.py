@@ -28,6 +28,11 @@ JOBSERVICE_SECRET_PATH = "/etc/harbor-ha/harbor/jobservice_secret"
 TRIVY_LOCAL_DIR = "/var/lib/harbor-ha/trivy-adapter"
 # Seconds a draining node waits, its proxy stopped, for requests in flight before its containers are recreated.
 DRAIN_SECONDS = 5
+# Harbor's database login for the node's own psql and pg_dump (the schema check and the backup before a migration):
+# a libpq password file, so the password is in no command line and no environment.
+PGPASS_PATH = "/etc/harbor-ha/harbor/pgpass"
+# Where a node keeps the dump of Harbor's database it takes before its new version migrates the schema.
+UPGRADE_BACKUP_DIR = "/var/backups/harbor-ha"
 
 
 def installer_name(version: str) -> str:
@@ -90,6 +95,15 @@ def storage_service(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict:
             "redirect": {"disable": not s3.redirect}}
 
 
+def pgpass_line(cfg: ClusterConfig, password: str) -> str:
+    """Harbor's database login as one line of a libpq password file (pure): `:` and `\\` escaped as libpq reads
+    them."""
+    def esc(value: str) -> str:
+        return value.replace("\\", "\\\\").replace(":", "\\:")
+    pg = cfg.postgres
+    return ":".join(esc(v) for v in (cfg.db_endpoint, str(pg.port), pg.database, pg.user, password)) + "\n"
+
+
 def harbor_yml_data(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict:
     """harbor.yml as data (pure): the installer's template keys, external DB/Redis, TLS from the LB to the node and
     from the node to PostgreSQL."""
@@ -111,7 +125,6 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict:
         # prepare switches the URLs to rediss:// (rediss+sentinel://: the sentinels too) and reads rootCA, which
         # may be empty (the system CAs) but must be there (make/photon/prepare/utils/configs.py).
         redis["tlsOptions"] = {"enable": True, "rootCA": REDIS_CA_PATH if cfg.redis.ca_certificate else None}
-    pg = cfg.postgres
     return {
         "hostname": h.hostname,
         # The LB re-encrypts to the nodes: Harbor's own nginx serves the cluster CA's node certificate (prepare
@@ -132,7 +145,7 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict:
             # address against the trusted CAs, where storage_service.ca_bundle below puts the cluster CA. In patroni
             # mode the address is the database VIP, which every member's certificate carries. An external server:
             # postgres.sslMode, its CA in the ca_bundle (TRUSTED_CAS_PATH).
-            "ssl_mode": pg.ssl_mode if pg.external else "verify-full",
+            "ssl_mode": harbor_yml_ssl_mode(cfg),
             "max_idle_conns": min(10, h.db_max_open_conns),
             "max_open_conns": h.db_max_open_conns,
         }},
@@ -160,6 +173,11 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict:
         # The installer's config schema version: x.y.0 for every x.y.z release.
         "_version": f"{major}.{minor}.0",
     }
+
+
+def harbor_yml_ssl_mode(cfg: ClusterConfig) -> str:
+    """Harbor's sslmode: postgres.sslMode for an external server, else verify-full (our servers' certificates)."""
+    return cfg.postgres.ssl_mode if cfg.postgres.external else "verify-full"
 
 
 def render_harbor_yml(cfg: ClusterConfig, secrets: dict[str, str]) -> str:
@@ -199,6 +217,17 @@ def node_env(cfg: ClusterConfig) -> FileSpec:
         # A drained node waits this long once healthy before the next node's apply drains (harbor-node.sh).
         "LB_FAIL_TIMEOUT": str(cfg.lb.fail_timeout),
         "START_UNIT": START_UNIT,
+        # libpq's own variables for the schema check and the backup before a migration (harbor-node.sh), the same
+        # server, database, user and TLS checks as Harbor's core.
+        "PGHOST": cfg.db_endpoint,
+        "PGPORT": str(cfg.postgres.port),
+        "PGDATABASE": cfg.postgres.database,
+        "PGUSER": cfg.postgres.user,
+        "PGSSLMODE": harbor_yml_ssl_mode(cfg),
+        "PGSSLROOTCERT": TRUSTED_CAS_PATH if extra_trusted_cas(cfg) else CLUSTER_CA_PATH,
+        "PGPASSFILE": PGPASS_PATH,
+        "PGCONNECT_TIMEOUT": "10",
+        "UPGRADE_BACKUP_DIR": UPGRADE_BACKUP_DIR,
     })
 
 
@@ -281,6 +310,8 @@ def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
         # prepare refuses a ca_bundle that is neither owned by 10000 nor world-readable (utils/configs.py).
         FileSpec(path=CLUSTER_CA_PATH, render=lambda s: s["cluster_ca_certificate"],
                  needs=("cluster_ca_certificate",)),
+        FileSpec(path=PGPASS_PATH, render=lambda s: pgpass_line(cfg, s["db_password"]), needs=("db_password",),
+                 mode=0o600),
         FileSpec(path=SCANNER_PREFIX_PATH, render=lambda s: s["harbor_scanner_prefix"] + "\n",
                  needs=("harbor_scanner_prefix",), mode=0o600),
         # The secrets of Harbor's internal calls, which prepare also makes per node: harbor-node.sh puts them into

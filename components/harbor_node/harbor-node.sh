@@ -15,7 +15,8 @@ compose() {
 }
 
 ensure_packages() {
-  apt_install nfs-common docker.io curl python3
+  # postgresql-client: the schema check and the database backup before a migration (before_migration).
+  apt_install nfs-common docker.io curl python3 postgresql-client
   # Ubuntu packages Compose v2 as docker-compose-v2; Debian 12 has docker-compose (v1.29, which Harbor accepts).
   if apt-cache show docker-compose-v2 >/dev/null 2>&1; then
     apt_install docker-compose-v2
@@ -222,6 +223,51 @@ drain() {
   fi
 }
 
+# The schema version HARBOR_VERSION's core migrates the database to at start (golang-migrate, src/migration): the
+# highest number among the migration files of its image.
+schema_target() {
+  local files
+  files=$(docker run --rm --network none --entrypoint ls "goharbor/harbor-core:v$HARBOR_VERSION" \
+    /harbor/migrations/postgresql)
+  awk -F_ '/^[0-9]+_.*\.up\.sql$/ { v = $1 + 0; if (v > max) max = v } END { if (max) print max; else exit 1 }' \
+    <<<"$files" || die "no schema migrations in goharbor/harbor-core:v$HARBOR_VERSION"
+}
+
+# "VERSION DIRTY" (dirty: t or f) of Harbor's database schema; nothing before Harbor's first start made it.
+schema_state() {
+  local exists
+  exists=$(psql -XAtq -v ON_ERROR_STOP=1 -c "SELECT to_regclass('schema_migrations') IS NOT NULL")
+  [ "$exists" = t ] || return 0
+  psql -XAtq -v ON_ERROR_STOP=1 -F ' ' -c "SELECT version, dirty FROM schema_migrations"
+}
+
+# Before this node starts a Harbor version whose migrations the database has not had (the first node of an upgrade):
+# a dump of Harbor's database, the only way back once the schema has migrated (docs/operations/upgrade.md). A schema
+# newer than this version's migrations, or one a failed migration left dirty, stops the apply before anything changes.
+before_migration() {
+  local state current dirty target file
+  # libpq's settings from the role's env file: Harbor's server, database, user, TLS checks and password file.
+  export PGHOST PGPORT PGDATABASE PGUSER PGSSLMODE PGSSLROOTCERT PGPASSFILE PGCONNECT_TIMEOUT
+  state=$(schema_state)
+  [ -n "$state" ] || return 0
+  read -r current dirty <<<"$state"
+  [ "$dirty" = f ] || die "Harbor's database schema is marked dirty at version $current: a migration failed" \
+    "halfway; restore the backup taken before the upgrade (docs/operations/upgrade.md)"
+  target=$(schema_target)
+  if [ "$current" -gt "$target" ]; then
+    die "Harbor's database schema is at version $current, newer than the $target Harbor $HARBOR_VERSION" \
+      "migrates to: this version cannot start on it; going back is a restore of the backup taken before the" \
+      "upgrade (docs/operations/upgrade.md)"
+  fi
+  [ "$current" -lt "$target" ] || return 0
+  ensure_dir 0700 "$UPGRADE_BACKUP_DIR"
+  file="$UPGRADE_BACKUP_DIR/$PGDATABASE-schema$current-before-v$HARBOR_VERSION-$(date -u +%Y%m%dT%H%M%SZ).dump"
+  log "Harbor $HARBOR_VERSION migrates the database schema from $current to $target: backing it up first to $file"
+  (umask 077 && pg_dump -Fc -f "$file.part")
+  mv -f "$file.part" "$file"
+  log "database backed up before the migration: $file ($(stat -c %s "$file") bytes)"
+}
+
 # After a drained node is healthy again: the load balancers counted its refused connections while it restarted and
 # keep it out of rotation for LB_FAIL_TIMEOUT after the last one (nginx max_fails/fail_timeout). The next node's
 # apply (nodes go one after the other) must not drain before this one is back, or no node serves (502).
@@ -242,6 +288,8 @@ role_apply() {
   if [ "$WITH_TRIVY" = 1 ]; then trivy=(--with-trivy); fi
   desired=$(desired_configuration)
   if [ "$(cat "$(configured)" 2>/dev/null)" != "$desired" ] || [ ! -f "$INSTALL_DIR/docker-compose.yml" ]; then
+    # While this node's old containers still serve: a refused upgrade leaves it in rotation.
+    before_migration
     drain
     rm -f "$(configured)"
     (cd "$INSTALL_DIR" && ./prepare "${trivy[@]}")

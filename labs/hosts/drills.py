@@ -22,6 +22,12 @@ trigger) just before the fault, waits after the drill until the execution has en
 starts it once more (what its trigger does next: a schedule's next run, the operator's re-run); `jobs_lost` counts
 the images pushed before the start that the destination still lacks then, and an execution that never ends is a job
 lost too (each of its tasks still in progress, `execution_stuck`: nothing would ever end or retry them).
+
+
+Beside the fault drills (each in a module of its own): `upgrade` first (the cluster comes up on Harbor 2.14.2 and the
+program upgrades it to 2.15.2 under the workload, upgrade_drill.py), `gc` after the faults (a GC schedule from the
+stack while pushes continue, gc_drill.py), `upgrade_rollback` last (the restore of the dump taken before the
+migration, back to 2.14.2).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from labs.hosts import host_lab
+from labs.hosts import gc_drill, host_lab, upgrade_drill
 from labs.hosts.host_lab import DEV, HOSTNAME, MACHINES, HostLab, Shape, debhosts, log, ssh
 from scripts import drills as drill_figures
 from scripts.drills import https_args
@@ -88,6 +94,11 @@ def summary_figures(name: str, out: dict, t_fault: float, healthy_s: Optional[fl
         "errors": sorted({e[:140] for o in ops for e in o.get("errors", [])})[:8]}
     log(f"drill {name}: {result}")
     return result
+
+
+def drill_repo(name: str) -> str:
+    """The repository a drill's workload pushes to (and its replication copies)."""
+    return f"library/drill-{name.replace('_', '-')}"
 
 
 def pushed_before(out: dict, t: float) -> dict[str, str]:
@@ -188,14 +199,14 @@ class HarborDrills:
         self.replication = Replication(lab, self.client)
 
     # ------------------------------------------------------------------------------------------------ lab
-    def bring_up(self) -> dict:
+    def bring_up(self, version: Optional[str] = None) -> dict:
         """New hosts each run: a second run's lab makes new cluster keys, which the harbor-node role rightly refuses
         to write over the first run's on the shared volume (components/host/lib.sh write_once)."""
         t0 = time.monotonic()
         self.lab.boot(self.shape.boots)
         self.lab.replay.parallel = self.shape.parallel
         self.lab.prepare_standins(self.shape)
-        first = self.lab.up(self.lab.values(self.shape))
+        first = self.lab.up(self.lab.values(self.shape, version=version))
         bad = self.lab.wait_active(WHOLE_TIMEOUT_S) if first.ok else {"apply": ["failed"]}
         ssh(self.client, "cat > /tmp/hha-drill-ca.pem", input=self.lab.ca)
         ssh(self.client, "cat > /tmp/ha_client.py", input=CLIENT_PY.read_text())
@@ -310,14 +321,20 @@ class HarborDrills:
         return counts
 
     # ------------------------------------------------------------------------------------------------ drill
-    def start_workload(self, name: str, repo: str) -> subprocess.Popen:
-        """The client on data1 through the VIP; Harbor's admin password goes over stdin, never a command line."""
+    def start_workload(self, name: str, *extra: str) -> subprocess.Popen:
+        """The client on data1 through the VIP; Harbor's admin password goes over stdin, never a command line. `extra`:
+        further `workload` options (a later --count replaces the default)."""
         stop = f"/tmp/hha-drill-{name}.stop"
-        args = https_args(["workload", self.lab.vip, "--repo", repo,
-                           "--count", "100000", "--duration", f"{MAX_LOAD_S:.0f}", "--stop-file", stop],
-                          443, HOSTNAME)
-        command = (f"rm -f {stop}; IFS= read -r HARBOR_PASSWORD; export HARBOR_PASSWORD HARBOR_USER=admin "
-                   f'HA_CA_PEM="$(cat /tmp/hha-drill-ca.pem)"; exec python3 /tmp/ha_client.py {shlex.join(args)}')
+        ssh(self.client, f"rm -f {stop}")
+        return self.client_process(["workload", self.lab.vip, "--repo", drill_repo(name),
+                                    "--count", "100000", "--duration", f"{MAX_LOAD_S:.0f}", "--stop-file", stop,
+                                    *extra])
+
+    def client_process(self, args: list[str]) -> subprocess.Popen:
+        """scripts/drills/ha_client.py ARGS on data1, over TLS to HOSTNAME at the VIP, as Harbor's admin."""
+        command = ("IFS= read -r HARBOR_PASSWORD; export HARBOR_PASSWORD HARBOR_USER=admin "
+                   'HA_CA_PEM="$(cat /tmp/hha-drill-ca.pem)"; '
+                   f"exec python3 /tmp/ha_client.py {shlex.join(https_args(args, 443, HOSTNAME))}")
         proc = subprocess.Popen(["ssh", "-F", str(host_lab.ROOT / "ssh_config"), self.client, command],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stdin is not None
@@ -344,13 +361,13 @@ class HarborDrills:
         if ready is None:
             return {"ok": False, "error": "the cluster was not whole before the drill"}
         restarts_before = self.restarts()
-        repo = f"library/drill-{drill.name.replace('_', '-')}"
+        repo = drill_repo(drill.name)
         job_error, execution, jobs = None, None, None
         try:
             policy = self.replication.policy(repo)
         except JOB_ERRORS as e:
             policy, job_error = None, f"replication policy: {type(e).__name__}: {e}"
-        proc = self.start_workload(drill.name, repo)
+        proc = self.start_workload(drill.name)
         time.sleep(LEAD_S)
         if proc.poll() is not None:
             _out, err = proc.communicate(timeout=60)
@@ -426,14 +443,24 @@ def run_drills(json_path: Path, *, keep: bool = False, only: Optional[list[str]]
         "standins": ["NFS (bind mount)", "Harbor's portal (placeholder page)"]}}
     lab = HostLab(host_lab.ROOT / "lab", "real")
     hd = HarborDrills(lab, SHAPES[shape])
+    upgrade = not only or "upgrade" in only
     try:
-        report["lab"].update(hd.bring_up())
+        # With the upgrade the cluster starts on its from-version; the other drills then run on the upgraded one.
+        report["lab"].update(hd.bring_up(upgrade_drill.prepare(lab) if upgrade else None))
+        if report["lab"]["apply_ok"] and not report["lab"]["inactive"] and upgrade:
+            report["upgrade"] = upgrade_drill.run(hd)
+            json_path.write_text(json.dumps(report, indent=2) + "\n")
         if report["lab"]["apply_ok"] and not report["lab"]["inactive"]:
             for drill in hd.drills():
                 if not only or drill.name in only:
                     report[drill.name] = hd.run(drill)
                     # each drill's figures on disk as soon as it ends: a run stopped later keeps them
                     json_path.write_text(json.dumps(report, indent=2) + "\n")
+            if not only or "gc" in only:
+                report["gc"] = gc_drill.run(hd)
+            if upgrade and "upgrade" in report:
+                # last: the cluster goes back to the upgrade's from-version
+                report["upgrade_rollback"] = upgrade_drill.rollback(hd, report["upgrade"])
     finally:
         report["lab"]["seconds"] = round(time.monotonic() - t0, 1)
         json_path.write_text(json.dumps(report, indent=2) + "\n")

@@ -1397,7 +1397,8 @@ def harbor_ok(result: Optional[dict]) -> bool:
                 and result["migration"]["verified_equal"] == result["migration"]["tags"]
                 and result["migration"]["differences_found"] == 1
                 and not any(result["contract"].values())
-                and (result["admin_rotation"].get("new_status"), result["admin_rotation"].get("old_status")) == (200, 401))
+                and (result["admin_rotation"].get("new_status"),
+                     result["admin_rotation"].get("old_status")) == (200, 401))
 
 
 def storage_ok(result: Optional[dict]) -> bool:

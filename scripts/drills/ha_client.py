@@ -476,6 +476,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help="seconds x attempt between tries (docker: 5)")
     s.add_argument("--no-verify", action="store_true", help="skip pulling every pushed image back at the end")
     s.add_argument("--stop-file", help="start no new round once this file exists (then verify as usual)")
+    s = sub.add_parser("verify", parents=[https], help="pull back images pushed earlier and compare their digests")
+    s.add_argument("host")
+    s.add_argument("--repo", required=True)
+    s.add_argument("--pushed", required=True, help="JSON file: {tag: manifest digest}")
+    s.add_argument("--attempts", type=int, default=3, help="tries per image (1: images expected gone cost one try)")
     s = sub.add_parser("blob", parents=[https])
     s.add_argument("host")
     s.add_argument("--repo", required=True)
@@ -486,7 +491,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.add_argument("--duration", type=float, required=True)
     a = p.parse_args(argv)
 
-    if a.mode in ("stream", "push", "pull", "blob", "workload"):
+    if a.mode in ("stream", "push", "pull", "blob", "workload", "verify"):
         configure_tls(a.port, os.environ.get("HA_CA_PEM"), a.insecure, a.server_name)
         login(a.host, a.repo)
     if a.mode == "stream":
@@ -499,6 +504,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                        verify=not a.no_verify, stop_file=a.stop_file)
     elif a.mode == "pull":
         out = pull(a.host, a.repo, a.tag)
+    elif a.mode == "verify":
+        with open(a.pushed) as f:
+            checks = verify_images(a.host, a.repo, json.load(f), a.attempts, 2.0)
+        out = {"checks": checks, **{state: sum(1 for c in checks if c["state"] == state)
+                                    for state in ("ok", "lost", "corrupted")}}
     elif a.mode == "blob":
         served: list = []
         out = {"digest": push_blob(a.host, a.repo, os.urandom(a.size), served), "served": served}

@@ -39,3 +39,29 @@ def test_no_image_reported_pushed_is_lost_or_corrupted_and_the_cluster_is_whole_
 def test_the_replication_started_before_the_fault_lost_no_job(report, name):
     jobs = report[name].get("replication") or {}
     assert jobs.get("images") and jobs.get("jobs_lost") == 0 and not jobs.get("execution_stuck"), jobs
+
+
+def test_the_rolling_upgrade_by_the_program_backs_up_before_the_migration_and_loses_no_image(report):
+    """The cluster came up on 2.14.2; `harbor.version` 2.15.2 applied under the workload (labs/hosts/upgrade_drill.py):
+    every image pushed before and during the upgrade is read back after it."""
+    result = report["upgrade"]
+    assert (result["from"], result["to"]) == ("v2.14.2", "v2.15.2"), result
+    assert result["backup_before"] and result["schema_after"] > result["schema_before"], result
+    assert result.get("images_pushed") and (result["images_lost"], result["images_corrupted"]) == (0, 0), result
+
+
+def test_a_gc_schedule_from_the_stack_runs_once_for_the_cluster_and_frees_the_deleted_images_blobs(report):
+    """labs/hosts/gc_drill.py: one execution for one tick of the schedule, the deleted images' blobs gone from the
+    shared volume, every image the workload pushed meanwhile read back."""
+    result = report["gc"]
+    assert result["runs"] == 1 and result["run_status"] == ["Success"], result
+    assert result["freed_bytes"] > 0 and result["victim_blobs_left"] == 0, result
+    assert result.get("images_pushed") and (result["images_lost"], result["images_corrupted"]) == (0, 0), result
+
+
+def test_a_roll_back_by_restoring_the_dump_brings_back_the_old_version_and_every_image_pushed_before_it(report):
+    """labs/hosts/upgrade_drill.py rollback, the last step: Harbor stopped on both nodes, the dump restored,
+    `harbor.version` 2.14.2 applied again."""
+    result = report["upgrade_rollback"]
+    assert result["apply_ok"] and set(result["versions"].values()) == {"v2.14.2"}, result
+    assert result["before_backup"] and result["before_backup_readable"] == result["before_backup"], result

@@ -218,3 +218,54 @@ def test_local_data_volume_is_a_folder_of_the_node_never_mounted(tmp_path):
     env = {"DATA_MOUNT": "local", "FSTAB": str(fstab), "DATA_VOLUME": str(tmp_path / "data")}
     run_node(tmp_path, "ensure_mount unused-stage && remove_mount", **env)
     assert (tmp_path / "data").is_dir() and fstab.read_text() == "UUID=abc / ext4 defaults 0 1\n"
+
+
+def migration_fakes(tmp_path: Path, state: str, migrations: str = "0171_2.14.1_schema.up.sql\n"
+                    "0180_2.15.0_schema.up.sql\n0015_1.10.0_schema.up.sql") -> dict[str, str]:
+    """psql answering with `state` ("" before Harbor's first start, else "VERSION DIRTY"), a docker listing the core
+    image's migration files, a pg_dump writing its -f file; each records its arguments and libpq's settings."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    record = 'echo "$(basename "$0") $* PGHOST=$PGHOST PGPASSFILE=$PGPASSFILE" >> "$(dirname "$0")/calls"\n'
+    exists = "f" if not state else "t"
+    scripts = {
+        "psql": f'#!/bin/sh\n{record}case "$*" in *to_regclass*) echo {exists} ;; *) echo "{state}" ;; esac\n',
+        "docker": f"#!/bin/sh\n{record}printf '%s\\n' '{migrations}' | tr ' ' '\\n'\n",
+        "pg_dump": f'#!/bin/sh\n{record}for a; do [ "$prev" = -f ] && echo dump > "$a"; prev=$a; done\n',
+    }
+    for name, body in scripts.items():
+        (bindir / name).write_text(body)
+        (bindir / name).chmod(0o755)
+    return {"PATH": f"{bindir}:{os.environ['PATH']}", "HARBOR_VERSION": "2.15.2", "PGHOST": "198.18.0.5",
+            "PGPASSFILE": "/etc/harbor-ha/harbor/pgpass", "PGDATABASE": "registry",
+            "UPGRADE_BACKUP_DIR": str(tmp_path / "backups")}
+
+
+@pytest.mark.root  # the backup folder is made owned by root, as on a node
+def test_the_first_node_of_an_upgrade_dumps_the_database_before_its_new_core_migrates_the_schema(tmp_path):
+    run_node(tmp_path, "before_migration", **migration_fakes(tmp_path, "171 f"))
+    dumps = list((tmp_path / "backups").iterdir())
+    assert [d.name.startswith("registry-schema171-before-v2.15.2-") and d.suffix == ".dump" for d in dumps] == [True]
+    assert oct(dumps[0].stat().st_mode & 0o777) == "0o600"
+    calls = (tmp_path / "bin" / "calls").read_text()
+    # libpq's settings were exported to psql and pg_dump; the image asked is the new version's core
+    assert calls.count("PGHOST=198.18.0.5 PGPASSFILE=/etc/harbor-ha/harbor/pgpass") == 4, calls
+    assert "goharbor/harbor-core:v2.15.2" in calls
+
+
+@pytest.mark.parametrize("state", ["", "180 f"])
+def test_no_dump_before_harbors_first_start_nor_once_the_schema_is_at_this_versions(tmp_path, state):
+    run_node(tmp_path, "before_migration", **migration_fakes(tmp_path, state))
+    assert not (tmp_path / "backups").exists()
+    assert "pg_dump" not in (tmp_path / "bin" / "calls").read_text()
+
+
+@pytest.mark.parametrize("state, says", [
+    ("190 f", "schema is at version 190, newer than the 180 Harbor 2.15.2 migrates to"),
+    ("180 t", "marked dirty at version 180"),
+])
+def test_a_newer_or_dirty_schema_stops_the_apply_before_any_dump_or_start(tmp_path, state, says):
+    failed = run_node(tmp_path, "before_migration; echo reached", check=False, **migration_fakes(tmp_path, state))
+    assert failed.returncode != 0 and "reached" not in failed.stdout, failed.stdout
+    assert says in failed.stderr and "docs/operations/upgrade.md" in failed.stderr, failed.stderr
+    assert not (tmp_path / "backups").exists()

@@ -44,6 +44,7 @@ from tests.support.secret_values import make_secret_values, password, pem_key
 # The module, not its functions: a test function imported here would be collected (and run) twice.
 from tests.hosts import test_host_lab as host_tests
 from tests.hosts import test_real_harbor as real_harbor_tests
+from tests.hosts import test_real_harbor_drills as real_harbor_drills_tests
 from tests.unit import test_systemd_units as unit_tests
 from tests.lab import test_firewall as firewall_tests
 
@@ -730,6 +731,10 @@ CHECKED_BY = {
         real_harbor_tests.test_the_migration_section_pulls_every_tag_of_an_old_registry_through_the_jobservice_digests_equal,
     "/etc/harbor-ha/harbor/jobservice_secret":
         real_harbor_tests.test_the_migration_section_pulls_every_tag_of_an_old_registry_through_the_jobservice_digests_equal,
+    # Read by psql and pg_dump on real hosts (tier realharbor_drills): the schema check and the dump before the
+    # upgrade's migration.
+    "/etc/harbor-ha/harbor/pgpass":
+        real_harbor_drills_tests.test_the_rolling_upgrade_by_the_program_backs_up_before_the_migration_and_loses_no_image,
 }
 # Files whose reader cannot run here (docs/architecture.md, "What cannot be verified without real hosts").
 NOT_VERIFIABLE_HERE = {

@@ -65,3 +65,36 @@ def test_passed_needs_at_least_one_drill_and_every_drill_ok():
     assert not drills.passed({"lab": {"apply_ok": False}})
     assert drills.passed({"lab": {}, "a": {"ok": True}})
     assert not drills.passed({"lab": {}, "a": {"ok": True}, "b": {"ok": False}})
+
+
+def test_the_upgrade_backup_counts_as_before_only_if_it_holds_the_schema_of_before_and_the_schema_moved():
+    from labs.hosts.upgrade_drill import backup_taken_before
+    assert backup_taken_before(171, 180, {"registry-schema171-before-v2.15.2-x.dump": 171})
+    # a dump taken after the migration holds the new schema
+    assert not backup_taken_before(171, 180, {"registry-schema180-before-v2.15.2-x.dump": 180})
+    assert not backup_taken_before(171, 171, {"a.dump": 171})  # nothing migrated
+    assert not backup_taken_before(171, 180, {}) and not backup_taken_before(None, 180, {"a.dump": None})
+
+
+def test_gc_figures_count_only_the_victims_blobs_that_are_gone_and_runs_since_the_schedule_was_set():
+    from labs.hosts.gc_drill import freed, gc_log_figures, runs_since
+    assert freed({"a": 10, "b": 5, "c": 1}, {"c": 1, "z": 99}) == (15, 1)
+    log = ("2026-12-05T15:40:03Z [INFO] 7 blobs and 3 manifests are actually deleted\n"
+           "2026-12-05T15:40:03Z [INFO] The GC job actual frees up 12 MB space.\n")
+    assert gc_log_figures(log) == {"blobs_deleted": 7, "manifests_deleted": 3, "log_freed_mb": 12}
+    assert gc_log_figures("") == {"blobs_deleted": None, "manifests_deleted": None, "log_freed_mb": None}
+    history = [{"id": 3, "creation_time": "2026-12-05T15:40:00.5Z"}, {"id": 1, "creation_time": "2026-12-05T15:30:00Z"},
+               {"id": 2, "creation_time": "2026-12-05T15:38:00Z"}]
+    at_1527, at_1538 = 1796484420.0, 1796485080.0  # 2026-12-05 15:27 and 15:38 UTC
+    assert [h["id"] for h in runs_since(history, at_1527)] == [1, 2, 3]
+    assert [h["id"] for h in runs_since(history, at_1538)] == [2, 3]
+
+
+def test_a_roll_back_expects_back_only_the_images_whose_push_ended_before_the_dump_started():
+    from labs.hosts.upgrade_drill import split_by_backup
+    out = {"pushed": {"a": "sha256:a", "b": "sha256:b", "c": "sha256:c", "d": "sha256:d"},
+           "ops": [op("push", 10, 20) | {"ref": "a"}, op("push", 25, 35) | {"ref": "b"},
+                   op("push", 45, 50) | {"ref": "c"}, op("pull", 51, 52) | {"ref": "a"},
+                   op("push", 60, 61, ok=False) | {"ref": "e"}, op("push", 70, 71) | {"ref": "d"}]}
+    # the dump ran from 30 to 40: b overlapped it
+    assert split_by_backup(out, 30.0, 40.0) == ({"a": "sha256:a"}, {"c": "sha256:c", "d": "sha256:d"})

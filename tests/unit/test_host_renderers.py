@@ -65,3 +65,20 @@ def test_a_retiring_node_keeps_database_and_volume_access_but_leaves_the_harbor_
     assert retired not in cfg.harbor_nodes
     assert f"{retired.address}/32" in render_pg_hba(cfg) and f"{retired.address}(rw" in render_exports(cfg)
     assert retired.address not in render_nginx_conf(cfg, cfg.lb_hosts[0])
+
+
+def test_a_nodes_libpq_settings_reach_the_database_harbor_uses_with_its_checks_and_a_0600_password_file():
+    """The schema check and the backup before a migration (harbor-node.sh before_migration) log in as Harbor does."""
+    from components.harbor_node import PGPASS_PATH, node_env, pgpass_line
+    cfg = parse_cluster_config(dev_values())
+    env = node_env(cfg).render({})
+    harbor_db = yaml.safe_load(render_harbor_yml(cfg, SECRETS))["external_database"]["harbor"]
+    for line in (f"PGHOST={harbor_db['host']}", f"PGPORT={harbor_db['port']}", f"PGDATABASE={harbor_db['db_name']}",
+                 f"PGUSER={harbor_db['username']}", f"PGSSLMODE={harbor_db['ssl_mode']}",
+                 f"PGPASSFILE={PGPASS_PATH}"):
+        assert f"\n{line}\n" in f"\n{env}", line
+    spec = next(f for f in harbor_node_files(cfg) if f.path == PGPASS_PATH)
+    assert spec.mode == 0o600 and spec.needs == ("db_password",)
+    assert spec.render({"db_password": "Db-Pass-1"}).endswith(":Db-Pass-1\n") and "Db-Pass-1" not in env
+    # libpq splits the line on unescaped colons and unescapes backslashes
+    assert pgpass_line(cfg, "a:b\\c").endswith(":a\\:b\\\\c\n")
