@@ -1318,6 +1318,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     a = sub.add_parser("acme", help="tls.mode acme against pebble on the observe lab's shape, the expiry alert")
     a.add_argument("--json", type=Path, required=True)
     a.add_argument("--keep", action="store_true", help="leave the hosts running")
+    a.add_argument("--no-alert", action="store_true", help="leave out the expiry alert (~12 min): renew at once")
     sub.add_parser("down", help="stop and remove the lab's hosts")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -1333,7 +1334,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.cmd == "acme":
         # Imported here: labs/hosts/acme_hosts.py builds on this module.
         from labs.hosts import acme_hosts
-        result = acme_hosts.run_acme(args.json, keep=args.keep)
+        result = acme_hosts.run_acme(args.json, keep=args.keep, alert=not args.no_alert)
         return 0 if acme_hosts.passed(result) else 1
     if args.cmd == "drills":
         # Imported here: labs/hosts/drills.py builds on this module.
