@@ -7,7 +7,8 @@ to a recorder) with `tls.mode: acme`, and pebble (Debian's package, Let's Encryp
 pebble-challtestsrv as its DNS on a fourth host outside the stack (acme1): every name resolves to the VIP, so the
 CA's HTTP-01 request reaches whichever LB holds it. pebble's certificates live one day and EXTRA_S seconds: with
 `tls.acme.renewBeforeDays: 1` and `monitoring.certificateWarningDays: 1` the certificate is "expiring soon" EXTRA_S
-seconds after its issuance, as a 90-day one is 30 days before its end. Then, in order:
+seconds after its issuance (lego takes it as due at once: it renews when the whole days left are at most
+renewBeforeDays). Then, in order:
 - issuance: the apply's own run of harbor-ha-acme.service on the VIP holder obtains the certificate, pushes it to
   the other LB (over sshd, with the push key the program generates), nginx serves it on the VIP;
 - a failed renewal: the name resolves elsewhere (pebble-challtestsrv's A record moved to acme1, where nothing
@@ -17,9 +18,10 @@ seconds after its issuance, as a 90-day one is 30 days before its end. Then, in 
 - the DNS repaired and the unit run again (`systemctl restart`, which brings the scheduled retry forward): a
   renewal because the certificate is within renewBeforeDays (no --force), pushed to the other LB, and the alert
   resolves;
-- the VIP moved to the other LB (keepalived stopped on the holder): it serves the renewed certificate, renews
-  (`acme.sh renew --force`, as docs/operations/certificates.md has an operator do) and pushes back to the first LB
-  through its sshd; keepalived started again, the VIP returns and the first LB serves that certificate;
+- the VIP moved to the other LB (keepalived stopped on the holder): keepalived's notify runs the unit there, it
+  serves what both LBs have, renews (`acme.sh renew --force`, as docs/operations/certificates.md has an operator do)
+  and pushes to the first LB through its sshd; keepalived started again, the VIP returns, the first LB's own run,
+  and it serves what both have;
 - the push key's restrictions in authorized_keys: from the peer it runs `acme.sh receive` whatever the command
   asked for; from another host it is refused.
 Real: pebble, lego, sshd, nginx, keepalived, Prometheus, Alertmanager and the blackbox exporter from Debian's
@@ -176,33 +178,37 @@ class AcmeLab:
         log(f"acme: renewal {result}")
         return result
 
-    def from_the_other_lb(self, holder: str, serial: str) -> dict[str, Any]:
-        """The VIP on the other LB (keepalived stopped on the holder): it serves the same certificate, renews
-        (--force) and pushes to the first through its sshd; keepalived back, the VIP returns (preemption) and the
-        first serves the new one."""
+    def from_the_other_lb(self, holder: str) -> dict[str, Any]:
+        """The VIP on the other LB (keepalived stopped on the holder): keepalived's notify runs the unit there (lego
+        renews when the whole days left are at most renewBeforeDays: here every certificate is due at once), then
+        it serves what both LBs have, renews (--force) and pushes to the first through its sshd; keepalived back,
+        the VIP returns (preemption), the first's own run, and it serves what both have."""
         other = next(lb for lb in self.lbs if lb != holder)
+
+        def after_notify(lb: str) -> tuple[Optional[str], dict[str, str]]:
+            self.obs.wait(f"the run keepalived started on {lb}",
+                          lambda: self.unit(lb).get("ActiveState") in ("inactive", "failed"), 300, 1)
+            return self.served(), self.lives()
+
         ssh(MACHINES[holder], "systemctl stop keepalived")
         try:
             moved = self.wait_vip_on(other)
-            # keepalived's notify starts the unit on the new holder: its run (nothing due: it pushes) ends first.
-            self.obs.wait(f"the run keepalived started on {other}",
-                          lambda: self.unit(other).get("ActiveState") in ("inactive", "failed"), 300, 1)
-            served_by_other = self.served()
+            served_by_other, lives_before = after_notify(other)
             run = ssh(MACHINES[other], f"{ACME_BIN} renew --force", check=False, timeout=300)
             renewed = self.served()
             lives = self.lives()
         finally:
             ssh(MACHINES[holder], "systemctl start keepalived")
         back = self.wait_vip_on(holder)
-        self.obs.wait(f"the run keepalived started on {holder}",
-                      lambda: self.unit(holder).get("ActiveState") in ("inactive", "failed"), 300, 1)
-        served_by_holder = self.served()
+        served_by_holder, lives_after = after_notify(holder)
         pushed = [line for line in run.stderr.splitlines() if "pushed to" in line or "ERROR" in line]
-        result = {"vip_moved_s": moved, "served_by_other_before": served_by_other, "renew_rc": run.returncode,
-                  "push": pushed, "renewed_serial": renewed, "lives": lives, "vip_back_s": back,
-                  "served_by_first_after": served_by_holder}
-        result["ok"] = (served_by_other == serial and run.returncode == 0 and renewed not in (None, serial)
-                        and set(lives.values()) == {renewed} and served_by_holder == renewed)
+        result = {"vip_moved_s": moved, "served_by_other": served_by_other, "lives_before": lives_before,
+                  "renew_rc": run.returncode, "push": pushed, "renewed_serial": renewed, "lives": lives,
+                  "vip_back_s": back, "served_by_first": served_by_holder, "lives_after": lives_after}
+        result["ok"] = (served_by_other is not None and set(lives_before.values()) == {served_by_other}
+                        and run.returncode == 0 and renewed not in (None, served_by_other)
+                        and set(lives.values()) == {renewed}
+                        and served_by_holder is not None and set(lives_after.values()) == {served_by_holder})
         log(f"acme: renewal from the other LB {result}")
         return result
 
@@ -289,9 +295,8 @@ def run_acme(json_path: Path, *, keep: bool, alert: bool = True) -> dict:
         else:
             renew()
         report["renewal"] = renewal
-        renewed = renewal.get("served")
-        if renewal.get("renewed") and renewed:
-            report["other_lb"] = acme.from_the_other_lb(holder, renewed)
+        if renewal.get("renewed"):
+            report["other_lb"] = acme.from_the_other_lb(holder)
         report["push_key"] = acme.push_key_restricted(acme.holder() or holder)
     finally:
         host_lab.close_lab(json_path, report, t0, keep=keep)
