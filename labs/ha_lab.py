@@ -501,6 +501,7 @@ class Lab:
         d = self.host_dir(host)
         return NginxPaths(tls_dir=str(d / "tls"), pid=str(d / "nginx.pid"), log_dir=str(d / "log"),
                           conf=str(d / "nginx.conf"), acme_dir=str(d / "acme"),
+                          acme_webroot=str(d / "acme" / "webroot"),
                           authorized_keys=str(d / "ssh" / "authorized_keys"))
 
     # --- tls.mode acme ---------------------------------------------------------------------------------------

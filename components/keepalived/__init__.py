@@ -15,6 +15,7 @@ import pulumi
 from components.config import ClusterConfig, Host
 from components.host.files import FileSpec, render_template
 from components.host.remote import HostRole, RoleArgs, deploy_role
+from components.loadbalancer import ACME_UNIT
 
 SCRIPT = Path(__file__).with_name("keepalived.sh")  #: the role script shipped to each LB host
 
@@ -52,8 +53,18 @@ def check_command(cfg: ClusterConfig) -> str:
             f"http://127.0.0.1:{cfg.lb.health_port}/lb-health")
 
 
-def render_keepalived_conf(cfg: ClusterConfig, role: VrrpRole, auth_pass: Optional[str]) -> str:
-    """keepalived.conf of one LB host (pure). `auth_pass` is used with VRRPv2 only."""
+def acme_notify(cfg: ClusterConfig) -> Optional[str]:
+    """tls.mode acme: what a host that becomes VIP holder runs (as root): the renewal unit, which obtains the
+    certificate after the first deploy and renews one that came due while the other LB held the VIP. Without it the
+    first certificate waited for the timer (up to 13 h): the deploy's own run came before keepalived gave the VIP to
+    either LB (seen on real hosts)."""
+    return f"/usr/bin/systemctl start --no-block {ACME_UNIT}.service" if cfg.tls.acme else None
+
+
+def render_keepalived_conf(cfg: ClusterConfig, role: VrrpRole, auth_pass: Optional[str],
+                           notify_master: Optional[str] = None) -> str:
+    """keepalived.conf of one LB host (pure). `auth_pass` is used with VRRPv2 only; `notify_master`: a command run
+    as root when this host takes the VIP (the program passes acme_notify's)."""
     if cfg.vrrp.vrrp_version == 3:
         auth_pass = None  # RFC 5798 removed authentication; keepalived rejects it with vrrp_version 3
     elif auth_pass is None or not 1 <= len(auth_pass) <= 8:
@@ -62,6 +73,7 @@ def render_keepalived_conf(cfg: ClusterConfig, role: VrrpRole, auth_pass: Option
         "keepalived/keepalived.conf.j2",
         host=role.host, role=role, vrrp=cfg.vrrp, vip=cfg.vip, prefix_length=cfg.prefix_length,
         advert_int=f"{cfg.vrrp.advert_int:g}", check_command=check_command(cfg), auth_pass=auth_pass,
+        notify_master=notify_master,
     )
 
 
@@ -69,7 +81,7 @@ def keepalived_files(cfg: ClusterConfig, role: VrrpRole) -> list[FileSpec]:
     needs = ("vrrp_auth_pass",) if cfg.vrrp.vrrp_version == 2 else ()
     return [FileSpec(
         path=CONF_PATH,
-        render=lambda s: render_keepalived_conf(cfg, role, s.get("vrrp_auth_pass")),
+        render=lambda s: render_keepalived_conf(cfg, role, s.get("vrrp_auth_pass"), acme_notify(cfg)),
         needs=needs,
         mode=0o640 if needs else 0o644,
     )]

@@ -67,14 +67,13 @@ class NginxPaths:
     log_dir: str = "/var/log/nginx"  #: folder of access.log and error.log
     user: str = "www-data"  #: worker user
     conf: str = "/etc/nginx/nginx.conf"  #: the file itself
-    #: tls.mode acme: lego's state (account, certificates) and, under webroot/, the HTTP-01 tokens nginx serves
+    #: tls.mode acme: lego's state (account, certificates)
     acme_dir: str = "/var/lib/harbor-ha/acme"
+    #: tls.mode acme: the HTTP-01 tokens nginx serves. Not below acme_dir: /var/lib/harbor-ha is root's alone (0700),
+    #: and nginx's workers (www-data) answered the CA 404 for a token there (seen on real hosts).
+    acme_webroot: str = "/var/www/harbor-ha-acme"
     #: tls.mode acme: where the other LB's push key is allowed (root's; sshd's default AuthorizedKeysFile)
     authorized_keys: str = "/root/.ssh/authorized_keys"
-
-    @property
-    def acme_webroot(self) -> str:
-        return f"{self.acme_dir}/webroot"
 
     @property
     def live_dir(self) -> str:

@@ -19,6 +19,14 @@ die() { log "ERROR: $*"; exit 1; }
 
 holds_vip() { [ -n "$(ip -o -4 addr show to "$VIP/32")" ]; }
 
+# lock SECONDS: one run at a time on this host. The unit (its timer, keepalived's notify on taking the VIP), an
+# operator's run and the peer's push would otherwise interleave on lego's folder and the live files. Bounded: two LBs
+# that both think they hold the VIP would each wait in the other's push; a receive gives up first.
+lock() {
+  exec 9>"$ACME_DIR/.lock"
+  flock -w "$1" 9 || die "another acme.sh run kept $ACME_DIR/.lock for $1 s"
+}
+
 # lego with the cluster's account, names and webroot (LEGO_CA_CERTIFICATES: a private ACME server's CA).
 lego_cmd() {
   local args=(--server "$ACME_SERVER" --email "$ACME_EMAIL" --accept-tos --path "$ACME_DIR/lego" --key-type ec256
@@ -125,6 +133,7 @@ push_to_peer() {
 cmd_renew() {
   local force=${1:-} crt key
   if ! holds_vip; then log "$VIP is not on this host: the VIP holder renews"; return 0; fi
+  lock 600
   read -r crt key < <(lego_files "$ACME_DIR/lego")
   if [ ! -s "$crt" ]; then
     lego_cmd run
@@ -142,6 +151,7 @@ cmd_renew() {
 cmd_receive() {
   local crt key own
   holds_vip && die "this host holds $VIP: it renews the certificate itself and takes no push"
+  lock 120
   # Global: the EXIT trap runs after this function's locals are gone.
   RECEIVED=$(mktemp -d "$ACME_DIR/.receive.XXXXXX")
   trap 'rm -rf "$RECEIVED"' EXIT

@@ -5,6 +5,7 @@
     sudo venv/bin/python labs/hosts/host_lab.py verify --harbor real --json FILE
     sudo venv/bin/python labs/hosts/host_lab.py observe --json FILE [--quiet-minutes 10] [--keep]  (observe.py)
     sudo venv/bin/python labs/hosts/host_lab.py drills --harbor real --json FILE [--keep]  (drills.py)
+    sudo venv/bin/python labs/hosts/host_lab.py acme --json FILE [--keep]  (acme_hosts.py)
     sudo venv/bin/python labs/hosts/host_lab.py down
 
 Hosts: labs/hosts/debhosts.sh (systemd-nspawn machines: systemd as PID 1, sshd with pinned host keys, apt through a
@@ -205,6 +206,14 @@ def down() -> None:
     """The hosts, their bridge and proxy (debhosts.sh down), then the lab's blackhole route."""
     debhosts("down")
     netns_lab.ip("route", "del", *BLACKHOLE, check=False)
+
+
+def close_lab(json_path: Path, report: dict, t0: float, *, keep: bool) -> None:
+    """A lab command's `finally`: its duration and figures written to `json_path`, its hosts down unless kept."""
+    report["seconds"] = round(time.monotonic() - t0, 1)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    if not keep:
+        down()
 
 
 def debhosts(*args: str, timeout: float = 600) -> str:
@@ -1472,6 +1481,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help="sentinel: dev's hosts with Redis in sentinel mode (every drill but the PostgreSQL leader's); "
                         "patroni: three PostgreSQL members (adds postgres_leader_power_cut)")
     d.add_argument("--keep", action="store_true", help="leave the hosts running")
+    a = sub.add_parser("acme", help="tls.mode acme against pebble on the observe lab's shape, the expiry alert")
+    a.add_argument("--json", type=Path, required=True)
+    a.add_argument("--keep", action="store_true", help="leave the hosts running")
+    a.add_argument("--no-alert", action="store_true", help="leave out the expiry alert (~12 min): renew at once")
     sub.add_parser("down", help="stop and remove the lab's hosts")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -1484,6 +1497,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         from labs.hosts import observe
         result = observe.observe(args.json, quiet_minutes=args.quiet_minutes, keep=args.keep)
         return 0 if observe.passed(result) else 1
+    if args.cmd == "acme":
+        # Imported here: labs/hosts/acme_hosts.py builds on this module.
+        from labs.hosts import acme_hosts
+        result = acme_hosts.run_acme(args.json, keep=args.keep, alert=not args.no_alert)
+        return 0 if acme_hosts.passed(result) else 1
     if args.cmd == "drills":
         # Imported here: labs/hosts/drills.py builds on this module.
         from labs.hosts import drills as harbor_drills

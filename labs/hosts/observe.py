@@ -123,7 +123,8 @@ class Observe:
         log(f"observe: gave up waiting {timeout:.0f} s for {what}")
         return None
 
-    def run_drill(self, drill: Drill) -> dict:
+    def run_drill(self, drill: Drill, *, settle: bool = True) -> dict:
+        """Break, wait for the alert, repair, wait for its resolution; `settle`: then wait for a quiet cluster."""
         start = time.time()
         log(f"drill {drill.name}: breaking (expects {drill.alert} {drill.labels})")
         drill.brk()
@@ -144,8 +145,8 @@ class Observe:
         others = sorted(names - {drill.alert} - set(IGNORED))
         result = {"alert": drill.alert, "fired_s": fired, "resolved_s": resolved, "other_alerts": others}
         log(f"drill {drill.name}: {result}")
-        # The next drill starts from a quiet cluster.
-        self.wait("no alert pending or firing", lambda: not self.firing(), 300, step=5)
+        if settle:  # the next drill starts from a quiet cluster
+            self.wait("no alert pending or firing", lambda: not self.firing(), 300, step=5)
         return result
 
     def dashboards(self, cfg) -> dict:
@@ -248,10 +249,7 @@ def observe(json_path: Path, *, quiet_minutes: float, keep: bool) -> dict:
         for drill in obs.drills():
             report["drills"][drill.name] = obs.run_drill(drill)
     finally:
-        report["seconds"] = round(time.monotonic() - t0, 1)
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
-        if not keep:
-            host_lab.down()
+        host_lab.close_lab(json_path, report, t0, keep=keep)
     print_summary(report)
     return report
 

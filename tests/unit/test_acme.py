@@ -12,6 +12,7 @@ import yaml
 
 from components.config import ConfigError, parse_cluster_config
 from components.firewall import host_openings
+from components.keepalived import keepalived_files, vrrp_roles
 from components.loadbalancer import (ACME_BIN, NginxPaths, acme_files, loadbalancer_files, render_acme_authorized_key,
                                      render_acme_env, render_acme_units, render_nginx_conf)
 
@@ -76,7 +77,8 @@ def test_nginx_serves_challenges_on_port_80_before_the_redirect_and_the_live_cer
     conf = render_nginx_conf(cfg, cfg.lb_hosts[0])
     plain = conf[conf.index(f"listen {cfg.vip}:80;"):conf.index("return 301")]
     assert "location ^~ /.well-known/acme-challenge/ {" in plain
-    assert "root /var/lib/harbor-ha/acme/webroot;" in plain
+    # Outside /var/lib/harbor-ha (0700, root's): nginx's workers must reach the token files.
+    assert "root /var/www/harbor-ha-acme;" in plain
     assert "ssl_certificate /etc/harbor-ha/tls/live/harbor.crt;" in conf
     assert "ssl_certificate_key /etc/harbor-ha/tls/live/harbor.key;" in conf
     assert "Strict-Transport-Security" in conf  # HSTS as configured, whatever the certificate's source
@@ -88,7 +90,20 @@ def test_without_acme_nothing_of_it_is_rendered():
     cfg = parse_cluster_config(values)
     conf = render_nginx_conf(cfg, cfg.lb_hosts[0])
     assert "acme-challenge" not in conf and "ssl_certificate /etc/harbor-ha/tls/harbor.crt;" in conf
+    assert not any("notify_master" in spec.render({"vrrp_auth_pass": "secret12"})
+                   for role in vrrp_roles(cfg) for spec in keepalived_files(cfg, role))
     assert acme_files(cfg, cfg.lb_hosts[0]) == []
+
+
+def test_the_host_taking_the_vip_runs_the_renewal_unit_at_once_as_root():
+    """The deploy's own run of the unit comes before keepalived gives the VIP to an LB: the first certificate would
+    wait for the timer. Each LB's keepalived starts the unit when it becomes VIP holder (after a failover too)."""
+    cfg = parse_cluster_config(acme_values())
+    for role in vrrp_roles(cfg):
+        (spec,) = keepalived_files(cfg, role)
+        conf = spec.render({"vrrp_auth_pass": "secret12"})
+        instance = conf[conf.index("vrrp_instance"):]
+        assert '    notify_master "/usr/bin/systemctl start --no-block harbor-ha-acme.service" root\n' in instance
 
 
 def test_each_lb_pushes_to_the_other_and_accepts_only_the_others_push():
