@@ -196,16 +196,22 @@ def plain(value: Any) -> Any:
     return value
 
 
-def role_placements(resources: list[dict]) -> list[tuple[str, str]]:
-    """(role, lab host) of every role's apply command in the stack's state (`pulumi stack export` resources)."""
+def role_commands(resources: list[dict]) -> list[tuple[str, str]]:
+    """(role, host address) of every role's apply command among `resources` (each with `type`, `urn`, `inputs`: the
+    state's resources of `pulumi stack export`, or a preview's `newState`s)."""
     out = []
-    by_address = {host_lab.address(m): h for h, m in host_lab.MACHINES.items()}
     for r in resources:
         inputs = r.get("inputs", {})
         match = re.search(r"/stage/([a-z-]+) ", str(inputs.get("create", "")))
         if r.get("type") == COMMAND and r["urn"].endswith("-apply") and match:
-            out.append((match.group(1), by_address[str(inputs["connection"]["host"])]))
+            out.append((match.group(1), str(inputs["connection"]["host"])))
     return out
+
+
+def role_placements(resources: list[dict]) -> list[tuple[str, str]]:
+    """(role, lab host) of every role's apply command in the stack's state (`pulumi stack export` resources)."""
+    by_address = {host_lab.address(m): h for h, m in host_lab.MACHINES.items()}
+    return [(role, by_address[address]) for role, address in role_commands(resources)]
 
 
 class EngineHostLab(host_lab.HostLab):
