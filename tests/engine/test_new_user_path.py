@@ -6,22 +6,20 @@ Pulumi.dev.yaml (its hosts on this lab's test addresses), nested secrets in ever
 host answers), and `scripts/pulumi.sh STACK preview`: the engine plans every role and receives each nested secret
 decrypted, and shows none of them unless asked.
 
-Every command runs in a new network namespace with only its loopback up (`unshare --net`): nothing it starts
-reaches anything else, so the stack's addresses are never dialled from this machine."""
+Every command runs in a new network namespace with only its loopback up (tests.support.run_isolated): the stack's
+addresses are never dialled from this machine."""
 
 from __future__ import annotations
 
 import json
-import os
 import secrets as pysecrets
 import subprocess
-from pathlib import Path
 
-import pytest
 import yaml
 
 from labs.engine import engine_lab
 from labs.hosts import host_lab
+from tests.support import run_isolated
 
 STACK = "mysite"
 #: What the user adds to the copied stack file with their editor (docs/harbor-as-code.md, docs/migration.md): every
@@ -60,30 +58,9 @@ def secret_value() -> str:
     return f"NewUser{pysecrets.token_hex(8)}Pw1"
 
 
-def offline(clone: Path, command: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess:
-    """`command` in bash in the clone, in a network namespace of its own with only its loopback up (the CLI talks to
-    its language host and plugins over gRPC on 127.0.0.1)."""
-    return subprocess.run(["unshare", "--net", "bash", "-c", f"ip link set lo up && {command}"], cwd=clone,
-                          capture_output=True, text=True, timeout=900, env=env, input=stdin)
-
-
-@pytest.fixture
-def user_env(tmp_path: Path) -> dict[str, str]:
-    """A user's environment: no PULUMI_* of this machine; the built CLI (PULUMI_CLI) with its plugins (PULUMI_HOME,
-    as an air-gapped site installs them: docs/getting-started.md); the default state folder under a new HOME; the
-    passphrase in a file."""
-    engine_lab.build_toolchain()
-    passphrase = tmp_path / "passphrase"
-    passphrase.write_text("a new user's passphrase\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
-    return {**env, "HOME": str(tmp_path / "home"), "PULUMI_CLI": str(engine_lab.CLI),
-            "PULUMI_HOME": str(engine_lab.TOOLCHAIN / "pulumi-home"),
-            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true", "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase)}
-
-
 def test_readme_path_with_nested_secrets_reaches_the_built_engine_which_plans_every_role(clone, user_env, tmp_path):
     # README step 1: the stack file, its hosts on this lab's test network (never the stock 192.168.56.0/24).
-    done = offline(clone, f"cp Pulumi.dev.yaml Pulumi.{STACK}.yaml", user_env)
+    done = run_isolated(clone, f"cp Pulumi.dev.yaml Pulumi.{STACK}.yaml", user_env)
     assert done.returncode == 0, done.stderr
     stack_file = clone / f"Pulumi.{STACK}.yaml"
     doc = yaml.safe_load(stack_file.read_text().replace("192.168.56.", f"{host_lab.NET}."))
@@ -94,7 +71,7 @@ def test_readme_path_with_nested_secrets_reaches_the_built_engine_which_plans_ev
     values = {key: secret_value() for key in (*NESTED_SECRETS, "harbor-ha:harborAdminPassword")}
     for key, value in values.items():
         path = "--path " if key in NESTED_SECRETS else ""
-        done = offline(clone, f"scripts/pulumi.sh {STACK} config set --secret {path}'{key}'", user_env, value)
+        done = run_isolated(clone, f"scripts/pulumi.sh {STACK} config set --secret {path}'{key}'", user_env, value)
         assert done.returncode == 0, (key, done.stderr)
     config = yaml.safe_load(stack_file.read_text())["config"]
     api, migration = config["harbor-ha:harborApi"], config["harbor-ha:migration"]
@@ -104,7 +81,7 @@ def test_readme_path_with_nested_secrets_reaches_the_built_engine_which_plans_ev
     assert not any(v in stack_file.read_text() for v in values.values())
 
     # README step 2: the offline check takes the stack with its nested secrets.
-    done = offline(clone, f"scripts/render.py --stack {STACK} --out out/", user_env)
+    done = run_isolated(clone, f"scripts/render.py --stack {STACK} --out out/", user_env)
     assert done.returncode == 0, done.stderr
     assert (clone / "out" / "MANIFEST.tsv").is_file()
 
@@ -112,18 +89,18 @@ def test_readme_path_with_nested_secrets_reaches_the_built_engine_which_plans_ev
     # to the preflight, which names each host it cannot reach and stops before `pulumi up`.
     key = tmp_path / "deploy-key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    done = offline(clone, f"HARBOR_HA_SSH_KEY={key} scripts/up.sh {STACK} --yes", user_env)
+    done = run_isolated(clone, f"HARBOR_HA_SSH_KEY={key} scripts/up.sh {STACK} --yes", user_env)
     hosts = [h["name"] for h in doc["config"]["harbor-ha:hosts"]]
     assert done.returncode == 1, done.stderr
     assert all(name in done.stdout + done.stderr for name in hosts), done.stdout + done.stderr
-    stored = offline(clone, f"scripts/pulumi.sh {STACK} config get harbor-ha:sshPrivateKey", user_env)
+    stored = run_isolated(clone, f"scripts/pulumi.sh {STACK} config get harbor-ha:sshPrivateKey", user_env)
     assert stored.returncode == 0 and stored.stdout.strip() == key.read_text().strip()
-    history = offline(clone, f"scripts/pulumi.sh {STACK} stack history --json", user_env)
+    history = run_isolated(clone, f"scripts/pulumi.sh {STACK} stack history --json", user_env)
     assert history.returncode == 0 and json.loads(history.stdout or "[]") == [], "up.sh ran `pulumi up`"
 
     # The wrapper's preview with the real engine: every role planned on its host, every nested secret a secret input
     # of the resource that takes it, shown to nobody...
-    preview = offline(clone, f"scripts/pulumi.sh {STACK} preview --json", user_env)
+    preview = run_isolated(clone, f"scripts/pulumi.sh {STACK} preview --json", user_env)
     assert preview.returncode == 0, preview.stderr[-3000:]
     steps = json.loads(preview.stdout)["steps"]
     assert {s["op"] for s in steps} == {"create"}, sorted({s["op"] for s in steps})
@@ -132,7 +109,7 @@ def test_readme_path_with_nested_secrets_reaches_the_built_engine_which_plans_ev
     assert inputs["harbor-registry-migration-source"]["access_secret"] == "[secret]"
     assert not [k for k, v in values.items() if v in preview.stdout + preview.stderr]
     # ... and each one decrypted there: the plan with --show-secrets holds its value in that resource's inputs.
-    plan = offline(clone, f"scripts/pulumi.sh {STACK} preview --save-plan plan.json --show-secrets", user_env)
+    plan = run_isolated(clone, f"scripts/pulumi.sh {STACK} preview --save-plan plan.json --show-secrets", user_env)
     assert plan.returncode == 0, plan.stderr[-3000:]
     resource_plans = json.loads((clone / "plan.json").read_text())["resourcePlans"]
     holders = {key: sorted(urn.rsplit("::", 1)[1] for urn, planned in resource_plans.items()
