@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3.exceptions
 
 API_PREFIX = "/api/v2.0"
 PAGE_SIZE = 100
@@ -205,9 +206,13 @@ class HarborClient:
                 if attempt == self.settings.attempts or not (replay_safe or _never_sent(exc)):
                     not_retried = "" if replay_safe or _never_sent(exc) else \
                         " (not retried: Harbor may have applied it; check before running again)"
+                    unresolved = _unresolved_host(exc)
+                    reach = (f"this machine cannot resolve {unresolved}: the machine running `pulumi` must resolve "
+                             "Harbor's name (DNS, or its /etc/hosts naming the VIP) and reach it on HTTPS"
+                             if unresolved else "check that it is up and reachable from here")
                     error = HarborError(
                         f"{method} {path}: Harbor at {self.credentials.url} did not answer after {attempt} "
-                        f"tries ({type(exc).__name__}){not_retried}; check that it is up and reachable from here")
+                        f"tries ({type(exc).__name__}){not_retried}; {reach}")
                     error.earlier_try_may_have_applied = may_have_applied
                     raise error from exc
                 may_have_applied |= not _never_sent(exc)
@@ -269,7 +274,16 @@ def _never_sent(exc: Exception) -> bool:
     if isinstance(exc, requests.ConnectTimeout):
         return True
     reason = exc.args[0] if exc.args else None
-    return type(getattr(reason, "reason", None)).__name__ == "NewConnectionError"
+    # NameResolutionError is a NewConnectionError too: no address, nothing sent.
+    return isinstance(getattr(reason, "reason", None), urllib3.exceptions.NewConnectionError)
+
+
+def _unresolved_host(exc: Exception) -> Optional[str]:
+    """The host name that could not be resolved, when that is why the connection failed."""
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+    if isinstance(reason, urllib3.exceptions.NameResolutionError):
+        return str(getattr(reason.conn, "host", None) or "Harbor's host name")
+    return None
 
 
 def _json_or_text(answer: requests.Response) -> Any:

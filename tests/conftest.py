@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from labs.fakes.harbor_emulator.server import HarborEmulator
+from tests.support import ROOT
 from tests.support.registries import RegistryStack, push_scenario
 
 # folder -> markers its tests carry (declared in pyproject.toml)
@@ -49,6 +52,23 @@ def lab_report(tmp_path_factory):
         run(path)
         return json.loads(path.read_text())
     return run_lab
+
+
+@pytest.fixture
+def clone(tmp_path: Path) -> Path:
+    """A copy of the clone's files (those git tracks or would), with the real venv/ linked in (what a user has after
+    the README's set-up)."""
+    # safe.directory: a user who does not own the clone (a test run as another user) may list it too.
+    files = subprocess.run(["git", "-c", "safe.directory=*", "ls-files", "-z", "--cached", "--others",
+                            "--exclude-standard"], cwd=ROOT, capture_output=True, check=True).stdout
+    target = tmp_path / "clone"
+    for name in filter(None, files.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    (target / "venv").symlink_to((ROOT / "venv").resolve())
+    return target
 
 
 @pytest.fixture

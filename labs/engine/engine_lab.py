@@ -10,10 +10,13 @@ built from source (labs/engine/build_toolchain.sh), a local file backend, nothin
    the stand-in Harbor installer, the stack config it writes): `pulumi up` of the dev shape from an empty stack, every
    role applied by the real pulumi-command provider over SSH, Harbor's API objects (harborApi.harborUrl) on the
    project's Harbor emulator on this machine's loopback; then `pulumi preview --expect-no-changes`, a second `up`,
-   `pulumi refresh --expect-no-changes`, the day-2 scenarios (each a config change: its `pulumi preview --diff --json`
+   `pulumi refresh --expect-no-changes`, `scripts/up.sh` with the built CLI (offline check, SSH preflight, an `up`
+   changing nothing), the day-2 scenarios (each a config change: its `pulumi preview --diff --json`
    compared resource by resource with labs/engine/engine_plan.py's prediction, then `pulumi up` while a client
    requests through the VIP), drift (a Harbor object edited behind the program's back), and `pulumi destroy` of the
    protected roles. Fields of the report that did not run are absent; failures are false, never left out.
+   The CLI runs where the cluster's name (harbor.hostname) resolves to the VIP, as on an operator's machine: the
+   admin-password resource reads Harbor at that URL (see `resolving`).
 
 The stack's passphrase is a test value given in the environment only (PULUMI_CONFIG_PASSPHRASE); the backend and
 the project copy live in a temporary folder removed at the end. Exit status: 0 every step that ran passed, 1 a step
@@ -106,20 +109,34 @@ def project_copy(work: Path) -> Path:
     return copy
 
 
+def resolving(names: dict[str, str], work: Path) -> list[str]:
+    """A command prefix: the command runs in a private mount namespace whose /etc/hosts is this machine's plus
+    `names` (name -> address), as an operator's DNS resolves the cluster's name for the machine running `pulumi up`
+    (docs/getting-started.md). The machine's own /etc/hosts is read, never written."""
+    hosts = work / "engine-hosts"
+    hosts.write_text(Path("/etc/hosts").read_text().rstrip("\n") + "\n# the engine lab's names\n"
+                     + "".join(f"{address} {name}\n" for name, address in names.items()))
+    # `--propagation private`: the bind mount stays in the namespace, gone when its last process ends.
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts)]
+
+
 class Engine:
-    """The pulumi CLI on a project copy, one stack in a file backend."""
+    """The pulumi CLI on a project copy, one stack in a file backend. `prefix`: what the CLI runs under (see
+    `resolving`)."""
 
     def __init__(self, project: Path, state: Path, stack: str):
         self.project, self.state, self.stack = project, state, stack
         self.env = engine_env(state)
+        self.prefix: list[str] = []
 
     def run(self, *args: str, timeout: float = 1800, input: Optional[str] = None) -> subprocess.CompletedProcess:
-        return sh(str(CLI), *args, "--stack", self.stack, "--non-interactive", cwd=self.project, env=self.env,
-                  timeout=timeout, input=input)
+        return sh(*self.prefix, str(CLI), *args, "--stack", self.stack, "--non-interactive", cwd=self.project,
+                  env=self.env, timeout=timeout, input=input)
 
     def init(self) -> None:
-        done = sh(str(CLI), "stack", "init", self.stack, "--secrets-provider", "passphrase", cwd=self.project,
-                  env=self.env)
+        done = sh(*self.prefix, str(CLI), "stack", "init", self.stack, "--secrets-provider", "passphrase",
+                  cwd=self.project, env=self.env)
         if done.returncode != 0:
             raise RuntimeError(f"pulumi stack init: {done.stderr}")
 
@@ -196,16 +213,22 @@ def plain(value: Any) -> Any:
     return value
 
 
-def role_placements(resources: list[dict]) -> list[tuple[str, str]]:
-    """(role, lab host) of every role's apply command in the stack's state (`pulumi stack export` resources)."""
+def role_commands(resources: list[dict]) -> list[tuple[str, str]]:
+    """(role, host address) of every role's apply command among `resources` (each with `type`, `urn`, `inputs`: the
+    state's resources of `pulumi stack export`, or a preview's `newState`s)."""
     out = []
-    by_address = {host_lab.address(m): h for h, m in host_lab.MACHINES.items()}
     for r in resources:
         inputs = r.get("inputs", {})
         match = re.search(r"/stage/([a-z-]+) ", str(inputs.get("create", "")))
         if r.get("type") == COMMAND and r["urn"].endswith("-apply") and match:
-            out.append((match.group(1), by_address[str(inputs["connection"]["host"])]))
+            out.append((match.group(1), str(inputs["connection"]["host"])))
     return out
+
+
+def role_placements(resources: list[dict]) -> list[tuple[str, str]]:
+    """(role, lab host) of every role's apply command in the stack's state (`pulumi stack export` resources)."""
+    by_address = {host_lab.address(m): h for h, m in host_lab.MACHINES.items()}
+    return [(role, by_address[address]) for role, address in role_commands(resources)]
 
 
 class EngineHostLab(host_lab.HostLab):
@@ -317,7 +340,15 @@ class HostsTier:
 
         self.report = report
         self.engine = Engine(project_copy(work / "hosts"), work / "state", STACK)
+        # The admin-password resource reads Harbor at the cluster's URL (harbor.hostname, the VIP), which only the
+        # hosts' /etc/hosts names: the engine gets that name as an operator's machine gets it from DNS.
+        self.engine.prefix = resolving({host_lab.HOSTNAME: host_lab.HostLab.vip}, work)
         self.lab = EngineHostLab(host_lab.ROOT / "engine-lab", self.engine)
+        # ... and trusts the CA that signed the lab's certificate (tlsCertificate), as an operator whose own
+        # certificate comes from a private CA gives it with HARBOR_CA_BUNDLE (docs/getting-started.md).
+        ca_bundle = work / "cluster-ca.pem"
+        ca_bundle.write_text(self.lab.ca)
+        self.engine.env["HARBOR_CA_BUNDLE"] = str(ca_bundle)
         self.emulator = HarborEmulator()
 
     def run(self, *, day2: bool) -> None:
@@ -350,6 +381,7 @@ class HostsTier:
             report["refresh_output"] = (refresh.stdout + refresh.stderr)[-3000:]
         log(f"preview no changes {report['preview_no_changes']}, second up changes {report['second_up_changes']}, "
             f"refresh clean {report['refresh_clean']}")
+        self.up_sh()
         if day2:
             self.day2(shape, values)
         self.drift()
@@ -394,6 +426,26 @@ class HostsTier:
                                           for op in sorted(set(engine.values())) if op != "same"})
             self.report.setdefault("day2", {})[name] = result
             log(f"day-2 {name}: {result}")
+
+    def up_sh(self) -> None:
+        """scripts/up.sh on the deployed stack, as an operator runs it with the built CLI (PULUMI_CLI) and the lab's
+        backend and passphrase: the offline check, the SSH preflight of every host with its pinned key, then `pulumi
+        up --yes`, which finds nothing to change."""
+        env = {**self.engine.env, "PULUMI_CLI": str(CLI), "HARBOR_HA_SSH_KEY": str(host_lab.ROOT / "id_ed25519")}
+        t0 = time.monotonic()
+        done = sh(*self.engine.prefix, "bash", "scripts/up.sh", STACK, "--yes", cwd=self.engine.project, env=env,
+                  timeout=3600)
+        changes = self.engine.last_changes()
+        changed = sum(n for op, n in changes.items() if op != "same")
+        output = done.stdout + done.stderr
+        hosts = len(self.lab.last_values["hosts"])
+        reached = len(re.findall(r"^\S+ \([^)]*\): ok\b", output, re.M))  # preflight's line of a host that passed
+        self.report["up_sh"] = {"ok": done.returncode == 0 and changed == 0 and reached == hosts,
+                                "exit": done.returncode, "changes": changed, "preflight_hosts_ok": f"{reached}/{hosts}",
+                                "seconds": round(time.monotonic() - t0, 1)}
+        if not self.report["up_sh"]["ok"]:
+            self.report["up_sh"]["output"] = output[-3000:]
+        log(f"up.sh: {self.report['up_sh']}")
 
     def drift(self) -> None:
         """A Harbor object edited behind the program's back: refresh shows it, the next `up` puts it back."""
@@ -467,6 +519,8 @@ def passed(report: dict) -> bool:
     checks = [r["ok"] for r in report.get("preview_new_stack", {}).values()]
     checks += [report[k] for k in ("preview_no_changes", "refresh_clean", "drift_detected", "drift_repaired",
                                    "destroy_ok") if k in report]
+    if "up_sh" in report:
+        checks.append(report["up_sh"]["ok"])
     if "up" in report:
         checks.append(report["up"]["ok"])
     if "second_up_changes" in report:

@@ -2,8 +2,9 @@
 plugins built from source by labs/engine/build_toolchain.sh (cached), previews of new dev and prod stacks, then on
 real Debian 12 hosts (labs/hosts/debhosts.sh, systemd-nspawn, sshd with pinned host keys) `pulumi up` of the dev
 shape from an empty stack with a file backend, Harbor's API objects on the Harbor emulator (127.0.0.1), the second
-up, refresh, day-2 changes under a client's requests through the VIP, drift and destroy. Harbor and NFS are the host
-lab's stand-ins. Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET (as for tests/hosts)."""
+up, refresh, scripts/up.sh with the built CLI, day-2 changes under a client's requests through the VIP, drift and
+destroy. Harbor and NFS are the host lab's stand-ins. Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET (as for
+tests/hosts)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ def test_up_from_an_empty_stack_applies_every_role_and_a_preview_then_expects_no
 def test_second_up_changes_nothing_and_refresh_is_clean(report):
     assert report["second_up_changes"] == 0
     assert report["refresh_clean"], report.get("refresh_output")
+
+
+def test_up_sh_with_the_built_cli_checks_reaches_every_host_and_changes_nothing(report):
+    assert report["up_sh"]["ok"], report["up_sh"]
 
 
 @pytest.mark.parametrize("scenario", sorted(DAY2_LIMITS))

@@ -4,6 +4,7 @@ Integration: each test starts the Harbor API emulator (an HTTP server thread on 
 """
 
 import dataclasses
+import socket
 import time
 
 import pytest
@@ -174,6 +175,20 @@ def test_unreachable_harbor_reports_tries(emulator):
                                                                           backoff=0.01))
     with pytest.raises(HarborError, match="did not answer after 2 tries"):
         client.request("GET", "/ping")
+
+
+def test_unresolvable_harbor_name_says_the_machine_running_pulumi_must_resolve_it(monkeypatch):
+    """No DNS query leaves this machine: the resolver itself is made to fail, as it does for a name only the hosts
+    know (the engine lab's harbor.hostlab.internal before it ran the engine with that name resolved)."""
+    def no_such_name(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    client = HarborClient(Credentials("https://harbor.site.internal", "admin", "pw"),
+                          ClientSettings(connect_timeout=1, attempts=2, backoff=0.01))
+    with pytest.raises(HarborError, match=r"did not answer after 2 tries \(ConnectionError\); this machine cannot "
+                                          r"resolve harbor.site.internal: the machine running `pulumi` must resolve"):
+        client.request("PUT", "/users/1/password", replay_safe=False)  # never sent: retried even so
 
 
 def test_list_all_follows_link_pages(emulator, conn):

@@ -35,23 +35,6 @@ exit 0
 
 
 @pytest.fixture
-def clone(tmp_path: Path) -> Path:
-    """A copy of the clone's files (those git tracks or would), with the real venv/ linked in (what a user has after
-    the README's set-up)."""
-    # safe.directory: a user who does not own the clone (a test run as another user) may list it too.
-    files = subprocess.run(["git", "-c", "safe.directory=*", "ls-files", "-z", "--cached", "--others",
-                            "--exclude-standard"], cwd=ROOT, capture_output=True, check=True).stdout
-    target = tmp_path / "clone"
-    for name in filter(None, files.decode().split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    (target / "venv").symlink_to((ROOT / "venv").resolve())
-    return target
-
-
-@pytest.fixture
 def fake_cli(tmp_path: Path) -> dict[str, str]:
     """Environment for a run with the stand-in CLI, its own state folder and a passphrase file."""
     cli = tmp_path / "bin" / "pulumi"

@@ -1,6 +1,8 @@
 """The real-engine lab's own logic (labs/engine/engine_lab.py) on recorded shapes of the CLI's output: the plan's
 ops per resource, the comparison with the model, the stack file it rewrites, where each role was applied."""
 
+from pathlib import Path
+
 import yaml
 
 from components.host.remote import apply_command
@@ -68,3 +70,12 @@ def test_plain_unwraps_the_secrets_of_a_stack_export_at_any_depth():
     secret = {sig: "1b47061264138c4ac30d75fd1ac4e0d9", "plaintext": '{"host": "10.0.0.1", "privateKey": "k"}'}
     assert engine_lab.plain({"inputs": {"connection": secret, "create": "x"}}) == {
         "inputs": {"connection": {"host": "10.0.0.1", "privateKey": "k"}, "create": "x"}}
+
+
+def test_resolving_runs_the_cli_with_this_machines_hosts_file_plus_the_clusters_name(tmp_path):
+    prefix = engine_lab.resolving({"harbor.lab.internal": "198.19.1.100"}, tmp_path)
+    hosts = (tmp_path / "engine-hosts").read_text()
+    assert hosts.startswith(Path("/etc/hosts").read_text().rstrip("\n") + "\n")
+    assert hosts.endswith("\n198.19.1.100 harbor.lab.internal\n")
+    assert prefix[:4] == ["unshare", "--mount", "--propagation", "private"]
+    assert prefix[-1] == str(tmp_path / "engine-hosts") and "mount --bind" in prefix[-2]
