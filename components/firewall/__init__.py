@@ -31,6 +31,8 @@ RPCBIND_PORT = 111
 MOUNTD_PORT = 20048
 STATD_PORT = 32765
 LOCKD_PORT = 32768
+# Docker's default address pools: where Harbor's containers (a compose network) come from when they dial the node.
+DOCKER_NETWORKS = ("172.16.0.0/12", "192.168.0.0/16")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
     if host in nodes:
         openings.append(Opening("harbor-https", "tcp", cfg.harbor.https_port, _cidrs(cfg.lb_hosts, host),
                                 "the load balancers proxy to Harbor over TLS", published=True))
+        if cfg.object_store_hosts and cfg.storage.garage:
+            openings.append(Opening("s3-proxy", "tcp", cfg.storage.garage.proxy_port, DOCKER_NETWORKS,
+                                    "Harbor's registry containers dial this node's S3 proxy (Docker's networks)"))
         if fw.metrics_sources:
             openings.append(Opening("harbor-metrics", "tcp", cfg.harbor.metrics_port, fw.metrics_sources,
                                     "Prometheus scrapers (firewall.metricsSources)", published=True))

@@ -18,15 +18,15 @@ def test_docker_waits_for_the_data_volume_mount_at_boot():
     cfg = parse_cluster_config(dev_values())
     assert "[Unit]\nRequiresMountsFor=/data\n" in render_docker_dropin(cfg)
     assert any(f.path == "/etc/systemd/system/docker.service.d/harbor-ha-data-volume.conf"
-               for f in harbor_node_files(cfg))
+               for f in harbor_node_files(cfg, cfg.harbor_nodes[0]))
 
 
 def test_only_the_shared_keys_on_the_data_volume_are_write_once():
     cfg = parse_cluster_config(dev_values())
-    once = sorted(f.path for f in harbor_node_files(cfg) if f.write_once)
+    once = sorted(f.path for f in harbor_node_files(cfg, cfg.harbor_nodes[0]) if f.write_once)
     assert once == ["/data/secret/core/private_key.pem", "/data/secret/keys/secretkey",
                     "/data/secret/registry/root.crt"]
-    assert all(f.manifest_line().endswith(" once") for f in harbor_node_files(cfg) if f.write_once)
+    assert all(f.manifest_line().endswith(" once") for f in harbor_node_files(cfg, cfg.harbor_nodes[0]) if f.write_once)
 
 
 def test_nginx_open_file_limit_covers_two_descriptors_per_connection_in_conf_and_unit():
