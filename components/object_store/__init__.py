@@ -133,6 +133,10 @@ def render_garage_toml(cfg: ClusterConfig, host: Host, node_ids: Mapping[str, st
         f'rpc_bind_addr = "{host.address}:{g.rpc_port}"',
         f'rpc_public_addr = "{host.address}:{g.rpc_port}"',
         f'rpc_secret_file = "{RPC_SECRET_PATH}"',
+        # 5 s instead of Garage's 300 s: a read goes first to the quorum's preferred nodes, and one that lost its
+        # power or froze is only dropped after ~75 s of failed pings; until then each read waits this long for it
+        # before asking the next node (the lab's power cut: reads stalled for 65 s with the default).
+        "rpc_timeout_msec = 5000",
         "bootstrap_peers = [" + ", ".join(f'"{p}"' for p in peers) + "]",
         "",
         "[s3_api]",

@@ -500,7 +500,7 @@ cmd_signal_all() {
     for pid in $(cg_pids "$cg"); do
       if [ "$1" = freeze ]; then kill -STOP "$pid" 2>/dev/null || true; else kill -CONT "$pid" 2>/dev/null || true; fi
     done
-    [ "$pass" = 1 ] || log "$h: ${1}d ($(cg_pids "$cg" | grep -c .) processes)"
+    [ "$pass" = 1 ] || log "$h: $([ "$1" = freeze ] && echo frozen || echo thawed) ($(cg_pids "$cg" | grep -c .) processes)"
   done
 }
 

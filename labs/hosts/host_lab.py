@@ -282,6 +282,7 @@ REGISTRY_BIN = "/usr/local/bin/harbor-registry"
 REGISTRY_UNIT = "hostlab-registry"
 REGISTRY_UNIT_TEXT = (f"[Unit]\nDescription=Harbor's registry binary on the node's S3 settings (host lab)\n[Service]\n"
                       f"ExecStart={REGISTRY_BIN} serve /etc/hostlab-registry/config.yml\n"
+                      "BindReadOnlyPaths=/etc/hostlab-registry/hosts:/etc/hosts\n"
                       # distribution exports traces to localhost:4318 unless told not to (object-storage notes).
                       "Environment=OTEL_TRACES_EXPORTER=none\nRestart=always\nRestartSec=2\n")
 BUILD_GARAGE = Path(__file__).resolve().parents[1] / "objstore" / "build_garage.sh"
@@ -945,13 +946,15 @@ class HostLab:
                               "maintenance": {"uploadpurging": {"enabled": False}}},
                   # One secret for every registry behind one LB, as Harbor's template writes one.
                   "http": {"addr": f":{REGISTRY_PORT}", "secret": "hostlab-registry-secret"}}
+        # The registry's own hosts file, as compose's extra_hosts gives Harbor's registry container one: the host's
+        # /etc/hosts is rewritten by debhosts.sh whenever a lab host boots (the power cut's return).
         ssh(m, "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ca-certificates >/dev/null; "
-               "sed -i '/ # hostlab s3$/d' /etc/hosts; cat >> /etc/hosts",
-            input="".join(f"{a} {n} # hostlab s3\n" for n, a in entries), timeout=600)
+               "install -d -m 0755 /etc/hostlab-registry && cat > /etc/hostlab-registry/hosts",
+            input="127.0.0.1 localhost\n" + "".join(f"{a} {n}\n" for n, a in entries), timeout=600)
         ssh(m, f"install -m 0644 {CLUSTER_CA_PATH} /usr/local/share/ca-certificates/harbor-ha-cluster-ca.crt && "
                "update-ca-certificates >/dev/null 2>&1")
-        ssh(m, f"install -m 0755 /srv/nfs-standin/dist/registry {REGISTRY_BIN} && install -d -m 0700 "
-               f"/etc/hostlab-registry && cat > /etc/hostlab-registry/config.yml && cat > /etc/systemd/system/"
+        ssh(m, f"install -m 0755 /srv/nfs-standin/dist/registry {REGISTRY_BIN} && (umask 077; "
+               f"cat > /etc/hostlab-registry/config.yml) && cat > /etc/systemd/system/"
                f"{REGISTRY_UNIT}.service <<'EOF'\n{REGISTRY_UNIT_TEXT}EOF\n"
                f"systemctl daemon-reload && systemctl restart {REGISTRY_UNIT}", input=yaml.safe_dump(config))
         ssh(m, f"nft insert rule inet harbor_ha input ip saddr {NET}.0/24 tcp dport {REGISTRY_PORT} accept")

@@ -180,6 +180,8 @@ def test_garage_syncs_metadata_and_data_before_it_acknowledges_a_write():
     ids = {h.name: h.name for h in cfg.object_store_hosts}
     toml = render_garage_toml(cfg, cfg.object_store_hosts[0], ids)
     assert "metadata_fsync = true\n" in toml and "data_fsync = true\n" in toml
+    # A dead or frozen peer costs a read 5 s, not Garage's default 300 s.
+    assert "rpc_timeout_msec = 5000\n" in toml
 
 
 def test_proxy_port_must_differ_from_the_other_garage_ports():
