@@ -339,7 +339,8 @@ class GarageSettings:
     capacity: str  #: capacity each host offers in the layout (Garage spreads partitions by it)
     replication_factor: int  #: copies of every object, each in another zone (host)
     consistency_mode: str  #: Garage's consistency_mode: consistent (quorum reads and writes)
-    https_port: int  #: TLS port of nginx in front of Garage's S3 API on each object-store host (what Harbor uses)
+    https_port: int  #: TLS port of nginx in front of Garage's S3 API on each object-store host
+    proxy_port: int  #: port of each Harbor node's S3 proxy (HAProxy, health-checked), what its registry dials
     rpc_port: int  #: Garage's RPC port between the object-store hosts
     s3_port: int  #: Garage's plain S3 API port, on loopback only (nginx proxies to it)
     admin_port: int  #: Garage's admin API port, on loopback only (the program imports Harbor's key through it)
@@ -1633,6 +1634,8 @@ def _parse_storage(raw: Any, object_store_hosts: list[Host], secrets_present: Se
                                 "must be consistent: the registry reads what another node has just written"),
         # 3943: next to Garage's own 3900-3903, free on every other role's host.
         https_port=ga.get("httpsPort", int, 3943, check=_in_range(1, 65535)),
+        # 3944: beside httpsPort; on the node's address, so it may share a host with an object-store host's front.
+        proxy_port=ga.get("proxyPort", int, 3944, check=_in_range(1, 65535)),
         # 3901, 3900, 3903: Garage's documented RPC, S3 and admin ports.
         rpc_port=ga.get("rpcPort", int, 3901, check=_in_range(1, 65535)),
         s3_port=ga.get("s3Port", int, 3900, check=_in_range(1, 65535)),
@@ -1647,8 +1650,8 @@ def _parse_storage(raw: Any, object_store_hosts: list[Host], secrets_present: Se
     ga.finish()
     st.finish()
 
-    ports = {"httpsPort": garage.https_port, "rpcPort": garage.rpc_port, "s3Port": garage.s3_port,
-             "adminPort": garage.admin_port}
+    ports = {"httpsPort": garage.https_port, "proxyPort": garage.proxy_port, "rpcPort": garage.rpc_port,
+             "s3Port": garage.s3_port, "adminPort": garage.admin_port}
     seen: dict[int, str] = {}
     for key, port in ports.items():
         if port in seen:

@@ -70,7 +70,7 @@ def role_files(cfg: ClusterConfig) -> dict[str, dict[str, list[FileSpec]]]:
     for h in cfg.sentinel_hosts:
         plan[h.name]["sentinel"] = sentinel_files(cfg, h)
     for h in cfg.harbor_nodes:
-        plan[h.name]["harbor-node"] = harbor_node_files(cfg)
+        plan[h.name]["harbor-node"] = harbor_node_files(cfg, h)
     for role in vrrp_roles(cfg):
         plan[role.host.name]["loadbalancer"] = loadbalancer_files(cfg, role.host)
         plan[role.host.name]["keepalived"] = keepalived_files(cfg, role)

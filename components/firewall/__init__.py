@@ -81,6 +81,9 @@ def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
     if host in nodes:
         openings.append(Opening("harbor-https", "tcp", cfg.harbor.https_port, _cidrs(cfg.lb_hosts, host),
                                 "the load balancers proxy to Harbor over TLS", published=True))
+        if cfg.object_store_hosts and cfg.storage.garage:
+            openings.append(Opening("s3-proxy", "tcp", cfg.storage.garage.proxy_port, None,
+                                    "Harbor's registry container dials this node's S3 proxy", iifname=DOCKER_BRIDGES))
         if fw.metrics_sources:
             openings.append(Opening("harbor-metrics", "tcp", cfg.harbor.metrics_port, fw.metrics_sources,
                                     "Prometheus scrapers (firewall.metricsSources)", published=True))

@@ -15,7 +15,7 @@ from components.config import ClusterConfig, Host
 from components.host.files import FileSpec, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
 from components.nfs import HARBOR_UID, nfs_client_files
-from components.object_store import S3_TLS_NAME, s3_endpoint
+from components.object_store import S3_PROXY_CONF_PATH, S3_PROXY_UNIT, S3_TLS_NAME, s3_endpoint, s3_proxy_files
 from components.redis import harbor_redis_host
 
 SCRIPT = Path(__file__).with_name("harbor-node.sh")  #: the role script shipped to each Harbor node
@@ -186,8 +186,8 @@ def render_harbor_yml(cfg: ClusterConfig, secrets: dict[str, str]) -> str:
             + yaml.safe_dump(harbor_yml_data(cfg, secrets), sort_keys=False, default_flow_style=False))
 
 
-def node_env(cfg: ClusterConfig) -> FileSpec:
-    """Parameters of harbor-node.sh."""
+def node_env(cfg: ClusterConfig, node: Host) -> FileSpec:
+    """Parameters of harbor-node.sh on `node`."""
     h = cfg.harbor
     return role_env("harbor-node", {
         "HARBOR_VERSION": h.version,
@@ -202,9 +202,12 @@ def node_env(cfg: ClusterConfig) -> FileSpec:
         # node shares (the sandbox's Docker volume), the node only checks it is there; local: storage.mode s3, the
         # images are in the bucket and data_volume is a folder on the node's own disk.
         "DATA_MOUNT": "local" if cfg.storage.s3 else "nfs" if cfg.nfs_export else "shared",
-        # storage.mode s3 with roles.objectStore: every object-store host's address, for the S3 endpoint's name.
+        # storage.mode s3 with roles.objectStore: the S3 endpoint's name is this node's address, where its S3 proxy
+        # listens (components/object_store/: it avoids a dead or frozen object-store host).
         "S3_TLS_NAME": S3_TLS_NAME,
-        "S3_HOSTS": " ".join(h.address for h in cfg.object_store_hosts),
+        "S3_HOSTS": node.address if cfg.object_store_hosts else "",
+        "S3_PROXY_UNIT": S3_PROXY_UNIT if cfg.object_store_hosts else "",
+        "S3_PROXY_CONF": S3_PROXY_CONF_PATH,
         "WITH_TRIVY": "1" if h.trivy else "0",
         "HEALTH_TIMEOUT": str(h.health_timeout),
         "CSRF_KEY_FILE": CSRF_KEY_PATH,
@@ -292,14 +295,14 @@ def _pem_join(*pems: str) -> str:
     return "".join(p.strip() + "\n" for p in pems)
 
 
-def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
+def harbor_node_files(cfg: ClusterConfig, node: Host) -> list[FileSpec]:
     s3 = cfg.storage.s3
     needs = ("admin_password", "db_password", "redis_password", *(S3_KEYS if s3 else ()))
     nfs = bool(cfg.nfs_export) and not s3
     files = (nfs_client_files(cfg) if nfs else []) + [*external_ca_files(cfg),
         FileSpec(path=f"{cfg.harbor.install_dir}/harbor.yml",
                  render=lambda s: render_harbor_yml(cfg, dict(s)), needs=needs, mode=0o600),
-        node_env(cfg),
+        node_env(cfg, node),
         # Harbor's `prepare` writes a new random CSRF_KEY into core's env on every run and node; the node script
         # replaces it with this shared one, or a UI form served by one node is refused by another (403).
         FileSpec(path=CSRF_KEY_PATH, render=lambda s: s["harbor_csrf_key"] + "\n", needs=("harbor_csrf_key",),
@@ -322,6 +325,8 @@ def harbor_node_files(cfg: ClusterConfig) -> list[FileSpec]:
                  needs=("harbor_jobservice_secret",), mode=0o600),
         FileSpec(path=f"/etc/systemd/system/{START_UNIT}", render=lambda _s: render_start_unit(cfg)),
     ]
+    if cfg.object_store_hosts:
+        files += s3_proxy_files(cfg, node, CLUSTER_CA_PATH)
     if not s3:
         # With s3 the data volume is the node's own disk: nothing to wait for at boot.
         files.append(FileSpec(path="/etc/systemd/system/docker.service.d/harbor-ha-data-volume.conf",
@@ -353,7 +358,7 @@ class HarborNode(pulumi.ComponentResource):
         # Air-gapped sites upload their copy of the installer; otherwise the node downloads INSTALLER_URL.
         uploads = ({installer_name(cfg.harbor.version): cfg.harbor.installer_path}
                    if cfg.harbor.installer_path else {})
-        self.role = deploy_role(self, name, host, SCRIPT, harbor_node_files(cfg), args, uploads=uploads)
+        self.role = deploy_role(self, name, host, SCRIPT, harbor_node_files(cfg, host), args, uploads=uploads)
         self.address = host.address
         self.health_url = f"https://{host.address}:{cfg.harbor.https_port}/api/v2.0/health"
         self.register_outputs({"address": self.address, "health_url": self.health_url})

@@ -183,8 +183,8 @@ localize_trivy() {
 }
 
 # The S3 endpoint's name in the containers that reach the bucket (registry; registryctl, which runs the garbage
-# collection): one extra_hosts entry per object-store host, so Go's dialer tries the next address when one does
-# not answer. Our lines carry a marker comment; they are rewritten when S3_HOSTS changed (then compose recreates).
+# collection): with roles.objectStore, this node's own address, where its S3 proxy listens. Our lines carry a marker
+# comment; they are rewritten when S3_HOSTS changed (then compose recreates).
 s3_hosts_compose() {
   awk -v hosts="$S3_HOSTS" -v name="$S3_TLS_NAME" '
     / # harbor-ha s3$/ { next }
@@ -276,12 +276,28 @@ back_in_rotation() {
   sleep "$((LB_FAIL_TIMEOUT + 1))"
 }
 
+s3_proxy_check() { haproxy -c -q -f "$S3_PROXY_CONF"; }
+
+# The S3 proxy (roles.objectStore): up before Harbor's registry dials it; the distribution's haproxy.service (its
+# example configuration) is not ours and stays off.
+ensure_s3_proxy() {
+  local stage=$1 changed=$2
+  if ! s3_proxy_check; then
+    manifest_rollback "$stage"
+    die "haproxy rejected the S3 proxy's configuration; the previous files are back in place"
+  fi
+  if systemctl is-enabled --quiet haproxy 2>/dev/null; then systemctl disable --now --quiet haproxy; fi
+  ensure_service "$S3_PROXY_UNIT" "$(grep -e '/s3-proxy/' -e "$S3_PROXY_UNIT" <<<"$changed" || true)" reload
+}
+
 role_apply() {
   local stage=$1 changed desired trivy=()
   ensure_packages
+  if [ -n "$S3_PROXY_UNIT" ]; then apt_install haproxy; fi
   ensure_mount "$stage"
   changed=$(install_manifest "$stage")
   if grep -q '^/etc/systemd/' <<<"$changed"; then systemctl daemon-reload; fi
+  if [ -n "$S3_PROXY_UNIT" ]; then ensure_s3_proxy "$stage" "$changed"; fi
   # At boot: Harbor's containers in compose's order once Docker runs (this apply starts them itself below).
   systemctl enable --quiet "$START_UNIT"
   if ! installer_current; then ensure_installer; fi
@@ -308,6 +324,7 @@ role_apply() {
 role_delete() {
   if [ -f "/etc/systemd/system/$START_UNIT" ]; then systemctl disable --quiet "$START_UNIT"; fi
   harbor_down
+  if [ -n "$S3_PROXY_UNIT" ]; then systemctl disable --now --quiet "$S3_PROXY_UNIT" 2>/dev/null || true; fi
   remove_mount
   # Only this node's files: the write-once shared keys on the data volume serve the other nodes.
   remove_manifest "$1"

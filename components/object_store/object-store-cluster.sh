@@ -53,10 +53,32 @@ have = {r["id"]: r for r in current["roles"]}
 changes = [{"id": i, "zone": r["zone"], "capacity": r["capacity"], "tags": r["tags"]} for i, r in wanted.items()
            if i not in have or (have[i]["zone"], have[i].get("capacity"), have[i]["tags"]) !=
            (r["zone"], r["capacity"], r["tags"])]
-if changes:
-    call("UpdateClusterLayout", {"roles": changes})
-    call("ApplyClusterLayout", {"version": current["version"] + 1})
-    log(f"layout version {current['version'] + 1} applied: {len(changes)} node(s) assigned")
+# A host left out of roles.objectStore leaves the layout (a node replaced or removed); one per apply, so that the
+# copies on the other hosts always make a quorum while Garage moves the partitions.
+removed = sorted(set(have) - set(wanted))
+if len(removed) > 1:
+    raise SystemExit(f"[harbor-ha object-store-cluster] ERROR: {len(removed)} nodes would leave the layout at once "
+                     f"({removed}); take out one host per pulumi up")
+if changes or removed:
+    call("UpdateClusterLayout", {"roles": changes + [{"id": i, "remove": True} for i in removed]})
+    version = current["version"] + 1
+    call("ApplyClusterLayout", {"version": version})
+    log(f"layout version {version} applied: {len(changes)} node(s) assigned, {len(removed)} removed")
+    gone = [i for i in removed if i not in up]
+    # A removed node that is down (a dead host being replaced) never acknowledges the new version: the old one,
+    # which still names it, would stay in force. Once the other nodes hold its data, Garage is told to skip it
+    # (allowMissingData false: refused while that would lose a copy). 600 s: the new node copies every partition.
+    deadline = time.monotonic() + 600
+    while gone and any(v["status"] == "Draining" for v in call("GetClusterLayoutHistory")["versions"]):
+        if time.monotonic() > deadline:
+            raise SystemExit("[harbor-ha object-store-cluster] ERROR: the layout still names the dead node(s) "
+                             f"{gone} after 600 s: the other nodes have not synced their partitions yet")
+        request = {"version": version, "allowMissingData": False}
+        try:
+            call("ClusterLayoutSkipDeadNodes", request)
+        except SystemExit as refused:  # not yet: the partitions are still being copied
+            log(f"dead node(s) not skipped yet: {refused}")
+        time.sleep(5)
 else:
     log(f"layout version {current['version']} already holds every node")
 

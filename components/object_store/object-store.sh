@@ -78,8 +78,18 @@ wait_garage() {
 
 tls_front_check() { nginx -t -q -c /etc/harbor-ha/s3-tls/nginx.conf; }
 
+# peers_only_change STAGE: the apply changed garage.toml in its bootstrap_peers line only (an object-store host added
+# or replaced). Garage reads that line at start only and a running node learns new peers from the cluster, so no
+# restart: restarting every node of the cluster at once would cost the quorum.
+peers_only_change() {
+  local name
+  name=$(awk -v p="$GARAGE_CONFIG" '$2 == p {print $1}' "$1/MANIFEST")
+  [ -n "$name" ] && [ -f "$PREVIOUS_DIR/$name" ] &&
+    cmp -s <(grep -v '^bootstrap_peers' "$PREVIOUS_DIR/$name") <(grep -v '^bootstrap_peers' "$GARAGE_CONFIG")
+}
+
 role_apply() {
-  local stage=$1 changed binary
+  local stage=$1 changed binary restart
   apt_install curl nginx ca-certificates
   # The distribution's nginx.service serves a default site on port 80: not ours, unless it is the LB's.
   if [ "$LB_HOST" = 0 ] && systemctl is-enabled --quiet nginx 2>/dev/null; then systemctl disable --now --quiet nginx; fi
@@ -99,7 +109,13 @@ role_apply() {
   if grep -q '^/etc/systemd/' <<<"$changed"; then systemctl daemon-reload; fi
   ensure_node_key
   # The TLS front's files do not concern Garage (and the reverse): each restarts for its own.
-  ensure_service garage "$(grep -v -e '/s3-tls/' -e "$TLS_UNIT" <<<"$changed$binary" || true)" restart
+  restart=$(grep -v -e '/s3-tls/' -e "$TLS_UNIT" <<<"$changed${binary:+
+$binary}" || true)
+  if [ "$restart" = "$GARAGE_CONFIG" ] && peers_only_change "$stage"; then
+    log "only garage's bootstrap peers changed: no restart (the running node learns its peers from the cluster)"
+    restart=""
+  fi
+  ensure_service garage "$restart" restart
   ensure_service "$TLS_UNIT" "$(grep -e '/s3-tls/' -e "$TLS_UNIT" <<<"$changed" || true)" reload
   wait_garage
   log "garage $GARAGE_VERSION up; TLS front on $HTTPS_ADDRESS"

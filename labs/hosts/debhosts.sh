@@ -12,6 +12,7 @@
 #   debhosts.sh down       stop and remove every host, the proxy, the bridge, the guard rules and cgroups
 #   debhosts.sh status     hosts, their PIDs, systemd state and memory (PSS of all their processes)
 #   debhosts.sh kill hN    power cut: every process of hN killed at once (no shutdown); `up N` boots it again
+#   debhosts.sh freeze hN  SIGSTOP to every process of hN (peers still connect, nothing answers); `thaw hN` resumes
 #   debhosts.sh ssh hN [command...]
 #   debhosts.sh purge      down, then remove the base, the SSH key and the apt cache too
 #
@@ -487,6 +488,22 @@ cmd_kill() {
   log "$h: killed"
 }
 
+# A frozen host: SIGSTOP to every process of the host (its systemd, daemons, sshd), its kernel side (network
+# namespace, listening sockets) left as it is, so peers still connect and nothing answers. Twice: a process forked
+# while the first pass ran is stopped by the second. `thaw` sends SIGCONT to them all.
+cmd_signal_all() {
+  local h=${2:-} cg pass pid
+  [[ $h =~ ^h[0-9]+$ ]] || die "usage: $1 hN"
+  cg=$CG2/$CG_SUB/$h
+  [ -d "$cg" ] && [ -n "$(cg_pids "$cg")" ] || die "$h is not running"
+  for pass in 1 2; do
+    for pid in $(cg_pids "$cg"); do
+      if [ "$1" = freeze ]; then kill -STOP "$pid" 2>/dev/null || true; else kill -CONT "$pid" 2>/dev/null || true; fi
+    done
+    [ "$pass" = 1 ] || log "$h: $([ "$1" = freeze ] && echo frozen || echo thawed) ($(cg_pids "$cg" | grep -c .) processes)"
+  done
+}
+
 cmd_status() {
   local h pid pids st
   printf '%-4s %-13s %-8s %-10s %6s %9s\n' host address nspawn systemd procs pss_mib
@@ -515,6 +532,7 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   kill) shift; cmd_kill "$@" ;;
+  freeze | thaw) cmd_signal_all "$@" ;;
   ssh) shift; [ $# -ge 1 ] || die "usage: ssh hN [command...]"; exec 9>&-; host_ssh "$@" ;;
   purge) cmd_purge ;;
   *) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 2 ;;

@@ -38,10 +38,11 @@ What is a stand-in, and why:
 - `pulumi up`: labs/hosts/replay.py replays the program's registered remote commands in the engine's plan order,
   sequentially instead of in parallel (the patroni shape runs independent steps at once: the members of a new etcd
   cluster each wait for the others). The real engine applies the dev shape in labs/engine/engine_lab.py.
-- The s3 shape (storage.mode s3, Garage on three object-store hosts): Harbor's registry is Debian's docker-registry
-  2.8.2 (CNCF distribution, the code Harbor's registry fork is built from) run on each node as a host service on the
-  S3 settings of the node's rendered harbor.yml, its endpoint name resolved as harbor-node.sh writes it for Harbor's
-  registry containers; Garage is the real one, built here from crates.io and served by a lab host (dist1).
+- The s3 shape (storage.mode s3, Garage on three object-store hosts): Harbor's registry is the binary of Harbor's
+  registry container (goharbor/distribution release-2.8, built here from source), run on each node as a host service
+  (not in Harbor's container: the stand-in installer has none) on the S3 settings of the node's rendered harbor.yml,
+  its endpoint name resolved as harbor-node.sh writes it for Harbor's registry containers (the node's S3 proxy);
+  Garage is the real one, built here from crates.io and served by a lab host (dist1).
 - Reboot: `systemctl reboot` in the host ends its systemd-nspawn (no systemd on this machine restarts it, as
   systemd-nspawn@.service would); the lab starts it again on the same root filesystem.
 """
@@ -99,8 +100,8 @@ MACHINES = {"data1": "h1", "node1": "h2", "node2": "h3", "node3": "h4",
             "redis1": "h5", "redis2": "h6", "redis3": "h7", "lb1": "h8", "lb2": "h9",
             "db1": "h10", "db2": "h11", "db3": "h12",
             # The s3 shape's object-store hosts reuse h4..h6 (node3 and two redis hosts of the other shapes) and its
-            # Garage download server h7: that shape boots 7 hosts only.
-            "s3a": "h4", "s3b": "h5", "s3c": "h6", "dist1": "h7"}
+            # Garage download server h7, and s3d (h8) that replaces s3c: that shape boots 8 hosts only.
+            "s3a": "h4", "s3b": "h5", "s3c": "h6", "dist1": "h7", "s3d": "h8"}
 # systemd units of each role: every one must be active after an apply and after a reboot.
 UNITS = {"firewall": ["harbor-ha-firewall"],
          "nfs-server": ["nfs-server"], "postgres": ["postgresql@15-main"], "redis": ["redis-server"],
@@ -302,12 +303,19 @@ PATRONI = Shape("patroni", ["data1", "node1", "node2", "db1", "db2", "db3"], {
 S3 = Shape("s3", ["data1", "node1", "node2", "s3a", "s3b", "s3c"], {
     "postgres": "data1", "redis": ["data1"], "harborNodes": ["node1", "node2"], "loadBalancers": ["node1", "node2"],
     "objectStore": ["s3a", "s3b", "s3c"]}, {"storage": {"mode": "s3"}}, parallel=True,
-    outside=("dist1",))
+    outside=("dist1", "s3d"))  # s3d: the host that replaces s3c
 DIST_PORT = 8873  #: dist1's HTTP port for the Garage binary
-# Harbor's registry stand-in on each node of the s3 shape: Debian's docker-registry (CNCF distribution 2.8, the code
-# Harbor's registry fork is built from), on the S3 settings of the node's own rendered harbor.yml.
+# Harbor's registry on each node of the s3 shape: the binary of Harbor's registry container (goharbor/distribution
+# release-2.8, built here by labs/harbor/build_installer.py), run as a host service on the S3 settings of the node's
+# own rendered harbor.yml (Harbor's registry container is not, see the module docstring).
 REGISTRY_PORT = 5000
-REGISTRY_CLIENT = Path(__file__).resolve().parents[1] / "objstore" / "registry_client.py"
+REGISTRY_BIN = "/usr/local/bin/harbor-registry"
+REGISTRY_UNIT = "hostlab-registry"
+REGISTRY_UNIT_TEXT = (f"[Unit]\nDescription=Harbor's registry binary on the node's S3 settings (host lab)\n[Service]\n"
+                      f"ExecStart={REGISTRY_BIN} serve /etc/hostlab-registry/config.yml\n"
+                      "BindReadOnlyPaths=/etc/hostlab-registry/hosts:/etc/hosts\n"
+                      # distribution exports traces to localhost:4318 unless told not to (object-storage notes).
+                      "Environment=OTEL_TRACES_EXPORTER=none\nRestart=always\nRestartSec=2\n")
 BUILD_GARAGE = Path(__file__).resolve().parents[1] / "objstore" / "build_garage.sh"
 
 
@@ -431,7 +439,7 @@ class HostLab:
         }
         if lb:
             values["loadBalancer"] = lb
-        if shape is S3:
+        if shape.name == S3.name:  # also the shape a replaced object-store host gives
             values["storage"] = {"mode": "s3", "garage": {
                 "url": f"http://{address(MACHINES['dist1'])}:{DIST_PORT}/garage", "sha256": self.garage_sha256}}
         if shape is EXTERNAL:
@@ -1050,6 +1058,8 @@ class HostLab:
             raise RuntimeError(f"build_garage.sh: {built.stderr[-1500:]}")
         binary, sha256 = built.stdout.split()
         self.serve_binary(Path(binary), sha256)
+        # Harbor's registry binary, for start_registry, in the folder every lab host shares.
+        shutil.copy(build_installer.registry_binary(), NFS_STANDIN / "dist" / "registry")
 
     def serve_binary(self, binary: Path, sha256: str) -> None:
         self.garage_sha256 = sha256
@@ -1077,97 +1087,183 @@ class HostLab:
         storage = harbor_yml["storage_service"]
         compose = ssh(m, f"grep ' # harbor-ha s3$' {cfg.harbor.install_dir}/docker-compose.yml", check=False).stdout
         entries = list(dict.fromkeys(re.findall(r'"([^":]+):([0-9.]+)"', compose)))
-        config = {"version": 0.1, "log": {"level": "info"},
+        config = {"version": 0.1, "log": {"level": "info", "fields": {"service": "registry"}},
                   "storage": {"s3": storage["s3"], "redirect": storage["redirect"], "delete": {"enabled": True},
                               "cache": {"blobdescriptor": "inmemory"},
                               "maintenance": {"uploadpurging": {"enabled": False}}},
                   # One secret for every registry behind one LB, as Harbor's template writes one.
                   "http": {"addr": f":{REGISTRY_PORT}", "secret": "hostlab-registry-secret"}}
-        ssh(m, "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry ca-certificates >/dev/null; "
-               "sed -i '/ # hostlab s3$/d' /etc/hosts; cat >> /etc/hosts",
-            input="".join(f"{a} {n} # hostlab s3\n" for n, a in entries), timeout=600)
+        # The registry's own hosts file, as compose's extra_hosts gives Harbor's registry container one: the host's
+        # /etc/hosts is rewritten by debhosts.sh whenever a lab host boots (the power cut's return).
+        ssh(m, "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ca-certificates >/dev/null; "
+               "install -d -m 0755 /etc/hostlab-registry && cat > /etc/hostlab-registry/hosts",
+            input="127.0.0.1 localhost\n" + "".join(f"{a} {n}\n" for n, a in entries), timeout=600)
         ssh(m, f"install -m 0644 {CLUSTER_CA_PATH} /usr/local/share/ca-certificates/harbor-ha-cluster-ca.crt && "
                "update-ca-certificates >/dev/null 2>&1")
-        serve_docker_registry(m, config)
+        ssh(m, f"install -m 0755 /srv/nfs-standin/dist/registry {REGISTRY_BIN} && (umask 077; "
+               f"cat > /etc/hostlab-registry/config.yml) && cat > /etc/systemd/system/"
+               f"{REGISTRY_UNIT}.service <<'EOF'\n{REGISTRY_UNIT_TEXT}EOF\n"
+               f"systemctl daemon-reload && systemctl restart {REGISTRY_UNIT}", input=yaml.safe_dump(config))
+        ssh(m, f"nft insert rule inet harbor_ha input ip saddr {NET}.0/24 tcp dport {REGISTRY_PORT} accept")
+        ssh(m, f"for i in $(seq 1 30); do curl -fsS -o /dev/null http://127.0.0.1:{REGISTRY_PORT}/v2/ && exit 0; "
+               f"sleep 1; done; journalctl -u {REGISTRY_UNIT} -n 20 --no-pager >&2; exit 1")
         return [a for _n, a in entries]
 
     def garage_health(self, machine: str) -> dict:
-        """GetClusterHealth of Garage's admin API on an object-store host (its token read there from its file)."""
+        """GetClusterHealth of Garage's admin API on an object-store host."""
+        return self.garage_admin(machine, "GetClusterHealth")
+
+    def garage_admin(self, machine: str, endpoint: str) -> dict:
+        """GET /v2/ENDPOINT of Garage's admin API on an object-store host (its token read there from its file)."""
         out = ssh(machine, "curl -fsS --max-time 5 -H @<(printf 'Authorization: Bearer %s\\n' "
-                           "\"$(cat /etc/garage/admin_token)\") http://127.0.0.1:3903/v2/GetClusterHealth",
+                           f"\"$(cat /etc/garage/admin_token)\") http://127.0.0.1:3903/v2/{endpoint}",
                   check=False)
         return json.loads(out.stdout) if out.returncode == 0 else {"status": f"no answer: {out.stderr[-200:]}"}
 
-    def registry_loop(self, machine: str, registries: str, seconds: float, prefix: str) -> subprocess.Popen:
-        ssh(machine, "rm -f /tmp/hostlab-registry.stop")
-        return subprocess.Popen(["ssh", "-F", str(ROOT / "ssh_config"), machine, "python3", "/tmp/registry_client.py",
-                                 "loop", registries, "/tmp/hostlab-registry.stop", str(seconds), str(4 << 20), prefix],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The workload of the s3 checks: scripts/drills/ha_client.py (the drills' client) on the client host, over HTTP to
+    # each node's registry (their own port), round i pushing through one node and pulling through the next; every
+    # operation tried once: a failure is counted, not retried away.
+    registries: list[str] = []  #: the nodes' registry addresses (s3_checks)
+    STOP = "/tmp/hostlab-registry.stop"
 
-    def registry_check(self, machine: str, registries: str, images: list[dict]) -> dict:
+    def registry_loop(self, machine: str, seconds: float) -> subprocess.Popen:
+        ssh(machine, f"rm -f {self.STOP}")
+        first, *others = self.registries
+        args = ["workload", first, *[f"--also={h}" for h in others], "--plain-http", f"--port={REGISTRY_PORT}",
+                "--repo=drill/app", "--count=100000", f"--duration={seconds}", f"--layer-size={4 << 20}",
+                "--attempts=1", "--retry-delay=0", "--no-verify", f"--stop-file={self.STOP}"]
+        return subprocess.Popen(["ssh", "-F", str(ROOT / "ssh_config"), machine, "python3", "/tmp/ha_client.py",
+                                 *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    @staticmethod
+    def loop_result(proc: subprocess.Popen, timeout: float) -> dict:
+        """The workload's JSON, with its failed operations counted and the failures' first lines."""
+        out, err = proc.communicate(timeout=timeout)
+        if not out.strip():
+            return {"ops": [], "pushed": {}, "failed_ops": -1, "max_push_gap_ms": None, "error": err[-300:]}
+        loop = json.loads(out)
+        loop["failed_ops"] = loop["pushes_failed"] + loop["pulls_failed"]
+        loop["failures"] = [{"op": o["op"], "host": o.get("host"), "start": o["start"], "errors": o["errors"]}
+                            for o in loop["ops"] if not o["ok"]][:5]
+        return loop
+
+    def registry_check(self, machine: str, images: dict[str, str]) -> dict:
+        """Every image pulled through every node's registry with its digests compared (two tries each, 1 s apart:
+        one slow answer on a loaded machine is not a lost image); lost or corrupted through any is counted."""
         ssh(machine, "cat > /tmp/hostlab-images.json", input=json.dumps(images))
-        return json.loads(ssh(machine, f"python3 /tmp/registry_client.py check {registries} /tmp/hostlab-images.json",
-                              timeout=600).stdout)
+        return json.loads(ssh(machine, f"python3 /tmp/ha_client.py verify {shlex.join(self.registries)} --plain-http "
+                                       f"--port={REGISTRY_PORT} --repo=drill/app --pushed=/tmp/hostlab-images.json "
+                                       "--attempts=2 --retry-delay=1", timeout=900).stdout)
 
-    def s3_checks(self, shape: Shape, values: dict[str, Any]) -> dict:
-        """Harbor's images on Garage: pushes and pulls across the nodes' registries with digest checks, then the
-        power cut of the object-store host every registry dials first, during a push/pull loop."""
-        cfg = parse_cluster_config(values)
-        nodes, stores = shape.roles["harborNodes"], shape.roles["objectStore"]
-        resolved = {n: self.start_registry(cfg, n) for n in nodes}
-        registries = ",".join(f"http://{address(MACHINES[n])}:{REGISTRY_PORT}" for n in nodes)
-        client = MACHINES["data1"]
-        ssh(client, "command -v python3 >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
-                    "apt-get install -y -qq python3-minimal >/dev/null; }; cat > /tmp/registry_client.py",
-            input=REGISTRY_CLIENT.read_text(), timeout=600)
-        health = self.garage_health(MACHINES[stores[1]])
-        out, err = self.registry_loop(client, registries, 20, "steady-").communicate(timeout=300)
-        steady = json.loads(out) if out.strip() else {"ops": 0, "failed_ops": -1, "images": [], "error": err[-300:]}
-        checked = self.registry_check(client, registries, steady["images"])
-        push_pull = {"ok": steady["failed_ops"] == 0 and checked["images_lost"] == 0 and bool(steady["images"]),
-                     "digest_equal": checked["images_lost"] == 0 and bool(steady["images"]),
-                     "images": len(steady["images"]), "ops": steady["ops"], "failed_ops": steady["failed_ops"],
-                     "failures": steady.get("failures", [])[:5]}
-        log(f"s3 push/pull: {push_pull}")
-
-        # The power cut: the first address of the endpoint's name (every registry dials it first).
-        first = next(h for h in stores if address(MACHINES[h]) == resolved[nodes[0]][0]) if resolved[nodes[0]] \
-            else stores[0]
-        proc = self.registry_loop(client, registries, 120, "cut-")
+    def store_fault(self, kind: str, host: str, witness: str, client: str, images: dict[str, str]) -> dict:
+        """A push/pull loop through the nodes' registries; 20 s in, `host` loses its power (kind "cut": every process
+        killed at once) or freezes (kind "freeze": every process SIGSTOPped, its kernel still accepting
+        connections) for 60 s; then it boots or thaws. Every image pushed so far (`images`, extended with the loop's)
+        is read back through every registry once Garage is healthy again: images_lost counts those unreadable then,
+        with no grace period. Failed operations and the longest gap between two successful ones are counted."""
+        m = MACHINES[host]
+        proc = self.registry_loop(client, 420)  # ended by the stop file
         time.sleep(20)
-        t_cut = time.time()
-        debhosts("kill", MACHINES[first])
+        t_fault = time.time()
+        debhosts("kill" if kind == "cut" else "freeze", m)
         time.sleep(60)
-        ssh(client, "touch /tmp/hostlab-registry.stop")
-        out, err = proc.communicate(timeout=300)
-        loop = json.loads(out) if out.strip() else {"ops": 0, "failed_ops": -1, "images": [], "error": err[-300:]}
-        after = [o for o in loop.get("timeline", []) if o["start"] >= t_cut]
-        during = self.garage_health(MACHINES[stores[1]])
-        t_boot = time.time()
-        self.power_on()
-        back = self.garage_health(MACHINES[first])
+        during = self.garage_health(MACHINES[witness])
+        t_back = time.time()
+        if kind == "cut":
+            self.power_on()
+        else:
+            debhosts("thaw", m)
+        back = self.garage_health(m)
         deadline = time.monotonic() + 180
         while back.get("status") != "healthy" and time.monotonic() < deadline:
             time.sleep(2)
-            back = self.garage_health(MACHINES[first])
-        back_s = round(time.time() - t_boot, 1)
-        images = steady["images"] + loop["images"]
-        first_check = self.registry_check(client, registries, images)
-        # Unreadable right after the boot is not lost: read again once the registries' connections to the cut host
-        # (pooled before the cut, never answered since) have failed and been replaced.
-        time.sleep(60 if first_check["images_lost"] else 0)
-        lost = self.registry_check(client, registries, images) if first_check["images_lost"] else first_check
-        cut = {"host": first, "failed_ops": loop["failed_ops"], "ops": loop["ops"],
-               "ops_after_cut": len(after), "failed_after_cut": sum(not o["ok"] for o in after),
-               "max_gap_ms": loop.get("max_gap_ms"), "images_lost": lost["images_lost"], "images": lost["images"],
-               "unreadable_right_after_boot": first_check["images_lost"], "missing": first_check["missing"][:6],
-               "failures": loop.get("failures", [])[:5], "health_during": during.get("status"),
-               "healthy_again_s": back_s if back.get("status") == "healthy" else None}
-        log(f"s3 power cut of {first}: {cut}")
+            back = self.garage_health(m)
+        back_s = round(time.time() - t_back, 1)
+        # The loop runs on through the return: what a host coming back costs is counted too.
+        time.sleep(15)
+        ssh(client, f"touch {self.STOP}")
+        loop = self.loop_result(proc, 300)
+        after = [o for o in loop["ops"] if o["start"] >= t_fault]
+        images.update(loop["pushed"])
+        checked = self.registry_check(client, images)
+        result = {"host": host, "failed_ops": loop["failed_ops"], "ops": len(loop["ops"]),
+                  "ops_after_fault": len(after), "failed_after_fault": sum(not o["ok"] for o in after),
+                  "max_gap_ms": loop["max_push_gap_ms"], "images_lost": checked["images_lost"],
+                  "images_corrupted": checked["images_corrupted"], "images": checked["images"],
+                  "unreadable": checked["failed"][:6],
+                  "failures": loop.get("failures", []), "health_during": during.get("status"),
+                  "healthy_again_s": back_s if back.get("status") == "healthy" else None}
+        log(f"s3 {kind} of {host}: {result}")
+        return result
+
+    def replace_store(self, shape: Shape, dead: str, new: str, client: str, images: dict[str, str]) -> dict:
+        """A dead object-store host replaced through the program, while a push/pull loop runs: `dead` loses its power
+        for good; its resources leave the stack's state as `pulumi state delete` takes them out (their delete
+        commands cannot reach a dead host: docs/object-storage.md); a `pulumi up` with `new` in its place in
+        roles.objectStore starts Garage there, and the cluster step takes the dead node out of the layout and puts
+        the new one in (Garage copies the partitions to it). Then every image is read back through every registry.
+        The dead machine boots again afterwards, outside the stack (the lab's reboot and delete checks use it)."""
+        proc = self.registry_loop(client, 1800)  # ended by the stop file
+        time.sleep(10)
+        debhosts("kill", MACHINES[dead])
+        gone = [r.name for r in self.replay.state if r.name.endswith(f"-{dead}") or f"-{dead}-" in r.name]
+        self.replay.state = [r for r in self.replay.state if r.name not in gone]
+        stores = [new if h == dead else h for h in shape.roles["objectStore"]]
+        after = Shape(shape.name, [new if h == dead else h for h in shape.hosts],
+                      {**shape.roles, "objectStore": stores}, shape.extra, shape.parallel)
+        result = self.up(self.values(after))
+        health = self.garage_health(MACHINES[stores[0]])
+        ssh(client, f"touch {self.STOP}")
+        loop = self.loop_result(proc, 600)
+        images.update(loop["pushed"])
+        layout = self.garage_admin(MACHINES[stores[0]], "GetClusterLayout")
+        zones = sorted(r["zone"] for r in layout.get("roles", []))
+        checked = self.registry_check(client, images)
+        self.power_on()
+        ok = (result.ok and health.get("status") == "healthy" and zones == sorted(stores)
+              and checked["images_lost"] == 0 and checked["images_corrupted"] == 0 and checked["images"] > 0)
+        replaced = {"ok": ok, "dead": dead, "new": new, "apply_ok": result.ok, "apply_s": round(result.seconds, 1),
+                    "state_deleted": gone, "layout_zones": zones, "health": health.get("status"),
+                    "failed_ops": loop["failed_ops"], "ops": len(loop["ops"]), "max_gap_ms": loop["max_push_gap_ms"],
+                    "images_lost": checked["images_lost"], "images_corrupted": checked["images_corrupted"],
+                    "images": checked["images"], "unreadable": checked["failed"][:6],
+                    "failures": loop.get("failures", [])}
+        log(f"s3 replacement of {dead} by {new}: {replaced}")
+        return replaced
+
+    def s3_checks(self, shape: Shape, values: dict[str, Any]) -> dict:
+        """Harbor's images on Garage: pushes and pulls across the nodes' registries with digest checks, then an
+        object-store host's power cut and another's freeze, each during a push/pull loop."""
+        cfg = parse_cluster_config(values)
+        nodes, stores = shape.roles["harborNodes"], shape.roles["objectStore"]
+        resolved = {n: self.start_registry(cfg, n) for n in nodes}
+        self.registries = [address(MACHINES[n]) for n in nodes]
+        client = MACHINES["data1"]
+        # python3, not python3-minimal: the client needs tarfile and gzip from the full standard library.
+        ssh(client, "dpkg -s python3 >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                    "apt-get install -y -qq python3 >/dev/null; }; cat > /tmp/ha_client.py",
+            input=drills.CLIENT_PY.read_text(), timeout=600)
+        health = self.garage_health(MACHINES[stores[1]])
+        steady = self.loop_result(self.registry_loop(client, 20), 300)
+        images = dict(steady["pushed"])
+        checked = self.registry_check(client, images)
+        equal = checked["images_lost"] == 0 and checked["images_corrupted"] == 0 and bool(images)
+        push_pull = {"ok": steady["failed_ops"] == 0 and equal, "digest_equal": equal, "images": len(images),
+                     "ops": len(steady["ops"]), "failed_ops": steady["failed_ops"],
+                     "failures": steady.get("failures", [])}
+        log(f"s3 push/pull: {push_pull}")
+
+        # Each node's registry dials its own S3 proxy, which spreads the sessions over the object-store hosts: the
+        # first one is cut; the frozen one is another, once the cut one is back.
+        cut = self.store_fault("cut", stores[0], stores[1], client, images)
+        frozen = self.store_fault("freeze", stores[1], stores[2], client, images)
+        replaced = self.replace_store(shape, stores[2], "s3d", client, images)
         return {"backend": "garage", "nodes": len(stores), "replication": cfg.storage.garage.replication_factor
                 if cfg.storage.garage else None, "health": health.get("status"), "push_pull": push_pull,
-                "node_power_cut": cut, "endpoint_resolves_to": resolved,
-                "registry": "Debian docker-registry 2.8.2 (CNCF distribution, what Harbor's registry is built from) "
+                "node_power_cut": cut, "node_frozen": frozen, "node_replaced": replaced["ok"],
+                "node_replacement": replaced, "endpoint_resolves_to": resolved,
+                "registry": "Harbor's registry binary (goharbor/distribution release-2.8, built from source) "
                             "on each node, a stand-in for Harbor's registry container"}
 
     # ----------------------------------------------------------------------------------------------- client
@@ -1412,12 +1508,13 @@ def harbor_ok(result: Optional[dict]) -> bool:
 
 def storage_ok(result: Optional[dict]) -> bool:
     """The s3 shape's storage checks passed (True without that shape): pushes and pulls with equal digests, no image
-    lost to the power cut, the cut host healthy again. Failed operations and the longest gap are figures."""
+    lost to the power cut or the freeze, the host healthy again after each, a dead host replaced. Failed operations
+    and the longest gap are figures."""
     if result is None:
         return True
-    cut = result["node_power_cut"]
-    return bool(result["push_pull"]["ok"] and cut["images_lost"] == 0 and cut["images"] > 0
-                and cut["healthy_again_s"] is not None)
+    return bool(result["push_pull"]["ok"] and result["node_replaced"] and all(
+        fault["images_lost"] == 0 and fault["images"] > 0 and fault["healthy_again_s"] is not None
+        for fault in (result["node_power_cut"], result["node_frozen"])))
 
 
 def print_table(report: dict) -> None:

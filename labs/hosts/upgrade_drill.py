@@ -138,10 +138,11 @@ def verify_images(hd: HarborDrills, pushed: dict[str, str], attempts: int = 3) -
     """The drills' client on data1 pulls back `pushed` ({tag: digest}) from library/drill-upgrade."""
     ssh(hd.client, "cat > /tmp/hha-drill-verify.json", input=json.dumps(pushed))
     proc = hd.client_process(["verify", hd.lab.vip, "--repo", "library/drill-upgrade",
-                              "--pushed", "/tmp/hha-drill-verify.json", "--attempts", str(attempts)])
+                              "--pushed", "/tmp/hha-drill-verify.json", "--attempts", str(attempts),
+                              "--retry-delay", "2"])
     out, err = proc.communicate(timeout=1200)
     try:
-        return {k: v for k, v in json.loads(out).items() if k != "checks"}
+        return json.loads(out)
     except ValueError:
         return {"error": f"client exit {proc.returncode}: {err[-300:]}"}
 
@@ -171,10 +172,11 @@ def rollback(hd: HarborDrills, upgrade: dict) -> dict[str, Any]:
     before, after = verify_images(hd, images["before_backup"]), verify_images(hd, images["after_backup"], 1)
     result = {"apply_ok": applied.ok, "schema_restored": schema_restored, "versions": versions,
               "down_to_healthy_s": healthy_s, "before_backup": len(images["before_backup"]),
-              "before_backup_readable": before.get("ok"), "before_backup_corrupted": before.get("corrupted"),
-              "after_backup": len(images["after_backup"]), "after_backup_readable": after.get("ok")}
+              "before_backup_readable": before.get("images_ok"),
+              "before_backup_corrupted": before.get("images_corrupted"),
+              "after_backup": len(images["after_backup"]), "after_backup_readable": after.get("images_ok")}
     result["ok"] = bool(applied.ok and healthy_s is not None and set(versions.values()) == {f"v{UPGRADE_FROM}"}
-                        and before.get("ok") == len(images["before_backup"]) > 0
-                        and before.get("corrupted") == 0)
+                        and before.get("images_ok") == len(images["before_backup"]) > 0
+                        and before.get("images_corrupted") == 0)
     log(f"upgrade rollback: {result}")
     return result

@@ -13,7 +13,11 @@
     blob    HOST --repo R --size N                   push one random blob (the stream's probe)
     workload HOST --repo R --count N --duration S    what CI systems do: push fresh images (a distinct random layer
             each), pull an earlier one after each push, each operation retried like docker's own; then pull every
-            image reported pushed and compare its digests (lost and corrupted images are counted)
+            image reported pushed and compare its digests (lost and corrupted images are counted). `--also HOST2`
+            (repeatable): several registries sharing one storage, round i pushes through the i-th and pulls through
+            the next (the host lab's s3 shape)
+    verify  HOST... --repo R --pushed FILE           pull every image of FILE (JSON tag -> manifest digest) through
+            every HOST and count the lost and corrupted ones
     redis   SENTINEL... --master-set NAME --duration S
             follow the sentinels and write to whoever they name as master, every 50 ms; password in the
             REDIS_PASSWORD environment variable (never on a command line)
@@ -23,7 +27,8 @@ fetch one bearer token for the repository first (Harbor's token service, as `doc
 every request.
 
 TLS: the LB's certificate is verified (system CAs, or only the PEM in HA_CA_PEM: the cluster's or the lab's CA)
-for `--server-name` (Harbor's hostname) while connecting to HOST:`--port`; `--insecure` turns that off.
+for `--server-name` (Harbor's hostname) while connecting to HOST:`--port`; `--insecure` turns that off;
+`--plain-http` speaks HTTP (a registry on a lab host's own port, no TLS).
 
 Failure policy (documented in docs/ha.md): a request fails when it gets no complete 2xx answer within
 `--timeout` seconds in total (connect + TLS + response), or on any connection error; there are no retries.
@@ -58,17 +63,22 @@ NODE_HEADER = "X-Lab-Node"
 _TLS: dict = {"port": 443, "context": None, "server_name": None}
 
 
-def configure_tls(port: int, ca_pem: Optional[str], insecure: bool, server_name: Optional[str]) -> None:
+def configure_tls(port: int, ca_pem: Optional[str], insecure: bool, server_name: Optional[str],
+                  plain: bool = False) -> None:
     """Verify the LB's certificate against the system CAs, or only `ca_pem` (the cluster's or the lab's CA),
     for `server_name` (default: the host connected to). `insecure` turns verification off (a lab with a
-    certificate nobody has the CA of): the Basic credentials of `login` then go to whoever answers."""
+    certificate nobody has the CA of): the Basic credentials of `login` then go to whoever answers. `plain`: no TLS
+    at all (HTTP to `port`)."""
+    if plain:
+        _TLS.update(port=port, context=None, server_name=None, plain=True)
+        return
     if insecure:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     else:
         ctx = ssl.create_default_context(cadata=ca_pem) if ca_pem else ssl.create_default_context()
-    _TLS.update(port=port, context=ctx, server_name=server_name)
+    _TLS.update(port=port, context=ctx, server_name=server_name, plain=False)
 
 
 class _Connection(http.client.HTTPSConnection):
@@ -108,11 +118,13 @@ def login(host: str, repo: str) -> None:
 def request(host: str, method: str, path: str, *, body: bytes = b"", headers: Optional[dict] = None,
             timeout: float = 10.0) -> tuple[int, dict, bytes]:
     """One HTTPS request on a fresh connection, with a total deadline of `timeout` seconds."""
-    if _TLS["context"] is None:
+    if _TLS["context"] is None and not _TLS.get("plain"):
         raise RuntimeError("configure_tls() first")
     headers = {**_AUTH, **(headers or {})}
     deadline = time.monotonic() + timeout
-    conn = _Connection(host, _TLS["port"], timeout, _TLS["context"], _TLS["server_name"])
+    conn: http.client.HTTPConnection = (
+        http.client.HTTPConnection(host, _TLS["port"], timeout=timeout) if _TLS.get("plain")
+        else _Connection(host, _TLS["port"], timeout, _TLS["context"], _TLS["server_name"]))
     try:
         conn.connect()
         conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
@@ -283,29 +295,33 @@ def with_retries(op, attempts: int, delay: float, relogin) -> tuple[Optional[dic
 
 
 def workload(host: str, repo: str, count: int, duration: float, layer_size: int, attempts: int, delay: float,
-             verify: bool = True, stop_file: Optional[str] = None) -> dict:
+             verify: bool = True, stop_file: Optional[str] = None, also: tuple[str, ...] = ()) -> dict:
     """Up to `count` push+pull rounds within `duration` seconds (bounded by both; no new round either once
     `stop_file` exists: a drill ends the load when its cluster is whole again), then, with `verify`, every image
-    reported pushed pulled back and compared. One line "started <epoch>" on stderr when the first push starts."""
+    reported pushed pulled back and compared. One line "started <epoch>" on stderr when the first push starts.
+    `also`: further registries sharing the storage; round i pushes through the i-th of (host, *also) and pulls
+    through the next; the verification reads through `host`."""
+    hosts = (host, *also)
     ops: list[dict] = []
     pushed: dict[str, str] = {}  # tag -> manifest digest, for the images whose push succeeded
     nonce = os.urandom(4).hex()
     t0 = time.monotonic()
     print(f"started {time.time():.6f}", file=sys.stderr, flush=True)
 
-    def record(kind: str, ref: str, op) -> Optional[dict]:
+    def record(kind: str, ref: str, via: str, op) -> Optional[dict]:
         start = time.time()
-        result, errors = with_retries(op, attempts, delay, lambda: login(host, repo))
+        result, errors = with_retries(op, attempts, delay, lambda: login(via, repo))
         ops.append({"op": kind, "ref": ref, "start": start, "end": time.time(), "ok": result is not None,
                     "attempts": len(errors) + (result is not None), "errors": errors,
-                    "digest": result.get("digest") if result else None})
+                    "digest": result.get("digest") if result else None, **({"host": via} if also else {})})
         return result
 
     for i in range(count):
         if time.monotonic() - t0 >= duration or (stop_file and os.path.exists(stop_file)):
             break
         tag = f"w{nonce}-{i}"
-        result = record("push", tag, lambda t=tag: push(host, repo, t, f"w{i}", os.urandom(layer_size)))
+        pusher, puller = hosts[i % len(hosts)], hosts[(i + 1) % len(hosts)]
+        result = record("push", tag, pusher, lambda t=tag: push(pusher, repo, t, f"w{i}", os.urandom(layer_size)))
         if result is not None:
             if result.get("registry_digest") not in (None, result["digest"]):
                 ops[-1].update(ok=False, errors=[*ops[-1]["errors"], "the registry's digest differs from ours"])
@@ -313,7 +329,7 @@ def workload(host: str, repo: str, count: int, duration: float, layer_size: int,
                 pushed[tag] = result["digest"]
         if pushed:
             earlier = list(pushed)[int.from_bytes(os.urandom(2), "big") % len(pushed)]
-            record("pull", earlier, lambda t=earlier: _checked_pull(host, repo, t, pushed[t]))
+            record("pull", earlier, puller, lambda t=earlier: _checked_pull(puller, repo, t, pushed[t]))
     checks = verify_images(host, repo, pushed, attempts, delay) if verify else []
     return {**workload_summary(ops, checks, verify), "pushed": pushed, "ops": ops, "checks": checks}
 
@@ -332,6 +348,23 @@ def verify_images(host: str, repo: str, pushed: dict[str, str], attempts: int, d
         else:
             checks.append({"ref": tag, "state": "ok"})
     return checks
+
+
+def verify_everywhere(hosts: list[str], repo: str, pushed: dict[str, str], attempts: int, delay: float) -> dict:
+    """verify_images through each of `hosts` (registries sharing one storage): an image is lost or corrupted when
+    it is so through any of them."""
+    states: dict[str, list[str]] = {}
+    bad: list[dict] = []
+    for host in hosts:
+        for check in verify_images(host, repo, pushed, attempts, delay):
+            states.setdefault(check["ref"], []).append(check["state"])
+            if check["state"] != "ok":
+                bad.append({**check, "host": host})
+    return {"images": len(pushed), "pulls": len(pushed) * len(hosts),
+            "images_ok": sum(1 for s in states.values() if set(s) == {"ok"}),
+            "images_lost": sum(1 for s in states.values() if "lost" in s),
+            "images_corrupted": sum(1 for s in states.values() if "corrupted" in s and "lost" not in s),
+            "failed": bad[:20]}
 
 
 def _checked_pull(host: str, repo: str, tag: str, digest: str) -> dict:
@@ -447,6 +480,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     https = argparse.ArgumentParser(add_help=False)
     https.add_argument("--port", type=int, default=443, help="HTTPS port of the VIP")
     https.add_argument("--server-name", help="name to check the certificate for (default: HOST)")
+    https.add_argument("--plain-http", action="store_true", help="HTTP, no TLS (a lab registry's own port)")
     https.add_argument("--insecure", action="store_true",
                        help="do not verify the certificate (default: verify it against the system CAs, or only "
                             "against the PEM in the HA_CA_PEM environment variable)")
@@ -476,11 +510,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help="seconds x attempt between tries (docker: 5)")
     s.add_argument("--no-verify", action="store_true", help="skip pulling every pushed image back at the end")
     s.add_argument("--stop-file", help="start no new round once this file exists (then verify as usual)")
-    s = sub.add_parser("verify", parents=[https], help="pull back images pushed earlier and compare their digests")
-    s.add_argument("host")
+    s.add_argument("--also", action="append", default=[], metavar="HOST",
+                   help="another registry sharing the storage: rounds push and pull through each in turn")
+    s = sub.add_parser("verify", parents=[https])
+    s.add_argument("hosts", nargs="+")
     s.add_argument("--repo", required=True)
-    s.add_argument("--pushed", required=True, help="JSON file: {tag: manifest digest}")
-    s.add_argument("--attempts", type=int, default=3, help="tries per image (1: images expected gone cost one try)")
+    s.add_argument("--pushed", required=True, help="JSON file: tag -> manifest digest (workload's `pushed`)")
+    s.add_argument("--attempts", type=int, default=5, help="tries per image and host")
+    s.add_argument("--retry-delay", type=float, default=5.0)
     s = sub.add_parser("blob", parents=[https])
     s.add_argument("host")
     s.add_argument("--repo", required=True)
@@ -492,8 +529,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     a = p.parse_args(argv)
 
     if a.mode in ("stream", "push", "pull", "blob", "workload", "verify"):
-        configure_tls(a.port, os.environ.get("HA_CA_PEM"), a.insecure, a.server_name)
-        login(a.host, a.repo)
+        configure_tls(a.port, os.environ.get("HA_CA_PEM"), a.insecure, a.server_name, plain=a.plain_http)
+        login(a.hosts[0] if a.mode == "verify" else a.host, a.repo)
     if a.mode == "stream":
         out = stream(a.host, a.count, a.period, a.timeout, a.repo, a.blob)
     elif a.mode == "push":
@@ -501,14 +538,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             out = push(a.host, a.repo, a.tag, os.path.basename(a.layer_file), f.read())
     elif a.mode == "workload":
         out = workload(a.host, a.repo, a.count, a.duration, a.layer_size, a.attempts, a.retry_delay,
-                       verify=not a.no_verify, stop_file=a.stop_file)
-    elif a.mode == "pull":
-        out = pull(a.host, a.repo, a.tag)
+                       verify=not a.no_verify, stop_file=a.stop_file, also=tuple(a.also))
     elif a.mode == "verify":
         with open(a.pushed) as f:
-            checks = verify_images(a.host, a.repo, json.load(f), a.attempts, 2.0)
-        out = {"checks": checks, **{state: sum(1 for c in checks if c["state"] == state)
-                                    for state in ("ok", "lost", "corrupted")}}
+            out = verify_everywhere(a.hosts, a.repo, json.load(f), a.attempts, a.retry_delay)
+    elif a.mode == "pull":
+        out = pull(a.host, a.repo, a.tag)
     elif a.mode == "blob":
         served: list = []
         out = {"digest": push_blob(a.host, a.repo, os.urandom(a.size), served), "served": served}

@@ -1,10 +1,12 @@
 """storage.mode s3 on real Debian 12 hosts: labs/hosts/host_lab.py's s3 shape boots systemd-nspawn machines
 (labs/hosts/debhosts.sh), applies every role over SSH as the program registers it (Garage built here from crates.io
 on three object-store hosts behind their TLS fronts, the layout, bucket and key from the first; PostgreSQL and Redis
-on the data host; the Harbor nodes with the stand-in installer), runs Debian's docker-registry (distribution 2.8, what
-Harbor's registry is built from) on each node on the node's rendered S3 settings, pushes and pulls across the nodes
-with digest checks, cuts the power of the object-store host the registries dial first during a push/pull loop, then
-checks a second apply, a reboot and the deletes. Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET."""
+on the data host; the Harbor nodes with the stand-in installer and their S3 proxies, HAProxy), runs Harbor's registry
+binary (goharbor/distribution release-2.8, built here) on each node on the node's rendered S3 settings, pushes and
+pulls across the nodes with digest checks (scripts/drills/ha_client.py on the data host), then during a push/pull
+loop cuts the power of one object-store host, freezes another (SIGSTOP of all its processes), and replaces a third,
+dead, with a new host through the program; then checks a second apply, a reboot and the deletes.
+Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET."""
 
 from __future__ import annotations
 
@@ -35,12 +37,22 @@ def test_images_pushed_through_one_node_are_pulled_through_the_other_with_equal_
     assert result["push_pull"]["ok"] and result["push_pull"]["digest_equal"], result["push_pull"]
 
 
-def test_power_cut_of_an_object_store_host_loses_no_image(report):
-    cut = report["storage"]["node_power_cut"]
-    print(f"power cut of {cut['host']}: {cut['failed_ops']} of {cut['ops']} operations failed, longest gap "
-          f"{cut['max_gap_ms']} ms, healthy again {cut['healthy_again_s']} s after the boot")
-    assert cut["images"] > 0 and cut["images_lost"] == 0, cut
-    assert cut["healthy_again_s"] is not None, cut
+@pytest.mark.parametrize("fault", ["node_power_cut", "node_frozen"])
+def test_an_object_store_host_cut_off_or_frozen_during_pushes_and_pulls_loses_no_image(report, fault):
+    result = report["storage"][fault]
+    print(f"{fault} of {result['host']}: {result['failed_ops']} of {result['ops']} operations failed, longest gap "
+          f"{result['max_gap_ms']} ms, healthy again {result['healthy_again_s']} s after it came back")
+    assert result["images"] > 0 and result["images_lost"] == 0 and result["images_corrupted"] == 0, result
+    assert result["healthy_again_s"] is not None, result
+
+
+def test_a_dead_object_store_host_is_replaced_through_the_program_and_no_image_is_lost(report):
+    replaced = report["storage"]["node_replacement"]
+    print(f"replacement of {replaced['dead']} by {replaced['new']}: {replaced['failed_ops']} of {replaced['ops']} "
+          f"operations failed, longest gap {replaced['max_gap_ms']} ms, apply {replaced['apply_s']} s")
+    assert replaced["apply_ok"] and replaced["layout_zones"] == sorted(["s3a", "s3b", replaced["new"]]), replaced
+    assert replaced["health"] == "healthy" and replaced["images"] > 0 and replaced["images_lost"] == 0, replaced
+    assert report["storage"]["node_replaced"] is True
 
 
 def test_every_role_is_active_again_after_a_reboot_and_its_delete_keeps_its_data(report):

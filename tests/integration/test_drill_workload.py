@@ -4,6 +4,7 @@ outage test, by its PID."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -89,3 +90,42 @@ def test_the_stop_file_ends_the_load_and_every_image_pushed_before_it_is_verifie
     assert not worker.is_alive(), "no new round starts once the stop file exists"
     assert 0 < result["images_pushed"] < 10_000 and len(result["checks"]) == result["images_pushed"]
     assert result["images_lost"] == 0 and result["images_corrupted"] == 0
+
+
+def test_workload_over_plain_http_pushes_through_one_registry_and_pulls_through_the_next(tmp_path):
+    """Two Debian docker-registry processes on one storage folder, on 127.0.0.1 and 127.0.0.2 (same port, plain
+    HTTP), as the host lab's s3 shape has one registry per node: rounds alternate, every pull goes through the other
+    registry than the push, and `verify_everywhere` reads every image through both; one deleted manifest is lost
+    through both."""
+    first = RegistryServer(tmp_path, name="first")
+    second = RegistryServer(tmp_path, name="second")
+    second.port = first.port
+    storage = {"filesystem": {"rootdirectory": str(tmp_path / "shared")}, "delete": {"enabled": True}}
+    for server, address in ((first, "127.0.0.1"), (second, "127.0.0.2")):
+        server.extra = {"storage": storage, "http": {"addr": f"{address}:{first.port}", "secret": "shared-secret"}}
+        server.start()
+    deadline = time.monotonic() + 30  # start() waits for 127.0.0.1, where the first one already listens
+    while True:
+        try:
+            socket.create_connection(("127.0.0.2", first.port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the second registry did not listen on 127.0.0.2 within 30 s"
+            time.sleep(0.1)
+    ha_client.configure_tls(first.port, None, insecure=False, server_name=None, plain=True)
+    try:
+        out = ha_client.workload("127.0.0.1", REPO, count=4, duration=60, layer_size=2048, attempts=1, delay=0,
+                                 verify=False, also=("127.0.0.2",))
+        assert out["pushes_failed"] == out["pulls_failed"] == 0 and len(out["pushed"]) == 4, out["ops"]
+        assert [o["host"] for o in out["ops"] if o["op"] == "push"] == ["127.0.0.1", "127.0.0.2"] * 2
+        assert [o["host"] for o in out["ops"] if o["op"] == "pull"] == ["127.0.0.2", "127.0.0.1"] * 2
+        checked = ha_client.verify_everywhere(["127.0.0.1", "127.0.0.2"], REPO, out["pushed"], attempts=1, delay=0)
+        assert (checked["images"], checked["pulls"], checked["images_lost"]) == (4, 8, 0), checked
+        tag, digest = next(iter(out["pushed"].items()))
+        assert ha_client.request("127.0.0.2", "DELETE", f"/v2/{REPO}/manifests/{digest}")[0] == 202
+        checked = ha_client.verify_everywhere(["127.0.0.1", "127.0.0.2"], REPO, out["pushed"], attempts=1, delay=0)
+        assert checked["images_lost"] == 1 and {f["host"] for f in checked["failed"]} == {"127.0.0.1", "127.0.0.2"}
+    finally:
+        first.stop()
+        second.stop()
+        ha_client._TLS.update(port=443, context=None, server_name=None, plain=False)

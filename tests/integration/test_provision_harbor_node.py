@@ -191,9 +191,10 @@ COMPOSE = """services:
 """
 
 
-def test_s3_endpoint_name_resolves_to_every_object_store_host_in_registry_and_registryctl(tmp_path):
-    """storage.mode s3 with roles.objectStore: extra_hosts under the two services that reach the bucket, once; a
-    changed host list replaces them; an empty one (no role) removes them. The result is valid YAML."""
+def test_s3_endpoint_name_resolves_to_s3_hosts_in_registry_and_registryctl(tmp_path):
+    """storage.mode s3 with roles.objectStore: extra_hosts under the two services that reach the bucket (the program
+    passes the node's own address, where its S3 proxy listens), once; a changed list replaces them; an empty one
+    (no role) removes them. The result is valid YAML."""
     import yaml
 
     (tmp_path / "docker-compose.yml").write_text(COMPOSE)

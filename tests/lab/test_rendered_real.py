@@ -278,7 +278,7 @@ def fields(flat: str) -> dict[str, str]:
 
 
 def harbor_yml(cfg: ClusterConfig, values: dict[str, str]) -> dict:
-    spec = next(s for s in harbor_node_files(cfg) if s.path.endswith("/harbor.yml"))
+    spec = next(s for s in harbor_node_files(cfg, cfg.harbor_nodes[0]) if s.path.endswith("/harbor.yml"))
     return yaml.safe_load(render(spec, values))
 
 
@@ -616,7 +616,8 @@ def test_node_env_reads_back_in_bash_with_shell_metacharacters(tmp_root):
     url = "https://mirror.example.com/h.tgz?a=1&b=$(touch PWNED)`touch PWNED`';touch PWNED;'\"x"
     values["harbor"]["installer"] = {"url": url}
     cfg = parse_cluster_config(values)
-    spec = next(s for s in harbor_node_files(cfg) if s.path == "/etc/harbor-ha/env/harbor-node.env")
+    spec = next(s for s in harbor_node_files(cfg, cfg.harbor_nodes[0])
+                if s.path == "/etc/harbor-ha/env/harbor-node.env")
     env_file = write(tmp_root / "node.env", render(spec, {}), spec.mode)
     assigned = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
     script = 'set -euo pipefail; . "$1"; shift; for v; do printf "%s=%s\\0" "$v" "${!v}"; done'

@@ -18,15 +18,15 @@ def test_docker_waits_for_the_data_volume_mount_at_boot():
     cfg = parse_cluster_config(dev_values())
     assert "[Unit]\nRequiresMountsFor=/data\n" in render_docker_dropin(cfg)
     assert any(f.path == "/etc/systemd/system/docker.service.d/harbor-ha-data-volume.conf"
-               for f in harbor_node_files(cfg))
+               for f in harbor_node_files(cfg, cfg.harbor_nodes[0]))
 
 
 def test_only_the_shared_keys_on_the_data_volume_are_write_once():
     cfg = parse_cluster_config(dev_values())
-    once = sorted(f.path for f in harbor_node_files(cfg) if f.write_once)
+    once = sorted(f.path for f in harbor_node_files(cfg, cfg.harbor_nodes[0]) if f.write_once)
     assert once == ["/data/secret/core/private_key.pem", "/data/secret/keys/secretkey",
                     "/data/secret/registry/root.crt"]
-    assert all(f.manifest_line().endswith(" once") for f in harbor_node_files(cfg) if f.write_once)
+    assert all(f.manifest_line().endswith(" once") for f in harbor_node_files(cfg, cfg.harbor_nodes[0]) if f.write_once)
 
 
 def test_nginx_open_file_limit_covers_two_descriptors_per_connection_in_conf_and_unit():
@@ -71,13 +71,13 @@ def test_a_nodes_libpq_settings_reach_the_database_harbor_uses_with_its_checks_a
     """The schema check and the backup before a migration (harbor-node.sh before_migration) log in as Harbor does."""
     from components.harbor_node import PGPASS_PATH, node_env, pgpass_line
     cfg = parse_cluster_config(dev_values())
-    env = node_env(cfg).render({})
+    env = node_env(cfg, cfg.harbor_nodes[0]).render({})
     harbor_db = yaml.safe_load(render_harbor_yml(cfg, SECRETS))["external_database"]["harbor"]
     for line in (f"PGHOST={harbor_db['host']}", f"PGPORT={harbor_db['port']}", f"PGDATABASE={harbor_db['db_name']}",
                  f"PGUSER={harbor_db['username']}", f"PGSSLMODE={harbor_db['ssl_mode']}",
                  f"PGPASSFILE={PGPASS_PATH}"):
         assert f"\n{line}\n" in f"\n{env}", line
-    spec = next(f for f in harbor_node_files(cfg) if f.path == PGPASS_PATH)
+    spec = next(f for f in harbor_node_files(cfg, cfg.harbor_nodes[0]) if f.path == PGPASS_PATH)
     assert spec.mode == 0o600 and spec.needs == ("db_password",)
     assert spec.render({"db_password": "Db-Pass-1"}).endswith(":Db-Pass-1\n") and "Db-Pass-1" not in env
     # libpq splits the line on unescaped colons and unescapes backslashes

@@ -123,10 +123,10 @@ def test_nfs_mode_keeps_file_job_logs_and_no_s3_section():
 
 def test_with_s3_the_nodes_keep_their_data_volume_on_their_own_disk():
     cfg = parse_cluster_config(own_s3_values(caCertificate=CA), secrets_present=BYO_KEYS)
-    files = {f.path: f for f in harbor_node_files(cfg)}
+    files = {f.path: f for f in harbor_node_files(cfg, cfg.harbor_nodes[0])}
     assert "/etc/harbor-ha/nfs/fstab-line" not in files
     assert "/etc/systemd/system/docker.service.d/harbor-ha-data-volume.conf" not in files
-    assert "DATA_MOUNT=local\n" in node_env(cfg).render({})
+    assert "DATA_MOUNT=local\n" in node_env(cfg, cfg.harbor_nodes[0]).render({})
     bundle = files[TRUSTED_CAS_PATH].render({"cluster_ca_certificate": "CLUSTER-CA\n"})
     assert bundle == "CLUSTER-CA\n" + CA
     assert yaml.safe_load(render_harbor_yml(cfg, SECRETS))["storage_service"]["ca_bundle"] == TRUSTED_CAS_PATH
@@ -135,12 +135,59 @@ def test_with_s3_the_nodes_keep_their_data_volume_on_their_own_disk():
     assert {"storage_s3_access_key", "storage_s3_secret_key"} <= set(harbor_yml.needs) and harbor_yml.sensitive
 
 
-def test_the_role_points_harbor_at_its_tls_name_on_every_object_store_host():
+def test_the_role_points_each_nodes_registry_at_its_own_s3_proxy_by_the_tls_name():
     cfg = parse_cluster_config(garage_values())
     s3 = yaml.safe_load(render_harbor_yml(cfg, SECRETS))["storage_service"]["s3"]
-    assert s3["regionendpoint"] == "https://s3.harbor-ha.invalid:3943" and s3["forcepathstyle"] is True
-    env = node_env(cfg).render({})
-    assert "S3_TLS_NAME=s3.harbor-ha.invalid\n" in env and "S3_HOSTS='10.20.0.61 10.20.0.62 10.20.0.63'\n" in env
+    assert s3["regionendpoint"] == "https://s3.harbor-ha.invalid:3944" and s3["forcepathstyle"] is True
+    node = cfg.harbor_nodes[1]
+    env = node_env(cfg, node).render({})
+    assert "S3_TLS_NAME=s3.harbor-ha.invalid\n" in env and f"S3_HOSTS={node.address}\n" in env
+    assert "S3_PROXY_UNIT=harbor-ha-s3-proxy\n" in env
+    paths = {f.path for f in harbor_node_files(cfg, node)}
+    assert {"/etc/harbor-ha/s3-proxy/haproxy.cfg", "/etc/systemd/system/harbor-ha-s3-proxy.service"} <= paths
+    # An S3 of the site's own is dialled directly: no proxy on the nodes.
+    own = parse_cluster_config(own_s3_values(), secrets_present=BYO_KEYS)
+    assert "S3_PROXY_UNIT=harbor" not in node_env(own, own.harbor_nodes[0]).render({})
+    assert not any("s3-proxy" in f.path for f in harbor_node_files(own, own.harbor_nodes[0]))
+
+
+def test_s3_proxy_health_checks_every_object_store_host_and_drops_the_sessions_of_a_dead_one():
+    """The node's HAProxy: on the node's address, TLS passed through, each host checked every second over verified
+    TLS on Garage's /health behind the front, taken out after two failures with its sessions closed."""
+    from components.object_store import HEALTH_PATH, render_s3_proxy_conf, render_tls_front_conf
+
+    cfg = parse_cluster_config(garage_values())
+    node = cfg.harbor_nodes[0]
+    conf = render_s3_proxy_conf(cfg, node, CLUSTER_CA_PATH)
+    assert f"bind {node.address}:3944\n" in conf and "mode tcp\n" in conf and "timeout connect 2s" in conf
+    assert [line.split()[1:] for line in conf.splitlines() if line.strip().startswith("server ")] == [
+        [h.name, f"{h.address}:3943"] for h in cfg.object_store_hosts]
+    default_server = next(line for line in conf.splitlines() if "default-server" in line).split()
+    for option in ("check", "check-ssl", "on-marked-down", "shutdown-sessions", "required", CLUSTER_CA_PATH):
+        assert option in default_server, option
+    assert default_server[default_server.index("fall") + 1] == "2" and "inter" in default_server
+    assert f"uri {HEALTH_PATH} " in conf and "expect status 200" in conf
+    # The object-store host's TLS front answers that path from Garage's admin /health, and nothing else of that API.
+    front = render_tls_front_conf(cfg, cfg.object_store_hosts[0])
+    assert f"location = {HEALTH_PATH} {{\n            proxy_pass http://127.0.0.1:3903/health;" in front
+    assert front.count("3903") == 1
+
+
+def test_garage_syncs_metadata_and_data_before_it_acknowledges_a_write():
+    from components.object_store import render_garage_toml
+
+    cfg = parse_cluster_config(garage_values())
+    ids = {h.name: h.name for h in cfg.object_store_hosts}
+    toml = render_garage_toml(cfg, cfg.object_store_hosts[0], ids)
+    assert "metadata_fsync = true\n" in toml and "data_fsync = true\n" in toml
+    # A dead or frozen peer costs a read 5 s, not Garage's default 300 s.
+    assert "rpc_timeout_msec = 5000\n" in toml
+
+
+def test_proxy_port_must_differ_from_the_other_garage_ports():
+    values = garage_values()
+    values["storage"].setdefault("garage", {})["proxyPort"] = 3943
+    assert any("storage.garage.proxyPort" in p and "3943" in p for p in problems_of(values))
 
 
 @pulumi.runtime.test

@@ -159,5 +159,5 @@ def test_harbors_boot_unit_passes_systemd_analyze_verify_and_runs_compose_up_aft
     assert settings["After"] == "docker.service" and settings["Requires"] == "docker.service"
     assert settings["RequiresMountsFor"] == cfg.harbor.data_volume
     assert settings["WorkingDirectory"] == cfg.harbor.install_dir and "compose up -d" in settings["ExecStart"]
-    assert f"/etc/systemd/system/{START_UNIT}" in {f.path for f in harbor_node_files(cfg)}
+    assert f"/etc/systemd/system/{START_UNIT}" in {f.path for f in harbor_node_files(cfg, cfg.harbor_nodes[0])}
     assert not _systemd_analyze_verify(tmp_path, {START_UNIT: unit})
