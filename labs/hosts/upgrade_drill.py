@@ -135,9 +135,11 @@ def run(hd: HarborDrills) -> dict[str, Any]:
 
 
 def verify_images(hd: HarborDrills, pushed: dict[str, str], attempts: int = 3) -> dict:
-    """The drills' client on data1 pulls back `pushed` ({tag: digest}) from library/drill-upgrade."""
+    """The drills' client on data1 pulls back `pushed` ({tag: digest}) from the upgrade's workload repository."""
+    from labs.hosts.drills import drill_repo  # drills imports this module
+
     ssh(hd.client, "cat > /tmp/hha-drill-verify.json", input=json.dumps(pushed))
-    proc = hd.client_process(["verify", hd.lab.vip, "--repo", "library/drill-upgrade",
+    proc = hd.client_process(["verify", hd.lab.vip, "--repo", drill_repo("upgrade"),
                               "--pushed", "/tmp/hha-drill-verify.json", "--attempts", str(attempts),
                               "--retry-delay", "2"])
     out, err = proc.communicate(timeout=1200)
