@@ -76,16 +76,17 @@ class Drill:
 
 
 def summary_figures(name: str, out: dict, t_fault: float, healthy_s: Optional[float],
-                    jobs: Optional[dict] = None) -> dict:
-    """The drill's figures from the client's `workload` output and the replication's (`jobs`: jobs_figures) (pure:
-    tested without hosts)."""
+                    jobs: Optional[dict] = None, *, jobs_measured: bool = True) -> dict:
+    """The drill's figures from the client's `workload` output and the replication's (`jobs`: jobs_figures; a fault
+    drill without them failed to measure them; the upgrade and GC drills run no replication: `jobs_measured`
+    False) (pure: tested without hosts)."""
     ops = out.get("ops", [])
     requests = [{"start": o["start"], "ms": (o["end"] - o["start"]) * 1000, "ok": o["ok"]} for o in ops]
     lost, corrupted = out.get("images_lost"), out.get("images_corrupted")
     recovered = drill_figures.recovered_ms(requests, t_fault) if ops else None
     result = {
         "ok": bool(ops) and lost == 0 and corrupted == 0 and healthy_s is not None and recovered is not None
-        and jobs is not None and jobs["jobs_lost"] == 0 and not jobs["execution_stuck"],
+        and (not jobs_measured or (jobs is not None and jobs["jobs_lost"] == 0 and not jobs["execution_stuck"])),
         "ops": len(ops), "failed_ops": out.get("pushes_failed", 0) + out.get("pulls_failed", 0),
         "retried_ok": out.get("retried_ok"), "max_gap_ms": out.get("max_push_gap_ms"),
         "recovered_ms": recovered, "healthy_ms": None if healthy_s is None else round(healthy_s * 1000),

@@ -118,7 +118,7 @@ def run(hd: HarborDrills) -> dict[str, Any]:
     out = hd.finish("gc", proc)
     if "error" in out:
         return {"ok": False, "error": out["error"], "runs": len(runs)}
-    result = summary_figures("gc", out, t_set, healthy_s)
+    result = summary_figures("gc", out, t_set, healthy_s, jobs_measured=False)
     freed_bytes, left = freed(victims, blob_files())
     logs = {}
     if runs:

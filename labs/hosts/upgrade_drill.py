@@ -121,7 +121,7 @@ def run(hd: HarborDrills) -> dict[str, Any]:
              "backup_before": backup_taken_before(schema_before, schema_after, dumps)}
     if "error" in out:
         return {"ok": False, "error": out["error"], **facts}
-    result = summary_figures("upgrade", out, t_start, healthy_s)
+    result = summary_figures("upgrade", out, t_start, healthy_s, jobs_measured=False)
     result.update(facts)
     if facts["backup_before"]:
         name = next(n for n, v in dumps.items() if v == schema_before)

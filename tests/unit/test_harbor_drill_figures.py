@@ -37,6 +37,9 @@ def test_a_lost_or_corrupted_image_a_lost_or_unmeasured_job_or_a_cluster_never_w
     assert not drills.summary_figures("t", client_out(ops), 101.5, None, JOBS_OK)["ok"]
     assert not drills.summary_figures("t", client_out([]), 101.5, 10.0, JOBS_OK)["ok"]
     assert not drills.summary_figures("t", client_out(ops), 101.5, 10.0, None)["ok"]
+    # the upgrade and GC drills run no replication: judged on the workload alone
+    assert drills.summary_figures("t", client_out(ops), 101.5, 10.0, None, jobs_measured=False)["ok"]
+    assert not drills.summary_figures("t", client_out(ops, lost=1), 101.5, 10.0, None, jobs_measured=False)["ok"]
     lost = drills.jobs_figures({"a": "sha256:a"}, {"status": "Failed"}, {"status": "Failed"}, set())
     assert not drills.summary_figures("t", client_out(ops), 101.5, 10.0, lost)["ok"]
 
