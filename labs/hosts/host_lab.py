@@ -240,15 +240,20 @@ def ssh(machine: str, command: str, *, input: Optional[str] = None, timeout: flo
 
 
 def serve_docker_registry(machine: str, config: dict) -> None:
-    """Debian's docker-registry (installed) on `machine` restarted on `config`, its port opened to the lab net by
-    the host firewall; returns once it answers /v2/ (60 s at most: a loaded machine)."""
+    """Debian's docker-registry (installed) on `machine` restarted on `config` and opened (open_registry)."""
     conf = "/etc/docker/registry/config.yml"
     ssh(machine, f"umask 027; cat > {conf} && chgrp docker-registry {conf} && systemctl restart docker-registry",
         input=yaml.safe_dump(config))
+    open_registry(machine, "docker-registry")
+
+
+def open_registry(machine: str, unit: str) -> None:
+    """The registry of systemd `unit` on `machine` opened to the lab net by the host firewall; returns once it
+    answers /v2/ (60 s at most: a loaded machine)."""
     ssh(machine, f"nft insert rule inet harbor_ha input ip saddr {NET}.0/24 tcp dport {REGISTRY_PORT} accept")
     ssh(machine, f"for i in $(seq 1 60); do curl -fsS -o /dev/null http://127.0.0.1:{REGISTRY_PORT}/v2/ && exit 0; "
-                 "sleep 1; done; echo 'docker-registry: no answer on /v2/ after 60 s' >&2; "
-                 "journalctl -u docker-registry -n 20 --no-pager >&2; exit 1")
+                 f"sleep 1; done; echo '{unit}: no answer on /v2/ after 60 s' >&2; "
+                 f"journalctl -u {unit} -n 20 --no-pager >&2; exit 1")
 
 
 def host_keys() -> dict[str, str]:
@@ -1104,9 +1109,7 @@ class HostLab:
                f"cat > /etc/hostlab-registry/config.yml) && cat > /etc/systemd/system/"
                f"{REGISTRY_UNIT}.service <<'EOF'\n{REGISTRY_UNIT_TEXT}EOF\n"
                f"systemctl daemon-reload && systemctl restart {REGISTRY_UNIT}", input=yaml.safe_dump(config))
-        ssh(m, f"nft insert rule inet harbor_ha input ip saddr {NET}.0/24 tcp dport {REGISTRY_PORT} accept")
-        ssh(m, f"for i in $(seq 1 30); do curl -fsS -o /dev/null http://127.0.0.1:{REGISTRY_PORT}/v2/ && exit 0; "
-               f"sleep 1; done; journalctl -u {REGISTRY_UNIT} -n 20 --no-pager >&2; exit 1")
+        open_registry(m, REGISTRY_UNIT)
         return [a for _n, a in entries]
 
     def garage_health(self, machine: str) -> dict:
