@@ -13,6 +13,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 )
 
@@ -34,6 +36,7 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Fprintf(os.Stderr, "standin-tls: %s (TLS) -> %s\n", listen, backend)
+	go reap()
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -64,4 +67,20 @@ func forward(client *tls.Conn, backend string) {
 		_ = server.(*net.TCPConn).CloseWrite()
 	}()
 	_, _ = io.Copy(client, server)
+}
+
+// reap waits for every child that exits. standin-tls is PID 1 of the proxy container (the shell execs it after starting
+// the plain listeners), so the handlers' orphaned processes become its children; unreaped, a long lab run piled up
+// thousands of zombies against the machine's pid_max (32768 here).
+func reap() {
+	exited := make(chan os.Signal, 1)
+	signal.Notify(exited, syscall.SIGCHLD)
+	for range exited {
+		for {
+			var status syscall.WaitStatus
+			if pid, err := syscall.Wait4(-1, &status, syscall.WNOHANG, nil); pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
 }
