@@ -124,12 +124,14 @@ def test_loading_the_ruleset_keeps_an_open_ssh_session_and_refuses_new_ones_from
         db_ns, client_ns = lab.add_host(db.address), lab.add_host(outsider)
         server = subprocess.Popen(["ip", "netns", "exec", db_ns, sys.executable, "-c", ECHO_SERVER, str(db.port)],
                                   stdout=subprocess.PIPE, text=True)
-        # 30 s for the first connection: on a loaded machine the new namespaces' first packets can be slow (a CI
-        # run saw 5 s expire); the refused one below is given 5 s, as its timing out is what is checked.
-        held = subprocess.Popen(["ip", "netns", "exec", client_ns, sys.executable, "-c", HELD_CLIENT, db.address,
-                                 str(db.port), "30"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        held = None
         try:
+            # The client starts once the server listens (started together, a loaded machine let the client connect
+            # first: refused). 30 s for the first connection: the new namespaces' first packets can be slow (a CI
+            # run saw 5 s expire); the refused one below is given 5 s, as its timing out is what is checked.
             assert server.stdout.readline().strip() == "ready"
+            held = subprocess.Popen(["ip", "netns", "exec", client_ns, sys.executable, "-c", HELD_CLIENT, db.address,
+                                     str(db.port), "30"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             assert held.stdout.readline().strip() == "connected"
             loaded = lab.run(db_ns, ["nft", "-f", str(ruleset)])
             assert loaded.returncode == 0, loaded.stderr
@@ -140,7 +142,8 @@ def test_loading_the_ruleset_keeps_an_open_ssh_session_and_refuses_new_ones_from
             assert new.returncode != 0 and "timed out" in new.stderr, new.stdout + new.stderr
         finally:
             for proc in (held, server):
-                stop_process(proc)
+                if proc is not None:
+                    stop_process(proc)
     check = subprocess.run(
         ["bash", "-c", '. "$1"; in_sources "$2" "$3" && echo inside || echo outside', "bash",
          str(ROOT / "components" / "firewall" / "firewall.sh"), outsider, " ".join(cfg.firewall.admin_sources)],
