@@ -64,23 +64,47 @@ if changes or removed:
     version = current["version"] + 1
     call("ApplyClusterLayout", {"version": version})
     log(f"layout version {version} applied: {len(changes)} node(s) assigned, {len(removed)} removed")
-    gone = [i for i in removed if i not in up]
-    # A removed node that is down (a dead host being replaced) never acknowledges the new version: the old one,
-    # which still names it, would stay in force. Once the other nodes hold its data, Garage is told to skip it
-    # (allowMissingData false: refused while that would lose a copy). 600 s: the new node copies every partition.
-    deadline = time.monotonic() + 600
-    while gone and any(v["status"] == "Draining" for v in call("GetClusterLayoutHistory")["versions"]):
-        if time.monotonic() > deadline:
-            raise SystemExit("[harbor-ha object-store-cluster] ERROR: the layout still names the dead node(s) "
-                             f"{gone} after 600 s: the other nodes have not synced their partitions yet")
-        request = {"version": version, "allowMissingData": False}
-        try:
-            call("ClusterLayoutSkipDeadNodes", request)
-        except SystemExit as refused:  # not yet: the partitions are still being copied
-            log(f"dead node(s) not skipped yet: {refused}")
-        time.sleep(5)
 else:
     log(f"layout version {current['version']} already holds every node")
+
+# A node out of the layout keeps the older version(s) "Draining" until every node of the current one has synced its
+# metadata past them: until then Garage writes to both versions' nodes and reports the cluster degraded when one is
+# down. A live node leaves by itself; a dead one (a host being replaced) never acknowledges the new version, so Garage
+# must be told to skip it, and only once it sees it down (about 75 s of failed pings after the power cut: a node that
+# still counts as up is not skipped). allowMissingData stays false: the skip only moves the dead node's
+# acknowledgement, and the others' sync still needs a write quorum of live copies, so nothing is given up. Checked on
+# every apply, not only the one that changed the layout: an apply stopped during the wait resumes it. 900 s: the
+# failure detection, then a full metadata sync on a loaded machine.
+def draining_history():
+    history = call("GetClusterLayoutHistory")
+    return history if any(v["status"] == "Draining" for v in history["versions"]) else None
+
+
+deadline, said = time.monotonic() + 900, ""
+while history := draining_history():
+    leaving = [n for n in call("GetClusterStatus")["nodes"] if n.get("draining")]
+    if not leaving:  # an older version with no node out: its sync ends by itself, nothing is left at risk
+        break
+    dead = [n["id"] for n in leaving if not n["isUp"]]
+    trackers = history.get("updateTrackers") or {}
+    if any(trackers.get(i, {}).get("ack", 0) < history["currentVersion"] for i in dead):
+        try:
+            skipped = call("ClusterLayoutSkipDeadNodes", {"version": history["currentVersion"],
+                                                          "allowMissingData": False})
+            log(f"Garage no longer waits for the dead node(s) {skipped['ackUpdated']}")
+        except SystemExit as refused:  # the older version was dropped meanwhile
+            log(f"skipping the dead node(s) {dead} refused: {refused}")
+    lagging = {i[:16]: t for i, t in trackers.items() if min(t.values()) < history["currentVersion"]}
+    waiting = (f"layout version {history['currentVersion']} to be the only one in force: node(s) leaving "
+               f"{[(n['id'][:16], 'up' if n['isUp'] else 'down') for n in leaving]}, update trackers behind: "
+               f"{lagging}")
+    if time.monotonic() > deadline:
+        raise SystemExit(f"[harbor-ha object-store-cluster] ERROR: still waiting after 900 s for {waiting}: see "
+                         "docs/object-storage.md (Replacing a dead object-store host)")
+    if waiting != said:
+        log(f"waiting for {waiting}")
+        said = waiting
+    time.sleep(5)
 
 info = call("GetBucketInfo", query={"globalAlias": bucket})
 if info is None:

@@ -244,14 +244,14 @@ def serve_docker_registry(machine: str, config: dict) -> None:
     conf = "/etc/docker/registry/config.yml"
     ssh(machine, f"umask 027; cat > {conf} && chgrp docker-registry {conf} && systemctl restart docker-registry",
         input=yaml.safe_dump(config))
-    open_registry(machine, "docker-registry")
+    open_registry(machine, "docker-registry", REGISTRY_PORT)
 
 
-def open_registry(machine: str, unit: str) -> None:
-    """The registry of systemd `unit` on `machine` opened to the lab net by the host firewall; returns once it
-    answers /v2/ (60 s at most: a loaded machine)."""
-    ssh(machine, f"nft insert rule inet harbor_ha input ip saddr {NET}.0/24 tcp dport {REGISTRY_PORT} accept")
-    ssh(machine, f"for i in $(seq 1 60); do curl -fsS -o /dev/null http://127.0.0.1:{REGISTRY_PORT}/v2/ && exit 0; "
+def open_registry(machine: str, unit: str, port: int) -> None:
+    """The registry of systemd `unit` on `machine` opened to the lab net by the host firewall on `port`; returns
+    once it answers /v2/ (60 s at most: a loaded machine)."""
+    ssh(machine, f"nft insert rule inet harbor_ha input ip saddr {NET}.0/24 tcp dport {port} accept")
+    ssh(machine, f"for i in $(seq 1 60); do curl -fsS -o /dev/null http://127.0.0.1:{port}/v2/ && exit 0; "
                  f"sleep 1; done; echo '{unit}: no answer on /v2/ after 60 s' >&2; "
                  f"journalctl -u {unit} -n 20 --no-pager >&2; exit 1")
 
@@ -316,11 +316,26 @@ DIST_PORT = 8873  #: dist1's HTTP port for the Garage binary
 REGISTRY_PORT = 5000
 REGISTRY_BIN = "/usr/local/bin/harbor-registry"
 REGISTRY_UNIT = "hostlab-registry"
-REGISTRY_UNIT_TEXT = (f"[Unit]\nDescription=Harbor's registry binary on the node's S3 settings (host lab)\n[Service]\n"
-                      f"ExecStart={REGISTRY_BIN} serve /etc/hostlab-registry/config.yml\n"
-                      "BindReadOnlyPaths=/etc/hostlab-registry/hosts:/etc/hosts\n"
-                      # distribution exports traces to localhost:4318 unless told not to (object-storage notes).
-                      "Environment=OTEL_TRACES_EXPORTER=none\nRestart=always\nRestartSec=2\n")
+# The move from NFS to S3 (HostLab.nfs_to_s3): the old registry, on filesystem storage in the NFS stand-in folder.
+NFS_REGISTRY_UNIT, NFS_REGISTRY_PORT = "hostlab-registry-nfs", REGISTRY_PORT + 1
+NFS_REGISTRY_STORAGE = "/srv/nfs-standin/registry-nfs"
+
+
+def registry_unit(unit: str, storage: str) -> str:
+    """Harbor's registry binary as systemd unit `unit`, on /etc/hostlab-registry/<unit>.yml."""
+    return (f"[Unit]\nDescription=Harbor's registry binary on {storage} storage (host lab)\n[Service]\n"
+            f"ExecStart={REGISTRY_BIN} serve /etc/hostlab-registry/{unit}.yml\n"
+            "BindReadOnlyPaths=/etc/hostlab-registry/hosts:/etc/hosts\n"
+            # distribution exports traces to localhost:4318 unless told not to (object-storage notes).
+            "Environment=OTEL_TRACES_EXPORTER=none\nRestart=always\nRestartSec=2\n")
+
+
+def serve_registry(machine: str, unit: str, storage: str, config: dict, port: int = REGISTRY_PORT) -> None:
+    """Harbor's registry binary (installed by HostLab.start_registry) restarted as `unit` on `config`, opened."""
+    ssh(machine, f"(umask 077; cat > /etc/hostlab-registry/{unit}.yml) && cat > /etc/systemd/system/{unit}.service "
+                 f"<<'EOF'\n{registry_unit(unit, storage)}EOF\nsystemctl daemon-reload && systemctl restart {unit}",
+        input=yaml.safe_dump(config))
+    open_registry(machine, unit, port)
 BUILD_GARAGE = Path(__file__).resolve().parents[1] / "objstore" / "build_garage.sh"
 
 
@@ -617,7 +632,10 @@ class HostLab:
         before = {m: self.pid1_start(m) for m in machines}
         t0 = time.monotonic()
         for m in machines:
-            ssh(m, "systemctl reboot", check=False, timeout=60)
+            try:  # --no-block: the session ends before the shutdown takes the host's network away
+                ssh(m, "systemctl reboot --no-block", check=False, timeout=60)
+            except subprocess.TimeoutExpired:  # the host went down under the session: judged below like the others
+                log(f"{m}: no answer to systemctl reboot within 60 s")
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             status = debhosts("status")
@@ -1016,13 +1034,16 @@ class HostLab:
         through the VIP; its JSON report (exit 0: all equal, 1: differences)."""
         ca = self.work / "vip-ca.pem"
         ca.write_text(self.ca)
+        return self.run_verify_migration(["--source", source, "--target", f"https://{self.vip}", "--target-ca-file",
+                                          str(ca), "--target-project", project],
+                                         {"TARGET_USERNAME": "admin", "TARGET_PASSWORD": password})
+
+    def run_verify_migration(self, args: list[str], env: dict[str, str]) -> dict:
+        """scripts/verify_migration.py run here on `args`; its JSON report (exit 0: all equal, 1: differences)."""
         out = self.work / "verify-migration.json"
         done = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve().parents[2] / "scripts" / "verify_migration.py"),
-             "--source", source, "--target", f"https://{self.vip}", "--target-ca-file", str(ca),
-             "--target-project", project, "--json", str(out)],
-            env={**os.environ, "TARGET_USERNAME": "admin", "TARGET_PASSWORD": password},
-            capture_output=True, text=True, timeout=600)
+            [sys.executable, str(Path(__file__).resolve().parents[2] / "scripts" / "verify_migration.py"), *args,
+             "--json", str(out)], env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
         if done.returncode not in (0, 1):
             raise RuntimeError(f"verify_migration.py: exit {done.returncode}: {done.stderr[-800:]}")
         return json.loads(out.read_text())
@@ -1105,11 +1126,8 @@ class HostLab:
             input="127.0.0.1 localhost\n" + "".join(f"{a} {n}\n" for n, a in entries), timeout=600)
         ssh(m, f"install -m 0644 {CLUSTER_CA_PATH} /usr/local/share/ca-certificates/harbor-ha-cluster-ca.crt && "
                "update-ca-certificates >/dev/null 2>&1")
-        ssh(m, f"install -m 0755 /srv/nfs-standin/dist/registry {REGISTRY_BIN} && (umask 077; "
-               f"cat > /etc/hostlab-registry/config.yml) && cat > /etc/systemd/system/"
-               f"{REGISTRY_UNIT}.service <<'EOF'\n{REGISTRY_UNIT_TEXT}EOF\n"
-               f"systemctl daemon-reload && systemctl restart {REGISTRY_UNIT}", input=yaml.safe_dump(config))
-        open_registry(m, REGISTRY_UNIT)
+        ssh(m, f"install -m 0755 /srv/nfs-standin/dist/registry {REGISTRY_BIN}")
+        serve_registry(m, REGISTRY_UNIT, "S3", config)
         return [a for _n, a in entries]
 
     def garage_health(self, machine: str) -> dict:
@@ -1151,13 +1169,85 @@ class HostLab:
                             for o in loop["ops"] if not o["ok"]][:5]
         return loop
 
-    def registry_check(self, machine: str, images: dict[str, str]) -> dict:
+    def registry_check(self, machine: str, images: dict[str, str], repo: str = "drill/app") -> dict:
         """Every image pulled through every node's registry with its digests compared (two tries each, 1 s apart:
         one slow answer on a loaded machine is not a lost image); lost or corrupted through any is counted."""
         ssh(machine, "cat > /tmp/hostlab-images.json", input=json.dumps(images))
         return json.loads(ssh(machine, f"python3 /tmp/ha_client.py verify {shlex.join(self.registries)} --plain-http "
-                                       f"--port={REGISTRY_PORT} --repo=drill/app --pushed=/tmp/hostlab-images.json "
+                                       f"--port={REGISTRY_PORT} --repo={repo} --pushed=/tmp/hostlab-images.json "
                                        "--attempts=2 --retry-delay=1", timeout=900).stdout)
+
+    def nfs_to_s3(self, cfg: ClusterConfig, node: str, client: str) -> dict:
+        """The move from NFS to S3 (docs/object-storage.md): Harbor's registry binary on `node` on filesystem storage
+        in the NFS stand-in folder (what the NFS export holds as data_volume/registry) takes pushes, then goes
+        read-only (the registry's maintenance.readonly, as Harbor's read-only mode) and serves a pull loop from
+        `client` while scripts/storage_to_s3.py, run twice on `node` as an operator would, copies its storage into
+        the bucket through the node's S3 proxy with the S3 settings of the node's harbor.yml. Then
+        scripts/verify_migration.py compares every tag of the old registry with each node's S3 registry, and every
+        image is pulled through every S3 registry with its digests checked. The old storage is kept."""
+        m, t0 = MACHINES[node], time.monotonic()
+        old = {"version": 0.1, "log": {"level": "info"}, "http": {"addr": f":{NFS_REGISTRY_PORT}"},
+               "storage": {"filesystem": {"rootdirectory": NFS_REGISTRY_STORAGE}, "delete": {"enabled": True}}}
+        ssh(m, f"rm -rf {NFS_REGISTRY_STORAGE} && mkdir -p {NFS_REGISTRY_STORAGE}")
+        serve_registry(m, NFS_REGISTRY_UNIT, "filesystem", old, NFS_REGISTRY_PORT)
+        port = f"--plain-http --port={NFS_REGISTRY_PORT}"
+        filled = json.loads(ssh(client, f"python3 /tmp/ha_client.py workload {address(m)} {port} --repo=drill/nfs "
+                                        "--count=8 --duration=300 --layer-size=1048576 --attempts=3 --retry-delay=2",
+                                timeout=900).stdout)
+        images = filled["pushed"]
+        old["storage"]["maintenance"] = {"readonly": {"enabled": True}}
+        serve_registry(m, NFS_REGISTRY_UNIT, "filesystem", old, NFS_REGISTRY_PORT)
+        refused = ssh(client, f"python3 /tmp/ha_client.py push {address(m)} {port} --repo=drill/nfs --tag=late",
+                      check=False, timeout=300).returncode != 0
+
+        # Pulls go on from the read-only registry while the copy runs (each verify pulls every image once).
+        stop = "/tmp/hostlab-nfs-pulls.stop"
+        ssh(client, f"rm -f {stop}; cat > /tmp/hostlab-nfs-images.json", input=json.dumps(images))
+        pulls = subprocess.Popen(["ssh", "-F", str(ROOT / "ssh_config"), client,
+                                  f"while [ ! -e {stop} ]; do python3 /tmp/ha_client.py verify {address(m)} {port} "
+                                  "--repo=drill/nfs --pushed=/tmp/hostlab-nfs-images.json --attempts=1; done"],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        s3 = yaml.safe_load(ssh(m, f"cat {cfg.harbor.install_dir}/harbor.yml").stdout)["storage_service"]["s3"]
+        ssh(m, "dpkg -s python3-boto3 >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+               "python3-boto3 >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install "
+               "-y -qq python3-boto3 >/dev/null; }; cat > /tmp/storage_to_s3.py",
+            input=(Path(__file__).resolve().parents[2] / "scripts" / "storage_to_s3.py").read_text(), timeout=900)
+        # The S3 name resolves as for Harbor's registry (the node's registry hosts file); the key comes on stdin.
+        copy_cmd = ("read -r AWS_ACCESS_KEY_ID; read -r AWS_SECRET_ACCESS_KEY; export AWS_ACCESS_KEY_ID "
+                    "AWS_SECRET_ACCESS_KEY; exec unshare -m sh -c 'mount --bind /etc/hostlab-registry/hosts /etc/hosts "
+                    f"&& exec python3 /tmp/storage_to_s3.py --source {NFS_REGISTRY_STORAGE} "
+                    f"--endpoint {s3['regionendpoint']} --bucket {s3['bucket']} --region {s3['region']} "
+                    f"--root-directory \"{s3.get('rootdirectory', '')}\" --ca-file {CLUSTER_CA_PATH}'")
+        keys = f"{s3['accesskey']}\n{s3['secretkey']}\n"
+        copies = [ssh(m, copy_cmd, input=keys, check=False, timeout=1800) for _ in range(2)]
+        ssh(client, f"touch {stop}")
+        out, _err = pulls.communicate(timeout=600)
+        rounds = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        first, second = (json.loads(c.stdout) if c.stdout.strip().startswith("{") else {"ok": False,
+                         "failure": c.stderr[-500:]} for c in copies)
+        verified = [self.run_verify_migration(["--source", f"http://{address(m)}:{NFS_REGISTRY_PORT}",
+                                               "--target", f"http://{r}:{REGISTRY_PORT}"], {})
+                    for r in self.registries] if first.get("ok") else []
+        ssh(m, f"systemctl stop {NFS_REGISTRY_UNIT}")  # the old storage stays, as the NFS data does until removed
+        pulled = self.registry_check(client, images, "drill/nfs")
+        tags = min((v["totals"]["source_tags"] for v in verified), default=0)
+        equal = min((v["totals"]["matching"] for v in verified), default=0)
+        result = {"tags": tags, "verified_equal": equal, "images": len(images),
+                  # Pulls from the read-only registry during the copy that failed (one registry per round: each
+                  # image pulled once), then images unreadable or corrupted through any S3 registry.
+                  "failed_pulls": sum(r["pulls"] - r["images_ok"] for r in rounds)
+                  + pulled["images_lost"] + pulled["images_corrupted"],
+                  "pulls_during_copy": sum(r["pulls"] for r in rounds), "push_refused_read_only": refused,
+                  "copy": {k: first.get(k) for k in ("ok", "files", "blobs", "copied", "present", "conflict",
+                                                     "corrupt_source", "unequal", "error", "bytes_copied", "seconds",
+                                                     "failure")} | {"problems": first.get("problems", [])[:5]},
+                  "second_copy": {k: second.get(k) for k in ("ok", "copied", "present", "verified_equal")},
+                  "pulled_through_every_s3_registry": pulled, "seconds": round(time.monotonic() - t0, 1)}
+        result["ok"] = bool(images and first.get("ok") and second.get("ok") and second.get("copied") == 0
+                            and refused and tags == len(images) and equal == tags and result["failed_pulls"] == 0
+                            and rounds)
+        log(f"s3 move from NFS: {result}")
+        return result
 
     def store_fault(self, kind: str, host: str, witness: str, client: str, images: dict[str, str]) -> dict:
         """A push/pull loop through the nodes' registries; 20 s in, `host` loses its power (kind "cut": every process
@@ -1228,6 +1318,8 @@ class HostLab:
               and checked["images_lost"] == 0 and checked["images_corrupted"] == 0 and checked["images"] > 0)
         replaced = {"ok": ok, "dead": dead, "new": new, "apply_ok": result.ok, "apply_s": round(result.seconds, 1),
                     "state_deleted": gone, "layout_zones": zones, "health": health.get("status"),
+                    # What the cluster step said: the layout applied, what it waited for, the dead node skipped.
+                    "cluster_step": [line for r in result.ran for line in r.lines if "object-store-cluster]" in line],
                     "failed_ops": loop["failed_ops"], "ops": len(loop["ops"]), "max_gap_ms": loop["max_push_gap_ms"],
                     "images_lost": checked["images_lost"], "images_corrupted": checked["images_corrupted"],
                     "images": checked["images"], "unreadable": checked["failed"][:6],
@@ -1256,6 +1348,7 @@ class HostLab:
                      "ops": len(steady["ops"]), "failed_ops": steady["failed_ops"],
                      "failures": steady.get("failures", [])}
         log(f"s3 push/pull: {push_pull}")
+        moved = self.nfs_to_s3(cfg, nodes[0], client)
 
         # Each node's registry dials its own S3 proxy, which spreads the sessions over the object-store hosts: the
         # first one is cut; the frozen one is another, once the cut one is back.
@@ -1265,7 +1358,7 @@ class HostLab:
         return {"backend": "garage", "nodes": len(stores), "replication": cfg.storage.garage.replication_factor
                 if cfg.storage.garage else None, "health": health.get("status"), "push_pull": push_pull,
                 "node_power_cut": cut, "node_frozen": frozen, "node_replaced": replaced["ok"],
-                "node_replacement": replaced, "endpoint_resolves_to": resolved,
+                "node_replacement": replaced, "nfs_to_s3": moved, "endpoint_resolves_to": resolved,
                 "registry": "Harbor's registry binary (goharbor/distribution release-2.8, built from source) "
                             "on each node, a stand-in for Harbor's registry container"}
 
@@ -1511,11 +1604,12 @@ def harbor_ok(result: Optional[dict]) -> bool:
 
 def storage_ok(result: Optional[dict]) -> bool:
     """The s3 shape's storage checks passed (True without that shape): pushes and pulls with equal digests, no image
-    lost to the power cut or the freeze, the host healthy again after each, a dead host replaced. Failed operations
+    lost to the power cut or the freeze, the host healthy again after each, a dead host replaced, the move from NFS
+    moved every tag with no failed pull. Failed operations
     and the longest gap are figures."""
     if result is None:
         return True
-    return bool(result["push_pull"]["ok"] and result["node_replaced"] and all(
+    return bool(result["push_pull"]["ok"] and result["node_replaced"] and result["nfs_to_s3"]["ok"] and all(
         fault["images_lost"] == 0 and fault["images"] > 0 and fault["healthy_again_s"] is not None
         for fault in (result["node_power_cut"], result["node_frozen"])))
 

@@ -3,9 +3,11 @@
 on three object-store hosts behind their TLS fronts, the layout, bucket and key from the first; PostgreSQL and Redis
 on the data host; the Harbor nodes with the stand-in installer and their S3 proxies, HAProxy), runs Harbor's registry
 binary (goharbor/distribution release-2.8, built here) on each node on the node's rendered S3 settings, pushes and
-pulls across the nodes with digest checks (scripts/drills/ha_client.py on the data host), then during a push/pull
-loop cuts the power of one object-store host, freezes another (SIGSTOP of all its processes), and replaces a third,
-dead, with a new host through the program; then checks a second apply, a reboot and the deletes.
+pulls across the nodes with digest checks (scripts/drills/ha_client.py on the data host), moves a registry's
+filesystem storage (the NFS stand-in folder) into the bucket with scripts/storage_to_s3.py while pulls go on and
+compares every tag (scripts/verify_migration.py), then during a push/pull loop cuts the power of one object-store
+host, freezes another (SIGSTOP of all its processes), and replaces a third, dead, with a new host through the
+program; then checks a second apply, a reboot and the deletes.
 Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET."""
 
 from __future__ import annotations
@@ -53,6 +55,19 @@ def test_a_dead_object_store_host_is_replaced_through_the_program_and_no_image_i
     assert replaced["apply_ok"] and replaced["layout_zones"] == sorted(["s3a", "s3b", replaced["new"]]), replaced
     assert replaced["health"] == "healthy" and replaced["images"] > 0 and replaced["images_lost"] == 0, replaced
     assert report["storage"]["node_replaced"] is True
+
+
+def test_a_registry_on_nfs_storage_moves_to_the_bucket_with_every_tag_equal_and_no_failed_pull(report):
+    moved = report["storage"]["nfs_to_s3"]
+    copy = moved["copy"]
+    print(f"move from NFS: {moved['verified_equal']} of {moved['tags']} tags equal, {moved['failed_pulls']} of "
+          f"{moved['pulls_during_copy']} pulls during the copy failed; copy: {copy['copied']} of {copy['files']} "
+          f"files, {copy['bytes_copied']} bytes in {copy['seconds']} s")
+    assert moved["tags"] == moved["images"] > 0 and moved["verified_equal"] == moved["tags"], moved
+    assert moved["failed_pulls"] == 0 and moved["pulls_during_copy"] > 0 and moved["push_refused_read_only"], moved
+    assert copy["ok"] and copy["copied"] == copy["files"] > 0, moved
+    assert moved["second_copy"]["ok"] and moved["second_copy"]["copied"] == 0, moved
+    assert moved["ok"] is True
 
 
 def test_every_role_is_active_again_after_a_reboot_and_its_delete_keeps_its_data(report):
