@@ -24,6 +24,14 @@ CSRF_KEY_PATH = "/etc/harbor-ha/harbor/csrf_key"
 SCANNER_PREFIX_PATH = "/etc/harbor-ha/harbor/robot_scanner_name_prefix"
 CORE_SECRET_PATH = "/etc/harbor-ha/harbor/core_secret"
 JOBSERVICE_SECRET_PATH = "/etc/harbor-ha/harbor/jobservice_secret"
+# core's EXECUTION_STATUS_REFRESH_INTERVAL_SECONDS (harbor-node.sh puts it into core's env): 0 makes core refresh an
+# execution's status in the same transaction as its task's status hook, instead of through a Redis key that a scan
+# every 30 s consumes. That scan can delete the key a task's last status change relied on (it read the tasks before
+# the hook's transaction committed), and the execution then stays InProgress for good with every task ended (Harbor
+# v2.15.2 pkg/task/dao/execution.go AsyncRefreshStatus and scanAndRefreshOutdateStatus; goharbor/harbor#21961). In
+# the synchronous mode a failed refresh fails the hook, which jobservice sends again: docs/ha.md.
+EXECUTION_REFRESH_PATH = "/etc/harbor-ha/harbor/execution_status_refresh_interval_seconds"
+EXECUTION_REFRESH_SECONDS = 0
 # Trivy's database cache and reports, on each node's own disk (harbor-node.sh points the compose file there).
 TRIVY_LOCAL_DIR = "/var/lib/harbor-ha/trivy-adapter"
 # Seconds a draining node waits, its proxy stopped, for requests in flight before its containers are recreated.
@@ -214,6 +222,7 @@ def node_env(cfg: ClusterConfig, node: Host) -> FileSpec:
         "SCANNER_PREFIX_FILE": SCANNER_PREFIX_PATH,
         "CORE_SECRET_FILE": CORE_SECRET_PATH,
         "JOBSERVICE_SECRET_FILE": JOBSERVICE_SECRET_PATH,
+        "EXECUTION_REFRESH_FILE": EXECUTION_REFRESH_PATH,
         "TRIVY_LOCAL_DIR": TRIVY_LOCAL_DIR,
         "HARBOR_UID": str(HARBOR_UID),
         "DRAIN_SECONDS": str(DRAIN_SECONDS),
@@ -323,6 +332,7 @@ def harbor_node_files(cfg: ClusterConfig, node: Host) -> list[FileSpec]:
                  needs=("harbor_core_secret",), mode=0o600),
         FileSpec(path=JOBSERVICE_SECRET_PATH, render=lambda s: s["harbor_jobservice_secret"] + "\n",
                  needs=("harbor_jobservice_secret",), mode=0o600),
+        FileSpec(path=EXECUTION_REFRESH_PATH, render=lambda _s: f"{EXECUTION_REFRESH_SECONDS}\n"),
         FileSpec(path=f"/etc/systemd/system/{START_UNIT}", render=lambda _s: render_start_unit(cfg)),
     ]
     if cfg.object_store_hosts:

@@ -145,9 +145,13 @@ set_env_value() {
 # through the Redis queue every node shares, and the jobservice that takes one calls its own node's core with the
 # secret the enqueuing node's core put in the job (a replication's local side, pkg/reg/manager.go
 # getLocalRegistry), which another node's core refuses (401, every replication task failed on real Harbor).
-SHARED_ENV=(core:CSRF_KEY core:ROBOT_SCANNER_NAME_PREFIX {core,jobservice,registryctl}:{CORE_SECRET,JOBSERVICE_SECRET})
+# Beside them one setting prepare has no key for: core refreshes an execution's status with its task's status hook,
+# not through the Redis scan that can lose it (components/harbor_node/__init__.py EXECUTION_REFRESH_PATH).
+SHARED_ENV=(core:CSRF_KEY core:ROBOT_SCANNER_NAME_PREFIX {core,jobservice,registryctl}:{CORE_SECRET,JOBSERVICE_SECRET}
+  core:EXECUTION_STATUS_REFRESH_INTERVAL_SECONDS)
 shared_env_file() {
   case $1 in
+    EXECUTION_STATUS_REFRESH_INTERVAL_SECONDS) echo "$EXECUTION_REFRESH_FILE" ;;
     CSRF_KEY) echo "$CSRF_KEY_FILE" ;;
     ROBOT_SCANNER_NAME_PREFIX) echo "$SCANNER_PREFIX_FILE" ;;
     CORE_SECRET) echo "$CORE_SECRET_FILE" ;;

@@ -21,7 +21,9 @@ type harbor: what a push replication to a second site does, on one cluster). The
 trigger) just before the fault, waits after the drill until the execution has ended, and, where it did not succeed,
 starts it once more (what its trigger does next: a schedule's next run, the operator's re-run); `jobs_lost` counts
 the images pushed before the start that the destination still lacks then, and an execution that never ends is a job
-lost too (each of its tasks still in progress, `execution_stuck`: nothing would ever end or retry them).
+lost too (each of its tasks still in progress, `execution_stuck`: nothing in Harbor ends or retries them in time).
+Such an execution is then handled as docs/ha.md tells the operator: its tasks and their logs' last lines recorded
+(`stuck`), stopped through the API, re-run.
 
 
 Beside the fault drills (each in a module of its own): `upgrade` first (the cluster comes up on Harbor 2.14.2 and the
@@ -55,6 +57,9 @@ WHOLE_TIMEOUT_S = 900.0  #: real Harbor's containers after a boot on a loaded ma
 MAX_LOAD_S = 1800.0  #: the client's own bound (`--duration`), in case the lab never touches its stop file
 VERIFY_TIMEOUT_S = 1200.0  #: the client's final pull of every image (retries included) after the stop file
 JOB_TIMEOUT_S = 900.0  #: a replication execution to end after the drill (and its re-run), on a loaded machine
+STOP_TIMEOUT_S = 300.0  #: an execution that never ended to end `Stopped` once stopped through the API
+STUCK_LOG_LINES = 15  #: the last lines of each unfinished task's log recorded for an execution that never ended
+UNFINISHED_TASK = ("Pending", "InProgress")  #: unended tasks, as Harbor's API names them (handler/replication.go)
 REPLICA_PROJECT = "replica"  #: the replication's destination project, in the same Harbor
 REGISTRY_NAME = "self-via-vip"  #: the replication's registry endpoint: this Harbor through the VIP
 #: what a replication step raises when Harbor refuses or does not answer: recorded, the drill goes on
@@ -107,16 +112,19 @@ def pushed_before(out: dict, t: float) -> dict[str, str]:
     return {o["ref"]: o["digest"] for o in out.get("ops", []) if o["op"] == "push" and o["ok"] and o["end"] < t}
 
 
-def jobs_figures(expected: dict[str, str], first: dict, rerun: Optional[dict], replicated: set[str]) -> dict:
+def jobs_figures(expected: dict[str, str], first: dict, rerun: Optional[dict], replicated: set[str],
+                 stuck_report: Optional[dict] = None) -> dict:
     """The replication started before the fault: `expected` (tag -> digest, pushed before it started), its execution
     (`first`) and the re-run's (None when the first succeeded) as Harbor reports them at their end, or with
-    `status` None when they never ended, and the digests in the destination afterwards (pure)."""
+    `status` None when they never ended, and the digests in the destination afterwards; `stuck_report`: what the lab
+    found in an execution that never ended and what stopping it did (Replication.stop_stuck) (pure)."""
     missing = sorted(tag for tag, digest in expected.items() if digest not in replicated)
     # Tasks of an execution that never ends are lost jobs even where the re-run copied their images: nothing in
-    # Harbor would ever end or retry them (at least one: an execution that never answered).
+    # Harbor ends or retries them in time (docs/ha.md, "A replication that never ends"; at least one: an execution
+    # that never answered, or whose flow never created its tasks). The operator's stop does not make them less lost.
     stuck = max(1, first.get("in_progress") or 0) if first.get("status") is None else 0
     return {"images": len(expected), "jobs_lost": len(missing) + stuck, "missing": missing[:6],
-            "execution_stuck": bool(stuck),
+            "execution_stuck": bool(stuck), "stuck": stuck_report if stuck else None,
             "first": {k: first.get(k) for k in ("status", "total", "succeed", "failed", "stopped", "in_progress",
                                                  "start_time", "end_time", "seconds", "error")},
             "rerun": rerun and {k: rerun.get(k) for k in ("status", "total", "succeed", "failed", "start_time",
@@ -130,12 +138,16 @@ class Replication:
     def __init__(self, lab: HostLab, client: str):
         self.lab, self.client = lab, client
 
-    def call(self, method: str, path: str, body: Optional[dict] = None, ok: tuple[int, ...] = (200, 201)) -> Any:
+    def call(self, method: str, path: str, body: Optional[dict] = None, ok: tuple[int, ...] = (200, 201),
+             raw: bool = False) -> Any:
+        """Harbor's answer as JSON (None when empty), or its text with `raw` (a task's log)."""
         code, text = self.lab.api(self.client, method, f"https://{HOSTNAME}/api/v2.0{path}", "admin",
                                   self.lab.admin_password, body=body, cacert="/tmp/hha-drill-ca.pem",
                                   resolve=f"{HOSTNAME}:443:{self.lab.vip}")
         if code not in ok:
             raise RuntimeError(f"Harbor API {method} {path}: HTTP {code}: {text[:300]}")
+        if raw:
+            return text
         return json.loads(text) if text.strip() else None
 
     def set_up(self) -> None:
@@ -161,11 +173,11 @@ class Replication:
         self.call("POST", "/replication/executions", {"policy_id": policy})
         return max(e["id"] for e in self.call("GET", f"/replication/executions?policy_id={policy}&page_size=100"))
 
-    def wait(self, execution: int, started: float) -> dict:
+    def wait(self, execution: int, started: float, timeout: float = JOB_TIMEOUT_S) -> dict:
         """The execution once it has ended (`seconds` from `started`, epoch, until the lab saw it ended: it asks only
         after the drill; Harbor's `start_time` and `end_time` say when it ran), or with `status` None after
-        JOB_TIMEOUT_S; a Harbor that does not answer (a node or its Redis still down) is asked again."""
-        deadline, last = time.monotonic() + JOB_TIMEOUT_S, {}
+        `timeout` s; a Harbor that does not answer (a node or its Redis still down) is asked again."""
+        deadline, last = time.monotonic() + timeout, {}
         while time.monotonic() < deadline:
             try:
                 last = self.call("GET", f"/replication/executions/{execution}")
@@ -174,8 +186,33 @@ class Replication:
             if last.get("status") not in (None, "InProgress"):
                 return {**last, "seconds": round(time.time() - started, 1)}
             time.sleep(5)
-        log(f"drills: replication execution {execution} did not end within {JOB_TIMEOUT_S:.0f} s: {last}")
+        log(f"drills: replication execution {execution} did not end within {timeout:.0f} s: {last}")
         return {**last, "status": None}
+
+    def stop_stuck(self, execution: int) -> dict:
+        """What the operator does with an execution that never ends (docs/ha.md): look at its tasks (which job, which
+        status, since when; the last lines of each unfinished task's log), stop it (Harbor's API: PUT on the
+        execution), and see that it ends `Stopped`. Harbor's answers are recorded as they come; a failing step is
+        recorded, not raised."""
+        report: dict[str, Any] = {}
+        try:
+            tasks = self.call("GET", f"/replication/executions/{execution}/tasks?page_size=100") or []
+            report["tasks"] = [{k: t.get(k) for k in ("id", "job_id", "status", "start_time", "end_time")}
+                               for t in tasks]
+            report["log_tails"] = {t["id"]: self.call("GET", f"/replication/executions/{execution}/tasks/{t['id']}"
+                                                             "/log", raw=True).splitlines()[-STUCK_LOG_LINES:]
+                                   for t in tasks if t.get("status") in UNFINISHED_TASK}
+        except JOB_ERRORS as e:
+            report["tasks_error"] = f"{type(e).__name__}: {e}"[:300]
+        t0 = time.time()
+        try:
+            self.call("PUT", f"/replication/executions/{execution}")
+            ended = self.wait(execution, t0, STOP_TIMEOUT_S)
+            report["stop"] = {"status": ended.get("status"), "seconds": ended.get("seconds")}
+        except JOB_ERRORS as e:
+            report["stop"] = {"error": f"{type(e).__name__}: {e}"[:300]}
+        log(f"drills: replication execution {execution} never ended: {report}")
+        return report
 
     def replicated(self, repo: str) -> set[str]:
         """Digests of the artifacts in the destination repository (REPLICA_PROJECT/<name of repo>)."""
@@ -415,11 +452,13 @@ class HarborDrills:
     def jobs(self, policy: int, execution: int, t_job: float, repo: str, out: dict) -> dict:
         """The replication started before the fault: waited for, re-run once where it did not succeed."""
         first = self.replication.wait(execution, t_job)
+        # Never ended: what it was doing, then the operator's stop before the re-run (docs/ha.md).
+        stuck = self.replication.stop_stuck(execution) if first.get("status") is None else None
         rerun = None
         if first.get("status") != "Succeed":
             t_rerun = time.time()
             rerun = self.replication.wait(self.replication.start(policy), t_rerun)
-        return jobs_figures(pushed_before(out, t_job), first, rerun, self.replication.replicated(repo))
+        return jobs_figures(pushed_before(out, t_job), first, rerun, self.replication.replicated(repo), stuck)
 
 
 COLUMNS = ("ok", "ops", "failed_ops", "retried_ok", "max_gap_ms", "recovered_ms", "healthy_ms", "images_pushed",

@@ -149,18 +149,18 @@ def test_shared_env_values_are_detected_missing_after_a_manual_prepare_and_put_b
     (config / "core" / "env").write_text("CSRF_KEY=fromPrepare\nROBOT_SCANNER_NAME_PREFIX=abcd1234\nX=1\n"
                                          "CORE_SECRET=nodeOwnCore\nJOBSERVICE_SECRET=nodeOwnJobs\n")
     for name, value in (("csrf", "ClusterCsrf"), ("prefix", "clusterp"), ("core", "ClusterCore"),
-                        ("jobs", "ClusterJobs")):
+                        ("jobs", "ClusterJobs"), ("refresh", "0")):
         (tmp_path / name).write_text(value + "\n")
     env = {"INSTALL_DIR": str(tmp_path / "harbor"), "CSRF_KEY_FILE": str(tmp_path / "csrf"),
            "SCANNER_PREFIX_FILE": str(tmp_path / "prefix"), "CORE_SECRET_FILE": str(tmp_path / "core"),
-           "JOBSERVICE_SECRET_FILE": str(tmp_path / "jobs")}
+           "JOBSERVICE_SECRET_FILE": str(tmp_path / "jobs"), "EXECUTION_REFRESH_FILE": str(tmp_path / "refresh")}
     check = subprocess.run(["bash", "-c", f'. "{SCRIPT}"; shared_env_in_place'], capture_output=True, timeout=30,
                            env={**os.environ, **LIB_ENV, **env})
     assert check.returncode == 1
     run_node(tmp_path, "put_shared_env; shared_env_in_place", **env)
     assert (config / "core" / "env").read_text() == (
         "CSRF_KEY=ClusterCsrf\nROBOT_SCANNER_NAME_PREFIX=clusterp\nX=1\nCORE_SECRET=ClusterCore\n"
-        "JOBSERVICE_SECRET=ClusterJobs\n")
+        "JOBSERVICE_SECRET=ClusterJobs\nEXECUTION_STATUS_REFRESH_INTERVAL_SECONDS=0\n")
     others = "CORE_SECRET=ClusterCore\nX=1\nJOBSERVICE_SECRET=ClusterJobs\n"
     assert [(config / c / "env").read_text() for c in ("jobservice", "registryctl")] == [others, others]
 

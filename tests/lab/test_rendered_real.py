@@ -732,6 +732,10 @@ CHECKED_BY = {
         real_harbor_tests.test_the_migration_section_pulls_every_tag_of_an_old_registry_through_the_jobservice_digests_equal,
     "/etc/harbor-ha/harbor/jobservice_secret":
         real_harbor_tests.test_the_migration_section_pulls_every_tag_of_an_old_registry_through_the_jobservice_digests_equal,
+    # Put into core's env by harbor-node.sh: the replication each fault drill starts before its fault ends, none
+    # stays InProgress (tier realharbor_drills; docs/ha.md, "A replication that never ends").
+    "/etc/harbor-ha/harbor/execution_status_refresh_interval_seconds":
+        real_harbor_drills_tests.test_the_replication_started_before_the_fault_lost_no_job,
     # Read by psql and pg_dump on real hosts (tier realharbor_drills): the schema check and the dump before the
     # upgrade's migration.
     "/etc/harbor-ha/harbor/pgpass":

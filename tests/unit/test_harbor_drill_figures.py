@@ -64,6 +64,17 @@ def test_a_replication_that_never_ends_is_a_lost_job_even_when_its_rerun_copied_
     assert not drills.summary_figures("t", client_out(ops), 101.5, 10.0, jobs)["ok"]
 
 
+def test_a_stuck_execution_stopped_by_the_lab_as_the_operator_would_still_counts_its_tasks_as_lost():
+    stopped = {"tasks": [{"id": 7, "status": "InProgress"}], "stop": {"status": "Stopped", "seconds": 3.0}}
+    jobs = drills.jobs_figures({"a": "sha256:a"}, {"status": None, "in_progress": 1}, {"status": "Succeed"},
+                               {"sha256:a"}, stopped)
+    assert jobs["jobs_lost"] == 1 and jobs["execution_stuck"] and jobs["stuck"] == stopped
+    # an execution whose flow never created a task (in_progress 0) is one lost job, not none
+    assert drills.jobs_figures({}, {"status": None, "in_progress": 0}, {"status": "Succeed"}, set(),
+                               {"tasks": []})["jobs_lost"] == 1
+    assert drills.jobs_figures({"a": "sha256:a"}, {"status": "Succeed"}, None, {"sha256:a"})["stuck"] is None
+
+
 def test_passed_needs_at_least_one_drill_and_every_drill_ok():
     assert not drills.passed({"lab": {"apply_ok": False}})
     assert drills.passed({"lab": {}, "a": {"ok": True}})
