@@ -477,18 +477,27 @@ class HostsTier:
         proc = lab.start_client(client)
         time.sleep(20)
         stats = lab._finish(client, proc)
-        rules = json.loads(host_lab.ssh(machine, READDRESS["count"]).stdout)["nftables"]
-        packets = sum(r["rule"]["expr"][-1]["counter"]["packets"] for r in rules if "rule" in r)
+        packets = self.old_address_packets(machine)
+        # The counter's control: a connection attempt from the client's host to the old address is counted.
+        host_lab.ssh(client, f"timeout 5 bash -c 'echo > /dev/tcp/{old}/22' || true")
+        control = self.old_address_packets(machine) - packets
         files = {h: host_lab.ssh(host_lab.MACHINES[h], FILES_NAMING.format(address=old)).stdout.split()
                  for h in lab.shape_hosts}
         files = {h: f for h, f in files.items() if f}
         bad = lab.wait_active(60)
-        retired = {"ok": stats["failed"] == 0 and packets == 0 and not files and not bad, "old": old,
-                   "new": self.new_address, "failed_requests": stats["failed"], "total_requests": stats["total"],
-                   "packets_to_old_address": packets, "files_naming_old_address": files}
+        retired = {"ok": stats["failed"] == 0 and packets == 0 and control > 0 and not files and not bad,
+                   "old": old, "new": self.new_address, "failed_requests": stats["failed"],
+                   "total_requests": stats["total"], "packets_to_old_address": packets,
+                   "control_packets_counted": control, "files_naming_old_address": files}
         if bad:
             retired["inactive"] = bad
         return {"old_address_retired": retired}
+
+    @staticmethod
+    def old_address_packets(machine: str) -> int:
+        """What the re-addressed host's counter took so far (READDRESS["retire"])."""
+        rules = json.loads(host_lab.ssh(machine, READDRESS["count"]).stdout)["nftables"]
+        return sum(r["rule"]["expr"][-1]["counter"]["packets"] for r in rules if "rule" in r)
 
     def up_sh(self) -> None:
         """scripts/up.sh on the deployed stack, as an operator runs it with the built CLI (PULUMI_CLI) and the lab's

@@ -63,6 +63,7 @@ def test_drift_of_a_harbor_object_is_detected_and_repaired(report):
 def test_readdressed_host_leaves_no_file_or_packet_on_its_old_address_and_serves_after_it_is_retired(report):
     retired = report["day2"]["readdressed_host"]["old_address_retired"]
     assert retired["files_naming_old_address"] == {} and retired["packets_to_old_address"] == 0, retired
+    assert retired["control_packets_counted"] > 0, retired  # the counter does count what reaches the old address
     assert retired["failed_requests"] == 0 and retired["total_requests"] > 0 and "inactive" not in retired, retired
 
 
