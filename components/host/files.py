@@ -95,6 +95,8 @@ class FileSpec:
     group: str = "root"  #: owning group on the host
     #: on storage every node shares: created when absent, never replaced; different content stops the apply
     write_once: bool = False
+    #: its service (or the role script) rewrites it after the install: `<role>.sh check` does not call that drift
+    rewritten: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.needs) - set(SECRET_VALUES)
@@ -114,8 +116,8 @@ class FileSpec:
         return self.path.strip("/").replace("/", "__")
 
     def manifest_line(self) -> str:
-        once = " once" if self.write_once else ""
-        return f"{self.stage_name} {self.path} {self.mode:04o} {self.owner} {self.group}{once}"
+        flag = " once" if self.write_once else " rewritten" if self.rewritten else ""
+        return f"{self.stage_name} {self.path} {self.mode:04o} {self.owner} {self.group}{flag}"
 
 
 def render_env(values: Mapping[str, str]) -> str:
@@ -135,7 +137,8 @@ def placeholders(names: tuple[str, ...] | list[str]) -> dict[str, str]:
 
 
 def manifest_text(specs: list[FileSpec]) -> str:
-    """What components/host/lib.sh installs staged files from: `stage-name path mode owner group [once]` per line."""
+    """What components/host/lib.sh installs staged files from: `stage-name path mode owner group [once|rewritten]`
+    per line."""
     return "".join(s.manifest_line() + "\n" for s in specs)
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shared helpers of the role scripts (sourced). Every role script: `<role>.sh apply|delete STAGE_DIR`.
+# Shared helpers of the role scripts (sourced). Every role script: `<role>.sh apply|delete|check|repair STAGE_DIR`.
 # Supported hosts: Debian 12, Ubuntu 22.04 and 24.04.
 set -euo pipefail
 # Without it, `changed=$(install_manifest ...)` runs its body with errexit off: a failed install is swallowed and
@@ -92,7 +92,8 @@ write_once() {
 }
 
 # install_manifest STAGE_DIR: install every staged file listed in STAGE_DIR/MANIFEST
-# (`stage-name path mode owner group [once]` per line; `once`: shared storage, see write_once). Prints the paths it
+# (`stage-name path mode owner group [once|rewritten]` per line; `once`: shared storage, see write_once; `rewritten`:
+# see manifest_drift). Prints the paths it
 # changed, one per line. Their digests become applied with manifest_commit (main does it after a successful apply).
 install_manifest() {
   local stage=$1 name path mode owner group flags digest
@@ -159,6 +160,44 @@ remove_manifest() {
   done < "$stage/MANIFEST"
 }
 
+# manifest_drift STAGE_DIR: `stage-name path` of each managed file that is no longer what the last apply staged
+# (edited or removed on the host by hand). pulumi refresh cannot see that: pulumi-command reads nothing back from a
+# host. Not judged: files on shared storage (once) and files their service rewrites (rewritten).
+manifest_drift() {
+  local stage=$1 name path _mode _owner _group flags
+  [ -f "$stage/MANIFEST" ] || die "no MANIFEST in $stage"
+  while read -r name path _mode _owner _group flags; do
+    [ -n "$name" ] || continue
+    case $flags in once|rewritten) continue ;; esac
+    if [ ! -f "$path" ] || [ "$(sha256_of "$path")" != "$(sha256_of "$stage/$name")" ]; then
+      echo "$name $path"
+    fi
+  done < "$stage/MANIFEST"
+}
+
+# role_check STAGE_DIR: read-only; names each drifted file and fails when there is one.
+role_check() {
+  local drift _name path
+  drift=$(manifest_drift "$1")
+  if [ -n "$drift" ]; then
+    while read -r _name path; do echo "drift: $path differs from what harbor-ha applied"; done <<<"$drift"
+    return 1
+  fi
+  log "every file as applied"
+}
+
+# role_repair STAGE_DIR: the drifted files installed again from the stage (what the stack's state holds) by the
+# role's own apply, which restarts or reloads what they serve.
+role_repair() {
+  local stage=$1 name _path
+  while read -r name _path; do
+    [ -n "$name" ] || continue
+    rm -f "$APPLIED_DIR/$name"
+  done <<<"$(manifest_drift "$stage")"
+  role_apply "$stage"
+  manifest_commit
+}
+
 # systemd unit state after a change: start if stopped, restart (or reload) if any file changed.
 ensure_service() {
   local unit=$1 changed=$2 action=${3:-restart}
@@ -216,7 +255,7 @@ follow_master() {
 
 main() {
   local action=${1:-} stage=${2:-} env_file
-  [ -n "$stage" ] || die "usage: $0 apply|delete STAGE_DIR"
+  [ -n "$stage" ] || die "usage: $0 apply|delete|check|repair STAGE_DIR"
   require_root
   ensure_dir 0755 "$HARBOR_HA_STATE"
   # The role's parameters (components/host/files.py role_env), as staged by this run.
@@ -227,6 +266,9 @@ main() {
     apply) role_apply "$stage"; manifest_commit ;;
     # The staged files hold the role's secrets: gone with the role.
     delete) role_delete "$stage"; rm -rf "$stage" ;;
-    *) die "unknown action '$action' (apply or delete)" ;;
+    # Files edited on the host behind the program's back (docs/day2.md): found, then put back.
+    check) role_check "$stage" ;;
+    repair) role_repair "$stage" ;;
+    *) die "unknown action '$action' (apply, delete, check or repair)" ;;
   esac
 }

@@ -62,15 +62,17 @@ def _topology_env(cfg: ClusterConfig, host: Host) -> dict[str, str]:
 
 
 def redis_files(cfg: ClusterConfig, host: Host, paths: RedisPaths = RedisPaths()) -> list[FileSpec]:
+    # redis.sh points a replica at today's master (follow_master), and sentinel rewrites it at a failover.
     return [FileSpec(path=paths.conf, render=lambda s: render_redis_conf(cfg, host, s["redis_password"], paths),
-                     needs=("redis_password",), mode=0o640, owner="redis", group="redis"),
+                     needs=("redis_password",), mode=0o640, owner="redis", group="redis", rewritten=True),
             role_env("redis", {**_topology_env(cfg, host), "CONF": paths.conf})]
 
 
 def sentinel_files(cfg: ClusterConfig, host: Host, paths: RedisPaths = RedisPaths()) -> list[FileSpec]:
     return [FileSpec(path=paths.sentinel_conf,
                      render=lambda s: render_sentinel_conf(cfg, host, s["redis_password"], paths),
-                     needs=("redis_password",), mode=0o640, owner="redis", group="redis"),
+                     # Sentinel keeps its identity and what it learned in this file.
+                     needs=("redis_password",), mode=0o640, owner="redis", group="redis", rewritten=True),
             role_env("sentinel", {**_topology_env(cfg, host), "CONF": paths.sentinel_conf})]
 
 

@@ -315,3 +315,50 @@ def test_run_sql_hands_a_root_only_sql_file_to_psql_running_as_postgres(tmp_path
         shutil.rmtree(bin_dir)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "ALTER ROLE harbor PASSWORD 'x';\ncwd /\n"
+
+
+def run_role(tmp_path: Path, action: str, stage_dir: Path, apply_body: str = 'install_manifest "$1" >/dev/null'
+             ) -> subprocess.CompletedProcess:
+    """`role.sh ACTION STAGE` of a test role whose apply runs `apply_body`, as the program runs a role's script."""
+    role = tmp_path / "role.sh"
+    role.write_text(f'ROLE=test\n. "{LIB}"\nrole_apply() {{ {apply_body}; }}\nrole_delete() {{ :; }}\nmain "$@"\n')
+    return subprocess.run(["bash", str(role), action, str(stage_dir)], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "HARBOR_HA_STATE": str(tmp_path / "state")})
+
+
+def test_check_names_a_file_edited_or_removed_on_the_host_and_repair_puts_it_back_through_the_apply(tmp_path):
+    stage_dir, specs = stage(tmp_path, {"etc/app/a.conf": "a=1\n", "etc/app/b.conf": "b=1\n",
+                                        "etc/app/c.conf": "c=1\n"})
+    assert run_role(tmp_path, "apply", stage_dir).returncode == 0
+    clean = run_role(tmp_path, "check", stage_dir)
+    assert clean.returncode == 0 and clean.stdout == "", clean.stderr
+    Path(specs[0].path).write_text("a=1\n# edited by hand\n")
+    os.unlink(specs[2].path)
+    found = run_role(tmp_path, "check", stage_dir)
+    assert found.returncode == 1 and found.stdout.splitlines() == [
+        f"drift: {specs[0].path} differs from what harbor-ha applied",
+        f"drift: {specs[2].path} differs from what harbor-ha applied"]
+    # A plain apply installs the missing file again but leaves the edit (the stage did not change, and a service may
+    # rewrite its files): the repair is what puts it back, through the role's apply, which sees it as changed.
+    assert run_role(tmp_path, "apply", stage_dir).returncode == 0
+    assert "edited by hand" in Path(specs[0].path).read_text() and Path(specs[2].path).exists()
+    repaired = run_role(tmp_path, "repair", stage_dir, 'echo "changed: $(install_manifest "$1" | xargs)"')
+    assert repaired.returncode == 0, repaired.stderr
+    assert repaired.stdout == f"changed: {specs[0].path}\n"
+    assert [Path(s.path).read_text() for s in specs] == ["a=1\n", "b=1\n", "c=1\n"]
+    assert run_role(tmp_path, "check", stage_dir).returncode == 0
+
+
+def test_check_does_not_judge_files_their_service_rewrites_nor_shared_keys(tmp_path):
+    stage_dir = tmp_path / "stage"
+    stage_dir.mkdir()
+    specs = [FileSpec(path=str(tmp_path / "root/etc/redis/sentinel.conf"), render=lambda _s: "sentinel a\n",
+                      rewritten=True),
+             FileSpec(path=str(tmp_path / "root/data/secret/key"), render=lambda _s: "k\n", write_once=True)]
+    for spec in specs:
+        (stage_dir / spec.stage_name).write_text(spec.render({}))
+    (stage_dir / "MANIFEST").write_text(manifest_text(specs))
+    assert run_role(tmp_path, "apply", stage_dir).returncode == 0
+    for spec in specs:
+        Path(spec.path).write_text("rewritten by its service\n")
+    assert run_role(tmp_path, "check", stage_dir).returncode == 0

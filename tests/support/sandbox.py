@@ -25,9 +25,10 @@ from typing import Any
 
 from components.sandbox import IMAGE_CONTEXT
 
+# Another lab's engine beside this one (labs/engine/engine_lab.py sandbox) sets its own three.
 DOCKER_ROOT = Path(os.environ.get("HHA_DOCKER_ROOT", "/var/lib/hha-docker"))
-EXEC_ROOT = Path("/run/hha-docker")
-SOCKET = "/run/hha-docker.sock"
+EXEC_ROOT = Path(os.environ.get("HHA_DOCKER_EXEC_ROOT", "/run/hha-docker"))
+SOCKET = os.environ.get("HHA_DOCKER_SOCKET", "/run/hha-docker.sock")
 # overlay2 where the data-root is on ext4/xfs (containers are created in ~1 s); vfs copies the whole image per
 # container (25-40 s here) but works on any filesystem (docker-hosts.md's recipe).
 STORAGE_DRIVER = os.environ.get("HHA_DOCKER_STORAGE", "overlay2")
@@ -101,15 +102,16 @@ def stop_engine(engine: Engine) -> None:
     os.kill(engine.pid, signal.SIGKILL)
 
 
-def recipe_digest() -> str:
+def recipe_digest(packages: tuple[str, ...] = ROLE_PACKAGES) -> str:
     """What the image is made of: the recipe script and the preinstalled packages."""
     script = (IMAGE_CONTEXT / "prepare-rootfs.sh").read_bytes()
-    return hashlib.sha256(script + " ".join(ROLE_PACKAGES).encode()).hexdigest()[:12]
+    return hashlib.sha256(script + " ".join(packages).encode()).hexdigest()[:12]
 
 
-def host_image() -> str:
-    """The host image, imported once per recipe: `harbor-ha-sandbox-host:<recipe digest>`."""
-    tag = f"harbor-ha-sandbox-host:{recipe_digest()}"
+def host_image(packages: tuple[str, ...] = ROLE_PACKAGES) -> str:
+    """The host image with `packages` preinstalled, imported once per recipe: `harbor-ha-sandbox-host:<recipe
+    digest>`."""
+    tag = f"harbor-ha-sandbox-host:{recipe_digest(packages)}"
     if docker("images", "-q", tag):
         return tag
     if not (BASE_ROOTFS / "usr/sbin/sshd").exists():
@@ -124,7 +126,7 @@ def host_image() -> str:
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
     shutil.copy(IMAGE_CONTEXT / "prepare-rootfs.sh", rootfs / "tmp/prepare-rootfs.sh")
-    subprocess.run(["chroot", str(rootfs), "bash", "/tmp/prepare-rootfs.sh", *ROLE_PACKAGES], check=True,
+    subprocess.run(["chroot", str(rootfs), "bash", "/tmp/prepare-rootfs.sh", *packages], check=True,
                    capture_output=True, timeout=900)
     for leftover in (policy, rootfs / "tmp/prepare-rootfs.sh", rootfs / "etc/resolv.conf"):
         leftover.unlink()

@@ -59,6 +59,16 @@ def test_role_placements_read_the_apply_commands_of_the_state():
     assert engine_lab.role_placements(state) == [("postgres", "data1")]
 
 
+def test_role_placements_find_a_readdressed_host_by_the_stacks_hosts():
+    values = {"hosts": [{"name": "data1", "address": "198.19.1.60", "hostKey": "k"}], "roles": {}}
+    moved = engine_lab.readdressed(values, "data1", "198.19.1.61")
+    assert moved["hosts"] == [{"name": "data1", "address": "198.19.1.61", "hostKey": "k"}]
+    assert values["hosts"][0]["address"] == "198.19.1.60"
+    state = [{"urn": APPLY, "type": "command:remote:Command",
+              "inputs": {"create": apply_command("postgres"), "connection": {"host": "198.19.1.61"}}}]
+    assert engine_lab.role_placements(state, moved["hosts"]) == [("postgres", "data1")]
+
+
 def test_passed_judges_only_what_ran_and_never_an_absent_field():
     assert engine_lab.passed({"preview_new_stack": {"dev": {"ok": True}}})
     assert not engine_lab.passed({"up": {"ok": True}, "second_up_changes": 2})
@@ -79,3 +89,19 @@ def test_resolving_runs_the_cli_with_this_machines_hosts_file_plus_the_clusters_
     assert hosts.endswith("\n198.19.1.100 harbor.lab.internal\n")
     assert prefix[:4] == ["unshare", "--mount", "--propagation", "private"]
     assert prefix[-1] == str(tmp_path / "engine-hosts") and "mount --bind" in prefix[-2]
+
+
+def test_errored_reads_each_failed_resource_from_the_diagnostics_and_leaves_the_stack_summary_out():
+    output = ("Diagnostics:\n  command:remote:Command (harbor-node-harbor1-harbor1-apply):\n"
+              "    [harbor-ha harbor-node] installed /etc/x\n    error: Process exited with status 1\n"
+              "    error: second line\n\n  pulumi:pulumi:Stack (harbor-ha-sandbox):\n    error: update failed\n")
+    assert engine_lab.errored(output) == {"harbor-node-harbor1-harbor1-apply": "Process exited with status 1"}
+
+
+def test_sandbox_values_move_the_sandbox_stack_to_the_labs_network_with_the_local_image_and_installer(tmp_path):
+    values = engine_lab.sandbox_values(tmp_path / "installer.tgz", "img:1")
+    net = engine_lab.SANDBOX_NET
+    assert values["sandbox"]["subnet"] == f"{net}.0/24" and values["sandbox"]["image"] == "img:1"
+    assert {h["address"].rsplit(".", 1)[0] for h in values["hosts"]} == {net}
+    assert values["vip"]["address"] == f"{net}.100"
+    assert values["harbor"]["installer"] == {"path": str(tmp_path / "installer.tgz")}
