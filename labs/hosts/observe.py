@@ -65,7 +65,10 @@ print(urllib.request.urlopen(sys.argv[1] + sys.argv[2], timeout=10).read().decod
 """
 MONITOR = "data1"
 # True in this lab, and not what it tests: the NFS stand-in is a bind mount, nothing listens on 2049.
-IGNORED = {"NfsExportUnreachable": "the lab's NFS is a bind mount: nothing listens on 2049"}
+IGNORED = {"NfsExportUnreachable": "the lab's NFS is a bind mount: nothing listens on 2049",
+           # Seen pending on every lab host (2026-12-05, the machine's disk at 80 % and filling with the full suite's
+           # lanes): true there, and no fault of the cluster's; with `for: 30m` it fires in a long run.
+           "DiskWillFillIn24h": "the lab hosts' filesystems are the machine's own disk, shared with every other lab"}
 OBSERVE = Shape("observe", DEV.hosts, {**DEV.roles, "monitoring": [MONITOR]})
 # The patroni and sentinel modes on the same three hosts: config.py's minimum of three Patroni members and three
 # sentinels, each host a member, a Redis server and a sentinel; no backup section (BackupTooOld is the dev drills'
@@ -367,8 +370,9 @@ def observe(json_path: Path, *, quiet_minutes: float, keep: bool, shape: str = "
                         and e["labels"].get("alertname") not in IGNORED})
         report["false_alerts"], report["false_alert_names"] = len(false), false
         log(f"observe: quiet {quiet_minutes} min: false alerts {false or 'none'}")
-        for drill in obs.drills():
-            report["drills"][drill.name] = obs.run_drill(drill)
+        drills = obs.drills()
+        for i, drill in enumerate(drills):  # after the last one, nothing needs a quiet cluster
+            report["drills"][drill.name] = obs.run_drill(drill, settle=i + 1 < len(drills))
     finally:
         host_lab.close_lab(json_path, report, t0, keep=keep)
     print_summary(report)

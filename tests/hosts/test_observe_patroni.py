@@ -5,7 +5,8 @@ After a short quiet watch, drills that each fire exactly their alerts at a recor
 the Patroni leader's host powered off (HostDown only: the failover is shorter than PostgresLeaderMissing's `for:`),
 both replicas' Patroni stopped (PostgresSyncStandbyLost, and ExporterDown for their REST APIs), two sentinels stopped
 (SentinelQuorumLost), the Redis master killed (RedisInstanceDown only: the sentinels promote a replica). Harbor and
-NFS are stand-ins. Slow (about 35 min): marker `monitoring_patroni`. Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET."""
+NFS are stand-ins. Slow (38 min measured twice, load ~20-25): marker `monitoring_patroni`. Environment: HHA_ROOT,
+HHA_BRIDGE, HHA_NET."""
 
 from __future__ import annotations
 
