@@ -124,10 +124,13 @@ class Observe:
         out = ssh(self.monitor, f"python3 -c '{QUERY}' {base} '{path}'", timeout=30).stdout
         return json.loads(out)
 
-    def targets_down(self) -> list[str]:
+    def targets_down(self, expected: int) -> list[str]:
+        """Every target not up, and how many of the `expected` (prometheus.yml's) Prometheus does not list yet: just
+        after its start the list is empty until its first discovery sync, and an empty list has nothing down."""
         active = self.prometheus("/api/v1/targets?state=active")["data"]["activeTargets"]
-        return [f"{t['labels'].get('job')}@{t['labels'].get('host', t['labels'].get('instance'))}: "
-                f"{t.get('lastError', '')}"[:160] for t in active if t["health"] != "up"]
+        missing = [f"{expected - len(active)} of {expected} targets not listed yet"] if len(active) < expected else []
+        return missing + [f"{t['labels'].get('job')}@{t['labels'].get('host', t['labels'].get('instance'))}: "
+                          f"{t.get('lastError', '')}"[:160] for t in active if t["health"] != "up"]
 
     def firing(self) -> list[str]:
         result = self.prometheus("/api/v1/query?query=ALERTS")["data"]["result"]
@@ -357,8 +360,9 @@ def observe(json_path: Path, *, quiet_minutes: float, keep: bool, shape: str = "
             for g in job["static_configs"])
         # Every target up, except the NFS probe, which has no NFS server to find in this lab.
         nfs = f"blackbox-nfs@{cfg.nfs_server.name}"
-        up_s = obs.wait("every scrape target up", lambda: all(t.startswith(nfs) for t in obs.targets_down()), 240, 5)
-        report["targets_down"] = obs.targets_down()
+        up_s = obs.wait("every scrape target up", lambda: all(t.startswith(nfs) for t in obs.targets_down(
+            report["targets"])), 240, 5)
+        report["targets_down"] = obs.targets_down(report["targets"])
         report["all_targets_up_s"] = up_s
         log(f"observe: targets up after {up_s} s; down: {report['targets_down']}")
         report["ignored"] = IGNORED
