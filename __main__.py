@@ -35,6 +35,7 @@ cluster = HarborCluster("harbor", HarborClusterArgs(
     storage_s3_secret_key=secret_config.get_secret("storageS3SecretKey"),
     postgres_password=secret_config.get_secret("postgresPassword"),
     redis_password=secret_config.get_secret("redisPassword"),
+    acme_dns_hook=secret_config.get_secret("acmeDnsHook"),
 ))
 
 # Harbor's registries, projects, robots and replication policies: on this cluster once it is up and healthy,

@@ -49,6 +49,7 @@ class HarborClusterArgs:
     storage_s3_secret_key: Optional[pulumi.Input[str]] = None  #: storageS3SecretKey (storage.mode s3, own S3)
     postgres_password: Optional[pulumi.Input[str]] = None  #: postgresPassword (postgres.mode external)
     redis_password: Optional[pulumi.Input[str]] = None  #: redisPassword (redis.mode external)
+    acme_dns_hook: Optional[pulumi.Input[str]] = None  #: acmeDnsHook (tls.acme.challenge dns-01)
 
 
 class HarborCluster(pulumi.ComponentResource):
@@ -78,7 +79,8 @@ class HarborCluster(pulumi.ComponentResource):
             tls_private_key=args.tls_private_key, backup_s3_access_key=args.backup_s3_access_key,
             backup_s3_secret_key=args.backup_s3_secret_key, monitoring=args.monitoring_secrets,
             storage_s3_access_key=args.storage_s3_access_key, storage_s3_secret_key=args.storage_s3_secret_key,
-            postgres_password=args.postgres_password, redis_password=args.redis_password), child)
+            postgres_password=args.postgres_password, redis_password=args.redis_password,
+            acme_dns_hook=args.acme_dns_hook), child)
         common: dict[str, Any] = dict(cfg=cfg, secrets=secrets.values, private_key=args.ssh_private_key)
 
         # First on every host: each service starts behind its host's firewall, never open to the whole network.

@@ -38,12 +38,14 @@ KNOWN_KEYS = (
     "sandbox",
     # Prometheus and Alertmanager on roles.monitoring, exporters on every host (components/monitoring/).
     "monitoring", "monitoringSmtpPassword", "monitoringSlackApiUrl", "monitoringWebhookToken",
+    # tls.acme.challenge dns-01: the hook lego runs to publish the TXT record (it holds the DNS API's credentials).
+    "acmeDnsHook",
     # Harbor's image storage on S3, and the Garage cluster of roles.objectStore (the storage section below).
     "storage", "storageS3AccessKey", "storageS3SecretKey",
 )
 SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "harborAdminPassword", "backupS3AccessKey",
                "backupS3SecretKey", "monitoringSmtpPassword", "monitoringSlackApiUrl", "monitoringWebhookToken",
-               "storageS3AccessKey", "storageS3SecretKey", "postgresPassword", "redisPassword")
+               "storageS3AccessKey", "storageS3SecretKey", "postgresPassword", "redisPassword", "acmeDnsHook")
 # Sections parsed by harbor_provider/stack_config.py, whose secret settings are set with `--secret --path`.
 PASSTHROUGH_KEYS = ("harborApi", "migration")
 
@@ -158,6 +160,9 @@ class AcmeSettings:
     dns_names: tuple[str, ...]  #: names the certificate covers; each must resolve to the VIP (HTTP-01 comes to it)
     renew_before_days: int  #: the VIP holder renews when the certificate expires within this many days
     ca_certificate: Optional[str]  #: PEM of the CA of the ACME server's own HTTPS (a private CA; None: system CAs)
+    challenge: str = "http-01"  #: http-01 (the CA fetches the token through the VIP) or dns-01 (a TXT record)
+    dns_resolvers: tuple[str, ...] = ()  #: dns-01: host:port resolvers lego checks the TXT record with (empty: system)
+    dns_propagation_check: bool = True  #: dns-01: lego waits until every authoritative server has the record
 
 
 @dataclass(frozen=True)
@@ -983,7 +988,7 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         tls_r.fail("certificate needs the secrets tlsCertificate and tlsPrivateKey", "mode")
     if tls.mode != "certificate" and has_cert:
         tls_r.fail(f"{tls.mode} ignores tlsCertificate: remove that secret, or set mode certificate", "mode")
-    tls = replace(tls, acme=_parse_acme(tls_r, tls.mode, values, problems))
+    tls = replace(tls, acme=_parse_acme(tls_r, tls.mode, values, secrets_present, problems))
     tls_r.finish()
     for days_key, days in (("internalCertDays", tls.internal_cert_days), ("internalCaDays", tls.internal_ca_days)):
         if tls.renew_before_days >= days:
@@ -1239,12 +1244,15 @@ TLS_MODES = ("self-signed", "certificate", "acme")
 _ACME_URL = re.compile(r"^https://[^\s/]+(:[0-9]+)?(/\S*)?$")
 
 
-def _parse_acme(tls_r: _Reader, mode: str, values: Mapping[str, Any], problems: list[str]) -> Optional[AcmeSettings]:
+def _parse_acme(tls_r: _Reader, mode: str, values: Mapping[str, Any], secrets_present: Sequence[str],
+                problems: list[str]) -> Optional[AcmeSettings]:
     """tls.acme: the ACME server, account and names of tls.mode acme (components/loadbalancer/acme.sh)."""
     raw = tls_r.get("acme", dict, None)
     if mode != "acme":
         if raw is not None:
             tls_r.fail("only used with mode acme", "acme")
+        if "acmeDnsHook" in secrets_present:
+            problems.append(f"{NAMESPACE}:acmeDnsHook: set, but tls.mode is not acme with challenge dns-01")
         return None
     ac = _Reader(raw, f"{tls_r.key}.acme", problems)
     hb = values.get("harbor")
@@ -1260,11 +1268,34 @@ def _parse_acme(tls_r: _Reader, mode: str, values: Mapping[str, Any], problems: 
         # 30 days: Let's Encrypt's own advice for its 90-day certificates; two timer runs a day leave ~60 tries.
         renew_before_days=ac.get("renewBeforeDays", int, 30, check=_in_range(1, 89)),
         ca_certificate=ac.get("caCertificate", str, None, check=_pem_certs_check),
+        # http-01: nothing to set up but the VIP on port 80; dns-01: for LBs the CA cannot reach (a private network).
+        challenge=ac.get("challenge", str, "http-01",
+                         check=lambda v: None if v in ACME_CHALLENGES else f"must be {' or '.join(ACME_CHALLENGES)}"),
+        dns_resolvers=tuple(ac.get("dnsResolvers", list, [], check=_host_ports_check)),
+        # Off only where the authoritative servers cannot be asked (a test DNS server that answers no SOA query).
+        dns_propagation_check=ac.get("dnsPropagationCheck", bool, True),
     )
     ac.finish()
+    dns01 = acme.challenge == "dns-01"
+    if dns01 != ("acmeDnsHook" in secrets_present):
+        ac.fail("dns-01 needs the secret acmeDnsHook: the program lego runs as `HOOK present|cleanup FQDN VALUE` "
+                "(pulumi config set --secret harbor-ha:acmeDnsHook < hook.sh)" if dns01 else
+                "acmeDnsHook is set, but the challenge is http-01: set challenge dns-01, or remove that secret",
+                "challenge")
+    for key in ("dnsResolvers", "dnsPropagationCheck"):
+        if not dns01 and key in ac.data:
+            ac.fail("only used with challenge dns-01", key)
     if isinstance(hostname, str) and acme.dns_names and hostname not in acme.dns_names:
         ac.fail(f"must include harbor.hostname ({hostname}): clients reach the VIP by that name", "dnsNames")
     return acme
+
+
+ACME_CHALLENGES = ("http-01", "dns-01")
+
+
+def _host_ports_check(value: list[Any]) -> Optional[str]:
+    bad = [v for v in value if not isinstance(v, str) or not _HOST_PORT.match(v)]
+    return f"{bad[0]!r} is not host:port" if bad else None
 
 
 def _dns_names_check(value: list[Any]) -> Optional[str]:

@@ -39,6 +39,7 @@ class ClusterSecretsArgs:
     storage_s3_secret_key: Optional[pulumi.Input[str]] = None  #: storageS3SecretKey (storage.mode s3, own S3)
     postgres_password: Optional[pulumi.Input[str]] = None  #: postgresPassword (postgres.mode external)
     redis_password: Optional[pulumi.Input[str]] = None  #: redisPassword (redis.mode external; None: no AUTH)
+    acme_dns_hook: Optional[pulumi.Input[str]] = None  #: acmeDnsHook (tls.acme.challenge dns-01)
 
 
 class ClusterSecrets(pulumi.ComponentResource):
@@ -168,6 +169,11 @@ class ClusterSecrets(pulumi.ComponentResource):
             # The VIP holder pushes the ACME certificate to the other LB with it (components/loadbalancer/acme.sh).
             push_key = tls.PrivateKey(f"{name}-acme-push-key", algorithm="ED25519", opts=child)
             values.update(acme_push_key=push_key.private_key_openssh, acme_push_public_key=push_key.public_key_openssh)
+            if cfg.tls.acme.challenge == "dns-01":
+                # parse_cluster_config requires the secret with dns-01: never None from the program.
+                if args.acme_dns_hook is None:
+                    raise ValueError("tls.acme.challenge dns-01 needs acme_dns_hook (harbor-ha:acmeDnsHook)")
+                values.update(acme_dns_hook=args.acme_dns_hook)
         if cfg.patroni:
             values.update(self._patroni_values(password))
         # Every patroni stack has had them since patroni mode came: kept there, with or without a backup section.

@@ -87,6 +87,21 @@ VARIANTS = ("classic", "defaults")
 ACME_SCRIPT = ROOT / "components" / "loadbalancer" / "acme.sh"
 PEBBLE_HOST = "client"
 PEBBLE_DIR_URL = f"https://{HOSTS[PEBBLE_HOST]}:14000/dir"
+ACME_VARIANTS = {"http-01": "acme", "dns-01": "acme-dns01"}  #: `acme --challenge`: the lab's variant
+# The acmeDnsHook of the dns-01 variant: publishes and removes the TXT record through challtestsrv's management API
+# (what an operator's hook does with their DNS provider's API), called by lego as `HOOK present|cleanup FQDN VALUE`.
+CHALLTESTSRV_MANAGEMENT = f"http://{HOSTS[PEBBLE_HOST]}:8055"
+# challtestsrv's DNS: pebble's resolver, and lego's (which looks up a CNAME of _acme-challenge.NAME before the hook).
+CHALLTESTSRV_DNS = f"{HOSTS[PEBBLE_HOST]}:8053"
+DNS_HOOK = r"""#!/bin/sh
+set -eu
+case "$1" in
+  present) curl -fsS -d "{\"host\":\"$2\",\"value\":\"$3\"}" MANAGEMENT/set-txt ;;
+  cleanup) curl -fsS -d "{\"host\":\"$2\"}" MANAGEMENT/clear-txt ;;
+  *) echo "unknown hook call: $*" >&2; exit 1 ;;
+esac
+echo "$1 $2" >> "$0.calls"
+""".replace("MANAGEMENT", CHALLTESTSRV_MANAGEMENT)
 
 # PID 1 of an LB host's PID namespace: starts nginx and keepalived, then reaps every orphan (as init must) so a
 # killed nginx does not linger as a zombie that keepalived's process scan would still count.
@@ -116,8 +131,12 @@ def lab_values(variant: str) -> dict:
     if variant == "classic":
         values.update(CLASSIC)
     else:
-        if variant == "acme":
+        if variant in ACME_VARIANTS.values():
             values["tls"] = {"mode": "acme", "acme": {"directoryUrl": PEBBLE_DIR_URL, "email": "lab@harbor.lab.test"}}
+            if variant == "acme-dns01":
+                # challtestsrv answers no SOA query, so lego cannot find the zone's authoritative servers to ask.
+                values["tls"]["acme"].update(challenge="dns-01", dnsResolvers=[CHALLTESTSRV_DNS],
+                                             dnsPropagationCheck=False)
         # Lab limitation: keepalived's track_process listens to the kernel's process events (the netlink proc
         # connector), which only exists in the initial network namespace: inside `ip netns exec` the subscription
         # fails with ECONNREFUSED and keepalived holds the instance in FAULT for good. So the lab's "defaults"
@@ -127,7 +146,8 @@ def lab_values(variant: str) -> dict:
 
 
 def lab_config(variant: str) -> ClusterConfig:
-    return parse_cluster_config(lab_values(variant))
+    return parse_cluster_config(lab_values(variant),
+                                secrets_present=("acmeDnsHook",) if variant == "acme-dns01" else ())
 
 
 def ns(host: str) -> str:
@@ -518,12 +538,13 @@ class Lab:
             "httpPort": self.cfg.lb.http_port, "tlsPort": self.cfg.lb.https_port, "ocspResponderURL": "",
             "externalAccountBindingRequired": False}}))
         self.spawn("challtestsrv", PEBBLE_HOST, ["pebble-challtestsrv", "-defaultIPv4", VIP, "-defaultIPv6", "",
-                                                 "-dns01", "127.0.0.1:8053", "-http01", "", "-https01", "",
-                                                 "-tlsalpn01", "", "-management", "127.0.0.1:8055"])
+                                                 "-dns01", CHALLTESTSRV_DNS, "-http01", "", "-https01", "",
+                                                 "-tlsalpn01", "", "-management",
+                                                 CHALLTESTSRV_MANAGEMENT.removeprefix("http://")])
         # PEBBLE_VA_NOSLEEP: validate at once (pebble otherwise waits up to 15 s); no nonce rejections, no
         # authorization reuse: every order is validated over HTTP-01 again, as a renewal would be after 30 days.
         self.spawn("pebble", PEBBLE_HOST, ["pebble", "-config", str(d / "pebble.json"), "-dnsserver",
-                                           "127.0.0.1:8053"],
+                                           CHALLTESTSRV_DNS],
                    env={**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0",
                         "PEBBLE_AUTHZREUSE": "0"})
         end = time.monotonic() + 30
@@ -549,6 +570,10 @@ class Lab:
             os.chmod(folder, 0o755)
         (d / "acme.env").write_text(render_acme_env(cfg, lb, paths))
         (Path(paths.acme_dir) / "server-ca.crt").write_text(pem)
+        if cfg.tls.acme.challenge == "dns-01":
+            hook = Path(paths.acme_dir) / "dns-hook"
+            hook.write_text(DNS_HOOK)
+            hook.chmod(0o700)
         # Stand-in for the push key (the lab's push runs through lab_ssh, not sshd): rendered as the host gets it.
         (Path(paths.acme_dir) / "authorized_key").write_text(
             render_acme_authorized_key(cfg, lb, "ssh-ed25519 AAAAlab lab", str(ACME_SCRIPT)))
@@ -741,7 +766,9 @@ class Lab:
             t = time.time()
             for sig in (signal.SIGSTOP, signal.SIGKILL):
                 for pid, _comm, _ppid in victims:
-                    os.kill(pid, sig)
+                    # An old nginx worker finishing after a reload (the ACME drill's) may be gone by now.
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
             return t
 
         def lb_crash() -> float:
@@ -834,6 +861,11 @@ class Lab:
         result["renewal_during_failover"] = (after not in (renewed, issued) and served == after
                                              and self.live_serial(first) == self.live_serial(second))
         result["final_serial"] = self.live_serial(first)
+        # dns-01: each order's TXT record as the hook published it (lab DNS_HOOK's record of its calls)
+        result["challenge"] = cfg.tls.acme.challenge if cfg.tls.acme else None
+        result["dns_hook_presents"] = sum(
+            (Path(self.nginx_paths(h.name).acme_dir) / "dns-hook.calls").read_text().count("present ")
+            for h in cfg.lb_hosts if (Path(self.nginx_paths(h.name).acme_dir) / "dns-hook.calls").exists())
         return result
 
     def drill(self, scenario: str) -> dict:
@@ -973,6 +1005,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.add_argument("--json", type=Path, help="also write the result here")
     s = sub.add_parser("acme", help="tls.mode acme against pebble (the lab must be down: builds its own)")
     s.add_argument("--json", type=Path, required=True)
+    s.add_argument("--challenge", choices=tuple(ACME_VARIANTS), default="http-01",
+                   help="dns-01: lego's exec provider runs the stack's hook, which sets the TXT record in pebble's DNS")
     s = sub.add_parser("bench", help="scenarios 1-4, classic recipe vs defaults (the lab must be down)")
     s.add_argument("--json", type=Path, required=True)
     a = p.parse_args(argv)
@@ -1004,7 +1038,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if lab.is_up:
             raise SystemExit("acme builds its own lab: run `down` first")
         try:
-            lab.up("acme")
+            lab.up(ACME_VARIANTS[a.challenge])
             with lab.push_relay():
                 result = lab.acme_drill()
         finally:

@@ -330,7 +330,9 @@ def generate() -> str:
                    "roles.objectStore",
                    "postgresPassword": "password of postgres.user on the existing server (postgres.mode external: "
                                        "required)",
-                   "redisPassword": "password of the existing Redis (redis.mode external; unset: no AUTH)"}
+                   "redisPassword": "password of the existing Redis (redis.mode external; unset: no AUTH)",
+                   "acmeDnsHook": SECRET_VALUES["acme_dns_hook"] + ", run as `HOOK present|cleanup FQDN VALUE` "
+                                  "on the VIP holder (tls.acme.challenge dns-01: required)"}
     lines += [f"| `{NAMESPACE}:{key}` | {_cell(secret_docs[key])} |" for key in SECRET_KEYS]
     nested = secret_settings(HarborSection, "harborApi") + secret_settings(MigrationSection, "migration")
     lines += ["", "Inside `harborApi` and `migration`, with `pulumi config set --secret --path 'migration.password'` "

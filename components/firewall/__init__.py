@@ -63,10 +63,10 @@ def host_openings(cfg: ClusterConfig, host: Host) -> list[Opening]:
     if host in cfg.lb_hosts:
         peer = next(h for h in cfg.lb_hosts if h != host)
         # tls.mode acme: the CA validates HTTP-01 from addresses it does not publish, so port 80 is open to all
-        # (it only redirects and serves challenge tokens).
+        # (it only redirects and serves challenge tokens); DNS-01 asks the CA to look at DNS only.
         http = (Opening("vip-http", "tcp", cfg.lb.http_port, None,
                         "the ACME CA's HTTP-01 requests and clients redirected to HTTPS (tls.mode acme)", daddr=cfg.vip)
-                if cfg.tls.acme else
+                if cfg.tls.acme and cfg.tls.acme.challenge == "http-01" else
                 Opening("vip-http", "tcp", cfg.lb.http_port, fw.client_sources,
                         "registry clients, redirected to HTTPS (firewall.clientSources)", daddr=cfg.vip))
         if cfg.tls.acme and fw.admin_sources is not None:

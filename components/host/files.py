@@ -26,6 +26,7 @@ SECRET_VALUES = {
     "redis_password": "Redis requirepass/masterauth (generated; redisPassword with redis.mode external)",
     "acme_push_key": "tls.mode acme: OpenSSH private key the VIP holder pushes the certificate to the other LB with",
     "acme_push_public_key": "its public half (in root's authorized_keys on the LB hosts, limited to acme.sh receive)",
+    "acme_dns_hook": "tls.acme.challenge dns-01: the program lego runs to publish the TXT record (acmeDnsHook)",
     "vrrp_auth_pass": "VRRPv2 PASS authentication, 8 characters (generated; VRRPv3 has none)",
     "harbor_secretkey": "Harbor's secret/keys/secretkey, shared by every node (generated)",
     "harbor_csrf_key": "Harbor core's CSRF_KEY, shared by every node (generated)",

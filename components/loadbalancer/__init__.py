@@ -113,6 +113,11 @@ def render_acme_env(cfg: ClusterConfig, host: Host, paths: NginxPaths = NginxPat
         "BOOTSTRAP_DIR": paths.tls_dir, "VIP": cfg.vip, "PEER": peer_of(cfg, host).address,
         "PUSH_KEY": f"{paths.acme_dir}/push.key", "KNOWN_HOSTS": f"{paths.acme_dir}/known_hosts",
         "NGINX_CONF": paths.conf, "AUTHORIZED_KEYS": paths.authorized_keys,
+        # dns-01 only, so that an http-01 stack's file (and its apply) stays as it was.
+        **({"ACME_CHALLENGE": acme.challenge, "DNS_HOOK": f"{paths.acme_dir}/dns-hook",
+            "DNS_RESOLVERS": " ".join(acme.dns_resolvers),
+            "DNS_PROPAGATION_CHECK": "yes" if acme.dns_propagation_check else "no"}
+           if acme.challenge == "dns-01" else {}),
     })
 
 
@@ -159,6 +164,10 @@ def acme_files(cfg: ClusterConfig, host: Host, paths: NginxPaths = NginxPaths())
                  render=lambda s: render_acme_authorized_key(cfg, host, s["acme_push_public_key"]),
                  needs=("acme_push_public_key",), mode=0o600),
     ]
+    if acme.challenge == "dns-01":
+        # The operator's program (acmeDnsHook): it carries the DNS API's credentials, so root's alone.
+        specs.append(FileSpec(path=f"{paths.acme_dir}/dns-hook", render=lambda s: s["acme_dns_hook"],
+                              needs=("acme_dns_hook",), mode=0o700))
     if acme.ca_certificate:
         ca = acme.ca_certificate
         specs.append(FileSpec(path=f"{paths.acme_dir}/server-ca.crt", render=lambda _s: ca))

@@ -27,13 +27,23 @@ lock() {
   flock -w "$1" 9 || die "another acme.sh run kept $ACME_DIR/.lock for $1 s"
 }
 
-# lego with the cluster's account, names and webroot (LEGO_CA_CERTIFICATES: a private ACME server's CA).
+# lego with the cluster's account, names and challenge (LEGO_CA_CERTIFICATES: a private ACME server's CA).
+# http-01: the token in the webroot nginx serves; dns-01: lego's exec provider runs the operator's hook as
+# `DNS_HOOK present|cleanup FQDN VALUE` to publish and remove the TXT record.
 lego_cmd() {
-  local args=(--server "$ACME_SERVER" --email "$ACME_EMAIL" --accept-tos --path "$ACME_DIR/lego" --key-type ec256
-    --http --http.webroot "$WEBROOT") d
+  local args=(--server "$ACME_SERVER" --email "$ACME_EMAIL" --accept-tos --path "$ACME_DIR/lego" --key-type ec256)
+  local d env=(${ACME_CA:+"LEGO_CA_CERTIFICATES=$ACME_CA"})
+  if [ "${ACME_CHALLENGE:-http-01}" = dns-01 ]; then
+    args+=(--dns exec)
+    for d in $DNS_RESOLVERS; do args+=(--dns.resolvers "$d"); done
+    if [ "$DNS_PROPAGATION_CHECK" = no ]; then args+=(--dns.disable-cp); fi
+    env+=("EXEC_PATH=$DNS_HOOK")
+  else
+    args+=(--http --http.webroot "$WEBROOT")
+  fi
   for d in $ACME_DOMAINS; do args+=(--domains "$d"); done
   # umask 022 in a subshell: nginx's workers (not root) read the challenge files lego writes.
-  (umask 022; env ${ACME_CA:+"LEGO_CA_CERTIFICATES=$ACME_CA"} lego "${args[@]}" "$@")
+  (umask 022; env "${env[@]}" lego "${args[@]}" "$@")
 }
 
 # The certificate and key lego keeps for the first name (lego names its files after it).

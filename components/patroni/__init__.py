@@ -21,6 +21,7 @@ from components.config import ClusterConfig, Host
 from components.etcd import etcd_client_urls, patroni_settings
 from components.host.files import FileSpec, render_env, render_template, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
+from components.monitoring import EXPORTER_DB_ROLE
 from components.pgbackrest import (PATRONI_CLUSTER, DbPaths, archive_settings, db_host_backup_env,
                                    db_host_backup_files, deploy_repository, pgbackrest_cmd)
 from components.postgres import render_harbor_role_sql, server_tls_settings, server_tls_specs, sql_literal
@@ -113,6 +114,9 @@ def render_pg_hba(cfg: ClusterConfig) -> list[str]:
     connection over TLS only (`hostssl`: a plaintext one finds no line and is refused)."""
     pg = cfg.postgres
     lines = ["local all postgres peer",
+             # The monitoring role's PostgreSQL exporter logs in over the socket as its own system user; without
+             # this line it met the password line below and every member's pg_up stayed 0.
+             *([f"local all {EXPORTER_DB_ROLE} peer"] if cfg.monitoring else []),
              "local all all scram-sha-256",
              # Patroni's replicas also open a replication connection to the local server: over the unix socket
              # (use_unix_socket_repl), where the replication user's sslmode does not apply.

@@ -1665,6 +1665,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "the day-2 scenarios; standin: the busybox stand-in installer (fast)")
     o = sub.add_parser("observe", help="the monitoring role on the dev shape: quiet cluster, drills, their alerts")
     o.add_argument("--json", type=Path, required=True)
+    o.add_argument("--shape", choices=("dev", "patroni"), default="dev",
+                   help="patroni: the same hosts with PostgreSQL in patroni and Redis in sentinel mode, and their "
+                        "drills (leader power cut, synchronous standby lost, sentinel quorum lost, Redis master kill)")
     o.add_argument("--quiet-minutes", type=float, default=10.0, help="minutes a healthy cluster must stay quiet")
     o.add_argument("--keep", action="store_true", help="leave the hosts running")
     d = sub.add_parser("drills", help="real Harbor on the dev shape under faults, with the drills' client (drills.py)")
@@ -1689,7 +1692,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.cmd == "observe":
         # Imported here: labs/hosts/observe.py builds on this module.
         from labs.hosts import observe
-        result = observe.observe(args.json, quiet_minutes=args.quiet_minutes, keep=args.keep)
+        result = observe.observe(args.json, quiet_minutes=args.quiet_minutes, keep=args.keep, shape=args.shape)
         return 0 if observe.passed(result) else 1
     if args.cmd == "acme":
         # Imported here: labs/hosts/acme_hosts.py builds on this module.

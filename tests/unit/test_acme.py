@@ -137,3 +137,77 @@ def test_the_firewall_opens_port_80_to_the_ca_and_ssh_to_the_peer_for_the_push()
     opened = {o.service: o for o in host_openings(cfg, lb1)}
     assert opened["vip-http"].sources is None and opened["vip-https"].sources == ("10.0.0.0/8",)
     assert opened["acme-push"].sources == (f"{lb2.address}/32",) and opened["acme-push"].port == lb1.port
+
+
+def dns01_values(**acme) -> dict:
+    values = acme_values()
+    values["tls"]["acme"].update({"challenge": "dns-01", **acme})
+    return values
+
+
+DNS01_SECRETS = ("acmeDnsHook",)
+
+
+def test_dns01_needs_its_hook_secret_and_http01_refuses_it_and_the_dns_keys():
+    assert any(p.startswith("harbor-ha:tls.acme.challenge: dns-01 needs the secret acmeDnsHook")
+               for p in problems_of(dns01_values()))
+    assert any(p.startswith("harbor-ha:tls.acme.challenge: acmeDnsHook is set, but the challenge is http-01")
+               for p in problems_of(acme_values(), DNS01_SECRETS))
+    values = acme_values()
+    values["tls"]["acme"]["dnsResolvers"] = ["192.0.2.53:53"]
+    assert "harbor-ha:tls.acme.dnsResolvers: only used with challenge dns-01" in problems_of(values)
+    assert any(p.startswith("harbor-ha:tls.acme.dnsResolvers: '192.0.2.53' is not host:port")
+               for p in problems_of(dns01_values(dnsResolvers=["192.0.2.53"]), DNS01_SECRETS))
+    assert any(p.startswith("harbor-ha:tls.acme.challenge: must be http-01 or dns-01")
+               for p in problems_of(dns01_values(challenge="tls-alpn-01")))
+    values = acme_values()
+    values["tls"] = {"mode": "self-signed"}
+    assert any(p.startswith("harbor-ha:acmeDnsHook: set, but tls.mode is not acme")
+               for p in problems_of(values, DNS01_SECRETS))
+
+
+def test_dns01_ships_the_hook_root_only_and_leaves_an_http01_stacks_settings_as_they_were():
+    cfg = parse_cluster_config(dns01_values(dnsResolvers=["192.0.2.53:53"]), secrets_present=DNS01_SECRETS)
+    specs = {s.path: s for s in acme_files(cfg, cfg.lb_hosts[0])}
+    hook = specs["/var/lib/harbor-ha/acme/dns-hook"]
+    assert hook.mode == 0o700 and hook.needs == ("acme_dns_hook",)
+    env = render_acme_env(cfg, cfg.lb_hosts[0])
+    assert "ACME_CHALLENGE=dns-01" in env and "DNS_RESOLVERS=192.0.2.53:53" in env
+    http01 = parse_cluster_config(acme_values())
+    assert "ACME_CHALLENGE" not in render_acme_env(http01, http01.lb_hosts[0])
+    assert not any(p.endswith("dns-hook") for p in (s.path for s in acme_files(http01, http01.lb_hosts[0])))
+
+
+def test_dns01_keeps_port_80_to_the_client_sources():
+    values = dns01_values()
+    values["firewall"] = {"clientSources": ["10.0.0.0/8"]}
+    cfg = parse_cluster_config(values, secrets_present=DNS01_SECRETS)
+    opened = {o.service: o for o in host_openings(cfg, cfg.lb_hosts[0])}
+    assert opened["vip-http"].sources == ("10.0.0.0/8",)
+
+
+@pytest.mark.parametrize("challenge", ["http-01", "dns-01"])
+def test_lego_gets_the_challenge_the_stack_names(challenge, tmp_path):
+    """acme.sh's lego_cmd with a recording `lego` first on PATH: its arguments and the hook it is told to run."""
+    if challenge == "dns-01":
+        cfg = parse_cluster_config(dns01_values(dnsResolvers=["192.0.2.53:53"], dnsPropagationCheck=False),
+                                   secrets_present=DNS01_SECRETS)
+    else:
+        cfg = parse_cluster_config(acme_values())
+    paths = NginxPaths(acme_dir=str(tmp_path / "acme"), acme_webroot=str(tmp_path / "webroot"))
+    (tmp_path / "acme.env").write_text(render_acme_env(cfg, cfg.lb_hosts[0], paths))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "lego").write_text('#!/bin/sh\necho "EXEC_PATH=${EXEC_PATH:-}"; printf "%s\\n" "$@"\n')
+    (bin_dir / "lego").chmod(0o755)
+    out = subprocess.run(["bash", "-c", f". {ROOT / 'components/loadbalancer/acme.sh'}; lego_cmd run"],
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "ACME_ENV": str(tmp_path / "acme.env")},
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    if challenge == "dns-01":
+        assert out[0] == f"EXEC_PATH={paths.acme_dir}/dns-hook"
+        assert "--dns" in out and out[out.index("--dns") + 1] == "exec" and "--http" not in out
+        assert out[out.index("--dns.resolvers") + 1] == "192.0.2.53:53" and "--dns.disable-cp" in out
+    else:
+        assert out[0] == "EXEC_PATH=" and "--dns" not in out
+        assert out[out.index("--http.webroot") + 1] == paths.acme_webroot
+    assert out[-1] == "run" and out.count("--domains") == 2

@@ -151,6 +151,18 @@ def test_pg_hba_admits_harbor_from_its_nodes_and_replication_from_the_members_on
     assert "hostssl replication replicator 10.20.0.13/32 scram-sha-256" in lines
     assert not any("0.0.0.0" in line or "trust" in line for line in lines)
     assert not any(" replication " in line and "10.20.0.31" in line for line in lines)
+    assert not any("prometheus" in line for line in lines)  # no monitoring role, no exporter's line
+
+
+def test_pg_hba_lets_the_monitoring_exporter_in_over_the_socket_by_peer_before_the_password_line():
+    from components.patroni import render_pg_hba
+
+    values = patroni_values()
+    values["roles"]["monitoring"] = ["nfs1"]
+    values["monitoring"] = {"receivers": {"webhook": {"url": "https://alerts.example.org/hook"}}}
+    lines = render_pg_hba(parse_cluster_config(values))
+    # pg_hba takes the first matching line: the exporter's must come before `local all all scram-sha-256`.
+    assert lines.index("local all prometheus peer") < lines.index("local all all scram-sha-256")
 
 
 def test_members_advertise_the_vip_for_postgresql_so_replicas_stream_from_whoever_holds_it():
