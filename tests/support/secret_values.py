@@ -92,7 +92,8 @@ def make_secret_values(cfg: ClusterConfig) -> dict[str, str]:
     values["acme_push_key"] = pem_key(push_key, serialization.PrivateFormat.OpenSSH)
     values["acme_push_public_key"] = push_key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode() + "\n"
-    # tls.acme.challenge dns-01: the operator's hook, as lego's exec provider calls it.
-    values["acme_dns_hook"] = "#!/bin/sh\nexec nsupdate-wrapper \"$@\"\n"
+    # tls.acme.challenge dns-01: the operator's hook, as lego's exec provider calls it (a token of its own per call,
+    # so that two value sets differ as real secrets do).
+    values["acme_dns_hook"] = f"#!/bin/sh\n# {password(16)}\nexec nsupdate-wrapper \"$@\"\n"
     assert set(values) == set(SECRET_VALUES)
     return values
