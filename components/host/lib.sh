@@ -189,11 +189,13 @@ role_check() {
 # role_repair STAGE_DIR: the drifted files installed again from the stage (what the stack's state holds) by the
 # role's own apply, which restarts or reloads what they serve.
 role_repair() {
-  local stage=$1 name _path
+  local stage=$1 drift name _path
+  # assigned first: a failure inside a here-string's substitution would not stop the script
+  drift=$(manifest_drift "$stage")
   while read -r name _path; do
     [ -n "$name" ] || continue
     rm -f "$APPLIED_DIR/$name"
-  done <<<"$(manifest_drift "$stage")"
+  done <<<"$drift"
   role_apply "$stage"
   manifest_commit
 }

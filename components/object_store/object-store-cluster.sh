@@ -94,9 +94,10 @@ while history := draining_history():
             log(f"Garage no longer waits for the dead node(s) {skipped['ackUpdated']}")
         except SystemExit as refused:  # the older version was dropped meanwhile
             log(f"skipping the dead node(s) {dead} refused: {refused}")
-    lagging = {i[:16]: t for i, t in trackers.items() if min(t.values()) < history["currentVersion"]}
+    # sorted: Garage lists nodes in no fixed order, and the line is logged again only when its content changes
+    lagging = {i[:16]: t for i, t in sorted(trackers.items()) if min(t.values()) < history["currentVersion"]}
     waiting = (f"layout version {history['currentVersion']} to be the only one in force: node(s) leaving "
-               f"{[(n['id'][:16], 'up' if n['isUp'] else 'down') for n in leaving]}, update trackers behind: "
+               f"{sorted((n['id'][:16], 'up' if n['isUp'] else 'down') for n in leaving)}, update trackers behind: "
                f"{lagging}")
     if time.monotonic() > deadline:
         raise SystemExit(f"[harbor-ha object-store-cluster] ERROR: still waiting after 900 s for {waiting}: see "
