@@ -40,6 +40,7 @@ from components.host.files import FileSpec, manifest_text
 LIB_SH = Path(__file__).with_name("lib.sh")  #: the helpers every role script sources
 STATE_DIR = "/var/lib/harbor-ha"
 LOG_DIR = "/var/log/harbor-ha"
+STAGE_ROOT = f"{STATE_DIR}/stage"  #: a folder per role: what its last apply staged (its script, files, MANIFEST)
 UPLOAD_DIR = f"{STATE_DIR}/uploads"  #: big files (the Harbor installer) copied as they are, outside the stage
 TYPE = "harbor-ha:host:HostRole"  #: HostRole's type token: fixed, whatever the module or class is called
 # Tokens HostRole had before: aliases keep its URN and, inherited, its children's (it was components/remote.py).
@@ -79,9 +80,9 @@ def bundle(files: Sequence[tuple[str, str]]) -> str:
 
 def apply_command(role: str) -> str:
     """The create/update command: unpack stdin into the role's stage folder, run `<role>.sh apply` (no secrets)."""
-    stage, log = f"{STATE_DIR}/stage/{role}", f"{LOG_DIR}/{role}.log"
+    stage, log = f"{STAGE_ROOT}/{role}", f"{LOG_DIR}/{role}.log"
     return ("set -euo pipefail; umask 077; "
-            f"mkdir -p -m 0700 {STATE_DIR}/stage {LOG_DIR}; rm -rf {stage}.new; mkdir -m 0700 {stage}.new; "
+            f"mkdir -p -m 0700 {STAGE_ROOT} {LOG_DIR}; rm -rf {stage}.new; mkdir -m 0700 {stage}.new; "
             f"base64 -d | tar -x --no-same-owner -C {stage}.new; rm -rf {stage}; mv {stage}.new {stage}; "
             f"rc=0; bash {stage}/{role}.sh apply {stage} >{log} 2>&1 || rc=$?; "
             f"grep '^\\[harbor-ha' {log} >&2 || true; exit $rc")
@@ -89,7 +90,7 @@ def apply_command(role: str) -> str:
 
 def delete_command(role: str) -> str:
     """The delete command: `<role>.sh delete` on what is staged; a host where nothing is staged has nothing to undo."""
-    stage, log = f"{STATE_DIR}/stage/{role}", f"{LOG_DIR}/{role}.log"
+    stage, log = f"{STAGE_ROOT}/{role}", f"{LOG_DIR}/{role}.log"
     return (f"set -euo pipefail; umask 077; if [ ! -f {stage}/{role}.sh ]; then "
             f"echo '[harbor-ha {role}] nothing staged on this host: nothing to remove' >&2; exit 0; fi; "
             f"mkdir -p -m 0700 {LOG_DIR}; rc=0; bash {stage}/{role}.sh delete {stage} >>{log} 2>&1 || rc=$?; "
@@ -127,7 +128,7 @@ class HostRole(pulumi.ComponentResource):
             opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=t) for t in FORMER_TYPES])))
         host, role = args.host, args.script.stem
         conn = connection(host, args.private_key)
-        self.stage_dir = f"{STATE_DIR}/stage/{role}"
+        self.stage_dir = f"{STAGE_ROOT}/{role}"
 
         uploaded = [self._upload(f"{name}-{file_name}", conn, host, f"{UPLOAD_DIR}/{role}/{file_name}", Path(local))
                     for file_name, local in args.uploads.items()]

@@ -542,7 +542,7 @@ class HostsTier:
         as an operator would."""
         host, role = EDITED_ROLE
         machine = host_lab.MACHINES[host]
-        stage = f"{remote.STATE_DIR}/stage/{role}"
+        stage = f"{remote.STAGE_ROOT}/{role}"
         script = f"bash {stage}/{role}.sh"
         name, path = host_lab.ssh(machine, f"awk '$2 ~ /^\\/etc\\/nginx\\/.*\\.conf$/ {{print $1, $2; exit}}' "
                                            f"{stage}/MANIFEST").stdout.split()

@@ -1,9 +1,9 @@
 """scripts/preflight.py and scripts/status.py against real Debian 12 hosts: the host lab's dev shape
 (labs/hosts/host_lab.py: three systemd-nspawn machines with sshd and pinned host keys; every role applied over SSH as
 the program registers it; Harbor and NFS are the lab's stand-ins). Preflight on the fresh hosts, then with a wrong
-host key; status once deployed (healthy), then with one node's host killed (a power cut): exit 1 naming it, and
-preflight naming it within seconds. Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET (HHA_BASE) as the lab takes them.
-Figures are printed (`-s`), not asserted."""
+host key; status once deployed (healthy), with a role file edited on a host (named), then with one node's host
+killed (a power cut): exit 1 naming it, and preflight naming it within seconds. Environment: HHA_ROOT, HHA_BRIDGE,
+HHA_NET (HHA_BASE) as the lab takes them. Figures are printed (`-s`), not asserted."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.host.remote import STAGE_ROOT
 from labs import certs as lab_certs
 from labs.hosts import host_lab
 from tests.support import ROOT
@@ -104,6 +105,22 @@ def test_status_is_healthy_once_deployed_and_names_a_dead_node(lab, tmp_path):
     print(f"status after the deploy: healthy={doc['healthy']} after {waited:.1f} s, {len(doc['checks'])} checks")
     print_checks(doc)
     assert doc["healthy"], [c for c in doc["checks"] if not c["ok"]]
+    assert {c["role"] for c in doc["checks"] if c["check"] == "files"} >= {"loadbalancer", "harbor-node"}
+
+    # A role file edited on node1 behind the program's back: named by the files check of its role, healthy again
+    # once it is back.
+    machine = host_lab.MACHINES["node1"]
+    stage = f"{STAGE_ROOT}/loadbalancer"
+    path = host_lab.ssh(machine, f"awk '$2 ~ /^\\/etc\\/nginx\\/.*\\.conf$/ {{print $2; exit}}' {stage}/MANIFEST"
+                        ).stdout.strip()
+    host_lab.ssh(machine, f"cp -p {path} /root/status-drift.orig && echo '# edited by hand' >> {path}")
+    try:
+        rc, edited, _ = run("status.py", stack, "--timeout", "5")
+    finally:
+        host_lab.ssh(machine, f"cp -p /root/status-drift.orig {path} && rm /root/status-drift.orig")
+    bad = [(c["role"], c["host"], c["check"], c["detail"]) for c in edited["checks"] if not c["ok"]]
+    print(f"status with {path} edited on node1: exit {rc}: {bad}")
+    assert rc == 1 and bad == [("loadbalancer", "node1", "files", f"edited on the host: {path}")]
 
     host_lab.debhosts("kill", host_lab.MACHINES["node2"])
     doc, waited = wait_status(stack, 1, 60)

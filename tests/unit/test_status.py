@@ -142,3 +142,21 @@ def test_a_stopped_member_a_replica_not_streaming_and_a_sentinel_naming_another_
     assert bad[("redis3", "patroni")] == "Replica stopped, lag unknown"
     assert bad[("redis3", "sentinel")] == "master 10.20.0.22:6379; NOQUORUM 1 usable Sentinels."
     assert bad[("cluster", "sentinels-agree")].startswith("sentinels name 10.20.0.21:6379, 10.20.0.22:6379")
+
+
+def test_a_role_file_edited_on_the_host_is_named_and_a_stage_without_check_is_not_failed():
+    cfg = _cfg()
+    host = cfg.host("harbor1")
+    edited = ("[harbor-ha loadbalancer] drift: /etc/nginx/conf.d/harbor.conf differs from what harbor-ha applied "
+              "drift: /etc/nginx/nginx.conf differs from what harbor-ha applied")
+    out = "\n".join([_line("files:loadbalancer", 1, edited),
+                     _line("files:harbor-node", 0, "[harbor-ha harbor-node] every file as applied"),
+                     _line("files:keepalived", 1, "[harbor-ha keepalived] ERROR: unknown action 'check' (apply, "
+                                                  "delete)"),
+                     _line("files:redis", 1, "bash: /var/lib/harbor-ha/stage/redis/redis.sh: Permission denied")])
+    checks = {c.role: c for c in judge_host(cfg, host, out, NOW) if c.check == "files"}
+    assert {r: (c.ok, c.detail) for r, c in checks.items()} == {
+        "loadbalancer": (False, "edited on the host: /etc/nginx/conf.d/harbor.conf, /etc/nginx/nginx.conf"),
+        "harbor-node": (True, "as applied"),
+        "keepalived": (True, "not checked: staged before `check` existed, the next apply adds it"),
+        "redis": (False, "bash: /var/lib/harbor-ha/stage/redis/redis.sh: Permission denied")}
