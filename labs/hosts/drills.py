@@ -11,6 +11,10 @@ strikes, heals (a power-cut host is booted again after DOWN_S), waits until the 
 active, Harbor healthy on every node, the VIP on one host), lets the load run TAIL_S more and stops it; the client
 then pulls every image it was told was pushed and compares digests.
 
+The NFS server restart (`nfs_restart`): the hosts reach the data volume through the lab's FUSE front (nfs_front.py,
+mounted at boot when the drill is among those to run), the stand-in for the NFS server; the strike SIGSTOPs it for
+NFS_DOWN_S, each node's health is sampled meanwhile (`outage`), then SIGCONT.
+
 Figures per drill: ops and failed ops (after their retries), retried ops, the longest time without a completed push,
 `recovered_ms` (fault to the first successful push or pull that started after the fault and after every failed one:
 what the client sees), `healthy_ms` (fault to the whole cluster healthy again: the operator's view), images lost and

@@ -35,6 +35,7 @@ What is a stand-in, and why:
   /srv/nfs-standin in every host (HHA_BIND of the lab's debhosts.sh); on Harbor nodes /sbin/mount.nfs is diverted
   (dpkg-divert) to a script that bind-mounts that folder, so the role's own fstab line, `mount /data` and the boot
   mount unit run unchanged; on the NFS host nfs-server.service is a oneshot stand-in unit (`exportfs -ra` is real).
+  For the drills' NFS server restart the hosts bind-mount the folder through a FUSE passthrough (nfs_front.py).
 - `pulumi up`: labs/hosts/replay.py replays the program's registered remote commands in the engine's plan order,
   sequentially instead of in parallel (the patroni shape runs independent steps at once: the members of a new etcd
   cluster each wait for the others). The real engine applies the dev shape in labs/engine/engine_lab.py.
