@@ -11,6 +11,10 @@ strikes, heals (a power-cut host is booted again after DOWN_S), waits until the 
 active, Harbor healthy on every node, the VIP on one host), lets the load run TAIL_S more and stops it; the client
 then pulls every image it was told was pushed and compares digests.
 
+The NFS server restart (`nfs_restart`): the hosts reach the data volume through the lab's FUSE front (nfs_front.py,
+mounted at boot when the drill is among those to run), the stand-in for the NFS server; the strike SIGSTOPs it for
+NFS_DOWN_S, each node's health is sampled meanwhile (`outage`), then SIGCONT.
+
 Figures per drill: ops and failed ops (after their retries), retried ops, the longest time without a completed push,
 `recovered_ms` (fault to the first successful push or pull that started after the fault and after every failed one:
 what the client sees), `healthy_ms` (fault to the whole cluster healthy again: the operator's view), images lost and
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -52,6 +57,8 @@ CLIENT_HOST = "data1"  #: runs the workload: in the stack, but neither a Harbor 
 CLIENT_PY = Path(__file__).resolve().parents[2] / "scripts" / "drills" / "ha_client.py"
 LEAD_S = 30.0  #: load before the fault (some images pushed, token fetched, both nodes serving)
 DOWN_S = 20.0  #: how long a power-cut host stays off before it is booted again
+NFS_DOWN_S = 45.0  #: how long the NFS stand-in's server (nfs_front.py) stays stopped
+OUTAGE_SAMPLE_S = 5.0  #: how often the nodes' health is asked while the NFS server is stopped
 TAIL_S = 30.0  #: load after the cluster is whole again (pushes through the healed cluster)
 WHOLE_TIMEOUT_S = 900.0  #: real Harbor's containers after a boot on a loaded machine: minutes
 MAX_LOAD_S = 1800.0  #: the client's own bound (`--duration`), in case the lab never touches its stop file
@@ -78,6 +85,7 @@ class Drill:
     name: str
     strike: Callable[[], float]  #: breaks it; returns the epoch of the fault
     heal: Callable[[], None]  #: what the operator (or nothing) does afterwards
+    seen: Callable[[], dict] = dict  #: what the lab saw of Harbor during the fault, added to the drill's figures
 
 
 def summary_figures(name: str, out: dict, t_fault: float, healthy_s: Optional[float],
@@ -235,13 +243,14 @@ class HarborDrills:
         self.client = MACHINES[CLIENT_HOST]
         self.lbs = shape.roles["loadBalancers"]
         self.replication = Replication(lab, self.client)
+        self.nfs_front = False  #: the hosts reach the data volume through the FUSE front (the nfs_restart drill)
 
     # ------------------------------------------------------------------------------------------------ lab
     def bring_up(self, version: Optional[str] = None) -> dict:
         """New hosts each run: a second run's lab makes new cluster keys, which the harbor-node role rightly refuses
         to write over the first run's on the shared volume (components/host/lib.sh write_once)."""
         t0 = time.monotonic()
-        self.lab.boot(self.shape.boots)
+        self.lab.boot(self.shape.boots, nfs_front=self.nfs_front)
         self.lab.replay.parallel = self.shape.parallel
         self.lab.prepare_standins(self.shape)
         first = self.lab.up(self.lab.values(self.shape, version=version))
@@ -317,6 +326,23 @@ class HarborDrills:
             self.power_on()
             self.lab.wait_cluster(dbs, WHOLE_TIMEOUT_S)
 
+        outage: dict[str, Any] = {}  #: nfs_restart: the nodes' health while the NFS server is stopped
+
+        def nfs_stop() -> float:
+            t = time.time()
+            if not host_lab.NFS_FRONT.signal(signal.SIGSTOP):
+                raise RuntimeError("the NFS front does not run (the lab boots it when nfs_restart is among the drills)")
+            outage.clear()
+            outage["t"] = t
+            return t
+
+        def nfs_back() -> None:
+            try:
+                outage["health"] = self.health_while(outage["t"] + NFS_DOWN_S, outage["t"])
+            finally:
+                host_lab.NFS_FRONT.signal(signal.SIGCONT)
+                log(f"drills: nfs_restart: the NFS front resumed after {time.time() - outage['t']:.1f} s")
+
         def rolling_restart() -> float:
             t = time.time()
             for node in self.shape.roles["harborNodes"]:
@@ -341,10 +367,38 @@ class HarborDrills:
             # moves, Harbor's cores and jobservices reconnect.
             *([Drill("postgres_leader_power_cut", lambda: self.kill(postgres_leader()), postgres_back)]
               if self.shape.extra.get("postgres", {}).get("mode") == "patroni" else []),
+            # The NFS server stopped for NFS_DOWN_S (SIGSTOP of the FUSE front, SIGCONT): the nodes' file operations on
+            # the data volume wait as on a `hard` NFS mount (nfs_front.py), the nodes' health is asked meanwhile.
+            *([Drill("nfs_restart", nfs_stop, nfs_back, lambda: {"outage": outage.get("health")})]
+              if self.nfs_front else []),
             # One node after the other, each an orderly reboot (Docker stops Harbor's containers), the next only
             # once the cluster is whole again: what an operator's patching round does.
             Drill("rolling_restart", rolling_restart, lambda: None),
         ]
+
+    def health_while(self, until: float, since: float) -> list[dict]:
+        """Each node's /api/v2.0/health every OUTAGE_SAMPLE_S until `until` (epoch), and the VIP's holder:
+        `{"s": seconds since `since`, node: "healthy" | the unhealthy components | "no answer ..."}`."""
+        samples = []
+        while time.time() < until:
+            t = time.time()
+            sample: dict[str, Any] = {"s": round(t - since, 1)}
+            for node in self.shape.roles["harborNodes"]:
+                try:
+                    health = self.lab.node_health(node)
+                except subprocess.TimeoutExpired:
+                    health = {"status": "no answer", "error": "ssh timed out"}
+                bad = [c["name"] for c in health.get("components") or [] if c.get("status") != "healthy"]
+                sample[node] = (health.get("status", "?") + (f": {', '.join(bad)}" if bad else "")
+                                + (f" ({health['error'][-120:]})" if "error" in health else ""))
+            try:
+                sample["vip"] = self.lab.vip_holder(self.lbs)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                sample["vip"] = f"unknown: {e}"[:160]
+            samples.append(sample)
+            time.sleep(max(0.0, min(OUTAGE_SAMPLE_S - (time.time() - t), until - time.time())))
+        log(f"drills: health while the NFS server is stopped: {samples}")
+        return samples
 
     def restarts(self) -> dict[str, int]:
         """Harbor container -> its Docker restart count, on every node that answers (`node/container`)."""
@@ -442,6 +496,7 @@ class HarborDrills:
             result["replication"] = {"error": job_error[:600]}
         if failure:
             result.update(ok=False, error=failure)
+        result.update(drill.seen())
         after = self.restarts()
         # Containers Docker restarted during the drill (what core and jobservice did when their Redis or database
         # went away); a rebooted node's counts start again from 0 and show nothing here.
@@ -483,6 +538,11 @@ def run_drills(json_path: Path, *, keep: bool = False, only: Optional[list[str]]
         "standins": ["NFS (bind mount)", "Harbor's portal (placeholder page)"]}}
     lab = HostLab(host_lab.ROOT / "lab", "real")
     hd = HarborDrills(lab, SHAPES[shape])
+    # The FUSE front only where its drill runs (`--only` without nfs_restart: the plain bind mount; a run of every
+    # drill has the front under all of them).
+    hd.nfs_front = "nfs" in SHAPES[shape].roles and (not only or "nfs_restart" in only)
+    if hd.nfs_front:
+        report["lab"]["standins"][0] = "NFS (bind mount of a FUSE passthrough, bindfs: the nfs_restart drill's server)"
     upgrade = not only or "upgrade" in only
     try:
         # With the upgrade the cluster starts on its from-version; the other drills then run on the upgraded one.

@@ -35,6 +35,7 @@ What is a stand-in, and why:
   /srv/nfs-standin in every host (HHA_BIND of the lab's debhosts.sh); on Harbor nodes /sbin/mount.nfs is diverted
   (dpkg-divert) to a script that bind-mounts that folder, so the role's own fstab line, `mount /data` and the boot
   mount unit run unchanged; on the NFS host nfs-server.service is a oneshot stand-in unit (`exportfs -ra` is real).
+  For the drills' NFS server restart the hosts bind-mount the folder through a FUSE passthrough (nfs_front.py).
 - `pulumi up`: labs/hosts/replay.py replays the program's registered remote commands in the engine's plan order,
   sequentially instead of in parallel (the patroni shape runs independent steps at once: the members of a new etcd
   cluster each wait for the others). The real engine applies the dev shape in labs/engine/engine_lab.py.
@@ -56,6 +57,7 @@ import re
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -77,6 +79,7 @@ from labs import netns as netns_lab  # noqa: E402
 from labs.engine import pulumi_harness  # noqa: E402
 from labs.harbor import build_installer  # noqa: E402
 from labs.hosts import harbor_api_check, standin_installer  # noqa: E402
+from labs.hosts.nfs_front import FuseFront  # noqa: E402
 from labs.hosts.replay import COMMAND, Replay, SshRunner, UpResult  # noqa: E402
 from harbor_provider.client import HarborError  # noqa: E402
 from labs.fakes.registries import layer, push_image, push_multi_arch  # noqa: E402
@@ -89,6 +92,8 @@ ROOT = Path(os.environ.get("HHA_ROOT", "/var/lib/harbor-ha-host-lab"))
 BRIDGE = os.environ.get("HHA_BRIDGE", "hha-hl0")
 NET = os.environ.get("HHA_NET", "198.19.220")
 NFS_STANDIN = ROOT / "nfs-standin"
+# The drills' NFS server stand-in (nfs_front.py): when mounted, the hosts bind-mount it instead of NFS_STANDIN.
+NFS_FRONT = FuseFront(NFS_STANDIN, ROOT / "nfs-front")
 # The lab's own blackhole route for the test range while its hosts run: a metric of its own, so that `down` removes
 # exactly it and leaves the other labs' routes (labs on other HHA_NETs run side by side: the metric follows it).
 BLACKHOLE = netns_lab.blackhole(int(NET.rsplit(".", 1)[1]))
@@ -204,9 +209,14 @@ def log(message: str) -> None:
 
 
 def down() -> None:
-    """The hosts, their bridge and proxy (debhosts.sh down), then the lab's blackhole route."""
-    debhosts("down")
-    netns_lab.ip("route", "del", *BLACKHOLE, check=False)
+    """The hosts, their bridge and proxy (debhosts.sh down), the NFS front if there is one, then the lab's blackhole
+    route."""
+    NFS_FRONT.signal(signal.SIGCONT)  # a frozen front would hold the hosts' shutdown
+    try:
+        debhosts("down")
+    finally:
+        NFS_FRONT.unmount()
+        netns_lab.ip("route", "del", *BLACKHOLE, check=False)
 
 
 def close_lab(json_path: Path, report: dict, t0: float, *, keep: bool) -> None:
@@ -218,8 +228,9 @@ def close_lab(json_path: Path, report: dict, t0: float, *, keep: bool) -> None:
 
 
 def debhosts(*args: str, timeout: float = 600) -> str:
+    source = NFS_FRONT.mountpoint if NFS_FRONT.mounted() else NFS_STANDIN
     env = {**os.environ, "HHA_ROOT": str(ROOT), "HHA_BRIDGE": BRIDGE, "HHA_NET": NET,
-           "HHA_BIND": f"{NFS_STANDIN}:/srv/nfs-standin"}
+           "HHA_BIND": f"{source}:/srv/nfs-standin"}
     done = subprocess.run(["bash", str(DEBHOSTS), *args], capture_output=True, text=True, timeout=timeout, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"debhosts.sh {' '.join(args)}: {done.stderr[-2000:]}")
@@ -396,13 +407,18 @@ class HostLab:
     # ------------------------------------------------------------------------------------------------ hosts
     booted = 0  #: hosts h1..h<booted> are up
 
-    def boot(self, count: int) -> None:
+    def boot(self, count: int, *, nfs_front: bool = False) -> None:
+        """Boot hosts h1..h<count> on a new data volume; with `nfs_front` the hosts reach it through the FUSE front
+        (nfs_front.py: the NFS server restart drill's server)."""
         self.booted = count
         netns_lab.ip("route", "replace", *BLACKHOLE)
         # A new cluster, a new data volume: the shared keys of an earlier run (other generated keys) would stop the
         # apply, as they would on a real share (components/host/lib.sh write_once).
+        NFS_FRONT.unmount()
         shutil.rmtree(NFS_STANDIN, ignore_errors=True)
         NFS_STANDIN.mkdir(parents=True, exist_ok=True)
+        if nfs_front:
+            NFS_FRONT.mount()
         t0 = time.monotonic()
         self.power_on()
         log(f"{count} hosts up in {time.monotonic() - t0:.1f} s")
