@@ -192,7 +192,7 @@ push_to_peer() {
     adopt "$tmp"
     log "$PEER had a newer certificate (renewed while this host was away): adopted it"
   else
-    log "pushed to $PEER"
+    log "pushed to $PEER${1:+ (before renewing)}"
   fi
   rm -rf "$tmp"
 }
