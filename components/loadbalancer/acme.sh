@@ -58,27 +58,67 @@ same_key() {
 # their connections (no connection dropped).
 nginx_check() { nginx -t -q -c "$NGINX_CONF"; }
 
-# install_live CRT KEY: make them what nginx serves (0600 key), reload nginx; nginx refusing them puts the previous
-# pair back. Prints "changed" when it installed something.
+# The pair nginx serves: LIVE_DIR/harbor.crt and harbor.key are links into LIVE_DIR/pair, itself a link to a folder
+# holding both files. A new pair goes into a new folder and `pair` is renamed over in one step, so a crash or a power
+# cut at any moment leaves the previous pair or the new one, never a key of one with the certificate of the other
+# (nginx would refuse to start at the next boot).
+
+# new_pair CRT KEY: a new pair folder with copies of them (key 0600), on disk before any rename; prints its name.
+new_pair() {
+  local dir
+  dir=$(mktemp -d "$LIVE_DIR/pair.XXXXXX")
+  install -m 0644 "$1" "$dir/harbor.crt"
+  install -m 0600 "$2" "$dir/harbor.key"
+  sync "$dir/harbor.crt" "$dir/harbor.key" "$dir"
+  basename "$dir"
+}
+
+# swap_pair NAME: `pair` points at the folder NAME (one rename).
+swap_pair() {
+  ln -sfn "$1" "$LIVE_DIR/pair.link"
+  mv -T "$LIVE_DIR/pair.link" "$LIVE_DIR/pair"
+  sync "$LIVE_DIR"
+}
+
+# link_pair: the layout above. Files from before it (bootstrap's first copy, or an earlier version's) first become a
+# pair folder with the same content, so what nginx reads is the same pair at every step.
+link_pair() {
+  local f
+  if [ ! -L "$LIVE_DIR/pair" ] && [ -s "$LIVE_DIR/harbor.crt" ]; then
+    swap_pair "$(new_pair "$LIVE_DIR/harbor.crt" "$LIVE_DIR/harbor.key")"
+  fi
+  for f in harbor.crt harbor.key; do
+    if [ "$(readlink "$LIVE_DIR/$f" || true)" != "pair/$f" ]; then
+      ln -sfn "pair/$f" "$LIVE_DIR/$f.link"
+      mv -T "$LIVE_DIR/$f.link" "$LIVE_DIR/$f"
+    fi
+  done
+}
+
+# install_live CRT KEY: make them what nginx serves, reload nginx; nginx refusing them puts the previous pair back.
+# Prints "changed" when it installed something.
 install_live() {
-  local crt=$1 key=$2
+  local crt=$1 key=$2 new old dir
   [ -s "$crt" ] && [ -s "$key" ] || die "no certificate/key at $crt $key"
   same_key "$crt" "$key" || die "$crt does not match $key"
   if cmp -s "$crt" "$LIVE_DIR/harbor.crt" && cmp -s "$key" "$LIVE_DIR/harbor.key"; then return 0; fi
   install -d -m 0700 "$LIVE_DIR"
-  install -m 0644 "$crt" "$LIVE_DIR/harbor.crt.new"
-  install -m 0600 "$key" "$LIVE_DIR/harbor.key.new"
-  cp -p "$LIVE_DIR/harbor.crt" "$LIVE_DIR/harbor.crt.prev"
-  cp -p "$LIVE_DIR/harbor.key" "$LIVE_DIR/harbor.key.prev"
-  mv -f "$LIVE_DIR/harbor.key.new" "$LIVE_DIR/harbor.key"
-  mv -f "$LIVE_DIR/harbor.crt.new" "$LIVE_DIR/harbor.crt"
+  link_pair
+  old=$(readlink "$LIVE_DIR/pair" || true)
+  new=$(new_pair "$crt" "$key")
+  swap_pair "$new"
+  link_pair
   if ! nginx_check; then
-    mv -f "$LIVE_DIR/harbor.crt.prev" "$LIVE_DIR/harbor.crt"
-    mv -f "$LIVE_DIR/harbor.key.prev" "$LIVE_DIR/harbor.key"
+    if [ -n "$old" ]; then swap_pair "$old"; fi
+    rm -rf "${LIVE_DIR:?}/$new"
     die "nginx -t refused the new certificate: the previous one stays"
   fi
   # What Debian's nginx.service runs for `systemctl reload` (SIGHUP to the master named in the pid file).
   nginx -c "$NGINX_CONF" -s reload
+  # The new pair and the one before it stay; older ones (and a crash's unfinished folders) go.
+  for dir in "$LIVE_DIR"/pair.*; do
+    case "${dir##*/}" in "$new" | "$old" | pair.link) ;; *) rm -rf "$dir" ;; esac
+  done
   log "installed $(openssl x509 -noout -serial -enddate -in "$LIVE_DIR/harbor.crt" | tr '\n' ' ')"
   echo changed
 }
@@ -87,10 +127,10 @@ cmd_bootstrap() {
   install -d -m 0755 "$WEBROOT"
   install -d -m 0700 "$LIVE_DIR"
   if [ ! -s "$LIVE_DIR/harbor.crt" ]; then
-    install -m 0644 "$BOOTSTRAP_DIR/harbor.crt" "$LIVE_DIR/harbor.crt"
-    install -m 0600 "$BOOTSTRAP_DIR/harbor.key" "$LIVE_DIR/harbor.key"
+    swap_pair "$(new_pair "$BOOTSTRAP_DIR/harbor.crt" "$BOOTSTRAP_DIR/harbor.key")"
     log "serving the self-signed certificate until the ACME one is issued"
   fi
+  link_pair
   # The peer's push key, limited to `acme.sh receive` from the peer's address: one managed line in root's file.
   local keys=$AUTHORIZED_KEYS line
   line=$(cat "$ACME_DIR/authorized_key")
@@ -122,20 +162,37 @@ adopt() {
   rm -rf "$ACME_DIR/lego.old"
 }
 
-# The newest certificate wins, whichever way: the peer installs what is pushed unless its own is newer (it renewed
-# while this host was away), and then answers with its own folder, which this host adopts.
+# restore_lego: adopt's two renames, cut between them (a crash, a power cut), leave lego.old alone: it is the state.
+restore_lego() {
+  if [ ! -d "$ACME_DIR/lego" ] && [ -d "$ACME_DIR/lego.old" ]; then
+    mv "$ACME_DIR/lego.old" "$ACME_DIR/lego"
+    log "restored lego's folder an interrupted adoption had moved aside"
+  fi
+}
+
+# push_to_peer [first]: the newest certificate wins, whichever way: the peer installs what is pushed unless its own
+# is newer (it renewed while this host was away), and then answers with its own folder, which this host adopts.
+# `first`: the exchange before deciding to renew; a peer that cannot be reached then is no error (the push after
+# the renewal reports it).
 push_to_peer() {
   local tmp
   tmp=$(mktemp -d "$ACME_DIR/.reply.XXXXXX")
   tar -C "$ACME_DIR" -cf - lego | ssh -i "$PUSH_KEY" -o BatchMode=yes -o ConnectTimeout=10 \
     -o UserKnownHostsFile="$KNOWN_HOSTS" -o StrictHostKeyChecking=accept-new "root@$PEER" receive > "$tmp/reply" \
-    || { rm -rf "$tmp"; die "could not push the certificate to $PEER: it serves its own until a run succeeds"; }
+    || {
+      rm -rf "$tmp"
+      if [ "${1:-}" = first ]; then
+        log "could not reach $PEER before renewing: going on with this host's certificate"
+        return 0
+      fi
+      die "could not push the certificate to $PEER: it serves its own until a run succeeds"
+    }
   if [ -s "$tmp/reply" ]; then
     unpack_lego "$tmp" < "$tmp/reply"
     adopt "$tmp"
     log "$PEER had a newer certificate (renewed while this host was away): adopted it"
   else
-    log "pushed to $PEER"
+    log "pushed to $PEER${1:+ (before renewing)}"
   fi
   rm -rf "$tmp"
 }
@@ -144,11 +201,16 @@ cmd_renew() {
   local force=${1:-} crt key
   if ! holds_vip; then log "$VIP is not on this host: the VIP holder renews"; return 0; fi
   lock 600
+  restore_lego
   read -r crt key < <(lego_files "$ACME_DIR/lego")
+  # The peer's certificate first, if newer: after a failover during a renewal the other LB renewed while this one was
+  # down, and renewing again here would be a second certificate for nothing (and count against the CA's limits).
+  if [ -s "$crt" ]; then push_to_peer first; fi
   if [ ! -s "$crt" ]; then
     lego_cmd run
-  elif [ "$force" = --force ]; then
-    # More days than any certificate lives: lego renews now.
+  elif [ "$force" = --force ] || ! same_key "$crt" "$key"; then
+    # --force, or lego's own files cut in the middle of their write (a key that is not the certificate's): more
+    # days than any certificate lives, so lego renews now.
     lego_cmd renew --days 100000 --no-random-sleep
   else
     lego_cmd renew --days "$ACME_DAYS" --no-random-sleep
@@ -162,6 +224,7 @@ cmd_receive() {
   local crt key own
   holds_vip && die "this host holds $VIP: it renews the certificate itself and takes no push"
   lock 120
+  restore_lego
   # Global: the EXIT trap runs after this function's locals are gone.
   RECEIVED=$(mktemp -d "$ACME_DIR/.receive.XXXXXX")
   trap 'rm -rf "$RECEIVED"' EXIT

@@ -476,7 +476,7 @@ class HostsTier:
         host_lab.ssh(machine, READDRESS["retire"].format(net=host_lab.NET, new=self.new_address, old=old))
         proc = lab.start_client(client)
         time.sleep(20)
-        stats = lab._finish(client, proc)
+        stats = lab.finish_client(client, proc)
         packets = self.old_address_packets(machine)
         # The counter's control: a connection attempt from the client's host to the old address is counted.
         host_lab.ssh(client, f"timeout 5 bash -c 'echo > /dev/tcp/{old}/22' || true")

@@ -3,9 +3,10 @@
     sudo venv/bin/python labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|external|all|s3]
         [--keep]
     sudo venv/bin/python labs/hosts/host_lab.py verify --harbor real --json FILE
-    sudo venv/bin/python labs/hosts/host_lab.py observe --json FILE [--quiet-minutes 10] [--keep]  (observe.py)
+    sudo venv/bin/python labs/hosts/host_lab.py observe --json FILE [--quiet-minutes 10] [--keep] [--no-acme]
+        (observe.py; the acme figures from acme_hosts.py)
     sudo venv/bin/python labs/hosts/host_lab.py drills --harbor real --json FILE [--keep]  (drills.py)
-    sudo venv/bin/python labs/hosts/host_lab.py acme --json FILE [--keep]  (acme_hosts.py)
+    sudo venv/bin/python labs/hosts/host_lab.py acme --json FILE [--keep] [--no-alert]  (acme_hosts.py)
     sudo venv/bin/python labs/hosts/host_lab.py down
 
 Hosts: labs/hosts/debhosts.sh (systemd-nspawn machines: systemd as PID 1, sshd with pinned host keys, apt through a
@@ -1379,13 +1380,20 @@ class HostLab:
                             "on each node, a stand-in for Harbor's registry container"}
 
     # ----------------------------------------------------------------------------------------------- client
-    def start_client(self, machine: str, interval: float = 0.1) -> subprocess.Popen:
-        """The client on a lab host: GET https://VIP/api/v2.0/health every `interval` s until stopped."""
-        ssh(machine, "rm -f /tmp/hostlab-client.stop; cat > /tmp/hostlab-ca.pem", input=self.ca)
+    def start_client(self, machine: str, interval: float = 0.1, *, url: Optional[str] = None,
+                     ca: Optional[str] = None, hosts: Optional[str] = None) -> subprocess.Popen:
+        """The client on a lab host: GET `url` (https://VIP/api/v2.0/health) every `interval` s until stopped,
+        trusting `ca` (the lab's CA); `hosts`: the client's own /etc/hosts, bind-mounted in a mount namespace of its
+        own (debhosts.sh rewrites the host's file whenever a lab host boots)."""
+        ssh(machine, "rm -f /tmp/hostlab-client.stop; cat > /tmp/hostlab-ca.pem", input=ca or self.ca)
         ssh(machine, "cat > /tmp/hostlab-client.py", input=CLIENT)
-        return subprocess.Popen(["ssh", "-F", str(ROOT / "ssh_config"), machine, "python3", "/tmp/hostlab-client.py",
-                                 f"https://{self.vip}/api/v2.0/health", "/tmp/hostlab-client.stop", str(interval),
-                                 "/tmp/hostlab-ca.pem"],
+        command = ["python3", "/tmp/hostlab-client.py", url or f"https://{self.vip}/api/v2.0/health",
+                   "/tmp/hostlab-client.stop", str(interval), "/tmp/hostlab-ca.pem"]
+        if hosts is not None:
+            ssh(machine, "cat > /tmp/hostlab-client.hosts", input=hosts)
+            command = ["unshare", "-m", "sh", "-c", shlex.quote(
+                f"mount --bind /tmp/hostlab-client.hosts /etc/hosts && exec {shlex.join(command)}")]
+        return subprocess.Popen(["ssh", "-F", str(ROOT / "ssh_config"), machine, *command],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def vip_holder(self, lbs: list[str]) -> list[str]:
@@ -1417,7 +1425,7 @@ class HostLab:
         time.sleep(2)
         t_fault = self.kill_nginx(holder)
         time.sleep(8)
-        stats = self._finish(client_host, proc)
+        stats = self.finish_client(client_host, proc)
         after = self.vip_holder(lbs)
         window = [r for r in stats["requests"] if r["start"] >= t_fault - 2][:200]
         result = {"failed": sum(1 for r in window if not r["ok"]), "total": len(window),
@@ -1439,7 +1447,7 @@ class HostLab:
             ok = ok and result.ok
             seconds += result.seconds
         time.sleep(settle)
-        stats = self._finish(client_host, proc)
+        stats = self.finish_client(client_host, proc)
         bad = self.wait_active(30)
         passed = ok and teardowns == 0 and not bad and (limit is None or stats["failed"] <= limit)
         log(f"day-2 {name}: ok={passed} teardowns={teardowns} failed {stats['failed']}/{stats['total']} "
@@ -1448,7 +1456,8 @@ class HostLab:
         return {"ok": passed, "teardowns": teardowns, "failed_requests": stats["failed"],
                 "total_requests": stats["total"], "apply_seconds": round(seconds, 1), "deleted_roles": deleted}
 
-    def _finish(self, machine: str, proc: subprocess.Popen) -> dict:
+    def finish_client(self, machine: str, proc: subprocess.Popen) -> dict:
+        """The client of start_client stopped: its figures."""
         ssh(machine, "touch /tmp/hostlab-client.stop")
         out, err = proc.communicate(timeout=60)
         return json.loads(out) if out.strip() else {"total": 0, "failed": 1, "error": err[-300:]}
@@ -1686,6 +1695,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "drills (leader power cut, synchronous standby lost, sentinel quorum lost, Redis master kill)")
     o.add_argument("--quiet-minutes", type=float, default=10.0, help="minutes a healthy cluster must stay quiet")
     o.add_argument("--keep", action="store_true", help="leave the hosts running")
+    o.add_argument("--no-acme", action="store_true",
+                   help="leave out the acme figures (the acme lab without its alert, on its own hosts first: ~14 min)")
     d = sub.add_parser("drills", help="real Harbor on the dev shape under faults, with the drills' client (drills.py)")
     d.add_argument("--json", type=Path, required=True)
     d.add_argument("--harbor", choices=("real",), required=True, help="the drills run on real Harbor only")
@@ -1708,13 +1719,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.cmd == "observe":
         # Imported here: labs/hosts/observe.py builds on this module.
         from labs.hosts import observe
-        result = observe.observe(args.json, quiet_minutes=args.quiet_minutes, keep=args.keep, shape=args.shape)
+        result = observe.observe(args.json, quiet_minutes=args.quiet_minutes, keep=args.keep, shape=args.shape,
+                                 with_acme=not args.no_acme)
         return 0 if observe.passed(result) else 1
     if args.cmd == "acme":
         # Imported here: labs/hosts/acme_hosts.py builds on this module.
         from labs.hosts import acme_hosts
         result = acme_hosts.run_acme(args.json, keep=args.keep, alert=not args.no_alert)
-        return 0 if acme_hosts.passed(result) else 1
+        return 0 if acme_hosts.passed(result, alert=not args.no_alert) else 1
     if args.cmd == "drills":
         # Imported here: labs/hosts/drills.py builds on this module.
         from labs.hosts import drills as harbor_drills

@@ -334,12 +334,34 @@ def rules_tested() -> dict:
     return {"rules_tested": len(fired), "promtool_failed": failed}
 
 
-def observe(json_path: Path, *, quiet_minutes: float, keep: bool, shape: str = "dev") -> dict:
+def acme(json_path: Path) -> dict:
+    """The `acme` figures: the acme lab (labs/hosts/acme_hosts.py, without its expiry alert, whose `for: 10m` is its
+    own tier's) on its own hosts, which it brings down; its whole report beside `json_path` (NAME.acme.json)."""
+    from labs.hosts import acme_hosts  # it builds on this module
+
+    path = json_path.with_name(f"{json_path.stem}.acme.json")
+    try:
+        report = acme_hosts.run_acme(path, keep=False, alert=False)
+    except Exception as e:  # the monitoring lab runs after it either way; the figures say it failed
+        log(f"observe: the acme lab failed: {e!r}")
+        return {"issued": False, "renewed_on_both_lbs": False, "renewal_during_failover": False,
+                "error": repr(e)[-500:], "report": str(path)}
+    return {**acme_hosts.figures(report), "passed": acme_hosts.passed(report, alert=False), "report": str(path),
+            "seconds": report.get("seconds")}
+
+
+def observe(json_path: Path, *, quiet_minutes: float, keep: bool, shape: str = "dev", with_acme: bool = True) -> dict:
+    """The monitoring lab; on the dev shape (the issue's command) the acme lab first, on its own hosts (`acme`):
+    tls.mode acme needs pebble and a cluster applied with it, while the monitoring drills need the lab's own
+    certificate (the expiry alert must stay quiet), so the two do not share one apply."""
     t0 = time.monotonic()
     report: dict[str, Any] = {**rules_tested(), "drills": {}, "quiet_minutes": quiet_minutes,
                               "apply": "replay of the program's registered commands (labs/hosts/replay.py)",
                               "standins": ["Harbor installer (metrics: harbor_up from its health)",
                                            "NFS (bind mount; the NFS port probe finds no listener)"]}
+    if shape == "dev" and with_acme:
+        report["acme"] = acme(json_path)
+        log(f"observe: acme {report['acme']}")
     lab = HostLab(host_lab.ROOT / "lab")
     obs = Observe(lab, SHAPES[shape])
     report["shape"] = shape
@@ -392,10 +414,14 @@ def print_summary(report: dict) -> None:
     print(f"{'drill':<20} {'alert':<24} {'fired s':>8} {'resolved s':>11}  other alerts")
     for name, d in report.get("drills", {}).items():
         print(f"{name:<20} {d['alert']:<24} {d['fired_s']!s:>8} {d['resolved_s']!s:>11}  {d['other_alerts']}")
+    if "acme" in report:
+        print(f"acme: {report['acme']}")
 
 
 def passed(report: dict) -> bool:
     drills = report.get("drills", {})
-    return bool(report.get("apply_ok") and not report.get("promtool_failed") and report.get("false_alerts") == 0
+    acme_ok = "acme" not in report or bool(report["acme"].get("passed"))
+    return bool(report.get("apply_ok") and acme_ok and not report.get("promtool_failed")
+                and report.get("false_alerts") == 0
                 and drills and all(d["fired_s"] is not None and d["resolved_s"] is not None
                                    and not d["other_alerts"] for d in drills.values()))

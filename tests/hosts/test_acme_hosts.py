@@ -1,8 +1,9 @@
 """tls.mode acme on real Debian 12 hosts (labs/hosts/host_lab.py acme, labs/hosts/acme_hosts.py): pebble from Debian's
 package on a lab host outside the stack, the loadbalancer role's harbor-ha-acme unit obtaining the VIP's certificate
 through the program's files and pushing it to the other LB over sshd, a failed renewal kept harmless, the monitoring
-role's CertificateExpiringSoon fired by a certificate within a day of its end and resolved by the renewal, a renewal
-from the other LB after a failover, the push key's authorized_keys restrictions. Harbor and NFS are stand-ins.
+role's CertificateExpiringSoon fired by a certificate within two days of its end and resolved by the renewal, a
+renewal from the other LB after a failover, the push key's authorized_keys restrictions, and the VIP holder's power
+cut in the middle of its renewal (the other LB renews, the old holder adopts). Harbor and NFS are stand-ins.
 Slow (about 25 min: the alert's `for: 10m`): marker `acme_hosts`. Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET."""
 
 from __future__ import annotations
@@ -43,3 +44,13 @@ def test_the_other_lb_serves_renews_after_a_failover_and_pushes_back(report):
 
 def test_the_push_key_runs_only_receive_and_only_from_the_peer(report):
     assert report["push_key"]["ok"], report["push_key"]
+
+
+def test_a_power_cut_of_the_vip_holder_during_its_renewal_leaves_one_certificate_on_both_lbs(report):
+    """The holder cut inside its order; the new holder renews; the old one back adopts that certificate; every pair
+    matches, one account, and the client through the VIP saw the failover's gap (and the return's) and no refused
+    certificate."""
+    drill = report["renewal_during_failover"]
+    assert drill["ok"], drill
+    assert acme_hosts.summary(report)["renewal_during_failover"], drill
+    assert drill["tls_failures"] == 0 and drill["outages"] <= 2, drill

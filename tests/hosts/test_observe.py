@@ -1,7 +1,10 @@
 """Real Debian 12 hosts with the monitoring role (labs/hosts/host_lab.py observe, labs/hosts/observe.py): Debian's
 Prometheus, Alertmanager and exporters on the dev shape, a healthy cluster that stays quiet, and drills that each fire
-exactly their alert at a recording webhook receiver and resolve after the repair. Harbor and NFS are stand-ins.
-Slow (about 25 min with 10 quiet minutes): marker `monitoring`. Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET."""
+exactly their alert at a recording webhook receiver and resolve after the repair; and, first, on its own hosts, the
+acme lab without its expiry alert (labs/hosts/acme_hosts.py: pebble, issuance, renewal on both LBs, a power cut of
+the VIP holder during a renewal) for the command's `acme` figures. Harbor and NFS are stand-ins.
+Slow (about 46 min with 10 quiet minutes, 14 of them the acme lab): marker `monitoring`. Environment: HHA_ROOT,
+HHA_BRIDGE, HHA_NET."""
 
 from __future__ import annotations
 
@@ -40,3 +43,13 @@ def test_drill_fires_exactly_its_alert_and_resolves(report, drill):
     result = report["drills"][drill]
     assert result["fired_s"] is not None and result["resolved_s"] is not None, result
     assert result["other_alerts"] == [], result
+
+
+def test_the_acme_figures_come_with_the_one_command(report):
+    """`host_lab.py observe` carries the issue's `acme` figures: the acme lab (without its expiry alert, which is the
+    acme_hosts tier's) run first on its own hosts."""
+    acme = report["acme"]
+    assert acme["issued"] is True and acme["renewed_on_both_lbs"] is True, acme
+    assert acme["renewal_during_failover"] is True and acme["passed"], acme
+    details = acme["renewal_during_failover_details"]
+    assert details["tls_failures"] == 0 and details["renewed_by"] in details["served"], details
