@@ -936,7 +936,9 @@ def parse_cluster_config(values: Mapping[str, Any], *, secrets_present: Sequence
         data_volume=hb.get("dataVolume", str, "/data", check=_matches(_PATH, "an absolute path")),
         install_dir=hb.get("installDir", str, "/opt/harbor", check=_matches(_PATH, "an absolute path")),
         trivy=hb.get("trivy", bool, True),
-        # Off: Trivy updates its database from the internet (through the proxy when set), Harbor's default.
+        # Off: Trivy updates its database from the internet (through the proxy when set), Harbor's default. On: put
+        # trivy.db and metadata.json in each node's /var/lib/harbor-ha/trivy-adapter/trivy/db/ (owner 10000), else
+        # every scan fails ("--skip-db-update cannot be specified on the first run").
         trivy_skip_update=hb.get("trivySkipUpdate", bool, False),
         trivy_offline_scan=hb.get("trivyOfflineScan", bool, False),
         http_proxy=proxy_r.get("http", str, None, check=_proxy_url),

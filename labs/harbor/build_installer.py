@@ -3,8 +3,9 @@
 usage: python3 -m labs.harbor.build_installer VERSION [VERSION...]   (root; prints each installer's path)
 
 Inputs (../shared/upstream, or HHA_UPSTREAM): goharbor/harbor's archive of the version, goharbor/distribution's
-release/2.8 archive (Harbor's registry fork) and the pinniped pkce archive (the one Go package the module proxy
-refuses). Go dependencies come from `go env GOPROXY`, Debian packages from apt's own configured mirror.
+release/2.8 archive (Harbor's registry fork), goharbor/harbor-scanner-trivy's archive (the Trivy adapter) and the
+pinniped pkce archive (the one Go package the module proxy refuses). Go dependencies come from `go env GOPROXY`,
+Debian packages from apt's own configured mirror.
 
 Steps, each cached under HHA_HARBOR_CACHE (/var/cache/harbor-ha/harbor-installer) by the digest of its inputs:
 1. Harbor's source unpacked; go.pinniped.dev replaced by the pkce archive as a local module in this build copy of
@@ -12,7 +13,9 @@ Steps, each cached under HHA_HARBOR_CACHE (/var/cache/harbor-ha/harbor-installer
    names).
 2. core, jobservice, registryctl and exporter built with the Makefile's ldflags (version, commit from the archive's
    git-archive header); the registry from the distribution fork (GOPATH tree with vendor/, tags include_oss
-   include_gcs, as Harbor's registry builder).
+   include_gcs, as Harbor's registry builder); the Trivy adapter from its archive at the Makefile's
+   TRIVYADAPTERVERSION (goharbor-harbor-scanner-trivy-<version>.tar.gz; without it the installer has no Trivy) and
+   Trivy itself from the module proxy at its TRIVYVERSION (v2.15.2: adapter v0.38.0, Trivy v0.72.0).
 3. One Debian 12 root filesystem (debootstrap minbase with the union of the packages Harbor's make/photon/*/
    Dockerfile.base install, Debian's names), the shared bottom layer of every image.
 4. One top layer per image following make/photon/<image>/Dockerfile: binaries, entrypoints, user and group 10000,
@@ -265,6 +268,52 @@ def registry_binary() -> Path:
     return binary
 
 
+@dataclass
+class Trivy:
+    """The Trivy adapter and Trivy of a release's Makefile (TRIVYADAPTERVERSION, TRIVYVERSION), built here."""
+
+    version: str  #: Trivy's, e.g. v0.72.0 (the image's TRIVY_VERSION, the scanner version Harbor shows)
+    adapter_version: str
+    binaries: Path  #: holds scanner-trivy and trivy
+
+
+def trivy_versions(makefile: str) -> tuple[str, str]:
+    versions = [re.search(rf"^{name}=(v\S+)", makefile, re.M) for name in ("TRIVYVERSION", "TRIVYADAPTERVERSION")]
+    if not all(versions):
+        raise SystemExit("build_installer: the Makefile names no TRIVYVERSION or TRIVYADAPTERVERSION")
+    return versions[0].group(1), versions[1].group(1)  # type: ignore[union-attr]
+
+
+def trivy_binaries(makefile: str) -> Trivy | None:
+    """The adapter from its source archive (Harbor's Dockerfile.binary: CGO_ENABLED=0 go build of
+    cmd/scanner-trivy) and Trivy from the module proxy at the Makefile's version (Trivy's goreleaser flags:
+    GOEXPERIMENT=jsonv2, its version in app.ver). None, saying why, when the adapter's archive is not there."""
+    version, adapter_version = trivy_versions(makefile)
+    name = f"goharbor-harbor-scanner-trivy-{adapter_version}.tar.gz"
+    if not (UPSTREAM / name).is_file():
+        log(f"no Trivy adapter: {UPSTREAM / name} missing (the installer is made without trivy-adapter-photon)")
+        return None
+    tgz = archive(name)
+    out = CACHE / f"trivy-{version}-adapter-{adapter_version}-{digest_of(sha256_file(tgz), go_version())}"
+    if not cached(out):
+        fresh_dir(out)
+        src = out / "src"
+        src.mkdir()
+        run(["tar", "-xzf", str(tgz), "-C", str(src)])
+        with tarfile.open(tgz) as t:
+            commit = t.pax_headers.get("comment", "unknown")
+        # The adapter's version and commit as its own release sets them (Harbor's build leaves "dev"): its
+        # /api/v1/metadata reports them.
+        run(["go", "build", "-ldflags", f"-s -w -X main.version={adapter_version} -X main.commit={commit[:7]}",
+             "-o", str(out / "scanner-trivy"), "./cmd/scanner-trivy"], cwd=src, env=go_env())
+        shutil.rmtree(src)
+        run(["go", "install", "-ldflags", f"-s -w -X github.com/aquasecurity/trivy/pkg/version/app.ver="
+             f"{version.lstrip('v')}", f"github.com/aquasecurity/trivy/cmd/trivy@{version}"],
+            env={**go_env(), "GOBIN": str(out), "GOEXPERIMENT": "jsonv2"})
+        mark(out)
+    return Trivy(version=version, adapter_version=adapter_version, binaries=out)
+
+
 # --- 3: the Debian base layer ---------------------------------------------------------------------------------------
 
 def base_layer() -> Path:
@@ -394,13 +443,15 @@ def photon_conventions(layer: Layer, base: Path) -> None:
 
 def config(*, entrypoint: list[str] | None = None, cmd: list[str] | None = None, user: str = "",
            workdir: str = "", env: tuple[str, ...] = (), volumes: tuple[str, ...] = (),
-           health: str | None = None, stop_signal: str = "") -> dict:
+           health: str | None = None, health_timeout_s: int = 0, stop_signal: str = "") -> dict:
     cfg: dict = {"Env": [PATH_ENV, f"SSL_CERT_FILE=/{CA_BUNDLE}", *env], "User": user, "WorkingDir": workdir,
                  "Entrypoint": entrypoint, "Cmd": cmd, "Volumes": {v: {} for v in volumes} or None,
                  "Labels": {"org.opencontainers.image.source": "built by harbor-ha labs/harbor/build_installer.py"}}
     if health:
         # Dockerfile `HEALTHCHECK CMD ...` (shell form) with Docker's defaults.
         cfg["Healthcheck"] = {"Test": ["CMD-SHELL", health]}
+        if health_timeout_s:  # `HEALTHCHECK --timeout=` (nanoseconds in the image config)
+            cfg["Healthcheck"]["Timeout"] = health_timeout_s * 10**9
     else:
         cfg["Healthcheck"] = None
     if stop_signal:
@@ -408,11 +459,12 @@ def config(*, entrypoint: list[str] | None = None, cmd: list[str] | None = None,
     return cfg
 
 
-def harbor_images(src: Source, binaries: Path, registry: Path, base: Path) -> list[Image]:
+def harbor_images(src: Source, binaries: Path, registry: Path, base: Path, trivy: Trivy | None) -> list[Image]:
     photon = src.tree / "make" / "photon"
     common_cert = photon / "common" / "install_cert.sh"
-    versions = (f"VERSION_TAG: v{src.version}\nREGISTRY_VERSION: v{src.version}\n"
-                f"TRIVY_VERSION: none\nTRIVY_ADAPTER_VERSION: none\n").encode()  # the Makefile's versions_prepare
+    versions = (f"VERSION_TAG: v{src.version}\nREGISTRY_VERSION: v{src.version}\n"  # the Makefile's versions_prepare
+                f"TRIVY_VERSION: {trivy.version if trivy else 'none'}\n"
+                f"TRIVY_ADAPTER_VERSION: {trivy.adapter_version if trivy else 'none'}\n").encode()
     images = []
 
     def harbor_image(repo: str, files: dict[str, Path], dirs: tuple[str, ...], **cfg: Any) -> Image:
@@ -510,6 +562,9 @@ def harbor_images(src: Source, binaries: Path, registry: Path, base: Path) -> li
         cmd=["/bin/sh", "-c", "/usr/local/bin/start.sh"], volumes=("/var/log/docker/", "/run/", "/etc/logrotate.d/"),
         health="netstat -ltun|grep 10514")))
 
+    if trivy:
+        images.append(trivy_image(photon, base, trivy))
+
     # prepare (make/photon/prepare): Harbor's Python prepare, unmodified, on Debian's python3 packages.
     layer = Layer()
     photon_conventions(layer, base)
@@ -519,6 +574,28 @@ def harbor_images(src: Source, binaries: Path, registry: Path, base: Path) -> li
     images.append(Image("goharbor/prepare", layer.bytes(), config(
         entrypoint=["python3", "main.py"], workdir="/usr/src/app", env=("LANG=C.UTF-8",), volumes=("/harbor_make",))))
     return images
+
+
+def trivy_image(photon: Path, base: Path, trivy: Trivy) -> Image:
+    """make/photon/trivy-adapter: user scanner (10000) with its home, the adapter in /home/scanner/bin, Trivy in
+    /usr/local/bin, Harbor's entrypoint (install_cert.sh, then the adapter). Photon's rpm package of the
+    Dockerfile.base is left out: Trivy reads rpm databases itself (Go), it does not run rpm."""
+    layer = Layer()
+    photon_conventions(layer, base)
+    account_files(layer, base, "scanner", "/home/scanner")
+    layer.dir("home/scanner/bin", owner=HARBOR_UID)
+    # The compose file binds the database cache and the reports under it; made here so Docker does not make it
+    # root's.
+    layer.dir("home/scanner/.cache", owner=HARBOR_UID)
+    for target, source in (("home/scanner/install_cert.sh", photon / "common" / "install_cert.sh"),
+                           ("home/scanner/entrypoint.sh", photon / "trivy-adapter" / "entrypoint.sh"),
+                           ("usr/local/bin/trivy", trivy.binaries / "trivy"),
+                           ("home/scanner/bin/scanner-trivy", trivy.binaries / "scanner-trivy")):
+        layer.copy(target, source, 0o755, HARBOR_UID)
+    return Image("goharbor/trivy-adapter-photon", layer.bytes(), config(
+        entrypoint=["/home/scanner/entrypoint.sh"], user="scanner", env=(f"TRIVY_VERSION={trivy.version}",),
+        health="curl --fail -s http://localhost:8080/probe/healthy || "
+               "curl -k --fail -s https://localhost:8443/probe/healthy || exit 1", health_timeout_s=10))
 
 
 def docker_save(images: list[Image], tag: str, base: Path, out: Path) -> None:
@@ -569,7 +646,9 @@ def build(version: str) -> Path:
     src = harbor_source(version)
     registry = registry_binary()
     base = base_layer()
-    key = digest_of(src.digest, sha256_file(Path(__file__)), registry.parent.parent.name, base.name, go_version())
+    trivy = trivy_binaries((src.tree / "Makefile").read_text())
+    key = digest_of(src.digest, sha256_file(Path(__file__)), registry.parent.parent.name, base.name, go_version(),
+                    *([trivy.binaries.name] if trivy else []))
     out = CACHE / f"installer-{key}" / f"harbor-offline-installer-v{version}.tgz"
     if cached(out):
         return out
@@ -577,7 +656,7 @@ def build(version: str) -> Path:
     fresh_dir(out.parent)
     images = CACHE / f"installer-{key}" / f"harbor.v{version}.tar.gz"
     log(f"writing the images of v{version}")
-    docker_save(harbor_images(src, binaries, registry, base), f"v{version}", base, images)
+    docker_save(harbor_images(src, binaries, registry, base, trivy), f"v{version}", base, images)
     part = out.with_name(out.name + ".part")
     with tarfile.open(part, "w:gz", compresslevel=1) as tar:
         tar.add(str(src.tree / "LICENSE"), "harbor/LICENSE", filter=_zero_owner)

@@ -20,8 +20,10 @@ With `--harbor real` the nodes install Harbor's offline installer built here fro
 (labs/harbor/build_installer.py: Harbor's own images, prepare and compose file; the portal a placeholder page), on
 the dev shape without the day-2 scenarios, then a client pushes and pulls through the VIP and through each node alone
 (docker over TLS), a token of one node is used on the other, a robot account pulls, and the Harbor API provider
-creates one object of each kind it manages through the VIP and finds nothing to write on the next run, and the
-admin password is rotated through the AdminPassword resource (the `harbor` figures).
+creates one object of each kind it manages through the VIP and finds nothing to write on the next run, the
+admin password is rotated through the AdminPassword resource, and Harbor's Trivy adapter (built here with Trivy) is
+checked healthy, Harbor's default scanner, and asked to scan, without a database and with an empty stand-in one
+(the `harbor` figures, `trivy`).
 The external shape (postgres, redis and nfs `mode: external`): a PostgreSQL 15 and a Redis over TLS the lab starts
 by hand on the data host, which is not in the stack, and the NFS stand-in folder as an existing export; the stack
 has only the two nodes with the load balancers.
@@ -32,6 +34,9 @@ What is a stand-in, and why:
   Docker 20.10 asks for every capability and this machine's bounding set lacks CAP_SYS_RESOURCE (moby/moby#42933,
   fixed in Docker 23). The docker CLI is diverted on the nodes to a script that drops --privileged (prepare needs
   root in its container, nothing more).
+- With --harbor real, Trivy's vulnerability database: none can be downloaded here; the stack sets trivySkipUpdate
+  and trivyOfflineScan, and after a scan without one the lab writes labs/harbor/trivy_db_standin.py's empty database
+  on the nodes (no advisories: the scan runs through Trivy and finds nothing).
 - NFS: this kernel has no NFS server or client. The machine's folder HHA_ROOT/nfs-standin is bind-mounted at
   /srv/nfs-standin in every host (HHA_BIND of the lab's debhosts.sh); on Harbor nodes /sbin/mount.nfs is diverted
   (dpkg-divert) to a script that bind-mounts that folder, so the role's own fstab line, `mount /data` and the boot
@@ -52,6 +57,7 @@ What is a stand-in, and why:
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -65,6 +71,7 @@ import time
 import yaml
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any, Optional
 
@@ -72,13 +79,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from components.config import ClusterConfig, parse_cluster_config  # noqa: E402
 from components.firewall import host_openings  # noqa: E402
-from components.harbor_node import CLUSTER_CA_PATH, NODE_TLS_NAME, REDIS_CA_PATH, TRUSTED_CAS_PATH  # noqa: E402
+from components.harbor_node import (CLUSTER_CA_PATH, NODE_TLS_NAME, REDIS_CA_PATH, TRIVY_LOCAL_DIR,  # noqa: E402
+                                    TRUSTED_CAS_PATH)
 from components.patroni import PatroniPaths  # noqa: E402
 from components.pgbackrest import STANZA  # noqa: E402
 from labs import certs as lab_certs  # noqa: E402
 from labs import netns as netns_lab  # noqa: E402
 from labs.engine import pulumi_harness  # noqa: E402
-from labs.harbor import build_installer  # noqa: E402
+from labs.harbor import build_installer, trivy_db_standin  # noqa: E402
 from labs.hosts import harbor_api_check, standin_installer  # noqa: E402
 from labs.hosts.nfs_front import FuseFront  # noqa: E402
 from labs.hosts.replay import COMMAND, Replay, SshRunner, UpResult  # noqa: E402
@@ -470,8 +478,10 @@ class HostLab:
             # Real Harbor's first start migrates the database schema: minutes on a loaded machine.
             "harbor": {"hostname": HOSTNAME, "version": version, "healthTimeout": 900 if self.harbor == "real" else 120,
                        "installer": {"path": str(self.installers[version])},
-                       # The installer built from source has no Trivy adapter yet (docs/real-hosts.md).
-                       **({"trivy": False} if self.harbor == "real" else {})},
+                       # Real Harbor's Trivy only where the lab checks it (verify, self.trivy): no vulnerability
+                       # database can be downloaded here, so Trivy never tries (docs/real-hosts.md).
+                       **({"trivy": self.trivy, "trivySkipUpdate": self.trivy, "trivyOfflineScan": self.trivy}
+                          if self.harbor == "real" else {})},
             **shape.extra,
         }
         if lb:
@@ -487,6 +497,7 @@ class HostLab:
         return values
 
     https_port = 443
+    trivy = False  #: real Harbor with its Trivy adapter (verify --harbor real; the other real labs leave it out)
     shape_hosts: list[str] = []  #: the lab hosts of the stack last rendered (values())
     garage_sha256 = ""  #: sha256 of the Garage binary dist1 serves (the s3 shape)
 
@@ -950,6 +961,8 @@ class HostLab:
         result["api_objects"] = harbor_api_check.roundtrip(conn)
         result["contract"] = harbor_api_check.contract(conn)
         result["migration"] = self.migration_check(conn, MACHINES[shape.roles["postgres"]])
+        if self.trivy:
+            result["trivy"] = self.trivy_check(first, password, result["health"], nodes)
         result["admin_rotation"] = self.admin_rotation(first, second)
         log(f"real Harbor: {result}")
         return result
@@ -972,6 +985,64 @@ class HostLab:
         result["api_objects_after"] = harbor_api_check.roundtrip({
             "harbor_url": url, "harbor_username": "admin", "harbor_password": new, "harbor_ca_certificate": self.ca})
         log(f"admin rotation: {result}")
+        return result
+
+    def trivy_check(self, machine: str, password: str, health: dict[str, dict], nodes: list[str]) -> dict:
+        """Harbor's Trivy adapter: healthy in every node's /api/v2.0/health, registered by core as the default
+        scanner, its metadata answered through Harbor (the adapter runs `trivy version`), and a scan of the probe
+        image accepted and followed to its end, twice: with no vulnerability database (none can be downloaded here;
+        Trivy, told to skip the update, refuses: its message is in the figures), then with the empty stand-in
+        database (labs/harbor/trivy_db_standin.py) on every node, with which Trivy pulls and analyses the image and
+        finds nothing, there being no advisory to find."""
+        api = f"https://{HOSTNAME}/api/v2.0"
+        result: dict[str, Any] = {"healthy_nodes": sum(1 for h in health.values() if h.get("trivy") == "healthy")}
+        code, text = self.api(machine, "GET", f"{api}/scanners", "admin", password)
+        scanners = json.loads(text) if code == 200 else []
+        trivy = next((s for s in scanners if s.get("name") == "Trivy"), None)
+        result.update(registered=trivy is not None, default=bool(trivy and trivy.get("is_default")),
+                      url=trivy and trivy.get("url"))
+        if trivy:
+            code, text = self.api(machine, "GET", f"{api}/scanners/{trivy['uuid']}/metadata", "admin", password)
+            meta = json.loads(text) if code == 200 else {}
+            result.update(metadata_ok=code == 200 and meta.get("scanner", {}).get("name") == "Trivy",
+                          scanner=meta.get("scanner"))
+        result["without_db"] = self.scan(machine, password)
+        db_dir = f"{TRIVY_LOCAL_DIR}/trivy/db"
+        for node in nodes:
+            for name, content in (("trivy.db", trivy_db_standin.empty_db()),
+                                  ("metadata.json", trivy_db_standin.metadata(datetime.now(UTC)).encode())):
+                # base64: ssh() sends text; the database is binary.
+                ssh(MACHINES[node], f"install -d -o 10000 -g 10000 {db_dir} && base64 -d > {db_dir}/{name}.new && "
+                    f"chown 10000:10000 {db_dir}/{name}.new && mv {db_dir}/{name}.new {db_dir}/{name}",
+                    input=base64.b64encode(content).decode())
+        result["standin_db"] = self.scan(machine, password)
+        log(f"trivy: {result}")
+        return result
+
+    def scan(self, machine: str, password: str) -> dict:
+        """POST .../scan of the probe image, then its scan overview until the scan ends: the request's status code,
+        the scan's, its vulnerability count and the last lines of the scan job's log."""
+        artifact = f"https://{HOSTNAME}/api/v2.0/projects/library/repositories/hostlab-probe/artifacts/vip"
+        code, text = self.api(machine, "POST", f"{artifact}/scan", "admin", password)
+        if code != 202:
+            return {"request": code, "error": text[:300]}
+        t0, overview = time.monotonic(), {}
+        # The scan job waits its turn in the jobservice's queue, then the adapter's; Trivy reads the image: minutes
+        # on a loaded machine.
+        while time.monotonic() - t0 < 600:
+            code, text = self.api(machine, "GET", f"{artifact}?with_scan_overview=true", "admin", password)
+            overview = next(iter((json.loads(text).get("scan_overview") or {}).values()), {}) if code == 200 else {}
+            if overview.get("scan_status") in ("Success", "Error", "Stopped"):
+                break
+            time.sleep(5)
+        result = {"request": 202, "status": overview.get("scan_status", "no overview after 600 s"),
+                  "seconds": round(time.monotonic() - t0, 1),
+                  "vulnerabilities": (overview.get("summary") or {}).get("total")}
+        if overview.get("report_id"):
+            code, text = self.api(machine, "GET", f"{artifact}/scan/{overview['report_id']}/log", "admin", password)
+            result["log_tail"] = text.strip().splitlines()[-3:] if code == 200 else [f"{code} {text[:200]}"]
+            # What Trivy says without a database, wherever the job log has it (error lines are long).
+            result["log_says_first_run"] = "cannot be specified on the first run" in text
         return result
 
     robot: Optional[tuple[str, str]] = None  #: the robot robot_pull made (name, secret)
@@ -1624,7 +1695,18 @@ def harbor_ok(result: Optional[dict]) -> bool:
                 and result["migration"]["differences_found"] == 1
                 and not any(result["contract"].values())
                 and (result["admin_rotation"].get("new_status"),
-                     result["admin_rotation"].get("old_status")) == (200, 401))
+                     result["admin_rotation"].get("old_status")) == (200, 401)
+                and trivy_ok(result.get("trivy"), len(result["health"])))
+
+
+def trivy_ok(result: Optional[dict], nodes: int) -> bool:
+    """Harbor's Trivy adapter healthy on every node, its default scanner, answering; a scan refused by Trivy without
+    a database and one ending in success with the empty stand-in (True when the lab left Trivy out)."""
+    if result is None:
+        return True
+    return bool(result["healthy_nodes"] == nodes and result["registered"] and result["default"]
+                and result.get("metadata_ok") and result["without_db"]["request"] == 202
+                and result["without_db"].get("status") == "Error" and result["standin_db"].get("status") == "Success")
 
 
 def storage_ok(result: Optional[dict]) -> bool:
@@ -1654,7 +1736,9 @@ def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: boo
            harbor: str = "standin") -> dict:
     t0 = time.monotonic()
     lab = HostLab(ROOT / "lab", harbor)
-    standins = (["Harbor's portal (placeholder page)", "docker run --privileged (lab's docker wrapper)"]
+    lab.trivy = harbor == "real"
+    standins = (["Harbor's portal (placeholder page)", "docker run --privileged (lab's docker wrapper)",
+                 "Trivy's vulnerability database (none: not obtainable here)"]
                 if harbor == "real" else ["Harbor installer"])
     report: dict = {"roles": {}, "day2": {}, "apply": "replay of the program's registered commands (labs/hosts/"
                     "replay.py), not the pulumi CLI", "standins": [*standins, "NFS (bind mount)"]}

@@ -3,10 +3,11 @@ its source archives (cached by digest), then labs/hosts/host_lab.py boots system
 debhosts.sh), applies every role of the dev shape over SSH as the program registers it, the harbor-node role
 installing that installer with Docker inside the hosts, and a Docker client pushes and pulls through the VIP and
 through each node alone; the stack's migration section pulls an old docker-registry on data1 into Harbor through its
-jobservice and verify_migration.py compares every tag; the provider's contract cases run against it.
+jobservice and verify_migration.py compares every tag; the provider's contract cases run against it; Harbor's Trivy
+adapter (built here with Trivy) is checked healthy, registered and asked to scan.
 Stand-ins: NFS (a bind mount), the portal (a placeholder page), `docker run --privileged`
-(the lab's docker wrapper drops it; see the lab's docstring). Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET,
-HHA_UPSTREAM (the source archives)."""
+(the lab's docker wrapper drops it; see the lab's docstring), Trivy's vulnerability database (there is none).
+Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET, HHA_UPSTREAM (the source archives)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,28 @@ def test_push_through_one_node_pull_through_the_other_and_a_token_of_one_node_op
 
 def test_a_robot_account_logs_in_and_pulls(report):
     assert report["harbor"]["robot_pull"]
+
+
+def test_trivy_is_healthy_on_every_node_harbors_default_scanner_answers_and_takes_a_scan(report):
+    """harbor.trivy with trivySkipUpdate and trivyOfflineScan: core registers the adapter as the default scanner; its
+    metadata comes from the adapter (Trivy's version, from the image built here); a scan request reaches it."""
+    trivy = report["harbor"]["trivy"]
+    assert trivy["healthy_nodes"] == len(host_lab.DEV.roles["harborNodes"]), report["harbor"]["health"]
+    assert trivy["registered"] and trivy["default"] and trivy["url"] == "http://trivy-adapter:8080", trivy
+    assert trivy["metadata_ok"] and trivy["scanner"] == {"name": "Trivy", "vendor": "Aqua Security",
+                                                         "version": "v0.72.0"}, trivy
+
+
+def test_a_scan_without_a_vulnerability_database_fails_saying_why_and_with_the_empty_stand_in_trivy_scans(report):
+    """No database can be downloaded here: Trivy, told to skip the update, refuses the first scan and Harbor's scan
+    log says so; with labs/harbor/trivy_db_standin.py's empty database on every node the scan runs end to end (Trivy
+    pulls the image from Harbor and analyses it) and finds nothing, there being no advisory (docs/real-hosts.md)."""
+    trivy = report["harbor"]["trivy"]
+    print(f"trivy: without a database {trivy['without_db']}; with the empty stand-in {trivy['standin_db']}")
+    assert trivy["without_db"]["request"] == 202 and trivy["without_db"]["status"] == "Error", trivy
+    assert trivy["without_db"]["log_says_first_run"], trivy  # "--skip-db-update cannot be specified on the first run"
+    assert trivy["standin_db"]["request"] == 202 and trivy["standin_db"]["status"] == "Success", trivy
+    assert trivy["standin_db"]["vulnerabilities"] in (0, None), trivy
 
 
 def test_every_role_is_applied_unchanged_by_a_second_apply_active_after_reboot_and_deleted(report):

@@ -49,15 +49,19 @@ def built(tmp_path_factory) -> Iterator[dict]:
         (binaries / name).write_bytes(b"#!fake " + name.encode())
     registry = tmp / "registry"
     registry.write_bytes(b"#!fake registry")
+    trivy = bi.Trivy(version="v0.72.0", adapter_version="v0.38.0", binaries=binaries)
+    for name in ("trivy", "scanner-trivy"):
+        (binaries / name).write_bytes(b"#!fake " + name.encode())
     base = tmp / "base.tar"
     base.write_bytes(_tar_bytes({"./etc/passwd": b"root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33::/var/www:/x\n",
                                  "./etc/group": b"root:x:0:\n", "./etc/shadow": b"root:*:19000:0:99999:7:::\n",
                                  "./etc/ssl/certs/ca-certificates.crt": b"CA BUNDLE\n"}))
     out = tmp / "images.tar.gz"
-    bi.docker_save(bi.harbor_images(src, binaries, registry, base), f"v{VERSION}", base, out)
+    bi.docker_save(bi.harbor_images(src, binaries, registry, base, trivy), f"v{VERSION}", base, out)
+    without = [i.repo for i in bi.harbor_images(src, binaries, registry, base, None)]
     with tarfile.open(out) as saved:
         manifest = json.loads(saved.extractfile("manifest.json").read())
-        yield {"tar": saved, "manifest": manifest, "tree": tree, "base": base}
+        yield {"tar": saved, "manifest": manifest, "tree": tree, "base": base, "without_trivy": without}
 
 
 def _layer(built: dict, entry: dict) -> tarfile.TarFile:
@@ -90,8 +94,8 @@ def _entry(built: dict, repo: str) -> dict:
 def test_every_image_of_harbors_compose_template_is_built_with_the_release_tag(built):
     template = (built["tree"] / "make/photon/prepare/templates/docker_compose/docker-compose.yml.jinja").read_text()
     wanted = set(re.findall(r"image: (goharbor/[a-z-]+):", template))
-    # Not built: the database and valkey (external PostgreSQL and Redis), the Trivy adapter (not yet).
-    wanted -= {"goharbor/harbor-db", "goharbor/valkey-photon", "goharbor/trivy-adapter-photon"}
+    # Not built: the database and valkey (external PostgreSQL and Redis).
+    wanted -= {"goharbor/harbor-db", "goharbor/valkey-photon"}
     tags = {t for e in built["manifest"] for t in e["RepoTags"]}
     assert {f"{name}:v{VERSION}" for name in wanted | {"goharbor/prepare"}} == tags
 
@@ -155,6 +159,41 @@ def test_prepare_image_carries_harbors_prepare_unmodified_and_the_versions_file(
     versions = layer.extractfile("usr/src/app/versions").read().decode()
     assert f"VERSION_TAG: v{VERSION}" in versions
     assert _config(built, entry)["config"]["Entrypoint"] == ["python3", "main.py"]
+
+
+@needs_archive
+def test_trivy_adapter_image_follows_harbors_dockerfile_and_the_versions_name_it(built):
+    """make/photon/trivy-adapter: user scanner (10000), the adapter and Trivy executable and owned by it, Harbor's
+    entrypoint and health check (with its 10 s timeout), TRIVY_VERSION; prepare's versions file names both versions
+    (the Makefile's versions_prepare), and an installer without the adapter's archive has neither."""
+    entry = _entry(built, "goharbor/trivy-adapter-photon")
+    config = _config(built, entry)["config"]
+    layer = _layer(built, entry)
+    assert "scanner:x:10000:10000::/home/scanner:" in layer.extractfile("etc/passwd").read().decode()
+    assert config["User"] == "scanner" and config["Entrypoint"] == ["/home/scanner/entrypoint.sh"]
+    assert "TRIVY_VERSION=v0.72.0" in config["Env"]
+    for name in ("home/scanner/entrypoint.sh", "home/scanner/install_cert.sh", "usr/local/bin/trivy",
+                 "home/scanner/bin/scanner-trivy"):
+        member = layer.getmember(name)
+        assert member.uid == 10000 and member.mode & 0o100, name
+    assert layer.extractfile("home/scanner/entrypoint.sh").read() == (
+        built["tree"] / "make/photon/trivy-adapter/entrypoint.sh").read_bytes()
+    dockerfile = (built["tree"] / "make/photon/trivy-adapter/Dockerfile").read_text()
+    health = re.search(r"^HEALTHCHECK (.*)--timeout=(\d+)s.* CMD (.+)$", dockerfile, re.M)
+    assert health and config["Healthcheck"] == {"Test": ["CMD-SHELL", health.group(3).strip()],
+                                                "Timeout": int(health.group(2)) * 10**9}
+    versions = _layer(built, _entry(built, "goharbor/prepare")).extractfile("usr/src/app/versions").read().decode()
+    assert "TRIVY_VERSION: v0.72.0" in versions and "TRIVY_ADAPTER_VERSION: v0.38.0" in versions
+    assert "goharbor/trivy-adapter-photon" not in built["without_trivy"]
+
+
+@needs_archive
+def test_trivy_versions_are_the_release_makefiles():
+    with tarfile.open(ARCHIVE) as t:
+        makefile = t.extractfile("Makefile").read().decode()
+    assert bi.trivy_versions(makefile) == ("v0.72.0", "v0.38.0")
+    with pytest.raises(SystemExit, match="TRIVYVERSION"):
+        bi.trivy_versions("TRIVYADAPTERVERSION=v0.38.0\n")
 
 
 @needs_archive
