@@ -1562,8 +1562,10 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
         log(f"{shape.name}: after the reboot: {report['patroni']['after_reboot']}")
         report["patroni"]["failover"] = lab.failover(shape, dsn)
 
+    # Harbor's keys: on the node's own data volume when the shape starts on S3; on the NFS export (DATA's path) when
+    # it was moved from NFS (the node kept the mount until its delete, which unmounts it).
     deleted = delete_all(lab, shape, {"harbor-node": f"{values['harbor'].get('dataVolume', '/data')}/secret/keys/"
-                                                      "secretkey"} if shape.name == S3.name else {})
+                                                      "secretkey"} if storage_mode(shape) == "s3" else {})
     for role in applied:
         report["roles"][f"{role}" if shape.name == "dev" else f"{role} ({shape.name})"] = {
             "applied": applied[role], "second_apply_changed": changed.get(role, 0),
