@@ -99,7 +99,7 @@ class HarborCluster(pulumi.ComponentResource):
         # move, and its role is protected), but no node mounts it.
         if cfg.nfs_host:
             nfs = NfsServer(f"{name}-nfs", NfsServerArgs(**common, after=[firewall]), child)
-            if not cfg.storage.s3:
+            if not cfg.storage.on_s3:
                 services.append(nfs)
         # Harbor's nodes start once the bucket and their key exist.
         if cfg.object_store_hosts:

@@ -359,8 +359,14 @@ class StorageSettings:
     """Where Harbor's registry keeps images: the shared data volume (NFS) or an S3 bucket."""
 
     mode: str  #: "nfs": the data volume every node mounts; "s3": a bucket (the data volume stays on each node)
-    s3: Optional[S3Settings] = None  #: the bucket (mode s3)
+    #: the bucket: Harbor's storage in mode s3; in mode nfs with roles.objectStore, the one the move copies into
+    s3: Optional[S3Settings] = None
     garage: Optional[GarageSettings] = None  #: the Garage cluster (roles.objectStore)
+
+    @property
+    def on_s3(self) -> bool:
+        """Harbor's registry keeps its images in the bucket (mode s3); in mode nfs a bucket may only be staged."""
+        return self.mode == "s3"
 
 
 NFS_STORAGE = StorageSettings(mode="nfs")
@@ -1654,7 +1660,7 @@ def _parse_storage(raw: Any, object_store_hosts: list[Host], secrets_present: Se
         url=ga.get("url", str, GARAGE_RELEASE_URL.format(version=version),
                    check=lambda v: None if v.startswith(("https://", "http://")) else f"{v!r} is not an http(s) URL"),
         # Required: the host installs no binary it cannot check (sha256sum of the file at url).
-        sha256=ga.get("sha256", str, "", required=bool(object_store_hosts) and mode == "s3",
+        sha256=ga.get("sha256", str, "", required=bool(object_store_hosts),
                       check=_matches(_SHA256, "a lowercase hex sha256")),
         # 100G: only the ratio between hosts matters to Garage; equal hosts need no setting.
         capacity=ga.get("capacity", str, "100G", check=_matches(_CAPACITY, "a size like 100G or 2T")),
@@ -1698,8 +1704,6 @@ def _parse_storage(raw: Any, object_store_hosts: list[Host], secrets_present: Se
         if len(object_store_hosts) < garage.replication_factor:
             roles.fail(f"{len(object_store_hosts)} host(s) cannot hold storage.garage.replicationFactor "
                        f"{garage.replication_factor} copies in separate zones", "objectStore")
-        if mode != "s3":
-            st.fail("roles.objectStore deploys Garage for Harbor's images: set storage.mode s3", "mode")
         if s3.endpoint:
             s3r.fail("must be unset with roles.objectStore: Harbor uses the role's own TLS endpoint", "endpoint")
         for key in given:
@@ -1715,13 +1719,13 @@ def _parse_storage(raw: Any, object_store_hosts: list[Host], secrets_present: Se
     if mode == "s3" and not s3.path_style and s3.endpoint:
         s3r.fail("false needs AWS itself (no endpoint): Harbor's registry always sends path-style requests to a "
                  "custom endpoint", "pathStyle")
-    if mode == "nfs":
-        for key in ("s3", "garage"):
-            if st.data.get(key) is not None:
-                st.fail("only used with storage.mode s3", key)
-        return StorageSettings(mode=mode)
     if st.data.get("garage") is not None and not object_store_hosts:
         st.fail("only used with roles.objectStore (the Garage cluster the program deploys)", "garage")
+    if mode == "nfs" and not object_store_hosts:
+        # With roles.objectStore in mode nfs, storage.s3 names the bucket the move from NFS copies into.
+        if st.data.get("s3") is not None:
+            st.fail("only used with storage.mode s3 or roles.objectStore", "s3")
+        return StorageSettings(mode=mode)
     return StorageSettings(mode=mode, s3=s3, garage=garage if object_store_hosts else None)
 
 

@@ -202,7 +202,7 @@ class ClusterSecrets(pulumi.ComponentResource):
     def _storage_values(name: str, cfg: ClusterConfig, args: ClusterSecretsArgs, password,
                         child: pulumi.ResourceOptions) -> dict:
         """storage.mode s3: Harbor's S3 keys, from config for an S3 of the site's own (none in nfs mode)."""
-        if cfg.storage.s3 is None or cfg.object_store_hosts:
+        if not cfg.storage.on_s3 or cfg.object_store_hosts:
             return {}
         key, secret = args.storage_s3_access_key, args.storage_s3_secret_key
         # parse_cluster_config requires both secrets for s3 without roles.objectStore: never None from the program.

@@ -23,6 +23,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -104,6 +105,16 @@ def copy_or_error(client, bucket: str, source: Path, root: str, relative: str) -
         return {"key": key_of(root, relative), "state": "error", "detail": f"{type(e).__name__}: {e}"[:300]}
 
 
+def resolve(name: str, address: str) -> None:
+    """Connect to `address` for `name`, whose TLS certificate is still checked (curl's --resolve): the endpoint of
+    roles.objectStore is a name only Harbor's containers resolve, to the node's own S3 proxy."""
+    lookup = socket.getaddrinfo
+
+    def pinned(host, *rest, **kw):
+        return lookup(address if host == name else host, *rest, **kw)
+    socket.getaddrinfo = pinned
+
+
 def s3_client(args: argparse.Namespace):
     try:  # imported here: --help works without it
         import boto3
@@ -129,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--root-directory", default="", help="storage.s3.rootDirectory, if set")
     parser.add_argument("--ca-file", help="PEM file of the CA the endpoint's certificate is checked with")
+    parser.add_argument("--resolve", metavar="NAME:ADDRESS",
+                        help="reach the endpoint's host NAME at ADDRESS (S3_RESOLVE of a node's storage-to-s3.env)")
     parser.add_argument("--no-path-style", dest="path_style", action="store_false",
                         help="virtual-hosted addressing (AWS itself); path style is the default")
     parser.add_argument("--workers", type=int, default=8, help="files copied at once")
@@ -141,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"storage_to_s3: no folder {args.source / PREFIX}: --source is the registry's storage (the folder "
               "holding docker/registry/v2: DATA_VOLUME/registry on a Harbor node)", file=sys.stderr)
         return 2
+    if args.resolve:
+        name, sep, address = args.resolve.rpartition(":")
+        if not (sep and name and address):
+            print(f"storage_to_s3: --resolve {args.resolve!r} is not NAME:ADDRESS", file=sys.stderr)
+            return 2
+        resolve(name, address)
     t0 = time.monotonic()
     files = source_files(args.source)
     client = s3_client(args)

@@ -15,7 +15,8 @@ from components.config import ClusterConfig, Host
 from components.host.files import FileSpec, role_env
 from components.host.remote import HostRole, RoleArgs, deploy_role
 from components.nfs import HARBOR_UID, nfs_client_files
-from components.object_store import S3_PROXY_CONF_PATH, S3_PROXY_UNIT, S3_TLS_NAME, s3_endpoint, s3_proxy_files
+from components.object_store import (S3_PROXY_CONF_PATH, S3_PROXY_UNIT, S3_TLS_NAME, s3_copy_files, s3_endpoint,
+                                     s3_proxy_files)
 from components.redis import harbor_redis_host
 
 SCRIPT = Path(__file__).with_name("harbor-node.sh")  #: the role script shipped to each Harbor node
@@ -95,7 +96,7 @@ def storage_service(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict:
     """storage_service of harbor.yml (pure): the trusted CA bundle, and in s3 mode the bucket and redirects."""
     s3 = cfg.storage.s3
     ca_bundle = TRUSTED_CAS_PATH if extra_trusted_cas(cfg) else CLUSTER_CA_PATH
-    if s3 is None:
+    if s3 is None or not cfg.storage.on_s3:  # mode nfs, with or without a bucket staged for the move
         return {"ca_bundle": ca_bundle}
     return {"ca_bundle": ca_bundle,
             "s3": registry_s3_parameters(cfg, secrets),
@@ -168,7 +169,7 @@ def harbor_yml_data(cfg: ClusterConfig, secrets: Mapping[str, str]) -> dict:
         # FILE keeps job logs in data_volume/job_logs, which every node shares in nfs mode; with s3 the data volume
         # is each node's own disk, so the logs go to the database, where any node's UI finds them.
         "jobservice": {"max_job_workers": 10,
-                       "job_loggers": ["STD_OUTPUT", "DATABASE" if cfg.storage.s3 else "FILE"],
+                       "job_loggers": ["STD_OUTPUT", "DATABASE" if cfg.storage.on_s3 else "FILE"],
                        "logger_sweeper_duration": 1},
         "notification": {"webhook_job_max_retry": 3, "webhook_job_http_client_timeout": 3},
         "log": {"level": "info", "local": {"rotate_count": 50, "rotate_size": "200M",
@@ -209,11 +210,12 @@ def node_env(cfg: ClusterConfig, node: Host) -> FileSpec:
         # nfs: the node mounts the NFS export (ours or an existing one); shared: data_volume is already a mount every
         # node shares (the sandbox's Docker volume), the node only checks it is there; local: storage.mode s3, the
         # images are in the bucket and data_volume is a folder on the node's own disk.
-        "DATA_MOUNT": "local" if cfg.storage.s3 else "nfs" if cfg.nfs_export else "shared",
+        "DATA_MOUNT": "local" if cfg.storage.on_s3 else "nfs" if cfg.nfs_export else "shared",
         # storage.mode s3 with roles.objectStore: the S3 endpoint's name is this node's address, where its S3 proxy
-        # listens (components/object_store/: it avoids a dead or frozen object-store host).
+        # listens (components/object_store/: it avoids a dead or frozen object-store host). In mode nfs the proxy
+        # runs too (the move's copy goes through it), but Harbor's containers are not told the name yet.
         "S3_TLS_NAME": S3_TLS_NAME,
-        "S3_HOSTS": node.address if cfg.object_store_hosts else "",
+        "S3_HOSTS": node.address if cfg.object_store_hosts and cfg.storage.on_s3 else "",
         "S3_PROXY_UNIT": S3_PROXY_UNIT if cfg.object_store_hosts else "",
         "S3_PROXY_CONF": S3_PROXY_CONF_PATH,
         "WITH_TRIVY": "1" if h.trivy else "0",
@@ -305,7 +307,7 @@ def _pem_join(*pems: str) -> str:
 
 
 def harbor_node_files(cfg: ClusterConfig, node: Host) -> list[FileSpec]:
-    s3 = cfg.storage.s3
+    s3 = cfg.storage.on_s3
     needs = ("admin_password", "db_password", "redis_password", *(S3_KEYS if s3 else ()))
     nfs = bool(cfg.nfs_export) and not s3
     files = (nfs_client_files(cfg) if nfs else []) + [*external_ca_files(cfg),
@@ -336,7 +338,7 @@ def harbor_node_files(cfg: ClusterConfig, node: Host) -> list[FileSpec]:
         FileSpec(path=f"/etc/systemd/system/{START_UNIT}", render=lambda _s: render_start_unit(cfg)),
     ]
     if cfg.object_store_hosts:
-        files += s3_proxy_files(cfg, node, CLUSTER_CA_PATH)
+        files += s3_proxy_files(cfg, node, CLUSTER_CA_PATH) + s3_copy_files(cfg, node)
     if not s3:
         # With s3 the data volume is the node's own disk: nothing to wait for at boot.
         files.append(FileSpec(path="/etc/systemd/system/docker.service.d/harbor-ha-data-volume.conf",

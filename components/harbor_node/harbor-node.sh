@@ -72,7 +72,12 @@ ensure_mount() {
 
 remove_mount() {
   # A shared volume belongs to the container runtime: it stays mounted.
-  [ "$DATA_MOUNT" = nfs ] || return 0
+  [ "$DATA_MOUNT" != shared ] || return 0
+  # local (storage.mode s3): only the NFS mount nfs mode left (the move keeps it until the role goes).
+  if [ "$DATA_MOUNT" = local ] && ! awk -v mp="$DATA_VOLUME" '$2 == mp && $1 !~ /^#/ && $3 ~ /^nfs/ { found = 1 }
+      END { exit !found }' "$FSTAB"; then
+    return 0
+  fi
   if mountpoint -q "$DATA_VOLUME"; then umount "$DATA_VOLUME"; fi
   fstab_drop "$DATA_VOLUME"
 }

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional
@@ -62,6 +63,8 @@ HEALTH_PATH = "/_harbor_ha/health"
 S3_PROXY_UNIT = "harbor-ha-s3-proxy"  #: each Harbor node's HAProxy in front of the object-store hosts
 S3_PROXY_DIR = "/etc/harbor-ha/s3-proxy"
 S3_PROXY_CONF_PATH = f"{S3_PROXY_DIR}/haproxy.cfg"
+#: on each Harbor node: the bucket's settings and Harbor's key as scripts/storage_to_s3.py takes them (the move)
+S3_COPY_ENV_PATH = "/etc/harbor-ha/storage-to-s3.env"
 HARBOR_KEY_NAME = "harbor-registry"  #: the Garage key's name (its id and secret are generated)
 # ed25519 keys as pulumi-tls writes them: PKCS#8 and SubjectPublicKeyInfo DER, the raw 32 bytes at the end.
 _ED25519_PKCS8_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
@@ -266,6 +269,26 @@ def s3_proxy_files(cfg: ClusterConfig, node: Host, ca_path: str) -> list[FileSpe
     """What a Harbor node receives for its S3 proxy (roles.objectStore only; an existing S3 is dialled directly)."""
     return [FileSpec(path=S3_PROXY_CONF_PATH, render=lambda _v: render_s3_proxy_conf(cfg, node, ca_path)),
             FileSpec(path=f"/etc/systemd/system/{S3_PROXY_UNIT}.service", render=lambda _v: render_s3_proxy_unit())]
+
+
+def render_copy_env(cfg: ClusterConfig, node: Host, secrets: Mapping[str, str]) -> str:
+    """The move's copy settings on a Harbor node (pure): the node's own S3 proxy (its name resolved to the node's
+    address, as harbor-node.sh does for Harbor's registry), the bucket, and Harbor's key for the environment, in
+    the shell syntax `set -a; . FILE` reads (docs/object-storage.md, "Moving from NFS to S3")."""
+    s3, g = cfg.storage.s3, garage_settings(cfg)
+    assert s3 is not None  # roles.objectStore always has the bucket's settings (parse_cluster_config)
+    values = {"S3_ENDPOINT": f"https://{S3_TLS_NAME}:{g.proxy_port}", "S3_RESOLVE": f"{S3_TLS_NAME}:{node.address}",
+              "S3_BUCKET": s3.bucket, "S3_REGION": s3.region, "S3_ROOT_DIRECTORY": s3.root_directory or "",
+              "AWS_ACCESS_KEY_ID": secrets["storage_s3_access_key"],
+              "AWS_SECRET_ACCESS_KEY": secrets["storage_s3_secret_key"]}
+    return ("# scripts/storage_to_s3.py's settings, rendered by harbor-ha (components/object_store/)\n"
+            + "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()))
+
+
+def s3_copy_files(cfg: ClusterConfig, node: Host) -> list[FileSpec]:
+    """What a Harbor node receives for the move's copy (roles.objectStore): root's only."""
+    return [FileSpec(path=S3_COPY_ENV_PATH, render=lambda s: render_copy_env(cfg, node, s),
+                     needs=("storage_s3_access_key", "storage_s3_secret_key"), mode=0o600)]
 
 
 def render_layout(cfg: ClusterConfig, node_ids: Mapping[str, str]) -> str:

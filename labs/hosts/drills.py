@@ -422,11 +422,15 @@ class HarborDrills:
                                     "--count", "100000", "--duration", f"{MAX_LOAD_S:.0f}", "--stop-file", stop,
                                     *extra])
 
-    def client_process(self, args: list[str]) -> subprocess.Popen:
-        """scripts/drills/ha_client.py ARGS on data1, over TLS to HOSTNAME at the VIP, as Harbor's admin."""
+    def client_process(self, args: list[str], until: Optional[str] = None) -> subprocess.Popen:
+        """scripts/drills/ha_client.py ARGS on data1, over TLS to HOSTNAME at the VIP, as Harbor's admin; with
+        `until`, run again and again (one JSON line each; a run that fails prints {"client_failed": 1}) until that file
+        exists."""
+        client = f"python3 /tmp/ha_client.py {shlex.join(https_args(args, 443, HOSTNAME))}"
         command = ("IFS= read -r HARBOR_PASSWORD; export HARBOR_PASSWORD HARBOR_USER=admin "
                    'HA_CA_PEM="$(cat /tmp/hha-drill-ca.pem)"; '
-                   f"exec python3 /tmp/ha_client.py {shlex.join(https_args(args, 443, HOSTNAME))}")
+                   + (f"while [ ! -e {shlex.quote(until)} ]; do {client} || echo '{{\"client_failed\": 1}}'; done"
+                      if until else f"exec {client}"))
         proc = subprocess.Popen(["ssh", "-F", str(host_lab.ROOT / "ssh_config"), self.client, command],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stdin is not None
@@ -434,6 +438,19 @@ class HarborDrills:
         proc.stdin.close()
         proc.stdin = None  # written and closed: communicate() must not flush it again
         return proc
+
+    def client_result(self, args: list[str], timeout: float) -> dict:
+        """client_process(ARGS) to its end: its JSON, or RuntimeError naming its exit status and stderr."""
+        proc = self.client_process(args)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate(timeout=30)
+            raise RuntimeError(f"ha_client.py {args[0]}: no end within {timeout:.0f} s") from None
+        if proc.returncode != 0:
+            raise RuntimeError(f"ha_client.py {args[0]}: exit {proc.returncode}: {err[-500:]}")
+        return json.loads(out)
 
     def finish(self, name: str, proc: subprocess.Popen) -> dict:
         ssh(self.client, f"touch /tmp/hha-drill-{name}.stop")

@@ -2,7 +2,7 @@
 
     sudo venv/bin/python labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|external|all|s3]
         [--keep]
-    sudo venv/bin/python labs/hosts/host_lab.py verify --harbor real --json FILE
+    sudo venv/bin/python labs/hosts/host_lab.py verify --harbor real --json FILE [--shape s3]  (s3: s3_harbor.py)
     sudo venv/bin/python labs/hosts/host_lab.py observe --json FILE [--quiet-minutes 10] [--keep] [--no-acme]
         (observe.py; the acme figures from acme_hosts.py)
     sudo venv/bin/python labs/hosts/host_lab.py drills --harbor real --json FILE [--keep]  (drills.py)
@@ -49,7 +49,8 @@ What is a stand-in, and why:
   registry container (goharbor/distribution release-2.8, built here from source), run on each node as a host service
   (not in Harbor's container: the stand-in installer has none) on the S3 settings of the node's rendered harbor.yml,
   its endpoint name resolved as harbor-node.sh writes it for Harbor's registry containers (the node's S3 proxy);
-  Garage is the real one, built here from crates.io and served by a lab host (dist1).
+  Garage is the real one, built here from crates.io and served by a lab host (dist1). With --harbor real, Harbor's
+  registry container itself, after the move from NFS (labs/hosts/s3_harbor.py).
 - Reboot: `systemctl reboot` in the host ends its systemd-nspawn (no systemd on this machine restarts it, as
   systemd-nspawn@.service would); the lab starts it again on the same root filesystem.
 """
@@ -329,6 +330,11 @@ S3 = Shape("s3", ["data1", "node1", "node2", "s3a", "s3b", "s3c"], {
     "postgres": "data1", "redis": ["data1"], "harborNodes": ["node1", "node2"], "loadBalancers": ["node1", "node2"],
     "objectStore": ["s3a", "s3b", "s3c"]}, {"storage": {"mode": "s3"}}, parallel=True,
     outside=("dist1", "s3d"))  # s3d: the host that replaces s3c
+# The s3 shape with real Harbor (labs/hosts/s3_harbor.py), deployed first as the move from NFS begins: storage.mode
+# nfs with roles.objectStore (Garage beside the NFS stand-in on data1); s3_harbor.move switches it to s3. No host is
+# replaced, so no s3d.
+S3_HARBOR = Shape(S3.name, S3.hosts, {**S3.roles, "nfs": "data1"}, {"storage": {"mode": "nfs"}}, parallel=True,
+                  outside=("dist1",))
 DIST_PORT = 8873  #: dist1's HTTP port for the Garage binary
 # Harbor's registry on each node of the s3 shape: the binary of Harbor's registry container (goharbor/distribution
 # release-2.8, built here by labs/harbor/build_installer.py), run as a host service on the S3 settings of the node's
@@ -339,6 +345,11 @@ REGISTRY_UNIT = "hostlab-registry"
 # The move from NFS to S3 (HostLab.nfs_to_s3): the old registry, on filesystem storage in the NFS stand-in folder.
 NFS_REGISTRY_UNIT, NFS_REGISTRY_PORT = "hostlab-registry-nfs", REGISTRY_PORT + 1
 NFS_REGISTRY_STORAGE = "/srv/nfs-standin/registry-nfs"
+
+
+def storage_mode(shape: Shape) -> str:
+    """The shape's storage.mode."""
+    return shape.extra.get("storage", {}).get("mode", "nfs")
 
 
 def registry_unit(unit: str, storage: str) -> str:
@@ -439,16 +450,18 @@ class HostLab:
 
     def prepare_standins(self, shape: Shape) -> None:
         """The lab's NFS stand-ins, put in place before the first apply (see the module docstring); for the s3
-        shape, the Garage binary's download server on dist1."""
-        if shape is S3:
+        shape, the Garage binary's download server on dist1; with real Harbor, the nodes' docker wrapper."""
+        if "objectStore" in shape.roles:
             self.serve_garage()
-            return
         if "nfs" in shape.roles:
             ssh(MACHINES[shape.roles["nfs"]], "test -f /etc/systemd/system/nfs-server.service || { cat > "
                 "/etc/systemd/system/nfs-server.service && systemctl daemon-reload; }", input=NFS_SERVER_STANDIN)
         if shape is EXTERNAL:
             self.start_external_services()
-        for node in [*shape.roles["harborNodes"], *(["node3"] if self.booted >= 4 else [])]:
+        # With storage.mode s3 no node mounts NFS.
+        mounting = [] if storage_mode(shape) == "s3" else [*shape.roles["harborNodes"],
+                                                           *(["node3"] if self.booted >= 4 else [])]
+        for node in mounting:
             ssh(MACHINES[node], "set -e; if [ ! -f /sbin/mount.nfs.distrib ]; then "
                 "dpkg-divert --quiet --local --rename --divert /sbin/mount.nfs.distrib --add /sbin/mount.nfs; fi; "
                 "cat > /sbin/mount.nfs && chmod 0755 /sbin/mount.nfs", input=MOUNT_NFS_STANDIN)
@@ -486,8 +499,8 @@ class HostLab:
         }
         if lb:
             values["loadBalancer"] = lb
-        if shape.name == S3.name:  # also the shape a replaced object-store host gives
-            values["storage"] = {"mode": "s3", "garage": {
+        if "objectStore" in shape.roles:
+            values["storage"] = {"mode": storage_mode(shape), "garage": {
                 "url": f"http://{address(MACHINES['dist1'])}:{DIST_PORT}/garage", "sha256": self.garage_sha256}}
         if shape is EXTERNAL:
             values.update(self.external_sections())
@@ -660,10 +673,15 @@ class HostLab:
         before = {m: self.pid1_start(m) for m in machines}
         t0 = time.monotonic()
         for m in machines:
-            try:  # --no-block: the session ends before the shutdown takes the host's network away
-                ssh(m, "systemctl reboot --no-block", check=False, timeout=60)
-            except subprocess.TimeoutExpired:  # the host went down under the session: judged below like the others
-                log(f"{m}: no answer to systemctl reboot within 60 s")
+            # A session that timed out may have gone down with the host, or never run the command (a machine under a
+            # load of 30 took over 60 s to open one): asked again, at most three times; a second request of a
+            # reboot in progress changes nothing.
+            for attempt in range(3):
+                try:  # --no-block: the session ends before the shutdown takes the host's network away
+                    ssh(m, "systemctl reboot --no-block", check=False, timeout=120)
+                    break
+                except subprocess.TimeoutExpired:  # judged below like the others
+                    log(f"{m}: no answer to systemctl reboot within 120 s (request {attempt + 1} of 3)")
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             status = debhosts("status")
@@ -916,10 +934,11 @@ class HostLab:
         code, _, text = out.stdout.partition("\n")
         return int(code or 0), text
 
-    def harbor_checks(self, shape: Shape) -> dict:
+    def harbor_checks(self, shape: Shape, *, extended: bool = True) -> dict:
         """What a user does first with real Harbor: every node healthy; docker login, push through the VIP over TLS
         and pull from another host; push through one node alone, pull through the other (shared storage and keys);
-        a registry token issued by one node accepted by the other; a robot account pulls."""
+        a registry token issued by one node accepted by the other; a robot account pulls. `extended`: then the API
+        provider's objects and contract, the stack's migration section and the admin password's rotation."""
         nodes = shape.roles["harborNodes"]
         first, second = MACHINES[nodes[0]], MACHINES[nodes[1]]
         # Each client reaches "its" node by the name of the node certificate: node1 from the first, node2 from the
@@ -955,6 +974,10 @@ class HostLab:
             result["push_pull_per_node"] = {"ok": False, "digest_equal": False, "error": str(e)[-500:]}
         result["cross_node_token"] = self.cross_node_token(first, address(first), address(second), password)
         result["robot_pull"] = self.robot_pull(second, password)
+        result["extended"] = extended
+        if not extended:
+            log(f"real Harbor: {result}")
+            return result
         # The provider runs where `pulumi up` runs (this machine) and reaches Harbor through the VIP over TLS.
         conn = {"harbor_url": f"https://{self.vip}", "harbor_username": "admin", "harbor_password": password,
                 "harbor_ca_certificate": self.ca}
@@ -1550,6 +1573,11 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
         applied[role] = first.ok
     bad = lab.wait_active(60) if first.ok else {"all": ["first apply failed"]}
     log(f"{shape.name}: inactive after apply: {bad or 'none'}")
+    moved: Optional[dict] = None
+    if "objectStore" in shape.roles and storage_mode(shape) == "nfs":
+        # The move's first stage: the move to S3 itself, then everything below on S3.
+        from labs.hosts import s3_harbor  # it builds on this module
+        moved, values = s3_harbor.move(lab, shape, values)
 
     before = lab.snapshot()
     engine_second = lab.up(values)  # what the engine runs: nothing changed, so nothing runs
@@ -1571,8 +1599,11 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
     if patroni:
         report["patroni"] = lab.patroni_checks(shape, values)
     if lab.harbor == "real":
-        report["harbor"] = lab.harbor_checks(shape)
-    if shape is S3:
+        report["harbor"] = lab.harbor_checks(shape, extended=shape.name != S3.name)
+    if shape.name == S3.name and lab.harbor == "real":
+        from labs.hosts import s3_harbor  # it builds on this module
+        report["storage"] = s3_harbor.checks(lab, shape, values, report["harbor"], moved)
+    elif shape is S3:
         report["storage"] = lab.s3_checks(shape, values)
     if shape is EXTERNAL:
         report["external"] = lab.external_checks(values)
@@ -1606,7 +1637,7 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
             bad_after_reboot.setdefault(role, []).append(f"{host} did not reboot")
     nodes = shape.roles["harborNodes"]
     # With storage.mode s3 the data volume is the node's own disk: no mount for Docker to wait for.
-    docker_order = {n: shape is S3 or lab.docker_after_mount(n) for n in nodes}
+    docker_order = {n: shape.name == S3.name or lab.docker_after_mount(n) for n in nodes}
     log(f"{shape.name}: reboot of {len(shape.machines)} hosts: back in {reboot_s:.1f} s; inactive "
         f"{bad_after_reboot or 'none'}; docker after the data mount: {docker_order}")
     if "harbor" in report and "admin_rotation" in report["harbor"]:
@@ -1627,8 +1658,10 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
         log(f"{shape.name}: after the reboot: {report['patroni']['after_reboot']}")
         report["patroni"]["failover"] = lab.failover(shape, dsn)
 
+    # Harbor's keys: on the node's own data volume when the shape starts on S3; on the NFS export (DATA's path) when
+    # it was moved from NFS (the node kept the mount until its delete, which unmounts it).
     deleted = delete_all(lab, shape, {"harbor-node": f"{values['harbor'].get('dataVolume', '/data')}/secret/keys/"
-                                                      "secretkey"} if shape is S3 else {})
+                                                      "secretkey"} if storage_mode(shape) == "s3" else {})
     for role in applied:
         report["roles"][f"{role}" if shape.name == "dev" else f"{role} ({shape.name})"] = {
             "applied": applied[role], "second_apply_changed": changed.get(role, 0),
@@ -1685,9 +1718,12 @@ def harbor_ok(result: Optional[dict]) -> bool:
     """Real Harbor's checks passed (True with the stand-in)."""
     if result is None:
         return True
-    return bool(result["nodes_healthy"] == len(result["health"]) and result["push_pull_via_vip"]["digest_equal"]
-                and result["push_pull_per_node"]["digest_equal"] and result["cross_node_token"]
-                and result["robot_pull"] and result["api_objects"]["kinds"] == harbor_api_check.KINDS
+    first = bool(result["nodes_healthy"] == len(result["health"]) and result["push_pull_via_vip"]["digest_equal"]
+                 and result["push_pull_per_node"]["digest_equal"] and result["cross_node_token"]
+                 and result["robot_pull"])
+    if not result.get("extended", True):
+        return first
+    return bool(first and result["api_objects"]["kinds"] == harbor_api_check.KINDS
                 and result["api_objects"]["second_run_writes"] == 0
                 and result["api_objects"]["details"]["unreachable registry"].get("create_refused") is True
                 and result["migration"].get("tags", 0) > 0
@@ -1716,6 +1752,9 @@ def storage_ok(result: Optional[dict]) -> bool:
     and the longest gap are figures."""
     if result is None:
         return True
+    if "bucket" in result:  # real Harbor's (labs/hosts/s3_harbor.py)
+        from labs.hosts import s3_harbor
+        return s3_harbor.storage_ok(result)
     return bool(result["push_pull"]["ok"] and result["node_replaced"] and result["nfs_to_s3"]["ok"] and all(
         fault["images_lost"] == 0 and fault["images"] > 0 and fault["healthy_again_s"] is not None
         for fault in (result["node_power_cut"], result["node_frozen"])))
@@ -1770,7 +1809,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     v.add_argument("--no-day2", action="store_true", help="skip the day-2 scenarios")
     v.add_argument("--keep", action="store_true", help="leave the hosts running")
     v.add_argument("--harbor", choices=("standin", "real"), default="standin",
-                   help="real: Harbor built from source (labs/harbor/build_installer.py) on the dev shape, without "
+                   help="real: Harbor built from source (labs/harbor/build_installer.py) on the dev shape (the s3 "
+                   "shape with --shape s3: labs/hosts/s3_harbor.py), without "
                         "the day-2 scenarios; standin: the busybox stand-in installer (fast)")
     o = sub.add_parser("observe", help="the monitoring role on the dev shape: quiet cluster, drills, their alerts")
     o.add_argument("--json", type=Path, required=True)
@@ -1816,7 +1856,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         from labs.hosts import drills as harbor_drills
         result = harbor_drills.run_drills(args.json, keep=args.keep, only=args.only, shape=args.shape)
         return 0 if harbor_drills.passed(result) else 1
-    shapes = [DEV] if args.harbor == "real" else SHAPES[args.shape]
+    shapes = ([S3_HARBOR] if args.shape == "s3" else [DEV]) if args.harbor == "real" else SHAPES[args.shape]
     report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep, harbor=args.harbor)
     good = (harbor_ok(report.get("harbor"))
             and all(r["applied"] and r["second_apply_changed"] == 0 and r["active_after_reboot"]

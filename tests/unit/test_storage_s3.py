@@ -70,7 +70,7 @@ def test_bad_s3_settings_fail_naming_the_key(key, value, problem):
 def test_s3_and_garage_sections_without_their_mode_or_role_are_errors():
     values = prod_values()
     values["storage"] = {"s3": {"bucket": "x-images"}}
-    assert problems_of(values) == ["harbor-ha:storage.s3: only used with storage.mode s3"]
+    assert problems_of(values) == ["harbor-ha:storage.s3: only used with storage.mode s3 or roles.objectStore"]
     values = own_s3_values()
     values["storage"]["garage"] = {"capacity": "1T"}
     assert problems_of(values, BYO_KEYS) == [
@@ -90,13 +90,47 @@ def test_object_store_role_needs_three_hosts_a_digest_and_no_endpoint_or_keys():
         "harbor-ha:storageS3AccessKey: must not be set with roles.objectStore: the program creates Harbor's Garage key",
         "harbor-ha:storageS3SecretKey: must not be set with roles.objectStore: the program creates Harbor's Garage key",
     ]
+    values = staged_values()
+    values["storage"]["s3"] = {"endpoint": "https://s3.example.internal"}
+    values["storage"]["garage"].pop("sha256")
+    assert problems_of(values) == [
+        "harbor-ha:storage.garage.sha256: is required",
+        "harbor-ha:storage.s3.endpoint: must be unset with roles.objectStore: Harbor uses the role's own TLS endpoint"]
+
+
+def staged_values() -> dict:
+    """The first stage of the move from NFS (docs/object-storage.md): the Garage example with the NFS host kept and
+    storage.mode still nfs."""
     values = garage_values()
     values["storage"]["mode"] = "nfs"
-    values["storage"].pop("s3")
-    values["storage"].pop("garage")
     values["roles"]["nfs"] = "db1"
-    assert problems_of(values) == [
-        "harbor-ha:storage.mode: roles.objectStore deploys Garage for Harbor's images: set storage.mode s3"]
+    return values
+
+
+def test_the_move_stages_garage_and_its_bucket_while_harbor_stays_on_nfs():
+    cfg = parse_cluster_config(staged_values())
+    assert cfg.storage.mode == "nfs" and not cfg.storage.on_s3
+    assert cfg.storage.garage is not None and cfg.storage.s3 is not None and len(cfg.object_store_hosts) == 3
+    node = cfg.harbor_nodes[0]
+    data = yaml.safe_load(render_harbor_yml(cfg, SECRETS))
+    assert data["storage_service"] == {"ca_bundle": CLUSTER_CA_PATH}
+    assert data["jobservice"]["job_loggers"] == ["STD_OUTPUT", "FILE"]
+    env = node_env(cfg, node).render(SECRETS)
+    # Still mounted from NFS; Harbor's containers are not given the S3 name until the switch (no recreate now).
+    assert "DATA_MOUNT=nfs\n" in env and "S3_HOSTS=''\n" in env and "S3_PROXY_UNIT=harbor-ha-s3-proxy\n" in env
+    files = {f.path: f for f in harbor_node_files(cfg, node)}
+    copy = files["/etc/harbor-ha/storage-to-s3.env"]
+    assert copy.mode == 0o600 and copy.sensitive
+    assert copy.render(SECRETS).splitlines()[1:] == [
+        "S3_ENDPOINT=https://s3.harbor-ha.invalid:3944", f"S3_RESOLVE=s3.harbor-ha.invalid:{node.address}",
+        "S3_BUCKET=harbor-registry", "S3_REGION=us-east-1", "S3_ROOT_DIRECTORY=''",
+        "AWS_ACCESS_KEY_ID='<secret:storage_s3_access_key>'", "AWS_SECRET_ACCESS_KEY='<secret:storage_s3_secret_key>'"]
+    # The switch: the same stack with storage.mode s3 renders the bucket into harbor.yml and the S3 name.
+    values = staged_values()
+    values["storage"]["mode"] = "s3"
+    switched = parse_cluster_config(values)
+    assert "s3" in yaml.safe_load(render_harbor_yml(switched, SECRETS))["storage_service"]
+    assert f"S3_HOSTS={node.address}\n" in node_env(switched, node).render(SECRETS)
 
 
 def test_harbor_yml_hands_the_registry_the_bucket_with_redirects_off_and_job_logs_in_the_database():
@@ -280,6 +314,23 @@ def test_garage_identities_are_protected_like_the_data_they_name():
         protected = {r.name for r in regs if r.protect}
         assert {"harbor-secrets-garage-node-key-s3a", "harbor-secrets-garage-rpc-secret"} <= protected
         assert {f"harbor-objstore-s3{x}-apply" for x in "abc"} <= protected
+        return regs
+
+    return program.all_registered().apply(check)
+
+
+@pulumi.runtime.test
+def test_the_staged_move_deploys_garage_beside_the_nfs_server_and_the_nodes_keep_mounting_nfs():
+    program = run_program(staged_values())
+
+    def check(regs):
+        nfs, cluster = apply_commands(regs, "nfs-server"), apply_commands(regs, "object-store-cluster")
+        assert len(nfs) == 1 and len(cluster) == 1 and len(apply_commands(regs, "object-store")) == 3
+        for node in apply_commands(regs, "harbor-node"):
+            files = rendered_files(node)
+            assert "s3" not in yaml.safe_load(files["opt__harbor__harbor.yml"])["storage_service"]
+            assert "etc__harbor-ha__storage-to-s3.env" in files and "etc__harbor-ha__nfs__fstab-line" in files
+            assert depends_transitively(regs, node, nfs[0]) and depends_transitively(regs, node, cluster[0])
         return regs
 
     return program.all_registered().apply(check)

@@ -88,3 +88,18 @@ def test_a_folder_that_is_not_a_registry_storage_is_refused_by_name(s3, tmp_path
 def test_missing_credentials_exit_2_before_anything_is_read(tmp_path, monkeypatch):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
     assert storage_to_s3.main(["--source", str(tmp_path), "--bucket", BUCKET]) == 2
+
+
+def test_resolve_reaches_the_endpoints_name_at_the_given_address_and_leaves_other_names_alone(monkeypatch):
+    import socket
+
+    monkeypatch.setattr(socket, "getaddrinfo", socket.getaddrinfo)  # restored after the test
+    storage_to_s3.resolve("s3.harbor-ha.invalid", "127.0.0.1")
+    assert {a[4][0] for a in socket.getaddrinfo("s3.harbor-ha.invalid", 3944, socket.AF_INET)} == {"127.0.0.1"}
+    assert {a[4][0] for a in socket.getaddrinfo("localhost", 1, socket.AF_INET)} == {"127.0.0.1"}
+
+
+def test_a_resolve_without_an_address_exits_2(s3, tmp_path, capsys):
+    registry_tree(tmp_path)
+    assert storage_to_s3.main(["--source", str(tmp_path), "--bucket", BUCKET, "--resolve", "s3.example"]) == 2
+    assert "is not NAME:ADDRESS" in capsys.readouterr().err

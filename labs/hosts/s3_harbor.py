@@ -1,0 +1,280 @@
+"""`host_lab.py verify --shape s3 --harbor real`: real Harbor (v2.15.2 built from source) moved from NFS onto Garage.
+
+    sudo venv/bin/python labs/hosts/host_lab.py verify --shape s3 --harbor real --json FILE [--keep]
+
+The s3 shape (PostgreSQL, Redis and the NFS stand-in on data1, Harbor and the LBs on node1/node2, Garage on
+s3a..s3c, the Garage binary served by dist1) with the installer built from source instead of the registry binary
+the garage tier runs on the hosts. It is first applied in the move's first stage (storage.mode nfs with
+roles.objectStore: docs/object-storage.md), then `move` carries out the move as the operator does it (`nfs_to_s3`)
+and host_lab goes on with the stack on S3: the harbor-node role's harbor.yml `storage_service.s3`, rendered by the
+program, is what Harbor's own prepare turns into its registry container's config.yml. After host_lab's first
+checks of real Harbor (push through the VIP, pull through the other node, digests equal; a token of one node used on
+the other; a robot pulls):
+- `registry_config`: the config.yml prepare wrote on each node, as its registry container reads it: the S3 driver
+  on the node's S3 proxy, path style, redirects off, and one http secret on every node;
+- `node_power_cut`: the drills' client (scripts/drills/ha_client.py `workload`, docker's retries) pushes and pulls
+  through the VIP over TLS while one object-store host loses its power for POWER_OFF_S; every image the client was
+  told was pushed is pulled back and compared at the end;
+- `bucket`: every manifest pushed on S3, and every layer Harbor linked to the probe repository, is an object in the
+  Garage bucket (listed with the S3 API through a node's S3 proxy, Harbor's key on stdin); `on_data_volume`: none of
+  those manifests is on a node's data volume.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from components.config import ClusterConfig, parse_cluster_config
+from components.harbor_node import CLUSTER_CA_PATH
+from components.object_store import S3_COPY_ENV_PATH, S3_TLS_NAME, s3_endpoint
+from labs.hosts.host_lab import MACHINES, HostLab, Shape, address, debhosts, log, ssh
+
+POWER_OFF_S = 60.0  #: how long the object-store host stays off (the garage tier's power cut: the same)
+HEALTHY_TIMEOUT_S = 300.0  #: Garage healthy again on the host after its boot, on a loaded machine
+PROBE_REPO = "library/hostlab-probe"  #: what HostLab.harbor_checks pushes
+MOVE_REPO, MOVE_IMAGES = "library/before-move", 8  #: what the cluster holds on NFS before the move
+MOVE_STOP = "/tmp/hostlab-move-pulls.stop"  #: ends the pull loop of the move
+# Lists every key of the bucket under the registry's root (boto3, path style, the cluster CA); the key pair on stdin.
+LIST_PY = r"""
+import json, sys
+import boto3
+from botocore.config import Config
+access, secret = sys.stdin.readline().strip(), sys.stdin.readline().strip()
+endpoint, bucket, region, prefix = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=access,
+                  aws_secret_access_key=secret, verify=sys.argv[5], config=Config(s3={"addressing_style": "path"}))
+keys = []
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    keys += [o["Key"] for o in page.get("Contents", [])]
+print(json.dumps(keys))
+"""
+
+
+def registry_config(cfg: ClusterConfig, nodes: list[str]) -> dict:
+    """What Harbor's prepare made of harbor.yml's storage_service on each node: the registry container's config.yml
+    and environment (the http secret compared across the nodes, never recorded)."""
+    seen: dict[str, Any] = {}
+    secrets: set[str] = set()
+    for node in nodes:
+        m = MACHINES[node]
+        config = yaml.safe_load(ssh(m, "docker exec registry cat /etc/registry/config.yml").stdout)
+        env = json.loads(ssh(m, "docker inspect -f '{{json .Config.Env}}' registry").stdout)
+        env_secret = [e.split("=", 1)[1] for e in env if e.startswith("REGISTRY_HTTP_SECRET=")]
+        secrets.add(env_secret[0] if env_secret else str(config["http"]["secret"]))
+        storage = config["storage"]
+        s3 = storage.get("s3") or {}
+        seen[node] = {"drivers": sorted(k for k in storage if k not in ("cache", "maintenance", "delete", "redirect")),
+                      "regionendpoint": s3.get("regionendpoint"), "forcepathstyle": s3.get("forcepathstyle"),
+                      "bucket": s3.get("bucket"), "secure": s3.get("secure"),
+                      "redirect_disabled": (storage.get("redirect") or {}).get("disable") is True,
+                      "http_secret_from_env": bool(env_secret)}
+    endpoint = s3_endpoint(cfg)
+    ok = len(secrets) == 1 and all(n["drivers"] == ["s3"] and n["redirect_disabled"] and n["forcepathstyle"] is True
+                                   and n["regionendpoint"] == endpoint for n in seen.values())
+    return {"nodes": seen, "endpoint": endpoint, "http_secret_equal": len(secrets) == 1, "ok": ok}
+
+
+def bucket_keys(cfg: ClusterConfig, node: str) -> list[str]:
+    """Every key of the registry's storage in the bucket, listed on `node` through its S3 proxy with the S3 settings
+    of its harbor.yml (the endpoint's name resolved as harbor-node.sh does for the registry container)."""
+    m = MACHINES[node]
+    s3 = yaml.safe_load(ssh(m, f"cat {cfg.harbor.install_dir}/harbor.yml").stdout)["storage_service"]["s3"]
+    ssh(m, "dpkg -s python3-boto3 >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+           "apt-get install -y -qq python3-boto3 >/dev/null; }; cat > /tmp/hostlab-s3-list.py; "
+           f"printf '127.0.0.1 localhost\\n%s {S3_TLS_NAME}\\n' {address(m)} > /etc/hostlab-s3.hosts",
+        input=LIST_PY, timeout=900)
+    prefix = f"{s3['rootdirectory'].strip('/')}/" if s3.get("rootdirectory") else ""
+    out = ssh(m, "exec unshare -m sh -c 'mount --bind /etc/hostlab-s3.hosts /etc/hosts && exec python3 "
+                 f"/tmp/hostlab-s3-list.py {s3['regionendpoint']} {s3['bucket']} {s3['region']} \"{prefix}\" "
+                 f"{CLUSTER_CA_PATH}'", input=f"{s3['accesskey']}\n{s3['secretkey']}\n", timeout=600)
+    return [k[len(prefix):] for k in json.loads(out.stdout)]
+
+
+def blob_key(digest: str) -> str:
+    """The registry's object for a blob (distribution's path layout, under its root directory)."""
+    algorithm, hex_ = digest.split(":", 1)
+    return f"docker/registry/v2/blobs/{algorithm}/{hex_[:2]}/{hex_}/data"
+
+
+def bucket_figures(keys: list[str], manifests: dict[str, str], probe_repo: str = PROBE_REPO) -> dict:
+    """Which of the pushed images' manifests (`manifests`: tag -> digest) and of the layers linked to `probe_repo`
+    have their blob in the bucket (pure)."""
+    present = set(keys)
+    links = f"docker/registry/v2/repositories/{probe_repo}/_layers/"
+    layers = sorted({k[len(links):].rsplit("/", 1)[0].replace("/", ":") for k in keys
+                     if k.startswith(links) and k.endswith("/link")})
+    missing = sorted({d for d in manifests.values() if blob_key(d) not in present}
+                     | {d for d in layers if blob_key(d) not in present})
+    return {"objects": len(keys), "blobs": sum(1 for k in keys if k.endswith("/data") and "/blobs/" in k),
+            "manifests": len(set(manifests.values())), "probe_layers": len(layers), "missing": missing[:6],
+            "ok": bool(manifests) and bool(layers) and not missing}
+
+
+def on_data_volume(cfg: ClusterConfig, nodes: list[str], manifests: dict[str, str]) -> dict[str, int]:
+    """How many of the manifests pushed on S3 have a blob in a node's data_volume/registry (the filesystem
+    driver's folder; after the move it still holds the NFS data): none."""
+    paths = " ".join(f"{cfg.harbor.data_volume}/registry/{blob_key(d)}" for d in sorted(set(manifests.values())))
+    return {n: int(ssh(MACHINES[n], f"n=0; for f in {paths}; do [ ! -e \"$f\" ] || n=$((n+1)); done; echo $n"
+                       ).stdout) for n in nodes}
+
+
+def power_cut(lab: HostLab, shape: Shape, host: str, witness: str) -> dict:
+    """The drills' workload through the VIP; LEAD_S in, `host` loses its power for POWER_OFF_S, then boots; the load
+    runs TAIL_S more once Garage reports itself healthy on it; then every image is pulled back and compared."""
+    from labs.hosts import drills  # drills imports host_lab, which imports this module lazily
+    harbor = drills.HarborDrills(lab, shape)
+    ssh(harbor.client, "cat > /tmp/hha-drill-ca.pem", input=lab.ca)
+    ssh(harbor.client, "cat > /tmp/ha_client.py", input=drills.CLIENT_PY.read_text())
+    name = "s3_power_cut"
+    proc = harbor.start_workload(name)
+    time.sleep(drills.LEAD_S)
+    m = MACHINES[host]
+    t_fault = time.time()
+    debhosts("kill", m)
+    time.sleep(POWER_OFF_S)
+    during = lab.garage_health(MACHINES[witness])
+    lab.power_on()
+    healthy_s: Optional[float] = None
+    deadline = time.monotonic() + HEALTHY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if lab.garage_health(m).get("status") == "healthy":
+            healthy_s = time.time() - t_fault
+            break
+        time.sleep(2)
+    time.sleep(drills.TAIL_S)
+    out = harbor.finish(name, proc)
+    figures = drills.summary_figures(name, out, t_fault, healthy_s, jobs_measured=False)
+    figures.update(host=host, health_during=during.get("status"), off_s=POWER_OFF_S,
+                   pushed={o["ref"]: o["digest"] for o in out.get("ops", []) if o["op"] == "push" and o["ok"]})
+    return figures
+
+
+def storage_to_s3_command(cfg: ClusterConfig) -> str:
+    """scripts/storage_to_s3.py on a node as docs/object-storage.md tells the operator to run it: the settings and
+    Harbor's key from the node's storage-to-s3.env, the registry's folder on the NFS mount."""
+    return (f"set -a; . {S3_COPY_ENV_PATH}; set +a; exec python3 /tmp/storage_to_s3.py "
+            f"--source {cfg.harbor.data_volume}/registry --endpoint \"$S3_ENDPOINT\" --resolve \"$S3_RESOLVE\" "
+            "--bucket \"$S3_BUCKET\" --region \"$S3_REGION\" --root-directory \"$S3_ROOT_DIRECTORY\" "
+            f"--ca-file {CLUSTER_CA_PATH}")
+
+
+def move(lab: HostLab, shape: Shape, values: dict[str, Any]) -> tuple[dict, dict[str, Any]]:
+    """The move from NFS to S3 as docs/object-storage.md gives it, on real Harbor: the stack deployed in its first
+    stage (storage.mode nfs with roles.objectStore: Garage and the bucket beside the NFS server) holds MOVE_IMAGES
+    images pushed through the VIP; Harbor is set read-only (its API) and a pull loop of every image through the VIP
+    starts; scripts/storage_to_s3.py copies the NFS folder into the bucket from node1 (twice: the second copies
+    nothing); the stack is applied with storage.mode s3 (the switch); every tag Harbor gave at the pushes is listed
+    by its API with the same digest and pulled; the loop stops, Harbor leaves read-only. Returns the figures and the
+    switched stack's values."""
+    from labs.hosts import drills  # drills imports host_lab, which imports this module lazily
+    t0 = time.monotonic()
+    cfg = parse_cluster_config(values)
+    harbor = drills.HarborDrills(lab, shape)
+    api = drills.Replication(lab, harbor.client)  # Harbor's API through the VIP as admin
+    node = MACHINES[shape.roles["harborNodes"][0]]
+    ssh(harbor.client, "cat > /tmp/hha-drill-ca.pem", input=lab.ca)
+    ssh(harbor.client, "cat > /tmp/ha_client.py", input=drills.CLIENT_PY.read_text())
+    filled = harbor.client_result(["workload", lab.vip, "--repo", MOVE_REPO, "--count", str(MOVE_IMAGES),
+                                   "--duration", "600"], timeout=1200)
+    images = filled.get("pushed", {})
+    api.call("PUT", "/configurations", {"read_only": True})
+    try:
+        harbor.client_result(["push", lab.vip, "--repo", MOVE_REPO, "--tag", "late"], timeout=300)
+        refused, late_push = False, "pushed"
+    except RuntimeError as e:
+        refused, late_push = True, str(e)[-300:]
+    ssh(harbor.client, f"rm -f {MOVE_STOP}; cat > /tmp/hostlab-move-images.json", input=json.dumps(images))
+    pulls = harbor.client_process(["verify", lab.vip, "--repo", MOVE_REPO, "--pushed", "/tmp/hostlab-move-images.json"],
+                                  until=MOVE_STOP)
+    ssh(node, "dpkg -s python3-boto3 >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+              "apt-get install -y -qq python3-boto3 >/dev/null; }; cat > /tmp/storage_to_s3.py",
+        input=(Path(__file__).resolve().parents[2] / "scripts" / "storage_to_s3.py").read_text(), timeout=900)
+    copies = [ssh(node, storage_to_s3_command(cfg), check=False, timeout=1800) for _ in range(2)]
+    first, second = (json.loads(c.stdout) if c.stdout.strip().startswith("{") else {"ok": False,
+                     "failure": c.stderr[-500:]} for c in copies)
+    switched = {**values, "storage": {**values["storage"], "mode": "s3"}}
+    switch = lab.up(switched) if first.get("ok") else None
+    # Every tag after the switch: Harbor keeps tags in its database and its registry's folder holds manifests by
+    # digest only (no _manifests/tags), so scripts/verify_migration.py, which lists a registry's tags, finds none in
+    # the NFS folder. The record is the tags and digests Harbor gave at the pushes (still read-only since): each must
+    # be listed by Harbor's API with that digest and pulled through the VIP with its digests checked.
+    listed: dict[str, str] = {}
+    pulled: dict = {}
+    if switch is not None and switch.ok:
+        artifacts = api.call("GET", f"/projects/library/repositories/{MOVE_REPO.split('/', 1)[1]}/artifacts"
+                                    "?page_size=100&with_tag=true") or []
+        listed = {t["name"]: a["digest"] for a in artifacts for t in (a.get("tags") or [])}
+        pulled = harbor.client_result(["verify", lab.vip, "--repo", MOVE_REPO, "--pushed",
+                                       "/tmp/hostlab-move-images.json"], timeout=1200)
+    ssh(harbor.client, f"touch {MOVE_STOP}")
+    out, _err = pulls.communicate(timeout=1200)
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    rounds = [r for r in lines if "client_failed" not in r]
+    crashed = len(lines) - len(rounds)
+    api.call("PUT", "/configurations", {"read_only": False})
+    result = {"tags": len(listed),
+              "verified_equal": min(sum(1 for tag, digest in images.items() if listed.get(tag) == digest),
+                                    pulled.get("images_ok", 0)),
+              "images": len(images), "push_refused_read_only": refused, "late_push": late_push,
+              # Images a round could not pull or found different, after the client's docker-like retries; a round
+              # whose client failed (no token, say) counts every image.
+              "failed_pulls": sum(r["pulls"] - r["images_ok"] for r in rounds) + len(images) * crashed,
+              "client_failures": crashed,
+              "pulls_during_move": sum(r["pulls"] for r in rounds), "pull_rounds": len(rounds),
+              "copy": {k: first.get(k) for k in ("ok", "files", "blobs", "copied", "present", "conflict",
+                                                 "corrupt_source", "unequal", "error", "bytes_copied", "seconds",
+                                                 "failure")},
+              "second_copy": {k: second.get(k) for k in ("ok", "copied", "present", "verified_equal")},
+              "switch": switch and {"ok": switch.ok, "seconds": round(switch.seconds, 1),
+                                    "teardowns": switch.teardowns, "ran": sorted(r.name for r in switch.ran)},
+              "seconds": round(time.monotonic() - t0, 1)}
+    result["ok"] = bool(images and len(images) == MOVE_IMAGES and refused and first.get("ok") and second.get("ok")
+                        and second.get("copied") == 0 and switch is not None and switch.ok and not switch.teardowns
+                        and result["tags"] == len(images) and result["verified_equal"] == result["tags"]
+                        and rounds and result["failed_pulls"] == 0)
+    log(f"s3 real Harbor: move from NFS {result}")
+    return result, switched
+
+
+def checks(lab: HostLab, shape: Shape, values: dict[str, Any], harbor: dict, moved: Optional[dict]) -> dict:
+    """The storage figures of the s3 shape with real Harbor (`harbor`: HostLab.harbor_checks' result; `moved`:
+    move's, when the shape began on NFS)."""
+    cfg = parse_cluster_config(values)
+    nodes, stores = shape.roles["harborNodes"], shape.roles["objectStore"]
+    garage = cfg.storage.garage
+    via_vip, per_node = harbor["push_pull_via_vip"], harbor["push_pull_per_node"]
+    result: dict[str, Any] = {
+        "backend": "garage", "nodes": len(stores), "replication": garage.replication_factor if garage else None,
+        "registry": f"Harbor v{values['harbor']['version']}'s registry container (built from source)",
+        "health": lab.garage_health(MACHINES[stores[1]]).get("status"),
+        "push_pull": {"ok": bool(via_vip["ok"] and per_node["ok"]),
+                      "digest_equal": bool(via_vip["digest_equal"] and per_node["digest_equal"])},
+        "registry_config": registry_config(cfg, nodes)}
+    log(f"s3 real Harbor: registry config {result['registry_config']}")
+    cut = power_cut(lab, shape, stores[0], stores[1])
+    pushed = cut.pop("pushed")
+    result["node_power_cut"] = cut
+    manifests = {**pushed, **({"vip": via_vip["digest"]} if via_vip.get("digest") else {})}
+    result["bucket"] = bucket_figures(bucket_keys(cfg, nodes[0]), manifests)
+    result["on_data_volume"] = on_data_volume(cfg, nodes, manifests)
+    if moved is not None:
+        result["nfs_to_s3"] = moved
+    log(f"s3 real Harbor: bucket {result['bucket']}, on the data volumes {result['on_data_volume']}")
+    return result
+
+
+def storage_ok(result: dict) -> bool:
+    """The real-Harbor s3 checks passed: pushes and pulls with equal digests, the registry configured as the issue
+    says, the images' blobs in the bucket and none on the data volumes, no image lost to the power cut (its failed
+    operations and longest gap are figures)."""
+    cut = result["node_power_cut"]
+    return bool(result["push_pull"]["ok"] and result["push_pull"]["digest_equal"] and result["registry_config"]["ok"]
+                and result["bucket"]["ok"] and not any(result["on_data_volume"].values())
+                and result.get("nfs_to_s3", {}).get("ok", True)
+                and cut["images_pushed"] and cut["images_lost"] == 0 and cut["images_corrupted"] == 0
+                and cut["healthy_ms"] is not None)
