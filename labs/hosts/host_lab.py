@@ -58,6 +58,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import yaml
 from collections.abc import Sequence
@@ -375,6 +376,8 @@ systemctl restart redis-server
 
 
 class HostLab:
+    applied_by = "replay"  #: what carries out `pulumi up` (labs/engine/engine_lab.py's EngineHostLab: "engine")
+
     def __init__(self, work: Path, harbor: str = "standin"):
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
@@ -483,6 +486,15 @@ class HostLab:
             if r.rc != 0:
                 log(f"FAILED {r.name} ({r.op}) on {r.host}: " + " | ".join(r.lines[-8:]))
         return result
+
+    def unchanged(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A second `up` of the same values: what the engine would run (the replay's plan: nothing)."""
+        second = self.up(values)
+        return {"second_up_ok": second.ok, "second_up_changes": len(second.ran)}
+
+    def delete_roles(self) -> bool:
+        """`pulumi destroy` of the roles: every delete command, dependents first."""
+        return self.replay.up([]).ok
 
     # -------------------------------------------------------------------------------------- external services
     def start_external_services(self) -> None:
@@ -1456,7 +1468,9 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
     log(f"{shape.name}: inactive after apply: {bad or 'none'}")
 
     before = lab.snapshot()
-    engine_second = lab.up(values)  # what the engine runs: nothing changed, so nothing runs
+    # What the engine runs: nothing changed, so nothing runs (under the engine, `pulumi preview
+    # --expect-no-changes` first).
+    second = report.setdefault("second_up", {})[shape.name] = lab.unchanged(values)
     forced = lab.up(values, force_apply=True)  # every role's apply command again
     after = lab.snapshot()
     changed: dict[str, int] = {}
@@ -1468,7 +1482,7 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
         if after.get(key) != state:
             log(f"{shape.name}: restarted by the second apply: {key}: {state} -> {after.get(key)}")
             changed["harbor-node" if role == "containers" else role] = changed.get(role, 0) + 1
-    log(f"{shape.name}: second apply: engine ran {len(engine_second.ran)} steps; forced re-apply of "
+    log(f"{shape.name}: second apply ({lab.applied_by}): {second}; forced re-apply of "
         f"{len(forced.ran)} roles changed {changed or 'nothing'} in {forced.seconds:.1f} s")
 
     patroni = shape is PATRONI
@@ -1550,8 +1564,7 @@ def delete_all(lab: HostLab, shape: Shape, data: Optional[dict[str, str]] = None
     """`pulumi destroy` of the roles (every delete command, dependents first); role -> units stopped, data kept
     (at DATA's path, or `data`'s for the shape)."""
     placements = lab.placements()
-    result = lab.replay.up([])
-    return deleted_roles(lab, shape, placements, result.ok, data)
+    return deleted_roles(lab, shape, placements, lab.delete_roles(), data)
 
 
 def deleted_roles(lab: HostLab, shape: Shape, placements: list[tuple[str, str]], ran_ok: bool,
@@ -1625,20 +1638,56 @@ def print_table(report: dict) -> None:
               f"{r['total_requests']:>7} {r['apply_seconds']:>8}")
 
 
+#: The shapes the real engine applies (`verify --apply engine`, the default): the dev shape with the stand-in Harbor,
+#: where Harbor's objects (harborApi) go to the Harbor emulator as in labs/engine/engine_lab.py. The others stay on
+#: the replay (docs/real-hosts.md, "What is a stand-in", says why).
+ENGINE_SHAPES = ("dev",)
+
+
+def verify_by_engine(booted: HostLab, shape: Shape, report: dict, *, day2: bool) -> None:
+    """verify_shape with `pulumi up` (and the delete: `pulumi destroy`) by the real engine, on a new stack in a file
+    backend under a temporary folder, the hosts `booted` started."""
+    from labs.engine import engine_lab  # builds on this module
+
+    with tempfile.TemporaryDirectory(prefix="host-lab-engine-") as tmp:
+        lab = engine_lab.engine_host_lab(Path(tmp), ROOT / "engine-lab", stack=f"hosts-{shape.name}")
+        lab.booted = booted.booted
+        try:
+            lab.start()
+            verify_shape(lab, shape, report, day2=day2)
+        finally:
+            lab.close()
+    # The engine's generated keys stay on the shared volume after the delete (kept data, checked above); the next
+    # shape's apply generates others and must not find them (components/host/lib.sh write_once). The folder itself
+    # stays: the hosts bind-mount it.
+    for entry in NFS_STANDIN.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: bool = False,
-           harbor: str = "standin") -> dict:
+           harbor: str = "standin", apply: str = "engine") -> dict:
+    """Every shape of `shapes` on one set of hosts; with `apply` engine the shapes of ENGINE_SHAPES are applied by
+    the real engine when Harbor is the stand-in, the others (and all with `apply` replay) by the replay."""
     t0 = time.monotonic()
     lab = HostLab(ROOT / "lab", harbor)
     standins = (["Harbor's portal (placeholder page)", "docker run --privileged (lab's docker wrapper)"]
                 if harbor == "real" else ["Harbor installer"])
-    report: dict = {"roles": {}, "day2": {}, "apply": "replay of the program's registered commands (labs/hosts/"
-                    "replay.py), not the pulumi CLI", "standins": [*standins, "NFS (bind mount)"]}
+    by_engine = [s for s in shapes if apply == "engine" and harbor == "standin" and s.name in ENGINE_SHAPES]
+    report: dict = {"roles": {}, "day2": {}, "apply": {s.name: "engine" if s in by_engine else "replay"
+                                                       for s in shapes},
+                    "standins": [*standins, "NFS (bind mount)"]}
     try:
         # node3 (h4) is the added node of the day-2 scenarios; prod-like needs h1..h9.
         # The day-2 scenarios of the stand-in add node3 (h4).
         lab.boot(max(4 if day2 and harbor == "standin" else 0, *(s.boots for s in shapes)))
         for shape in shapes:
-            verify_shape(lab, shape, report, day2=day2)
+            if shape in by_engine:
+                verify_by_engine(lab, shape, report, day2=day2)
+            else:
+                verify_shape(lab, shape, report, day2=day2)
     finally:
         report.setdefault("timings_s", {})["total"] = round(time.monotonic() - t0, 1)
         json_path.write_text(json.dumps(report, indent=2) + "\n")
@@ -1663,6 +1712,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     v.add_argument("--harbor", choices=("standin", "real"), default="standin",
                    help="real: Harbor built from source (labs/harbor/build_installer.py) on the dev shape, without "
                         "the day-2 scenarios; standin: the busybox stand-in installer (fast)")
+    v.add_argument("--apply", choices=("engine", "replay"), default="engine",
+                   help="engine: the dev shape (stand-in Harbor) applied by the real Pulumi engine, built by "
+                        "labs/engine/build_toolchain.sh; the other shapes and real Harbor by the replay; replay: "
+                        "every shape by labs/hosts/replay.py")
     o = sub.add_parser("observe", help="the monitoring role on the dev shape: quiet cluster, drills, their alerts")
     o.add_argument("--json", type=Path, required=True)
     o.add_argument("--shape", choices=("dev", "patroni"), default="dev",
@@ -1705,11 +1758,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         result = harbor_drills.run_drills(args.json, keep=args.keep, only=args.only, shape=args.shape)
         return 0 if harbor_drills.passed(result) else 1
     shapes = [DEV] if args.harbor == "real" else SHAPES[args.shape]
-    report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep, harbor=args.harbor)
+    report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep, harbor=args.harbor, apply=args.apply)
     good = (harbor_ok(report.get("harbor"))
             and all(r["applied"] and r["second_apply_changed"] == 0 and r["active_after_reboot"]
                 and r.get("delete_stops_keeps_data") for r in report["roles"].values())
             and all(d["ok"] for d in report["day2"].values()) and patroni_ok(report.get("patroni"))
+            and all(r["second_up_ok"] and r["second_up_changes"] == 0 and r.get("preview_no_changes", True)
+                    for r in report.get("second_up", {}).values())
             and storage_ok(report.get("storage")))
     return 0 if good else 1
 
