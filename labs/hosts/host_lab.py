@@ -1,7 +1,7 @@
 """The roles applied to real Debian 12 hosts over SSH, then day-2 changes under a client's requests through the VIP.
 
     sudo venv/bin/python labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|external|all|s3]
-        [--keep]
+        [--apply engine|replay] [--keep]
     sudo venv/bin/python labs/hosts/host_lab.py verify --harbor real --json FILE
     sudo venv/bin/python labs/hosts/host_lab.py observe --json FILE [--quiet-minutes 10] [--keep]  (observe.py)
     sudo venv/bin/python labs/hosts/host_lab.py drills --harbor real --json FILE [--keep]  (drills.py)
@@ -12,7 +12,8 @@ Hosts: labs/hosts/debhosts.sh (systemd-nspawn machines: systemd as PID 1, sshd w
 caching proxy, Docker inside), environment HHA_ROOT, HHA_BRIDGE, HHA_NET as that script takes them.
 What runs for real: apt installs, the role scripts, systemd units, the nftables host firewall, PostgreSQL (TLS only),
 Redis and Sentinel, nginx (verifying the nodes' TLS against the cluster CA), keepalived (VRRP between two hosts),
-Docker and docker-compose with Harbor's compose layout, reboots. Keys and certificates are real (replay.RealTlsMocks).
+Docker and docker-compose with Harbor's compose layout, reboots. Keys and certificates are real (the engine's
+pulumi-tls plugin, or replay.RealTlsMocks).
 The patroni shape (postgres.mode patroni): etcd, Patroni with PostgreSQL 15 in strict synchronous mode, vip-manager
 holding the database VIP, pgBackRest's TLS servers and the repository host, a power cut of the leader's host.
 With `--harbor real` the nodes install Harbor's offline installer built here from Harbor's source
@@ -35,9 +36,13 @@ What is a stand-in, and why:
   /srv/nfs-standin in every host (HHA_BIND of the lab's debhosts.sh); on Harbor nodes /sbin/mount.nfs is diverted
   (dpkg-divert) to a script that bind-mounts that folder, so the role's own fstab line, `mount /data` and the boot
   mount unit run unchanged; on the NFS host nfs-server.service is a oneshot stand-in unit (`exportfs -ra` is real).
-- `pulumi up`: labs/hosts/replay.py replays the program's registered remote commands in the engine's plan order,
-  sequentially instead of in parallel (the patroni shape runs independent steps at once: the members of a new etcd
-  cluster each wait for the others). The real engine applies the dev shape in labs/engine/engine_lab.py.
+- `pulumi up`: the dev shape with the stand-in Harbor is applied by the real engine (`--apply engine`, the default:
+  labs/engine/engine_lab.py's EngineHostLab; ENGINE_SHAPES); the other shapes by labs/hosts/replay.py, which
+  replays the program's registered remote commands in the engine's plan order, sequentially instead of in parallel
+  (the patroni shape runs independent steps at once: the members of a new etcd cluster each wait for the others).
+  The forced re-run of every role's apply is the lab's own on every shape (the engine never re-runs an unchanged
+  command): replay.py's runner runs the stored commands again over SSH (the engine's state on the dev shape).
+  docs/real-hosts.md ("What is a stand-in") says why each shape stays on the replay.
 - The s3 shape (storage.mode s3, Garage on three object-store hosts): Harbor's registry is the binary of Harbor's
   registry container (goharbor/distribution release-2.8, built here from source), run on each node as a host service
   (not in Harbor's container: the stand-in installer has none) on the S3 settings of the node's rendered harbor.yml,
