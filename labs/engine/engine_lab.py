@@ -262,25 +262,39 @@ def readdressed(values: dict[str, Any], host: str, address: str) -> dict[str, An
 
 class EngineHostLab(host_lab.HostLab):
     """The host lab with `pulumi up` done by the real engine: what is applied, and where, is read from the stack's
-    state, not from the replay's."""
+    state, not from the replay's. Harbor's objects (harborApi) go to `emulator` (started by `start`)."""
+
+    applied_by = "engine"
 
     def __init__(self, work: Path, engine: Engine):
+        from labs.fakes.harbor_emulator.server import HarborEmulator
+
         super().__init__(work)
         self.engine = engine
+        self.emulator = HarborEmulator()
         self.secrets: dict[str, str] = {}
         self.state: list[dict] = []
         self.last_values: dict[str, Any] = {}
 
-    def setup_stack(self, values: dict[str, Any], emulator_url: str, emulator_password: str) -> None:
+    def start(self) -> None:
+        """The toolchain (built or found cached) with every plugin the stack needs, and the Harbor emulator."""
+        build_toolchain()
+        missing = [p for p in PLUGINS if p not in installed_plugins()]
+        if missing:
+            raise RuntimeError(f"resource plugins not installed: {', '.join(missing)}")
+        self.emulator.start()
+
+    def setup_stack(self, values: dict[str, Any]) -> None:
         """A new stack: the values, the lab CA's LB certificate and the hosts' SSH key (debhosts.sh writes it at
-        boot) as secrets, Harbor's objects on the emulator."""
-        self.secrets = {**self.tls, "sshPrivateKey": (host_lab.ROOT / "id_ed25519").read_text()}
+        boot) and the lab's further secrets (the external services' passwords) as secrets, Harbor's objects on the
+        emulator."""
+        self.secrets = {**self.tls, **self.secrets, "sshPrivateKey": (host_lab.ROOT / "id_ed25519").read_text()}
         self.engine.init()
-        self.engine.write_config({**values, "harborApi": {"harborUrl": emulator_url, "harborUsername": "admin",
+        self.engine.write_config({**values, "harborApi": {"harborUrl": self.emulator.url, "harborUsername": "admin",
                                                           **HARBOR_API}})
         for key, value in self.secrets.items():
             self.engine.set_secret(f"harbor-ha:{key}", value)
-        self.engine.set_secret("harbor-ha:harborApi.harborPassword", emulator_password, path=True)
+        self.engine.set_secret("harbor-ha:harborApi.harborPassword", self.emulator.password, path=True)
 
     def placements(self) -> list[tuple[str, str]]:
         return role_placements(self.state, self.last_values.get("hosts"))
@@ -291,9 +305,14 @@ class EngineHostLab(host_lab.HostLab):
     def up(self, values: dict[str, Any], *, rotated: frozenset[str] = frozenset(),
            force_apply: bool = False) -> UpResult:
         """`pulumi up` of these values (rotated generated secrets: `--replace` of them, as docs/day2.md says); the
-        plan captured first with `pulumi preview --diff --json`, kept in `last_plan`."""
+        plan captured first with `pulumi preview --diff --json`, kept in `last_plan`. The first `up` makes the stack
+        (setup_stack). force_apply: not the engine (it never runs an unchanged command) but the host lab's check that
+        a re-run of every role changes nothing: each apply command of the stack's state run again over SSH with
+        exactly the inputs the engine stored (rerun_applies)."""
         if force_apply:
-            raise ValueError("the engine runs only what changed; force_apply is the replay's check")
+            return self.rerun_applies()
+        if not self.engine.stack_file.exists():
+            self.setup_stack(values)
         self.engine.write_config(values, keep=("harborApi",))
         replace = [arg for name in sorted(rotated) for arg in ("--replace", self.urn_of(name))]
         done, plan = self.engine.preview(*replace)
@@ -318,6 +337,60 @@ class EngineHostLab(host_lab.HostLab):
         self.state = self.engine.resources()
         self.last_values = values
         return result
+
+    def rerun_applies(self) -> UpResult:
+        """Every role's apply command of the stack's state run again (its update text, its stdin), one after the
+        other in the state's order, over SSH by the replay's runner (labs/hosts/replay.py) with the engine's stored
+        inputs: generated secrets, certificates and bundles as the engine made them."""
+        regs = [pulumi_harness.Registered(typ=r["type"], name=r["urn"].rsplit("::", 1)[1], urn=r["urn"],
+                                          parent=r.get("parent", ""), inputs=r.get("inputs", {}),
+                                          dependencies=r.get("dependencies", []), protect=bool(r.get("protect")),
+                                          additional_secret_outputs=[])
+                for r in self.state if r.get("type") == COMMAND and r["urn"].endswith("-apply")]
+        self.replay.state = regs
+        return self.replay.up(regs, force_apply=True)
+
+    def unchanged(self, values: dict[str, Any]) -> dict[str, Any]:
+        """`pulumi preview --expect-no-changes`, then a second `pulumi up` of the same values: its changes counted
+        from the backend's history."""
+        check = self.engine.run("preview", "--expect-no-changes", "--diff")
+        second = self.up(values)
+        changes = self.engine.last_changes()
+        result: dict[str, Any] = {"preview_no_changes": check.returncode == 0, "second_up_ok": second.ok,
+                                  "second_up_changes": sum(n for op, n in changes.items() if op != "same")}
+        if check.returncode != 0:
+            result["preview_output"] = check.stdout[-3000:]
+        return result
+
+    def delete_roles(self) -> bool:
+        """`pulumi destroy` of the stack: the protected roles unprotected first, as
+        docs/operations/protected-roles.md says (HostsTier.destroy checks the refusal)."""
+        unprotect = self.engine.run("state", "unprotect", "--all", "--yes")
+        destroy = self.engine.run("destroy", "--yes", timeout=3600)
+        if destroy.returncode != 0:
+            log(f"pulumi destroy failed:\n{destroy.stdout[-3000:]}\n{destroy.stderr[-1500:]}")
+        self.state = self.engine.resources()
+        return unprotect.returncode == 0 and destroy.returncode == 0
+
+    def close(self) -> None:
+        self.emulator.stop()
+
+
+def engine_host_lab(work: Path, lab_dir: Path, stack: str = STACK) -> EngineHostLab:
+    """An EngineHostLab on a project copy and a file backend under `work` (a folder removed by the caller), the CLI
+    run where the cluster's name resolves and its CA is trusted (below); `start()` it before the first `up`."""
+    engine = Engine(project_copy(work / "hosts"), work / "state", stack)
+    (work / "state").mkdir(parents=True, exist_ok=True)
+    # The admin-password resource reads Harbor at the cluster's URL (harbor.hostname, the VIP), which only the
+    # hosts' /etc/hosts names: the engine gets that name as an operator's machine gets it from DNS.
+    engine.prefix = resolving({host_lab.HOSTNAME: host_lab.HostLab.vip}, work)
+    lab = EngineHostLab(lab_dir, engine)
+    # ... and trusts the CA that signed the lab's certificate (tlsCertificate), as an operator whose own
+    # certificate comes from a private CA gives it with HARBOR_CA_BUNDLE (docs/getting-started.md).
+    ca_bundle = work / "cluster-ca.pem"
+    ca_bundle.write_text(lab.ca)
+    engine.env["HARBOR_CA_BUNDLE"] = str(ca_bundle)
+    return lab
 
 
 def model_ops(old_values: dict[str, Any], new_values: dict[str, Any], secrets: dict[str, str],
@@ -365,28 +438,16 @@ class HostsTier:
     """The dev shape on debhosts hosts under the real engine (section 3 of the module docstring)."""
 
     def __init__(self, work: Path, report: dict):
-        from labs.fakes.harbor_emulator.server import HarborEmulator
-
         self.report = report
-        self.engine = Engine(project_copy(work / "hosts"), work / "state", STACK)
-        # The admin-password resource reads Harbor at the cluster's URL (harbor.hostname, the VIP), which only the
-        # hosts' /etc/hosts names: the engine gets that name as an operator's machine gets it from DNS.
-        self.engine.prefix = resolving({host_lab.HOSTNAME: host_lab.HostLab.vip}, work)
-        self.lab = EngineHostLab(host_lab.ROOT / "engine-lab", self.engine)
-        # ... and trusts the CA that signed the lab's certificate (tlsCertificate), as an operator whose own
-        # certificate comes from a private CA gives it with HARBOR_CA_BUNDLE (docs/getting-started.md).
-        ca_bundle = work / "cluster-ca.pem"
-        ca_bundle.write_text(self.lab.ca)
-        self.engine.env["HARBOR_CA_BUNDLE"] = str(ca_bundle)
-        self.emulator = HarborEmulator()
+        self.lab = engine_host_lab(work, host_lab.ROOT / "engine-lab")
+        self.engine, self.emulator = self.lab.engine, self.lab.emulator
 
     def run(self, *, day2: bool) -> None:
         lab, engine, report, shape = self.lab, self.engine, self.report, host_lab.DEV
         lab.boot(4 if day2 else 3)
         lab.prepare_standins(shape)
-        self.emulator.start()
+        lab.start()
         values = lab.values(shape)
-        lab.setup_stack(values, self.emulator.url, self.emulator.password)
         first = lab.up(values)
         bad = lab.wait_active(120) if first.ok else {"all": ["pulumi up failed"]}
         report["up"] = {"ok": first.ok and not bad, "resources": len(lab.state), "seconds": round(first.seconds, 1),
@@ -397,13 +458,11 @@ class HostsTier:
         log(f"first up: {report['up']}")
         if not first.ok:
             return
-        check = engine.run("preview", "--expect-no-changes", "--diff")
-        report["preview_no_changes"] = check.returncode == 0
-        if check.returncode != 0:
-            report["preview_no_changes_output"] = check.stdout[-3000:]
-        second = lab.up(values)
-        changes = engine.last_changes()
-        report["second_up_changes"] = sum(n for op, n in changes.items() if op != "same") if second.ok else None
+        unchanged = lab.unchanged(values)
+        report["preview_no_changes"] = unchanged["preview_no_changes"]
+        if "preview_output" in unchanged:
+            report["preview_no_changes_output"] = unchanged["preview_output"]
+        report["second_up_changes"] = unchanged["second_up_changes"] if unchanged["second_up_ok"] else None
         refresh = engine.run("refresh", "--yes", "--expect-no-changes", "--diff")
         report["refresh_clean"] = refresh.returncode == 0
         if refresh.returncode != 0:
@@ -575,20 +634,18 @@ class HostsTier:
         placements = self.lab.placements()
         first = self.engine.run("destroy", "--yes", timeout=3600)
         refused = first.returncode != 0 and "protected" in (first.stdout + first.stderr)
-        unprotect = self.engine.run("state", "unprotect", "--all", "--yes")
-        second = self.engine.run("destroy", "--yes", timeout=3600)
-        remaining = [r for r in self.engine.resources() if r.get("custom")]
-        roles = host_lab.deleted_roles(self.lab, host_lab.DEV, placements, second.returncode == 0)
+        deleted = self.lab.delete_roles()
+        remaining = [r for r in self.lab.state if r.get("custom")]
+        roles = host_lab.deleted_roles(self.lab, host_lab.DEV, placements, deleted)
         self.report["destroy"] = {"refused_while_protected": refused, "resources_left": len(remaining),
                                   "roles_stopped_data_kept": roles}
-        self.report["destroy_ok"] = bool(refused and unprotect.returncode == 0 and second.returncode == 0
-                                         and not remaining and all(roles.values()))
+        self.report["destroy_ok"] = bool(refused and deleted and not remaining and all(roles.values()))
         if not self.report["destroy_ok"]:
-            self.report["destroy_output"] = (first.stdout[-1500:], second.stdout[-1500:] + second.stderr[-800:])
+            self.report["destroy_output"] = first.stdout[-1500:]
         log(f"destroy: {self.report['destroy']}")
 
     def close(self, keep: bool) -> None:
-        self.emulator.stop()
+        self.lab.close()
         if not keep:
             host_lab.down()
 

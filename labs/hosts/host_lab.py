@@ -1,7 +1,7 @@
 """The roles applied to real Debian 12 hosts over SSH, then day-2 changes under a client's requests through the VIP.
 
     sudo venv/bin/python labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|external|all|s3]
-        [--keep]
+        [--apply engine|replay] [--keep]
     sudo venv/bin/python labs/hosts/host_lab.py verify --harbor real --json FILE [--shape s3]  (s3: s3_harbor.py)
     sudo venv/bin/python labs/hosts/host_lab.py observe --json FILE [--quiet-minutes 10] [--keep] [--no-acme]
         (observe.py; the acme figures from acme_hosts.py)
@@ -13,7 +13,8 @@ Hosts: labs/hosts/debhosts.sh (systemd-nspawn machines: systemd as PID 1, sshd w
 caching proxy, Docker inside), environment HHA_ROOT, HHA_BRIDGE, HHA_NET as that script takes them.
 What runs for real: apt installs, the role scripts, systemd units, the nftables host firewall, PostgreSQL (TLS only),
 Redis and Sentinel, nginx (verifying the nodes' TLS against the cluster CA), keepalived (VRRP between two hosts),
-Docker and docker-compose with Harbor's compose layout, reboots. Keys and certificates are real (replay.RealTlsMocks).
+Docker and docker-compose with Harbor's compose layout, reboots. Keys and certificates are real (the engine's
+pulumi-tls plugin, or replay.RealTlsMocks).
 The patroni shape (postgres.mode patroni): etcd, Patroni with PostgreSQL 15 in strict synchronous mode, vip-manager
 holding the database VIP, pgBackRest's TLS servers and the repository host, a power cut of the leader's host.
 With `--harbor real` the nodes install Harbor's offline installer built here from Harbor's source
@@ -42,9 +43,13 @@ What is a stand-in, and why:
   (dpkg-divert) to a script that bind-mounts that folder, so the role's own fstab line, `mount /data` and the boot
   mount unit run unchanged; on the NFS host nfs-server.service is a oneshot stand-in unit (`exportfs -ra` is real).
   For the drills' NFS server restart the hosts bind-mount the folder through a FUSE passthrough (nfs_front.py).
-- `pulumi up`: labs/hosts/replay.py replays the program's registered remote commands in the engine's plan order,
-  sequentially instead of in parallel (the patroni shape runs independent steps at once: the members of a new etcd
-  cluster each wait for the others). The real engine applies the dev shape in labs/engine/engine_lab.py.
+- `pulumi up`: the dev shape with the stand-in Harbor is applied by the real engine (`--apply engine`, the default:
+  labs/engine/engine_lab.py's EngineHostLab; ENGINE_SHAPES); the other shapes by labs/hosts/replay.py, which
+  replays the program's registered remote commands in the engine's plan order, sequentially instead of in parallel
+  (the patroni shape runs independent steps at once: the members of a new etcd cluster each wait for the others).
+  The forced re-run of every role's apply is the lab's own on every shape (the engine never re-runs an unchanged
+  command): replay.py's runner runs the stored commands again over SSH (the engine's state on the dev shape).
+  docs/real-hosts.md ("What is a stand-in") says why each shape stays on the replay.
 - The s3 shape (storage.mode s3, Garage on three object-store hosts): Harbor's registry is the binary of Harbor's
   registry container (goharbor/distribution release-2.8, built here from source), run on each node as a host service
   (not in Harbor's container: the stand-in installer has none) on the S3 settings of the node's rendered harbor.yml,
@@ -68,6 +73,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import yaml
 from collections.abc import Sequence
@@ -406,6 +412,8 @@ systemctl restart redis-server
 
 
 class HostLab:
+    applied_by = "replay"  #: what carries out `pulumi up` (labs/engine/engine_lab.py's EngineHostLab: "engine")
+
     def __init__(self, work: Path, harbor: str = "standin"):
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
@@ -524,6 +532,15 @@ class HostLab:
             if r.rc != 0:
                 log(f"FAILED {r.name} ({r.op}) on {r.host}: " + " | ".join(r.lines[-8:]))
         return result
+
+    def unchanged(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A second `up` of the same values: what the engine would run (the replay's plan: nothing)."""
+        second = self.up(values)
+        return {"second_up_ok": second.ok, "second_up_changes": len(second.ran)}
+
+    def delete_roles(self) -> bool:
+        """`pulumi destroy` of the roles: every delete command, dependents first."""
+        return self.replay.up([]).ok
 
     # -------------------------------------------------------------------------------------- external services
     def start_external_services(self) -> None:
@@ -1580,7 +1597,9 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
         moved, values = s3_harbor.move(lab, shape, values)
 
     before = lab.snapshot()
-    engine_second = lab.up(values)  # what the engine runs: nothing changed, so nothing runs
+    # What the engine runs: nothing changed, so nothing runs (under the engine, `pulumi preview
+    # --expect-no-changes` first).
+    second = report.setdefault("second_up", {})[shape.name] = lab.unchanged(values)
     forced = lab.up(values, force_apply=True)  # every role's apply command again
     after = lab.snapshot()
     changed: dict[str, int] = {}
@@ -1592,7 +1611,7 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
         if after.get(key) != state:
             log(f"{shape.name}: restarted by the second apply: {key}: {state} -> {after.get(key)}")
             changed["harbor-node" if role == "containers" else role] = changed.get(role, 0) + 1
-    log(f"{shape.name}: second apply: engine ran {len(engine_second.ran)} steps; forced re-apply of "
+    log(f"{shape.name}: second apply ({lab.applied_by}): {second}; forced re-apply of "
         f"{len(forced.ran)} roles changed {changed or 'nothing'} in {forced.seconds:.1f} s")
 
     patroni = shape is PATRONI
@@ -1679,8 +1698,7 @@ def delete_all(lab: HostLab, shape: Shape, data: Optional[dict[str, str]] = None
     """`pulumi destroy` of the roles (every delete command, dependents first); role -> units stopped, data kept
     (at DATA's path, or `data`'s for the shape)."""
     placements = lab.placements()
-    result = lab.replay.up([])
-    return deleted_roles(lab, shape, placements, result.ok, data)
+    return deleted_roles(lab, shape, placements, lab.delete_roles(), data)
 
 
 def deleted_roles(lab: HostLab, shape: Shape, placements: list[tuple[str, str]], ran_ok: bool,
@@ -1771,22 +1789,58 @@ def print_table(report: dict) -> None:
               f"{r['total_requests']:>7} {r['apply_seconds']:>8}")
 
 
+#: The shapes the real engine applies (`verify --apply engine`, the default): the dev shape with the stand-in Harbor,
+#: where Harbor's objects (harborApi) go to the Harbor emulator as in labs/engine/engine_lab.py. The others stay on
+#: the replay (docs/real-hosts.md, "What is a stand-in", says why).
+ENGINE_SHAPES = ("dev",)
+
+
+def verify_by_engine(booted: HostLab, shape: Shape, report: dict, *, day2: bool) -> None:
+    """verify_shape with `pulumi up` (and the delete: `pulumi destroy`) by the real engine, on a new stack in a file
+    backend under a temporary folder, the hosts `booted` started."""
+    from labs.engine import engine_lab  # builds on this module
+
+    with tempfile.TemporaryDirectory(prefix="host-lab-engine-") as tmp:
+        lab = engine_lab.engine_host_lab(Path(tmp), ROOT / "engine-lab", stack=f"hosts-{shape.name}")
+        lab.booted = booted.booted
+        try:
+            lab.start()
+            verify_shape(lab, shape, report, day2=day2)
+        finally:
+            lab.close()
+    # The engine's generated keys stay on the shared volume after the delete (kept data, checked above); the next
+    # shape's apply generates others and must not find them (components/host/lib.sh write_once). The folder itself
+    # stays: the hosts bind-mount it.
+    for entry in NFS_STANDIN.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: bool = False,
-           harbor: str = "standin") -> dict:
+           harbor: str = "standin", apply: str = "engine") -> dict:
+    """Every shape of `shapes` on one set of hosts; with `apply` engine the shapes of ENGINE_SHAPES are applied by
+    the real engine when Harbor is the stand-in, the others (and all with `apply` replay) by the replay."""
     t0 = time.monotonic()
     lab = HostLab(ROOT / "lab", harbor)
     lab.trivy = harbor == "real"
     standins = (["Harbor's portal (placeholder page)", "docker run --privileged (lab's docker wrapper)",
                  "Trivy's vulnerability database (none: not obtainable here)"]
                 if harbor == "real" else ["Harbor installer"])
-    report: dict = {"roles": {}, "day2": {}, "apply": "replay of the program's registered commands (labs/hosts/"
-                    "replay.py), not the pulumi CLI", "standins": [*standins, "NFS (bind mount)"]}
+    by_engine = [s for s in shapes if apply == "engine" and harbor == "standin" and s.name in ENGINE_SHAPES]
+    report: dict = {"roles": {}, "day2": {}, "apply": {s.name: "engine" if s in by_engine else "replay"
+                                                       for s in shapes},
+                    "standins": [*standins, "NFS (bind mount)"]}
     try:
         # node3 (h4) is the added node of the day-2 scenarios; prod-like needs h1..h9.
         # The day-2 scenarios of the stand-in add node3 (h4).
         lab.boot(max(4 if day2 and harbor == "standin" else 0, *(s.boots for s in shapes)))
         for shape in shapes:
-            verify_shape(lab, shape, report, day2=day2)
+            if shape in by_engine:
+                verify_by_engine(lab, shape, report, day2=day2)
+            else:
+                verify_shape(lab, shape, report, day2=day2)
     finally:
         report.setdefault("timings_s", {})["total"] = round(time.monotonic() - t0, 1)
         json_path.write_text(json.dumps(report, indent=2) + "\n")
@@ -1812,6 +1866,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help="real: Harbor built from source (labs/harbor/build_installer.py) on the dev shape (the s3 "
                    "shape with --shape s3: labs/hosts/s3_harbor.py), without "
                         "the day-2 scenarios; standin: the busybox stand-in installer (fast)")
+    v.add_argument("--apply", choices=("engine", "replay"), default="engine",
+                   help="engine: the dev shape (stand-in Harbor) applied by the real Pulumi engine, built by "
+                        "labs/engine/build_toolchain.sh; the other shapes and real Harbor by the replay; replay: "
+                        "every shape by labs/hosts/replay.py")
     o = sub.add_parser("observe", help="the monitoring role on the dev shape: quiet cluster, drills, their alerts")
     o.add_argument("--json", type=Path, required=True)
     o.add_argument("--shape", choices=("dev", "patroni"), default="dev",
@@ -1857,11 +1915,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         result = harbor_drills.run_drills(args.json, keep=args.keep, only=args.only, shape=args.shape)
         return 0 if harbor_drills.passed(result) else 1
     shapes = ([S3_HARBOR] if args.shape == "s3" else [DEV]) if args.harbor == "real" else SHAPES[args.shape]
-    report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep, harbor=args.harbor)
+    report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep, harbor=args.harbor,
+                    apply=args.apply)
     good = (harbor_ok(report.get("harbor"))
             and all(r["applied"] and r["second_apply_changed"] == 0 and r["active_after_reboot"]
                 and r.get("delete_stops_keeps_data") for r in report["roles"].values())
             and all(d["ok"] for d in report["day2"].values()) and patroni_ok(report.get("patroni"))
+            and all(r["second_up_ok"] and r["second_up_changes"] == 0 and r.get("preview_no_changes", True)
+                    for r in report.get("second_up", {}).values())
             and storage_ok(report.get("storage")))
     return 0 if good else 1
 

@@ -1,13 +1,14 @@
 """Applies what the program registers to real hosts over SSH, in the engine's order: a stand-in for `pulumi up`.
 
-Used by the host lab (prod and patroni shapes, reboots, the forced re-apply of every role); the dev shape is also
-applied by the real engine in labs/engine/engine_lab.py. The program runs under mocks (labs/engine/
-pulumi_harness.py: generated secrets get fixed fake values), and every `command:remote:*` resource it registers is
-carried out with exactly its inputs: a Command's create/update/delete text and stdin (the role's tar bundle), a
-CopyToRemote's file and remote path, each over `ssh` to the connection's host, user and port with the connection's
-pinned `hostKey` as the only known host key. Which of them run is decided by labs/engine/engine_plan.py, the model
-of the engine's plan between the previous run and this one: `same` runs nothing, `update` the update command,
-`replace` the create then (at the end) the old resource's delete, a resource gone from the program its delete.
+Used by the host lab for every shape but dev (which the real engine applies: labs/hosts/host_lab.py ENGINE_SHAPES,
+labs/engine/engine_lab.py), and for the forced re-apply of every role (on the dev shape with the engine's state).
+The program runs under mocks (labs/engine/pulumi_harness.py: generated secrets get fixed fake values), and every
+`command:remote:*` resource it registers is carried out with exactly its inputs: a Command's create/update/delete
+text and stdin (the role's tar bundle), a CopyToRemote's file and remote path, each over `ssh` to the connection's
+host, user and port with the connection's pinned `hostKey` as the only known host key. Which of them run is decided
+by labs/engine/engine_plan.py, the model of the engine's plan between the previous run and this one: `same` runs
+nothing, `update` the update command, `replace` the create then (at the end) the old resource's delete, a resource
+gone from the program its delete.
 
 Differences from the engine, on purpose: steps run one after the other in registration order (a topological order
 of the dependencies), not in parallel, unless `Replay(parallel=True)`: then each run of consecutive steps of which
