@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from labs.hosts import drills
+from tests.support.drill_checks import assert_no_image_lost, assert_no_job_lost
 
 # A slow tier: CI's part runs it when .ci/tiers says so, --full always.
 pytestmark = pytest.mark.realharbor_drills
@@ -31,16 +32,12 @@ def test_the_lab_came_up_whole_with_real_harbor(report):
 
 @pytest.mark.parametrize("name", DRILLS)
 def test_no_image_reported_pushed_is_lost_or_corrupted_and_the_cluster_is_whole_again(report, name):
-    result = report[name]
-    assert result.get("images_pushed"), result
-    assert (result["images_lost"], result["images_corrupted"]) == (0, 0), result
-    assert result["healthy_ms"] is not None and result["recovered_ms"] is not None, result
+    assert_no_image_lost(report[name])
 
 
 @pytest.mark.parametrize("name", DRILLS)
 def test_the_replication_started_before_the_fault_lost_no_job(report, name):
-    jobs = report[name].get("replication") or {}
-    assert jobs.get("images") and jobs.get("jobs_lost") == 0 and not jobs.get("execution_stuck"), jobs
+    assert_no_job_lost(report[name])
 
 
 def test_the_rolling_upgrade_by_the_program_backs_up_before_the_migration_and_loses_no_image(report):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from labs.hosts import drills
+from tests.support.drill_checks import assert_no_image_lost, assert_no_job_lost
 
 # A slow tier of its own (a second cluster, six hosts): CI's part runs it when .ci/tiers says so, --full always.
 pytestmark = pytest.mark.realharbor_patroni_drills
@@ -28,12 +29,8 @@ def test_the_patroni_shape_came_up_whole_with_real_harbor(report):
 
 
 def test_no_image_reported_pushed_is_lost_or_corrupted_when_the_database_leader_loses_power(report):
-    result = report[DRILL]
-    assert result.get("images_pushed"), result
-    assert (result["images_lost"], result["images_corrupted"]) == (0, 0), result
-    assert result["healthy_ms"] is not None and result["recovered_ms"] is not None, result
+    assert_no_image_lost(report[DRILL])
 
 
 def test_the_replication_started_before_the_database_leader_power_cut_lost_no_job(report):
-    jobs = report[DRILL].get("replication") or {}
-    assert jobs.get("images") and jobs.get("jobs_lost") == 0 and not jobs.get("execution_stuck"), jobs
+    assert_no_job_lost(report[DRILL])
