@@ -1804,7 +1804,7 @@ def print_table(report: dict) -> None:
 #: The shapes the real engine applies (`verify --apply engine`, the default) with the stand-in Harbor, Harbor's
 #: objects (harborApi) on the Harbor emulator as in labs/engine/engine_lab.py. The others stay on the replay
 #: (docs/real-hosts.md, "What is a stand-in", says why).
-ENGINE_SHAPES = ("dev", "prod", "patroni")
+ENGINE_SHAPES = ("dev", "prod", "patroni", "external")
 
 
 def verify_by_engine(booted: HostLab, shape: Shape, report: dict, *, day2: bool) -> None:
