@@ -43,12 +43,13 @@ What is a stand-in, and why:
   (dpkg-divert) to a script that bind-mounts that folder, so the role's own fstab line, `mount /data` and the boot
   mount unit run unchanged; on the NFS host nfs-server.service is a oneshot stand-in unit (`exportfs -ra` is real).
   For the drills' NFS server restart the hosts bind-mount the folder through a FUSE passthrough (nfs_front.py).
-- `pulumi up`: the dev shape with the stand-in Harbor is applied by the real engine (`--apply engine`, the default:
-  labs/engine/engine_lab.py's EngineHostLab; ENGINE_SHAPES); the other shapes by labs/hosts/replay.py, which
+- `pulumi up`: with the stand-in Harbor the shapes of ENGINE_SHAPES are applied by the real engine (`--apply
+  engine`, the default: labs/engine/engine_lab.py's EngineHostLab, a stack per shape); the other shapes, real Harbor
+  and `--apply replay` by labs/hosts/replay.py, which
   replays the program's registered remote commands in the engine's plan order, sequentially instead of in parallel
   (the patroni shape runs independent steps at once: the members of a new etcd cluster each wait for the others).
   The forced re-run of every role's apply is the lab's own on every shape (the engine never re-runs an unchanged
-  command): replay.py's runner runs the stored commands again over SSH (the engine's state on the dev shape).
+  command): replay.py's runner runs the stored commands again over SSH (the engine's state under the engine).
   docs/real-hosts.md ("What is a stand-in") says why each shape stays on the replay.
 - The s3 shape (storage.mode s3, Garage on three object-store hosts): Harbor's registry is the binary of Harbor's
   registry container (goharbor/distribution release-2.8, built here from source), run on each node as a host service
@@ -1725,6 +1726,12 @@ def deleted_roles(lab: HostLab, shape: Shape, placements: list[tuple[str, str]],
     return ok
 
 
+def unchanged_ok(result: dict) -> bool:
+    """A shape's `second_up` figures: the second `up` ran and changed nothing (under the engine, `pulumi preview
+    --expect-no-changes` passed first)."""
+    return bool(result["second_up_ok"] and result["second_up_changes"] == 0 and result.get("preview_no_changes", True))
+
+
 def patroni_ok(result: Optional[dict]) -> bool:
     """The patroni shape's checks passed (True without that shape); the failover's figures are not judged."""
     if result is None:
@@ -1794,10 +1801,10 @@ def print_table(report: dict) -> None:
               f"{r['total_requests']:>7} {r['apply_seconds']:>8}")
 
 
-#: The shapes the real engine applies (`verify --apply engine`, the default): the dev shape with the stand-in Harbor,
-#: where Harbor's objects (harborApi) go to the Harbor emulator as in labs/engine/engine_lab.py. The others stay on
-#: the replay (docs/real-hosts.md, "What is a stand-in", says why).
-ENGINE_SHAPES = ("dev",)
+#: The shapes the real engine applies (`verify --apply engine`, the default) with the stand-in Harbor, Harbor's
+#: objects (harborApi) on the Harbor emulator as in labs/engine/engine_lab.py. The others stay on the replay
+#: (docs/real-hosts.md, "What is a stand-in", says why).
+ENGINE_SHAPES = ("dev", "prod", "patroni", "external")
 
 
 def verify_by_engine(booted: HostLab, shape: Shape, report: dict, *, day2: bool) -> None:
@@ -1872,9 +1879,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                    "shape with --shape s3: labs/hosts/s3_harbor.py), without "
                         "the day-2 scenarios; standin: the busybox stand-in installer (fast)")
     v.add_argument("--apply", choices=("engine", "replay"), default="engine",
-                   help="engine: the dev shape (stand-in Harbor) applied by the real Pulumi engine, built by "
-                        "labs/engine/build_toolchain.sh; the other shapes and real Harbor by the replay; replay: "
-                        "every shape by labs/hosts/replay.py")
+                   help=f"engine: the {', '.join(ENGINE_SHAPES)} shapes (stand-in Harbor) applied by the real "
+                        "Pulumi engine, built by labs/engine/build_toolchain.sh; the other shapes and real Harbor by "
+                        "the replay; replay: every shape by labs/hosts/replay.py")
     o = sub.add_parser("observe", help="the monitoring role on the dev shape: quiet cluster, drills, their alerts")
     o.add_argument("--json", type=Path, required=True)
     o.add_argument("--shape", choices=("dev", "patroni"), default="dev",
@@ -1926,8 +1933,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             and all(r["applied"] and r["second_apply_changed"] == 0 and r["active_after_reboot"]
                 and r.get("delete_stops_keeps_data") for r in report["roles"].values())
             and all(d["ok"] for d in report["day2"].values()) and patroni_ok(report.get("patroni"))
-            and all(r["second_up_ok"] and r["second_up_changes"] == 0 and r.get("preview_no_changes", True)
-                    for r in report.get("second_up", {}).values())
+            and all(unchanged_ok(r) for r in report.get("second_up", {}).values())
             and storage_ok(report.get("storage")))
     return 0 if good else 1
 

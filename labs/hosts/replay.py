@@ -1,7 +1,8 @@
 """Applies what the program registers to real hosts over SSH, in the engine's order: a stand-in for `pulumi up`.
 
-Used by the host lab for every shape but dev (which the real engine applies: labs/hosts/host_lab.py ENGINE_SHAPES,
-labs/engine/engine_lab.py), and for the forced re-apply of every role (on the dev shape with the engine's state).
+Used by the host lab where the real engine does not apply the shape (labs/hosts/host_lab.py ENGINE_SHAPES,
+labs/engine/engine_lab.py; docs/real-hosts.md, "What is a stand-in", says where and why), and for the forced re-apply
+of every role (under the engine with the engine's state).
 The program runs under mocks (labs/engine/pulumi_harness.py: generated secrets get fixed fake values), and every
 `command:remote:*` resource it registers is carried out with exactly its inputs: a Command's create/update/delete
 text and stdin (the role's tar bundle), a CopyToRemote's file and remote path, each over `ssh` to the connection's

@@ -1,8 +1,9 @@
 """Bring your own services on real Debian 12 hosts: labs/hosts/host_lab.py's external shape boots systemd-nspawn
 machines (labs/hosts/debhosts.sh), starts a PostgreSQL 15 and a Redis (both TLS with their own CA, passwords) by
 hand on a host that is in no stack, applies the roles of a stack whose postgres, redis and nfs are `mode: external`
-(the NFS export is the lab's stand-in folder), and checks from the Harbor nodes, with what the program rendered,
-that they reach those services. Harbor and NFS are stand-ins (see the lab's docstring).
+(the NFS export is the lab's stand-in folder) with the real engine's `pulumi up` (labs/engine/build_toolchain.sh's
+CLI and plugins), and checks from the Harbor nodes, with what the program rendered, that they reach those services.
+Harbor and NFS are stand-ins (see the lab's docstring).
 Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET (HHA_BASE to share a base rootfs).
 Run: `sudo venv/bin/python -m pytest -m external_hosts tests/hosts/test_external_hosts.py`."""
 
@@ -19,6 +20,12 @@ pytestmark = pytest.mark.external_hosts
 @pytest.fixture(scope="module")
 def report(lab_report) -> dict:
     return lab_report("host-lab-external", lambda path: host_lab.verify(path, [host_lab.EXTERNAL], day2=False))
+
+
+def test_external_shape_is_applied_by_the_engine_and_a_second_up_changes_nothing(report):
+    assert report["apply"] == {"external": "engine"}
+    second = report["second_up"]["external"]
+    assert host_lab.unchanged_ok(second) and "preview_no_changes" in second, second
 
 
 def test_only_the_nodes_and_load_balancers_roles_are_applied_and_a_second_apply_changes_nothing(report):

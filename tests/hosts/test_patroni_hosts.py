@@ -21,6 +21,12 @@ def report(lab_report) -> dict:
     return lab_report("host-lab-patroni", lambda path: host_lab.verify(path, [host_lab.PATRONI], day2=False))
 
 
+def test_patroni_shape_is_applied_by_the_engine_and_a_second_up_changes_nothing(report):
+    assert report["apply"] == {"patroni": "engine"}
+    second = report["second_up"]["patroni"]
+    assert host_lab.unchanged_ok(second) and "preview_no_changes" in second, second
+
+
 def test_patroni_shape_applies_every_role_and_a_second_apply_changes_nothing(report):
     roles = report["roles"]
     assert {r.split(" (")[0] for r in roles} == {"firewall", "nfs-server", "redis", "harbor-node", "loadbalancer",
