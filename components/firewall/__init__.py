@@ -220,7 +220,8 @@ def render_ruleset(cfg: ClusterConfig, host: Host) -> str:
     openings = host_openings(cfg, host)
     return render_template("firewall/harbor-ha.nft.j2", host=host, table=TABLE, openings=openings,
                            published=[o for o in openings if o.published], match=nft_match,
-                           published_ports=published_ports(cfg, host))
+                           published_ports=published_ports(cfg, host), vip=cfg.vip, docker_bridges=DOCKER_BRIDGES,
+                           vip_orphans=host in cfg.lb_hosts and host in cfg.harbor_nodes)
 
 
 def render_unit() -> str:

@@ -67,6 +67,18 @@ def test_a_node_that_carries_redis_sentinel_or_the_database_admits_its_own_harbo
     assert not any(s.endswith("-local") for s in openings(cfg, "data1"))
 
 
+def test_an_lb_that_is_a_harbor_node_resets_its_containers_connections_to_the_vip_once_it_moved_away():
+    """Only where Harbor's containers share a host with the VIP (the dev shape's nodes): their connections to the VIP
+    while it was here were never masqueraded, and are reset rather than left to hang once it has moved."""
+    rule = ('iifname "br-*" ip daddr {vip} meta l4proto tcp ct state established ct status ! snat '
+            "reject with tcp reset")
+    dev = parse_cluster_config(values("dev"))
+    assert rule.format(vip=dev.vip) in render_ruleset(dev, dev.host("harbor1"))
+    assert "vip_orphans" not in render_ruleset(dev, dev.host("data1"))
+    prod = parse_cluster_config(values("prod"))
+    assert not any("vip_orphans" in render_ruleset(prod, prod.host(h)) for h in ("lb1", "harbor1"))
+
+
 def test_configured_sources_reach_ssh_vip_and_metrics():
     cfg = parse_cluster_config(values("prod", firewall={
         "adminSources": ["198.51.100.7", "203.0.113.0/24"], "clientSources": ["192.0.2.0/24"],
