@@ -2,7 +2,7 @@
 
     sudo venv/bin/python labs/hosts/host_lab.py verify --json FILE [--shape dev|prod|both|patroni|external|all|s3]
         [--apply engine|replay] [--keep]
-    sudo venv/bin/python labs/hosts/host_lab.py verify --harbor real --json FILE [--shape s3]  (s3: s3_harbor.py)
+    sudo venv/bin/python labs/hosts/host_lab.py verify --harbor real --json FILE [--shape s3|s3-own]  (s3_harbor.py)
     sudo venv/bin/python labs/hosts/host_lab.py observe --json FILE [--quiet-minutes 10] [--keep] [--no-acme]
         (observe.py; the acme figures from acme_hosts.py)
     sudo venv/bin/python labs/hosts/host_lab.py drills --harbor real --json FILE [--keep]  (drills.py)
@@ -123,7 +123,9 @@ MACHINES = {"data1": "h1", "node1": "h2", "node2": "h3", "node3": "h4",
             "db1": "h10", "db2": "h11", "db3": "h12",
             # The s3 shape's object-store hosts reuse h4..h6 (node3 and two redis hosts of the other shapes) and its
             # Garage download server h7, and s3d (h8) that replaces s3c: that shape boots 8 hosts only.
-            "s3a": "h4", "s3b": "h5", "s3c": "h6", "dist1": "h7", "s3d": "h8"}
+            "s3a": "h4", "s3b": "h5", "s3c": "h6", "dist1": "h7", "s3d": "h8",
+            # The S3 of one's own of the s3-own shape (labs/hosts/s3_harbor.py), in no stack.
+            "s3own": "h4"}
 # systemd units of each role: every one must be active after an apply and after a reboot.
 UNITS = {"firewall": ["harbor-ha-firewall"],
          "nfs-server": ["nfs-server"], "postgres": ["postgresql@15-main"], "redis": ["redis-server"],
@@ -330,19 +332,39 @@ PATRONI = Shape("patroni", ["data1", "node1", "node2", "db1", "db2", "db3"], {
     {"postgres": {"mode": "patroni", "vip": {"address": f"{NET}.101", "interface": "host0"}, "synchronous": "strict"},
      "backup": {"repository": "host"}}, parallel=True)
 
+REPLACING_STORE = "s3d"  #: the host that replaces the dead s3c (outside the s3 shapes until then)
 # Harbor's images in S3: Garage on three object-store hosts (one zone each, replication 3), no NFS; dev's data host
 # (PostgreSQL, Redis) and its two nodes that are the LBs. The Garage binary (labs/objstore/build_garage.sh) is served
 # to the object-store hosts by dist1, a lab host outside the stack (no firewall role), as a site's mirror would be.
 S3 = Shape("s3", ["data1", "node1", "node2", "s3a", "s3b", "s3c"], {
     "postgres": "data1", "redis": ["data1"], "harborNodes": ["node1", "node2"], "loadBalancers": ["node1", "node2"],
     "objectStore": ["s3a", "s3b", "s3c"]}, {"storage": {"mode": "s3"}}, parallel=True,
-    outside=("dist1", "s3d"))  # s3d: the host that replaces s3c
+    outside=("dist1", REPLACING_STORE))
 # The s3 shape with real Harbor (labs/hosts/s3_harbor.py), deployed first as the move from NFS begins: storage.mode
-# nfs with roles.objectStore (Garage beside the NFS stand-in on data1); s3_harbor.move switches it to s3. No host is
-# replaced, so no s3d.
+# nfs with roles.objectStore (Garage beside the NFS stand-in on data1); s3_harbor.move switches it to s3.
 S3_HARBOR = Shape(S3.name, S3.hosts, {**S3.roles, "nfs": "data1"}, {"storage": {"mode": "nfs"}}, parallel=True,
-                  outside=("dist1",))
+                  outside=S3.outside)
+# Real Harbor on an S3 of one's own (storage.s3.endpoint, no roles.objectStore: labs/hosts/s3_harbor.py): dev's
+# hosts without NFS, the bucket on s3own, which s3_harbor.start_own_s3 sets up by hand as a site's S3 would be.
+S3_OWN = Shape("s3-own", ["data1", "node1", "node2"], {
+    "postgres": "data1", "redis": ["data1"], "harborNodes": ["node1", "node2"], "loadBalancers": ["node1", "node2"]},
+    {"storage": {"mode": "s3"}}, outside=("s3own",))
 DIST_PORT = 8873  #: dist1's HTTP port for the Garage binary
+# An object-store host's fault in both storage tiers (HostLab.store_outage): its kind -> the storage figures' key.
+STORE_FAULTS = {"cut": "node_power_cut", "freeze": "node_frozen"}
+# How long the host stays cut off or frozen: less than the ~75 s Garage takes to mark a silent peer down, so the
+# whole fault is spent in that wait (the worst of it for the clients).
+STORE_FAULT_S = 60.0
+STORE_HEALTHY_TIMEOUT_S = 300.0  #: Garage healthy again on the host after its boot or thaw, on a loaded machine
+
+
+def store_fault_plan(stores: list[str]) -> list[tuple[str, str, str]]:
+    """(kind, host, witness) of both storage tiers' faults: each node's S3 proxy spreads its sessions over the
+    object-store hosts; the first one is cut, then another is frozen once the cut one is back (the witness: a third
+    host, whose Garage health is read at the end of the fault)."""
+    return [("cut", stores[0], stores[1]), ("freeze", stores[1], stores[2])]
+
+
 # Harbor's registry on each node of the s3 shape: the binary of Harbor's registry container (goharbor/distribution
 # release-2.8, built here by labs/harbor/build_installer.py), run as a host service on the S3 settings of the node's
 # own rendered harbor.yml (Harbor's registry container is not, see the module docstring).
@@ -467,6 +489,9 @@ class HostLab:
                 "/etc/systemd/system/nfs-server.service && systemctl daemon-reload; }", input=NFS_SERVER_STANDIN)
         if shape is EXTERNAL:
             self.start_external_services()
+        if shape is S3_OWN:
+            from labs.hosts import s3_harbor  # it builds on this module
+            self.own_storage = s3_harbor.start_own_s3(self)
         # With storage.mode s3 no node mounts NFS.
         mounting = [] if storage_mode(shape) == "s3" else [*shape.roles["harborNodes"],
                                                            *(["node3"] if self.booted >= 4 else [])]
@@ -513,6 +538,8 @@ class HostLab:
                 "url": f"http://{address(MACHINES['dist1'])}:{DIST_PORT}/garage", "sha256": self.garage_sha256}}
         if shape is EXTERNAL:
             values.update(self.external_sections())
+        if shape is S3_OWN:
+            values["storage"] = self.own_storage
         self.shape_hosts = names
         # components/config.py's default: Harbor's https port moves off 443 where the LB shares the node
         self.https_port = 8443 if set(roles["harborNodes"]) & set(roles["loadBalancers"]) else 443
@@ -522,6 +549,7 @@ class HostLab:
     trivy = False  #: real Harbor with its Trivy adapter (verify --harbor real; the other real labs leave it out)
     shape_hosts: list[str] = []  #: the lab hosts of the stack last rendered (values())
     garage_sha256 = ""  #: sha256 of the Garage binary dist1 serves (the s3 shape)
+    own_storage: dict[str, Any] = {}  #: the storage section of the s3-own shape (s3_harbor.start_own_s3)
 
     def up(self, values: dict[str, Any], *, rotated: frozenset[str] = frozenset(),
            force_apply: bool = False) -> UpResult:
@@ -1205,22 +1233,23 @@ class HostLab:
                 "seconds": round(time.monotonic() - t0, 1)}
 
     # ------------------------------------------------------------------------------------------------- s3
-    def serve_garage(self) -> None:
-        """The Garage binary built here (labs/objstore/build_garage.sh, cached by version), served over HTTP by
-        dist1 from the folder every lab host shares: the storage.garage.url of the s3 shape."""
+    @staticmethod
+    def built_garage() -> str:
+        """The Garage binary labs/objstore/build_garage.sh built (cached by version), copied into the folder every lab
+        host shares (/srv/nfs-standin/dist/garage in each); returns its sha256."""
         built = subprocess.run(["bash", str(BUILD_GARAGE)], capture_output=True, text=True, timeout=7200)
         if built.returncode != 0:
             raise RuntimeError(f"build_garage.sh: {built.stderr[-1500:]}")
         binary, sha256 = built.stdout.split()
-        self.serve_binary(Path(binary), sha256)
-        # Harbor's registry binary, for start_registry, in the folder every lab host shares.
-        shutil.copy(build_installer.registry_binary(), NFS_STANDIN / "dist" / "registry")
-
-    def serve_binary(self, binary: Path, sha256: str) -> None:
-        self.garage_sha256 = sha256
         dist = NFS_STANDIN / "dist"
         dist.mkdir(parents=True, exist_ok=True)
         shutil.copy(binary, dist / "garage")
+        return sha256
+
+    def serve_garage(self) -> None:
+        """The Garage binary built here, served over HTTP by dist1 from the folder every lab host shares: the
+        storage.garage.url of the s3 shape."""
+        self.garage_sha256 = self.built_garage()
         m = MACHINES["dist1"]
         ssh(m, "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-minimal "
                ">/dev/null", timeout=600)
@@ -1232,6 +1261,8 @@ class HostLab:
         ssh(m, f"for i in $(seq 1 30); do python3 -c {shlex.quote(probe)} 2>/dev/null && exit 0; sleep 1; done; "
                "exit 1")
         log(f"garage binary served by dist1 (sha256 {self.garage_sha256[:12]}...)")
+        # Harbor's registry binary, for start_registry, in the folder every lab host shares.
+        shutil.copy(build_installer.registry_binary(), NFS_STANDIN / "dist" / "registry")
 
     def start_registry(self, cfg: ClusterConfig, node: str) -> list[str]:
         """The registry stand-in on a node, on the S3 settings of the node's own harbor.yml, its endpoint name
@@ -1378,18 +1409,19 @@ class HostLab:
         log(f"s3 move from NFS: {result}")
         return result
 
-    def store_fault(self, kind: str, host: str, witness: str, client: str, images: dict[str, str]) -> dict:
-        """A push/pull loop through the nodes' registries; 20 s in, `host` loses its power (kind "cut": every process
-        killed at once) or freezes (kind "freeze": every process SIGSTOPped, its kernel still accepting
-        connections) for 60 s; then it boots or thaws. Every image pushed so far (`images`, extended with the loop's)
-        is read back through every registry once Garage is healthy again: images_lost counts those unreadable then,
-        with no grace period. Failed operations and the longest gap between two successful ones are counted."""
+    def store_outage(self, kind: str, host: str, witness: str) -> dict:
+        """`host` loses its power (kind "cut": every process killed at once) or freezes (kind "freeze": every process
+        SIGSTOPped, its kernel still accepting connections) for STORE_FAULT_S; then it boots or thaws, and Garage's
+        health on it is awaited (STORE_HEALTHY_TIMEOUT_S). Returns the fault's epoch (`t_fault`), Garage's health on
+        `witness` at the end of the fault, and the seconds from the fault (`healthy_s`) and from the boot or thaw
+        (`healthy_again_s`) to Garage healthy on `host` (None when it was not within the wait). Both storage tiers'
+        faults (store_fault here, s3_harbor.store_fault under real Harbor)."""
+        if kind not in STORE_FAULTS:
+            raise ValueError(f"object-store fault {kind!r}: one of {sorted(STORE_FAULTS)}")
         m = MACHINES[host]
-        proc = self.registry_loop(client, 420)  # ended by the stop file
-        time.sleep(20)
         t_fault = time.time()
         debhosts("kill" if kind == "cut" else "freeze", m)
-        time.sleep(60)
+        time.sleep(STORE_FAULT_S)
         during = self.garage_health(MACHINES[witness])
         t_back = time.time()
         if kind == "cut":
@@ -1397,16 +1429,31 @@ class HostLab:
         else:
             debhosts("thaw", m)
         back = self.garage_health(m)
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + STORE_HEALTHY_TIMEOUT_S
         while back.get("status") != "healthy" and time.monotonic() < deadline:
             time.sleep(2)
             back = self.garage_health(m)
-        back_s = round(time.time() - t_back, 1)
+        healthy, now = back.get("status") == "healthy", time.time()
+        if not healthy:
+            log(f"s3 {kind} of {host}: Garage not healthy on it {STORE_HEALTHY_TIMEOUT_S:.0f} s after its return: "
+                f"{back}")
+        return {"t_fault": t_fault, "health_during": during.get("status"),
+                "healthy_s": round(now - t_fault, 1) if healthy else None,
+                "healthy_again_s": round(now - t_back, 1) if healthy else None}
+
+    def store_fault(self, kind: str, host: str, witness: str, client: str, images: dict[str, str]) -> dict:
+        """A push/pull loop through the nodes' registries; 20 s in, `host` is cut off or frozen (store_outage). Every
+        image pushed so far (`images`, extended with the loop's) is read back through every registry once Garage is
+        healthy again: images_lost counts those unreadable then, with no grace period. Failed operations and the
+        longest gap between two successful ones are counted."""
+        proc = self.registry_loop(client, 420)  # ended by the stop file
+        time.sleep(20)
+        outage = self.store_outage(kind, host, witness)
         # The loop runs on through the return: what a host coming back costs is counted too.
         time.sleep(15)
         ssh(client, f"touch {self.STOP}")
         loop = self.loop_result(proc, 300)
-        after = [o for o in loop["ops"] if o["start"] >= t_fault]
+        after = [o for o in loop["ops"] if o["start"] >= outage["t_fault"]]
         images.update(loop["pushed"])
         checked = self.registry_check(client, images)
         result = {"host": host, "failed_ops": loop["failed_ops"], "ops": len(loop["ops"]),
@@ -1414,41 +1461,53 @@ class HostLab:
                   "max_gap_ms": loop["max_push_gap_ms"], "images_lost": checked["images_lost"],
                   "images_corrupted": checked["images_corrupted"], "images": checked["images"],
                   "unreadable": checked["failed"][:6],
-                  "failures": loop.get("failures", []), "health_during": during.get("status"),
-                  "healthy_again_s": back_s if back.get("status") == "healthy" else None}
+                  "failures": loop.get("failures", []), "health_during": outage["health_during"],
+                  "healthy_again_s": outage["healthy_again_s"]}
         log(f"s3 {kind} of {host}: {result}")
         return result
 
-    def replace_store(self, shape: Shape, dead: str, new: str, client: str, images: dict[str, str]) -> dict:
-        """A dead object-store host replaced through the program, while a push/pull loop runs: `dead` loses its power
-        for good; its resources leave the stack's state as `pulumi state delete` takes them out (their delete
-        commands cannot reach a dead host: docs/object-storage.md); a `pulumi up` with `new` in its place in
-        roles.objectStore starts Garage there, and the cluster step takes the dead node out of the layout and puts
-        the new one in (Garage copies the partitions to it). Then every image is read back through every registry.
-        The dead machine boots again afterwards, outside the stack (the lab's reboot and delete checks use it)."""
-        proc = self.registry_loop(client, 1800)  # ended by the stop file
-        time.sleep(10)
+    def replace_dead_store(self, shape: Shape, values: dict[str, Any], dead: str, new: str) -> dict:
+        """A dead object-store host replaced through the program: `dead` loses its power for good; its resources leave
+        the stack's state as `pulumi state delete` takes them out (their delete commands cannot reach a dead host:
+        docs/object-storage.md); a `pulumi up` of the stack (`values`: its storage section as it is) with `new` in
+        its place in roles.objectStore starts Garage there, and the cluster step takes the dead node out of the layout
+        and puts the new one in (Garage copies the partitions to it). The dead machine stays off (power_on boots it
+        again, outside the stack). Both storage tiers' replacement (replace_store here, s3_harbor's under real
+        Harbor); `t_fault` and `healthy_s` as store_outage's (Garage's health read once, after the apply)."""
+        t_fault = time.time()
         debhosts("kill", MACHINES[dead])
         gone = [r.name for r in self.replay.state if r.name.endswith(f"-{dead}") or f"-{dead}-" in r.name]
         self.replay.state = [r for r in self.replay.state if r.name not in gone]
         stores = [new if h == dead else h for h in shape.roles["objectStore"]]
         after = Shape(shape.name, [new if h == dead else h for h in shape.hosts],
                       {**shape.roles, "objectStore": stores}, shape.extra, shape.parallel)
-        result = self.up(self.values(after))
-        health = self.garage_health(MACHINES[stores[0]])
+        result = self.up({**self.values(after), "storage": values["storage"]})
+        health = self.garage_health(MACHINES[stores[0]]).get("status")
+        healthy_s = round(time.time() - t_fault, 1) if health == "healthy" else None
+        layout = self.garage_admin(MACHINES[stores[0]], "GetClusterLayout")
+        zones = sorted(r["zone"] for r in layout.get("roles", []))
+        return {"cluster_ok": result.ok and health == "healthy" and zones == sorted(stores), "dead": dead, "new": new,
+                "apply_ok": result.ok, "apply_s": round(result.seconds, 1), "state_deleted": gone,
+                "layout_zones": zones, "health": health,
+                # What the cluster step said: the layout applied, what it waited for, the dead node skipped.
+                "cluster_step": [line for r in result.ran for line in r.lines if "object-store-cluster]" in line],
+                "t_fault": t_fault, "healthy_s": healthy_s}
+
+    def replace_store(self, shape: Shape, values: dict[str, Any], dead: str, new: str, client: str,
+                      images: dict[str, str]) -> dict:
+        """replace_dead_store while a push/pull loop runs; then every image is read back through every registry and
+        the dead machine boots again, outside the stack (the lab's reboot and delete checks use it)."""
+        proc = self.registry_loop(client, 1800)  # ended by the stop file
+        time.sleep(10)
+        step = self.replace_dead_store(shape, values, dead, new)
         ssh(client, f"touch {self.STOP}")
         loop = self.loop_result(proc, 600)
         images.update(loop["pushed"])
-        layout = self.garage_admin(MACHINES[stores[0]], "GetClusterLayout")
-        zones = sorted(r["zone"] for r in layout.get("roles", []))
         checked = self.registry_check(client, images)
         self.power_on()
-        ok = (result.ok and health.get("status") == "healthy" and zones == sorted(stores)
-              and checked["images_lost"] == 0 and checked["images_corrupted"] == 0 and checked["images"] > 0)
-        replaced = {"ok": ok, "dead": dead, "new": new, "apply_ok": result.ok, "apply_s": round(result.seconds, 1),
-                    "state_deleted": gone, "layout_zones": zones, "health": health.get("status"),
-                    # What the cluster step said: the layout applied, what it waited for, the dead node skipped.
-                    "cluster_step": [line for r in result.ran for line in r.lines if "object-store-cluster]" in line],
+        ok = (step["cluster_ok"] and checked["images_lost"] == 0 and checked["images_corrupted"] == 0
+              and checked["images"] > 0)
+        replaced = {"ok": ok, **{k: v for k, v in step.items() if k not in ("cluster_ok", "t_fault", "healthy_s")},
                     "failed_ops": loop["failed_ops"], "ops": len(loop["ops"]), "max_gap_ms": loop["max_push_gap_ms"],
                     "images_lost": checked["images_lost"], "images_corrupted": checked["images_corrupted"],
                     "images": checked["images"], "unreadable": checked["failed"][:6],
@@ -1479,14 +1538,12 @@ class HostLab:
         log(f"s3 push/pull: {push_pull}")
         moved = self.nfs_to_s3(cfg, nodes[0], client)
 
-        # Each node's registry dials its own S3 proxy, which spreads the sessions over the object-store hosts: the
-        # first one is cut; the frozen one is another, once the cut one is back.
-        cut = self.store_fault("cut", stores[0], stores[1], client, images)
-        frozen = self.store_fault("freeze", stores[1], stores[2], client, images)
-        replaced = self.replace_store(shape, stores[2], "s3d", client, images)
+        faults = {STORE_FAULTS[kind]: self.store_fault(kind, host, witness, client, images)
+                  for kind, host, witness in store_fault_plan(stores)}
+        replaced = self.replace_store(shape, values, stores[2], REPLACING_STORE, client, images)
         return {"backend": "garage", "nodes": len(stores), "replication": cfg.storage.garage.replication_factor
                 if cfg.storage.garage else None, "health": health.get("status"), "push_pull": push_pull,
-                "node_power_cut": cut, "node_frozen": frozen, "node_replaced": replaced["ok"],
+                **faults, "node_replaced": replaced["ok"],
                 "node_replacement": replaced, "nfs_to_s3": moved, "endpoint_resolves_to": resolved,
                 "registry": "Harbor's registry binary (goharbor/distribution release-2.8, built from source) "
                             "on each node, a stand-in for Harbor's registry container"}
@@ -1624,10 +1681,13 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
     if patroni:
         report["patroni"] = lab.patroni_checks(shape, values)
     if lab.harbor == "real":
-        report["harbor"] = lab.harbor_checks(shape, extended=shape.name != S3.name)
+        report["harbor"] = lab.harbor_checks(shape, extended=shape.name not in (S3.name, S3_OWN.name))
     if shape.name == S3.name and lab.harbor == "real":
         from labs.hosts import s3_harbor  # it builds on this module
         report["storage"] = s3_harbor.checks(lab, shape, values, report["harbor"], moved)
+    elif shape is S3_OWN:
+        from labs.hosts import s3_harbor  # it builds on this module
+        report["storage"] = s3_harbor.own_checks(lab, shape, values, report["harbor"])
     elif shape is S3:
         report["storage"] = lab.s3_checks(shape, values)
     if shape is EXTERNAL:
@@ -1655,15 +1715,18 @@ def verify_shape(lab: HostLab, shape: Shape, report: dict, *, day2: bool) -> Non
     # Real Harbor's nodes stop a dozen containers on the way down; its containers start again after the boot and
     # core needs its database and Redis first.
     # 300 s with the stand-in: on a machine loaded by other labs a host took longer than 120 s to go down.
-    reboot_s = lab.reboot(shape.machines, wait=600 if lab.harbor == "real" else 300)
+    # Every host of the stack as it is now: a dead object-store host's successor (s3d) in place of it.
+    stack = [MACHINES[h] for h in lab.shape_hosts]
+    reboot_s = lab.reboot(stack, wait=600 if lab.harbor == "real" else 300)
     bad_after_reboot = lab.wait_active(600 if lab.harbor == "real" else 120)
     for role, host in lab.placements():
         if MACHINES[host] in lab.not_rebooted:
             bad_after_reboot.setdefault(role, []).append(f"{host} did not reboot")
     nodes = shape.roles["harborNodes"]
     # With storage.mode s3 the data volume is the node's own disk: no mount for Docker to wait for.
-    docker_order = {n: shape.name == S3.name or lab.docker_after_mount(n) for n in nodes}
-    log(f"{shape.name}: reboot of {len(shape.machines)} hosts: back in {reboot_s:.1f} s; inactive "
+    docker_order = {n: shape.name == S3.name or storage_mode(shape) == "s3" or lab.docker_after_mount(n)
+                    for n in nodes}
+    log(f"{shape.name}: reboot of {len(stack)} hosts: back in {reboot_s:.1f} s; inactive "
         f"{bad_after_reboot or 'none'}; docker after the data mount: {docker_order}")
     if "harbor" in report and "admin_rotation" in report["harbor"]:
         # core starts again with harbor.yml's initial password in its environment: the rotated one must stay.
@@ -1787,7 +1850,7 @@ def storage_ok(result: Optional[dict]) -> bool:
         return s3_harbor.storage_ok(result)
     return bool(result["push_pull"]["ok"] and result["node_replaced"] and result["nfs_to_s3"]["ok"] and all(
         fault["images_lost"] == 0 and fault["images"] > 0 and fault["healthy_again_s"] is not None
-        for fault in (result["node_power_cut"], result["node_frozen"])))
+        for fault in (result[key] for key in STORE_FAULTS.values())))
 
 
 def print_table(report: dict) -> None:
@@ -1864,6 +1927,8 @@ def verify(json_path: Path, shapes: list[Shape], *, day2: bool = True, keep: boo
 
 SHAPES = {"dev": [DEV], "prod": [PROD], "both": [DEV, PROD], "patroni": [PATRONI], "external": [EXTERNAL],
           "all": [DEV, PROD, PATRONI, EXTERNAL], "s3": [S3]}
+#: `--harbor real`'s shapes (dev's without --shape): s3 moved from NFS onto Garage, and an S3 of one's own
+REAL_SHAPES = {"s3": [S3_HARBOR], "s3-own": [S3_OWN]}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -1871,13 +1936,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("verify", help="boot hosts, apply every role, check, day-2 scenarios, reboot, delete")
     v.add_argument("--json", type=Path, required=True)
-    v.add_argument("--shape", choices=tuple(SHAPES), default="both")
+    v.add_argument("--shape", choices=(*SHAPES, "s3-own"), default="both")
     v.add_argument("--no-day2", action="store_true", help="skip the day-2 scenarios")
     v.add_argument("--keep", action="store_true", help="leave the hosts running")
     v.add_argument("--harbor", choices=("standin", "real"), default="standin",
                    help="real: Harbor built from source (labs/harbor/build_installer.py) on the dev shape (the s3 "
-                   "shape with --shape s3: labs/hosts/s3_harbor.py), without "
-                        "the day-2 scenarios; standin: the busybox stand-in installer (fast)")
+                        "shape with --shape s3, an S3 of one's own with --shape s3-own: labs/hosts/s3_harbor.py), "
+                        "without the day-2 scenarios; standin: the busybox stand-in installer (fast)")
     v.add_argument("--apply", choices=("engine", "replay"), default="engine",
                    help=f"engine: the {', '.join(ENGINE_SHAPES)} shapes (stand-in Harbor) applied by the real "
                         "Pulumi engine, built by labs/engine/build_toolchain.sh; the other shapes and real Harbor by "
@@ -1926,7 +1991,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         from labs.hosts import drills as harbor_drills
         result = harbor_drills.run_drills(args.json, keep=args.keep, only=args.only, shape=args.shape)
         return 0 if harbor_drills.passed(result) else 1
-    shapes = ([S3_HARBOR] if args.shape == "s3" else [DEV]) if args.harbor == "real" else SHAPES[args.shape]
+    if args.shape not in SHAPES and args.harbor != "real":
+        parser.error(f"--shape {args.shape} needs --harbor real")
+    shapes = REAL_SHAPES.get(args.shape, [DEV]) if args.harbor == "real" else SHAPES[args.shape]
     report = verify(args.json, shapes, day2=not args.no_day2, keep=args.keep, harbor=args.harbor,
                     apply=args.apply)
     good = (harbor_ok(report.get("harbor"))

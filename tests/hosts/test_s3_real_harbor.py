@@ -4,18 +4,22 @@ v2.15.2 (built from source, cached by digest) installed by the harbor-node role 
 object-store hosts, the nodes' S3 proxies, PostgreSQL, Redis and the NFS stand-in on the data host. The stack is
 first applied in the move's first stage (storage.mode nfs with roles.objectStore), holds images pushed through the
 VIP, goes read-only while a pull loop runs, scripts/storage_to_s3.py copies the NFS folder into the bucket, the stack
-is applied with storage.mode s3 and scripts/verify_migration.py compares every tag. Then on S3: docker pushes through
-the VIP and pulls through the other node; Harbor's prepare made the registry container's config.yml from the
-rendered storage_service.s3; the drills' client (scripts/drills/ha_client.py) pushes and pulls through the VIP while
-an object-store host loses its power; the images' blobs are listed in the bucket with the S3 API, none on the nodes'
-data volumes (labs/hosts/s3_harbor.py). Then a second apply, a reboot of every host and the deletes. Environment:
-HHA_ROOT, HHA_BRIDGE, HHA_NET, HHA_UPSTREAM."""
+is applied with storage.mode s3 and every tag Harbor listed before is listed and pulled with its digest. Then on S3:
+docker pushes through the VIP and pulls through the other node; Harbor's prepare made the registry container's
+config.yml from the rendered storage_service.s3; the drills' client (scripts/drills/ha_client.py) pushes and pulls
+through the VIP while an object-store host loses its power, then while another is frozen (SIGSTOP of every
+process), then while a third, dead, is replaced by a new host through the program; the images' blobs are listed in
+the bucket with the S3 API, none on the nodes' data volumes (labs/hosts/s3_harbor.py). Then a second apply, a reboot
+of every host and the deletes. Environment: HHA_ROOT, HHA_BRIDGE, HHA_NET, HHA_UPSTREAM."""
 
 from __future__ import annotations
 
 import pytest
 
 from labs.hosts import host_lab
+from tests.support.drill_checks import assert_no_image_lost
+from tests.support.s3_checks import (assert_every_role_applied_unchanged_rebooted_and_deleted,
+                                     assert_harbor_pushes_and_pulls_across_the_nodes, real_harbor_report)
 
 # Real Harbor's install and reboot on seven hosts: longer than the garage tier, so a tier of its own.
 pytestmark = pytest.mark.realharbor_garage
@@ -23,17 +27,14 @@ pytestmark = pytest.mark.realharbor_garage
 
 @pytest.fixture(scope="module")
 def report(lab_report) -> dict:
-    return lab_report("real-harbor-s3", lambda path: host_lab.verify(path, [host_lab.S3_HARBOR], day2=False,
-                                                                      harbor="real"))
+    return real_harbor_report(lab_report, "real-harbor-s3", host_lab.S3_HARBOR)
 
 
 def test_real_harbor_on_garage_pushes_through_the_vip_and_pulls_through_the_other_node_with_one_digest(report):
+    assert_harbor_pushes_and_pulls_across_the_nodes(report)
     harbor, storage = report["harbor"], report["storage"]
-    assert harbor["nodes_healthy"] == 2, harbor["health"]
-    assert harbor["push_pull_via_vip"]["digest_equal"] and harbor["push_pull_per_node"]["digest_equal"], harbor
     assert harbor["cross_node_token"] and harbor["robot_pull"], harbor
     assert (storage["backend"], storage["nodes"], storage["replication"]) == ("garage", 3, 3)
-    assert storage["push_pull"] == {"ok": True, "digest_equal": True}
 
 
 def test_harbors_registry_container_reads_the_bucket_path_style_without_redirects_and_one_http_secret(report):
@@ -53,20 +54,30 @@ def test_the_pushed_images_blobs_are_objects_in_the_bucket_and_no_registry_file_
     assert report["storage"]["on_data_volume"] == {"node1": 0, "node2": 0}
 
 
-def test_an_object_store_hosts_power_cut_under_pushes_and_pulls_through_real_harbor_loses_no_image(report):
-    cut = report["storage"]["node_power_cut"]
-    print(f"power cut of {cut['host']}: {cut['failed_ops']} of {cut['ops']} operations failed after docker's "
-          f"retries ({cut['retried_ok']} retried), longest push gap {cut['max_gap_ms']} ms, recovered "
-          f"{cut['recovered_ms']} ms, Garage healthy {cut['healthy_ms']} ms after the cut")
-    assert cut["images_pushed"] > 0 and cut["images_lost"] == 0 and cut["images_corrupted"] == 0, cut
-    assert cut["healthy_ms"] is not None and cut["recovered_ms"] is not None, cut
+@pytest.mark.parametrize("fault", ["node_power_cut", "node_frozen"])
+def test_an_object_store_host_cut_off_or_frozen_under_pushes_and_pulls_through_real_harbor_loses_no_image(report,
+                                                                                                          fault):
+    result = report["storage"][fault]
+    print(f"{fault} of {result['host']}: {result['failed_ops']} of {result['ops']} operations failed after docker's "
+          f"retries ({result['retried_ok']} retried), longest push gap {result['max_gap_ms']} ms, recovered "
+          f"{result['recovered_ms']} ms, Garage healthy {result['healthy_ms']} ms after the fault "
+          f"({result['healthy_again_s']} s after the host's return)")
+    assert_no_image_lost(result)
+
+
+def test_a_dead_object_store_host_is_replaced_through_the_program_under_real_harbor_and_no_image_is_lost(report):
+    replaced = report["storage"]["node_replacement"]
+    print(f"replacement of {replaced['dead']} by {replaced['new']}: {replaced['failed_ops']} of {replaced['ops']} "
+          f"operations failed after docker's retries, longest push gap {replaced['max_gap_ms']} ms, apply "
+          f"{replaced['apply_s']} s, Garage healthy {replaced['healthy_ms']} ms after the cut")
+    assert replaced["apply_ok"] and replaced["layout_zones"] == sorted(["s3a", "s3b", replaced["new"]]), replaced
+    assert replaced["health"] == "healthy", replaced
+    assert_no_image_lost(replaced)
+    assert report["storage"]["node_replaced"] is True
 
 
 def test_every_role_is_applied_unchanged_by_a_second_apply_active_after_reboot_and_deleted(report):
-    roles = report["roles"]
-    assert [n for n, r in roles.items() if not r["applied"]] == []
-    assert {n: r["second_apply_changed"] for n, r in roles.items() if r["second_apply_changed"]} == {}
-    assert [n for n, r in roles.items() if not (r["active_after_reboot"] and r["delete_stops_keeps_data"])] == []
+    assert_every_role_applied_unchanged_rebooted_and_deleted(report["roles"])
 
 
 def test_the_move_from_nfs_copies_every_tag_into_the_bucket_and_the_switch_keeps_every_pull_working(report):
