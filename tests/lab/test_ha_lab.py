@@ -130,11 +130,19 @@ def test_lb_failure_moves_the_vip_and_requests_after_the_move_succeed(lab, scena
     assert_healed(lab)
 
 
-def test_node_death_fails_no_get_and_keeps_the_vip(lab):
-    """nginx retries a GET on the other node (proxy_next_upstream): a behaviour, so no request may fail."""
+def test_node_death_fails_no_get_started_after_it_and_keeps_the_vip(lab):
+    """nginx retries a GET on the other node (proxy_next_upstream): a behaviour, so no request started after the
+    registry's SIGKILL may fail. One whose response had begun when it died cannot be retried by any proxy (nginx
+    retries only before it sends anything to the client): such a request, started before the kill, may end with a cut
+    body, and nothing else. Seen once at load 14: a blob GET 16 ms before the kill, a 200 with a short body."""
     r = drill(lab, "node_death")
     assert r["vip_move_ms"] is None, r
-    assert r["total"] == 200 and r["failed"] == 0, r["failures"]
+    assert r["total"] == 200, r
+    after = [f for f in r["failures"] if f["after_fault_ms"] >= 0]
+    cut = [f for f in r["failures"] if f["after_fault_ms"] < 0]
+    assert not after, after
+    assert all(f["error"] == "blob content does not match its digest" or f["error"].startswith("IncompleteRead")
+               for f in cut), cut
     assert_healed(lab)
 
 
