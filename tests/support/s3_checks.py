@@ -24,6 +24,7 @@ def assert_harbor_pushes_and_pulls_across_the_nodes(report: dict) -> None:
 def assert_every_role_applied_unchanged_rebooted_and_deleted(roles: dict) -> None:
     """Every role applied, a second apply changed nothing, active after the reboot, its delete stopped it and kept
     its data."""
+    assert roles, "no role in the report"
     assert [n for n, r in roles.items() if not r["applied"]] == []
     assert {n: r["second_apply_changed"] for n, r in roles.items() if r["second_apply_changed"]} == {}
     assert [n for n, r in roles.items() if not (r["active_after_reboot"] and r["delete_stops_keeps_data"])] == []
