@@ -187,6 +187,15 @@ def storage_to_s3_command(cfg: ClusterConfig) -> str:
             f"--ca-file {CLUSTER_CA_PATH}")
 
 
+def checked_migration(lab: HostLab, args: list[str], env: dict[str, str]) -> dict:
+    """verify_migration.py's report; exit 2 (the record not taken whole, Harbor unreadable) as a report with its
+    error, so that the move goes on to leave Harbor writable and its figures say what failed."""
+    try:
+        return lab.run_verify_migration(args, env)
+    except RuntimeError as error:
+        return {"ok": False, "error": str(error)[-800:]}
+
+
 def move(lab: HostLab, shape: Shape, values: dict[str, Any]) -> tuple[dict, dict[str, Any]]:
     """The move from NFS to S3 as docs/object-storage.md gives it, on real Harbor: the stack deployed in its first
     stage (storage.mode nfs with roles.objectStore: Garage and the bucket beside the NFS server) holds MOVE_IMAGES
@@ -213,8 +222,8 @@ def move(lab: HostLab, shape: Shape, values: dict[str, Any]) -> tuple[dict, dict
     record.unlink(missing_ok=True)  # written once by the script: a rerun of the lab starts a new one
     admin = {"SOURCE_USERNAME": "admin", "SOURCE_PASSWORD": lab.admin_password,
              "TARGET_USERNAME": "admin", "TARGET_PASSWORD": lab.admin_password}
-    recorded = lab.run_verify_migration(["--source", f"https://{lab.vip}", "--source-ca-file", lab.vip_ca_file(),
-                                         "--record", str(record)], admin)
+    recorded = checked_migration(lab, ["--source", f"https://{lab.vip}", "--source-ca-file", lab.vip_ca_file(),
+                                       "--record", str(record)], admin)
     try:
         harbor.client_result(["push", lab.vip, "--repo", MOVE_REPO, "--tag", "late"], timeout=300)
         refused, late_push = False, "pushed"
@@ -238,8 +247,8 @@ def move(lab: HostLab, shape: Shape, values: dict[str, Any]) -> tuple[dict, dict
     verified: dict = {}
     pulled: dict = {}
     if switch is not None and switch.ok:
-        verified = lab.run_verify_migration(["--source-record", str(record), "--target", f"https://{lab.vip}",
-                                             "--target-ca-file", lab.vip_ca_file()], admin)
+        verified = checked_migration(lab, ["--source-record", str(record), "--target", f"https://{lab.vip}",
+                                           "--target-ca-file", lab.vip_ca_file()], admin)
         pulled = harbor.client_result(["verify", lab.vip, "--repo", MOVE_REPO, "--pushed",
                                        "/tmp/hostlab-move-images.json"], timeout=1200)
     ssh(harbor.client, f"touch {MOVE_STOP}")
@@ -253,6 +262,7 @@ def move(lab: HostLab, shape: Shape, values: dict[str, Any]) -> tuple[dict, dict
               "verified_equal": totals.get("matching", 0) if verified.get("ok") else 0,
               "recorded_as_pushed": bool(images) and all(in_record.get(t) == d for t, d in images.items()),
               "images_pulled_equal": pulled.get("images_ok", 0), "verification": totals,
+              "verify_errors": [e for e in (recorded.get("error"), verified.get("error")) if e],
               "images": len(images), "push_refused_read_only": refused, "late_push": late_push,
               # Images a round could not pull or found different, after the client's docker-like retries; a round
               # whose client failed (no token, say) counts every image.
