@@ -1189,11 +1189,15 @@ class HostLab:
     def verify_migration(self, source: str, project: str, password: str) -> dict:
         """scripts/verify_migration.py from where an operator runs it (this machine), source against Harbor
         through the VIP; its JSON report (exit 0: all equal, 1: differences)."""
+        return self.run_verify_migration(["--source", source, "--target", f"https://{self.vip}", "--target-ca-file",
+                                          self.vip_ca_file(), "--target-project", project],
+                                         {"TARGET_USERNAME": "admin", "TARGET_PASSWORD": password})
+
+    def vip_ca_file(self) -> str:
+        """The lab's CA (Harbor's certificate through the VIP) as a file here, for the registry scripts."""
         ca = self.work / "vip-ca.pem"
         ca.write_text(self.ca)
-        return self.run_verify_migration(["--source", source, "--target", f"https://{self.vip}", "--target-ca-file",
-                                          str(ca), "--target-project", project],
-                                         {"TARGET_USERNAME": "admin", "TARGET_PASSWORD": password})
+        return str(ca)
 
     def run_verify_migration(self, args: list[str], env: dict[str, str]) -> dict:
         """scripts/verify_migration.py run here on `args`; its JSON report (exit 0: all equal, 1: differences)."""

@@ -187,14 +187,23 @@ def storage_to_s3_command(cfg: ClusterConfig) -> str:
             f"--ca-file {CLUSTER_CA_PATH}")
 
 
+def checked_migration(lab: HostLab, args: list[str], env: dict[str, str]) -> dict:
+    """verify_migration.py's report; exit 2 (the record not taken whole, Harbor unreadable) as a report with its
+    error, so that the move goes on to leave Harbor writable and its figures say what failed."""
+    try:
+        return lab.run_verify_migration(args, env)
+    except RuntimeError as error:
+        return {"ok": False, "error": str(error)[-800:]}
+
+
 def move(lab: HostLab, shape: Shape, values: dict[str, Any]) -> tuple[dict, dict[str, Any]]:
     """The move from NFS to S3 as docs/object-storage.md gives it, on real Harbor: the stack deployed in its first
     stage (storage.mode nfs with roles.objectStore: Garage and the bucket beside the NFS server) holds MOVE_IMAGES
     images pushed through the VIP; Harbor is set read-only (its API) and a pull loop of every image through the VIP
     starts; scripts/storage_to_s3.py copies the NFS folder into the bucket from node1 (twice: the second copies
-    nothing); the stack is applied with storage.mode s3 (the switch); every tag Harbor gave at the pushes is listed
-    by its API with the same digest and pulled; the loop stops, Harbor leaves read-only. Returns the figures and the
-    switched stack's values."""
+    nothing); the stack is applied with storage.mode s3 (the switch); scripts/verify_migration.py checks every tag
+    Harbor serves against its record taken before the copy, and every image pushed before is pulled; the loop stops,
+    Harbor leaves read-only. Returns the figures and the switched stack's values."""
     from labs.hosts import drills  # drills imports host_lab, which imports this module lazily
     t0 = time.monotonic()
     cfg = parse_cluster_config(values)
@@ -207,6 +216,14 @@ def move(lab: HostLab, shape: Shape, values: dict[str, Any]) -> tuple[dict, dict
                                    "--duration", "600"], timeout=1200)
     images = filled.get("pushed", {})
     api.call("PUT", "/configurations", {"read_only": True})
+    # Every tag Harbor serves, recorded through the VIP by scripts/verify_migration.py now that nothing changes, and
+    # verified against the record after the switch (docs/object-storage.md, step 2 and 5).
+    record = lab.work / "tags-before-move.json"
+    record.unlink(missing_ok=True)  # written once by the script: a rerun of the lab starts a new one
+    admin = {"SOURCE_USERNAME": "admin", "SOURCE_PASSWORD": lab.admin_password,
+             "TARGET_USERNAME": "admin", "TARGET_PASSWORD": lab.admin_password}
+    recorded = checked_migration(lab, ["--source", f"https://{lab.vip}", "--source-ca-file", lab.vip_ca_file(),
+                                       "--record", str(record)], admin)
     try:
         harbor.client_result(["push", lab.vip, "--repo", MOVE_REPO, "--tag", "late"], timeout=300)
         refused, late_push = False, "pushed"
@@ -223,16 +240,15 @@ def move(lab: HostLab, shape: Shape, values: dict[str, Any]) -> tuple[dict, dict
                      "failure": c.stderr[-500:]} for c in copies)
     switched = {**values, "storage": {**values["storage"], "mode": "s3"}}
     switch = lab.up(switched) if first.get("ok") else None
-    # Every tag after the switch: Harbor keeps tags in its database and its registry's folder holds manifests by
-    # digest only (no _manifests/tags), so scripts/verify_migration.py, which lists a registry's tags, finds none in
-    # the NFS folder. The record is the tags and digests Harbor gave at the pushes (still read-only since): each must
-    # be listed by Harbor's API with that digest and pulled through the VIP with its digests checked.
-    listed: dict[str, str] = {}
+    # Every tag after the switch: Harbor (still read-only) against the record taken before it, and each image pushed
+    # before the move pulled through the VIP with its digests checked. The record itself must hold those images as
+    # the pushes gave them.
+    in_record = json.loads(record.read_text())["repositories"].get(MOVE_REPO, {}) if recorded.get("ok") else {}
+    verified: dict = {}
     pulled: dict = {}
     if switch is not None and switch.ok:
-        artifacts = api.call("GET", f"/projects/library/repositories/{MOVE_REPO.split('/', 1)[1]}/artifacts"
-                                    "?page_size=100&with_tag=true") or []
-        listed = {t["name"]: a["digest"] for a in artifacts for t in (a.get("tags") or [])}
+        verified = checked_migration(lab, ["--source-record", str(record), "--target", f"https://{lab.vip}",
+                                           "--target-ca-file", lab.vip_ca_file()], admin)
         pulled = harbor.client_result(["verify", lab.vip, "--repo", MOVE_REPO, "--pushed",
                                        "/tmp/hostlab-move-images.json"], timeout=1200)
     ssh(harbor.client, f"touch {MOVE_STOP}")
@@ -241,9 +257,12 @@ def move(lab: HostLab, shape: Shape, values: dict[str, Any]) -> tuple[dict, dict
     rounds = [r for r in lines if "client_failed" not in r]
     crashed = len(lines) - len(rounds)
     api.call("PUT", "/configurations", {"read_only": False})
-    result = {"tags": len(listed),
-              "verified_equal": min(sum(1 for tag, digest in images.items() if listed.get(tag) == digest),
-                                    pulled.get("images_ok", 0)),
+    totals = verified.get("totals", {})
+    result = {"tags": recorded.get("tags", 0),
+              "verified_equal": totals.get("matching", 0) if verified.get("ok") else 0,
+              "recorded_as_pushed": bool(images) and all(in_record.get(t) == d for t, d in images.items()),
+              "images_pulled_equal": pulled.get("images_ok", 0), "verification": totals,
+              "verify_errors": [e for e in (recorded.get("error"), verified.get("error")) if e],
               "images": len(images), "push_refused_read_only": refused, "late_push": late_push,
               # Images a round could not pull or found different, after the client's docker-like retries; a round
               # whose client failed (no token, say) counts every image.
@@ -259,7 +278,8 @@ def move(lab: HostLab, shape: Shape, values: dict[str, Any]) -> tuple[dict, dict
               "seconds": round(time.monotonic() - t0, 1)}
     result["ok"] = bool(images and len(images) == MOVE_IMAGES and refused and first.get("ok") and second.get("ok")
                         and second.get("copied") == 0 and switch is not None and switch.ok and not switch.teardowns
-                        and result["tags"] == len(images) and result["verified_equal"] == result["tags"]
+                        and result["tags"] >= len(images) and result["verified_equal"] == result["tags"]
+                        and result["recorded_as_pushed"] and result["images_pulled_equal"] == len(images)
                         and rounds and result["failed_pulls"] == 0)
     log(f"s3 real Harbor: move from NFS {result}")
     return result, switched

@@ -8,10 +8,10 @@ from scripts.convention import write_json
 from .client import RegistryClient, load_credentials
 
 
-def add_registry_arguments(parser: argparse.ArgumentParser, side: str) -> None:
+def add_registry_arguments(parser: argparse.ArgumentParser, side: str, required: bool = True) -> None:
     """--<side> URL, --<side>-credentials-file, --<side>-insecure / --<side>-ca-file (credentials never on argv)."""
     env = side.upper()
-    parser.add_argument(f"--{side}", required=True, metavar="URL",
+    parser.add_argument(f"--{side}", required=required, metavar="URL",
                         help=f"{side} registry base URL, e.g. https://registry.example:5000")
     parser.add_argument(f"--{side}-credentials-file", metavar="FILE",
                         help=f"file with one line `user:password` for the {side}; otherwise {env}_USERNAME and "

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 # The manifest media types a migration has to compare: image indexes / manifest lists first, so a multi-arch tag
 # resolves to its index digest (what `docker pull` resolves and what Harbor replicates) and never to one platform.
@@ -109,6 +111,13 @@ def _without_page_size(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+# Reads are retried when the registry is briefly slow or unavailable (a read timeout, a reset connection, 429 or a
+# 502-504 from its load balancer): a verification of every tag must not fail on one transient error. Writes are not
+# (a blob upload is not idempotent); after the last retry the registry's own answer is reported.
+READ_RETRY = Retry(total=4, connect=4, read=4, status=4, backoff_factor=1.0, allowed_methods=frozenset({"GET", "HEAD"}),
+                   status_forcelist=(429, 502, 503, 504), respect_retry_after_header=True, raise_on_status=False)
+
+
 class RegistryClient:
     """Registry HTTP API v2 at `base_url` (`https://host[:port]`), safe to share between threads."""
 
@@ -135,6 +144,9 @@ class RegistryClient:
             session = requests.Session()
             session.verify = self.verify_tls
             session.trust_env = False  # registry traffic must not go through a proxy from the environment
+            adapter = HTTPAdapter(max_retries=READ_RETRY)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
             self._local.session = session
             with self._lock:
                 self._sessions.append(session)

@@ -4,12 +4,10 @@ from __future__ import annotations
 import sys
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 from collections.abc import Callable, Iterable, Iterator, Sized
 
 from tqdm import tqdm
-
-from .client import RegistryClient
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -48,6 +46,22 @@ def bounded_map(fn: Callable[[T], R], items: Iterable[T],
 _END = object()
 
 
+class TagSource(Protocol):
+    """What a verification reads from its source: a live registry (RegistryClient) or a record of one
+    (record.RecordedRegistry)."""
+    base_url: str
+
+    def __enter__(self) -> TagSource: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def iter_repositories(self, page_size: int = 100) -> Iterator[str]: ...
+
+    def iter_tags(self, repository: str, page_size: int = 1000) -> Iterator[str]: ...
+
+    def manifest_digest(self, repository: str, reference: str) -> str: ...
+
+
 def read_repository_list(path: str) -> list[str]:
     """Repository names, one per line; blank lines and `#` comments ignored."""
     names = []
@@ -58,7 +72,7 @@ def read_repository_list(path: str) -> list[str]:
     return names
 
 
-def repositories(client: RegistryClient, repos_from: str | None, page_size: int) -> list[str]:
+def repositories(client: TagSource, repos_from: str | None, page_size: int) -> list[str]:
     """The repository names (a list: their count gives the progress bar its total; names are small even by the
     hundred thousand, unlike the tags, which stay streamed)."""
     return read_repository_list(repos_from) if repos_from else list(client.iter_repositories(page_size))

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from collections.abc import Iterable, Iterator
 
 from .client import NotFound, RegistryClient, RegistryError
-from .common import bounded_map, extrapolate_total, format_table, progress_bar
+from .common import TagSource, bounded_map, extrapolate_total, format_table, progress_bar
 
 DETAIL_LINES_PER_KIND = 10  # the table shows the first names of each kind; the JSON report has them all
 
@@ -74,7 +74,7 @@ def target_name(repository: str, target_project: str | None) -> str:
     return f"{target_project.strip('/')}/{repository}" if target_project else repository
 
 
-def verify(source: RegistryClient, target: RegistryClient, repositories: Iterable[str], *,
+def verify(source: TagSource, target: RegistryClient, repositories: Iterable[str], *,
            target_project: str | None = None, concurrency: int = 16, page_size: int = 1000,
            show_progress: bool = True) -> Report:
     results: list[RepositoryResult] = []

@@ -222,3 +222,36 @@ def test_token_realm_rule(registry, realm, allowed):
     else:
         with pytest.raises(RegistryError, match="refusing"):
             client._check_realm(realm)
+
+
+@pytest.fixture
+def faltering_registry():
+    """A registry on 127.0.0.1 whose first manifest read stalls 1.5 s (past the test client's 0.5 s timeout) and whose
+    PUTs answer 503; counts the requests of each method."""
+    seen = {"GET": 0, "PUT": 0}  # HEAD counts as a read, with GET
+
+    class Handler(_Handler):
+        def do_GET(self):
+            seen["GET"] += 1
+            if seen["GET"] == 1:
+                time.sleep(1.5)
+            self._reply(MANIFEST, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+
+        do_HEAD = do_GET
+
+        def do_PUT(self):
+            seen["PUT"] += 1
+            self._reply(b"", {}, 503)
+
+    with _serve(Handler) as url:
+        yield url, seen
+
+
+def test_a_read_that_times_out_is_retried_and_a_503_write_is_not(faltering_registry):
+    url, seen = faltering_registry
+    with RegistryClient(url, timeout=0.5) as client:
+        assert client.manifest_digest("p/app", "v1") == "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
+        with pytest.raises(RegistryError) as refused:
+            client.request("PUT", "/v2/p/app/manifests/v1", "", ok=(201,), data=MANIFEST)
+    # HEAD stalled, HEAD again, then GET for the body (no digest header here); the PUT once.
+    assert seen == {"GET": 3, "PUT": 1} and refused.value.status == 503

@@ -16,6 +16,8 @@ import sys
 import termios
 import time
 
+import pytest
+
 from tests.support.registries import (BASE_LAYER, EXTRA, MISMATCHED, MISSING, MULTI_ARCH, PASSWORD, SCRIPTS,
                                      SOURCE_IMAGES, TARGET_PROJECT, USER, record_urls)
 from scripts.registry_tools.client import CATALOG_SCOPE, MANIFEST_MEDIA_TYPES, TOKEN_RENEW_MARGIN, repository_scope
@@ -26,9 +28,14 @@ ALL_REPOSITORIES = sorted([*SOURCE_IMAGES, MULTI_ARCH[0]])
 
 def run_verify(registries, target, *extra, env=None, json_path=None):
     """Run the CLI as an operator would; credentials only through the environment or a file."""
+    return run_cli(registries, "--source", registries.source.url, "--target", target.url, *extra, env=env,
+                   json_path=json_path)
+
+
+def run_cli(registries, *arguments, env=None, json_path=None):
+    """verify_migration.py with `arguments` and --json; (the process, its JSON report or None)."""
     json_path = json_path or registries.workdir / "report.json"
-    command = [sys.executable, str(SCRIPTS / "verify_migration.py"), "--source", registries.source.url,
-               "--target", target.url, "--json", str(json_path), *extra]
+    command = [sys.executable, str(SCRIPTS / "verify_migration.py"), "--json", str(json_path), *arguments]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120,
                             env={**os.environ, **(env or {})})
     report = json.loads(json_path.read_text()) if json_path.exists() else None
@@ -196,3 +203,82 @@ def test_progress_bar_is_drawn_on_a_terminal_only(registries):
         os.close(main_fd)
     assert on_terminal.returncode == 1
     assert b"\rverifying: 0tag [" in drawn  # then erased at the end (leave=False): the table stays clean
+
+
+def test_a_record_of_the_source_gives_the_same_report_as_the_live_source(registries, tmp_path):
+    record = tmp_path / "record.json"
+    result, report = run_cli(registries, "--source", registries.source.url, "--record", str(record))
+    assert result.returncode == 0, result.stderr
+    assert report == {"source": registries.source.url, "record": str(record), "ok": True,
+                      "repositories": len(ALL_REPOSITORIES), "tags": SOURCE_TAG_COUNT}
+    assert f"recorded {SOURCE_TAG_COUNT} tags of {len(ALL_REPOSITORIES)} repositories" in result.stdout
+    assert json.loads(record.read_text())["repositories"]["multi/arch"] == {"latest": registries.index_digest}
+    result, report = run_cli(registries, "--source-record", str(record), "--target", registries.basic.url,
+                             "--target-project", TARGET_PROJECT,
+                             env={"TARGET_USERNAME": USER, "TARGET_PASSWORD": PASSWORD})
+    assert result.returncode == 1, result.stderr
+    assert problems(report) == EXPECTED_PROBLEMS
+    assert report["totals"]["matching"] == SOURCE_TAG_COUNT - 2
+    assert report["source"].startswith(f"record {record} of {registries.source.url} at ")
+
+
+def test_a_registry_verified_against_its_own_record_finds_the_tag_changed_since(registries, tmp_path):
+    """The storage move's check: one registry, recorded before a change and verified against the record after."""
+    repos = tmp_path / "repos.txt"
+    repos.write_text("recorded/app\n")
+    env = {"SOURCE_USERNAME": USER, "SOURCE_PASSWORD": PASSWORD, "TARGET_USERNAME": USER, "TARGET_PASSWORD": PASSWORD}
+    with registries.client(registries.basic) as registry:
+        for tag in ("v1", "v2"):
+            push_image(registry, "recorded/app", tag, [BASE_LAYER, layer("app/version", f"{tag}\n".encode())])
+        record = tmp_path / "before.json"
+        result, _ = run_cli(registries, "--source", registries.basic.url, "--record", str(record),
+                            "--repos-from", str(repos), env=env)
+        assert result.returncode == 0, result.stderr
+        against_record = ("--source-record", str(record), "--target", registries.basic.url, "--repos-from", str(repos))
+        result, report = run_cli(registries, *against_record, env=env)
+        assert (result.returncode, report["totals"]["matching"]) == (0, 2), result.stdout + result.stderr
+        push_image(registry, "recorded/app", "v2", [BASE_LAYER, layer("app/version", b"v2 changed\n")])
+    result, report = run_cli(registries, *against_record, env=env)
+    assert result.returncode == 1
+    assert problems(report) == {"missing": set(), "mismatched": {("recorded/app", "v2")}, "extra": set()}
+    # A second record to the same file is refused: the state before the change must survive a rerun.
+    before = record.read_text()
+    result, report = run_cli(registries, "--source", registries.basic.url, "--record", str(record),
+                             "--repos-from", str(repos), env=env)
+    assert result.returncode == 2
+    assert "the file exists; a record is written once" in report["error"]
+    assert record.read_text() == before
+
+
+def test_no_record_is_written_when_a_repository_cannot_be_read(registries, tmp_path):
+    repos = tmp_path / "repos.txt"
+    repos.write_text("library/alpine\nno/such-repository\n")
+    record = tmp_path / "record.json"
+    result, report = run_cli(registries, "--source", registries.source.url, "--record", str(record),
+                             "--repos-from", str(repos))
+    assert result.returncode == 2
+    assert "no/such-repository: listing tags" in report["error"]
+    assert not record.exists()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--target", "http://127.0.0.1:9"], "give one source: --source URL or --source-record FILE"),
+    (["--source", "http://127.0.0.1:9", "--source-record", "r.json", "--target", "http://127.0.0.1:9"],
+     "give one source"),
+    (["--source", "http://127.0.0.1:9"], "give --target URL (compare) or --record FILE"),
+    (["--source-record", "r.json", "--record", "s.json"], "--record records a live --source"),
+])
+def test_usage_errors_name_the_options_and_exit_2(arguments, message):
+    result = subprocess.run([sys.executable, str(SCRIPTS / "verify_migration.py"), *arguments],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_a_file_that_is_not_a_record_is_refused_before_any_request(tmp_path):
+    stray = tmp_path / "report.json"
+    stray.write_text(json.dumps({"source": "https://old", "ok": True}))
+    result = subprocess.run([sys.executable, str(SCRIPTS / "verify_migration.py"), "--source-record", str(stray),
+                             "--target", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"--source-record {stray}: not a tag record" in result.stderr
