@@ -1,4 +1,5 @@
-"""Pieces shared by the inventory and the verification: the bounded pool, repository lists, progress, tables."""
+"""Pieces shared by the inventory, the record and the verification: the bounded pool, the walk over every tag,
+repository lists, tables."""
 from __future__ import annotations
 
 import sys
@@ -78,19 +79,33 @@ def repositories(client: TagSource, repos_from: str | None, page_size: int) -> l
     return read_repository_list(repos_from) if repos_from else list(client.iter_repositories(page_size))
 
 
-def progress_bar(description: str, enabled: bool) -> tqdm:
-    """A progress bar on stderr when it is a terminal; silent in pipelines and CI logs (tqdm's disable=None)."""
-    return tqdm(desc=description, unit="tag", disable=None if enabled else True, file=sys.stderr, leave=False)
+class TagWalk:
+    """The walk the inventory, the record and the verification share: each repository's tags listed on the caller's
+    thread, each tag's work on the bounded pool, and one progress bar on stderr (when it is a terminal; silent in
+    pipelines and CI logs) whose total, hence its ETA, is the tags listed so far scaled to every repository."""
 
+    def __init__(self, description: str, repositories: Iterable[str], show_progress: bool):
+        self.repositories = repositories
+        self.bar = tqdm(desc=description, unit="tag", disable=None if show_progress else True, file=sys.stderr,
+                        leave=False)
+        self._tags = self._listed = 0
 
-def extrapolate_total(bar: tqdm, tags_listed: int, repositories_listed: int, repositories: Iterable[str]) -> None:
-    """Give the tag bar a total, hence an ETA: the tags listed so far scaled to every repository (exact once the
-    last repository is listed), and `repository k of N` beside it."""
-    count = len(repositories) if isinstance(repositories, Sized) else None
-    if not count or not repositories_listed:
-        return
-    bar.total = max(tags_listed, round(tags_listed * count / repositories_listed))
-    bar.set_postfix_str(f"repository {repositories_listed} of {count}")
+    def listed(self, tags: int) -> None:
+        """One more repository is listed, with `tags` tags: the bar's total is exact once the last one is."""
+        self._listed += 1
+        self._tags += tags
+        count = len(self.repositories) if isinstance(self.repositories, Sized) else None
+        if count:
+            self.bar.total = max(self._tags, round(self._tags * count / self._listed))
+            self.bar.set_postfix_str(f"repository {self._listed} of {count}")
+
+    def run(self, fn: Callable[[T], R], items: Iterable[T],
+            concurrency: int) -> Iterator[tuple[T, R | None, Exception | None]]:
+        """bounded_map(fn, items, concurrency), each finished item counted on the bar."""
+        with self.bar:
+            for finished in bounded_map(fn, items, concurrency):
+                self.bar.update()
+                yield finished
 
 
 def format_table(headers: list[str], rows: list[list]) -> str:

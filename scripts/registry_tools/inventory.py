@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from collections.abc import Iterable, Iterator
 
 from .client import INDEX_MEDIA_TYPES, RegistryClient, RegistryError
-from .common import bounded_map, extrapolate_total, format_table, human_bytes, progress_bar
+from .common import TagWalk, format_table, human_bytes
 
 
 @dataclass
@@ -44,8 +44,7 @@ def inventory(client: RegistryClient, repositories: Iterable[str], *, concurrenc
     # Results of neighbouring repositories arrive interleaved, so the distinct sets are kept per repository.
     manifests: dict[str, set[str]] = {}
     blobs: dict[str, dict[str, int]] = {}
-    bar = progress_bar("inventory", show_progress)
-    listed_tags = [0]  # tags listed so far, for the bar's estimated total
+    walk = TagWalk("inventory", repositories, show_progress)
 
     def tags() -> Iterator[tuple[RepositoryInventory, str]]:
         for repository in repositories:
@@ -58,18 +57,15 @@ def inventory(client: RegistryClient, repositories: Iterable[str], *, concurrenc
                     yield row, tag
             except (RegistryError, OSError) as error:  # recorded in the row; the inventory goes on
                 row.error = str(error)
-            listed_tags[0] += row.tags
-            extrapolate_total(bar, listed_tags[0], len(rows), repositories)
+            walk.listed(row.tags)
 
-    with bar:
-        for (row, tag), result, error in bounded_map(lambda item: manifest_blobs(client, item[0].repository, item[1]),
-                                                     tags(), concurrency):
-            bar.update()
-            if error is not None:
-                row.error = f"{tag}: {error}"
-            else:
-                manifests[row.repository].add(result[0])
-                blobs[row.repository].update(result[1])
+    for (row, tag), result, error in walk.run(lambda item: manifest_blobs(client, item[0].repository, item[1]),
+                                              tags(), concurrency):
+        if error is not None:
+            row.error = f"{tag}: {error}"
+        else:
+            manifests[row.repository].add(result[0])
+            blobs[row.repository].update(result[1])
     all_blobs: dict[str, int] = {}
     for row in rows:
         row.manifests = len(manifests[row.repository])

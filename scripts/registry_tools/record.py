@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .client import NotFound, RegistryClient, RegistryError
-from .common import bounded_map, extrapolate_total, progress_bar
+from .common import TagWalk
 
 FORMAT = "harbor-ha-tag-record/1"
 
@@ -28,8 +28,7 @@ def record(client: RegistryClient, repositories: Iterable[str], *, concurrency: 
     "repositories": {repository: {tag: digest}}}. Any tag that cannot be read fails the whole record, since a
     tag left out would later go unverified."""
     tags: dict[str, dict[str, str]] = {}
-    bar = progress_bar("recording", show_progress)
-    listed = [0]
+    walk = TagWalk("recording", repositories, show_progress)
 
     def every_tag() -> Iterator[tuple[str, str]]:
         for repository in repositories:
@@ -38,19 +37,16 @@ def record(client: RegistryClient, repositories: Iterable[str], *, concurrency: 
                 names = list(client.iter_tags(repository, page_size))
             except (RegistryError, OSError) as error:
                 raise RecordError(f"{repository}: listing tags: {error}") from error
-            listed[0] += len(names)
-            extrapolate_total(bar, listed[0], len(tags), repositories)
+            walk.listed(len(names))
             yield from ((repository, tag) for tag in names)
 
     def digest(item: tuple[str, str]) -> str:
         return client.manifest_digest(*item)
 
-    with bar:
-        for (repository, tag), found, error in bounded_map(digest, every_tag(), concurrency):
-            bar.update()
-            if error is not None:
-                raise RecordError(f"{repository}:{tag}: {error}") from error
-            tags[repository][tag] = found  # type: ignore[assignment]  # no error: a digest
+    for (repository, tag), found, error in walk.run(digest, every_tag(), concurrency):
+        if error is not None:
+            raise RecordError(f"{repository}:{tag}: {error}") from error
+        tags[repository][tag] = found  # type: ignore[assignment]  # no error: a digest
     return {"format": FORMAT, "registry": client.base_url,
             "recorded": datetime.now(UTC).isoformat(timespec="seconds"),
             "tags": sum(len(t) for t in tags.values()),

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from collections.abc import Iterable, Iterator
 
 from .client import NotFound, RegistryClient, RegistryError
-from .common import TagSource, bounded_map, extrapolate_total, format_table, progress_bar
+from .common import TagSource, TagWalk, format_table
 
 DETAIL_LINES_PER_KIND = 10  # the table shows the first names of each kind; the JSON report has them all
 
@@ -78,8 +78,7 @@ def verify(source: TagSource, target: RegistryClient, repositories: Iterable[str
            target_project: str | None = None, concurrency: int = 16, page_size: int = 1000,
            show_progress: bool = True) -> Report:
     results: list[RepositoryResult] = []
-    bar = progress_bar("verifying", show_progress)
-    listed_tags = [0]  # source tags listed so far, for the bar's estimated total
+    walk = TagWalk("verifying", repositories, show_progress)
 
     def common_tags() -> Iterator[tuple[RepositoryResult, str]]:
         """Yield the tags present on both sides; record missing and extra ones on the way."""
@@ -92,6 +91,7 @@ def verify(source: TagSource, target: RegistryClient, repositories: Iterable[str
                 target_tags = set()  # the repository never arrived: every source tag will be reported missing
             except (RegistryError, OSError) as error:
                 result.errors.append(f"listing target tags: {error}")
+                walk.listed(0)
                 continue
             result.target_tags = len(target_tags)
             try:
@@ -102,13 +102,12 @@ def verify(source: TagSource, target: RegistryClient, repositories: Iterable[str
                         yield result, tag
                     else:
                         result.missing.append(tag)
-                        bar.update()
+                        walk.bar.update()
             except (RegistryError, OSError) as error:
                 result.errors.append(f"listing source tags: {error}")
             else:  # only a complete source listing tells which target tags are extra
                 result.extra = sorted(target_tags)
-            listed_tags[0] += result.source_tags
-            extrapolate_total(bar, listed_tags[0], len(results), repositories)
+            walk.listed(result.source_tags)
 
     def compare(item: tuple[RepositoryResult, str]) -> tuple[str, str | None]:
         result, tag = item
@@ -123,17 +122,15 @@ def verify(source: TagSource, target: RegistryClient, repositories: Iterable[str
         except (RegistryError, OSError) as error:
             raise RegistryError(f"target: {error}") from error
 
-    with bar:
-        for (result, tag), digests, error in bounded_map(compare, common_tags(), concurrency):
-            bar.update()
-            if error is not None:
-                result.errors.append(f"{tag}: {error}")
-            elif digests[1] is None:
-                result.missing.append(tag)
-            elif digests[0] != digests[1]:
-                result.mismatched.append(Mismatch(tag, *digests))
-            else:
-                result.matching += 1
+    for (result, tag), digests, error in walk.run(compare, common_tags(), concurrency):
+        if error is not None:
+            result.errors.append(f"{tag}: {error}")
+        elif digests[1] is None:
+            result.missing.append(tag)
+        elif digests[0] != digests[1]:
+            result.mismatched.append(Mismatch(tag, *digests))
+        else:
+            result.matching += 1
     return Report(source.base_url, target.base_url, target_project, results)
 
 

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from scripts.registry_tools.client import Credentials, RegistryClient, RegistryError, load_credentials, parse_challenge
-from scripts.registry_tools.common import bounded_map, format_table, read_repository_list
+from scripts.registry_tools.common import TagWalk, bounded_map, format_table, read_repository_list
 
 TAGS = [f"v{i:03d}" for i in range(25)]
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -86,6 +86,17 @@ def test_bounded_map_pulls_items_lazily_and_keeps_at_most_twice_the_concurrency_
     assert 1 < peak <= 4
     assert isinstance(results[3], RuntimeError)
     assert all(results[i] == 2 * i for i in results if i != 3)
+
+
+def test_tag_walk_scales_its_total_from_the_repositories_listed_so_far():
+    walk = TagWalk("walking", ["a", "b", "c", "d"], show_progress=False)
+    walk.listed(10)
+    assert (walk.bar.total, walk.bar.postfix) == (40, "repository 1 of 4")
+    walk.listed(0)
+    walk.listed(2)
+    assert (walk.bar.total, walk.bar.postfix) == (16, "repository 3 of 4")
+    finished = list(walk.run(lambda i: i + 1, range(12), concurrency=3))
+    assert sorted(result for _, result, _ in finished) == list(range(1, 13))
 
 
 def test_format_table_aligns_text_left_and_numbers_right():
