@@ -263,8 +263,10 @@ def pull(host: str, repo: str, tag: str) -> dict:
     for desc in [manifest["config"], *manifest["layers"]]:
         s, h, blob = request(host, "GET", f"/v2/{repo}/blobs/{desc['digest']}", timeout=30)
         served.append((f"GET blob {desc['digest'][:19]}", h.get(NODE_HEADER.lower())))
-        if s != 200 or _digest(blob) != desc["digest"]:
-            bad.append(f"{desc['digest']}: HTTP {s}, content {_digest(blob)}")
+        if s != 200:  # unreadable, as a failed manifest read: retried, then counted lost (not corrupted)
+            raise RuntimeError(f"pulling blob {desc['digest'][:19]}: HTTP {s} {blob[:200]!r}")
+        if _digest(blob) != desc["digest"]:
+            bad.append(f"{desc['digest']}: content {_digest(blob)}")
     return {"digest": _digest(body), "registry_digest": headers.get("docker-content-digest"), "served": served,
             "bad_blobs": bad}
 
@@ -369,8 +371,12 @@ def verify_everywhere(hosts: list[str], repo: str, pushed: dict[str, str], attem
 
 def _checked_pull(host: str, repo: str, tag: str, digest: str) -> dict:
     result = pull(host, repo, tag)
-    if result["digest"] != digest or result["bad_blobs"]:
-        raise ValueError(f"{tag}: pulled digest {result['digest']} (pushed {digest}), bad blobs {result['bad_blobs']}")
+    # the cause first: the drills' reports keep the first 140 characters of an error
+    problems = [f"blob {b}" for b in result["bad_blobs"]]
+    if result["digest"] != digest:
+        problems.append(f"manifest {result['digest']} (pushed {digest})")
+    if problems:
+        raise ValueError(f"{tag}: {'; '.join(problems)}")
     return result
 
 

@@ -4,6 +4,7 @@ outage test, by its PID."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -53,6 +54,22 @@ def test_an_image_deleted_after_its_push_is_counted_lost(tls_registry):
     checks = ha_client.verify_images("127.0.0.1", REPO, out["pushed"], attempts=2, delay=0.1)
     assert [c["ref"] for c in checks if c["state"] == "lost"] == [tag]
     assert sum(c["state"] == "ok" for c in checks) == 2
+
+
+def test_an_image_whose_layer_is_gone_is_counted_lost_with_the_blobs_status_first(tls_registry):
+    """A blob the registry answers with an error is unreadable, not corrupted: the pull is retried, then the image
+    counts as lost, and the error names the blob's status within the 140 characters the drills' reports keep."""
+    out = ha_client.workload("127.0.0.1", REPO, count=2, duration=60, layer_size=1024, attempts=1, delay=0,
+                             verify=False)
+    tag, digest = next(iter(out["pushed"].items()))
+    status, _, body = ha_client.request("127.0.0.1", "GET", f"/v2/{REPO}/manifests/{digest}",
+                                        headers={"Accept": ha_client.OCI_MANIFEST})
+    layer = json.loads(body)["layers"][0]["digest"]
+    assert ha_client.request("127.0.0.1", "DELETE", f"/v2/{REPO}/blobs/{layer}")[0] == 202
+    checks = {c["ref"]: c for c in ha_client.verify_images("127.0.0.1", REPO, out["pushed"], attempts=2, delay=0.1)}
+    assert [c["state"] for c in checks.values()].count("ok") == 1
+    assert checks[tag]["state"] == "lost" and len(checks[tag]["errors"]) == 2, checks[tag]
+    assert f"pulling blob {layer[:19]}: HTTP 404" in checks[tag]["errors"][0][:140]
 
 
 def test_an_outage_is_retried_through_and_shows_as_the_longest_push_gap(tls_registry):
